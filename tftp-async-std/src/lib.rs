@@ -1,0 +1,1 @@
+//! tftp-async-std adapter for tftp-proto.

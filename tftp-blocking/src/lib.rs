@@ -1,0 +1,1 @@
+//! tftp-blocking adapter for tftp-proto.

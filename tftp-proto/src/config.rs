@@ -1,0 +1,141 @@
+//! Session configuration shared by servers and clients.
+
+use std::time::Duration;
+
+use crate::options::OptionLimits;
+
+/// What block number follows 65535 (RFC 1350 does not say).
+///
+/// The de-facto rule (tftp-hpa, iPXE, most clients) is 0; a few implementations use 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Rollover {
+    /// 65535 is followed by 0.
+    #[default]
+    ToZero,
+    /// 65535 is followed by 1.
+    ToOne,
+}
+
+impl Rollover {
+    /// The wire block number of the `index`-th block (block 1 is the first DATA; 0 is the
+    /// acknowledgement of an OACK or WRQ).
+    pub fn wire_block(self, index: u64) -> u16 {
+        match self {
+            Rollover::ToZero => index as u16,
+            Rollover::ToOne if index == 0 => 0,
+            Rollover::ToOne => ((index - 1) % 65535 + 1) as u16,
+        }
+    }
+
+    /// The block index in `lo..=hi` whose wire number is `wire`, if there is one. When the
+    /// range spans more than one cycle, the highest match wins.
+    pub fn resolve(self, wire: u16, lo: u64, hi: u64) -> Option<u64> {
+        if lo > hi {
+            return None;
+        }
+        let (start, period) = match self {
+            Rollover::ToZero => (lo, 65536u64),
+            Rollover::ToOne => {
+                if wire == 0 {
+                    return (lo == 0).then_some(0);
+                }
+                (lo.max(1), 65535u64)
+            }
+        };
+        if start > hi {
+            return None;
+        }
+        let first = u64::from(self.wire_block(start));
+        let off = (u64::from(wire) + period - first) % period;
+        let mut idx = start + off;
+        if idx > hi {
+            return None;
+        }
+        while idx + period <= hi {
+            idx += period;
+        }
+        Some(idx)
+    }
+}
+
+/// Timers, retries and limits of a session.
+///
+/// ```
+/// use std::time::Duration;
+/// use tftp_proto::Config;
+///
+/// let mut config = Config::default();
+/// config.retries = 10;
+/// config.min_timeout = Duration::from_millis(20);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Retransmissions of the same packet before the transfer fails with a timeout. Default 6.
+    pub retries: u32,
+    /// Retransmission timeout before any round trip has been measured (RFC 6298 §2.1's
+    /// 1 second). Default 1 s.
+    pub initial_timeout: Duration,
+    /// Floor of the adaptive timeout, so a fast link does not retransmit on scheduling noise.
+    /// Default 50 ms.
+    pub min_timeout: Duration,
+    /// Ceiling of the adaptive timeout, also after exponential backoff. Default 5 s.
+    pub max_timeout: Duration,
+    /// How long the receiver of the last DATA keeps answering a repeated last DATA with its
+    /// final ACK (RFC 1350 §6, "dallying"). Default 1 s; never shorter than a negotiated
+    /// `timeout`.
+    pub dally: Duration,
+    /// Block number after 65535.
+    pub rollover: Rollover,
+    /// The largest transfer a receiving session accepts; beyond it the session sends ERROR 3.
+    /// Checked against an announced `tsize` up front and against the bytes as they arrive.
+    pub max_transfer_size: Option<u64>,
+    /// Server side: option limits (ignored by clients).
+    pub limits: OptionLimits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            retries: 6,
+            initial_timeout: Duration::from_secs(1),
+            min_timeout: Duration::from_millis(50),
+            max_timeout: Duration::from_secs(5),
+            dally: Duration::from_secs(1),
+            rollover: Rollover::ToZero,
+            max_transfer_size: None,
+            limits: OptionLimits::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_numbers_wrap() {
+        assert_eq!(Rollover::ToZero.wire_block(65535), 65535);
+        assert_eq!(Rollover::ToZero.wire_block(65536), 0);
+        assert_eq!(Rollover::ToZero.wire_block(65537), 1);
+        assert_eq!(Rollover::ToOne.wire_block(65535), 65535);
+        assert_eq!(Rollover::ToOne.wire_block(65536), 1);
+        assert_eq!(Rollover::ToOne.wire_block(0), 0);
+    }
+
+    #[test]
+    fn resolve_inverts_wire_block() {
+        for r in [Rollover::ToZero, Rollover::ToOne] {
+            for lo in [0u64, 1, 65530, 65535, 131_070, 200_000] {
+                for hi in [lo, lo + 1, lo + 7, lo + 64] {
+                    for idx in lo..=hi {
+                        assert_eq!(r.resolve(r.wire_block(idx), lo, hi), Some(idx));
+                    }
+                }
+                assert_eq!(r.resolve(r.wire_block(lo + 100), lo, lo + 10), None);
+            }
+        }
+        assert_eq!(Rollover::ToOne.resolve(0, 1, 10), None);
+        assert_eq!(Rollover::ToZero.resolve(3, 5, 4), None);
+    }
+}

@@ -1,0 +1,382 @@
+//! The sending half of a transfer: a window of DATA blocks kept for retransmission.
+//!
+//! Memory: one ring of `windowsize × (4 + blksize)` bytes, allocated when the transfer
+//! parameters are known and never grown (bounded by [`crate::OptionLimits::max_window_bytes`]).
+//! Each slot holds a complete DATA packet, header included, so sending is one borrowed slice
+//! and the source is never read twice. Netascii adds one staging buffer of `blksize` bytes.
+//!
+//! Window rule (RFC 7440 §4): send up to `windowsize` blocks past the last acknowledged one,
+//! then wait. An ACK for block k acknowledges everything up to k; if k is short of the last
+//! block sent, the receiver saw a gap and the sender goes back to k + 1. An ACK for an already
+//! acknowledged block is a duplicate and changes nothing — retransmission happens only on a
+//! timeout (RFC 1123 §4.2.3.1, the Sorcerer's Apprentice rule).
+
+use std::time::Instant;
+
+use crate::config::Rollover;
+use crate::error::UsageError;
+use crate::netascii;
+use crate::packet::{HEADER_LEN, write_data_header};
+
+#[derive(Debug)]
+pub(crate) struct Sender {
+    ring: Vec<u8>,
+    blksize: usize,
+    window: u64,
+    rollover: Rollover,
+    /// First block not yet acknowledged.
+    pub(crate) base: u64,
+    /// Next block to fill; blocks `base..filled` are complete in the ring.
+    filled: u64,
+    /// Bytes already in block `filled`.
+    fill_pos: usize,
+    /// Next block to transmit.
+    next_send: u64,
+    /// The last block and its payload length, once the source has ended.
+    eof: Option<(u64, usize)>,
+    /// Netascii translation, when the mode asks for it.
+    netascii: Option<NetasciiStage>,
+    /// The block whose acknowledgement will give an RTT sample, and when it was sent.
+    probe: Option<(u64, Instant)>,
+    /// Payload bytes acknowledged.
+    pub(crate) bytes_acked: u64,
+}
+
+#[derive(Debug)]
+struct NetasciiStage {
+    encoder: netascii::Encoder,
+    staged: Vec<u8>,
+    start: usize,
+    end: usize,
+    source_done: bool,
+}
+
+/// What an ACK meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckResult {
+    /// New blocks acknowledged; carries an RTT sample if one was taken.
+    Progress(Option<core::time::Duration>),
+    /// The last block is acknowledged: the transfer is complete.
+    Done(Option<core::time::Duration>),
+    /// Already acknowledged: ignore (never retransmit on it).
+    Duplicate,
+    /// A block number that was never sent.
+    Invalid,
+}
+
+impl Sender {
+    pub(crate) fn new(blksize: u16, windowsize: u16, rollover: Rollover, netascii: bool) -> Self {
+        let blksize = usize::from(blksize);
+        let window = u64::from(windowsize.max(1));
+        Sender {
+            ring: vec![0; (HEADER_LEN + blksize) * window as usize],
+            blksize,
+            window,
+            rollover,
+            base: 1,
+            filled: 1,
+            fill_pos: 0,
+            next_send: 1,
+            eof: None,
+            netascii: netascii.then(|| NetasciiStage {
+                encoder: netascii::Encoder::new(),
+                staged: vec![0; blksize],
+                start: 0,
+                end: 0,
+                source_done: false,
+            }),
+            probe: None,
+            bytes_acked: 0,
+        }
+    }
+
+    fn slot_range(&self, index: u64) -> core::ops::Range<usize> {
+        let slot = HEADER_LEN + self.blksize;
+        let start = (index % self.window) as usize * slot;
+        start..start + slot
+    }
+
+    fn has_free_slot(&self) -> bool {
+        self.eof.is_none() && self.filled < self.base + self.window
+    }
+
+    /// The caller should supply more source bytes.
+    pub(crate) fn wants_fill(&self) -> bool {
+        match &self.netascii {
+            Some(n) => !n.source_done && n.start == n.end && self.has_free_slot(),
+            None => self.has_free_slot(),
+        }
+    }
+
+    /// Index of the block being filled.
+    pub(crate) fn fill_block(&self) -> u64 {
+        self.filled
+    }
+
+    /// Where the caller writes source bytes.
+    pub(crate) fn fill_buf(&mut self) -> &mut [u8] {
+        let range = self.slot_range(self.filled);
+        let from = range.start + HEADER_LEN + self.fill_pos;
+        match &mut self.netascii {
+            Some(n) => &mut n.staged[n.end..],
+            None => &mut self.ring[from..range.end],
+        }
+    }
+
+    /// The caller wrote `n` bytes into [`Sender::fill_buf`].
+    pub(crate) fn advance(&mut self, n: usize) -> Result<(), UsageError> {
+        let available = self.fill_buf().len();
+        if n > available {
+            return Err(UsageError::Overfill {
+                advanced: n,
+                available,
+            });
+        }
+        match &mut self.netascii {
+            Some(stage) => {
+                stage.end += n;
+                self.pump();
+            }
+            None => {
+                self.fill_pos += n;
+                if self.fill_pos == self.blksize {
+                    self.complete_block();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The source has no more bytes.
+    pub(crate) fn finish(&mut self) {
+        match &mut self.netascii {
+            Some(stage) => {
+                stage.source_done = true;
+                self.pump();
+            }
+            None => {
+                if self.eof.is_none() && self.has_free_slot() {
+                    self.complete_block();
+                }
+            }
+        }
+    }
+
+    /// Netascii: translate staged bytes into free slots.
+    fn pump(&mut self) {
+        while self.has_free_slot() {
+            let range = self.slot_range(self.filled);
+            let out_from = range.start + HEADER_LEN + self.fill_pos;
+            let Some(stage) = self.netascii.as_mut() else {
+                return;
+            };
+            let (consumed, written) = stage.encoder.encode(
+                &stage.staged[stage.start..stage.end],
+                &mut self.ring[out_from..range.end],
+            );
+            stage.start += consumed;
+            if stage.start == stage.end {
+                stage.start = 0;
+                stage.end = 0;
+            }
+            let drained = stage.start == stage.end && !stage.encoder.has_pending();
+            let done = drained && stage.source_done;
+            self.fill_pos += written;
+            if self.fill_pos == self.blksize || done {
+                self.complete_block();
+            } else if drained || written == 0 {
+                return;
+            }
+        }
+    }
+
+    fn complete_block(&mut self) {
+        let range = self.slot_range(self.filled);
+        let len = self.fill_pos;
+        write_data_header(
+            &mut self.ring[range.clone()],
+            self.rollover.wire_block(self.filled),
+        );
+        if len < self.blksize {
+            self.eof = Some((self.filled, len));
+        }
+        self.filled += 1;
+        self.fill_pos = 0;
+    }
+
+    /// A DATA packet is ready and the window allows sending it.
+    pub(crate) fn can_transmit(&self) -> bool {
+        self.next_send < self.filled && self.next_send < self.base + self.window
+    }
+
+    /// The next DATA packet to send and its index, if the window allows one.
+    pub(crate) fn next_transmit(&mut self, now: Instant) -> Option<(&[u8], u64)> {
+        if !self.can_transmit() {
+            return None;
+        }
+        let index = self.next_send;
+        self.next_send += 1;
+        let window_end = (self.base + self.window - 1).min(self.eof.map_or(u64::MAX, |e| e.0));
+        if index == window_end && self.probe.is_none() {
+            self.probe = Some((index, now));
+        }
+        let range = self.slot_range(index);
+        let len = match self.eof {
+            Some((last, len)) if last == index => len,
+            _ => self.blksize,
+        };
+        self.ring
+            .get(range.start..range.start + HEADER_LEN + len)
+            .map(|p| (p, index))
+    }
+
+    /// Blocks were sent and are not yet acknowledged.
+    pub(crate) fn outstanding(&self) -> bool {
+        self.next_send > self.base
+    }
+
+    /// Handle ACK `block`.
+    pub(crate) fn on_ack(&mut self, block: u16, now: Instant) -> AckResult {
+        let Some(index) = self
+            .rollover
+            .resolve(block, self.base - 1, self.next_send - 1)
+        else {
+            return AckResult::Invalid;
+        };
+        if index < self.base {
+            return AckResult::Duplicate;
+        }
+        let sample = match self.probe {
+            Some((probe, sent)) if index >= probe => {
+                self.probe = None;
+                Some(now.saturating_duration_since(sent))
+            }
+            _ => None,
+        };
+        for acked in self.base..=index {
+            self.bytes_acked += match self.eof {
+                Some((last, len)) if last == acked => len as u64,
+                _ => self.blksize as u64,
+            };
+        }
+        self.base = index + 1;
+        if self.eof.is_some_and(|(last, _)| last == index) {
+            return AckResult::Done(sample);
+        }
+        // An ACK short of what was sent means the receiver lost a block: go back (RFC 7440).
+        if self.next_send > self.base {
+            self.next_send = self.base;
+            self.probe = None;
+        }
+        if self.netascii.is_some() {
+            self.pump();
+        }
+        AckResult::Progress(sample)
+    }
+
+    /// A timeout fired: send the unacknowledged blocks again (go-back-N).
+    pub(crate) fn on_timeout(&mut self) {
+        self.next_send = self.base;
+        self.probe = None;
+    }
+
+    /// Blocks acknowledged so far.
+    pub(crate) fn blocks_acked(&self) -> u64 {
+        self.base - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::Packet;
+
+    fn fill(s: &mut Sender, data: &[u8]) -> usize {
+        let buf = s.fill_buf();
+        let n = buf.len().min(data.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        s.advance(n).unwrap();
+        n
+    }
+
+    fn data_of(p: &[u8]) -> (u16, Vec<u8>) {
+        match Packet::decode(p).unwrap() {
+            Packet::Data { block, data } => (block, data.to_vec()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn exact_multiple_ends_with_empty_block() {
+        let now = Instant::now();
+        let mut s = Sender::new(8, 1, Rollover::ToZero, false);
+        assert_eq!(fill(&mut s, b"12345678"), 8);
+        assert!(!s.wants_fill());
+        assert_eq!(data_of(s.next_transmit(now).unwrap().0), (1, b"12345678".to_vec()));
+        assert!(s.next_transmit(now).is_none());
+        assert_eq!(s.on_ack(1, now), AckResult::Progress(Some(Default::default())));
+        assert!(s.wants_fill());
+        s.finish();
+        assert_eq!(data_of(s.next_transmit(now).unwrap().0), (2, vec![]));
+        assert_eq!(s.on_ack(1, now), AckResult::Duplicate);
+        assert!(s.next_transmit(now).is_none(), "no resend on a duplicate ACK");
+        assert!(matches!(s.on_ack(2, now), AckResult::Done(_)));
+    }
+
+    #[test]
+    fn window_goes_back_on_partial_ack() {
+        let now = Instant::now();
+        let mut s = Sender::new(8, 4, Rollover::ToZero, false);
+        for _ in 0..4 {
+            fill(&mut s, &[7; 8]);
+        }
+        assert!(!s.wants_fill());
+        let sent: Vec<u16> = (0..4).map(|_| data_of(s.next_transmit(now).unwrap().0).0).collect();
+        assert_eq!(sent, [1, 2, 3, 4]);
+        assert!(s.next_transmit(now).is_none());
+        assert_eq!(s.on_ack(2, now), AckResult::Progress(None));
+        assert!(s.wants_fill());
+        fill(&mut s, &[1; 8]);
+        fill(&mut s, &[2; 3]);
+        assert!(s.wants_fill(), "a short write is not the end of the source");
+        s.finish();
+        assert!(!s.wants_fill());
+        let sent: Vec<u16> = std::iter::from_fn(|| s.next_transmit(now).map(|p| data_of(p.0).0)).collect();
+        assert_eq!(sent, [3, 4, 5, 6]);
+        assert_eq!(s.on_ack(9, now), AckResult::Invalid);
+        assert!(matches!(s.on_ack(6, now), AckResult::Done(_)));
+        assert_eq!(s.bytes_acked, 5 * 8 + 3);
+    }
+
+    #[test]
+    fn netascii_expands_across_blocks() {
+        let now = Instant::now();
+        let mut s = Sender::new(8, 2, Rollover::ToZero, true);
+        let mut text: &[u8] = b"a\nb\nc\nd\ne\n";
+        while !text.is_empty() {
+            assert!(s.wants_fill());
+            let n = fill(&mut s, text);
+            text = &text[n..];
+        }
+        s.finish();
+        let mut wire = Vec::new();
+        let mut blocks = 0;
+        while let Some((p, _)) = s.next_transmit(now) {
+            wire.extend(data_of(p).1);
+            blocks += 1;
+            if blocks % 2 == 0 {
+                s.on_ack(blocks, now);
+            }
+        }
+        s.on_ack(blocks, now);
+        assert_eq!(wire, b"a\r\nb\r\nc\r\nd\r\ne\r\n");
+        assert_eq!(blocks, 2, "15 bytes: one full block of 8, then 7");
+    }
+
+    #[test]
+    fn overfill_is_a_usage_error() {
+        let mut s = Sender::new(8, 1, Rollover::ToZero, false);
+        assert!(matches!(s.advance(9), Err(UsageError::Overfill { .. })));
+        assert!(s.wants_fill());
+    }
+}

@@ -1,0 +1,276 @@
+//! The server side: requests arriving on the listening port, and the sessions serving them.
+//!
+//! A server adapter receives a datagram on its listening socket and calls
+//! [`IncomingRequest::parse`]. An error either says to ignore the datagram or gives an
+//! [`ErrorReply`] to send back. A request goes to the application, which either refuses it
+//! with an [`ErrorReply`] or starts a [`ServerSession`] (normally on a fresh socket, whose
+//! port is the server's transfer ID, RFC 1350 §4).
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+use std::string::{String, ToString};
+use std::time::Instant;
+
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::error::{DecodeError, TransferError};
+use crate::options::{Direction, OptionValues, negotiate};
+use crate::packet::{ErrorCode, Mode, Packet};
+use crate::session::Session;
+use crate::stats::Outcome;
+
+/// Marker for the server role of a [`Session`].
+#[derive(Debug)]
+pub enum Server {}
+
+/// A session serving one read or write request.
+pub type ServerSession = Session<Server>;
+
+/// Whether the client reads (RRQ) or writes (WRQ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// RRQ: the server sends the file.
+    Read,
+    /// WRQ: the server receives the file.
+    Write,
+}
+
+/// A read or write request, decoded and owned, for the application to decide on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingRequest {
+    /// The client's address and port (its transfer ID).
+    pub peer: SocketAddr,
+    /// Read or write.
+    pub kind: RequestKind,
+    /// The file name exactly as sent. Confining it to a root is the application's job.
+    pub filename: String,
+    /// Transfer mode.
+    pub mode: Mode,
+    /// The known options the client asked for (unknown or malformed ones are dropped).
+    pub options: OptionValues,
+}
+
+/// Why a datagram on the listening port did not start a request.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// From port 0, an unspecified, broadcast or multicast address: drop it silently (an
+    /// answer could be used for reflection and cannot reach a real client anyway).
+    #[error("unacceptable source address")]
+    BadSource,
+    /// A valid packet that is not a request (DATA, ACK, ERROR or OACK to the listening port):
+    /// drop it silently.
+    #[error("not a request")]
+    NotARequest,
+    /// A request that does not decode: answer with [`RequestError::reply`].
+    #[error("malformed request: {0}")]
+    Malformed(DecodeError),
+}
+
+impl RequestError {
+    /// The ERROR to send back, if any.
+    pub fn reply(&self) -> Option<ErrorReply> {
+        match self {
+            RequestError::Malformed(DecodeError::MailMode | DecodeError::UnknownMode) => Some(
+                ErrorReply::new(ErrorCode::ILLEGAL_OPERATION, "Unsupported transfer mode"),
+            ),
+            RequestError::Malformed(e) => Some(ErrorReply::new(
+                ErrorCode::ILLEGAL_OPERATION,
+                format!("Malformed request: {e}"),
+            )),
+            RequestError::BadSource | RequestError::NotARequest => None,
+        }
+    }
+}
+
+/// An ERROR packet to send without a session (to refuse a request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorReply {
+    /// The error code.
+    pub code: ErrorCode,
+    /// The message (keep server-side paths out of it).
+    pub message: Cow<'static, str>,
+}
+
+impl ErrorReply {
+    /// An ERROR with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        ErrorReply {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Encode into `buf`, shortening the message if `buf` is too small (at least 5 bytes are
+    /// needed for an empty message) and dropping any NUL from it. Returns the length written,
+    /// 0 if `buf` is shorter than 5 bytes.
+    pub fn encode(&self, buf: &mut [u8]) -> usize {
+        let Some(room) = buf.len().checked_sub(5) else {
+            return 0;
+        };
+        let mut message: &str = &self.message;
+        if let Some(nul) = message.find('\0') {
+            message = &message[..nul];
+        }
+        let mut end = message.len().min(room);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        Packet::Error {
+            code: self.code,
+            message: &message[..end],
+        }
+        .encode(buf)
+        .unwrap_or(0)
+    }
+}
+
+/// True if a request from `addr` may be answered: not port 0, and not an unspecified,
+/// broadcast or multicast address (RFC 1122 §3.2.1.3 forbids such sources).
+pub fn acceptable_source(addr: SocketAddr) -> bool {
+    if addr.port() == 0 {
+        return false;
+    }
+    match addr.ip().to_canonical() {
+        IpAddr::V4(ip) => !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast()),
+        IpAddr::V6(ip) => !(ip.is_unspecified() || ip.is_multicast()),
+    }
+}
+
+impl IncomingRequest {
+    /// Parse a datagram that arrived on the listening port from `peer`.
+    pub fn parse(peer: SocketAddr, datagram: &[u8]) -> Result<Self, RequestError> {
+        if !acceptable_source(peer) {
+            return Err(RequestError::BadSource);
+        }
+        let (kind, request) = match Packet::decode(datagram) {
+            Ok(Packet::Rrq(r)) => (RequestKind::Read, r),
+            Ok(Packet::Wrq(r)) => (RequestKind::Write, r),
+            Ok(_) => return Err(RequestError::NotARequest),
+            Err(DecodeError::UnknownOpcode(_) | DecodeError::Truncated) => {
+                // Not even a TFTP packet: nothing useful to say, and no reason to answer.
+                return Err(RequestError::NotARequest);
+            }
+            Err(e) => return Err(RequestError::Malformed(e)),
+        };
+        Ok(IncomingRequest {
+            peer,
+            kind,
+            filename: request.filename.to_string(),
+            mode: request.mode,
+            options: OptionValues::from_request(&request.options),
+        })
+    }
+}
+
+impl Session<Server> {
+    /// Start serving `request` at `now` with `config` (whose `limits` may be adjusted per
+    /// request).
+    ///
+    /// For a read, `size` is the number of bytes the source will yield, if known; it answers a
+    /// `tsize` request (RFC 2349). It is ignored for writes.
+    ///
+    /// The first output is the OACK if any option was acknowledged (RFC 2347), else DATA 1 for
+    /// a read (after a [`crate::Output::Fill`]) or ACK 0 for a write. A write whose announced
+    /// `tsize` exceeds [`Config::max_transfer_size`] is refused at once with ERROR 3.
+    pub fn new(request: &IncomingRequest, config: &Config, size: Option<u64>, now: Instant) -> Self {
+        let mut s = Session::new_raw(
+            config,
+            request.peer,
+            true,
+            request.mode,
+            request.options,
+            now,
+        );
+        let direction = match request.kind {
+            RequestKind::Read => Direction::Read { size },
+            RequestKind::Write => Direction::Write,
+        };
+        if let (RequestKind::Write, Some(limit), Some(announced)) =
+            (request.kind, config.max_transfer_size, request.options.tsize)
+        {
+            if announced > limit {
+                s.finish(
+                    now,
+                    Outcome::Failed(TransferError::TooLarge { limit }),
+                    Some((ErrorCode::DISK_FULL, "File exceeds the size limit")),
+                );
+                return s;
+            }
+        }
+        let negotiated = negotiate(&request.options, &config.limits, direction);
+        s.set_options(negotiated.transfer);
+        let oack = (!negotiated.oack.is_empty()).then(|| {
+            negotiated.oack.with_options(|options| {
+                let packet = Packet::Oack(options);
+                let mut buf = vec![0u8; packet.encoded_len()];
+                let n = packet.encode(&mut buf).unwrap_or(0);
+                buf.truncate(n);
+                buf
+            })
+        });
+        match (request.kind, oack) {
+            (RequestKind::Read, Some(oack)) => {
+                s.start_sending(false);
+                s.queue_ctrl(oack);
+            }
+            (RequestKind::Read, None) => s.start_sending(true),
+            (RequestKind::Write, Some(oack)) => {
+                s.start_receiving();
+                s.queue_ctrl(oack);
+            }
+            (RequestKind::Write, None) => {
+                s.start_receiving();
+                s.queue_ctrl(crate::packet::ack_bytes(0).to_vec());
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn listener_classification() {
+        let peer = addr("127.0.0.1:4000");
+        let r = IncomingRequest::parse(peer, b"\0\x01a\0octet\0tsize\x000\0").unwrap();
+        assert_eq!(r.kind, RequestKind::Read);
+        assert_eq!(r.options.tsize, Some(0));
+        assert_eq!(
+            IncomingRequest::parse(peer, b"\0\x04\0\x01"),
+            Err(RequestError::NotARequest)
+        );
+        assert_eq!(
+            IncomingRequest::parse(peer, b"\xff"),
+            Err(RequestError::NotARequest)
+        );
+        let e = IncomingRequest::parse(peer, b"\0\x01a\0mail\0").unwrap_err();
+        assert_eq!(e.reply().unwrap().code, ErrorCode::ILLEGAL_OPERATION);
+        for bad in ["127.0.0.1:0", "255.255.255.255:69", "224.0.0.1:5", "0.0.0.0:5", "[ff02::1]:5"] {
+            assert_eq!(
+                IncomingRequest::parse(addr(bad), b"\0\x01a\0octet\0"),
+                Err(RequestError::BadSource),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_reply_truncates_to_fit() {
+        let reply = ErrorReply::new(ErrorCode::FILE_NOT_FOUND, "File not found\0secret");
+        let mut buf = [0u8; 10];
+        let n = reply.encode(&mut buf);
+        assert_eq!(&buf[..n], b"\0\x05\0\x01File \0");
+        let mut big = [0u8; 64];
+        let n = reply.encode(&mut big);
+        assert_eq!(&big[..n], b"\0\x05\0\x01File not found\0");
+        assert_eq!(reply.encode(&mut [0u8; 4]), 0);
+    }
+}

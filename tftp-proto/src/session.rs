@@ -1,0 +1,845 @@
+//! The poll-style session shared by [`crate::ServerSession`] and [`crate::ClientSession`].
+//!
+//! Four kinds of method, as in quinn-proto:
+//! - getters ([`Session::peer`], [`Session::stats`], [`Session::poll_timeout`], ...);
+//! - input: [`Session::handle_datagram`] and [`Session::handle_timeout`];
+//! - mutators: [`Session::abort`];
+//! - output: [`Session::poll_output`], which must be drained after every input and mutator,
+//!   until it returns [`Output::Wait`] or [`Output::Closed`].
+
+use core::marker::PhantomData;
+use std::net::SocketAddr;
+use std::string::{String, ToString};
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::error::{ProtocolError, TransferError, UsageError};
+use crate::options::{OptionValues, TransferOptions};
+use crate::packet::{ErrorCode, Mode, Packet, ack_bytes};
+use crate::receiver::{DataResult, Receiver};
+use crate::sender::{AckResult, Sender};
+use crate::stats::{Outcome, SessionStats};
+use crate::timer::Rto;
+
+/// The ERROR 5 answer to a datagram from a stranger (RFC 1350 §4), prebuilt.
+const UNKNOWN_TID: &[u8] = b"\x00\x05\x00\x05Unknown transfer ID\x00";
+
+/// A datagram for the caller to send.
+#[must_use = "a Transmit must be sent (or deliberately dropped, which the peer sees as loss)"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit<'a> {
+    /// Where to send it.
+    pub destination: SocketAddr,
+    /// The datagram.
+    pub contents: &'a [u8],
+}
+
+/// Something the caller should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The transfer parameters are settled (after the OACK exchange, or the first answer
+    /// without one). Emitted once, before any data moves.
+    Negotiated(TransferOptions),
+    /// The outcome is known. Emitted once. The session may still have work to do (sending a
+    /// final ERROR, or dallying to re-acknowledge a repeated last block): keep driving it until
+    /// [`Output::Closed`].
+    Finished(SessionStats),
+}
+
+/// The next thing the caller must do, from [`Session::poll_output`].
+#[derive(Debug)]
+#[must_use]
+pub enum Output<'a> {
+    /// Send this datagram, then poll again.
+    Transmit(Transmit<'a>),
+    /// Note this event, then poll again.
+    Event(Event),
+    /// Supply source bytes for the next DATA block (sending side), then poll again.
+    Fill(Fill<'a>),
+    /// Store this received block (receiving side), then confirm, then poll again.
+    Store(Store<'a>),
+    /// Nothing to do until a datagram arrives or the deadline passes (then call
+    /// [`Session::handle_timeout`]). `None`: no deadline.
+    Wait(Option<Instant>),
+    /// The session is over; drop it. Its outcome was reported by [`Event::Finished`].
+    Closed,
+}
+
+/// A lent buffer for the next block's source bytes (sending side).
+///
+/// Write into [`Fill::buf`] and call [`Fill::advance`], or copy with [`Fill::write`]; call
+/// [`Fill::finish`] when the source has no more bytes. Short writes are fine: the block is
+/// sent once it is full or the source has ended. Dropping the handle without a call changes
+/// nothing; the next poll asks again.
+#[derive(Debug)]
+pub struct Fill<'a> {
+    sender: &'a mut Sender,
+}
+
+impl Fill<'_> {
+    /// Index of the block being filled (1 is the first; not wrapped to 16 bits).
+    pub fn block(&self) -> u64 {
+        self.sender.fill_block()
+    }
+
+    /// The free space to write source bytes into (never empty).
+    pub fn buf(&mut self) -> &mut [u8] {
+        self.sender.fill_buf()
+    }
+
+    /// `n` bytes were written at the start of [`Fill::buf`].
+    pub fn advance(self, n: usize) -> Result<(), UsageError> {
+        self.sender.advance(n)
+    }
+
+    /// Copy as much of `data` as fits; returns how much was taken.
+    pub fn write(mut self, data: &[u8]) -> usize {
+        let buf = self.buf();
+        let n = buf.len().min(data.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        // Cannot overfill: n <= buf.len().
+        let _ = self.sender.advance(n);
+        n
+    }
+
+    /// The source has ended: the current block, however short (even empty), is the last.
+    pub fn finish(self) {
+        self.sender.finish();
+    }
+}
+
+/// A received block for the caller to store (receiving side).
+///
+/// Call [`Store::stored`] once the bytes are safely stored; only then is the block
+/// acknowledged. For the last block ([`Store::is_last`]) finish the whole upload first (flush,
+/// rename into place): the final ACK tells the peer the transfer succeeded. Dropping the handle
+/// without the call changes nothing; the next poll offers the same block again.
+#[derive(Debug)]
+pub struct Store<'a> {
+    receiver: &'a mut Receiver,
+    stats: &'a mut SessionStats,
+    block: u64,
+    last: bool,
+}
+
+impl Store<'_> {
+    /// Index of the block (1 is the first; not wrapped to 16 bits).
+    pub fn block(&self) -> u64 {
+        self.block
+    }
+
+    /// The block's bytes (in netascii mode, translated back to local text).
+    pub fn data(&mut self) -> &[u8] {
+        self.receiver
+            .pending_block()
+            .map(|(_, data, _)| data)
+            .unwrap_or(&[])
+    }
+
+    /// This is the last block of the transfer.
+    pub fn is_last(&self) -> bool {
+        self.last
+    }
+
+    /// The block is stored: it may be acknowledged.
+    pub fn stored(self) {
+        self.receiver.confirm_stored();
+        self.stats.blocks = self.receiver.blocks_stored();
+        self.stats.bytes = self.receiver.bytes_stored;
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    /// Client: the request is out, no answer yet.
+    Requesting { get: bool },
+    /// Sending DATA. `started` is false while an OACK awaits its ACK 0.
+    Sending { sender: Sender, started: bool },
+    /// Receiving DATA.
+    Receiving(Receiver),
+    /// The last DATA is acknowledged; re-acknowledge repeats until the deadline.
+    Dallying(Receiver),
+    /// Over (a final ERROR may still be pending).
+    Closed,
+}
+
+/// One transfer, server or client side. See the [crate docs](crate) for a run loop.
+///
+/// `R` is [`crate::server::Server`] or [`crate::client::Client`]; the constructors live in
+/// those modules.
+#[derive(Debug)]
+pub struct Session<R> {
+    role: PhantomData<R>,
+    config: Config,
+    peer: SocketAddr,
+    /// False for a client until the server's first answer fixes its transfer ID (port).
+    peer_locked: bool,
+    mode: Mode,
+    /// What the client asked for (server: from the request; client: what it sent).
+    pub(crate) asked: OptionValues,
+    state: State,
+    /// The last control packet (request, OACK, ACK or ERROR), kept for retransmission.
+    ctrl: Vec<u8>,
+    ctrl_pending: bool,
+    /// `ctrl` has been sent before: sending it again is a retransmission.
+    ctrl_sent: bool,
+    /// A stranger to answer with ERROR 5.
+    stray: Option<SocketAddr>,
+    rto: Rto,
+    deadline: Option<Instant>,
+    retries: u32,
+    /// When the packet whose answer gives an RTT sample left (control packets, ACKs).
+    ctrl_probe: Option<Instant>,
+    /// Highest DATA index sent so far (anything at or below it is a retransmission).
+    highest_sent: u64,
+    stats: SessionStats,
+    negotiated_pending: bool,
+    finished_pending: bool,
+    /// Payload bytes accepted so far (for the size limit).
+    received_bytes: u64,
+    /// The outcome is decided (`stats.outcome` is final).
+    done: bool,
+}
+
+impl<R> Session<R> {
+    pub(crate) fn new_raw(
+        config: &Config,
+        peer: SocketAddr,
+        peer_locked: bool,
+        mode: Mode,
+        asked: OptionValues,
+        now: Instant,
+    ) -> Self {
+        Session {
+            role: PhantomData,
+            config: config.clone(),
+            peer,
+            peer_locked,
+            mode,
+            asked,
+            state: State::Closed,
+            ctrl: Vec::new(),
+            ctrl_pending: false,
+            ctrl_sent: false,
+            stray: None,
+            rto: Rto::new(config),
+            deadline: None,
+            retries: 0,
+            ctrl_probe: None,
+            highest_sent: 0,
+            stats: SessionStats::new(now),
+            negotiated_pending: false,
+            finished_pending: false,
+            received_bytes: 0,
+            done: false,
+        }
+    }
+
+    // ---- construction helpers used by the server and client modules ----
+
+    pub(crate) fn set_options(&mut self, options: TransferOptions) {
+        self.stats.options = options;
+        if let Some(t) = options.timeout {
+            self.rto.set_fixed(t);
+        }
+        self.negotiated_pending = true;
+    }
+
+    pub(crate) fn start_requesting(&mut self, request: Vec<u8>, get: bool) {
+        self.state = State::Requesting { get };
+        self.queue_ctrl(request);
+    }
+
+    pub(crate) fn start_sending(&mut self, started: bool) {
+        let o = self.stats.options;
+        let sender = Sender::new(
+            o.blksize,
+            o.windowsize,
+            self.config.rollover,
+            self.mode == Mode::Netascii,
+        );
+        self.state = State::Sending { sender, started };
+    }
+
+    pub(crate) fn start_receiving(&mut self) {
+        let o = self.stats.options;
+        self.state = State::Receiving(Receiver::new(
+            o.blksize,
+            o.windowsize,
+            self.config.rollover,
+            self.mode == Mode::Netascii,
+        ));
+    }
+
+    /// Queue `packet` as the control packet (sent once, kept for retransmission).
+    pub(crate) fn queue_ctrl(&mut self, packet: Vec<u8>) {
+        self.ctrl = packet;
+        self.ctrl_pending = true;
+        self.ctrl_sent = false;
+    }
+
+    fn queue_ack(&mut self, block: u16) {
+        self.ctrl.clear();
+        self.ctrl.extend_from_slice(&ack_bytes(block));
+        self.ctrl_pending = true;
+        self.ctrl_sent = false;
+    }
+
+    /// Decide the outcome, sending `error` to the peer if given. The first decision wins.
+    pub(crate) fn finish(&mut self, now: Instant, outcome: Outcome, error: Option<(ErrorCode, &str)>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        if let Some((code, message)) = error {
+            let packet = Packet::Error { code, message };
+            let mut buf = vec![0u8; packet.encoded_len()];
+            match packet.encode(&mut buf) {
+                Ok(n) => buf.truncate(n),
+                // Only a NUL inside the message can fail: send the code alone.
+                Err(_) => buf = vec![0, 5, (code.0 >> 8) as u8, code.0 as u8, 0],
+            }
+            self.queue_ctrl(buf);
+        } else {
+            self.ctrl_pending = false;
+        }
+        self.state = State::Closed;
+        self.deadline = None;
+        self.stats.finished = now;
+        self.stats.outcome = outcome;
+        self.finished_pending = true;
+    }
+
+    fn fail(&mut self, now: Instant, error: TransferError) {
+        let reply = match &error {
+            TransferError::Protocol(e) => Some(protocol_reply(e)),
+            TransferError::TooLarge { .. } => {
+                Some((ErrorCode::DISK_FULL, "Transfer exceeds the size limit"))
+            }
+            _ => None,
+        };
+        self.finish(now, Outcome::Failed(error), reply);
+    }
+
+    fn succeed(&mut self, now: Instant) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.stats.finished = now;
+        self.stats.outcome = Outcome::Completed;
+        self.finished_pending = true;
+    }
+
+    // ---- getters ----
+
+    /// The peer's address and port (its transfer ID). For a client, the server's address until
+    /// the first answer arrives from the server's transfer port.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The transfer mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The options the client asked for.
+    pub fn requested_options(&self) -> OptionValues {
+        self.asked
+    }
+
+    /// The transfer parameters (defaults until negotiated).
+    pub fn options(&self) -> TransferOptions {
+        self.stats.options
+    }
+
+    /// Live statistics; final once [`Event::Finished`] has been emitted.
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    /// The outcome, once decided.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.done.then_some(&self.stats.outcome)
+    }
+
+    /// True once the session has nothing left to do.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+            && !self.ctrl_pending
+            && self.stray.is_none()
+            && !self.finished_pending
+            && !self.negotiated_pending
+    }
+
+    /// When [`Session::handle_timeout`] should next be called, if at all.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    // ---- input ----
+
+    /// Feed a datagram received from `from` on this session's socket at `now`.
+    ///
+    /// A datagram from anyone but the transfer peer is answered with ERROR 5 and otherwise
+    /// ignored (RFC 1350 §4). Then drain [`Session::poll_output`].
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        if self.done && !matches!(self.state, State::Dallying(_)) {
+            return;
+        }
+        if !self.accept_source(from) {
+            self.stats.stray_packets += 1;
+            if self.stray.is_none() {
+                self.stray = Some(from);
+            }
+            return;
+        }
+        self.stats.packets_received += 1;
+        let packet = match Packet::decode(datagram) {
+            Ok(p) => p,
+            Err(e) => {
+                if !self.done {
+                    self.fail(now, ProtocolError::Malformed(e).into());
+                }
+                return;
+            }
+        };
+        if let Packet::Error { code, message } = packet {
+            self.on_peer_error(now, code, message);
+            return;
+        }
+        let state = core::mem::replace(&mut self.state, State::Closed);
+        self.state = match state {
+            State::Requesting { get } => self.on_first_answer(now, get, packet),
+            State::Sending { sender, started } => self.on_sending(now, sender, started, packet),
+            State::Receiving(receiver) => self.on_receiving(now, receiver, packet),
+            State::Dallying(mut receiver) => {
+                if let Packet::Data { block, data } = packet {
+                    if receiver.on_data(block, data) == DataResult::Reack {
+                        self.stats.duplicates += 1;
+                        self.queue_ack(block);
+                    }
+                }
+                State::Dallying(receiver)
+            }
+            State::Closed => State::Closed,
+        };
+        if self.done && !matches!(self.state, State::Dallying(_)) {
+            self.state = State::Closed;
+        }
+    }
+
+    /// Feed the passing of time. Does nothing before the deadline from
+    /// [`Session::poll_timeout`], so a spurious wake-up is harmless. Then drain
+    /// [`Session::poll_output`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.deadline else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        self.deadline = None;
+        if matches!(self.state, State::Dallying(_)) {
+            self.state = State::Closed;
+            return;
+        }
+        let waiting_for_peer = match &self.state {
+            State::Sending { sender, started } => !*started || sender.outstanding(),
+            State::Receiving(r) => r.waiting_for_peer(),
+            State::Requesting { .. } => true,
+            State::Dallying(_) | State::Closed => false,
+        };
+        if !waiting_for_peer {
+            return;
+        }
+        if self.retries >= self.config.retries {
+            let retries = self.retries;
+            self.fail(now, TransferError::TimedOut { retries });
+            return;
+        }
+        self.retries += 1;
+        self.rto.back_off();
+        self.ctrl_probe = None;
+        match &mut self.state {
+            State::Sending {
+                sender,
+                started: true,
+            } => sender.on_timeout(),
+            State::Receiving(r) if r.blocks_stored() > 0 => {
+                let block = r.on_timeout();
+                self.queue_ack(block);
+                self.ctrl_sent = true;
+            }
+            // The request, the OACK, or the first ACK: send it again.
+            _ => {
+                self.ctrl_pending = true;
+            }
+        }
+    }
+
+    // ---- mutators ----
+
+    /// End the transfer from the caller's side (an I/O error, shutdown, a policy decision),
+    /// sending ERROR `code` with `message` to the peer. The outcome is
+    /// [`TransferError::Local`]. If the outcome is already decided (for example the session is
+    /// dallying after success), this only closes the session. Then drain
+    /// [`Session::poll_output`].
+    pub fn abort(&mut self, now: Instant, code: ErrorCode, message: &str) {
+        if self.done {
+            if matches!(self.state, State::Dallying(_)) {
+                self.state = State::Closed;
+                self.deadline = None;
+            }
+            return;
+        }
+        let error = TransferError::Local {
+            code,
+            message: message.to_string(),
+        };
+        self.finish(now, Outcome::Failed(error), Some((code, message)));
+    }
+
+    // ---- output ----
+
+    /// The next thing to do. Drain after every input until [`Output::Wait`] or
+    /// [`Output::Closed`]. `now` timestamps what is sent (for the retransmission timer).
+    pub fn poll_output(&mut self, now: Instant) -> Output<'_> {
+        if let Some(destination) = self.stray.take() {
+            return Output::Transmit(Transmit {
+                destination,
+                contents: UNKNOWN_TID,
+            });
+        }
+        // A due ACK becomes the control packet.
+        if let State::Receiving(r) = &mut self.state {
+            if let Some(block) = r.take_ack() {
+                let complete = r.is_complete();
+                self.queue_ack(block);
+                if complete {
+                    let State::Receiving(r) =
+                        core::mem::replace(&mut self.state, State::Closed)
+                    else {
+                        unreachable!()
+                    };
+                    self.state = State::Dallying(r);
+                    self.succeed(now);
+                }
+            }
+        }
+        if self.ctrl_pending {
+            self.ctrl_pending = false;
+            self.stats.packets_sent += 1;
+            if self.ctrl_sent {
+                self.stats.retransmissions += 1;
+            } else {
+                self.ctrl_sent = true;
+                self.ctrl_probe = Some(now);
+            }
+            self.arm_after_ctrl(now);
+            return Output::Transmit(Transmit {
+                destination: self.peer,
+                contents: &self.ctrl,
+            });
+        }
+        let data_ready = matches!(
+            &self.state,
+            State::Sending { sender, started: true } if sender.can_transmit()
+        );
+        if data_ready {
+            let rto = self.rto.current();
+            let State::Sending { sender, .. } = &mut self.state else {
+                return Output::Wait(self.deadline);
+            };
+            // All paths return here, so the borrow of `sender` may be handed out.
+            return match sender.next_transmit(now) {
+                Some((packet, index)) => {
+                    self.stats.packets_sent += 1;
+                    if index <= self.highest_sent {
+                        self.stats.retransmissions += 1;
+                    } else {
+                        self.highest_sent = index;
+                    }
+                    self.deadline = Some(now + rto);
+                    Output::Transmit(Transmit {
+                        destination: self.peer,
+                        contents: packet,
+                    })
+                }
+                None => Output::Wait(self.deadline),
+            };
+        }
+        if self.negotiated_pending {
+            self.negotiated_pending = false;
+            return Output::Event(Event::Negotiated(self.stats.options));
+        }
+        if self.finished_pending {
+            self.finished_pending = false;
+            return Output::Event(Event::Finished(self.stats.clone()));
+        }
+        match &mut self.state {
+            State::Receiving(r) => {
+                if let Some((block, _, last)) = r.pending_block() {
+                    return Output::Store(Store {
+                        receiver: r,
+                        stats: &mut self.stats,
+                        block,
+                        last,
+                    });
+                }
+            }
+            State::Sending { sender, .. } if sender.wants_fill() => {
+                return Output::Fill(Fill { sender });
+            }
+            State::Closed => return Output::Closed,
+            _ => {}
+        }
+        Output::Wait(self.deadline)
+    }
+
+    // ---- internals ----
+
+    fn accept_source(&mut self, from: SocketAddr) -> bool {
+        if self.peer_locked {
+            return from == self.peer
+                || (from.port() == self.peer.port()
+                    && from.ip().to_canonical() == self.peer.ip().to_canonical());
+        }
+        // A client's first answer comes from the server's new transfer port (RFC 1350 §4).
+        if from.ip().to_canonical() == self.peer.ip().to_canonical() && from.port() != 0 {
+            self.peer = from;
+            self.peer_locked = true;
+            return true;
+        }
+        false
+    }
+
+    /// Arm the retransmission timer after sending the control packet, if it expects an answer.
+    fn arm_after_ctrl(&mut self, now: Instant) {
+        self.deadline = match &self.state {
+            State::Requesting { .. } | State::Sending { started: false, .. } => {
+                Some(now + self.rto.current())
+            }
+            State::Receiving(r) if r.waiting_for_peer() => Some(now + self.rto.current()),
+            State::Receiving(_) => None,
+            State::Dallying(_) => {
+                let fixed = self
+                    .stats
+                    .options
+                    .timeout
+                    .map(|t| core::time::Duration::from_secs(u64::from(t)))
+                    .unwrap_or_default();
+                Some(now + self.config.dally.max(fixed))
+            }
+            // Sending (started) arms on DATA; Closed: a final ERROR expects nothing.
+            State::Sending { .. } | State::Closed => self.deadline,
+        };
+    }
+
+    fn sample_ctrl_rtt(&mut self, now: Instant) {
+        if let Some(sent) = self.ctrl_probe.take() {
+            self.rto.sample(now.saturating_duration_since(sent));
+        }
+    }
+
+    fn progress(&mut self) {
+        self.retries = 0;
+        self.rto.progress();
+    }
+
+    fn on_peer_error(&mut self, now: Instant, code: ErrorCode, message: &str) {
+        if self.done {
+            return;
+        }
+        // The PXE/UEFI size check: tsize asked, OACK sent, ERROR instead of ACK 0.
+        let probe = matches!(self.state, State::Sending { started: false, .. })
+            && self.asked.tsize.is_some();
+        let outcome = if probe {
+            Outcome::SizeProbe
+        } else {
+            Outcome::Failed(TransferError::Peer {
+                code,
+                message: String::from(message),
+            })
+        };
+        self.finish(now, outcome, None);
+    }
+
+    fn on_first_answer(&mut self, now: Instant, get: bool, packet: Packet<'_>) -> State {
+        self.sample_ctrl_rtt(now);
+        self.progress();
+        match (get, packet) {
+            (_, Packet::Oack(options)) => match self.asked.check_oack(&options) {
+                Ok(transfer) => {
+                    if let (true, Some(limit), Some(size)) =
+                        (get, self.config.max_transfer_size, transfer.tsize)
+                    {
+                        if size > limit {
+                            self.fail(now, TransferError::TooLarge { limit });
+                            return State::Closed;
+                        }
+                    }
+                    self.set_options(transfer);
+                    if get {
+                        self.start_receiving();
+                        self.queue_ack(0);
+                    } else {
+                        self.start_sending(true);
+                    }
+                    core::mem::replace(&mut self.state, State::Closed)
+                }
+                Err(e) => {
+                    self.fail(now, e.into());
+                    State::Closed
+                }
+            },
+            (true, Packet::Data { .. }) => {
+                // No OACK: the server ignored every option (RFC 2347), plain RFC 1350.
+                self.set_options(TransferOptions::default());
+                self.start_receiving();
+                let State::Receiving(r) = core::mem::replace(&mut self.state, State::Closed)
+                else {
+                    unreachable!()
+                };
+                self.on_receiving(now, r, packet)
+            }
+            (false, Packet::Ack { block: 0 }) => {
+                self.set_options(TransferOptions::default());
+                self.start_sending(true);
+                core::mem::replace(&mut self.state, State::Closed)
+            }
+            (_, other) => {
+                self.fail(now, ProtocolError::Unexpected(kind_name(&other)).into());
+                State::Closed
+            }
+        }
+    }
+
+    fn on_sending(
+        &mut self,
+        now: Instant,
+        mut sender: Sender,
+        started: bool,
+        packet: Packet<'_>,
+    ) -> State {
+        match packet {
+            Packet::Ack { block } if !started => {
+                if block == 0 {
+                    self.sample_ctrl_rtt(now);
+                    self.progress();
+                    self.deadline = None;
+                    return State::Sending {
+                        sender,
+                        started: true,
+                    };
+                }
+                self.fail(now, ProtocolError::AckOutOfWindow(block).into());
+                return State::Closed;
+            }
+            Packet::Ack { block } => {
+                let result = sender.on_ack(block, now);
+                self.stats.blocks = sender.blocks_acked();
+                self.stats.bytes = sender.bytes_acked;
+                match result {
+                    AckResult::Progress(sample) | AckResult::Done(sample) => {
+                        if let Some(rtt) = sample {
+                            self.rto.sample(rtt);
+                        }
+                        self.progress();
+                        if !sender.outstanding() {
+                            self.deadline = None;
+                        }
+                        if matches!(result, AckResult::Done(_)) {
+                            self.succeed(now);
+                            return State::Closed;
+                        }
+                    }
+                    // Never resend on a duplicate (Sorcerer's Apprentice); an ACK for a block
+                    // outside the window is a late duplicate from before a go-back.
+                    AckResult::Duplicate | AckResult::Invalid => self.stats.duplicates += 1,
+                }
+            }
+            // A repeated request (single-port mode), or a repeated OACK (client side, our
+            // DATA 1 was lost): the retransmission timer deals with it.
+            Packet::Rrq(_) | Packet::Wrq(_) | Packet::Oack(_) => self.stats.duplicates += 1,
+            other => {
+                self.fail(now, ProtocolError::Unexpected(kind_name(&other)).into());
+                return State::Closed;
+            }
+        }
+        State::Sending { sender, started }
+    }
+
+    fn on_receiving(&mut self, now: Instant, mut r: Receiver, packet: Packet<'_>) -> State {
+        match packet {
+            Packet::Data { block, data } => match r.on_data(block, data) {
+                DataResult::Accepted => {
+                    self.sample_ctrl_rtt(now);
+                    self.progress();
+                    self.deadline = Some(now + self.rto.current());
+                    self.received_bytes += data.len() as u64;
+                    if let Some(limit) = self.config.max_transfer_size {
+                        if self.received_bytes > limit {
+                            self.fail(now, TransferError::TooLarge { limit });
+                            return State::Closed;
+                        }
+                    }
+                }
+                DataResult::Reack => {
+                    self.stats.duplicates += 1;
+                    self.queue_ack(block);
+                    self.ctrl_sent = true;
+                }
+                DataResult::Gap | DataResult::Duplicate => self.stats.duplicates += 1,
+                DataResult::TooLarge => {
+                    let blksize = r.blksize as u16;
+                    self.fail(
+                        now,
+                        ProtocolError::BlockTooLarge {
+                            len: data.len(),
+                            blksize,
+                        }
+                        .into(),
+                    );
+                    return State::Closed;
+                }
+            },
+            // The server repeated its OACK: our ACK 0 was lost (client side).
+            Packet::Oack(_) if r.blocks_stored() == 0 && self.ctrl == ack_bytes(0) => {
+                self.stats.duplicates += 1;
+                self.ctrl_pending = true;
+            }
+            Packet::Rrq(_) | Packet::Wrq(_) | Packet::Oack(_) => self.stats.duplicates += 1,
+            other => {
+                self.fail(now, ProtocolError::Unexpected(kind_name(&other)).into());
+                return State::Closed;
+            }
+        }
+        State::Receiving(r)
+    }
+}
+
+fn kind_name(packet: &Packet<'_>) -> &'static str {
+    match packet {
+        Packet::Rrq(_) => "RRQ",
+        Packet::Wrq(_) => "WRQ",
+        Packet::Data { .. } => "DATA",
+        Packet::Ack { .. } => "ACK",
+        Packet::Error { .. } => "ERROR",
+        Packet::Oack(_) => "OACK",
+    }
+}
+
+fn protocol_reply(e: &ProtocolError) -> (ErrorCode, &'static str) {
+    match e {
+        ProtocolError::BadOack(reason) => (ErrorCode::OPTION_REFUSED, reason),
+        ProtocolError::Malformed(_) => (ErrorCode::ILLEGAL_OPERATION, "Malformed packet"),
+        ProtocolError::Unexpected(_) => (ErrorCode::ILLEGAL_OPERATION, "Unexpected packet"),
+        ProtocolError::BlockTooLarge { .. } => {
+            (ErrorCode::ILLEGAL_OPERATION, "Block larger than blksize")
+        }
+        ProtocolError::AckOutOfWindow(_) => (ErrorCode::ILLEGAL_OPERATION, "ACK for unsent block"),
+    }
+}

@@ -1,0 +1,86 @@
+//! Per-session statistics: what fbtftp hands to its session-stats callback, typed.
+
+use std::time::{Duration, Instant};
+
+use crate::error::TransferError;
+use crate::options::TransferOptions;
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every byte was transferred and acknowledged.
+    Completed,
+    /// The client asked for `tsize`, received the OACK and ended the transfer with an ERROR
+    /// before taking any data: the size check that PXE and UEFI firmware make before the real
+    /// download (RFC 2349 allows it). Not a failure.
+    SizeProbe,
+    /// The transfer failed.
+    Failed(TransferError),
+}
+
+impl Outcome {
+    /// True for [`Outcome::Completed`] and [`Outcome::SizeProbe`].
+    pub fn is_success(&self) -> bool {
+        !matches!(self, Outcome::Failed(_))
+    }
+
+    /// The failure, if any.
+    pub fn error(&self) -> Option<&TransferError> {
+        match self {
+            Outcome::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Counters and timings of one session, reported with [`crate::Event::Finished`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// When the session was created.
+    pub started: Instant,
+    /// When the outcome became known.
+    pub finished: Instant,
+    /// The negotiated transfer parameters.
+    pub options: TransferOptions,
+    /// Payload bytes acknowledged by the peer (sending) or stored by the caller (receiving), as
+    /// carried on the wire (in netascii mode, after translation).
+    pub bytes: u64,
+    /// DATA blocks acknowledged (sending) or stored (receiving).
+    pub blocks: u64,
+    /// Datagrams handed out for sending, retransmissions included.
+    pub packets_sent: u64,
+    /// Datagrams received from the transfer peer.
+    pub packets_received: u64,
+    /// Datagrams sent again because a timeout fired.
+    pub retransmissions: u64,
+    /// Duplicate DATA or ACK packets received (ignored, or answered with the last ACK).
+    pub duplicates: u64,
+    /// Datagrams from other addresses or ports, answered with ERROR 5 (RFC 1350 §4).
+    pub stray_packets: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+impl SessionStats {
+    pub(crate) fn new(now: Instant) -> Self {
+        SessionStats {
+            started: now,
+            finished: now,
+            options: TransferOptions::default(),
+            bytes: 0,
+            blocks: 0,
+            packets_sent: 0,
+            packets_received: 0,
+            retransmissions: 0,
+            duplicates: 0,
+            stray_packets: 0,
+            outcome: Outcome::Completed,
+        }
+    }
+
+    /// Time from start to outcome.
+    pub fn duration(&self) -> Duration {
+        self.finished.saturating_duration_since(self.started)
+    }
+}

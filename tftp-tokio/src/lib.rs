@@ -1,0 +1,1 @@
+//! tftp-tokio adapter for tftp-proto.
