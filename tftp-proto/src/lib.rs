@@ -125,6 +125,8 @@ mod sender;
 pub mod server;
 pub mod session;
 pub mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod timer;
 
 pub use client::ClientSession;

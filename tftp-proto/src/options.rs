@@ -364,7 +364,11 @@ mod tests {
     #[test]
     fn tsize_zero_is_left_out_of_a_read_oack() {
         let a = asked(&[("tsize", "0")]);
-        let n = negotiate(&a, &OptionLimits::default(), Direction::Read { size: Some(0) });
+        let n = negotiate(
+            &a,
+            &OptionLimits::default(),
+            Direction::Read { size: Some(0) },
+        );
         assert!(n.oack.is_empty());
         let n = negotiate(&a, &OptionLimits::default(), Direction::Read { size: None });
         assert!(n.oack.is_empty());

@@ -144,8 +144,7 @@ impl Receiver {
                 };
                 let range = match &mut self.netascii {
                     Some(decoder) => {
-                        let r =
-                            decoder.decode_in_place(&mut self.ring[..start + len], start, last);
+                        let r = decoder.decode_in_place(&mut self.ring[..start + len], start, last);
                         r.start..r.end
                     }
                     None => start..start + len,
@@ -251,7 +250,11 @@ mod tests {
         store_all(&mut r);
         assert_eq!(r.take_ack(), Some(5));
         assert_eq!(r.on_data(6, &[0; 5]), DataResult::TooLarge);
-        assert_eq!(r.on_data(10, &[0; 4]), DataResult::Duplicate, "beyond the window");
+        assert_eq!(
+            r.on_data(10, &[0; 4]),
+            DataResult::Duplicate,
+            "beyond the window"
+        );
     }
 
     #[test]

@@ -312,14 +312,23 @@ mod tests {
         let mut s = Sender::new(8, 1, Rollover::ToZero, false);
         assert_eq!(fill(&mut s, b"12345678"), 8);
         assert!(!s.wants_fill());
-        assert_eq!(data_of(s.next_transmit(now).unwrap().0), (1, b"12345678".to_vec()));
+        assert_eq!(
+            data_of(s.next_transmit(now).unwrap().0),
+            (1, b"12345678".to_vec())
+        );
         assert!(s.next_transmit(now).is_none());
-        assert_eq!(s.on_ack(1, now), AckResult::Progress(Some(Default::default())));
+        assert_eq!(
+            s.on_ack(1, now),
+            AckResult::Progress(Some(Default::default()))
+        );
         assert!(s.wants_fill());
         s.finish();
         assert_eq!(data_of(s.next_transmit(now).unwrap().0), (2, vec![]));
         assert_eq!(s.on_ack(1, now), AckResult::Duplicate);
-        assert!(s.next_transmit(now).is_none(), "no resend on a duplicate ACK");
+        assert!(
+            s.next_transmit(now).is_none(),
+            "no resend on a duplicate ACK"
+        );
         assert!(matches!(s.on_ack(2, now), AckResult::Done(_)));
     }
 
@@ -331,7 +340,9 @@ mod tests {
             fill(&mut s, &[7; 8]);
         }
         assert!(!s.wants_fill());
-        let sent: Vec<u16> = (0..4).map(|_| data_of(s.next_transmit(now).unwrap().0).0).collect();
+        let sent: Vec<u16> = (0..4)
+            .map(|_| data_of(s.next_transmit(now).unwrap().0).0)
+            .collect();
         assert_eq!(sent, [1, 2, 3, 4]);
         assert!(s.next_transmit(now).is_none());
         assert_eq!(s.on_ack(2, now), AckResult::Progress(None));
@@ -341,7 +352,8 @@ mod tests {
         assert!(s.wants_fill(), "a short write is not the end of the source");
         s.finish();
         assert!(!s.wants_fill());
-        let sent: Vec<u16> = std::iter::from_fn(|| s.next_transmit(now).map(|p| data_of(p.0).0)).collect();
+        let sent: Vec<u16> =
+            std::iter::from_fn(|| s.next_transmit(now).map(|p| data_of(p.0).0)).collect();
         assert_eq!(sent, [3, 4, 5, 6]);
         assert_eq!(s.on_ack(9, now), AckResult::Invalid);
         assert!(matches!(s.on_ack(6, now), AckResult::Done(_)));

@@ -174,7 +174,12 @@ impl Session<Server> {
     /// The first output is the OACK if any option was acknowledged (RFC 2347), else DATA 1 for
     /// a read (after a [`crate::Output::Fill`]) or ACK 0 for a write. A write whose announced
     /// `tsize` exceeds [`Config::max_transfer_size`] is refused at once with ERROR 3.
-    pub fn new(request: &IncomingRequest, config: &Config, size: Option<u64>, now: Instant) -> Self {
+    pub fn new(
+        request: &IncomingRequest,
+        config: &Config,
+        size: Option<u64>,
+        now: Instant,
+    ) -> Self {
         let mut s = Session::new_raw(
             config,
             request.peer,
@@ -187,9 +192,11 @@ impl Session<Server> {
             RequestKind::Read => Direction::Read { size },
             RequestKind::Write => Direction::Write,
         };
-        if let (RequestKind::Write, Some(limit), Some(announced)) =
-            (request.kind, config.max_transfer_size, request.options.tsize)
-        {
+        if let (RequestKind::Write, Some(limit), Some(announced)) = (
+            request.kind,
+            config.max_transfer_size,
+            request.options.tsize,
+        ) {
             if announced > limit {
                 s.finish(
                     now,
@@ -253,7 +260,13 @@ mod tests {
         );
         let e = IncomingRequest::parse(peer, b"\0\x01a\0mail\0").unwrap_err();
         assert_eq!(e.reply().unwrap().code, ErrorCode::ILLEGAL_OPERATION);
-        for bad in ["127.0.0.1:0", "255.255.255.255:69", "224.0.0.1:5", "0.0.0.0:5", "[ff02::1]:5"] {
+        for bad in [
+            "127.0.0.1:0",
+            "255.255.255.255:69",
+            "224.0.0.1:5",
+            "0.0.0.0:5",
+            "[ff02::1]:5",
+        ] {
             assert_eq!(
                 IncomingRequest::parse(addr(bad), b"\0\x01a\0octet\0"),
                 Err(RequestError::BadSource),

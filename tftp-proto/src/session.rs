@@ -287,7 +287,12 @@ impl<R> Session<R> {
     }
 
     /// Decide the outcome, sending `error` to the peer if given. The first decision wins.
-    pub(crate) fn finish(&mut self, now: Instant, outcome: Outcome, error: Option<(ErrorCode, &str)>) {
+    pub(crate) fn finish(
+        &mut self,
+        now: Instant,
+        outcome: Outcome,
+        error: Option<(ErrorCode, &str)>,
+    ) {
         if self.done {
             return;
         }
@@ -519,8 +524,7 @@ impl<R> Session<R> {
                 let complete = r.is_complete();
                 self.queue_ack(block);
                 if complete {
-                    let State::Receiving(r) =
-                        core::mem::replace(&mut self.state, State::Closed)
+                    let State::Receiving(r) = core::mem::replace(&mut self.state, State::Closed)
                     else {
                         unreachable!()
                     };
@@ -699,8 +703,7 @@ impl<R> Session<R> {
                 // No OACK: the server ignored every option (RFC 2347), plain RFC 1350.
                 self.set_options(TransferOptions::default());
                 self.start_receiving();
-                let State::Receiving(r) = core::mem::replace(&mut self.state, State::Closed)
-                else {
+                let State::Receiving(r) = core::mem::replace(&mut self.state, State::Closed) else {
                     unreachable!()
                 };
                 self.on_receiving(now, r, packet)

@@ -101,7 +101,10 @@ mod tests {
             rto.sample(Duration::from_millis(300));
         }
         let c = rto.current();
-        assert!(c >= Duration::from_millis(300) && c < Duration::from_millis(400), "{c:?}");
+        assert!(
+            c >= Duration::from_millis(300) && c < Duration::from_millis(400),
+            "{c:?}"
+        );
     }
 
     #[test]
