@@ -520,3 +520,212 @@ impl Pair {
         self.get
     }
 }
+
+/// Drive a session from fuzzer bytes and check its invariants, panicking on a violation.
+///
+/// The input is a script: a header choosing the configuration, a request, then steps (a
+/// datagram from the peer or from a stranger, time passing, the caller aborting). The
+/// invariants: every datagram sent decodes, no DATA exceeds the negotiated block size,
+/// `Finished` comes at most once, nothing is sent after `Closed`, and every drain ends.
+pub mod fuzz {
+    use super::*;
+    use crate::packet::{ErrorCode, Packet};
+    use crate::session::Session;
+    use crate::{OptionLimits, Rollover};
+
+    struct Script<'a>(&'a [u8]);
+
+    impl<'a> Script<'a> {
+        fn byte(&mut self) -> Option<u8> {
+            let (&b, rest) = self.0.split_first()?;
+            self.0 = rest;
+            Some(b)
+        }
+        fn bytes(&mut self, n: usize) -> &'a [u8] {
+            let n = n.min(self.0.len());
+            let (a, b) = self.0.split_at(n);
+            self.0 = b;
+            a
+        }
+    }
+
+    fn config(flags: u8) -> Config {
+        let mut c = Config::default();
+        c.retries = u32::from(flags & 3) + 1;
+        c.rollover = if flags & 4 != 0 {
+            Rollover::ToOne
+        } else {
+            Rollover::ToZero
+        };
+        c.max_transfer_size = (flags & 8 != 0).then_some(3000);
+        c.limits = OptionLimits {
+            max_blksize: if flags & 16 != 0 { 16 } else { 1468 },
+            max_windowsize: if flags & 32 != 0 { 4 } else { 1 },
+            timeout: if flags & 64 != 0 {
+                crate::TimeoutPolicy::Honour
+            } else {
+                crate::TimeoutPolicy::Adaptive
+            },
+            ..OptionLimits::default()
+        };
+        c
+    }
+
+    struct Checker {
+        finished: bool,
+        closed: bool,
+        source_left: usize,
+    }
+
+    impl Checker {
+        fn drain<R>(&mut self, s: &mut Session<R>, now: Instant) {
+            for _ in 0..100_000 {
+                let blksize = usize::from(s.options().blksize);
+                match s.poll_output(now) {
+                    Output::Transmit(t) => {
+                        assert!(!self.closed, "transmit after Closed");
+                        match Packet::decode(t.contents) {
+                            Ok(Packet::Data { data, .. }) => assert!(data.len() <= blksize),
+                            Ok(_) => {}
+                            Err(e) => panic!("sent an undecodable datagram: {e}"),
+                        }
+                    }
+                    Output::Fill(mut fill) => {
+                        assert!(!fill.buf().is_empty());
+                        if self.source_left == 0 {
+                            fill.finish();
+                        } else {
+                            let n = fill.buf().len().min(self.source_left).min(700);
+                            self.source_left -= n;
+                            let _ = fill.advance(n);
+                        }
+                    }
+                    Output::Store(mut store) => {
+                        let _ = store.data();
+                        store.stored();
+                    }
+                    Output::Event(Event::Finished(_)) => {
+                        assert!(!self.finished, "Finished twice");
+                        self.finished = true;
+                    }
+                    Output::Event(_) => {}
+                    Output::Wait(_) => return,
+                    Output::Closed => {
+                        self.closed = true;
+                        assert!(s.is_closed());
+                        return;
+                    }
+                }
+            }
+            panic!("poll_output did not settle");
+        }
+    }
+
+    fn run<R>(
+        mut s: Session<R>,
+        script: &mut Script<'_>,
+        mut now: Instant,
+        peer: SocketAddr,
+        source: usize,
+    ) {
+        let stranger: SocketAddr = v4(192, 0, 2, 77, 7777);
+        let mut c = Checker {
+            finished: false,
+            closed: false,
+            source_left: source,
+        };
+        c.drain(&mut s, now);
+        while let Some(op) = script.byte() {
+            match op % 5 {
+                0 | 1 => {
+                    let len = usize::from(script.byte().unwrap_or(0)) * 3;
+                    let dgram = script.bytes(len);
+                    let from = if op % 5 == 0 { peer } else { stranger };
+                    s.handle_datagram(now, from, dgram);
+                }
+                2 => {
+                    if let Some(d) = s.poll_timeout() {
+                        now = d;
+                    }
+                    s.handle_timeout(now);
+                }
+                3 => {
+                    now += Duration::from_millis(u64::from(script.byte().unwrap_or(0)) * 7);
+                    s.handle_timeout(now);
+                }
+                _ => {
+                    // A well-formed ACK or DATA from the peer, to get deeper than random bytes.
+                    let block = u16::from_be_bytes([
+                        script.byte().unwrap_or(0),
+                        script.byte().unwrap_or(1),
+                    ]);
+                    let len = usize::from(script.byte().unwrap_or(0)) * 6;
+                    let mut buf = vec![0u8; 4 + len];
+                    let packet = if op & 0x80 != 0 {
+                        Packet::Ack { block }
+                    } else {
+                        Packet::Data {
+                            block,
+                            data: &vec![b'\r'; len],
+                        }
+                    };
+                    if let Ok(n) = packet.encode(&mut buf) {
+                        s.handle_datagram(now, peer, &buf[..n]);
+                    }
+                    if op == 0xff {
+                        s.abort(now, ErrorCode::NOT_DEFINED, "fuzz abort");
+                    }
+                }
+            }
+            c.drain(&mut s, now);
+        }
+    }
+
+    /// A server session: the script's request (RRQ or WRQ), then the steps.
+    pub fn server(data: &[u8]) {
+        let mut script = Script(data);
+        let flags = script.byte().unwrap_or(0);
+        let len = usize::from(script.byte().unwrap_or(0));
+        let request = script.bytes(len);
+        let Ok(request) = IncomingRequest::parse(CLIENT_ADDR, request) else {
+            return;
+        };
+        let now = Instant::now();
+        let size = usize::from(flags) * 37;
+        let s = ServerSession::new(
+            &request,
+            &config(flags),
+            (flags & 128 != 0).then_some(size as u64),
+            now,
+        );
+        run(s, &mut script, now, CLIENT_ADDR, size);
+    }
+
+    /// A client session (get or put, options from the header), then the steps. The server's
+    /// answers come from [`TRANSFER_ADDR`].
+    pub fn client(data: &[u8]) {
+        let mut script = Script(data);
+        let flags = script.byte().unwrap_or(0);
+        let asked = OptionValues {
+            blksize: (flags & 1 != 0).then_some(16),
+            windowsize: (flags & 2 != 0).then_some(3),
+            tsize: (flags & 4 != 0).then_some(0),
+            timeout: (flags & 8 != 0).then_some(2),
+        };
+        let mode = if flags & 16 != 0 {
+            Mode::Netascii
+        } else {
+            Mode::Octet
+        };
+        let now = Instant::now();
+        let config = config(flags >> 3);
+        let s = if flags & 32 != 0 {
+            ClientSession::put(SERVER_ADDR, "f", mode, asked, &config, now)
+        } else {
+            ClientSession::get(SERVER_ADDR, "f", mode, asked, &config, now)
+        };
+        if let Ok(s) = s {
+            run(s, &mut script, now, TRANSFER_ADDR, usize::from(flags) * 41);
+        }
+    }
+}

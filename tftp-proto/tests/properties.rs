@@ -209,3 +209,27 @@ proptest! {
         prop_assert!(report.received == file);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// The fuzz targets' drivers, run on random scripts in every test run.
+    #[test]
+    fn fuzz_drivers_hold_their_invariants(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        tftp_proto::testing::fuzz::server(&data);
+        tftp_proto::testing::fuzz::client(&data);
+    }
+
+    #[test]
+    fn server_driver_with_a_valid_request(
+        flags in any::<u8>(),
+        steps in proptest::collection::vec(any::<u8>(), 0..400),
+        rrq in any::<bool>(),
+    ) {
+        let req: &[u8] = if rrq { b"\x00\x01f\x00octet\x00blksize\x0016\x00windowsize\x004\x00tsize\x000\x00timeout\x002\x00" } else { b"\x00\x02f\x00netascii\x00tsize\x00100\x00" };
+        let mut data = vec![flags, req.len() as u8];
+        data.extend_from_slice(req);
+        data.extend_from_slice(&steps);
+        tftp_proto::testing::fuzz::server(&data);
+    }
+}

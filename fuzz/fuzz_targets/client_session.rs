@@ -1,0 +1,7 @@
+//! A client session (get or put) driven by an arbitrary sequence of server datagrams and time
+//! steps; see `tftp_proto::testing::fuzz` for the invariants checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| tftp_proto::testing::fuzz::client(data));

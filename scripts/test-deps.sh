@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what the test suite drives: real TFTP clients and servers from the distribution.
+# Idempotent and quick when everything is present. Needs root (or sudo) for apt-get.
+set -euo pipefail
+
+need=()
+command -v curl >/dev/null || need+=(curl)
+[ -x /usr/bin/tftp ] || need+=(tftp-hpa)
+command -v atftp >/dev/null || need+=(atftp)
+command -v busybox >/dev/null || need+=(busybox)
+[ -x /usr/sbin/in.tftpd ] || need+=(tftpd-hpa)
+command -v python3 >/dev/null || need+=(python3)
+
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    # tftpd-hpa's package starts a daemon on port 69; keep it from doing so.
+    $sudo sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    $sudo rm -f /usr/sbin/policy-rc.d
+fi
