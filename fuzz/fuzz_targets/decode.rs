@@ -18,11 +18,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(packet.encode(&mut buf[..n - 1]).is_err());
         }
     }
-    if let Err(e) = IncomingRequest::parse(CLIENT_ADDR, data) {
-        if let Some(reply) = e.reply() {
-            let mut buf = [0u8; 512];
-            let n = reply.encode(&mut buf);
-            assert!(Packet::decode(&buf[..n]).is_ok());
-        }
+    if let Err(e) = IncomingRequest::parse(CLIENT_ADDR, data)
+        && let Some(reply) = e.reply()
+    {
+        let mut buf = [0u8; 512];
+        let n = reply.encode(&mut buf);
+        assert!(Packet::decode(&buf[..n]).is_ok());
     }
 });

@@ -550,25 +550,26 @@ pub mod fuzz {
     }
 
     fn config(flags: u8) -> Config {
-        let mut c = Config::default();
-        c.retries = u32::from(flags & 3) + 1;
-        c.rollover = if flags & 4 != 0 {
-            Rollover::ToOne
-        } else {
-            Rollover::ToZero
-        };
-        c.max_transfer_size = (flags & 8 != 0).then_some(3000);
-        c.limits = OptionLimits {
-            max_blksize: if flags & 16 != 0 { 16 } else { 1468 },
-            max_windowsize: if flags & 32 != 0 { 4 } else { 1 },
-            timeout: if flags & 64 != 0 {
-                crate::TimeoutPolicy::Honour
+        Config {
+            retries: u32::from(flags & 3) + 1,
+            rollover: if flags & 4 != 0 {
+                Rollover::ToOne
             } else {
-                crate::TimeoutPolicy::Adaptive
+                Rollover::ToZero
             },
-            ..OptionLimits::default()
-        };
-        c
+            max_transfer_size: (flags & 8 != 0).then_some(3000),
+            limits: OptionLimits {
+                max_blksize: if flags & 16 != 0 { 16 } else { 1468 },
+                max_windowsize: if flags & 32 != 0 { 4 } else { 1 },
+                timeout: if flags & 64 != 0 {
+                    crate::TimeoutPolicy::Honour
+                } else {
+                    crate::TimeoutPolicy::Adaptive
+                },
+                ..OptionLimits::default()
+            },
+            ..Config::default()
+        }
     }
 
     struct Checker {
