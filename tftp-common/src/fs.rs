@@ -1,0 +1,1 @@
+//! Serving files from a root directory, confined to it.
