@@ -2,7 +2,17 @@
 //! `tftp-async-std`, `tftp-blocking`).
 //!
 //! Protocol behaviour lives in `tftp-proto`; this crate holds what every adapter needs that is
-//! not pure: confining paths to a served root, staging uploads, aggregating statistics, and
-//! the server configuration. It never depends on an async runtime.
+//! not pure: confining paths to a served root, staging uploads, admitting requests under
+//! limits, aggregating statistics, and the server configuration. It never depends on an async
+//! runtime.
 
+pub mod admission;
+pub mod config;
 pub mod fs;
+pub mod request;
+pub mod stats;
+
+pub use admission::{Admission, AdmissionConfig, Permit, Refusal};
+pub use config::ServerConfig;
+pub use request::{HandlerError, Request, SessionReport};
+pub use stats::{ServerStats, StatsCollector};

@@ -63,7 +63,9 @@ pub struct SessionStats {
 }
 
 impl SessionStats {
-    pub(crate) fn new(now: Instant) -> Self {
+    /// Zeroed statistics of a session started at `now`, outcome [`Outcome::Completed`].
+    /// Adapters use it to report a request refused before any session existed.
+    pub fn new(now: Instant) -> Self {
         SessionStats {
             started: now,
             finished: now,

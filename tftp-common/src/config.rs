@@ -1,0 +1,43 @@
+//! Server configuration shared by the adapters.
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use crate::admission::AdmissionConfig;
+
+/// How a server runs, whatever the runtime.
+///
+/// The defaults suit PXE fleets: a 1 s initial retransmission timeout adapting down to 50 ms,
+/// 6 retries, blocks up to 65464 bytes and windows up to 64 blocks (clients ask for what they
+/// can take: PXE ROMs 1432–1468, UEFI adds windowsize 4), 10,000 concurrent sessions, and
+/// statistics every 60 s (fbtftp's default).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Per-session protocol settings: timeouts, retries, rollover, option limits, upload size.
+    pub session: tftp_proto::Config,
+    /// Limits on concurrent and new sessions.
+    pub admission: AdmissionConfig,
+    /// Period of the server statistics callback.
+    pub stats_interval: Duration,
+    /// Local ports for transfer sockets; `None`: any ephemeral port.
+    pub port_range: Option<RangeInclusive<u16>>,
+    /// Serve every transfer from the listening port, telling sessions apart by the client's
+    /// address, for NAT, containers and Kubernetes where per-transfer ports cannot pass.
+    pub single_port: bool,
+    /// On shutdown, how long running transfers may take to finish before they are aborted.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            session: tftp_proto::Config::default(),
+            admission: AdmissionConfig::default(),
+            stats_interval: Duration::from_secs(60),
+            port_range: None,
+            single_port: false,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}

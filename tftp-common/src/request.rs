@@ -1,0 +1,180 @@
+//! What a handler sees and answers: the request, the error it may refuse with, and the
+//! report of a finished session.
+
+use std::borrow::Cow;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tftp_proto::{
+    ErrorCode, ErrorReply, IncomingRequest, Mode, OptionLimits, OptionValues, Outcome, RequestKind,
+    SessionStats, TransferError,
+};
+
+/// A read or write request, as a handler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Request {
+    /// The client's address and port.
+    pub peer: SocketAddr,
+    /// The server address the request arrived on.
+    pub local: SocketAddr,
+    /// Read (RRQ) or write (WRQ).
+    pub kind: RequestKind,
+    /// The file name exactly as the client sent it.
+    pub filename: String,
+    /// Transfer mode. Netascii translation is done by the protocol core: handlers always
+    /// produce and consume the file's own bytes.
+    pub mode: Mode,
+    /// The options the client asked for.
+    pub options: OptionValues,
+    /// The server's option limits. A handler tightens them for one request by returning
+    /// changed limits with its response (e.g. a smaller `max_blksize` for one subnet).
+    pub limits: OptionLimits,
+}
+
+impl Request {
+    /// The handler's view of a parsed request that arrived on `local`.
+    pub fn new(incoming: IncomingRequest, local: SocketAddr, limits: OptionLimits) -> Self {
+        Request {
+            peer: incoming.peer,
+            local,
+            kind: incoming.kind,
+            filename: incoming.filename,
+            mode: incoming.mode,
+            options: incoming.options,
+            limits,
+        }
+    }
+
+    /// Back to the protocol core's form, to start a session.
+    pub fn incoming(&self) -> IncomingRequest {
+        IncomingRequest {
+            peer: self.peer,
+            kind: self.kind,
+            filename: self.filename.clone(),
+            mode: self.mode,
+            options: self.options,
+        }
+    }
+}
+
+/// A handler's refusal: the TFTP error code and message the client receives.
+///
+/// Messages go to an unauthenticated client: never put a server-side path in them. The
+/// conversion from [`io::Error`] maps the error kind to a code and a fixed message for that
+/// reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (TFTP error {code})")]
+pub struct HandlerError {
+    /// The TFTP error code.
+    pub code: ErrorCode,
+    /// The message sent to the client.
+    pub message: Cow<'static, str>,
+}
+
+impl HandlerError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        HandlerError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Error 1, "File not found".
+    pub fn not_found() -> Self {
+        Self::new(ErrorCode::FILE_NOT_FOUND, "File not found")
+    }
+
+    /// Error 2, "Access violation".
+    pub fn access_violation() -> Self {
+        Self::new(ErrorCode::ACCESS_VIOLATION, "Access violation")
+    }
+
+    /// Error 2, "Write not allowed": the default answer to a write request.
+    pub fn write_not_allowed() -> Self {
+        Self::new(ErrorCode::ACCESS_VIOLATION, "Write not allowed")
+    }
+
+    /// Error 3, "Disk full or allocation exceeded".
+    pub fn disk_full() -> Self {
+        Self::new(ErrorCode::DISK_FULL, "Disk full or allocation exceeded")
+    }
+
+    /// Error 6, "File already exists".
+    pub fn file_exists() -> Self {
+        Self::new(ErrorCode::FILE_EXISTS, "File already exists")
+    }
+
+    /// The error as a packet to send.
+    pub fn reply(&self) -> ErrorReply {
+        ErrorReply::new(self.code, self.message.clone())
+    }
+}
+
+impl From<&io::Error> for HandlerError {
+    fn from(e: &io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::NotFound => Self::not_found(),
+            io::ErrorKind::PermissionDenied => Self::access_violation(),
+            io::ErrorKind::AlreadyExists => Self::file_exists(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Self::disk_full(),
+            io::ErrorKind::TimedOut => Self::new(ErrorCode::NOT_DEFINED, "Origin timed out"),
+            _ => Self::new(ErrorCode::NOT_DEFINED, "Server error"),
+        }
+    }
+}
+
+impl From<io::Error> for HandlerError {
+    fn from(e: io::Error) -> Self {
+        Self::from(&e)
+    }
+}
+
+/// What the per-session callback receives when a session ends (fbtftp's session stats).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionReport {
+    /// The client.
+    pub peer: SocketAddr,
+    /// The server address the request arrived on.
+    pub local: SocketAddr,
+    /// Read or write.
+    pub kind: RequestKind,
+    /// The requested file name.
+    pub filename: String,
+    /// Transfer mode.
+    pub mode: Mode,
+    /// The options the client asked for.
+    pub requested: OptionValues,
+    /// Counters, timings, negotiated options and outcome.
+    pub stats: SessionStats,
+}
+
+impl SessionReport {
+    /// The report of a session for `request` that ended with `stats`.
+    pub fn new(request: &Request, stats: SessionStats) -> Self {
+        SessionReport {
+            peer: request.peer,
+            local: request.local,
+            kind: request.kind,
+            filename: request.filename.clone(),
+            mode: request.mode,
+            requested: request.options,
+            stats,
+        }
+    }
+
+    /// The report of a request refused with `error` before any session started: one ERROR
+    /// packet sent, outcome [`TransferError::Local`].
+    pub fn refused(request: &Request, error: &HandlerError, started: Instant) -> Self {
+        let mut stats = SessionStats::new(started);
+        stats.packets_sent = 1;
+        stats.outcome = Outcome::Failed(TransferError::Local {
+            code: error.code,
+            message: error.message.to_string(),
+        });
+        Self::new(request, stats)
+    }
+}

@@ -1,0 +1,264 @@
+//! Server-wide statistics: fbtftp's server stats callback, typed.
+//!
+//! Every adapter feeds one [`StatsCollector`]: a session started, a session ended (with its
+//! [`SessionReport`]), a request refused. The collector keeps running totals (for metrics
+//! endpoints) and the counters of the current interval, which [`StatsCollector::take_interval`]
+//! reads and resets (for the periodic callback).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tftp_proto::{ErrorCode, Outcome, RequestKind, TransferError};
+
+use crate::request::SessionReport;
+
+/// Counters over a period (an interval, or since start).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// The period these counters cover.
+    pub period: Duration,
+    /// Requests accepted or refused (every request that got an answer).
+    pub sessions_started: u64,
+    /// Sessions that transferred everything.
+    pub sessions_completed: u64,
+    /// Sessions that failed on the server's side or the network's: timed out, protocol
+    /// violations, errors of the data source, and refused requests.
+    pub sessions_failed: u64,
+    /// Sessions the client ended with an ERROR (other than size probes).
+    pub sessions_aborted_by_client: u64,
+    /// PXE/UEFI size probes: tsize asked, OACK received, then an ERROR. Not failures.
+    pub size_probes: u64,
+    /// Of the failed sessions, those whose peer stopped answering.
+    pub sessions_timed_out: u64,
+    /// Of the failed sessions, requests refused before a transfer started (file not found,
+    /// access violation, limits).
+    pub requests_refused: u64,
+    /// Payload bytes sent (reads) and acknowledged.
+    pub bytes_sent: u64,
+    /// Payload bytes received (writes) and stored.
+    pub bytes_received: u64,
+    /// Datagrams sent, retransmissions included.
+    pub packets_sent: u64,
+    /// Datagrams received from transfer peers.
+    pub packets_received: u64,
+    /// Datagrams sent again after a timeout.
+    pub retransmissions: u64,
+    /// ERROR packets sent, by code.
+    pub errors_sent: BTreeMap<u16, u64>,
+    /// Sessions running when the counters were read.
+    pub active_sessions: u64,
+    /// Negotiated block sizes of finished transfers (size → sessions).
+    pub blksize: BTreeMap<u16, u64>,
+    /// Negotiated window sizes of finished transfers (size → sessions).
+    pub windowsize: BTreeMap<u16, u64>,
+}
+
+impl ServerStats {
+    fn record(&mut self, report: &SessionReport) {
+        let s = &report.stats;
+        match report.kind {
+            RequestKind::Read => self.bytes_sent += s.bytes,
+            RequestKind::Write => self.bytes_received += s.bytes,
+        }
+        self.packets_sent += s.packets_sent;
+        self.packets_received += s.packets_received;
+        self.retransmissions += s.retransmissions;
+        let mut sent_error = None;
+        match &s.outcome {
+            Outcome::Completed => self.sessions_completed += 1,
+            Outcome::SizeProbe => self.size_probes += 1,
+            Outcome::Failed(TransferError::Peer { .. }) => self.sessions_aborted_by_client += 1,
+            Outcome::Failed(e) => {
+                self.sessions_failed += 1;
+                if matches!(e, TransferError::TimedOut { .. }) {
+                    self.sessions_timed_out += 1;
+                }
+                if s.blocks == 0 && s.packets_received == 0 && s.packets_sent <= 1 {
+                    if let TransferError::Local { .. } = e {
+                        self.requests_refused += 1;
+                    }
+                }
+                sent_error = e.code();
+            }
+        }
+        if let Some(code) = sent_error {
+            *self.errors_sent.entry(code.0).or_default() += 1;
+        }
+        if s.blocks > 0 {
+            *self.blksize.entry(s.options.blksize).or_default() += 1;
+            *self.windowsize.entry(s.options.windowsize).or_default() += 1;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Counters {
+    total: ServerStats,
+    interval: ServerStats,
+    interval_start: Instant,
+}
+
+/// Collects session events from an adapter; shared by all its tasks or threads.
+#[derive(Debug)]
+pub struct StatsCollector {
+    started: Instant,
+    active: AtomicU64,
+    counters: Mutex<Counters>,
+}
+
+impl Default for StatsCollector {
+    fn default() -> Self {
+        Self::new(Instant::now())
+    }
+}
+
+impl StatsCollector {
+    /// A collector whose periods start at `now`.
+    pub fn new(now: Instant) -> Self {
+        StatsCollector {
+            started: now,
+            active: AtomicU64::new(0),
+            counters: Mutex::new(Counters {
+                total: ServerStats::default(),
+                interval: ServerStats::default(),
+                interval_start: now,
+            }),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Counters) -> R) -> R {
+        // A panic while holding the lock cannot leave the counters inconsistent in a way that
+        // matters; keep counting.
+        let mut guard = match self.counters.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    /// A request was answered: a session (or a refusal) begins.
+    pub fn session_started(&self) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.with(|c| {
+            c.total.sessions_started += 1;
+            c.interval.sessions_started += 1;
+        });
+    }
+
+    /// A session (or a refusal) ended with `report`.
+    pub fn session_finished(&self, report: &SessionReport) {
+        let _ = self
+            .active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.with(|c| {
+            c.total.record(report);
+            c.interval.record(report);
+        });
+    }
+
+    /// An ERROR was sent without a session (server busy, malformed request).
+    pub fn error_sent(&self, code: ErrorCode) {
+        self.with(|c| {
+            *c.total.errors_sent.entry(code.0).or_default() += 1;
+            *c.interval.errors_sent.entry(code.0).or_default() += 1;
+        });
+    }
+
+    /// Sessions running now.
+    pub fn active_sessions(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Totals since the collector was created.
+    pub fn totals(&self, now: Instant) -> ServerStats {
+        let mut t = self.with(|c| c.total.clone());
+        t.period = now.saturating_duration_since(self.started);
+        t.active_sessions = self.active_sessions();
+        t
+    }
+
+    /// The counters since the last call (or since creation), reset for the next interval.
+    pub fn take_interval(&self, now: Instant) -> ServerStats {
+        let mut s = self.with(|c| {
+            let s = std::mem::take(&mut c.interval);
+            let start = std::mem::replace(&mut c.interval_start, now);
+            ServerStats {
+                period: now.saturating_duration_since(start),
+                ..s
+            }
+        });
+        s.active_sessions = self.active_sessions();
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{HandlerError, Request};
+    use tftp_proto::{IncomingRequest, Mode, OptionLimits, OptionValues, SessionStats};
+
+    fn request(kind: RequestKind) -> Request {
+        let peer = "127.0.0.1:4000".parse().unwrap();
+        Request::new(
+            IncomingRequest {
+                peer,
+                kind,
+                filename: "f".into(),
+                mode: Mode::Octet,
+                options: OptionValues::default(),
+            },
+            "127.0.0.1:69".parse().unwrap(),
+            OptionLimits::default(),
+        )
+    }
+
+    #[test]
+    fn outcomes_are_classified_and_intervals_reset() {
+        let now = Instant::now();
+        let c = StatsCollector::new(now);
+        let outcomes = [
+            Outcome::Completed,
+            Outcome::SizeProbe,
+            Outcome::Failed(TransferError::Peer {
+                code: ErrorCode::OPTION_REFUSED,
+                message: String::new(),
+            }),
+            Outcome::Failed(TransferError::TimedOut { retries: 6 }),
+        ];
+        for outcome in outcomes {
+            c.session_started();
+            let mut stats = SessionStats::new(now);
+            stats.outcome = outcome;
+            stats.bytes = 100;
+            stats.blocks = 1;
+            c.session_finished(&SessionReport::new(&request(RequestKind::Read), stats));
+        }
+        c.session_started();
+        let req = request(RequestKind::Read);
+        c.session_finished(&SessionReport::refused(
+            &req,
+            &HandlerError::not_found(),
+            now,
+        ));
+        let s = c.take_interval(now + Duration::from_secs(60));
+        assert_eq!(s.period, Duration::from_secs(60));
+        assert_eq!(s.sessions_started, 5);
+        assert_eq!(s.sessions_completed, 1);
+        assert_eq!(s.size_probes, 1);
+        assert_eq!(s.sessions_aborted_by_client, 1);
+        assert_eq!(s.sessions_failed, 2);
+        assert_eq!(s.sessions_timed_out, 1);
+        assert_eq!(s.requests_refused, 1);
+        assert_eq!(s.errors_sent.get(&1), Some(&1));
+        assert_eq!(s.bytes_sent, 400);
+        assert_eq!(s.blksize.get(&512), Some(&4));
+        assert_eq!(s.active_sessions, 0);
+        let next = c.take_interval(now + Duration::from_secs(61));
+        assert_eq!(next.sessions_started, 0);
+        assert_eq!(c.totals(now).sessions_started, 5);
+    }
+}
