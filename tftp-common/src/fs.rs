@@ -1,1 +1,618 @@
 //! Serving files from a root directory, confined to it.
+//!
+//! This is the bundled "directory handler" back-end (`tftpd --root DIR`). A [`Root`] holds a
+//! [`cap_std::fs::Dir`] handle on the served directory; every lookup goes through that handle,
+//! so confinement is enforced by the kernel (`openat2` with `RESOLVE_BENEATH` on Linux, with
+//! cap-std's manual resolution as the fallback), not by string checks on paths. A symlink that
+//! stays inside the root is followed; one that leads out of it fails to resolve.
+//!
+//! On top of that, the TFTP file name is normalised first (see [`Root::open_read`]): `\` is a
+//! separator, leading `/` is stripped, and any `..` component is refused outright.
+//!
+//! Only regular files are served. A file with more than one hard link is refused by default
+//! ([`RootOptions::follow_hardlinks`]), because a hard link can bring a file from outside the
+//! root inside it, where no path check can see it.
+//!
+//! Uploads ([`Root::create_upload`]) are written to a temporary file created exclusively in the
+//! target's directory and moved into place atomically by [`Upload::commit`]; an [`Upload`]
+//! dropped without committing removes its temporary file, so a failed transfer never leaves
+//! anything under the final name.
+//!
+//! Error messages ([`FsError::message`]) are fixed strings: they never contain a server-side
+//! path nor the requested name, so they are safe to send to clients in an ERROR packet.
+
+use std::collections::hash_map::RandomState;
+use std::ffi::OsString;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
+use rustix::fs::{OFlags, RenameFlags};
+use rustix::io::Errno;
+use tftp_proto::ErrorCode;
+
+/// Longest TFTP file name accepted, in bytes; longer names are an access violation.
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// Most path components accepted in a TFTP file name; more are an access violation.
+pub const MAX_COMPONENTS: usize = 64;
+
+/// Longest part of the target name copied into a temporary upload name, in bytes, so the
+/// temporary name stays under `NAME_MAX` (255) with its prefix and random suffix.
+const TEMP_NAME_STEM_MAX: usize = 200;
+
+/// How many random temporary names to try before giving up on an upload.
+const TEMP_NAME_ATTEMPTS: u32 = 16;
+
+/// Mode of uploaded files (before the umask).
+const UPLOAD_MODE: u32 = 0o644;
+
+/// Options of a served [`Root`]. The defaults are the safe, read-only ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RootOptions {
+    /// If the exact path is not found, match each component case-insensitively (Unicode lower
+    /// case) against the directory's entries. When several entries match, the smallest name in
+    /// byte order wins, so the choice is deterministic. Default: `false`.
+    pub case_insensitive: bool,
+    /// Accept uploads (write requests). When `false`, every upload is refused with
+    /// [`ErrorCode::ACCESS_VIOLATION`]. Default: `false`.
+    pub allow_write: bool,
+    /// Let an upload replace an existing file. When `false`, an upload to an existing name is
+    /// refused with [`ErrorCode::FILE_EXISTS`]. Default: `false`.
+    pub allow_overwrite: bool,
+    /// Largest upload accepted, in bytes; beyond it the upload fails with
+    /// [`ErrorCode::DISK_FULL`]. Default: no limit.
+    pub max_upload_size: Option<u64>,
+    /// Serve regular files that have more than one hard link. When `false`, such files are
+    /// refused with [`ErrorCode::ACCESS_VIOLATION`], because a hard link can bring a file from
+    /// outside the root inside it. Default: `false`.
+    pub follow_hardlinks: bool,
+}
+
+/// A directory served over TFTP, every access confined to it.
+///
+/// `Root` is `Send + Sync` and holds no lock: share one among all sessions in an `Arc`.
+#[derive(Debug)]
+pub struct Root {
+    dir: Dir,
+    options: RootOptions,
+}
+
+impl Root {
+    /// Open the directory at `path` (resolved normally, with the process's authority) as the
+    /// root. Everything afterwards is relative to the directory handle, so renaming or
+    /// replacing `path` later does not change what is served.
+    pub fn open(path: impl AsRef<Path>, options: RootOptions) -> io::Result<Root> {
+        let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
+        Ok(Root { dir, options })
+    }
+
+    /// The options this root was opened with.
+    pub fn options(&self) -> &RootOptions {
+        &self.options
+    }
+
+    /// Open the file a read request names, for reading; returns it with its size (for the
+    /// RFC 2349 `tsize` option).
+    ///
+    /// The name is normalised first: `\` is treated as `/`, leading `/` is stripped (as
+    /// tftp-hpa does with `--secure`), empty and `.` components are dropped. A `..` component
+    /// anywhere, a name over [`MAX_NAME_LEN`] bytes or [`MAX_COMPONENTS`] components, or a NUL
+    /// byte is an access violation; an empty name is "file not found". Percent-encoding is not
+    /// decoded.
+    ///
+    /// Errors: missing file → [`ErrorCode::FILE_NOT_FOUND`]; permission denied, a symlink
+    /// leading out of the root, or anything but a regular file (directory, device, FIFO,
+    /// socket) → [`ErrorCode::ACCESS_VIOLATION`]. Opening never blocks, even on a FIFO.
+    pub fn open_read(&self, tftp_path: &str) -> Result<(std::fs::File, u64), FsError> {
+        let components = normalize(tftp_path)?;
+        self.resolve_with(&self.dir, &components, |path| self.open_regular(path))
+    }
+
+    /// Start an upload of `tftp_path`; `announced` is the size the client announced with the
+    /// RFC 2349 `tsize` option, if any.
+    ///
+    /// The name is normalised as in [`Root::open_read`]. The parent directory must already
+    /// exist. Refused with [`ErrorCode::ACCESS_VIOLATION`] unless
+    /// [`RootOptions::allow_write`], or when the target is a directory or a special file, or
+    /// its parent leads out of the root; with [`ErrorCode::FILE_EXISTS`] when the target
+    /// exists and [`RootOptions::allow_overwrite`] is off; with [`ErrorCode::DISK_FULL`] when
+    /// `announced` exceeds [`RootOptions::max_upload_size`].
+    ///
+    /// The data goes to a temporary file in the target's directory; nothing appears under the
+    /// final name until [`Upload::commit`].
+    pub fn create_upload(
+        &self,
+        tftp_path: &str,
+        announced: Option<u64>,
+    ) -> Result<Upload, FsError> {
+        if !self.options.allow_write {
+            return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+        }
+        let max_size = self.options.max_upload_size;
+        if exceeds(announced, max_size) {
+            return Err(FsError::new(ErrorCode::DISK_FULL));
+        }
+        let components = normalize(tftp_path)?;
+        let Some((name, parent)) = components.split_last() else {
+            return Err(FsError::new(ErrorCode::FILE_NOT_FOUND));
+        };
+        let parent_dir = if parent.is_empty() {
+            self.dir.try_clone().map_err(FsError::from_io)?
+        } else {
+            self.resolve_with(&self.dir, parent, |path| {
+                self.dir.open_dir(path).map_err(FsError::from_io)
+            })?
+        };
+
+        // Find the target (case-insensitively if so configured) to apply the overwrite rules.
+        let found = self.resolve_with(&parent_dir, std::slice::from_ref(name), |path| {
+            let meta = parent_dir
+                .symlink_metadata(path)
+                .map_err(FsError::from_io)?;
+            Ok((path.as_os_str().to_os_string(), meta))
+        });
+        let final_name = match found {
+            Ok((existing, meta)) => {
+                let is_dir = meta.is_dir()
+                    || (meta.is_symlink()
+                        && parent_dir.metadata(&existing).is_ok_and(|m| m.is_dir()));
+                if is_dir || !(meta.is_file() || meta.is_symlink()) {
+                    return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+                }
+                if !self.options.allow_overwrite {
+                    return Err(FsError::new(ErrorCode::FILE_EXISTS));
+                }
+                // Replacing a symlink replaces the link itself (rename does not follow it),
+                // so even a link leading outside is safe to overwrite.
+                existing
+            }
+            Err(e) if e.code == ErrorCode::FILE_NOT_FOUND => OsString::from(*name),
+            Err(e) => return Err(e),
+        };
+
+        let (file, temp_name) = create_temp(&parent_dir, name)?;
+        Ok(Upload {
+            dir: parent_dir,
+            temp_name,
+            final_name,
+            file,
+            max_size,
+            overwrite: self.options.allow_overwrite,
+            committed: false,
+        })
+    }
+
+    /// Run `op` on the exact path; if that finds nothing and the root is case-insensitive,
+    /// resolve each component case-insensitively under `base` and run `op` again.
+    fn resolve_with<T>(
+        &self,
+        base: &Dir,
+        components: &[&str],
+        op: impl Fn(&Path) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        let exact: PathBuf = components.iter().collect();
+        match op(&exact) {
+            Err(e) if e.code == ErrorCode::FILE_NOT_FOUND && self.options.case_insensitive => {
+                let resolved = resolve_case_insensitive(base, components)?;
+                op(&resolved)
+            }
+            result => result,
+        }
+    }
+
+    /// Open `path` (relative to the root) if it is a regular file we may serve.
+    fn open_regular(&self, path: &Path) -> Result<(std::fs::File, u64), FsError> {
+        // Look before opening, so a device node is never opened (opening some has side
+        // effects); the check after opening is the authoritative one.
+        let meta = self.dir.metadata(path).map_err(FsError::from_io)?;
+        if !meta.is_file() {
+            return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+        }
+        let mut options = OpenOptions::new();
+        options.read(true);
+        // O_NONBLOCK: a FIFO swapped in after the check must not block the open.
+        options.custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32);
+        let file = self
+            .dir
+            .open_with(path, &options)
+            .map_err(FsError::from_io)?
+            .into_std();
+        let meta = file.metadata().map_err(FsError::from_io)?;
+        if !meta.is_file() {
+            return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+        }
+        if !self.options.follow_hardlinks && std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+            return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+        }
+        // Adapters may read with ordinary blocking calls.
+        let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| FsError::from_io(e.into()))?;
+        rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)
+            .map_err(|e| FsError::from_io(e.into()))?;
+        Ok((file, meta.len()))
+    }
+}
+
+/// An upload in progress: a temporary file in the target's directory.
+///
+/// Write the data into [`Upload::file`], check the running total with
+/// [`Upload::check_size`], then [`Upload::commit`]. Dropping an `Upload` that was not
+/// committed removes the temporary file.
+#[derive(Debug)]
+pub struct Upload {
+    /// The target's directory; every operation is relative to it.
+    dir: Dir,
+    temp_name: OsString,
+    final_name: OsString,
+    file: std::fs::File,
+    max_size: Option<u64>,
+    overwrite: bool,
+    committed: bool,
+}
+
+impl Upload {
+    /// The temporary file to write the data into. Adapters may also keep a handle of their
+    /// own from [`std::fs::File::try_clone`]; map its write errors with
+    /// [`FsError::from_write_error`].
+    pub fn file(&mut self) -> &mut std::fs::File {
+        &mut self.file
+    }
+
+    /// Check that `total` bytes received so far are within
+    /// [`RootOptions::max_upload_size`]; beyond it, [`ErrorCode::DISK_FULL`].
+    pub fn check_size(&self, total: u64) -> Result<(), FsError> {
+        if exceeds(Some(total), self.max_size) {
+            return Err(FsError::new(ErrorCode::DISK_FULL));
+        }
+        Ok(())
+    }
+
+    /// Flush the data to disk (`fsync`), then move the file into place atomically.
+    ///
+    /// Without [`RootOptions::allow_overwrite`] the move never replaces anything
+    /// (`renameat2(RENAME_NOREPLACE)`, or `link` then `unlink` on file systems without it),
+    /// so of two concurrent uploads of one name exactly one wins and the other gets
+    /// [`ErrorCode::FILE_EXISTS`]. With it, a plain `rename`: the last complete upload wins,
+    /// whole. On error the temporary file is removed.
+    pub fn commit(mut self) -> Result<(), FsError> {
+        self.file.sync_all().map_err(FsError::from_write_error)?;
+        if self.overwrite {
+            rustix::fs::renameat(&self.dir, &self.temp_name, &self.dir, &self.final_name)
+                .map_err(|e| FsError::from_write_error(e.into()))?;
+            self.committed = true;
+        } else {
+            match rustix::fs::renameat_with(
+                &self.dir,
+                &self.temp_name,
+                &self.dir,
+                &self.final_name,
+                RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => self.committed = true,
+                // The file system does not support RENAME_NOREPLACE.
+                Err(Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => self.link_into_place()?,
+                Err(e) => return Err(FsError::from_write_error(e.into())),
+            }
+        }
+        // Make the new directory entry durable too. The file is already in place, so a
+        // failure here is not reported to the client.
+        let _ = rustix::fs::fsync(&self.dir);
+        Ok(())
+    }
+}
+
+impl Upload {
+    /// Move into place without replacing anything, for file systems without
+    /// `RENAME_NOREPLACE`: `link` fails if the name exists, then the temporary name is removed.
+    /// Until then the file has two links, so a concurrent reader without
+    /// [`RootOptions::follow_hardlinks`] may briefly be refused it.
+    fn link_into_place(&mut self) -> Result<(), FsError> {
+        self.dir
+            .hard_link(&self.temp_name, &self.dir, &self.final_name)
+            .map_err(FsError::from_write_error)?;
+        // If this fails, `drop` tries again.
+        if self.dir.remove_file(&self.temp_name).is_ok() {
+            self.committed = true;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = self.dir.remove_file(&self.temp_name);
+        }
+    }
+}
+
+/// Why a file could not be served or stored: the TFTP error code and a fixed message to send
+/// to the client (RFC 1350 §5, ERROR packet), with the underlying I/O error if any.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct FsError {
+    /// The error code for the ERROR packet.
+    pub code: ErrorCode,
+    /// The message for the ERROR packet. A fixed string per code: never a path nor the
+    /// requested name.
+    pub message: &'static str,
+    #[source]
+    source: Option<io::Error>,
+}
+
+impl FsError {
+    /// An error with `code` and its fixed message, without an I/O cause.
+    pub fn new(code: ErrorCode) -> FsError {
+        FsError {
+            code,
+            message: message_for(code),
+            source: None,
+        }
+    }
+
+    /// Map an I/O error from a file-system operation to a TFTP error: not found (or a
+    /// component not a directory) → [`ErrorCode::FILE_NOT_FOUND`]; permission denied, a path
+    /// leading out of the root, a symlink loop, a directory, a socket or device (`ENXIO`, `ENODEV`), a read-only file
+    /// system →
+    /// [`ErrorCode::ACCESS_VIOLATION`]; no space or quota exceeded →
+    /// [`ErrorCode::DISK_FULL`]; already exists → [`ErrorCode::FILE_EXISTS`]; anything else →
+    /// [`ErrorCode::NOT_DEFINED`] ("I/O error"). The I/O error is kept as the source.
+    pub fn from_io(err: io::Error) -> FsError {
+        let code = match Errno::from_io_error(&err) {
+            Some(Errno::NOENT | Errno::NOTDIR) => ErrorCode::FILE_NOT_FOUND,
+            Some(
+                Errno::ACCESS
+                | Errno::PERM
+                | Errno::XDEV
+                | Errno::LOOP
+                | Errno::ISDIR
+                | Errno::ROFS
+                | Errno::NAMETOOLONG
+                | Errno::NOTEMPTY
+                | Errno::TXTBSY
+                | Errno::NXIO
+                | Errno::NODEV,
+            ) => ErrorCode::ACCESS_VIOLATION,
+            Some(Errno::NOSPC | Errno::DQUOT | Errno::FBIG) => ErrorCode::DISK_FULL,
+            Some(Errno::EXIST) => ErrorCode::FILE_EXISTS,
+            _ => match err.kind() {
+                // cap-std reports an escape from the root as PermissionDenied without errno.
+                io::ErrorKind::NotFound => ErrorCode::FILE_NOT_FOUND,
+                io::ErrorKind::PermissionDenied => ErrorCode::ACCESS_VIOLATION,
+                io::ErrorKind::AlreadyExists => ErrorCode::FILE_EXISTS,
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorCode::DISK_FULL,
+                _ => ErrorCode::NOT_DEFINED,
+            },
+        };
+        FsError {
+            code,
+            message: message_for(code),
+            source: Some(err),
+        }
+    }
+
+    /// Map an error from writing an upload (or committing it): `ENOSPC`, `EDQUOT` and
+    /// `EFBIG` → [`ErrorCode::DISK_FULL`]; otherwise as [`FsError::from_io`].
+    pub fn from_write_error(err: io::Error) -> FsError {
+        FsError::from_io(err)
+    }
+
+    /// The I/O error behind this one, if any. For the server's log, not for the client: it
+    /// may describe server-side details.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+}
+
+/// The fixed client-facing message for `code`.
+fn message_for(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::FILE_NOT_FOUND => "File not found",
+        ErrorCode::ACCESS_VIOLATION => "Access violation",
+        ErrorCode::DISK_FULL => "Disk full or allocation exceeded",
+        ErrorCode::FILE_EXISTS => "File already exists",
+        _ => "I/O error",
+    }
+}
+
+fn exceeds(size: Option<u64>, max: Option<u64>) -> bool {
+    matches!((size, max), (Some(size), Some(max)) if size > max)
+}
+
+/// Split a TFTP file name into the components of a path relative to the root.
+///
+/// `\` and `/` both separate; empty and `.` components are dropped (which also strips
+/// leading `/`). `..` anywhere, NUL, or a name over the limits is an access violation; a
+/// name with no component left is "file not found".
+fn normalize(tftp_path: &str) -> Result<Vec<&str>, FsError> {
+    if tftp_path.len() > MAX_NAME_LEN || tftp_path.contains('\0') {
+        return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+    }
+    let mut components = Vec::new();
+    for component in tftp_path.split(['/', '\\']) {
+        match component {
+            "" | "." => {}
+            ".." => return Err(FsError::new(ErrorCode::ACCESS_VIOLATION)),
+            c => components.push(c),
+        }
+    }
+    if components.len() > MAX_COMPONENTS {
+        return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+    }
+    if components.is_empty() {
+        return Err(FsError::new(ErrorCode::FILE_NOT_FOUND));
+    }
+    Ok(components)
+}
+
+/// Resolve `components` under `base`, each one exactly if it exists, else the smallest entry
+/// (in byte order) of its directory that equals it ignoring case. Lookups go through `base`,
+/// so symlinks are confined as for any other access.
+fn resolve_case_insensitive(base: &Dir, components: &[&str]) -> Result<PathBuf, FsError> {
+    let mut resolved = PathBuf::new();
+    for &component in components {
+        let exact = resolved.join(component);
+        match base.symlink_metadata(&exact) {
+            Ok(_) => {
+                resolved = exact;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FsError::from_io(e)),
+        }
+        let entries = if resolved.as_os_str().is_empty() {
+            base.entries()
+        } else {
+            base.read_dir(&resolved)
+        }
+        .map_err(FsError::from_io)?;
+        let mut best: Option<OsString> = None;
+        for entry in entries {
+            let name = entry.map_err(FsError::from_io)?.file_name();
+            let matches = name.to_str().is_some_and(|n| eq_ignore_case(n, component));
+            if matches && best.as_ref().is_none_or(|b| name < *b) {
+                best = Some(name);
+            }
+        }
+        match best {
+            Some(name) => resolved.push(name),
+            None => return Err(FsError::new(ErrorCode::FILE_NOT_FOUND)),
+        }
+    }
+    Ok(resolved)
+}
+
+fn eq_ignore_case(a: &str, b: &str) -> bool {
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .eq(b.chars().flat_map(char::to_lowercase))
+}
+
+/// Create a new temporary file for an upload of `name` in `dir`, exclusively (`O_EXCL`, so
+/// never through an existing file or symlink).
+fn create_temp(dir: &Dir, name: &str) -> Result<(std::fs::File, OsString), FsError> {
+    let mut stem_len = name.len().min(TEMP_NAME_STEM_MAX);
+    while !name.is_char_boundary(stem_len) {
+        stem_len -= 1;
+    }
+    let stem = &name[..stem_len];
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true).mode(UPLOAD_MODE);
+    let mut last_error = None;
+    for _ in 0..TEMP_NAME_ATTEMPTS {
+        let temp_name = OsString::from(format!(".{stem}.tftp-{:016x}", random_u64()));
+        match dir.open_with(&temp_name, &options) {
+            Ok(file) => return Ok((file.into_std(), temp_name)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = Some(e),
+            Err(e) => return Err(FsError::from_write_error(e)),
+        }
+    }
+    Err(match last_error {
+        Some(e) => FsError::from_write_error(e),
+        None => FsError::new(ErrorCode::NOT_DEFINED),
+    })
+}
+
+/// A random-enough number for temporary names: std's randomly keyed SipHash over a counter.
+/// Uniqueness is enforced by `O_EXCL`, not by this.
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(normalize("/pxelinux.0").ok(), Some(vec!["pxelinux.0"]));
+        assert_eq!(normalize("a//b").ok(), Some(vec!["a", "b"]));
+        assert_eq!(normalize("a\\b").ok(), Some(vec!["a", "b"]));
+        assert_eq!(normalize("./a/./b/").ok(), Some(vec!["a", "b"]));
+        assert_eq!(normalize("%2e%2e/x").ok(), Some(vec!["%2e%2e", "x"]));
+        assert_eq!(normalize("...").ok(), Some(vec!["..."]));
+        for bad in [
+            "..",
+            "../x",
+            "a/../b",
+            "a/..",
+            "..\\x",
+            "a\\..\\..\\x",
+            "a\0b",
+        ] {
+            assert_eq!(
+                normalize(bad).err().map(|e| e.code),
+                Some(ErrorCode::ACCESS_VIOLATION)
+            );
+        }
+        for empty in ["", "/", "//", ".", "\\", "./"] {
+            assert_eq!(
+                normalize(empty).err().map(|e| e.code),
+                Some(ErrorCode::FILE_NOT_FOUND)
+            );
+        }
+        assert!(normalize(&"a".repeat(MAX_NAME_LEN)).is_ok());
+        assert!(normalize(&"a".repeat(MAX_NAME_LEN + 1)).is_err());
+        assert!(normalize(&["a"; MAX_COMPONENTS].join("/")).is_ok());
+        assert!(normalize(&["a"; MAX_COMPONENTS + 1].join("/")).is_err());
+    }
+
+    #[test]
+    fn case_folding() {
+        assert!(eq_ignore_case("PXELinux.0", "pxelinux.0"));
+        assert!(eq_ignore_case("ÄB", "äb"));
+        assert!(!eq_ignore_case("ab", "abc"));
+    }
+
+    /// The fallback for file systems without `RENAME_NOREPLACE` never replaces either.
+    #[test]
+    fn link_fallback_never_replaces() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let root = Root::open(
+            tmp.path(),
+            RootOptions {
+                allow_write: true,
+                ..RootOptions::default()
+            },
+        )?;
+        let mut first = root.create_upload("f", None)?;
+        let mut second = root.create_upload("f", None)?;
+        std::io::Write::write_all(first.file(), b"first")?;
+        std::io::Write::write_all(second.file(), b"second")?;
+        first.link_into_place()?;
+        let lost = second.link_into_place().err().map(|e| e.code);
+        assert_eq!(lost, Some(ErrorCode::FILE_EXISTS));
+        drop((first, second));
+        assert_eq!(std::fs::read(tmp.path().join("f"))?, b"first");
+        assert_eq!(
+            std::fs::read_dir(tmp.path())?.count(),
+            1,
+            "no temporary file left"
+        );
+        assert_eq!(std::fs::metadata(tmp.path().join("f"))?.len(), 5);
+        Ok(())
+    }
+
+    #[test]
+    fn io_error_mapping() {
+        let code = |errno: Errno| FsError::from_io(errno.into()).code;
+        assert_eq!(code(Errno::NOENT), ErrorCode::FILE_NOT_FOUND);
+        assert_eq!(code(Errno::ACCESS), ErrorCode::ACCESS_VIOLATION);
+        assert_eq!(code(Errno::NOSPC), ErrorCode::DISK_FULL);
+        assert_eq!(code(Errno::DQUOT), ErrorCode::DISK_FULL);
+        assert_eq!(code(Errno::EXIST), ErrorCode::FILE_EXISTS);
+        assert_eq!(code(Errno::IO), ErrorCode::NOT_DEFINED);
+        let escape = io::Error::new(io::ErrorKind::PermissionDenied, "a path led outside");
+        assert_eq!(FsError::from_io(escape).code, ErrorCode::ACCESS_VIOLATION);
+        assert_eq!(
+            FsError::from_io(Errno::NOSPC.into()).message,
+            "Disk full or allocation exceeded"
+        );
+    }
+}
