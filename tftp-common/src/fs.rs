@@ -298,7 +298,7 @@ impl Upload {
         }
         // Make the new directory entry durable too. The file is already in place, so a
         // failure here is not reported to the client.
-        let _ = rustix::fs::fsync(&self.dir);
+        let _ = sync_dir(&self.dir);
         Ok(())
     }
 }
@@ -515,6 +515,16 @@ fn create_temp(dir: &Dir, name: &str) -> Result<(std::fs::File, OsString), FsErr
     })
 }
 
+/// `fsync` a directory. cap-std's `Dir` handles are `O_PATH` descriptors, which cannot be
+/// synced, so this opens the directory itself for reading first.
+fn sync_dir(dir: &Dir) -> io::Result<()> {
+    let mut options = OpenOptions::new();
+    options
+        .read(true)
+        .custom_flags(OFlags::DIRECTORY.bits() as i32);
+    dir.open_with(".", &options)?.sync_all()
+}
+
 /// A random-enough number for temporary names: std's randomly keyed SipHash over a counter.
 /// Uniqueness is enforced by `O_EXCL`, not by this.
 fn random_u64() -> u64 {
@@ -596,6 +606,16 @@ mod tests {
             "no temporary file left"
         );
         assert_eq!(std::fs::metadata(tmp.path().join("f"))?.len(), 5);
+        Ok(())
+    }
+
+    #[test]
+    fn directories_can_be_synced() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        std::fs::create_dir(tmp.path().join("sub"))?;
+        let root = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
+        sync_dir(&root)?;
+        sync_dir(&root.open_dir("sub")?)?;
         Ok(())
     }
 
