@@ -7,12 +7,16 @@
 //! runtime.
 
 pub mod admission;
+pub mod client;
 pub mod config;
 pub mod fs;
 pub mod request;
+pub mod server;
 pub mod stats;
 
 pub use admission::{Admission, AdmissionConfig, Permit, Refusal};
+pub use client::ClientError;
 pub use config::ServerConfig;
 pub use request::{HandlerError, Request, SessionReport};
+pub use server::{Decision, ServerCore, ServerOptions};
 pub use stats::{ServerStats, StatsCollector};

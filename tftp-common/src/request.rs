@@ -126,6 +126,12 @@ impl From<&io::Error> for HandlerError {
     }
 }
 
+impl From<crate::fs::FsError> for HandlerError {
+    fn from(e: crate::fs::FsError) -> Self {
+        Self::new(e.code, e.message)
+    }
+}
+
 impl From<io::Error> for HandlerError {
     fn from(e: io::Error) -> Self {
         Self::from(&e)

@@ -507,6 +507,23 @@ impl<R> Session<R> {
         self.finish(now, Outcome::Failed(error), Some((code, message)));
     }
 
+    /// Drop the transfer without telling the peer (it was replaced by a new request from the
+    /// same client port, or the process is going away). The outcome is
+    /// [`TransferError::Local`] with code 0 and message "abandoned"; nothing is sent. Then
+    /// drain [`Session::poll_output`].
+    pub fn abandon(&mut self, now: Instant) {
+        if self.done {
+            self.state = State::Closed;
+            self.deadline = None;
+            return;
+        }
+        let error = TransferError::Local {
+            code: ErrorCode::NOT_DEFINED,
+            message: "abandoned".to_string(),
+        };
+        self.finish(now, Outcome::Failed(error), None);
+    }
+
     // ---- output ----
 
     /// The next thing to do. Drain after every input until [`Output::Wait`] or

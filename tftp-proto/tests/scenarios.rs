@@ -809,3 +809,23 @@ fn finished<R>(s: &mut tftp_proto::Session<R>, now: Instant) -> tftp_proto::Sess
     }
     result.unwrap_or_else(|| s.stats().clone())
 }
+
+#[test]
+fn abandon_ends_without_a_word() {
+    let now = Instant::now();
+    let mut server = ServerSession::new(
+        &request(OptionValues::default()),
+        &Config::default(),
+        Some(100),
+        now,
+    );
+    let _ = drain(&mut server, now, &mut &[1u8; 100][..]);
+    server.abandon(now);
+    let stats = finished(&mut server, now);
+    assert!(matches!(
+        stats.outcome,
+        Outcome::Failed(TransferError::Local { .. })
+    ));
+    assert!(drain(&mut server, now, &mut &[][..]).is_empty());
+    assert!(server.is_closed());
+}

@@ -1,0 +1,318 @@
+//! The runtime-independent half of a server: what to do with a datagram on the listening
+//! port, how a session starts and how it is reported. An adapter supplies sockets, tasks and
+//! timers around it.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Instant;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tftp_proto::{
+    ErrorReply, IncomingRequest, OptionLimits, Outcome, RequestError, ServerSession, SessionStats,
+};
+
+use crate::admission::{Admission, Permit};
+use crate::config::ServerConfig;
+use crate::request::{HandlerError, Request, SessionReport};
+use crate::stats::{ServerStats, StatsCollector};
+
+/// Called with the report of every finished session (and every refused request).
+pub type SessionCallback = Arc<dyn Fn(&SessionReport) + Send + Sync>;
+/// Called every [`ServerConfig::stats_interval`] with the counters of the interval.
+pub type StatsCallback = Arc<dyn Fn(&ServerStats) + Send + Sync>;
+
+/// Everything a server needs besides its handler: where to listen, how to behave, whom to
+/// tell. The same for every adapter.
+///
+/// ```
+/// use tftp_common::server::ServerOptions;
+///
+/// let options = ServerOptions::new()
+///     .listen("127.0.0.1:6969".parse().unwrap())
+///     .on_session(|report| println!("{} {:?}", report.filename, report.stats.outcome))
+///     .on_stats(|stats| println!("{} sessions", stats.sessions_started));
+/// ```
+#[derive(Clone, Default)]
+pub struct ServerOptions {
+    /// Addresses to bind listening sockets to.
+    pub listen: Vec<SocketAddr>,
+    /// Already-bound listening sockets (e.g. from systemd socket activation).
+    pub sockets: Vec<Arc<UdpSocket>>,
+    /// Behaviour and limits.
+    pub config: ServerConfig,
+    /// Per-session callback.
+    pub on_session: Option<SessionCallback>,
+    /// Periodic server statistics callback.
+    pub on_stats: Option<StatsCallback>,
+}
+
+impl fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("listen", &self.listen)
+            .field("sockets", &self.sockets.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerOptions {
+    /// No listeners, default configuration, no callbacks.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Listen on `addr` too.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen.push(addr);
+        self
+    }
+
+    /// Use an already-bound socket as a listener.
+    pub fn socket(mut self, socket: UdpSocket) -> Self {
+        self.sockets.push(Arc::new(socket));
+        self
+    }
+
+    /// Replace the configuration.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Call `f` with every finished session's report.
+    pub fn on_session(mut self, f: impl Fn(&SessionReport) + Send + Sync + 'static) -> Self {
+        self.on_session = Some(Arc::new(f));
+        self
+    }
+
+    /// Call `f` every `config.stats_interval` with the interval's counters.
+    pub fn on_stats(mut self, f: impl Fn(&ServerStats) + Send + Sync + 'static) -> Self {
+        self.on_stats = Some(Arc::new(f));
+        self
+    }
+
+    /// Bind every `listen` address (see [`bind_listener`]) and return all listening sockets,
+    /// in non-blocking mode.
+    pub fn bind_all(&self) -> io::Result<Vec<Arc<UdpSocket>>> {
+        let mut out = self.sockets.clone();
+        for addr in &self.listen {
+            out.push(Arc::new(bind_listener(*addr)?));
+        }
+        for s in &out {
+            s.set_nonblocking(true)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Bind a listening socket. `[::]` is bound dual-stack (IPv4 clients arrive as mapped
+/// addresses). A permission error on a privileged port says how to get past it.
+pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() && addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        socket.set_only_v6(false)?;
+    }
+    // Many PXE clients at once: room for a burst of requests.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot bind {addr}: ports below 1024 need root or CAP_NET_BIND_SERVICE \
+                     (e.g. `sudo setcap cap_net_bind_service=+ep tftpd`), or listen on an \
+                     unprivileged port such as 6969"
+                ),
+            )
+        } else {
+            io::Error::new(e.kind(), format!("cannot bind {addr}: {e}"))
+        }
+    })?;
+    Ok(socket.into())
+}
+
+/// Bind a transfer socket on `local`'s address: an ephemeral port, or one from `range`
+/// (RFC 1350 §4: each transfer has its own port, the server's transfer ID).
+pub fn bind_transfer(local: IpAddr, range: Option<&RangeInclusive<u16>>) -> io::Result<UdpSocket> {
+    let bind = |port: u16| -> io::Result<UdpSocket> {
+        let addr = SocketAddr::new(local, port);
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() && local == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+            socket.set_only_v6(false)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        Ok(socket.into())
+    };
+    let Some(range) = range else {
+        return bind(0);
+    };
+    let (lo, hi) = (*range.start(), *range.end());
+    let span = u32::from(hi.saturating_sub(lo)) + 1;
+    // Start at a pseudo-random port so concurrent binds spread out; try each once.
+    let start = (Instant::now().elapsed().subsec_nanos() ^ std::process::id()) % span;
+    let mut last = io::Error::new(io::ErrorKind::AddrInUse, "port range exhausted");
+    for i in 0..span {
+        let port = lo.saturating_add(((start + i) % span) as u16);
+        match bind(port) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// What to do with a datagram that arrived on a listening socket.
+#[derive(Debug)]
+pub enum Decision {
+    /// Drop it.
+    Ignore,
+    /// Send this ERROR back to the sender (from the listening socket), nothing more.
+    Reply(ErrorReply),
+    /// A new request: ask the handler, then start a session. Keep the permit until the
+    /// session ends.
+    Accept(Request, Permit),
+}
+
+/// The shared state of one server: configuration, admission, statistics, callbacks.
+pub struct ServerCore {
+    /// The configuration.
+    pub config: ServerConfig,
+    admission: Arc<Admission>,
+    stats: StatsCollector,
+    on_session: Option<SessionCallback>,
+    on_stats: Option<StatsCallback>,
+}
+
+impl fmt::Debug for ServerCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerCore")
+            .field("config", &self.config)
+            .field("active", &self.stats.active_sessions())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerCore {
+    /// The core for `options` (its sockets are the adapter's business).
+    pub fn new(options: &ServerOptions) -> Arc<Self> {
+        Arc::new(ServerCore {
+            admission: Admission::new(options.config.admission.clone()),
+            config: options.config.clone(),
+            stats: StatsCollector::new(Instant::now()),
+            on_session: options.on_session.clone(),
+            on_stats: options.on_stats.clone(),
+        })
+    }
+
+    /// The statistics collector (running totals for metrics endpoints).
+    pub fn stats(&self) -> &StatsCollector {
+        &self.stats
+    }
+
+    /// Decide on a datagram from `peer` that arrived on the listener bound to `local`.
+    pub fn on_datagram(
+        &self,
+        local: SocketAddr,
+        peer: SocketAddr,
+        datagram: &[u8],
+        now: Instant,
+    ) -> Decision {
+        let incoming = match IncomingRequest::parse(peer, datagram) {
+            Ok(r) => r,
+            Err(e) => {
+                return match e.reply() {
+                    Some(reply) => {
+                        if !matches!(e, RequestError::BadSource) {
+                            tracing::debug!(%peer, error = %e, "malformed request");
+                        }
+                        self.stats.error_sent(reply.code);
+                        Decision::Reply(reply)
+                    }
+                    None => Decision::Ignore,
+                };
+            }
+        };
+        match self.admission.try_admit(&incoming, now) {
+            Ok(permit) => {
+                self.stats.session_started();
+                let request = Request::new(incoming, local, self.config.session.limits);
+                Decision::Accept(request, permit)
+            }
+            Err(refusal) => match refusal.reply() {
+                Some(reply) => {
+                    tracing::info!(%peer, ?refusal, "request refused");
+                    self.stats.error_sent(reply.code);
+                    Decision::Reply(reply)
+                }
+                None => Decision::Ignore,
+            },
+        }
+    }
+
+    /// Start the session for an accepted request whose handler answered with a source of
+    /// `size` bytes (reads; `None` if unknown or for writes) and optionally tightened limits.
+    pub fn start_session(
+        &self,
+        request: &Request,
+        size: Option<u64>,
+        limits: Option<OptionLimits>,
+        now: Instant,
+    ) -> ServerSession {
+        let mut config = self.config.session.clone();
+        if let Some(limits) = limits {
+            config.limits = limits;
+        }
+        ServerSession::new(&request.incoming(), &config, size, now)
+    }
+
+    /// The handler refused `request` with `error` (sent by the adapter): report it.
+    pub fn refused(&self, request: &Request, error: &HandlerError, started: Instant) {
+        tracing::info!(peer = %request.peer, file = %request.filename, code = error.code.0, message = %error.message, "request refused");
+        self.finish(SessionReport::refused(request, error, started));
+    }
+
+    /// A session for `request` finished with `stats`: log, count and call back.
+    pub fn session_finished(&self, request: &Request, stats: SessionStats) {
+        let report = SessionReport::new(request, stats);
+        let s = &report.stats;
+        match &s.outcome {
+            Outcome::Completed | Outcome::SizeProbe => tracing::info!(
+                peer = %report.peer, file = %report.filename, kind = ?report.kind,
+                bytes = s.bytes, blksize = s.options.blksize, windowsize = s.options.windowsize,
+                retransmissions = s.retransmissions, ms = s.duration().as_millis() as u64,
+                outcome = ?s.outcome, "session finished"),
+            Outcome::Failed(e) => tracing::warn!(
+                peer = %report.peer, file = %report.filename, kind = ?report.kind,
+                bytes = s.bytes, error = %e, "session failed"),
+        }
+        self.finish(report);
+    }
+
+    fn finish(&self, report: SessionReport) {
+        self.stats.session_finished(&report);
+        if let Some(cb) = &self.on_session {
+            cb(&report);
+        }
+    }
+
+    /// Read and reset the interval counters, and hand them to the stats callback if any.
+    /// Adapters call this every `config.stats_interval`.
+    pub fn report_interval(&self, now: Instant) -> ServerStats {
+        let stats = self.stats.take_interval(now);
+        if let Some(cb) = &self.on_stats {
+            cb(&stats);
+        }
+        stats
+    }
+
+    /// Whether a stats callback is installed (adapters skip the timer otherwise).
+    pub fn wants_stats(&self) -> bool {
+        self.on_stats.is_some()
+    }
+}
