@@ -3,11 +3,14 @@
 //! `summary.csv` / `table.txt` in OUTDIR.
 //!
 //! Each input line is one measurement:
-//! `{"test":..,"config":..,"server":..,"rep":N,"metrics":{"name":value,..},"ref_config":..}`.
+//! `{"test":..,"config":..,"server":..,"rep":N,"metrics":[["name",value],..],"ref_config":..}`
+//! (metrics as pairs so their order, which is the order of the rows, survives).
 //! Rows are (test, config, metric); columns are servers in order of first appearance. A cell
 //! is the median over repetitions, followed by the ratio to tftpd-hpa's median for the same
 //! row, or for `ref_config` when tftpd-hpa has no value for this config (marked `*`: e.g. a
-//! windowsize that tftpd-hpa does not support is compared with its windowsize 1).
+//! windowsize that tftpd-hpa does not support is compared with its windowsize 1). Rows of
+//! the metrics `failed` and `resends` are left out of the table while they are zero
+//! everywhere.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,6 +22,8 @@ use serde::{Deserialize, Serialize};
 
 /// The server every ratio is taken against.
 const BASELINE: &str = "tftpd-hpa";
+/// Metrics shown only when some value is not zero.
+const HIDE_IF_ZERO: &[&str] = &["failed", "resends"];
 
 #[derive(Debug, Deserialize)]
 struct Record {
@@ -27,7 +32,7 @@ struct Record {
     server: String,
     #[serde(default)]
     ref_config: Option<String>,
-    metrics: BTreeMap<String, Option<f64>>,
+    metrics: Vec<(String, Option<f64>)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -191,8 +196,18 @@ fn main() -> Result<()> {
             .iter()
             .filter(|s| rows.iter().any(|r| &r.test == test && &r.server == *s))
             .collect();
-        let test_rows: Vec<&(String, String, String)> =
-            rows_order.iter().filter(|(t, _, _)| t == test).collect();
+        let all_zero = |(t, c, m): &&(String, String, String)| {
+            HIDE_IF_ZERO.contains(&m.as_str())
+                && rows
+                    .iter()
+                    .filter(|r| &r.test == t && &r.config == c && &r.metric == m)
+                    .all(|r| r.max == 0.0)
+        };
+        let test_rows: Vec<&(String, String, String)> = rows_order
+            .iter()
+            .filter(|(t, _, _)| t == test)
+            .filter(|row| !all_zero(row))
+            .collect();
         let label_w = test_rows
             .iter()
             .map(|(_, c, m)| c.len() + m.len() + 3)

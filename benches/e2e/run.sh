@@ -1,0 +1,472 @@
+#!/usr/bin/env bash
+# End-to-end TFTP benchmark: the distribution's servers (and ours, once enabled below) on
+# loopback, inside a network namespace this script creates, measured with curl, atftp and
+# tftp-loadgen. See benches/e2e/README.md.
+#
+#   benches/e2e/run.sh            # full run (about 15 minutes on 2 cores)
+#   benches/e2e/run.sh --quick    # smoke test with small files (about 1-2 minutes)
+#   benches/e2e/run.sh --help
+#
+# Results: bench-results/<timestamp>/{table.txt,summary.json,summary.csv,results.jsonl,raw/,logs/}
+set -euo pipefail
+
+# ---------------------------------------------------------------------------------------------
+# The servers. One line each: name | port | supports windowsize | cargo package to build | command.
+# In the command, $ROOT is the directory served, $PORT the port, $BIN the cargo release dir,
+# $ATFTPD the unpacked atftpd binary. The command must stay in the foreground.
+# dnsmasq's TFTP port is fixed at 69, which is why everything runs in a network namespace.
+# ---------------------------------------------------------------------------------------------
+SERVERS=(
+  "tftpd-hpa|6901|no||in.tftpd --foreground --secure --address 127.0.0.1:\$PORT \$ROOT"
+  "atftpd|6902|yes||\$ATFTPD --daemon --no-fork --port \$PORT --bind-address 127.0.0.1 --logfile /dev/null --maxthread 20000 \$ROOT"
+  "dnsmasq|69|no||dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --enable-tftp --tftp-root=\$ROOT --tftp-max=20000 --edns-packet-max=65535 --listen-address=127.0.0.1 --bind-interfaces --pid-file= --quiet-tftp --log-facility=\$LOGS/dnsmasq.log --user=nobody"
+  # "tftpd|6904|yes|tftp-tokio|\$BIN/tftpd --root \$ROOT --listen 127.0.0.1:\$PORT"
+  # "tftpd-blocking|6905|yes|tftp-blocking|\$BIN/tftpd-blocking --root \$ROOT --listen 127.0.0.1:\$PORT"
+)
+BASELINE=tftpd-hpa
+
+usage() {
+  cat <<'EOF'
+usage: benches/e2e/run.sh [options]
+  --quick              small files, one repetition, fewer clients (smoke test)
+  --reps N             repetitions of each throughput and ceiling measurement (default 3)
+  --conc-reps N        repetitions of each concurrency measurement (default 1)
+  --big-size BYTES     the throughput file (default 67108864 = 64 MiB; 256 MiB takes an hour)
+  --small-size BYTES   the concurrency file (default 1048576 = 1 MiB)
+  --blksizes "LIST"    default "512 1468 8192 65464"
+  --windows "LIST"     windowsizes > 1 to test on servers that support it (default "8 64")
+  --clients "LIST"     concurrency runs: N (all at once) or N@SECS (started evenly over SECS)
+                       (default "1000 10000 10000@10")
+  --servers "LIST"     subset of server names (default: all in the table)
+  --skip SECTIONS      comma list of: throughput,concurrency,ceiling
+  --no-pinned          only the unpinned throughput runs
+  --no-install         do not apt-get anything (fail if missing)
+  --out DIR            results directory (default bench-results/<timestamp>)
+EOF
+}
+
+QUICK=0 REPS=3 CONC_REPS=1 BIG=$((64 << 20)) SMALL=$((1 << 20))
+BLKSIZES="512 1468 8192 65464" WINDOWS="8 64" CLIENTS="1000 10000 10000@10"
+ONLY_SERVERS="" SKIP="" PINNED_MODES="unpinned pinned" INSTALL=1 OUT="" INNER=0
+ARGS=("$@")
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --reps) REPS=$2; shift ;;
+    --conc-reps) CONC_REPS=$2; shift ;;
+    --big-size) BIG=$2; shift ;;
+    --small-size) SMALL=$2; shift ;;
+    --blksizes) BLKSIZES=$2; shift ;;
+    --windows) WINDOWS=$2; shift ;;
+    --clients) CLIENTS=$2; shift ;;
+    --servers) ONLY_SERVERS=$2; shift ;;
+    --skip) SKIP=$2; shift ;;
+    --no-pinned) PINNED_MODES="unpinned" ;;
+    --no-install) INSTALL=0 ;;
+    --out) OUT=$2; shift ;;
+    --inner) INNER=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+if [[ $QUICK == 1 ]]; then
+  # Explicit options given after --quick still win (they were parsed in order, so re-apply).
+  BIG=$((8 << 20)) SMALL=$((64 << 10)) REPS=1 CONC_REPS=1 CLIENTS="100 1000 1000@1"
+  set -- "${ARGS[@]}"
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --reps) REPS=$2; shift ;; --conc-reps) CONC_REPS=$2; shift ;;
+      --big-size) BIG=$2; shift ;; --small-size) SMALL=$2; shift ;;
+      --clients) CLIENTS=$2; shift ;;
+    esac
+    shift
+  done
+fi
+
+# atftp (the client) keeps the default socket receive buffer (net.core.rmem_default, about
+# 208 KiB): a window that does not fit is lost at every turn and each loss costs its 5 s
+# timeout. Windows above this many payload bytes are measured with loadgen only.
+ATFTP_MAX_WINDOW_BYTES=131072
+
+# Time bounds: every client run is killed after these many seconds.
+XFER_DEADLINE=120     # one big-file transfer
+CONC_DEADLINE=120     # one concurrency run (plus its ramp)
+CEIL_DEADLINE=60      # one udp-ceiling run
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$REPO"
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+skipped() { [[ ",$SKIP," == *",$1,"* ]]; }
+
+# ---------------------------------------------------------------------------------------------
+# Outer phase: install, build, then re-run this script inside a new network namespace.
+# ---------------------------------------------------------------------------------------------
+SCRATCH=${TFTP_E2E_SCRATCH:-/tmp/tftp-e2e}
+if [[ $INNER == 0 ]]; then
+  [[ $(id -u) == 0 ]] || die "run as root (network namespace, cgroups, packages)"
+  mkdir -p "$SCRATCH"
+  need_pkgs=()
+  command -v in.tftpd >/dev/null || need_pkgs+=(tftpd-hpa)
+  # dnsmasq-base has the binary without the system service of the dnsmasq package.
+  command -v dnsmasq >/dev/null || need_pkgs+=(dnsmasq-base)
+  command -v atftp >/dev/null || need_pkgs+=(atftp)
+  command -v curl >/dev/null || need_pkgs+=(curl)
+  command -v jq >/dev/null || need_pkgs+=(jq)
+  command -v taskset >/dev/null || need_pkgs+=(util-linux)
+  command -v ip >/dev/null || need_pkgs+=(iproute2)
+  ATFTPD=$SCRATCH/atftpd-root/usr/sbin/atftpd
+  [[ -x $ATFTPD ]] || ATFTPD=""
+  if [[ ${#need_pkgs[@]} -gt 0 || -z $ATFTPD ]]; then
+    [[ $INSTALL == 1 ]] || die "missing: ${need_pkgs[*]} ${ATFTPD:-atftpd}; rerun without --no-install"
+    log "installing: ${need_pkgs[*]} ${ATFTPD:-atftpd (unpacked only)} (policy-rc.d exits 101: no daemon starts)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    policy=/usr/sbin/policy-rc.d
+    policy_backup=""
+    if [[ -e $policy ]]; then policy_backup=$(mktemp); cp -p "$policy" "$policy_backup"; fi
+    printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"
+    restore_policy() {
+      if [[ -n $policy_backup ]]; then mv "$policy_backup" "$policy"; else rm -f "$policy"; fi
+    }
+    trap restore_policy EXIT
+    if [[ ${#need_pkgs[@]} -gt 0 ]]; then
+      apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+    fi
+    if [[ -z $ATFTPD ]]; then
+      # atftpd conflicts with tftpd-hpa: unpack it beside, never install it.
+      (cd "$SCRATCH" && rm -f atftpd_*.deb && apt-get download -qq atftpd 2>/dev/null \
+        && dpkg -x atftpd_*.deb atftpd-root)
+      ATFTPD=$SCRATCH/atftpd-root/usr/sbin/atftpd
+    fi
+    restore_policy
+    trap - EXIT
+  fi
+  [[ -x $ATFTPD ]] || die "atftpd not found under $SCRATCH/atftpd-root"
+
+  log "building the load tools (cargo build --release -p tftp-benches)"
+  cargo build --release -q -p tftp-benches --bins
+  for entry in "${SERVERS[@]}"; do
+    IFS='|' read -r name _ _ pkg _ <<<"$entry"
+    if [[ -n $pkg && ( -z $ONLY_SERVERS || " $ONLY_SERVERS " == *" $name "* ) ]]; then
+      log "building $name (cargo build --release -p $pkg)"
+      cargo build --release -q -p "$pkg"
+    fi
+  done
+  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
+  export TFTP_E2E_BIN="$TARGET_DIR/release" TFTP_E2E_ATFTPD="$ATFTPD"
+  if [[ -z $OUT ]]; then
+    OUT="$REPO/bench-results/$(date -u +%Y%m%dT%H%M%SZ)$([[ $QUICK == 1 ]] && echo -quick)"
+  fi
+  mkdir -p "$OUT"
+  log "results in $OUT"
+  # Everything from here on runs in a fresh network namespace with only lo: nothing can
+  # leave the machine, and dnsmasq can have port 69.
+  exec unshare --net -- bash "${BASH_SOURCE[0]}" "${ARGS[@]}" --inner --out "$OUT"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Inner phase: inside the namespace.
+# ---------------------------------------------------------------------------------------------
+BIN=$TFTP_E2E_BIN
+ATFTPD=$TFTP_E2E_ATFTPD
+LOADGEN=$BIN/tftp-loadgen
+CEILING=$BIN/udp-ceiling
+PROCTREE=$BIN/proc-tree
+REPORT=$BIN/e2e-report
+for b in "$LOADGEN" "$CEILING" "$PROCTREE" "$REPORT"; do [[ -x $b ]] || die "missing $b"; done
+ip link set lo up
+# glibc's getaddrinfo(AI_ADDRCONFIG) ignores 127.0.0.1, so with lo alone in.tftpd cannot
+# resolve its own --address; a second loopback address makes IPv4 count as configured.
+ip addr add 127.0.0.2/8 dev lo
+ulimit -Hn 65536 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)"
+
+RESULTS=$OUT/results.jsonl
+RAW=$OUT/raw
+LOGS=$OUT/logs
+ROOT=$SCRATCH/root
+mkdir -p "$RAW" "$LOGS" "$ROOT"
+: > "$RESULTS"
+START_TS=$(date +%s)
+
+# Files: random bytes, world-readable (tftpd-hpa and dnsmasq serve only those).
+make_file() { # name size
+  local f=$ROOT/$1
+  if [[ ! -f $f || $(stat -c %s "$f") != "$2" ]]; then
+    head -c "$2" /dev/urandom > "$f.tmp" && mv "$f.tmp" "$f"
+  fi
+  chmod 644 "$f"
+}
+BIG_NAME=big-$BIG.bin
+SMALL_NAME=small-$SMALL.bin
+make_file "$BIG_NAME" "$BIG"
+make_file "$SMALL_NAME" "$SMALL"
+chmod 755 "$SCRATCH" "$ROOT"
+cat "$ROOT/$BIG_NAME" "$ROOT/$SMALL_NAME" > /dev/null  # warm the page cache
+
+{
+  echo "date: $(date -u)"; echo "kernel: $(uname -r)"; echo "cpus: $(nproc)"
+  echo "tftpd-hpa: $(in.tftpd -V 2>&1 | head -n1)"
+  echo "dnsmasq: $(dnsmasq --version | head -n1)"
+  echo "atftpd: $("$ATFTPD" --version 2>&1 | head -n1)"
+  echo "atftp: $(atftp --version 2>&1 | head -n1)"
+  echo "curl: $(curl --version | head -n1)"
+  echo "big file: $BIG bytes; small file: $SMALL bytes; reps: $REPS; conc reps: $CONC_REPS"
+  echo "blksizes: $BLKSIZES; windows: $WINDOWS; clients: $CLIENTS"
+} > "$OUT/env.txt"
+
+# The servers selected.
+declare -a S_NAME S_PORT S_WIN S_CMD
+for entry in "${SERVERS[@]}"; do
+  IFS='|' read -r name port win _ cmd <<<"$entry"
+  if [[ -n $ONLY_SERVERS && " $ONLY_SERVERS " != *" $name "* ]]; then continue; fi
+  S_NAME+=("$name"); S_PORT+=("$port"); S_WIN+=("$win"); S_CMD+=("$cmd")
+done
+[[ ${#S_NAME[@]} -gt 0 ]] || die "no server selected"
+
+# cgroups, so the servers' CPU time includes children the kernel reaped for them (tftpd-hpa
+# ignores SIGCHLD). cgroup v2, else v1 cpuacct, else the v2 hierarchy of a hybrid setup.
+CG_BASE=""
+if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then CG_BASE=/sys/fs/cgroup/tftp-e2e.$$
+elif [[ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]]; then CG_BASE=/sys/fs/cgroup/cpuacct/tftp-e2e.$$
+elif [[ -f /sys/fs/cgroup/unified/cgroup.procs ]]; then CG_BASE=/sys/fs/cgroup/unified/tftp-e2e.$$
+fi
+if [[ -n $CG_BASE ]] && ! mkdir -p "$CG_BASE" 2>/dev/null; then CG_BASE=""; fi
+[[ -n $CG_BASE ]] || log "warning: no cgroup; tftpd-hpa's CPU time will be undercounted"
+
+declare -A PID CG
+start_server() { # index pinned|unpinned
+  local i=$1 mode=$2 name=${S_NAME[$1]} PORT=${S_PORT[$1]} cmd pin=""
+  [[ $mode == pinned ]] && pin="taskset -c 0"
+  cmd=$(eval "echo \"${S_CMD[$i]}\"")
+  echo "$pin $cmd" >> "$LOGS/servers.txt"
+  # shellcheck disable=SC2086
+  ( exec $pin $cmd >>"$LOGS/$name.log" 2>&1 ) &
+  PID[$name]=$!
+  CG[$name]=""
+  if [[ -n $CG_BASE ]]; then
+    local cg=$CG_BASE/$name
+    if mkdir -p "$cg" 2>/dev/null && echo "${PID[$name]}" > "$cg/cgroup.procs" 2>/dev/null; then
+      CG[$name]=$cg
+    fi
+  fi
+  sleep 0.3
+  kill -0 "${PID[$name]}" 2>/dev/null || { log "$name did not start: see $LOGS/$name.log"; return 1; }
+}
+stop_server() { # index
+  local name=${S_NAME[$1]} pid=${PID[${S_NAME[$1]}]:-}
+  [[ -n $pid ]] || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  # Leftover transfer processes (tftpd-hpa's children) are in the server's cgroup.
+  if [[ -n ${CG[$name]:-} && -f ${CG[$name]}/cgroup.procs ]]; then
+    while read -r p; do kill -9 "$p" 2>/dev/null || true; done < "${CG[$name]}/cgroup.procs"
+    sleep 0.2
+    rmdir "${CG[$name]}" 2>/dev/null || true
+  fi
+  PID[$name]=""
+}
+start_all() { for i in "${!S_NAME[@]}"; do start_server "$i" "$1" || true; done; }
+stop_all() { for i in "${!S_NAME[@]}"; do stop_server "$i"; done; }
+ensure_up() { # index mode: restart a server that died (atftpd past fd 1024, for example)
+  local name=${S_NAME[$1]}
+  if ! kill -0 "${PID[$name]:-0}" 2>/dev/null; then
+    log "$name is not running: restarting it"
+    echo "{\"event\":\"restart\",\"server\":\"$name\",\"at\":$(date +%s)}" >> "$LOGS/events.jsonl"
+    stop_server "$1"; start_server "$1" "$2" || return 1
+  fi
+}
+cleanup() {
+  stop_all
+  [[ -n $CG_BASE ]] && rmdir "$CG_BASE"/* "$CG_BASE" 2>/dev/null
+  return 0
+}
+trap cleanup EXIT
+
+cg_arg() { [[ -n ${CG[$1]:-} ]] && echo "--cgroup ${CG[$1]}"; return 0; }
+server_cpu() { # name -> CPU seconds of the server tree so far
+  # shellcheck disable=SC2046
+  "$PROCTREE" "${PID[$1]}" $(cg_arg "$1") 2>/dev/null | jq -r .cpu_secs || echo null
+}
+record() { # test config server rep ref_config metrics-json
+  jq -cn --arg t "$1" --arg c "$2" --arg s "$3" --argjson r "$4" --arg rc "$5" --argjson m "$6" \
+    '{test:$t,config:$c,server:$s,rep:$r,metrics:($m | to_entries | map([.key, .value]))} + (if $rc == "" then {} else {ref_config:$rc} end)' \
+    >> "$RESULTS"
+}
+calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
+num_or_null() { [[ $1 =~ ^[0-9.eE+-]+$ ]] && echo "$1" || echo null; }
+
+# One big-file transfer. Prints nothing; appends records.
+throughput_run() { # index client blksize window mode rep
+  local i=$1 client=$2 bs=$3 ws=$4 mode=$5 rep=$6
+  local name=${S_NAME[$i]} port=${S_PORT[$i]} pin="" ref=""
+  [[ $mode == pinned ]] && pin="taskset -c 0"
+  local config="bs=$bs ws=$ws $client $mode"
+  [[ $ws != 1 ]] && ref="bs=$bs ws=1 loadgen $mode"
+  local tag="tput-$name-$client-bs$bs-ws$ws-$mode-r$rep" mb=null cpu=null err=""
+  if ! ensure_up "$i" "$mode"; then
+    record throughput "$config" "$name" "$rep" "$ref" '{"mb_per_sec":null,"failed":1}'
+    return
+  fi
+  local cpu0 t0 t1 out
+  cpu0=$(server_cpu "$name")
+  case $client in
+    curl)
+      t0=$(date +%s.%N)
+      out=$($pin curl -sS -o /dev/null --max-time "$XFER_DEADLINE" --tftp-blksize "$bs" \
+              -w '%{size_download}' "tftp://127.0.0.1:$port/$BIG_NAME" 2>>"$LOGS/$tag.err") || err="curl exit $?"
+      t1=$(date +%s.%N)
+      [[ -z $err && $out != "$BIG" ]] && err="curl got $out bytes"
+      ;;
+    atftp)
+      t0=$(date +%s.%N)
+      $pin timeout "$XFER_DEADLINE" atftp --option "blksize $bs" --option "windowsize $ws" \
+        --option "tsize 0" -g -r "$BIG_NAME" -l /dev/null 127.0.0.1 "$port" \
+        >>"$LOGS/$tag.err" 2>&1 || err="atftp exit $?"
+      t1=$(date +%s.%N)
+      ;;
+    loadgen)
+      local wsarg=() cpus=()
+      [[ $ws != 1 ]] && wsarg=(--windowsize "$ws")
+      [[ $mode == pinned ]] && cpus=(--cpus 0)
+      t0=$(date +%s.%N)
+      # shellcheck disable=SC2046
+      "$LOADGEN" --server "127.0.0.1:$port" --file "$BIG_NAME" --blksize "$bs" "${wsarg[@]}" \
+        --expect-size "$BIG" --deadline "$XFER_DEADLINE" --rcvbuf $((32 << 20)) "${cpus[@]}" \
+        --label "$tag" --output "$RAW/$tag.json" >/dev/null 2>>"$LOGS/$tag.err" || err="loadgen exit $?"
+      t1=$(date +%s.%N)
+      if [[ -z $err ]]; then
+        [[ $(jq -r .failures "$RAW/$tag.json") == 0 ]] || err=$(jq -c .failure_reasons "$RAW/$tag.json")
+        mb=$(jq -r .mb_per_sec "$RAW/$tag.json")
+      fi
+      ;;
+  esac
+  sleep 0.2  # let the transfer process or thread finish before reading the server's CPU
+  local cpu1
+  cpu1=$(server_cpu "$name")
+  if [[ -z $err ]]; then
+    [[ $client != loadgen ]] && mb=$(calc "$BIG / ($t1 - $t0) / 1000000")
+    if [[ $cpu0 != null && $cpu1 != null ]]; then
+      cpu=$(calc "($cpu1 - $cpu0) * 1000 / ($BIG / 1000000)")
+    fi
+  else
+    mb=null
+    log "  $tag failed: $err"
+    echo "{\"tag\":\"$tag\",\"error\":$(jq -Rn --arg e "$err" '$e')}" >> "$LOGS/failures.jsonl"
+  fi
+  mb=$(num_or_null "$mb"); cpu=$(num_or_null "$cpu")
+  record throughput "$config" "$name" "$rep" "$ref" "{\"mb_per_sec\":$mb,\"failed\":$([[ -z $err ]] && echo 0 || echo 1)}"
+  record server-cpu-per-mb "$config" "$name" "$rep" "$ref" "{\"cpu_ms_per_mb\":$cpu}"
+}
+
+concurrency_run() { # index clients[@ramp] rep
+  local i=$1 n=${2%@*} ramp=0 rep=$3 name=${S_NAME[$1]} port=${S_PORT[$1]}
+  [[ $2 == *@* ]] && ramp=${2#*@}
+  local tag="conc-$name-c$n-ramp$ramp-r$rep" cgarg=() config="clients=$n"
+  [[ $ramp != 0 ]] && config="clients=$n ramp=${ramp}s"
+  if ! ensure_up "$i" unpinned; then
+    record concurrency "$config" "$name" "$rep" "" '{"failures":null}'
+    return
+  fi
+  [[ -n ${CG[$name]:-} ]] && cgarg=(--server-cgroup "${CG[$name]}")
+  if ! "$LOADGEN" --server "127.0.0.1:$port" --file "$SMALL_NAME" --clients "$n" --ramp "$ramp" --threads 1 \
+      --blksize 1468 --expect-size "$SMALL" --deadline "$((CONC_DEADLINE + ${ramp%.*}))" \
+      --server-pid "${PID[$name]}" "${cgarg[@]}" --pss --label "$tag" \
+      --output "$RAW/$tag.json" >/dev/null 2>>"$LOGS/$tag.err"; then
+    log "  $tag: loadgen failed (see $LOGS/$tag.err)"
+    record concurrency "$config" "$name" "$rep" "" '{"failures":null}'
+    return
+  fi
+  local m
+  m=$(jq -c '{
+      sessions_per_sec: .sessions_per_sec,
+      p50_ms: (.session_secs.p50 * 1000),
+      p99_ms: (.session_secs.p99 * 1000),
+      max_ms: (.session_secs.max * 1000),
+      failures: .failures,
+      retransmissions: .retransmissions,
+      wall_secs: .wall_secs,
+      server_cpu_secs: .server_usage.cpu_secs,
+      server_cpu_ms_per_mb: (if .bytes > 0 then .server_usage.cpu_secs * 1000 / (.bytes / 1e6) else null end),
+      server_peak_rss_mib: (.server_usage.peak_rss_kib / 1024),
+      server_peak_pss_mib: (if .server_usage.peak_pss_kib == null then null else .server_usage.peak_pss_kib / 1024 end),
+      server_peak_procs_or_threads: ([.server_usage.peak_procs, .server_usage.peak_threads] | max),
+      client_cpu_secs: .client_cpu_secs
+    }' "$RAW/$tag.json")
+  record concurrency "$config" "$name" "$rep" "" "$m"
+  local fails
+  fails=$(jq -r .failures "$RAW/$tag.json")
+  [[ $fails == 0 ]] || log "  $tag: $fails failures: $(jq -c .failure_reasons "$RAW/$tag.json")"
+  # Let the server drop what is left of this run before the next one.
+  sleep 1
+}
+
+# ---------------------------------------------------------------------------------------------
+if ! skipped throughput; then
+  for mode in $PINNED_MODES; do
+    log "throughput ($mode): starting servers"
+    start_all "$mode"
+    for rep in $(seq "$REPS"); do
+      log "throughput ($mode) repetition $rep/$REPS"
+      for bs in $BLKSIZES; do
+        for client in curl loadgen; do
+          for i in "${!S_NAME[@]}"; do throughput_run "$i" "$client" "$bs" 1 "$mode" "$rep"; done
+        done
+        for ws in $WINDOWS; do
+          for client in atftp loadgen; do
+            if [[ $client == atftp && $((ws * (bs + 4))) -gt $ATFTP_MAX_WINDOW_BYTES ]]; then continue; fi
+            for i in "${!S_NAME[@]}"; do
+              [[ ${S_WIN[$i]} == yes ]] && throughput_run "$i" "$client" "$bs" "$ws" "$mode" "$rep"
+            done
+          done
+        done
+      done
+    done
+    stop_all
+  done
+fi
+
+if ! skipped concurrency; then
+  log "concurrency: starting servers"
+  start_all unpinned
+  for n in $CLIENTS; do
+    for rep in $(seq "$CONC_REPS"); do
+      for i in "${!S_NAME[@]}"; do
+        log "concurrency: ${S_NAME[$i]}, $n clients, repetition $rep/$CONC_REPS"
+        concurrency_run "$i" "$n" "$rep"
+      done
+    done
+  done
+  stop_all
+fi
+
+if ! skipped ceiling; then
+  log "raw UDP ceiling"
+  for rep in $(seq "$REPS"); do
+    for bs in $BLKSIZES; do
+      for ws in 1 $WINDOWS; do
+        for mode in $PINNED_MODES; do
+          cpus=()
+          [[ $mode == pinned ]] && cpus=(--cpus 0)
+          tag="ceil-bs$bs-ws$ws-$mode-r$rep"
+          if "$CEILING" --size $((bs + 4)) --window "$ws" --bytes "$BIG" --deadline "$CEIL_DEADLINE" \
+              "${cpus[@]}" --label "$tag" --output "$RAW/$tag.json" >/dev/null 2>>"$LOGS/$tag.err"; then
+            m=$(jq -c '{mb_per_sec: .mb_per_sec, datagrams_per_sec: .datagrams_per_sec, resends: .resends}' "$RAW/$tag.json")
+          else
+            m='{"mb_per_sec":null}'
+          fi
+          record udp-ceiling "bs=$bs ws=$ws $mode" udp "$rep" "" "$m"
+        done
+      done
+    done
+  done
+fi
+
+log "done in $(( $(date +%s) - START_TS )) s"
+"$REPORT" "$RESULTS" "$OUT"
+echo
+echo "results: $OUT"
