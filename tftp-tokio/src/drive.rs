@@ -177,8 +177,8 @@ async fn store_block(
         tracing::warn!(error = %e, "data sink failed");
         HandlerError::from(&e)
     })?;
-    match (last, complete.take()) {
-        (true, Some(complete)) => complete().await,
-        _ => Ok(()),
+    match complete.take_if(|_| last) {
+        Some(complete) => complete().await,
+        None => Ok(()),
     }
 }
