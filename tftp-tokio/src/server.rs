@@ -106,19 +106,22 @@ impl<H: Handler> Server<H> {
             };
             tracker.spawn(listener.run(stop.clone()));
         }
-        if self.core.wants_stats() {
-            let (core, stop) = (Arc::clone(&self.core), stop.clone());
-            tracker.spawn(async move {
+        // The statistics task outlives the sessions, then reports the last partial interval.
+        let stats_stop = CancellationToken::new();
+        let stats = self.core.wants_stats().then(|| {
+            let (core, stop) = (Arc::clone(&self.core), stats_stop.clone());
+            tokio::spawn(async move {
                 let period = core.config.stats_interval;
                 let mut ticks = tokio::time::interval_at((Instant::now() + period).into(), period);
                 loop {
                     tokio::select! {
                         _ = ticks.tick() => { core.report_interval(Instant::now()); }
-                        () = stop.cancelled() => return,
+                        () = stop.cancelled() => break,
                     }
                 }
-            });
-        }
+                core.report_interval(Instant::now());
+            })
+        });
         shutdown.await;
         tracing::info!(
             active = self.core.stats().active_sessions(),
@@ -130,6 +133,10 @@ impl<H: Handler> Server<H> {
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             kill.cancel();
             tracker.wait().await;
+        }
+        stats_stop.cancel();
+        if let Some(task) = stats {
+            let _ = task.await;
         }
         Ok(())
     }
