@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod client;
 pub mod config;
+pub mod drive;
 pub mod fs;
 pub mod request;
 pub mod server;

@@ -12,7 +12,8 @@ use tftp_proto::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UdpSocket;
 
-use crate::drive::{Data, Transport, drive};
+use crate::drive::{Data, Io, Transport};
+use tftp_common::drive::drive;
 
 type NegotiatedCallback = Arc<dyn Fn(&TransferOptions) + Send + Sync>;
 
@@ -109,39 +110,34 @@ impl Client {
     async fn run(
         &self,
         mut session: ClientSession,
-        mut data: Data<'_>,
+        data: Data<'_>,
     ) -> Result<SessionStats, ClientError> {
         let local: SocketAddr = match session.peer() {
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
             SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         };
-        let mut transport = Transport::Socket(UdpSocket::bind(local).await?);
-        let stats = drive(
-            &mut session,
-            &mut transport,
-            &mut data,
-            None,
-            true,
-            |event| {
-                if let (Event::Negotiated(o), Some(f)) = (event, &self.on_negotiated) {
-                    f(o);
-                }
-            },
-        )
+        let transport = Transport::Socket(UdpSocket::bind(local).await?);
+        let mut io = Io {
+            transport,
+            data,
+            kill: None,
+        };
+        let stats = drive(&mut session, &mut io, true, |event| {
+            if let (Event::Negotiated(o), Some(f)) = (event, &self.on_negotiated) {
+                f(o);
+            }
+        })
         .await
         .unwrap_or_else(|| session.stats().clone());
         if !session.is_closed() {
             // Dally in the background: re-acknowledge a repeated last block (RFC 1350 §6).
+            let mut io = Io {
+                transport: io.transport,
+                data: Data::None,
+                kill: None,
+            };
             tokio::spawn(async move {
-                drive(
-                    &mut session,
-                    &mut transport,
-                    &mut Data::None,
-                    None,
-                    false,
-                    |_| {},
-                )
-                .await;
+                drive(&mut session, &mut io, false, |_| {}).await;
             });
         }
         match stats.outcome {

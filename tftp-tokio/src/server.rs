@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::drive::{Data, Transport, drive};
+use crate::drive::{Data, Io, Transport};
 use crate::handler::Handler;
+use tftp_common::drive::drive;
 
 type Routes = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<(Vec<u8>, SocketAddr)>>>>;
 
@@ -241,7 +242,7 @@ async fn session<H: Handler>(
     handler: Arc<H>,
     core: Arc<ServerCore>,
     request: Request,
-    mut transport: Transport,
+    transport: Transport,
     kill: CancellationToken,
 ) {
     let started = Instant::now();
@@ -267,7 +268,7 @@ async fn session<H: Handler>(
     };
     let mut session = core.start_session(&request, size, limits, started);
     let (mut reader, mut writer);
-    let mut data = match io {
+    let data = match io {
         Ok(r) => {
             reader = r;
             Data::Source(reader.as_mut())
@@ -278,18 +279,16 @@ async fn session<H: Handler>(
             Data::Sink(writer.writer.as_mut(), true, complete)
         }
     };
-    drive(
-        &mut session,
-        &mut transport,
-        &mut data,
-        Some(&kill),
-        false,
-        |event| {
-            if let Event::Finished(stats) = event {
-                core.session_finished(&request, stats.clone());
-            }
-        },
-    )
+    let mut io = Io {
+        transport,
+        data,
+        kill: Some(kill),
+    };
+    drive(&mut session, &mut io, false, |event| {
+        if let Event::Finished(stats) = event {
+            core.session_finished(&request, stats.clone());
+        }
+    })
     .await;
 }
 
