@@ -14,6 +14,7 @@ pub mod fs;
 pub mod request;
 pub mod server;
 pub mod stats;
+pub mod template;
 
 pub use admission::{Admission, AdmissionConfig, Permit, Refusal};
 pub use client::ClientError;

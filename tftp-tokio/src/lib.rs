@@ -29,16 +29,13 @@
 //! ```
 
 mod client;
-mod dir;
 mod drive;
 mod handler;
 mod server;
 
 pub use client::Client;
-pub use dir::DirHandler;
 pub use handler::{Handler, ReadResponse, WriteResponse};
 pub use server::Server;
-pub use tftp_common::fs::RootOptions;
 pub use tftp_common::server::ServerOptions;
 pub use tftp_common::{
     ClientError, HandlerError, Request, ServerConfig, ServerStats, SessionReport,

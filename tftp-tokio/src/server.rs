@@ -25,10 +25,17 @@ type Routes = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<(Vec<u8>, SocketAddr)>>
 /// A TFTP server around a [`Handler`] (fbtftp's `BaseServer`).
 ///
 /// ```no_run
-/// use tftp_tokio::{DirHandler, Server, ServerOptions};
+/// use tftp_tokio::{Handler, HandlerError, ReadResponse, Request, Server, ServerOptions};
+///
+/// struct Hello;
+/// impl Handler for Hello {
+///     async fn read(&self, _: &Request) -> Result<ReadResponse, HandlerError> {
+///         Ok(ReadResponse::from_bytes(b"hello\n".to_vec()))
+///     }
+/// }
 ///
 /// # async fn run() -> std::io::Result<()> {
-/// let handler = DirHandler::new("/srv/tftp", Default::default())?;
+/// let handler = Hello;
 /// let options = ServerOptions::new()
 ///     .listen("[::]:69".parse().unwrap())
 ///     .on_stats(|s| println!("{} sessions in the last minute", s.sessions_started));

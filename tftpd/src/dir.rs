@@ -8,7 +8,7 @@ use tftp_common::fs::{Root, RootOptions};
 use tftp_common::{HandlerError, Request};
 use tokio::io::{BufReader, BufWriter};
 
-use crate::handler::{Handler, ReadResponse, WriteResponse};
+use tftp_tokio::{Handler, ReadResponse, WriteResponse};
 
 /// Serves files under a root directory, confined to it (see [`tftp_common::fs`]); accepts
 /// uploads into it when [`RootOptions::allow_write`] is set.
@@ -26,7 +26,7 @@ impl DirHandler {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, HandlerError> + Send + 'static,
 ) -> Result<T, HandlerError> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| {

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use tftp_tokio::{DirHandler, RootOptions, Server, ServerOptions, SessionReport};
+use tftp_tokio::{Server, ServerOptions, SessionReport};
+use tftpd::{DirHandler, RootOptions};
 
 struct Fixture {
     root: tempfile::TempDir,

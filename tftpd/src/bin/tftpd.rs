@@ -6,15 +6,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tftp_tokio::{DirHandler, RootOptions, Server, ServerConfig, ServerOptions, TimeoutPolicy};
+use tftp_tokio::{Server, ServerConfig, ServerOptions, TimeoutPolicy};
+use tftpd::{DirHandler, Fallback, RootOptions, Templates};
 
 /// Serve files over TFTP (RFC 1350 with options: blksize, timeout, tsize, windowsize).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
     /// Directory to serve; requests cannot reach outside it.
-    #[arg(long, default_value = ".")]
-    root: PathBuf,
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Directory of templates rendered per client ({{ip}}, {{ip_hex}}, {{path}}, ...),
+    /// looked up before --root.
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
     /// Address to listen on (repeatable). Default: [::]:PORT, which also accepts IPv4.
     #[arg(long = "listen", value_name = "ADDR")]
     listen: Vec<String>,
@@ -173,8 +178,24 @@ async fn run(args: Args) -> Result<(), String> {
         max_upload_size: args.max_upload_size,
         follow_hardlinks: args.follow_hardlinks,
     };
-    let handler = DirHandler::new(&args.root, root_options)
-        .map_err(|e| format!("cannot serve {}: {e}", args.root.display()))?;
+    if args.root.is_none() && args.templates.is_none() {
+        return Err("nothing to serve: give --root DIR (and/or --templates DIR)".into());
+    }
+    let dir = match &args.root {
+        Some(root) => Some(
+            DirHandler::new(root, root_options)
+                .map_err(|e| format!("cannot serve {}: {e}", root.display()))?,
+        ),
+        None => None,
+    };
+    let templates = match &args.templates {
+        Some(t) => Some(
+            Templates::new(t, args.case_insensitive)
+                .map_err(|e| format!("cannot use templates in {}: {e}", t.display()))?,
+        ),
+        None => None,
+    };
+    let handler = Fallback::new(templates, dir);
     let mut options = ServerOptions::new().config(config(&args)?).on_stats(|s| {
         tracing::info!(
             started = s.sessions_started,
@@ -194,7 +215,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let server = Server::bind(handler, options).map_err(|e| e.to_string())?;
     for addr in server.local_addrs().map_err(|e| e.to_string())? {
-        tracing::info!(%addr, root = %args.root.display(), write = args.allow_write, "listening");
+        tracing::info!(%addr, root = ?args.root, templates = ?args.templates, write = args.allow_write, "listening");
     }
     server
         .serve_until(shutdown_signal())

@@ -1,0 +1,36 @@
+//! Trying handlers in order.
+
+use tftp_common::{HandlerError, Request};
+use tftp_proto::ErrorCode;
+use tftp_tokio::{Handler, ReadResponse, WriteResponse};
+
+/// Serve a read from `first`, or from `second` when `first` answers "File not found".
+/// Writes go to `first` only.
+///
+/// `tftpd` chains its handlers this way: templates, then the root directory, then the HTTP
+/// origin.
+#[derive(Debug, Clone)]
+pub struct Fallback<A, B> {
+    first: A,
+    second: B,
+}
+
+impl<A, B> Fallback<A, B> {
+    /// `first`, then `second`.
+    pub fn new(first: A, second: B) -> Self {
+        Fallback { first, second }
+    }
+}
+
+impl<A: Handler, B: Handler> Handler for Fallback<A, B> {
+    async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
+        match self.first.read(request).await {
+            Err(e) if e.code == ErrorCode::FILE_NOT_FOUND => self.second.read(request).await,
+            other => other,
+        }
+    }
+
+    async fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
+        self.first.write(request).await
+    }
+}

@@ -1,0 +1,15 @@
+//! The ready server and client built on [`tftp_tokio`]: the `tftpd` and `tftp` binaries, and
+//! the handlers `tftpd` composes — usable from your own server too:
+//!
+//! - [`DirHandler`]: files under a root directory, confined to it, with uploads;
+//! - [`Templates`]: per-machine files rendered from templates with the client's address;
+//! - [`Fallback`]: try one handler, then another when the first has no such file.
+
+mod chain;
+mod dir;
+mod templates;
+
+pub use chain::Fallback;
+pub use dir::DirHandler;
+pub use templates::Templates;
+pub use tftp_common::fs::RootOptions;

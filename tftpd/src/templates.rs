@@ -1,0 +1,62 @@
+//! Files rendered per request from a template directory.
+
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use tftp_common::fs::{Root, RootOptions};
+use tftp_common::template::{Vars, render};
+use tftp_common::{HandlerError, Request};
+use tftp_tokio::{Handler, ReadResponse};
+
+use crate::dir::blocking;
+
+/// The largest template read (templates are configuration files, not images).
+const MAX_TEMPLATE: u64 = 1 << 20;
+
+/// Serves each file of a template directory rendered for the requesting client (see
+/// [`tftp_common::template`] for the variables): one GRUB or iPXE configuration serves a whole
+/// fleet. A file that is not in the directory is "File not found", so chain it before a
+/// directory with [`crate::Fallback`] (`tftpd --templates DIR --root DIR2`).
+#[derive(Debug, Clone)]
+pub struct Templates {
+    root: Arc<Root>,
+}
+
+impl Templates {
+    /// Templates under `path` (confined like a served root; read-only).
+    pub fn new(path: impl AsRef<Path>, case_insensitive: bool) -> io::Result<Self> {
+        let options = RootOptions {
+            case_insensitive,
+            ..RootOptions::default()
+        };
+        Ok(Templates {
+            root: Arc::new(Root::open(path, options)?),
+        })
+    }
+}
+
+impl Handler for Templates {
+    async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
+        let (root, name) = (Arc::clone(&self.root), request.filename.clone());
+        let template = blocking(move || {
+            let (file, size) = root.open_read(&name)?;
+            if size > MAX_TEMPLATE {
+                return Err(HandlerError::new(
+                    tftp_proto::ErrorCode::DISK_FULL,
+                    "Template too large",
+                ));
+            }
+            let mut text = String::new();
+            file.take(MAX_TEMPLATE)
+                .read_to_string(&mut text)
+                .map_err(|e| HandlerError::from(&e))?;
+            Ok(text)
+        })
+        .await?;
+        let vars = Vars::new(request.peer, request.local, &request.filename);
+        Ok(ReadResponse::from_bytes(
+            render(&template, &vars).into_bytes(),
+        ))
+    }
+}

@@ -1,0 +1,146 @@
+//! The `tftpd` binary as an operator runs it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tftpd(args: &[&str]) -> (Daemon, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .args(["--listen", &listen])
+        .args(args)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = Daemon(child);
+    // Wait until it answers.
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        probe
+            .send_to(b"\x00\x01--probe--\x00octet\x00", &listen)
+            .unwrap();
+        if probe.recv_from(&mut [0u8; 600]).is_ok() {
+            return (daemon, port);
+        }
+    }
+    panic!("tftpd did not start");
+}
+
+fn curl(port: u16, path: &str) -> (bool, Vec<u8>) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            &format!("tftp://127.0.0.1:{port}/{path}"),
+        ])
+        .output()
+        .expect("curl is not installed; run scripts/test-deps.sh");
+    (out.status.success(), out.stdout)
+}
+
+#[test]
+fn serves_the_bundled_example_root() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-root");
+    let (_d, port) = tftpd(&["--root", root]);
+    let (ok, body) = curl(port, "hello.txt");
+    assert!(ok);
+    assert!(body.starts_with(b"Hello from tftpd!"));
+}
+
+#[test]
+fn templates_are_rendered_per_client_before_the_root() {
+    let templates = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(
+        templates.path().join("grub.cfg"),
+        "linux /vmlinuz ip={{ip}} # {{ip_hex}} {{path}}\n",
+    )
+    .unwrap();
+    std::fs::write(root.path().join("grub.cfg"), "shadowed").unwrap();
+    std::fs::write(root.path().join("kernel"), "KERNEL").unwrap();
+    let (_d, port) = tftpd(&[
+        "--templates",
+        templates.path().to_str().unwrap(),
+        "--root",
+        root.path().to_str().unwrap(),
+    ]);
+    let (ok, body) = curl(port, "grub.cfg");
+    assert!(ok);
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "linux /vmlinuz ip=127.0.0.1 # 7F000001 grub.cfg\n"
+    );
+    assert_eq!(curl(port, "kernel"), (true, b"KERNEL".to_vec()));
+    assert!(!curl(port, "missing").0);
+}
+
+#[test]
+fn refuses_to_start_with_nothing_to_serve_or_a_bad_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to serve"));
+    let out = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .args(["--root", ".", "--port-range", "9:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--port-range"));
+}
+
+#[test]
+fn a_privileged_port_says_how_to_get_past_it() {
+    // Only meaningful when not allowed to bind port 69: run as an unprivileged user if we can.
+    let nobody = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
+        .status();
+    if !nobody.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: setpriv cannot drop privileges here");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_tftpd"),
+            "--root",
+            "/",
+            "--listen",
+            "127.0.0.1:69",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CAP_NET_BIND_SERVICE") && err.contains("6969"),
+        "{err}"
+    );
+}
