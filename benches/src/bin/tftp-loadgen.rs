@@ -86,6 +86,13 @@ struct Args {
     /// The client's retransmission timeout before any RTT is measured, in ms.
     #[arg(long, default_value_t = 1000)]
     initial_timeout_ms: u64,
+    /// Floor of the client's adaptive retransmission timeout, ms (tftp-proto's default is
+    /// 50; RFC 6298 TCP uses 1000). Under overload a low floor means many retransmissions.
+    #[arg(long, default_value_t = 50)]
+    min_timeout_ms: u64,
+    /// Ceiling of the client's retransmission timeout after backoff, ms.
+    #[arg(long, default_value_t = 5000)]
+    max_timeout_ms: u64,
     /// Retransmissions of one packet before a session gives up.
     #[arg(long, default_value_t = 6)]
     retries: u32,
@@ -437,6 +444,12 @@ struct Report {
     windowsize: Option<u16>,
     ramp_secs: f64,
     deadline_secs: f64,
+    /// The client's retransmission settings: initial, floor and ceiling of the timeout (ms),
+    /// and retries per packet.
+    initial_timeout_ms: u64,
+    min_timeout_ms: u64,
+    max_timeout_ms: u64,
+    retries: u32,
     sessions: usize,
     completed: usize,
     failures: usize,
@@ -556,6 +569,8 @@ fn main() -> Result<()> {
     let mut config = Config::default();
     config.retries = args.retries;
     config.initial_timeout = Duration::from_millis(args.initial_timeout_ms);
+    config.min_timeout = Duration::from_millis(args.min_timeout_ms);
+    config.max_timeout = Duration::from_millis(args.max_timeout_ms);
 
     let server_first = match args.server_pid {
         Some(pid) => Some(
@@ -665,6 +680,10 @@ fn main() -> Result<()> {
         windowsize: args.windowsize,
         ramp_secs: args.ramp,
         deadline_secs: args.deadline,
+        initial_timeout_ms: args.initial_timeout_ms,
+        min_timeout_ms: args.min_timeout_ms,
+        max_timeout_ms: args.max_timeout_ms,
+        retries: args.retries,
         sessions: results.len(),
         completed,
         failures,
