@@ -1,0 +1,280 @@
+//! The server: listeners, one task per session, statistics, graceful shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use async_channel::{Receiver, Sender};
+use async_executor::Executor;
+use async_io::{Async, Timer};
+use futures_lite::{FutureExt, StreamExt};
+use tftp_common::drive::drive;
+use tftp_common::server::{ServerOptions, bind_transfer};
+use tftp_common::{Decision, HandlerError, Permit, Request, ServerCore, StatsCollector};
+use tftp_proto::{ErrorCode, Event, RequestKind};
+use tracing::Instrument;
+
+use crate::drive::{Data, Io, Routed, Transport, send_error};
+use crate::handler::Handler;
+
+type Routes = Arc<Mutex<HashMap<SocketAddr, Sender<Routed>>>>;
+
+/// A TFTP server around a [`Handler`] (fbtftp's `BaseServer`).
+///
+/// Its sessions run on an executor inside the [`serve`](Self::serve) future, so they make
+/// progress on whichever thread polls that future (async-std's, smol's, or a `block_on`).
+/// File I/O in [`DirHandler`](crate::DirHandler) runs on the `blocking` thread pool.
+///
+/// ```no_run
+/// use tftp_async_std::{DirHandler, Server, ServerOptions};
+///
+/// # fn main() -> std::io::Result<()> {
+/// let handler = DirHandler::new("/srv/tftp", Default::default())?;
+/// let options = ServerOptions::new()
+///     .listen("[::]:69".parse().unwrap())
+///     .on_stats(|s| println!("{} sessions in the last minute", s.sessions_started));
+/// let (stop, stopped) = smol::channel::bounded::<()>(1);
+/// // ... hand `stop` to whatever decides to shut down: dropping it stops the server.
+/// # drop(stop);
+/// smol::block_on(Server::bind(handler, options)?.serve_until(async move {
+///     let _ = stopped.recv().await;
+/// }))
+/// # }
+/// ```
+pub struct Server<H> {
+    handler: Arc<H>,
+    core: Arc<ServerCore>,
+    listeners: Vec<Arc<Async<UdpSocket>>>,
+}
+
+impl<H> std::fmt::Debug for Server<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Server");
+        d.field("core", &self.core).finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// Bind the listeners of `options` (needs no runtime).
+    pub fn bind(handler: H, options: ServerOptions) -> io::Result<Self> {
+        let listeners = (options.bind_all()?.into_iter())
+            .map(|s| Async::new(Arc::try_unwrap(s).or_else(|s| s.try_clone())?).map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
+        if listeners.is_empty() {
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
+            return Err(e);
+        }
+        let (handler, core) = (Arc::new(handler), ServerCore::new(&options));
+        Ok(Server {
+            handler,
+            core,
+            listeners,
+        })
+    }
+
+    /// The addresses the listeners are bound to.
+    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        self.listeners
+            .iter()
+            .map(|s| s.get_ref().local_addr())
+            .collect()
+    }
+
+    /// Running totals (for a metrics endpoint).
+    pub fn stats(&self) -> &StatsCollector {
+        self.core.stats()
+    }
+
+    /// Serve forever.
+    pub async fn serve(self) -> io::Result<()> {
+        self.serve_until(std::future::pending()).await
+    }
+
+    /// Serve until `shutdown` completes; then stop accepting, let running transfers finish
+    /// for up to [`tftp_common::ServerConfig::shutdown_grace`], abort the rest with an ERROR,
+    /// and return. Dropping the future instead drops every session at once.
+    pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let executor = Arc::new(Executor::new());
+        // Channels used as signals: each closes when its last sender is dropped.
+        let (live, all_ended) = async_channel::bounded::<()>(1);
+        let (kill, killed) = async_channel::bounded::<()>(1);
+        let (stats_stop, stats_stopped) = async_channel::bounded::<()>(1);
+        let mut listeners = Vec::new();
+        for socket in &self.listeners {
+            let listener = Listener {
+                socket: Arc::clone(socket),
+                local: socket.get_ref().local_addr()?,
+                handler: Arc::clone(&self.handler),
+                core: Arc::clone(&self.core),
+                routes: Routes::default(),
+                // Weak: a task must not keep its own executor alive if this future is dropped.
+                executor: Arc::downgrade(&executor),
+                live: live.clone(),
+                killed: killed.clone(),
+            };
+            listeners.push(executor.spawn(listener.run()));
+        }
+        drop(live);
+        // The statistics task outlives the sessions, then reports the last partial interval.
+        let core = Arc::clone(&self.core);
+        let stats = core.wants_stats().then(|| {
+            executor.spawn(async move {
+                let mut ticks = Timer::interval(core.config.stats_interval);
+                loop {
+                    let stopped = async { stats_stopped.recv().await.ok().and(None) };
+                    if ticks.next().or(stopped).await.is_none() {
+                        break;
+                    }
+                    core.report_interval(Instant::now());
+                }
+                core.report_interval(Instant::now());
+            })
+        });
+        let grace = self.core.config.shutdown_grace;
+        let active = || self.core.stats().active_sessions();
+        let main = async {
+            shutdown.await;
+            tracing::info!(active = active(), "shutting down");
+            for listener in listeners {
+                listener.cancel().await;
+            }
+            let ended = async { all_ended.recv().await.is_err() };
+            let grace_over = async {
+                Timer::after(grace).await;
+                false
+            };
+            if !ended.or(grace_over).await {
+                drop(kill);
+                let _ = all_ended.recv().await;
+            }
+            drop(stats_stop);
+            if let Some(stats) = stats {
+                stats.await;
+            }
+        };
+        executor.run(main).await;
+        Ok(())
+    }
+}
+
+struct Listener<H> {
+    socket: Arc<Async<UdpSocket>>,
+    local: SocketAddr,
+    handler: Arc<H>,
+    core: Arc<ServerCore>,
+    routes: Routes,
+    executor: Weak<Executor<'static>>,
+    /// Held by every session: the server waits until all are dropped.
+    live: Sender<()>,
+    killed: Receiver<()>,
+}
+
+impl<H: Handler> Listener<H> {
+    async fn run(self) {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, peer) = match self.socket.recv_from(&mut buf).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(error = %e, "listener recv failed");
+                    continue;
+                }
+            };
+            let datagram = &buf[..n];
+            if self.core.config.single_port && !matches!(datagram, [0, 1 | 2, ..]) {
+                if let Some(tx) = lock(&self.routes).get(&peer) {
+                    // A full queue is a lost datagram; the peer retransmits.
+                    let _ = tx.try_send((datagram.to_vec(), peer));
+                }
+                continue;
+            }
+            match (self.core).on_datagram(self.local, peer, datagram, Instant::now()) {
+                Decision::Ignore => {}
+                Decision::Reply(reply) => send_error(&self.socket, peer, &reply).await,
+                Decision::Accept(request, permit) => self.start(request, permit).await,
+            }
+        }
+    }
+
+    async fn start(&self, request: Request, permit: Permit) {
+        let peer = request.peer;
+        let transport = if self.core.config.single_port {
+            let (tx, rx) = async_channel::bounded(64);
+            lock(&self.routes).insert(peer, tx);
+            Transport::Routed(Arc::clone(&self.socket), rx)
+        } else {
+            let range = self.core.config.port_range.as_ref();
+            match bind_transfer(self.local.ip(), range).and_then(Async::new) {
+                Ok(socket) => Transport::Socket(socket),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open a transfer socket");
+                    let error =
+                        HandlerError::new(ErrorCode::NOT_DEFINED, "Server busy, try again later");
+                    send_error(&self.socket, peer, &error.reply()).await;
+                    return self.core.refused(&request, &error, Instant::now());
+                }
+            }
+        };
+        let Some(executor) = self.executor.upgrade() else {
+            return;
+        };
+        let span =
+            tracing::info_span!("session", %peer, file = %request.filename, kind = ?request.kind);
+        let (handler, core) = (Arc::clone(&self.handler), Arc::clone(&self.core));
+        let task = session(handler, core, request, transport, self.killed.clone());
+        let (routes, live) = (Arc::clone(&self.routes), self.live.clone());
+        let task = async move {
+            task.await;
+            let mut routes = lock(&routes);
+            if routes.get(&peer).is_some_and(|tx| tx.is_closed()) {
+                routes.remove(&peer);
+            }
+            drop((permit, live));
+        };
+        executor.spawn(task.instrument(span)).detach();
+    }
+}
+
+async fn session<H: Handler>(
+    handler: Arc<H>,
+    core: Arc<ServerCore>,
+    request: Request,
+    transport: Transport,
+    killed: Receiver<()>,
+) {
+    let started = Instant::now();
+    let answer = match request.kind {
+        RequestKind::Read => (handler.read(&request).await).map(|r| (r.size, r.limits, Ok(r))),
+        RequestKind::Write => (handler.write(&request).await).map(|w| (None, w.limits, Err(w))),
+    };
+    let (size, limits, mut response) = match answer {
+        Ok(answer) => answer,
+        Err(error) => {
+            send_error(transport.socket(), request.peer, &error.reply()).await;
+            return core.refused(&request, &error, started);
+        }
+    };
+    let mut session = core.start_session(&request, size, limits, started);
+    let data = match &mut response {
+        Ok(read) => Data::Source(read.reader.as_mut()),
+        Err(write) => Data::Sink(write.writer.as_mut(), true, write.complete.take()),
+    };
+    let mut io = Io {
+        transport,
+        data,
+        kill: Some(killed),
+    };
+    drive(&mut session, &mut io, false, |event| {
+        if let Event::Finished(stats) = event {
+            core.session_finished(&request, stats.clone());
+        }
+    })
+    .await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
