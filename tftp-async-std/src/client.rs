@@ -1,5 +1,6 @@
 //! The client: fetch into any `AsyncWrite`, send from any `AsyncRead` (futures-io traits).
 
+use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,26 +25,15 @@ type NegotiatedCallback = Arc<dyn Fn(&TransferOptions) + Send + Sync>;
 /// outlives the call, and this crate has no runtime to spawn it on. If that ACK is lost, the
 /// server retransmits in vain and reports a timeout, though the client has the whole file.
 ///
-/// ```no_run
-/// use tftp_async_std::{Client, Mode, OptionValues};
-///
-/// # async fn run() -> Result<(), tftp_async_std::ClientError> {
-/// let options = OptionValues { blksize: Some(1468), windowsize: Some(8), tsize: Some(0), ..Default::default() };
-/// let mut file = async_std::fs::File::create("pxelinux.0").await?;
-/// let stats = Client::new()
-///     .get("192.0.2.1:69".parse().unwrap(), "pxelinux.0", Mode::Octet, options, &mut file)
-///     .await?;
-/// println!("{} bytes", stats.bytes);
-/// # Ok(()) }
-/// ```
+/// Examples under async-std and smol are in the [crate documentation](crate).
 #[derive(Clone, Default)]
 pub struct Client {
     config: Config,
     on_negotiated: Option<NegotiatedCallback>,
 }
 
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Client");
         d.field("config", &self.config).finish_non_exhaustive()
     }

@@ -1,5 +1,6 @@
 //! The handler a server is built around (fbtftp's `BaseHandler` / `ResponseData`).
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -10,24 +11,8 @@ use tftp_proto::OptionLimits;
 pub(crate) type Completion =
     Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>> + Send>;
 
-/// Decides what each request gets. One handler serves every session, concurrently.
-///
-/// ```
-/// use tftp_async_std::{Handler, HandlerError, ReadResponse, Request};
-///
-/// /// Serves a generated iPXE script naming the client's address.
-/// struct PerMachine;
-///
-/// impl Handler for PerMachine {
-///     async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
-///         if request.filename != "boot.ipxe" {
-///             return Err(HandlerError::not_found());
-///         }
-///         let script = format!("#!ipxe\necho hello {}\n", request.peer.ip());
-///         Ok(ReadResponse::from_bytes(script.into_bytes()))
-///     }
-/// }
-/// ```
+/// Decides what each request gets (an example is in the [crate documentation](crate)). One
+/// handler serves every session, concurrently.
 pub trait Handler: Send + Sync + 'static {
     /// Answer a read request with a data source, or refuse it. The error's code and message
     /// go to the client: keep server paths out of them.
@@ -53,8 +38,8 @@ pub struct ReadResponse {
     pub(crate) limits: Option<OptionLimits>,
 }
 
-impl std::fmt::Debug for ReadResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for ReadResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ReadResponse");
         d.field("size", &self.size).finish_non_exhaustive()
     }
@@ -63,11 +48,11 @@ impl std::fmt::Debug for ReadResponse {
 impl ReadResponse {
     /// Serve what `reader` yields; `size`, if known, answers a `tsize` request.
     pub fn new(reader: impl AsyncRead + Send + 'static, size: Option<u64>) -> Self {
-        let (reader, limits) = (Box::pin(reader), None);
+        let reader = Box::pin(reader);
         ReadResponse {
             reader,
             size,
-            limits,
+            limits: None,
         }
     }
 
@@ -96,8 +81,8 @@ pub struct WriteResponse {
     pub(crate) limits: Option<OptionLimits>,
 }
 
-impl std::fmt::Debug for WriteResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for WriteResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteResponse").finish_non_exhaustive()
     }
 }
@@ -105,11 +90,11 @@ impl std::fmt::Debug for WriteResponse {
 impl WriteResponse {
     /// Write the upload into `writer`.
     pub fn new(writer: impl AsyncWrite + Send + 'static) -> Self {
-        let (writer, complete, limits) = (Box::pin(writer), None, None);
+        let writer = Box::pin(writer);
         WriteResponse {
             writer,
-            complete,
-            limits,
+            complete: None,
+            limits: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The server: listeners, one task per session, statistics, graceful shutdown.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -28,30 +29,15 @@ type Routes = Arc<Mutex<HashMap<SocketAddr, Sender<Routed>>>>;
 /// progress on whichever thread polls that future (async-std's, smol's, or a `block_on`).
 /// File I/O in [`DirHandler`](crate::DirHandler) runs on the `blocking` thread pool.
 ///
-/// ```no_run
-/// use tftp_async_std::{DirHandler, Server, ServerOptions};
-///
-/// # fn main() -> std::io::Result<()> {
-/// let handler = DirHandler::new("/srv/tftp", Default::default())?;
-/// let options = ServerOptions::new()
-///     .listen("[::]:69".parse().unwrap())
-///     .on_stats(|s| println!("{} sessions in the last minute", s.sessions_started));
-/// let (stop, stopped) = smol::channel::bounded::<()>(1);
-/// // ... hand `stop` to whatever decides to shut down: dropping it stops the server.
-/// # drop(stop);
-/// smol::block_on(Server::bind(handler, options)?.serve_until(async move {
-///     let _ = stopped.recv().await;
-/// }))
-/// # }
-/// ```
+/// Examples under async-std and smol are in the [crate documentation](crate).
 pub struct Server<H> {
     handler: Arc<H>,
     core: Arc<ServerCore>,
     listeners: Vec<Arc<Async<UdpSocket>>>,
 }
 
-impl<H> std::fmt::Debug for Server<H> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl<H> fmt::Debug for Server<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Server");
         d.field("core", &self.core).finish_non_exhaustive()
     }
@@ -64,12 +50,12 @@ impl<H: Handler> Server<H> {
             .map(|s| Async::new(Arc::try_unwrap(s).or_else(|s| s.try_clone())?).map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
         if listeners.is_empty() {
-            let e = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
-            return Err(e);
+            let kind = io::ErrorKind::InvalidInput;
+            return Err(io::Error::new(kind, "no address to listen on"));
         }
-        let (handler, core) = (Arc::new(handler), ServerCore::new(&options));
+        let core = ServerCore::new(&options);
         Ok(Server {
-            handler,
+            handler: Arc::new(handler),
             core,
             listeners,
         })
@@ -98,10 +84,10 @@ impl<H: Handler> Server<H> {
     /// and return. Dropping the future instead drops every session at once.
     pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let executor = Arc::new(Executor::new());
-        // Channels used as signals: each closes when its last sender is dropped.
+        // Signals: a channel closes when its last sender is dropped. Each session holds a
+        // `live` sender and listens on `kill`.
         let (live, all_ended) = async_channel::bounded::<()>(1);
         let (kill, killed) = async_channel::bounded::<()>(1);
-        let (stats_stop, stats_stopped) = async_channel::bounded::<()>(1);
         let mut listeners = Vec::new();
         for socket in &self.listeners {
             let listener = Listener {
@@ -110,7 +96,7 @@ impl<H: Handler> Server<H> {
                 handler: Arc::clone(&self.handler),
                 core: Arc::clone(&self.core),
                 routes: Routes::default(),
-                // Weak: a task must not keep its own executor alive if this future is dropped.
+                // Weak: tasks must not keep their executor alive if this future is dropped.
                 executor: Arc::downgrade(&executor),
                 live: live.clone(),
                 killed: killed.clone(),
@@ -118,41 +104,36 @@ impl<H: Handler> Server<H> {
             listeners.push(executor.spawn(listener.run()));
         }
         drop(live);
-        // The statistics task outlives the sessions, then reports the last partial interval.
         let core = Arc::clone(&self.core);
         let stats = core.wants_stats().then(|| {
             executor.spawn(async move {
                 let mut ticks = Timer::interval(core.config.stats_interval);
-                loop {
-                    let stopped = async { stats_stopped.recv().await.ok().and(None) };
-                    if ticks.next().or(stopped).await.is_none() {
-                        break;
-                    }
+                while ticks.next().await.is_some() {
                     core.report_interval(Instant::now());
                 }
-                core.report_interval(Instant::now());
             })
         });
-        let grace = self.core.config.shutdown_grace;
-        let active = || self.core.stats().active_sessions();
         let main = async {
             shutdown.await;
-            tracing::info!(active = active(), "shutting down");
+            let active = self.core.stats().active_sessions();
+            tracing::info!(active, "shutting down");
             for listener in listeners {
                 listener.cancel().await;
             }
-            let ended = async { all_ended.recv().await.is_err() };
-            let grace_over = async {
-                Timer::after(grace).await;
-                false
+            // Nothing is sent on `live`: `recv` fails once every session has ended; the end
+            // of the grace period says `Ok`.
+            let grace = async {
+                Timer::after(self.core.config.shutdown_grace).await;
+                Ok(())
             };
-            if !ended.or(grace_over).await {
+            if all_ended.recv().or(grace).await.is_ok() {
                 drop(kill);
                 let _ = all_ended.recv().await;
             }
-            drop(stats_stop);
+            // The statistics outlive the sessions, then report the last partial interval.
             if let Some(stats) = stats {
-                stats.await;
+                stats.cancel().await;
+                self.core.report_interval(Instant::now());
             }
         };
         executor.run(main).await;
