@@ -421,12 +421,13 @@ fn exceeds(size: Option<u64>, max: Option<u64>) -> bool {
     matches!((size, max), (Some(size), Some(max)) if size > max)
 }
 
-/// Split a TFTP file name into the components of a path relative to the root.
+/// Split a TFTP file name into the components of a path relative to the root (also used
+/// to map names onto other namespaces, such as an HTTP origin's paths).
 ///
 /// `\` and `/` both separate; empty and `.` components are dropped (which also strips
 /// leading `/`). `..` anywhere, NUL, or a name over the limits is an access violation; a
 /// name with no component left is "file not found".
-fn normalize(tftp_path: &str) -> Result<Vec<&str>, FsError> {
+pub fn normalize(tftp_path: &str) -> Result<Vec<&str>, FsError> {
     if tftp_path.len() > MAX_NAME_LEN || tftp_path.contains('\0') {
         return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
     }

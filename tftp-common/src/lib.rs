@@ -13,6 +13,7 @@ pub mod drive;
 pub mod fs;
 pub mod request;
 pub mod server;
+pub mod session_log;
 pub mod stats;
 pub mod template;
 

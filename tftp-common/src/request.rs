@@ -114,7 +114,12 @@ impl HandlerError {
 }
 
 impl From<&io::Error> for HandlerError {
+    /// A reader or writer that wants the client to see a particular error fails with
+    /// `io::Error::other(HandlerError::new(...))`; any other error maps by kind.
     fn from(e: &io::Error) -> Self {
+        if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<HandlerError>()) {
+            return inner.clone();
+        }
         match e.kind() {
             io::ErrorKind::NotFound => Self::not_found(),
             io::ErrorKind::PermissionDenied => Self::access_violation(),

@@ -4,6 +4,21 @@
 //! [`SessionReport`]), a request refused. The collector keeps running totals (for metrics
 //! endpoints) and the counters of the current interval, which [`StatsCollector::take_interval`]
 //! reads and resets (for the periodic callback).
+//!
+//! It also reports every event to the [`metrics`] facade, so a program that installs a
+//! recorder (e.g. `metrics-exporter-prometheus`, as `tftpd --metrics` does) exports the same
+//! counters, whatever the adapter. Without a recorder this costs nothing.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `tftp_sessions_started_total` | counter | |
+//! | `tftp_sessions_total` | counter | `outcome`: completed, size_probe, aborted_by_client, timed_out, refused, failed |
+//! | `tftp_active_sessions` | gauge | |
+//! | `tftp_bytes_sent_total`, `tftp_bytes_received_total` | counter | |
+//! | `tftp_packets_sent_total`, `tftp_packets_received_total`, `tftp_retransmissions_total` | counter | |
+//! | `tftp_errors_sent_total` | counter | `code` |
+//! | `tftp_negotiated_blksize_total`, `tftp_negotiated_windowsize_total` | counter | `blksize`, `windowsize` |
+//! | `tftp_session_duration_seconds` | histogram | `outcome` |
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -56,6 +71,51 @@ pub struct ServerStats {
     pub windowsize: BTreeMap<u16, u64>,
 }
 
+/// The `outcome` label of a session.
+pub(crate) fn outcome_label(report: &SessionReport) -> &'static str {
+    let s = &report.stats;
+    match &s.outcome {
+        Outcome::Completed => "completed",
+        Outcome::SizeProbe => "size_probe",
+        Outcome::Failed(TransferError::Peer { .. }) => "aborted_by_client",
+        Outcome::Failed(TransferError::TimedOut { .. }) => "timed_out",
+        Outcome::Failed(TransferError::Local { .. }) if is_refusal(report) => "refused",
+        Outcome::Failed(_) => "failed",
+    }
+}
+
+/// A request refused before any transfer: one ERROR sent, nothing received.
+fn is_refusal(report: &SessionReport) -> bool {
+    let s = &report.stats;
+    s.blocks == 0 && s.packets_received == 0 && s.packets_sent <= 1
+}
+
+fn emit(report: &SessionReport) {
+    let s = &report.stats;
+    let outcome = outcome_label(report);
+    metrics::counter!("tftp_sessions_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("tftp_session_duration_seconds", "outcome" => outcome)
+        .record(s.duration().as_secs_f64());
+    match report.kind {
+        RequestKind::Read => metrics::counter!("tftp_bytes_sent_total").increment(s.bytes),
+        RequestKind::Write => metrics::counter!("tftp_bytes_received_total").increment(s.bytes),
+    }
+    metrics::counter!("tftp_packets_sent_total").increment(s.packets_sent);
+    metrics::counter!("tftp_packets_received_total").increment(s.packets_received);
+    metrics::counter!("tftp_retransmissions_total").increment(s.retransmissions);
+    if let Outcome::Failed(e) = &s.outcome {
+        if let (Some(code), false) = (e.code(), matches!(e, TransferError::Peer { .. })) {
+            metrics::counter!("tftp_errors_sent_total", "code" => code.0.to_string()).increment(1);
+        }
+    }
+    if s.blocks > 0 {
+        metrics::counter!("tftp_negotiated_blksize_total", "blksize" => s.options.blksize.to_string())
+            .increment(1);
+        metrics::counter!("tftp_negotiated_windowsize_total", "windowsize" => s.options.windowsize.to_string())
+            .increment(1);
+    }
+}
+
 impl ServerStats {
     fn record(&mut self, report: &SessionReport) {
         let s = &report.stats;
@@ -76,10 +136,8 @@ impl ServerStats {
                 if matches!(e, TransferError::TimedOut { .. }) {
                     self.sessions_timed_out += 1;
                 }
-                if s.blocks == 0 && s.packets_received == 0 && s.packets_sent <= 1 {
-                    if let TransferError::Local { .. } = e {
-                        self.requests_refused += 1;
-                    }
+                if matches!(e, TransferError::Local { .. }) && is_refusal(report) {
+                    self.requests_refused += 1;
                 }
                 sent_error = e.code();
             }
@@ -142,6 +200,8 @@ impl StatsCollector {
     /// A request was answered: a session (or a refusal) begins.
     pub fn session_started(&self) {
         self.active.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("tftp_sessions_started_total").increment(1);
+        metrics::gauge!("tftp_active_sessions").increment(1.0);
         self.with(|c| {
             c.total.sessions_started += 1;
             c.interval.sessions_started += 1;
@@ -153,6 +213,8 @@ impl StatsCollector {
         let _ = self
             .active
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        metrics::gauge!("tftp_active_sessions").decrement(1.0);
+        emit(report);
         self.with(|c| {
             c.total.record(report);
             c.interval.record(report);
@@ -161,6 +223,7 @@ impl StatsCollector {
 
     /// An ERROR was sent without a session (server busy, malformed request).
     pub fn error_sent(&self, code: ErrorCode) {
+        metrics::counter!("tftp_errors_sent_total", "code" => code.0.to_string()).increment(1);
         self.with(|c| {
             *c.total.errors_sent.entry(code.0).or_default() += 1;
             *c.interval.errors_sent.entry(code.0).or_default() += 1;

@@ -3,13 +3,16 @@
 //!
 //! - [`DirHandler`]: files under a root directory, confined to it, with uploads;
 //! - [`Templates`]: per-machine files rendered from templates with the client's address;
+//! - [`HttpOrigin`]: files streamed from an HTTP(S) origin;
 //! - [`Fallback`]: try one handler, then another when the first has no such file.
 
 mod chain;
 mod dir;
+mod http;
 mod templates;
 
 pub use chain::Fallback;
 pub use dir::DirHandler;
+pub use http::{HttpOrigin, OriginTimeouts};
 pub use templates::Templates;
 pub use tftp_common::fs::RootOptions;

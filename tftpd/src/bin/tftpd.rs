@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use tftp_common::session_log::SessionLog;
 use tftp_tokio::{Server, ServerConfig, ServerOptions, TimeoutPolicy};
-use tftpd::{DirHandler, Fallback, RootOptions, Templates};
+use tftpd::{DirHandler, Fallback, HttpOrigin, OriginTimeouts, RootOptions, Templates};
 
 /// Serve files over TFTP (RFC 1350 with options: blksize, timeout, tsize, windowsize).
 #[derive(Debug, Parser)]
@@ -20,6 +21,21 @@ struct Args {
     /// looked up before --root.
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
+    /// Stream files not found locally from this HTTP(S) origin (URL/path), after --root.
+    #[arg(long, value_name = "URL")]
+    http_origin: Option<String>,
+    /// Seconds to connect to the origin.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    origin_connect_timeout: f64,
+    /// Seconds to wait for the origin's headers, and between two chunks of its body.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    origin_read_timeout: f64,
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9169).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    /// Append one JSON line per finished session to this file (`-`: standard output).
+    #[arg(long, value_name = "PATH")]
+    session_log: Option<PathBuf>,
     /// Address to listen on (repeatable). Default: [::]:PORT, which also accepts IPv4.
     #[arg(long = "listen", value_name = "ADDR")]
     listen: Vec<String>,
@@ -178,8 +194,10 @@ async fn run(args: Args) -> Result<(), String> {
         max_upload_size: args.max_upload_size,
         follow_hardlinks: args.follow_hardlinks,
     };
-    if args.root.is_none() && args.templates.is_none() {
-        return Err("nothing to serve: give --root DIR (and/or --templates DIR)".into());
+    if args.root.is_none() && args.templates.is_none() && args.http_origin.is_none() {
+        return Err(
+            "nothing to serve: give --root DIR (and/or --templates DIR, --http-origin URL)".into(),
+        );
     }
     let dir = match &args.root {
         Some(root) => Some(
@@ -195,7 +213,36 @@ async fn run(args: Args) -> Result<(), String> {
         ),
         None => None,
     };
-    let handler = Fallback::new(templates, dir);
+    let secs = |s: f64, flag: &str| {
+        Duration::try_from_secs_f64(s)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or(format!("{flag} must be a positive number of seconds"))
+    };
+    let timeouts = OriginTimeouts {
+        connect: secs(args.origin_connect_timeout, "--origin-connect-timeout")?,
+        read: secs(args.origin_read_timeout, "--origin-read-timeout")?,
+    };
+    let origin = match &args.http_origin {
+        Some(url) => {
+            Some(HttpOrigin::new(url, timeouts).map_err(|e| format!("--http-origin {e}"))?)
+        }
+        None => None,
+    };
+    let handler = Fallback::new(templates, Fallback::new(dir, origin));
+    if let Some(addr) = args.metrics {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full("tftp_session_duration_seconds".into()),
+                &[
+                    0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+                ],
+            )
+            .and_then(|b| b.install())
+            .map_err(|e| format!("--metrics {addr}: {e}"))?;
+        tracing::info!(%addr, "serving Prometheus metrics");
+    }
     let mut options = ServerOptions::new().config(config(&args)?).on_stats(|s| {
         tracing::info!(
             started = s.sessions_started,
@@ -213,9 +260,24 @@ async fn run(args: Args) -> Result<(), String> {
     for addr in listen_addrs(&args)? {
         options = options.listen(addr);
     }
+    if let Some(path) = &args.session_log {
+        let out: Box<dyn std::io::Write + Send> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| format!("--session-log {}: {e}", path.display()))?,
+            )
+        };
+        let log = SessionLog::new(out);
+        options = options.on_session(move |report| log.record(report));
+    }
     let server = Server::bind(handler, options).map_err(|e| e.to_string())?;
     for addr in server.local_addrs().map_err(|e| e.to_string())? {
-        tracing::info!(%addr, root = ?args.root, templates = ?args.templates, write = args.allow_write, "listening");
+        tracing::info!(%addr, root = ?args.root, templates = ?args.templates, origin = ?args.http_origin, write = args.allow_write, "listening");
     }
     server
         .serve_until(shutdown_signal())

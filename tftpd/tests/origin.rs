@@ -1,0 +1,429 @@
+//! `tftpd --http-origin`, `--metrics` and `--session-log`, against real HTTP servers on
+//! loopback: a hand-written one that misbehaves on purpose, and Python's `http.server`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_udp() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_tcp() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tftpd(args: &[&str]) -> (Daemon, u16) {
+    let port = free_udp();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .args(["--listen", &listen])
+        .args(args)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = Daemon(child);
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        probe
+            .send_to(b"\x00\x01probe\x00mail\x00", &listen)
+            .unwrap();
+        if probe.recv_from(&mut [0u8; 600]).is_ok() {
+            return (daemon, port);
+        }
+    }
+    panic!("tftpd did not start");
+}
+
+fn byte(i: u64) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+}
+
+/// A small HTTP/1.1 origin with routes that behave well and badly.
+fn origin() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    port
+}
+
+fn serve(mut stream: TcpStream) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                break;
+            }
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .to_string();
+        let respond = |stream: &mut TcpStream,
+                       len: u64,
+                       from: u64,
+                       to: u64,
+                       pause: Duration|
+         -> std::io::Result<()> {
+            write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n")?;
+            let mut i = from;
+            let mut chunk = vec![0u8; 64 * 1024];
+            while i < to {
+                let n = (to - i).min(chunk.len() as u64) as usize;
+                for (k, b) in chunk[..n].iter_mut().enumerate() {
+                    *b = byte(i + k as u64);
+                }
+                stream.write_all(&chunk[..n])?;
+                i += n as u64;
+                std::thread::sleep(pause);
+            }
+            Ok(())
+        };
+        let result = match path.as_str() {
+            p if p.starts_with("/big/") => {
+                let len: u64 = p[5..].parse().unwrap();
+                respond(&mut stream, len, 0, len, Duration::ZERO)
+            }
+            "/images/a%20b.img" => respond(&mut stream, 5000, 0, 5000, Duration::ZERO),
+            "/slow" => {
+                std::thread::sleep(Duration::from_millis(300));
+                respond(&mut stream, 1 << 20, 0, 1 << 20, Duration::from_millis(40))
+            }
+            "/stall" => {
+                let _ = respond(&mut stream, 1 << 20, 0, 200_000, Duration::ZERO);
+                std::thread::sleep(Duration::from_secs(30));
+                return;
+            }
+            "/drop" => {
+                let _ = respond(&mut stream, 1 << 20, 0, 300_000, Duration::ZERO);
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            "/error" => write!(
+                stream,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+            ),
+            "/secret" => write!(
+                stream,
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+            ),
+            _ => write!(
+                stream,
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+            ),
+        };
+        if result.is_err() {
+            return;
+        }
+    }
+}
+
+fn tftp_get(port: u16, file: &str, dest: &std::path::Path, extra: &[&str]) -> Output {
+    Command::new("timeout")
+        .args([
+            "60",
+            env!("CARGO_BIN_EXE_tftp"),
+            "get",
+            &format!("127.0.0.1:{port}"),
+            file,
+            dest.to_str().unwrap(),
+            "-q",
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn expected(len: u64) -> Vec<u8> {
+    (0..len).map(byte).collect()
+}
+
+#[test]
+fn streams_from_the_origin_with_errors_mapped() {
+    let http = origin();
+    let url = format!("http://127.0.0.1:{http}");
+    let (_d, port) = tftpd(&["--http-origin", &url, "--origin-read-timeout", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out");
+
+    let out = tftp_get(port, "big/9000000", &dest, &["-b", "1468", "-w", "8"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&dest).unwrap() == expected(9_000_000));
+
+    // A name with a space, a leading slash and a Windows separator.
+    let out = tftp_get(port, "\\images/a b.img", &dest, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), expected(5000));
+
+    // Slow but within the timeouts: it arrives whole.
+    let out = tftp_get(port, "slow", &dest, &["-b", "1468"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&dest).unwrap() == expected(1 << 20));
+
+    for (file, message) in [
+        ("missing", "File not found"),
+        ("secret", "Access violation"),
+        ("error", "Origin error (HTTP 500)"),
+        ("drop", "Origin transfer failed"),
+        ("stall", "Origin transfer failed"),
+        ("../etc/passwd", "Access violation"),
+    ] {
+        let _ = std::fs::remove_file(&dest);
+        let out = tftp_get(port, file, &dest, &["-b", "1468"]);
+        assert!(!out.status.success(), "{file} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{file}: {err}");
+        assert!(!dest.exists(), "{file}: a truncated file was left");
+    }
+}
+
+#[test]
+fn origin_transfers_use_bounded_memory() {
+    let http = origin();
+    let url = format!("http://127.0.0.1:{http}");
+    let (daemon, port) = tftpd(&["--http-origin", &url]);
+    let dir = tempfile::tempdir().unwrap();
+    let len = 256u64 << 20;
+    let out = tftp_get(
+        port,
+        &format!("big/{len}"),
+        &dir.path().join("out"),
+        &["-b", "65464", "-w", "4"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path().join("out")).unwrap().len(),
+        len
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.0.id())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        peak_kib < 64 * 1024,
+        "tftpd peaked at {peak_kib} KiB for a {len}-byte file: it buffers"
+    );
+}
+
+#[test]
+fn local_root_first_then_the_origin_against_python_http_server() {
+    let web = tempfile::tempdir().unwrap();
+    std::fs::create_dir(web.path().join("images")).unwrap();
+    std::fs::write(web.path().join("images/vmlinuz"), expected(3_000_000)).unwrap();
+    std::fs::write(web.path().join("local.txt"), "from the origin").unwrap();
+    let http_port = free_tcp();
+    let python = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &http_port.to_string(),
+            "--directory",
+        ])
+        .arg(web.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 is not installed; run scripts/test-deps.sh");
+    let _python = Daemon(python);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", http_port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "python http.server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("local.txt"), "from the root").unwrap();
+    let url = format!("http://127.0.0.1:{http_port}/");
+    let (_d, port) = tftpd(&[
+        "--root",
+        root.path().to_str().unwrap(),
+        "--http-origin",
+        &url,
+    ]);
+    let out = Command::new("curl")
+        .args(["-sS", &format!("tftp://127.0.0.1:{port}/local.txt")])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"from the root");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--tftp-blksize",
+            "1468",
+            &format!("tftp://127.0.0.1:{port}/images/vmlinuz"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == expected(3_000_000));
+}
+
+fn scrape(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_are_scraped_during_a_transfer_and_sessions_logged() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("file"), expected(100_000)).unwrap();
+    let metrics_port = free_tcp();
+    let log = root.path().join("sessions.jsonl");
+    let (_d, port) = tftpd(&[
+        "--root",
+        root.path().to_str().unwrap(),
+        "--metrics",
+        &format!("127.0.0.1:{metrics_port}"),
+        "--session-log",
+        log.to_str().unwrap(),
+    ]);
+    // A slow client: hold a transfer open while scraping.
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .send_to(b"\x00\x01file\x00octet\x00", ("127.0.0.1", port))
+        .unwrap();
+    let mut buf = [0u8; 600];
+    let (_, tid) = client.recv_from(&mut buf).unwrap();
+    let during = scrape(metrics_port);
+    assert_eq!(metric(&during, "tftp_active_sessions"), 1.0, "{during}");
+    assert!(metric(&during, "tftp_sessions_started_total") >= 1.0);
+    // Finish it.
+    let mut block = 1u16;
+    loop {
+        client
+            .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
+            .unwrap();
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        block = u16::from_be_bytes([buf[2], buf[3]]);
+        if n < 516 {
+            client
+                .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
+                .unwrap();
+            break;
+        }
+    }
+    let _ = Command::new("curl")
+        .args(["-s", &format!("tftp://127.0.0.1:{port}/missing")])
+        .output();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = scrape(metrics_port);
+    assert_eq!(metric(&after, "tftp_active_sessions"), 0.0, "{after}");
+    assert_eq!(
+        metric(&after, "tftp_sessions_total{outcome=\"completed\"}"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        metric(&after, "tftp_sessions_total{outcome=\"refused\"}"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(metric(&after, "tftp_bytes_sent_total"), 100_000.0);
+    assert_eq!(metric(&after, "tftp_errors_sent_total{code=\"1\"}"), 1.0);
+    assert_eq!(
+        metric(&after, "tftp_negotiated_blksize_total{blksize=\"512\"}"),
+        1.0
+    );
+    assert!(
+        after.contains("tftp_session_duration_seconds_bucket"),
+        "{after}"
+    );
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].contains("\"outcome\":\"completed\"") && lines[0].contains("\"bytes\":100000"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("\"outcome\":\"refused\"") && lines[1].contains("File not found"),
+        "{}",
+        lines[1]
+    );
+}
