@@ -5,7 +5,8 @@ use tftp_proto::ErrorCode;
 use tftp_tokio::{Handler, ReadResponse, WriteResponse};
 
 /// Serve a read from `first`, or from `second` when `first` answers "File not found".
-/// Writes go to `first` only.
+/// A write goes to `first`, or to `second` when `first` does not take writes (answers
+/// [`HandlerError::write_not_allowed`]).
 ///
 /// `tftpd` chains its handlers this way: templates, then the root directory, then the HTTP
 /// origin.
@@ -31,6 +32,9 @@ impl<A: Handler, B: Handler> Handler for Fallback<A, B> {
     }
 
     async fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
-        self.first.write(request).await
+        match self.first.write(request).await {
+            Err(e) if e == HandlerError::write_not_allowed() => self.second.write(request).await,
+            other => other,
+        }
     }
 }

@@ -47,6 +47,9 @@ impl Handler for DirHandler {
     }
 
     async fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
+        if !self.root.options().allow_write {
+            return Err(HandlerError::write_not_allowed());
+        }
         let (root, name, size) = (
             Arc::clone(&self.root),
             request.filename.clone(),

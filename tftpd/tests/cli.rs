@@ -144,3 +144,59 @@ fn a_privileged_port_says_how_to_get_past_it() {
         "{err}"
     );
 }
+
+#[test]
+fn uploads_through_the_binary() {
+    let root = tempfile::tempdir().unwrap();
+    let src = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(src.path(), vec![42u8; 100_000]).unwrap();
+    let put = |port: u16| {
+        Command::new(env!("CARGO_BIN_EXE_tftp"))
+            .args([
+                "put",
+                &format!("127.0.0.1:{port}"),
+                src.path().to_str().unwrap(),
+                "up",
+                "-q",
+            ])
+            .output()
+            .unwrap()
+    };
+    let (_d, port) = tftpd(&["--root", root.path().to_str().unwrap()]);
+    let out = put(port);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Write not allowed")
+    );
+    let (_d2, port) = tftpd(&["--root", root.path().to_str().unwrap(), "--allow-write"]);
+    let out = put(port);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(root.path().join("up")).unwrap(),
+        vec![42u8; 100_000]
+    );
+    let out = put(port);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("File already exists"));
+    let (_d3, port) = tftpd(&[
+        "--root",
+        root.path().to_str().unwrap(),
+        "--allow-write",
+        "--allow-overwrite",
+        "--max-upload-size",
+        "50000",
+    ]);
+    let out = put(port);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("error 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(root.path().join("up")).unwrap().len(),
+        100_000,
+        "the old file is intact"
+    );
+}
