@@ -393,11 +393,11 @@ concurrency_run() { # index clients[@ramp] rep
     return
   fi
   local m
-  m=$(jq -c '{
+  m=$(jq -c 'def ms: if . == null then null else . * 1000 end; {
       sessions_per_sec: .sessions_per_sec,
-      p50_ms: (.session_secs.p50 * 1000),
-      p99_ms: (.session_secs.p99 * 1000),
-      max_ms: (.session_secs.max * 1000),
+      p50_ms: (.session_secs.p50 | ms),
+      p99_ms: (.session_secs.p99 | ms),
+      max_ms: (.session_secs.max | ms),
       failures: .failures,
       retransmissions: .retransmissions,
       wall_secs: .wall_secs,

@@ -457,7 +457,8 @@ struct Report {
     /// First session start to last session outcome.
     wall_secs: f64,
     sessions_per_sec: f64,
-    session_secs: Percentiles,
+    /// Session times of the completed sessions (null when none completed).
+    session_secs: Option<Percentiles>,
     /// Payload bytes received over all sessions.
     bytes: u64,
     /// bytes / wall_secs, in MB/s (10^6 bytes per second).
@@ -690,7 +691,7 @@ fn main() -> Result<()> {
         failure_reasons,
         wall_secs: wall,
         sessions_per_sec: per_sec(completed as f64),
-        session_secs: percentiles(&mut secs),
+        session_secs: (!secs.is_empty()).then(|| percentiles(&mut secs)),
         bytes,
         mb_per_sec: per_sec(bytes as f64 / 1e6),
         retransmissions: results.iter().map(|r| r.retransmissions).sum(),
