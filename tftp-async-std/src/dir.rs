@@ -44,6 +44,9 @@ impl Handler for DirHandler {
     }
 
     async fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
+        if !self.root.options().allow_write {
+            return Err(HandlerError::write_not_allowed());
+        }
         let (root, name) = (Arc::clone(&self.root), request.filename.clone());
         let (size, max) = (request.options.tsize, self.root.options().max_upload_size);
         let mut upload = unblock(move || root.create_upload(&name, size)).await?;

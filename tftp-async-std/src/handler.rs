@@ -31,6 +31,24 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+/// An optional handler: `None` has no files ("File not found") and takes no uploads, so
+/// optional parts of a server compose with [`Handler`] combinators without boxing.
+impl<H: Handler> Handler for Option<H> {
+    async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
+        match self {
+            Some(h) => h.read(request).await,
+            None => Err(HandlerError::not_found()),
+        }
+    }
+
+    async fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
+        match self {
+            Some(h) => h.write(request).await,
+            None => Err(HandlerError::write_not_allowed()),
+        }
+    }
+}
+
 /// What a read request returns: a reader and, if known, its size (sent as `tsize`).
 pub struct ReadResponse {
     pub(crate) reader: Pin<Box<dyn AsyncRead + Send>>,

@@ -6,11 +6,12 @@
 //!
 //! async-std is discontinued upstream in favour of smol (RUSTSEC-2025-0052), so this crate
 //! depends on neither: it is built on the runtime-independent crates both run on —
-//! `async-io` (sockets, timers), the `futures-io` traits (via `futures-lite`), `blocking`
-//! (file I/O) and `async-executor` (the sessions run on an executor inside the
-//! [`Server::serve`] future). Any executor can poll its futures; no global runtime is
-//! assumed. All protocol behaviour comes from [`tftp_proto`] and the shared server logic from
-//! [`tftp_common`]; this crate only moves datagrams, timers and bytes.
+//! `async-io` (sockets, timers; its reactor runs in whichever thread blocks in its
+//! `block_on`, else in its own thread), the `futures-io` traits (via `futures-lite`),
+//! `blocking` (file I/O on its thread pool) and `async-executor` (the sessions run on an
+//! executor inside the [`Server::serve`] future). Any executor can poll these futures; none
+//! needs to be running. All protocol behaviour comes from [`tftp_proto`] and the shared
+//! server logic from [`tftp_common`]; this crate only moves datagrams, timers and bytes.
 //!
 //! Under async-std, serving a greeting on loopback and fetching it:
 //!
