@@ -2,19 +2,22 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use tftp_common::drive::{SessionIo, Wake, drive};
 use tftp_common::{ClientError, HandlerError};
 use tftp_proto::{
-    ClientSession, Config, Event, Mode, OptionValues, Outcome, Output, SessionStats,
-    TransferOptions,
+    ClientSession, Config, Event, Mode, OptionValues, Outcome, SessionStats, TransferOptions,
 };
 
 type NegotiatedCallback = Arc<dyn Fn(&TransferOptions) + Send + Sync>;
 
 /// A blocking TFTP client: one UDP socket per transfer, read timeouts for the retransmission
-/// timer.
+/// timer, driven on the calling thread by the session loop the async clients share
+/// ([`tftp_common::drive`]).
 ///
 /// A download returns once the last block is stored and acknowledged. The session then dallies
 /// on a detached thread for a few seconds, re-acknowledging the last block if the server
@@ -71,7 +74,7 @@ impl Client {
         filename: &str,
         mode: Mode,
         options: OptionValues,
-        mut dest: impl Write,
+        mut dest: impl Write + Send,
     ) -> Result<SessionStats, ClientError> {
         let now = Instant::now();
         let session = ClientSession::get(server, filename, mode, options, &self.config, now)?;
@@ -85,7 +88,7 @@ impl Client {
         filename: &str,
         mode: Mode,
         options: OptionValues,
-        mut source: impl Read,
+        mut source: impl Read + Send,
     ) -> Result<SessionStats, ClientError> {
         let now = Instant::now();
         let session = ClientSession::put(server, filename, mode, options, &self.config, now)?;
@@ -97,15 +100,17 @@ impl Client {
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
             SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         };
-        let socket = UdpSocket::bind(local)?;
-        let stats = drive(&mut session, &socket, data, |o| {
-            if let Some(f) = &self.on_negotiated {
+        let mut io = Io(UdpSocket::bind(local)?, data);
+        let stats = block_on(drive(&mut session, &mut io, true, |event| {
+            if let (Event::Negotiated(o), Some(f)) = (event, &self.on_negotiated) {
                 f(o);
             }
-        });
+        }))
+        .unwrap_or_else(|| session.stats().clone());
         if !session.is_closed() {
             // Dally in the background (see the type's docs).
-            std::thread::spawn(move || drive(&mut session, &socket, Data::None, |_| {}));
+            let mut io = Io(io.0, Data::None);
+            std::thread::spawn(move || block_on(drive(&mut session, &mut io, false, |_| {})));
         }
         match stats.outcome {
             Outcome::Failed(e) => Err(e.into()),
@@ -115,92 +120,63 @@ impl Client {
 }
 
 enum Data<'a> {
-    Source(&'a mut dyn Read),
-    Sink(&'a mut dyn Write),
+    Source(&'a mut (dyn Read + Send)),
+    Sink(&'a mut (dyn Write + Send)),
     None,
 }
 
-/// Drive `session` until its outcome is known ([`Event::Finished`]) or it closes.
-fn drive(
-    session: &mut ClientSession,
-    socket: &UdpSocket,
-    mut data: Data<'_>,
-    negotiated: impl Fn(&TransferOptions),
-) -> SessionStats {
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let now = Instant::now();
-        let failed = match session.poll_output(now) {
-            Output::Transmit(t) => {
-                if let Err(e) = socket.send_to(t.contents, t.destination) {
-                    tracing::debug!(to = %t.destination, error = %e, "send failed");
-                }
-                None
-            }
-            Output::Fill(mut fill) => {
-                let Data::Source(source) = &mut data else {
-                    fill.finish();
-                    continue;
-                };
-                match source.read(fill.buf()) {
-                    Ok(0) => {
-                        fill.finish();
-                        None
-                    }
-                    Ok(n) => {
-                        let _ = fill.advance(n);
-                        None
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
-                    Err(e) => Some(e),
-                }
-            }
-            Output::Store(mut store) => {
-                let last = store.is_last();
-                let written = match &mut data {
-                    Data::Sink(w) => w
-                        .write_all(store.data())
-                        .and_then(|()| if last { w.flush() } else { Ok(()) }),
-                    _ => Ok(()),
-                };
-                written.map(|()| store.stored()).err()
-            }
-            Output::Event(Event::Negotiated(o)) => {
-                negotiated(&o);
-                None
-            }
-            Output::Event(Event::Finished(stats)) => return stats,
-            Output::Event(_) => None,
-            Output::Wait(deadline) => {
-                match deadline {
-                    Some(d) if d <= now => session.handle_timeout(now),
-                    d => {
-                        let _ = socket.set_read_timeout(d.map(|d| d - now));
-                        match socket.recv_from(&mut buf) {
-                            Ok((n, from)) => {
-                                session.handle_datagram(Instant::now(), from, &buf[..n])
-                            }
-                            Err(e)
-                                if matches!(
-                                    e.kind(),
-                                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                                ) =>
-                            {
-                                session.handle_timeout(Instant::now());
-                            }
-                            // ICMP errors surface here on some systems; they are not the peer's.
-                            Err(e) => tracing::debug!(error = %e, "recv failed"),
-                        }
-                    }
-                }
-                None
-            }
-            Output::Closed => return session.stats().clone(),
+/// A transfer's socket and data, blocking: the shared loop's futures are always ready.
+struct Io<'a>(UdpSocket, Data<'a>);
+
+impl SessionIo for Io<'_> {
+    async fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
+        if let Err(e) = self.0.send_to(bytes, to) {
+            tracing::debug!(%to, error = %e, "send failed");
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.1 {
+            Data::Source(source) => source.read(buf),
+            _ => Ok(0),
+        }
+    }
+
+    async fn write(&mut self, data: &[u8], last: bool) -> Result<(), HandlerError> {
+        let Data::Sink(sink) = &mut self.1 else {
+            return Ok(());
         };
-        if let Some(e) = failed {
-            tracing::warn!(error = %e, "local data I/O failed");
-            let error = HandlerError::from(&e);
-            session.abort(Instant::now(), error.code, &error.message);
+        sink.write_all(data)?;
+        if last {
+            sink.flush()?;
+        }
+        Ok(())
+    }
+
+    async fn wait(&mut self, deadline: Option<Instant>, buf: &mut [u8]) -> Wake {
+        let now = Instant::now();
+        match deadline {
+            Some(d) if d <= now => return Wake::Deadline,
+            d => {
+                let _ = self.0.set_read_timeout(d.map(|d| d - now));
+            }
+        }
+        match self.0.recv_from(buf) {
+            Ok((n, from)) => Wake::Datagram(n, from),
+            // A timeout, or an ICMP error (not the peer's words): let the session check its
+            // deadline, which does nothing before it.
+            Err(_) => Wake::Deadline,
+        }
+    }
+}
+
+/// Run a future that never waits: every `SessionIo` call above completes before returning.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
         }
     }
 }

@@ -75,7 +75,9 @@
 //! ```
 
 mod client;
+mod data;
 mod dir;
+mod event_loop;
 mod handler;
 mod pool;
 mod server;

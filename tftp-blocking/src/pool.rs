@@ -9,22 +9,18 @@ use std::time::Duration;
 
 use mio::Waker;
 
+use crate::data::Done;
+
 /// How long an idle pool thread waits for work before it exits.
-const IDLE: Duration = Duration::from_secs(10);
+const IDLE: Duration = Duration::from_secs(5);
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Where a job's result goes: an event loop's queue, and its waker.
-pub(crate) struct Mailbox<T> {
-    pub(crate) tx: Sender<(usize, Option<T>)>,
+/// Where a job's result goes: an event loop's queue (`None`: the job panicked), and its waker.
+#[derive(Clone)]
+pub(crate) struct Mailbox {
+    pub(crate) tx: Sender<(usize, Option<Done>)>,
     pub(crate) waker: Arc<Waker>,
-}
-
-impl<T> Clone for Mailbox<T> {
-    fn clone(&self) -> Self {
-        let (tx, waker) = (self.tx.clone(), Arc::clone(&self.waker));
-        Mailbox { tx, waker }
-    }
 }
 
 /// A pool that grows while every thread is busy, up to `max` threads, and shrinks when idle:
@@ -40,7 +36,6 @@ struct State {
     jobs: VecDeque<Job>,
     idle: usize,
     threads: usize,
-    closed: bool,
 }
 
 impl Pool {
@@ -52,23 +47,27 @@ impl Pool {
         })
     }
 
-    /// Run `job` for session `id` and post its result (`None` if it panicked) to `mailbox`.
-    pub(crate) fn spawn<T: Send + 'static>(
+    /// Run `job` for session `id` and post its result to `mailbox`.
+    pub(crate) fn spawn(
         self: &Arc<Self>,
-        mailbox: &Mailbox<T>,
+        mailbox: &Mailbox,
         id: usize,
-        job: impl FnOnce() -> T + Send + 'static,
+        job: impl FnOnce() -> Done + Send + 'static,
     ) {
         let mailbox = mailbox.clone();
-        let job = Box::new(move || {
+        self.execute(move || {
             let result = catch_unwind(AssertUnwindSafe(job)).ok();
             // The loop may be gone (shutdown): then nobody wants the result.
             if mailbox.tx.send((id, result)).is_ok() {
                 let _ = mailbox.waker.wake();
             }
         });
+    }
+
+    /// Run `job`, with no result (e.g. dropping a reader whose `Drop` may block).
+    pub(crate) fn execute(self: &Arc<Self>, job: impl FnOnce() + Send + 'static) {
         let mut s = self.lock();
-        s.jobs.push_back(job);
+        s.jobs.push_back(Box::new(job));
         if s.jobs.len() > s.idle && s.threads < self.max {
             let pool = Arc::clone(self);
             let spawned = std::thread::Builder::new()
@@ -87,12 +86,10 @@ impl Pool {
         loop {
             if let Some(job) = s.jobs.pop_front() {
                 drop(s);
-                job();
+                // A panicking job must not take the thread's count with it.
+                let _ = catch_unwind(AssertUnwindSafe(job));
                 s = self.lock();
                 continue;
-            }
-            if s.closed {
-                break;
             }
             s.idle += 1;
             let (guard, wait) = match self.work.wait_timeout(s, IDLE) {
@@ -106,12 +103,6 @@ impl Pool {
             }
         }
         s.threads -= 1;
-    }
-
-    /// Let idle threads exit now; running jobs finish first.
-    pub(crate) fn close(&self) {
-        self.lock().closed = true;
-        self.work.notify_all();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
