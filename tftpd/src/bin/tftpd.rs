@@ -1,7 +1,14 @@
 //! `tftpd`: serve a directory over TFTP.
+//!
+//! Start-up order matters for privileges: listening sockets are taken from the service
+//! manager (systemd socket activation) or bound first, then `--user` drops root, then the
+//! runtime starts and everything else (the root directory, templates, logs) is opened as the
+//! unprivileged user. SIGHUP re-reads `--config` and swaps in a new server on the same
+//! sockets while transfers in flight finish on the old one; SIGTERM and SIGINT drain.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,8 +19,17 @@ use tftpd::{DirHandler, Fallback, HttpOrigin, OriginTimeouts, RootOptions, Templ
 
 /// Serve files over TFTP (RFC 1350 with options: blksize, timeout, tsize, windowsize).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_override_self = true)]
 struct Args {
+    /// Read settings from a TOML file whose keys are these flags' long names
+    /// (`root = "/srv/tftp"`, `max-blksize = 1468`, `allow-write = true`,
+    /// `listen = ["[::]:69"]`). Flags on the command line win. SIGHUP re-reads it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// After binding the listening sockets, switch to this user (and its group), so that
+    /// port 69 can be bound as root without serving as root.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
     /// Directory to serve; requests cannot reach outside it.
     #[arg(long)]
     root: Option<PathBuf>,
@@ -161,9 +177,67 @@ fn raise_fd_limit() {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args = Args::parse();
+/// The command line with the `--config` file's settings in front, so that flags win.
+fn load_args(cli: &[OsString]) -> Result<Args, String> {
+    let args = Args::try_parse_from(cli).map_err(|e| e.to_string())?;
+    let Some(path) = args.config.clone() else {
+        return Ok(args);
+    };
+    let mut merged = vec![cli.first().cloned().unwrap_or_else(|| "tftpd".into())];
+    merged.extend(config_file_args(&path)?);
+    merged.extend(cli.iter().skip(1).cloned());
+    Args::try_parse_from(merged).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A TOML file as command-line arguments: `key = value` becomes `--key value`, `key = true`
+/// becomes `--key`, arrays repeat the flag.
+fn config_file_args(path: &Path) -> Result<Vec<OsString>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let flag = format!("--{}", key.replace('_', "-"));
+        if matches!(key.as_str(), "config" | "user") {
+            return Err(format!(
+                "{}: `{key}` can only be given on the command line",
+                path.display()
+            ));
+        }
+        let values = match value {
+            toml::Value::Array(items) => items,
+            other => vec![other],
+        };
+        for v in values {
+            match v {
+                toml::Value::Boolean(true) => out.push(flag.clone().into()),
+                toml::Value::Boolean(false) => {}
+                toml::Value::String(s) => out.extend([flag.clone().into(), s.into()]),
+                toml::Value::Integer(i) => out.extend([flag.clone().into(), i.to_string().into()]),
+                toml::Value::Float(f) => out.extend([flag.clone().into(), f.to_string().into()]),
+                _ => {
+                    return Err(format!(
+                        "{}: `{key}` has an unsupported value",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    let cli: Vec<OsString> = std::env::args_os().collect();
+    let args = match load_args(&cli) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let level = match args.verbose {
         0 => "info",
         1 => "debug",
@@ -176,7 +250,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match run(args).await {
+    match run(args, cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tftpd: {e}");
@@ -185,8 +259,144 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+/// Listening sockets: from the service manager (systemd socket activation, `LISTEN_FDS`), or
+/// bound from `--listen`/`--port`.
+fn listeners(args: &Args) -> Result<Vec<UdpSocket>, String> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut sockets = Vec::new();
+    for i in 0..fds.len() {
+        match fds.take_udp_socket(i) {
+            Ok(Some(socket)) => sockets.push(socket),
+            Ok(None) => {}
+            Err(e) => return Err(format!("socket {i} from the service manager: {e}")),
+        }
+    }
+    if !sockets.is_empty() {
+        tracing::info!(
+            count = sockets.len(),
+            "using sockets from the service manager"
+        );
+        return Ok(sockets);
+    }
+    listen_addrs(args)?
+        .into_iter()
+        .map(|addr| tftp_common::server::bind_listener(addr).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Become `name` for good: supplementary groups, group, then user.
+fn drop_privileges(name: &str) -> Result<(), String> {
+    use nix::unistd::{User, setgid, setgroups, setuid};
+    let user = User::from_name(name)
+        .map_err(|e| format!("--user {name}: {e}"))?
+        .ok_or_else(|| format!("--user {name}: no such user"))?;
+    setgroups(&[user.gid]).map_err(|e| format!("--user {name}: setgroups: {e}"))?;
+    setgid(user.gid).map_err(|e| format!("--user {name}: setgid: {e}"))?;
+    setuid(user.uid).map_err(|e| format!("--user {name}: setuid: {e}"))?;
+    tracing::info!(user = name, uid = user.uid.as_raw(), "dropped privileges");
+    Ok(())
+}
+
+fn run(args: Args, cli: Vec<OsString>) -> Result<(), String> {
     raise_fd_limit();
+    let sockets = listeners(&args)?;
+    // Before any thread exists: setuid must apply to the whole process.
+    if let Some(user) = &args.user {
+        drop_privileges(user)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(serve(args, cli, sockets))
+}
+
+enum Signal {
+    Stop,
+    Reload,
+}
+
+async fn next_signal() -> Signal {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return Signal::Stop;
+    };
+    tokio::select! {
+        _ = term.recv() => Signal::Stop,
+        _ = tokio::signal::ctrl_c() => Signal::Stop,
+        _ = hup.recv() => Signal::Reload,
+    }
+}
+
+async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> Result<(), String> {
+    if let Some(addr) = args.metrics {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full("tftp_session_duration_seconds".into()),
+                &[
+                    0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+                ],
+            )
+            .and_then(|b| b.install())
+            .map_err(|e| format!("--metrics {addr}: {e}"))?;
+        tracing::info!(%addr, "serving Prometheus metrics");
+    }
+    let mut draining = Vec::new();
+    loop {
+        let clones = sockets
+            .iter()
+            .map(UdpSocket::try_clone)
+            .collect::<Result<Vec<_>, _>>();
+        let server = build(&args, clones.map_err(|e| e.to_string())?)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(server.serve_until(async {
+            let _ = stopped.await;
+        }));
+        loop {
+            match next_signal().await {
+                Signal::Stop => {
+                    tracing::info!("draining");
+                    let _ = stop.send(());
+                    let _ = running.await;
+                    for old in draining {
+                        let _ = old.await;
+                    }
+                    return Ok(());
+                }
+                Signal::Reload => {
+                    match load_args(&cli).and_then(|new| build(&new, Vec::new()).map(|_| new)) {
+                        Ok(new) => {
+                            tracing::info!(config = ?new.config, "reloading; transfers in flight finish on the old configuration");
+                            if new.listen != args.listen
+                                || new.port != args.port
+                                || new.metrics != args.metrics
+                            {
+                                tracing::warn!(
+                                    "--listen, --port and --metrics changes take effect at the next restart"
+                                );
+                            }
+                            args = new;
+                            let _ = stop.send(());
+                            draining.push(running);
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "reload failed; keeping the running configuration")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The server for `args` on `sockets` (with no sockets: only check that `args` are usable).
+fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio::Handler>, String> {
     let root_options = RootOptions {
         case_insensitive: args.case_insensitive,
         allow_write: args.allow_write,
@@ -230,20 +440,7 @@ async fn run(args: Args) -> Result<(), String> {
         None => None,
     };
     let handler = Fallback::new(templates, Fallback::new(dir, origin));
-    if let Some(addr) = args.metrics {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .set_buckets_for_metric(
-                metrics_exporter_prometheus::Matcher::Full("tftp_session_duration_seconds".into()),
-                &[
-                    0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
-                ],
-            )
-            .and_then(|b| b.install())
-            .map_err(|e| format!("--metrics {addr}: {e}"))?;
-        tracing::info!(%addr, "serving Prometheus metrics");
-    }
-    let mut options = ServerOptions::new().config(config(&args)?).on_stats(|s| {
+    let mut options = ServerOptions::new().config(config(args)?).on_stats(|s| {
         tracing::info!(
             started = s.sessions_started,
             completed = s.sessions_completed,
@@ -257,10 +454,8 @@ async fn run(args: Args) -> Result<(), String> {
             "stats"
         );
     });
-    for addr in listen_addrs(&args)? {
-        options = options.listen(addr);
-    }
     if let Some(path) = &args.session_log {
+        // Opened at every (re)load, so SIGHUP also reopens a rotated log.
         let out: Box<dyn std::io::Write + Send> = if path.as_os_str() == "-" {
             Box::new(std::io::stdout())
         } else {
@@ -275,24 +470,16 @@ async fn run(args: Args) -> Result<(), String> {
         let log = SessionLog::new(out);
         options = options.on_session(move |report| log.record(report));
     }
+    if sockets.is_empty() {
+        // Validation only: a throwaway listener.
+        options = options.listen(SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
+    for socket in sockets {
+        options = options.socket(socket);
+    }
     let server = Server::bind(handler, options).map_err(|e| e.to_string())?;
     for addr in server.local_addrs().map_err(|e| e.to_string())? {
-        tracing::info!(%addr, root = ?args.root, templates = ?args.templates, origin = ?args.http_origin, write = args.allow_write, "listening");
+        tracing::debug!(%addr, root = ?args.root, templates = ?args.templates, origin = ?args.http_origin, write = args.allow_write, "listening");
     }
-    server
-        .serve_until(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    Ok(server)
 }

@@ -1,0 +1,247 @@
+//! Operating tftpd: signals, configuration reloads, socket activation, privilege drop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_udp() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_ready(port: u16) {
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        probe
+            .send_to(b"\x00\x01probe\x00mail\x00", ("127.0.0.1", port))
+            .unwrap();
+        if probe.recv_from(&mut [0u8; 600]).is_ok() {
+            return;
+        }
+    }
+    panic!("tftpd did not start");
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(
+        Command::new("kill")
+            .args([&format!("-{sig}"), &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+fn curl(port: u16, path: &str) -> (bool, Vec<u8>) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            &format!("tftp://127.0.0.1:{port}/{path}"),
+        ])
+        .output()
+        .unwrap();
+    (out.status.success(), out.stdout)
+}
+
+/// A transfer held open by a client that acknowledges slowly; returns a thread that finishes
+/// it and reports the bytes received.
+fn slow_transfer(port: u16, file: &str, pace: Duration) -> std::thread::JoinHandle<Vec<u8>> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.send_to(
+        format!("\x00\x01{file}\x00octet\x00").as_bytes(),
+        ("127.0.0.1", port),
+    )
+    .unwrap();
+    let mut buf = [0u8; 600];
+    let (n, tid) = s.recv_from(&mut buf).unwrap();
+    let mut data = buf[4..n].to_vec();
+    std::thread::spawn(move || {
+        let mut block = 1u16;
+        let mut last = n;
+        while last == 516 {
+            std::thread::sleep(pace);
+            s.send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
+                .unwrap();
+            let (n, _) = s.recv_from(&mut buf).unwrap();
+            assert_eq!(buf[1], 3, "expected DATA, got {:?}", &buf[..n]);
+            block = u16::from_be_bytes([buf[2], buf[3]]);
+            data.extend_from_slice(&buf[4..n]);
+            last = n;
+        }
+        s.send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
+            .unwrap();
+        data
+    })
+}
+
+#[test]
+fn sigterm_drains_running_transfers_then_exits() {
+    let root = tempfile::tempdir().unwrap();
+    let file: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+    std::fs::write(root.path().join("f"), &file).unwrap();
+    let port = free_udp();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .args([
+            "--root",
+            root.path().to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(port);
+    let transfer = slow_transfer(port, "f", Duration::from_millis(10));
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&child, "TERM");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !curl(port, "f").0,
+        "a new request was served while draining"
+    );
+    assert_eq!(
+        transfer.join().unwrap(),
+        file,
+        "the running transfer finished"
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn sighup_reloads_the_config_file_without_dropping_transfers() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let file: Vec<u8> = (0..30_000u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(a.path().join("f"), &file).unwrap();
+    std::fs::write(b.path().join("only-in-b"), b"B").unwrap();
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        format!("root = {:?}\nmax-blksize = 1024\n", a.path()),
+    )
+    .unwrap();
+    let port = free_udp();
+    let child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .args([
+            "--config",
+            config.path().to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Daemon(child);
+    wait_ready(port);
+    assert!(!curl(port, "only-in-b").0);
+    let transfer = slow_transfer(port, "f", Duration::from_millis(10));
+    std::fs::write(config.path(), format!("root = {:?}\n", b.path())).unwrap();
+    signal(&child.0, "HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        curl(port, "only-in-b"),
+        (true, b"B".to_vec()),
+        "the new root is served"
+    );
+    assert_eq!(
+        transfer.join().unwrap(),
+        file,
+        "the transfer in flight finished on the old root"
+    );
+    // A broken file keeps the running configuration.
+    std::fs::write(config.path(), "root = [\n").unwrap();
+    signal(&child.0, "HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(curl(port, "only-in-b"), (true, b"B".to_vec()));
+}
+
+#[test]
+fn takes_its_socket_from_the_service_manager() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f"), b"activated").unwrap();
+    let port = free_udp();
+    // Bind the socket the way systemd does and exec tftpd with it as fd 3.
+    let script = format!(
+        "import os, socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('127.0.0.1', {port}))\n\
+         os.dup2(s.fileno(), 3)\n\
+         os.set_inheritable(3, True)\n\
+         os.environ['LISTEN_FDS'] = '1'\n\
+         os.environ['LISTEN_PID'] = str(os.getpid())\n\
+         os.execv({tftpd:?}, [{tftpd:?}, '--root', {root:?}, '--listen', '127.0.0.1:1'])\n",
+        tftpd = env!("CARGO_BIN_EXE_tftpd"),
+        root = root.path().to_str().unwrap(),
+    );
+    let child = Command::new("python3")
+        .args(["-c", &script])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _d = Daemon(child);
+    wait_ready(port);
+    assert_eq!(curl(port, "f"), (true, b"activated".to_vec()));
+}
+
+#[test]
+fn drops_privileges_after_binding() {
+    if !Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+    {
+        eprintln!("skipped: not running as root");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        root.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(root.path().join("f"), b"as nobody").unwrap();
+    let port = free_udp();
+    let child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .args([
+            "--root",
+            root.path().to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--user",
+            "nobody",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon(child);
+    wait_ready(port);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.0.id())).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid.split_whitespace().skip(1).all(|u| u == "65534"),
+        "{uid}"
+    );
+    assert_eq!(curl(port, "f"), (true, b"as nobody".to_vec()));
+}
