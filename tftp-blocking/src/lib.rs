@@ -23,6 +23,8 @@
 //! - **I/O pool**: handler calls, source reads and sink writes run on a pool of threads
 //!   (started on demand up to [`Server::io_threads`], stopped when idle). Each result is
 //!   posted back to its loop, which a [`mio::Waker`] wakes.
+//! - The session and statistics callbacks run on the loop thread: keep them quick (hand slow
+//!   work to a channel).
 //!
 //! # A slow handler does not stall other transfers
 //!

@@ -67,7 +67,8 @@ impl ShutdownHandle {
 }
 
 impl<H: Handler> Server<H> {
-    /// Bind the listeners of `options`. One event loop thread, up to 64 I/O threads.
+    /// Bind the listeners of `options`. One event loop, up to 512 I/O threads (as tokio's
+    /// blocking pool).
     pub fn bind(handler: H, options: ServerOptions) -> io::Result<Self> {
         let listeners = options.bind_all()?;
         if listeners.is_empty() {
@@ -79,7 +80,7 @@ impl<H: Handler> Server<H> {
             core: ServerCore::new(&options),
             listeners,
             workers: 1,
-            io_threads: 64,
+            io_threads: 512,
             shutdown: ShutdownHandle::default(),
         })
     }
@@ -93,7 +94,8 @@ impl<H: Handler> Server<H> {
     }
 
     /// At most `n` threads for handler calls and data I/O (started on demand, stopped after
-    /// 10 s idle). Each blocked call holds one; beyond `n`, calls wait for a free thread.
+    /// 5 s idle). Each blocked call holds one; beyond `n`, calls (and the data of every
+    /// transfer) wait for a free thread.
     pub fn io_threads(mut self, n: usize) -> Self {
         self.io_threads = n.max(1);
         self
