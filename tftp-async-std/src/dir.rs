@@ -9,6 +9,7 @@ use std::task::{Context, Poll, ready};
 
 use blocking::{Unblock, unblock};
 use futures_lite::AsyncWrite;
+use futures_lite::io::{BufReader, BufWriter};
 use tftp_common::fs::{Root, RootOptions};
 use tftp_common::{HandlerError, Request};
 
@@ -30,17 +31,16 @@ impl DirHandler {
     }
 }
 
-/// Large transfers: one hop to the blocking pool per 64 KiB, not per block.
+/// Large transfers: one hop to the blocking pool per 64 KiB, not per block (`Unblock`'s
+/// pipe wakes its thread whenever there is room, hence the buffer in front of it).
 const BUFFER: usize = 64 * 1024;
 
 impl Handler for DirHandler {
     async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
         let (root, name) = (Arc::clone(&self.root), request.filename.clone());
         let (file, size) = unblock(move || root.open_read(&name)).await?;
-        Ok(ReadResponse::new(
-            Unblock::with_capacity(BUFFER, file),
-            Some(size),
-        ))
+        let reader = BufReader::with_capacity(BUFFER, Unblock::with_capacity(BUFFER, file));
+        Ok(ReadResponse::new(reader, Some(size)))
     }
 
     async fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
@@ -51,10 +51,8 @@ impl Handler for DirHandler {
         let (size, max) = (request.options.tsize, self.root.options().max_upload_size);
         let mut upload = unblock(move || root.create_upload(&name, size)).await?;
         let file = upload.file().try_clone().map_err(HandlerError::from)?;
-        let writer = Upload {
-            file: Unblock::with_capacity(BUFFER, file),
-            left: max,
-        };
+        let file = Unblock::with_capacity(BUFFER, file);
+        let writer = BufWriter::with_capacity(BUFFER, Upload { file, left: max });
         Ok(WriteResponse::new(writer)
             .on_complete(move || async move { Ok(unblock(move || upload.commit()).await?) }))
     }
