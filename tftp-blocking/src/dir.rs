@@ -1,6 +1,7 @@
 //! The bundled handler: files under a root directory (the `tftpd --root` back-end).
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Write};
 use std::path::Path;
 
 use tftp_common::fs::{Root, RootOptions};
@@ -32,10 +33,39 @@ impl Handler for DirHandler {
     }
 
     fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
-        let mut upload = self
-            .root
-            .create_upload(&request.filename, request.options.tsize)?;
+        let options = self.root.options();
+        if !options.allow_write {
+            return Err(HandlerError::write_not_allowed());
+        }
+        let size = request.options.tsize;
+        let mut upload = self.root.create_upload(&request.filename, size)?;
         let file = upload.file().try_clone()?;
-        Ok(WriteResponse::new(file).on_complete(move || Ok(upload.commit()?)))
+        let sink = Upload {
+            file,
+            left: options.max_upload_size,
+        };
+        Ok(WriteResponse::new(sink).on_complete(move || Ok(upload.commit()?)))
+    }
+}
+
+/// An upload's sink: it refuses bytes past [`RootOptions::max_upload_size`] (ERROR 3), since
+/// a client need not announce the size.
+struct Upload {
+    file: File,
+    left: Option<u64>,
+}
+
+impl Write for Upload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.left.is_some_and(|left| buf.len() as u64 > left) {
+            return Err(io::ErrorKind::QuotaExceeded.into());
+        }
+        let n = self.file.write(buf)?;
+        self.left = self.left.map(|left| left - n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }

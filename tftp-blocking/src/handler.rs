@@ -39,6 +39,24 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+/// An optional handler: `None` has no files ("File not found") and takes no uploads, so
+/// optional parts of a server compose with [`Handler`] combinators without boxing.
+impl<H: Handler> Handler for Option<H> {
+    fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
+        match self {
+            Some(h) => h.read(request),
+            None => Err(HandlerError::not_found()),
+        }
+    }
+
+    fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
+        match self {
+            Some(h) => h.write(request),
+            None => Err(HandlerError::write_not_allowed()),
+        }
+    }
+}
+
 /// What a read request returns: a reader and, if known, its size (sent as `tsize`).
 ///
 /// The reader is read on the I/O thread pool in chunks of up to 64 KiB (each read fills the

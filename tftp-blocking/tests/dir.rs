@@ -61,10 +61,49 @@ fn serves_and_stores_files_under_the_root() {
             Vec::new(),
         )
         .unwrap_err();
-    let ClientError::Transfer(TransferError::Peer { code, .. }) = e else {
-        panic!("{e}")
+    assert_eq!(peer_error(e), ErrorCode::ACCESS_VIOLATION);
+    stop.shutdown();
+    serving.join().unwrap().unwrap();
+}
+
+fn peer_error(e: ClientError) -> ErrorCode {
+    match e {
+        ClientError::Transfer(TransferError::Peer { code, .. }) => code,
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn uploads_off_and_over_the_size_limit_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let serve = |options: RootOptions| {
+        let handler = DirHandler::new(root.path(), options).unwrap();
+        let listen = ServerOptions::new().listen("127.0.0.1:0".parse().unwrap());
+        let server = Server::bind(handler, listen).unwrap();
+        let addr = server.local_addrs().unwrap()[0];
+        let stop = server.shutdown_handle();
+        (addr, stop, thread::spawn(move || server.serve()))
     };
-    assert_eq!(code, ErrorCode::ACCESS_VIOLATION);
+    let data = vec![1u8; 10_000];
+    let put = |addr| Client::new().put(addr, "up", Mode::Octet, OptionValues::default(), &data[..]);
+
+    let (addr, stop, serving) = serve(RootOptions::default());
+    assert_eq!(
+        peer_error(put(addr).unwrap_err()),
+        ErrorCode::ACCESS_VIOLATION
+    );
+    stop.shutdown();
+    serving.join().unwrap().unwrap();
+
+    let limited = RootOptions {
+        allow_write: true,
+        max_upload_size: Some(5000),
+        ..Default::default()
+    };
+    let (addr, stop, serving) = serve(limited);
+    // Not announced (no tsize): refused once the bytes pass the limit.
+    assert_eq!(peer_error(put(addr).unwrap_err()), ErrorCode::DISK_FULL);
+    assert!(!root.path().join("up").exists());
     stop.shutdown();
     serving.join().unwrap().unwrap();
 }
