@@ -155,3 +155,43 @@ fn dropping_the_serve_future_drops_its_sessions() {
         "the transfer port {tid} is free again"
     );
 }
+
+struct Panicky;
+
+impl tftp_async_std::Handler for Panicky {
+    async fn read(
+        &self,
+        request: &tftp_async_std::Request,
+    ) -> Result<tftp_async_std::ReadResponse, tftp_async_std::HandlerError> {
+        assert_ne!(request.filename, "boom", "handler bug");
+        Ok(tftp_async_std::ReadResponse::from_bytes(b"fine".to_vec()))
+    }
+}
+
+#[test]
+fn a_panicking_handler_costs_only_its_request() {
+    let options = ServerOptions::new().listen("127.0.0.1:0".parse().unwrap());
+    let server = Server::bind(Panicky, options).unwrap();
+    let addr = server.local_addrs().unwrap()[0];
+    let serving = smol::spawn(server.serve());
+    smol::block_on(async {
+        let mut config = tftp_proto::Config::default();
+        config.initial_timeout = Duration::from_millis(100);
+        config.retries = 1;
+        let client = Client::with_config(config);
+        let e = client
+            .get(addr, "boom", Mode::Octet, opts(None), Vec::new())
+            .await;
+        assert!(matches!(
+            e,
+            Err(ClientError::Transfer(TransferError::TimedOut { .. }))
+        ));
+        let mut got = Vec::new();
+        client
+            .get(addr, "ok", Mode::Octet, opts(None), &mut got)
+            .await
+            .unwrap();
+        assert_eq!(got, b"fine");
+    });
+    smol::block_on(serving.cancel());
+}
