@@ -558,13 +558,15 @@ pub fn single_port_mode<S: Adapter, C: Adapter>() {
 /// Shutdown stops accepting and lets a running transfer finish within the grace period;
 /// past it, the transfer is aborted with an ERROR.
 pub fn graceful_shutdown_lets_transfers_finish<S: Adapter, C: Adapter>() {
-    for (grace, finishes) in [
-        (Duration::from_secs(10), true),
-        (Duration::from_millis(200), false),
+    for (grace, finishes, single_port) in [
+        (Duration::from_secs(10), true, false),
+        (Duration::from_millis(200), false, false),
+        (Duration::from_secs(10), true, true),
     ] {
         let reports = Reports::default();
         let mut options = reports.options();
         options.config.shutdown_grace = grace;
+        options.config.single_port = single_port;
         let server = S::serve(Backend::new(false), options);
         let addr = server.addr();
         let client = Peer::new(addr);

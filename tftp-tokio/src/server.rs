@@ -164,16 +164,26 @@ impl<H: Handler> Listener<H> {
     async fn run(self, stop: CancellationToken) {
         let mut buf = vec![0u8; 65536];
         let single_port = self.core.config.single_port;
+        let mut accepting = true;
         loop {
+            // After shutdown, a single-port listener still routes datagrams to the sessions it
+            // carries until they are done; a per-port listener has nothing left to do.
+            if !accepting && (!single_port || lock(&self.routes).is_empty()) {
+                return;
+            }
             let (n, peer) = tokio::select! {
                 r = self.socket.recv_from(&mut buf) => match r {
                     Ok(r) => r,
                     Err(e) => { tracing::debug!(error = %e, "listener recv failed"); continue; }
                 },
-                () = stop.cancelled() => return,
+                () = stop.cancelled(), if accepting => { accepting = false; continue; }
+                () = tokio::time::sleep(std::time::Duration::from_millis(50)), if !accepting => continue,
             };
             let datagram = &buf[..n];
             let is_request = matches!(datagram, [0, 1 | 2, ..]);
+            if !accepting && is_request {
+                continue;
+            }
             if single_port && !is_request {
                 let route = lock(&self.routes).get(&peer).cloned();
                 if let Some(tx) = route {
