@@ -1,7 +1,7 @@
 //! The client: fetch into any `AsyncWrite`, send from any `AsyncRead` (futures-io traits).
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,9 +10,7 @@ use async_io::Async;
 use futures_lite::{AsyncRead, AsyncWrite};
 use tftp_common::ClientError;
 use tftp_common::drive::drive;
-use tftp_proto::{
-    ClientSession, Config, Event, Mode, OptionValues, Outcome, SessionStats, TransferOptions,
-};
+use tftp_proto::{ClientSession, Config, Event, Mode, OptionValues, SessionStats, TransferOptions};
 
 use crate::drive::{Data, Io, Transport};
 
@@ -95,10 +93,7 @@ impl Client {
         mut session: ClientSession,
         data: Data<'_>,
     ) -> Result<SessionStats, ClientError> {
-        let local: SocketAddr = match session.peer() {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
+        let local = tftp_common::client::local_addr(session.peer());
         let transport = Transport::Socket(Async::<UdpSocket>::bind(local)?);
         let mut io = Io {
             transport,
@@ -112,9 +107,6 @@ impl Client {
         })
         .await
         .unwrap_or_else(|| session.stats().clone());
-        match stats.outcome {
-            Outcome::Failed(e) => Err(e.into()),
-            Outcome::Completed | Outcome::SizeProbe => Ok(stats),
-        }
+        tftp_common::client::into_result(stats)
     }
 }

@@ -67,7 +67,7 @@ impl Transport {
     }
 }
 
-/// The session's data: a source to send from, a sink to store into.
+/// The session's data: a source to send from, a sink to store into, or nothing (a refusal).
 pub(crate) enum Data<'a> {
     Source(Pin<&'a mut (dyn AsyncRead + Send)>),
     /// A sink, whether to close it after the last block, and what to run then.
@@ -76,6 +76,7 @@ pub(crate) enum Data<'a> {
         bool,
         Option<Completion>,
     ),
+    None,
 }
 
 /// A session's I/O on async-io. `kill` closes when the server aborts its sessions.
@@ -93,7 +94,7 @@ impl SessionIo for Io<'_> {
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.data {
             Data::Source(reader) => reader.read(buf).await,
-            Data::Sink(..) => Ok(0),
+            Data::Sink(..) | Data::None => Ok(0),
         }
     }
 

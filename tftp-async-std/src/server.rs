@@ -12,10 +12,9 @@ use async_channel::{Receiver, Sender};
 use async_executor::Executor;
 use async_io::{Async, Timer};
 use futures_lite::{FutureExt, StreamExt};
-use tftp_common::drive::drive;
 use tftp_common::server::{ServerOptions, bind_transfer};
 use tftp_common::{Decision, HandlerError, Permit, Request, ServerCore, StatsCollector};
-use tftp_proto::{ErrorCode, Event, RequestKind};
+use tftp_proto::{ErrorCode, RequestKind};
 use tracing::Instrument;
 
 use crate::drive::{Data, Io, Routed, Transport, send_error};
@@ -88,7 +87,7 @@ impl<H: Handler> Server<H> {
         // `live` sender and listens on `kill`.
         let (live, all_ended) = async_channel::bounded::<()>(1);
         let (kill, killed) = async_channel::bounded::<()>(1);
-        let mut listeners = Vec::new();
+        let (stop, stopped) = async_channel::bounded::<()>(1);
         for socket in &self.listeners {
             let listener = Listener {
                 socket: Arc::clone(socket),
@@ -101,7 +100,9 @@ impl<H: Handler> Server<H> {
                 live: live.clone(),
                 killed: killed.clone(),
             };
-            listeners.push(executor.spawn(listener.run()));
+            executor
+                .spawn(listener.run(stopped.clone(), live.clone()))
+                .detach();
         }
         drop(live);
         let core = Arc::clone(&self.core);
@@ -117,9 +118,7 @@ impl<H: Handler> Server<H> {
             shutdown.await;
             let active = self.core.stats().active_sessions();
             tracing::info!(active, "shutting down");
-            for listener in listeners {
-                listener.cancel().await;
-            }
+            drop(stop);
             // Nothing is sent on `live`: `recv` fails once every session has ended; the end
             // of the grace period says `Ok`.
             let grace = async {
@@ -153,27 +152,58 @@ struct Listener<H> {
     killed: Receiver<()>,
 }
 
+enum Wake {
+    Datagram(io::Result<(usize, SocketAddr)>),
+    Stop,
+    Tick,
+}
+
 impl<H: Handler> Listener<H> {
-    async fn run(self) {
+    /// Until `stopped` closes: accept requests. Then, in single-port mode, keep routing
+    /// datagrams to the running sessions until they are done. `_live` keeps the server's
+    /// shutdown waiting for this listener.
+    async fn run(self, stopped: Receiver<()>, _live: Sender<()>) {
         let mut buf = vec![0u8; 65536];
+        let mut accepting = true;
         loop {
-            let (n, peer) = match self.socket.recv_from(&mut buf).await {
-                Ok(r) => r,
-                Err(e) => {
+            if !accepting && lock(&self.routes).is_empty() {
+                return;
+            }
+            let datagram = async { Wake::Datagram(self.socket.recv_from(&mut buf).await) };
+            let other = async {
+                if accepting {
+                    let _ = stopped.recv().await;
+                    Wake::Stop
+                } else {
+                    Timer::after(std::time::Duration::from_millis(50)).await;
+                    Wake::Tick
+                }
+            };
+            let (n, peer) = match datagram.or(other).await {
+                Wake::Datagram(Ok(r)) => r,
+                Wake::Datagram(Err(e)) => {
                     tracing::debug!(error = %e, "listener recv failed");
                     continue;
                 }
-            };
-            let datagram = &buf[..n];
-            if self.core.config.single_port && !matches!(datagram, [0, 1 | 2, ..]) {
-                if let Some(tx) = lock(&self.routes).get(&peer) {
-                    // A full queue is a lost datagram; the peer retransmits.
-                    let _ = tx.try_send((datagram.to_vec(), peer));
+                Wake::Stop => {
+                    accepting = false;
+                    continue;
                 }
-                continue;
-            }
-            match (self.core).on_datagram(self.local, peer, datagram, Instant::now()) {
+                Wake::Tick => continue,
+            };
+            let route = lock(&self.routes).get(&peer).cloned();
+            let now = Instant::now();
+            match (self.core).on_datagram(
+                self.local,
+                peer,
+                &buf[..n],
+                now,
+                route.is_some(),
+                accepting,
+            ) {
                 Decision::Ignore => {}
+                // A full queue is a lost datagram; the peer retransmits.
+                Decision::Route => drop(route.map(|tx| tx.try_send((buf[..n].to_vec(), peer)))),
                 Decision::Reply(reply) => send_error(&self.socket, peer, &reply).await,
                 Decision::Accept(request, permit) => self.start(request, permit).await,
             }
@@ -191,11 +221,8 @@ impl<H: Handler> Listener<H> {
             match bind_transfer(self.local.ip(), range).and_then(Async::new) {
                 Ok(socket) => Transport::Socket(socket),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot open a transfer socket");
-                    let error =
-                        HandlerError::new(ErrorCode::NOT_DEFINED, "Server busy, try again later");
-                    send_error(&self.socket, peer, &error.reply()).await;
-                    return self.core.refused(&request, &error, Instant::now());
+                    let reply = self.core.no_transfer_socket(&request, &e);
+                    return send_error(&self.socket, peer, &reply).await;
                 }
             }
         };
@@ -205,10 +232,13 @@ impl<H: Handler> Listener<H> {
         let span =
             tracing::info_span!("session", %peer, file = %request.filename, kind = ?request.kind);
         let (handler, core) = (Arc::clone(&self.handler), Arc::clone(&self.core));
-        let task = session(handler, core, request, transport, self.killed.clone());
-        let (routes, live) = (Arc::clone(&self.routes), self.live.clone());
+        let (routes, live, killed) = (
+            Arc::clone(&self.routes),
+            self.live.clone(),
+            self.killed.clone(),
+        );
         let task = async move {
-            task.await;
+            session(&*handler, &core, &request, transport, killed).await;
             let mut routes = lock(&routes);
             if routes.get(&peer).is_some_and(|tx| tx.is_closed()) {
                 routes.remove(&peer);
@@ -220,40 +250,53 @@ impl<H: Handler> Listener<H> {
 }
 
 async fn session<H: Handler>(
-    handler: Arc<H>,
-    core: Arc<ServerCore>,
-    request: Request,
+    handler: &H,
+    core: &ServerCore,
+    request: &Request,
     transport: Transport,
     killed: Receiver<()>,
 ) {
     let started = Instant::now();
-    let answer = match request.kind {
-        RequestKind::Read => (handler.read(&request).await).map(|r| (r.size, r.limits, Ok(r))),
-        RequestKind::Write => (handler.write(&request).await).map(|w| (None, w.limits, Err(w))),
+    // A handler still deciding when the grace period ends is answered for.
+    let shutting_down = || async {
+        let _ = killed.recv().await;
+        HandlerError::new(ErrorCode::NOT_DEFINED, "Server shutting down")
     };
-    let (size, limits, mut response) = match answer {
-        Ok(answer) => answer,
-        Err(error) => {
-            send_error(transport.socket(), request.peer, &error.reply()).await;
-            return core.refused(&request, &error, started);
-        }
-    };
-    let mut session = core.start_session(&request, size, limits, started);
-    let data = match &mut response {
-        Ok(read) => Data::Source(read.reader.as_mut()),
-        Err(write) => Data::Sink(write.writer.as_mut(), true, write.complete.take()),
+    let (mut reader, mut writer);
+    let (answer, data) = match request.kind {
+        RequestKind::Read => match handler
+            .read(request)
+            .or(async { Err(shutting_down().await) })
+            .await
+        {
+            Ok(r) => {
+                reader = r.reader;
+                (Ok((r.size, r.limits)), Data::Source(reader.as_mut()))
+            }
+            Err(e) => (Err(e), Data::None),
+        },
+        RequestKind::Write => match handler
+            .write(request)
+            .or(async { Err(shutting_down().await) })
+            .await
+        {
+            Ok(w) => {
+                writer = w;
+                let complete = writer.complete.take();
+                (
+                    Ok((None, writer.limits)),
+                    Data::Sink(writer.writer.as_mut(), true, complete),
+                )
+            }
+            Err(e) => (Err(e), Data::None),
+        },
     };
     let mut io = Io {
         transport,
         data,
-        kill: Some(killed),
+        kill: Some(killed.clone()),
     };
-    drive(&mut session, &mut io, false, |event| {
-        if let Event::Finished(stats) = event {
-            core.session_finished(&request, stats.clone());
-        }
-    })
-    .await;
+    core.serve(request, answer, &mut io, started).await;
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

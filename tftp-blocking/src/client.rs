@@ -1,7 +1,7 @@
 //! The client: fetch into any `Write`, send from any `Read`, on the calling thread.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -9,9 +9,7 @@ use std::time::Instant;
 
 use tftp_common::drive::{SessionIo, Wake, drive};
 use tftp_common::{ClientError, HandlerError};
-use tftp_proto::{
-    ClientSession, Config, Event, Mode, OptionValues, Outcome, SessionStats, TransferOptions,
-};
+use tftp_proto::{ClientSession, Config, Event, Mode, OptionValues, SessionStats, TransferOptions};
 
 type NegotiatedCallback = Arc<dyn Fn(&TransferOptions) + Send + Sync>;
 
@@ -96,10 +94,7 @@ impl Client {
     }
 
     fn run(&self, mut session: ClientSession, data: Data<'_>) -> Result<SessionStats, ClientError> {
-        let local: SocketAddr = match session.peer() {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
+        let local = tftp_common::client::local_addr(session.peer());
         let mut io = Io(UdpSocket::bind(local)?, data);
         let stats = block_on(drive(&mut session, &mut io, true, |event| {
             if let (Event::Negotiated(o), Some(f)) = (event, &self.on_negotiated) {
@@ -112,10 +107,7 @@ impl Client {
             let mut io = Io(io.0, Data::None);
             std::thread::spawn(move || block_on(drive(&mut session, &mut io, false, |_| {})));
         }
-        match stats.outcome {
-            Outcome::Failed(e) => Err(e.into()),
-            Outcome::Completed | Outcome::SizeProbe => Ok(stats),
-        }
+        tftp_common::client::into_result(stats)
     }
 }
 

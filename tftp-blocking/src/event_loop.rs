@@ -228,7 +228,6 @@ impl<H: Handler> Worker<H> {
 
     /// Drain a listener (edge-triggered: until it would block).
     fn listen(&mut self, i: usize, accepting: bool) {
-        let single_port = self.ctx.core.config.single_port;
         while let Some((socket, local)) = self.ctx.listeners.get(i) {
             let local = *local;
             let (n, peer) = match socket.recv_from(&mut self.buf) {
@@ -239,17 +238,22 @@ impl<H: Handler> Worker<H> {
                     continue;
                 }
             };
-            if single_port && !matches!(self.buf[..n], [0, 1 | 2, ..]) {
-                if let Some(&id) = self.routes.get(&peer) {
-                    self.deliver(id, peer, n);
-                }
-                continue;
-            }
-            if !accepting {
-                continue;
-            }
-            match (self.ctx.core).on_datagram(local, peer, &self.buf[..n], Instant::now()) {
+            let route = self.routes.get(&peer).copied();
+            let now = Instant::now();
+            match (self.ctx.core).on_datagram(
+                local,
+                peer,
+                &self.buf[..n],
+                now,
+                route.is_some(),
+                accepting,
+            ) {
                 Decision::Ignore => {}
+                Decision::Route => {
+                    if let Some(id) = route {
+                        self.deliver(id, peer, n);
+                    }
+                }
                 Decision::Reply(reply) => self.ctx.reply(&Sock::Listener(i), peer, &reply),
                 Decision::Accept(request, permit) => self.accept(i, local, request, permit),
             }
@@ -284,13 +288,8 @@ impl<H: Handler> Worker<H> {
             match opened {
                 Ok(s) => Sock::Own(s),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot open a transfer socket");
-                    let msg = "Server busy, try again later";
-                    let error = HandlerError::new(ErrorCode::NOT_DEFINED, msg);
-                    self.ctx
-                        .reply(&Sock::Listener(listener), peer, &error.reply());
-                    self.ctx.core.refused(&request, &error, now);
-                    return;
+                    let reply = self.ctx.core.no_transfer_socket(&request, &e);
+                    return self.ctx.reply(&Sock::Listener(listener), peer, &reply);
                 }
             }
         };

@@ -98,11 +98,17 @@ pub struct Permit {
     admission: Arc<Admission>,
     peer: SocketAddr,
     generation: u64,
+    /// Counts the session as active until the permit is dropped, whatever happens to the
+    /// task that holds it (even a panic).
+    pub(crate) active: Option<Arc<crate::stats::StatsCollector>>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         self.admission.release(self.peer, self.generation);
+        if let Some(stats) = self.active.take() {
+            stats.session_ended();
+        }
     }
 }
 
@@ -195,6 +201,7 @@ impl Admission {
             admission: Arc::clone(self),
             peer,
             generation,
+            active: None,
         })
     }
 

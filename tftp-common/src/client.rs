@@ -18,3 +18,22 @@ pub enum ClientError {
     #[error("invalid request: {0}")]
     Request(#[from] tftp_proto::EncodeError),
 }
+
+/// The local address a client binds to reach `server`: the unspecified address of its family,
+/// any port.
+pub fn local_addr(server: std::net::SocketAddr) -> std::net::SocketAddr {
+    match server {
+        std::net::SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
+/// A finished client transfer as a `Result`.
+pub fn into_result(
+    stats: tftp_proto::SessionStats,
+) -> Result<tftp_proto::SessionStats, ClientError> {
+    match stats.outcome {
+        tftp_proto::Outcome::Failed(e) => Err(e.into()),
+        tftp_proto::Outcome::Completed | tftp_proto::Outcome::SizeProbe => Ok(stats),
+    }
+}

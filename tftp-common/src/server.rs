@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tftp_proto::{
-    ErrorReply, IncomingRequest, OptionLimits, Outcome, RequestError, ServerSession, SessionStats,
-};
+use tftp_proto::{ErrorReply, IncomingRequest, OptionLimits, Outcome, ServerSession, SessionStats};
 
 use crate::admission::{Admission, Permit};
 use crate::config::ServerConfig;
@@ -172,6 +170,8 @@ pub fn bind_transfer(local: IpAddr, range: Option<&RangeInclusive<u16>>) -> io::
 pub enum Decision {
     /// Drop it.
     Ignore,
+    /// Single-port mode: it belongs to the running session of its sender; deliver it there.
+    Route,
     /// Send this ERROR back to the sender (from the listening socket), nothing more.
     Reply(ErrorReply),
     /// A new request: ask the handler, then start a session. Keep the permit until the
@@ -184,7 +184,7 @@ pub struct ServerCore {
     /// The configuration.
     pub config: ServerConfig,
     admission: Arc<Admission>,
-    stats: StatsCollector,
+    stats: Arc<StatsCollector>,
     on_session: Option<SessionCallback>,
     on_stats: Option<StatsCallback>,
 }
@@ -204,7 +204,7 @@ impl ServerCore {
         Arc::new(ServerCore {
             admission: Admission::new(options.config.admission.clone()),
             config: options.config.clone(),
-            stats: StatsCollector::new(Instant::now()),
+            stats: Arc::new(StatsCollector::new(Instant::now())),
             on_session: options.on_session.clone(),
             on_stats: options.on_stats.clone(),
         })
@@ -216,21 +216,32 @@ impl ServerCore {
     }
 
     /// Decide on a datagram from `peer` that arrived on the listener bound to `local`.
+    ///
+    /// `routed`: in single-port mode, whether `peer` has a running session on this listener.
+    /// `accepting`: false once shutdown has begun (new requests are dropped; routed traffic
+    /// still flows so that running transfers can finish).
     pub fn on_datagram(
         &self,
         local: SocketAddr,
         peer: SocketAddr,
         datagram: &[u8],
         now: Instant,
+        routed: bool,
+        accepting: bool,
     ) -> Decision {
+        let is_request = IncomingRequest::is_request(datagram);
+        if self.config.single_port && routed && !is_request {
+            return Decision::Route;
+        }
+        if !accepting {
+            return Decision::Ignore;
+        }
         let incoming = match IncomingRequest::parse(peer, datagram) {
             Ok(r) => r,
             Err(e) => {
                 return match e.reply() {
                     Some(reply) => {
-                        if !matches!(e, RequestError::BadSource) {
-                            tracing::debug!(%peer, error = %e, "malformed request");
-                        }
+                        tracing::debug!(%peer, error = %e, "malformed request");
                         self.stats.error_sent(reply.code);
                         Decision::Reply(reply)
                     }
@@ -239,8 +250,9 @@ impl ServerCore {
             }
         };
         match self.admission.try_admit(&incoming, now) {
-            Ok(permit) => {
+            Ok(mut permit) => {
                 self.stats.session_started();
+                permit.active = Some(Arc::clone(&self.stats));
                 let request = Request::new(incoming, local, self.config.session.limits);
                 Decision::Accept(request, permit)
             }
@@ -253,6 +265,44 @@ impl ServerCore {
                 None => Decision::Ignore,
             },
         }
+    }
+
+    /// No transfer socket could be opened for an accepted `request` (descriptors or ports
+    /// exhausted): report it, and return the ERROR to send from the listener.
+    pub fn no_transfer_socket(&self, request: &Request, error: &std::io::Error) -> ErrorReply {
+        tracing::warn!(%error, "cannot open a transfer socket");
+        let refusal = HandlerError::new(
+            tftp_proto::ErrorCode::NOT_DEFINED,
+            "Server busy, try again later",
+        );
+        self.refused(request, &refusal, Instant::now());
+        refusal.reply()
+    }
+
+    /// Serve an accepted `request` over `io`, given the handler's `answer` (the source's size
+    /// for reads, and per-request limits): send its refusal, or drive the session to the end
+    /// (`io` carries the handler's source or sink). Reports the outcome either way.
+    pub async fn serve<I: crate::drive::SessionIo>(
+        &self,
+        request: &Request,
+        answer: Result<(Option<u64>, Option<OptionLimits>), HandlerError>,
+        io: &mut I,
+        started: Instant,
+    ) {
+        let (size, limits) = match answer {
+            Ok(answer) => answer,
+            Err(error) => {
+                io.send(request.peer, &error.reply().to_vec()).await;
+                return self.refused(request, &error, started);
+            }
+        };
+        let mut session = self.start_session(request, size, limits, started);
+        crate::drive::drive(&mut session, io, false, |event| {
+            if let tftp_proto::Event::Finished(stats) = event {
+                self.session_finished(request, stats.clone());
+            }
+        })
+        .await;
     }
 
     /// Start the session for an accepted request whose handler answered with a source of

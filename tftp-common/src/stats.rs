@@ -208,12 +208,16 @@ impl StatsCollector {
         });
     }
 
-    /// A session (or a refusal) ended with `report`.
-    pub fn session_finished(&self, report: &SessionReport) {
+    /// A session is no longer active (its admission permit was dropped).
+    pub(crate) fn session_ended(&self) {
         let _ = self
             .active
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         metrics::gauge!("tftp_active_sessions").decrement(1.0);
+    }
+
+    /// A session (or a refusal) ended with `report`.
+    pub fn session_finished(&self, report: &SessionReport) {
         emit(report);
         self.with(|c| {
             c.total.record(report);
@@ -299,6 +303,7 @@ mod tests {
             stats.bytes = 100;
             stats.blocks = 1;
             c.session_finished(&SessionReport::new(&request(RequestKind::Read), stats));
+            c.session_ended();
         }
         c.session_started();
         let req = request(RequestKind::Read);
@@ -307,6 +312,7 @@ mod tests {
             &HandlerError::not_found(),
             now,
         ));
+        c.session_ended();
         let s = c.take_interval(now + Duration::from_secs(60));
         assert_eq!(s.period, Duration::from_secs(60));
         assert_eq!(s.sessions_started, 5);

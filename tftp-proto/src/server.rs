@@ -102,6 +102,14 @@ impl ErrorReply {
         }
     }
 
+    /// The encoded packet (at most 516 bytes: messages are cut at 511).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut buf = vec![0u8; 516];
+        let n = self.encode(&mut buf);
+        buf.truncate(n);
+        buf
+    }
+
     /// Encode into `buf`, shortening the message if `buf` is too small (at least 5 bytes are
     /// needed for an empty message) and dropping any NUL from it. Returns the length written,
     /// 0 if `buf` is shorter than 5 bytes.
@@ -139,6 +147,12 @@ pub fn acceptable_source(addr: SocketAddr) -> bool {
 }
 
 impl IncomingRequest {
+    /// True if `datagram` starts like a read or write request (opcode 1 or 2). A single-port
+    /// server uses it to tell new requests from traffic for a running transfer.
+    pub fn is_request(datagram: &[u8]) -> bool {
+        matches!(datagram, [0, 1 | 2, ..])
+    }
+
     /// Parse a datagram that arrived on the listening port from `peer`.
     pub fn parse(peer: SocketAddr, datagram: &[u8]) -> Result<Self, RequestError> {
         if !acceptable_source(peer) {

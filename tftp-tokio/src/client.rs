@@ -1,14 +1,12 @@
 //! The client: fetch into any `AsyncWrite`, send from any `AsyncRead`.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tftp_common::ClientError;
-use tftp_proto::{
-    ClientSession, Config, Event, Mode, OptionValues, Outcome, SessionStats, TransferOptions,
-};
+use tftp_proto::{ClientSession, Config, Event, Mode, OptionValues, SessionStats, TransferOptions};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UdpSocket;
 
@@ -112,10 +110,7 @@ impl Client {
         mut session: ClientSession,
         data: Data<'_>,
     ) -> Result<SessionStats, ClientError> {
-        let local: SocketAddr = match session.peer() {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
+        let local = tftp_common::client::local_addr(session.peer());
         let transport = Transport::Socket(UdpSocket::bind(local).await?);
         let mut io = Io {
             transport,
@@ -140,9 +135,6 @@ impl Client {
                 drive(&mut session, &mut io, false, |_| {}).await;
             });
         }
-        match stats.outcome {
-            Outcome::Failed(e) => Err(e.into()),
-            Outcome::Completed | Outcome::SizeProbe => Ok(stats),
-        }
+        tftp_common::client::into_result(stats)
     }
 }

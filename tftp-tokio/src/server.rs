@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tftp_common::server::{ServerOptions, bind_transfer};
 use tftp_common::{Decision, HandlerError, Permit, Request, ServerCore, StatsCollector};
-use tftp_proto::{Event, RequestKind};
+use tftp_proto::RequestKind;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,6 @@ use tracing::Instrument;
 
 use crate::drive::{Data, Io, Transport};
 use crate::handler::Handler;
-use tftp_common::drive::drive;
 
 type Routes = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<(Vec<u8>, SocketAddr)>>>>;
 
@@ -163,12 +162,11 @@ struct Listener<H> {
 impl<H: Handler> Listener<H> {
     async fn run(self, stop: CancellationToken) {
         let mut buf = vec![0u8; 65536];
-        let single_port = self.core.config.single_port;
         let mut accepting = true;
         loop {
             // After shutdown, a single-port listener still routes datagrams to the sessions it
             // carries until they are done; a per-port listener has nothing left to do.
-            if !accepting && (!single_port || lock(&self.routes).is_empty()) {
+            if !accepting && lock(&self.routes).is_empty() {
                 return;
             }
             let (n, peer) = tokio::select! {
@@ -179,29 +177,20 @@ impl<H: Handler> Listener<H> {
                 () = stop.cancelled(), if accepting => { accepting = false; continue; }
                 () = tokio::time::sleep(std::time::Duration::from_millis(50)), if !accepting => continue,
             };
-            let datagram = &buf[..n];
-            let is_request = matches!(datagram, [0, 1 | 2, ..]);
-            if !accepting && is_request {
-                continue;
-            }
-            if single_port && !is_request {
-                let route = lock(&self.routes).get(&peer).cloned();
-                if let Some(tx) = route {
-                    // A full queue is a lost datagram; the peer retransmits.
-                    let _ = tx.try_send((datagram.to_vec(), peer));
-                }
-                continue;
-            }
-            match self
-                .core
-                .on_datagram(self.local, peer, datagram, Instant::now())
-            {
+            let route = lock(&self.routes).get(&peer).cloned();
+            let now = Instant::now();
+            match (self.core).on_datagram(
+                self.local,
+                peer,
+                &buf[..n],
+                now,
+                route.is_some(),
+                accepting,
+            ) {
                 Decision::Ignore => {}
-                Decision::Reply(reply) => {
-                    let mut out = [0u8; 516];
-                    let n = reply.encode(&mut out);
-                    let _ = self.socket.send_to(&out[..n], peer).await;
-                }
+                // A full queue is a lost datagram; the peer retransmits.
+                Decision::Route => drop(route.map(|tx| tx.try_send((buf[..n].to_vec(), peer)))),
+                Decision::Reply(reply) => drop(self.socket.send_to(&reply.to_vec(), peer).await),
                 Decision::Accept(request, permit) => self.start(request, permit).await,
             }
         }
@@ -218,32 +207,23 @@ impl<H: Handler> Listener<H> {
             match bind_transfer(self.local.ip(), range).and_then(UdpSocket::from_std) {
                 Ok(socket) => Transport::Socket(socket),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot open a transfer socket");
-                    let error = HandlerError::new(
-                        tftp_proto::ErrorCode::NOT_DEFINED,
-                        "Server busy, try again later",
-                    );
-                    let mut out = [0u8; 516];
-                    let n = error.reply().encode(&mut out);
-                    let _ = self.socket.send_to(&out[..n], peer).await;
-                    self.core.refused(&request, &error, Instant::now());
+                    let reply = self.core.no_transfer_socket(&request, &e);
+                    let _ = self.socket.send_to(&reply.to_vec(), peer).await;
                     return;
                 }
             }
         };
         let span =
             tracing::info_span!("session", %peer, file = %request.filename, kind = ?request.kind);
-        let task = session(
+        let (handler, core, kill) = (
             Arc::clone(&self.handler),
             Arc::clone(&self.core),
-            request,
-            transport,
             self.kill.clone(),
         );
         let routes = Arc::clone(&self.routes);
         self.tracker.spawn(
             async move {
-                task.await;
+                session(&*handler, &core, &request, transport, kill).await;
                 let mut routes = lock(&routes);
                 if routes.get(&peer).is_some_and(|tx| tx.is_closed()) {
                     routes.remove(&peer);
@@ -256,44 +236,38 @@ impl<H: Handler> Listener<H> {
 }
 
 async fn session<H: Handler>(
-    handler: Arc<H>,
-    core: Arc<ServerCore>,
-    request: Request,
+    handler: &H,
+    core: &ServerCore,
+    request: &Request,
     transport: Transport,
     kill: CancellationToken,
 ) {
     let started = Instant::now();
-    let answer = match request.kind {
-        RequestKind::Read => handler
-            .read(&request)
-            .await
-            .map(|r| (r.size, r.limits, Ok(r.reader))),
-        RequestKind::Write => handler
-            .write(&request)
-            .await
-            .map(|w| (None, w.limits, Err(w))),
-    };
-    let (size, limits, io) = match answer {
-        Ok(answer) => answer,
-        Err(error) => {
-            let mut out = [0u8; 516];
-            let n = error.reply().encode(&mut out);
-            transport.send(request.peer, &out[..n]).await;
-            core.refused(&request, &error, started);
-            return;
-        }
-    };
-    let mut session = core.start_session(&request, size, limits, started);
     let (mut reader, mut writer);
-    let data = match io {
-        Ok(r) => {
-            reader = r;
-            Data::Source(reader.as_mut())
+    let (answer, data) = match request.kind {
+        RequestKind::Read => {
+            match tokio::select! { r = handler.read(request) => r, () = kill.cancelled() => shutting_down() }
+            {
+                Ok(r) => {
+                    reader = r.reader;
+                    (Ok((r.size, r.limits)), Data::Source(reader.as_mut()))
+                }
+                Err(e) => (Err(e), Data::None),
+            }
         }
-        Err(w) => {
-            writer = w;
-            let complete = writer.complete.take();
-            Data::Sink(writer.writer.as_mut(), true, complete)
+        RequestKind::Write => {
+            match tokio::select! { w = handler.write(request) => w, () = kill.cancelled() => shutting_down() }
+            {
+                Ok(w) => {
+                    writer = w;
+                    let complete = writer.complete.take();
+                    (
+                        Ok((None, writer.limits)),
+                        Data::Sink(writer.writer.as_mut(), true, complete),
+                    )
+                }
+                Err(e) => (Err(e), Data::None),
+            }
         }
     };
     let mut io = Io {
@@ -301,12 +275,15 @@ async fn session<H: Handler>(
         data,
         kill: Some(kill),
     };
-    drive(&mut session, &mut io, false, |event| {
-        if let Event::Finished(stats) = event {
-            core.session_finished(&request, stats.clone());
-        }
-    })
-    .await;
+    core.serve(request, answer, &mut io, started).await;
+}
+
+/// A handler still deciding when the grace period ends gets this answer.
+fn shutting_down<T>() -> Result<T, HandlerError> {
+    Err(HandlerError::new(
+        tftp_proto::ErrorCode::NOT_DEFINED,
+        "Server shutting down",
+    ))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
