@@ -10,6 +10,13 @@ command -v atftp >/dev/null || need+=(atftp)
 command -v busybox >/dev/null || need+=(busybox)
 [ -x /usr/sbin/in.tftpd ] || need+=(tftpd-hpa)
 command -v python3 >/dev/null || need+=(python3)
+# Booting real firmware (tftpd/tests/boot.rs): qemu, OVMF, iPXE's ROMs and ipxe.efi, dnsmasq.
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+[ -e /usr/share/ovmf/OVMF.fd ] || need+=(ovmf)
+[ -e /usr/lib/ipxe/qemu/efi-virtio.rom ] || need+=(ipxe-qemu)
+[ -e /usr/lib/ipxe/ipxe.efi ] || need+=(ipxe)
+command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
+command -v ss >/dev/null || need+=(iproute2)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
@@ -18,6 +25,10 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     # tftpd-hpa's package starts a daemon on port 69; keep it from doing so.
     $sudo sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
-    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # Debian 12's qemu-system-x86 (7.2) removes a newer qemu-utils (10.0 from backports on
+    # these machines); nothing here needs qemu-img. Never ask about it, or about conffiles.
+    $sudo apt-get install -y -qq --no-install-recommends --allow-downgrades \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+        "${need[@]}" >/dev/null
     $sudo rm -f /usr/sbin/policy-rc.d
 fi
