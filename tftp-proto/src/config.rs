@@ -92,6 +92,11 @@ pub struct Config {
     pub max_transfer_size: Option<u64>,
     /// Server side: option limits (ignored by clients).
     pub limits: OptionLimits,
+    /// Hand out up to this many consecutive DATA packets of a window as one
+    /// [`crate::Transmit`] (with [`crate::Transmit::segment_size`] set), for adapters that
+    /// send them with one system call (UDP GSO, `sendmmsg`). 1 (the default): one datagram
+    /// per transmit.
+    pub max_batch: usize,
 }
 
 impl Default for Config {
@@ -105,6 +110,7 @@ impl Default for Config {
             rollover: Rollover::ToZero,
             max_transfer_size: None,
             limits: OptionLimits::default(),
+            max_batch: 1,
         }
     }
 }

@@ -92,7 +92,9 @@ impl Sender {
 
     fn slot_range(&self, index: u64) -> core::ops::Range<usize> {
         let slot = HEADER_LEN + self.blksize;
-        let start = (index % self.window) as usize * slot;
+        // Block 1 in slot 0: a whole window lies in consecutive slots, ready to be sent as
+        // one batch.
+        let start = (index.saturating_sub(1) % self.window) as usize * slot;
         start..start + slot
     }
 
@@ -209,25 +211,48 @@ impl Sender {
         self.next_send < self.filled && self.next_send < self.base + self.window
     }
 
-    /// The next DATA packet to send and its index, if the window allows one.
-    pub(crate) fn next_transmit(&mut self, now: Instant) -> Option<(&[u8], u64)> {
+    /// The next DATA packets to send: up to `max` consecutive blocks that lie in consecutive
+    /// slots and total at most `max_bytes`, as one slice (each block `4 + blksize` bytes, the
+    /// last possibly shorter), with the index of the first and the count. At least one block
+    /// is returned whenever the window allows one.
+    pub(crate) fn next_transmit(
+        &mut self,
+        now: Instant,
+        max: usize,
+        max_bytes: usize,
+    ) -> Option<(&[u8], u64, usize)> {
         if !self.can_transmit() {
             return None;
         }
-        let index = self.next_send;
-        self.next_send += 1;
-        let window_end = (self.base + self.window - 1).min(self.eof.map_or(u64::MAX, |e| e.0));
-        if index == window_end && self.probe.is_none() {
-            self.probe = Some((index, now));
+        let first = self.next_send;
+        let slot = HEADER_LEN + self.blksize;
+        let limit = self.filled.min(self.base + self.window);
+        let fit = (max_bytes / slot).max(1) as u64;
+        let mut count = 1u64;
+        while count < max as u64
+            && count < fit
+            && first + count < limit
+            && (first + count - 1) % self.window != 0
+        {
+            // The next block, `first + count`, is in slot `(first + count - 1) % window`: 0
+            // means the ring wrapped.
+            count += 1;
         }
-        let range = self.slot_range(index);
-        let len = match self.eof {
-            Some((last, len)) if last == index => len,
+        self.next_send = first + count;
+        let last = first + count - 1;
+        let window_end = (self.base + self.window - 1).min(self.eof.map_or(u64::MAX, |e| e.0));
+        if (first..=last).contains(&window_end) && self.probe.is_none() {
+            self.probe = Some((window_end, now));
+        }
+        let start = self.slot_range(first).start;
+        let last_len = match self.eof {
+            Some((eof, len)) if eof == last => len,
             _ => self.blksize,
         };
+        let end = self.slot_range(last).start + HEADER_LEN + last_len;
         self.ring
-            .get(range.start..range.start + HEADER_LEN + len)
-            .map(|p| (p, index))
+            .get(start..end)
+            .map(|p| (p, first, count as usize))
     }
 
     /// Blocks were sent and are not yet acknowledged.
@@ -313,20 +338,23 @@ mod tests {
         assert_eq!(fill(&mut s, b"12345678"), 8);
         assert!(!s.wants_fill());
         assert_eq!(
-            data_of(s.next_transmit(now).unwrap().0),
+            data_of(s.next_transmit(now, 1, usize::MAX).unwrap().0),
             (1, b"12345678".to_vec())
         );
-        assert!(s.next_transmit(now).is_none());
+        assert!(s.next_transmit(now, 1, usize::MAX).is_none());
         assert_eq!(
             s.on_ack(1, now),
             AckResult::Progress(Some(Default::default()))
         );
         assert!(s.wants_fill());
         s.finish();
-        assert_eq!(data_of(s.next_transmit(now).unwrap().0), (2, vec![]));
+        assert_eq!(
+            data_of(s.next_transmit(now, 1, usize::MAX).unwrap().0),
+            (2, vec![])
+        );
         assert_eq!(s.on_ack(1, now), AckResult::Duplicate);
         assert!(
-            s.next_transmit(now).is_none(),
+            s.next_transmit(now, 1, usize::MAX).is_none(),
             "no resend on a duplicate ACK"
         );
         assert!(matches!(s.on_ack(2, now), AckResult::Done(_)));
@@ -341,10 +369,10 @@ mod tests {
         }
         assert!(!s.wants_fill());
         let sent: Vec<u16> = (0..4)
-            .map(|_| data_of(s.next_transmit(now).unwrap().0).0)
+            .map(|_| data_of(s.next_transmit(now, 1, usize::MAX).unwrap().0).0)
             .collect();
         assert_eq!(sent, [1, 2, 3, 4]);
-        assert!(s.next_transmit(now).is_none());
+        assert!(s.next_transmit(now, 1, usize::MAX).is_none());
         assert_eq!(s.on_ack(2, now), AckResult::Progress(None));
         assert!(s.wants_fill());
         fill(&mut s, &[1; 8]);
@@ -353,7 +381,8 @@ mod tests {
         s.finish();
         assert!(!s.wants_fill());
         let sent: Vec<u16> =
-            std::iter::from_fn(|| s.next_transmit(now).map(|p| data_of(p.0).0)).collect();
+            std::iter::from_fn(|| s.next_transmit(now, 1, usize::MAX).map(|p| data_of(p.0).0))
+                .collect();
         assert_eq!(sent, [3, 4, 5, 6]);
         assert_eq!(s.on_ack(9, now), AckResult::Invalid);
         assert!(matches!(s.on_ack(6, now), AckResult::Done(_)));
@@ -373,7 +402,7 @@ mod tests {
         s.finish();
         let mut wire = Vec::new();
         let mut blocks = 0;
-        while let Some((p, _)) = s.next_transmit(now) {
+        while let Some((p, _, _)) = s.next_transmit(now, 1, usize::MAX) {
             wire.extend(data_of(p).1);
             blocks += 1;
             if blocks % 2 == 0 {
@@ -383,6 +412,44 @@ mod tests {
         s.on_ack(blocks, now);
         assert_eq!(wire, b"a\r\nb\r\nc\r\nd\r\ne\r\n");
         assert_eq!(blocks, 2, "15 bytes: one full block of 8, then 7");
+    }
+
+    #[test]
+    fn a_window_goes_out_as_one_batch_until_the_ring_wraps() {
+        let now = Instant::now();
+        let mut s = Sender::new(8, 4, Rollover::ToZero, false);
+        for b in 1..=4u8 {
+            fill(&mut s, &[b; 8]);
+        }
+        let (batch, first, count) = s.next_transmit(now, 64, usize::MAX).unwrap();
+        assert_eq!((first, count, batch.len()), (1, 4, 4 * 12));
+        let blocks: Vec<(u16, Vec<u8>)> = batch.chunks(12).map(data_of).collect();
+        assert_eq!(blocks[3], (4, vec![4; 8]));
+        // ACK 2: blocks 3 and 4 are resent, then 5 and 6 follow in the freed slots 0 and 1.
+        s.on_ack(2, now);
+        fill(&mut s, &[5; 8]);
+        fill(&mut s, &[6; 3]);
+        s.finish();
+        let (batch, first, count) = s.next_transmit(now, 64, usize::MAX).unwrap();
+        assert_eq!((first, count), (3, 2), "slots 2 and 3, then the ring wraps");
+        assert_eq!(batch.len(), 24);
+        let (batch, first, count) = s.next_transmit(now, 64, usize::MAX).unwrap();
+        assert_eq!(
+            (first, count, batch.len()),
+            (5, 2, 12 + 7),
+            "the last block is short"
+        );
+        // Limits: count and bytes.
+        let mut s = Sender::new(8, 4, Rollover::ToZero, false);
+        for b in 1..=4u8 {
+            fill(&mut s, &[b; 8]);
+        }
+        assert_eq!(s.next_transmit(now, 3, usize::MAX).unwrap().2, 3);
+        assert_eq!(
+            s.next_transmit(now, 3, 5).unwrap().2,
+            1,
+            "at least one block"
+        );
     }
 
     #[test]

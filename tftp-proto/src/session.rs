@@ -21,17 +21,32 @@ use crate::sender::{AckResult, Sender};
 use crate::stats::{Outcome, SessionStats};
 use crate::timer::Rto;
 
+/// The most bytes in one batched transmit: what one UDP GSO send can carry.
+const MAX_BATCH_BYTES: usize = 65_000;
+
 /// The ERROR 5 answer to a datagram from a stranger (RFC 1350 §4), prebuilt.
 const UNKNOWN_TID: &[u8] = b"\x00\x05\x00\x05Unknown transfer ID\x00";
 
-/// A datagram for the caller to send.
+/// One datagram, or a batch of datagrams, for the caller to send.
 #[must_use = "a Transmit must be sent (or deliberately dropped, which the peer sees as loss)"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmit<'a> {
     /// Where to send it.
     pub destination: SocketAddr,
-    /// The datagram.
+    /// The datagram, or with [`Transmit::segment_size`] several back to back.
     pub contents: &'a [u8],
+    /// `Some(n)`: `contents` holds several datagrams of `n` bytes each, the last possibly
+    /// shorter — the layout UDP GSO sends with one system call. Only when
+    /// [`Config::max_batch`] is above 1.
+    pub segment_size: Option<usize>,
+}
+
+impl<'a> Transmit<'a> {
+    /// The datagrams, one by one (for sockets without GSO).
+    pub fn datagrams(&self) -> core::slice::Chunks<'a, u8> {
+        self.contents
+            .chunks(self.segment_size.unwrap_or(self.contents.len()).max(1))
+    }
 }
 
 /// Something the caller should know.
@@ -533,6 +548,7 @@ impl<R> Session<R> {
             return Output::Transmit(Transmit {
                 destination,
                 contents: UNKNOWN_TID,
+                segment_size: None,
             });
         }
         // A due ACK becomes the control packet.
@@ -563,6 +579,7 @@ impl<R> Session<R> {
             return Output::Transmit(Transmit {
                 destination: self.peer,
                 contents: &self.ctrl,
+                segment_size: None,
             });
         }
         let data_ready = matches!(
@@ -575,18 +592,22 @@ impl<R> Session<R> {
                 return Output::Wait(self.deadline);
             };
             // All paths return here, so the borrow of `sender` may be handed out.
-            return match sender.next_transmit(now) {
-                Some((packet, index)) => {
-                    self.stats.packets_sent += 1;
-                    if index <= self.highest_sent {
-                        self.stats.retransmissions += 1;
-                    } else {
-                        self.highest_sent = index;
-                    }
+            let max_batch = self.config.max_batch.max(1);
+            return match sender.next_transmit(now, max_batch, MAX_BATCH_BYTES) {
+                Some((packets, first, count)) => {
+                    let last = first + count as u64 - 1;
+                    self.stats.packets_sent += count as u64;
+                    self.stats.retransmissions += self
+                        .highest_sent
+                        .saturating_sub(first - 1)
+                        .min(count as u64);
+                    self.highest_sent = self.highest_sent.max(last);
                     self.deadline = Some(now + rto);
+                    let slot = usize::from(self.stats.options.blksize) + crate::packet::HEADER_LEN;
                     Output::Transmit(Transmit {
                         destination: self.peer,
-                        contents: packet,
+                        contents: packets,
+                        segment_size: (count > 1).then_some(slot),
                     })
                 }
                 None => Output::Wait(self.deadline),

@@ -375,7 +375,9 @@ impl Pair {
         let mut out = Vec::new();
         loop {
             match self.client.poll_output(self.now) {
-                Output::Transmit(t) => out.push((t.destination, t.contents.to_vec())),
+                Output::Transmit(t) => {
+                    out.extend(t.datagrams().map(|d| (t.destination, d.to_vec())))
+                }
                 Output::Store(mut store) => {
                     self.received.extend_from_slice(store.data());
                     store.stored();
@@ -400,7 +402,9 @@ impl Pair {
         if let Some(server) = self.server.as_mut() {
             loop {
                 match server.poll_output(self.now) {
-                    Output::Transmit(t) => out.push((t.destination, t.contents.to_vec())),
+                    Output::Transmit(t) => {
+                        out.extend(t.datagrams().map(|d| (t.destination, d.to_vec())))
+                    }
                     Output::Store(mut store) => {
                         self.received.extend_from_slice(store.data());
                         store.stored();
@@ -558,6 +562,7 @@ pub mod fuzz {
                 Rollover::ToZero
             },
             max_transfer_size: (flags & 8 != 0).then_some(3000),
+            max_batch: if flags & 128 != 0 { 8 } else { 1 },
             limits: OptionLimits {
                 max_blksize: if flags & 16 != 0 { 16 } else { 1468 },
                 max_windowsize: if flags & 32 != 0 { 4 } else { 1 },
@@ -585,10 +590,12 @@ pub mod fuzz {
                 match s.poll_output(now) {
                     Output::Transmit(t) => {
                         assert!(!self.closed, "transmit after Closed");
-                        match Packet::decode(t.contents) {
-                            Ok(Packet::Data { data, .. }) => assert!(data.len() <= blksize),
-                            Ok(_) => {}
-                            Err(e) => panic!("sent an undecodable datagram: {e}"),
+                        for d in t.datagrams() {
+                            match Packet::decode(d) {
+                                Ok(Packet::Data { data, .. }) => assert!(data.len() <= blksize),
+                                Ok(_) => {}
+                                Err(e) => panic!("sent an undecodable datagram: {e}"),
+                            }
                         }
                     }
                     Output::Fill(mut fill) => {

@@ -194,6 +194,7 @@ proptest! {
         let mut config = Config::default();
         config.retries = 40;
         config.dally = std::time::Duration::from_secs(60);
+        config.max_batch = if seed % 2 == 0 { 1 } else { 16 };
         let pair_config = PairConfig {
             file: file.clone(),
             asked: OptionValues { blksize: Some(blksize), windowsize: Some(windowsize), tsize: Some(0), ..Default::default() },
