@@ -26,8 +26,8 @@
 //!
 //! Guests run one at a time (2 cores). The packages come from `scripts/test-deps.sh`: a
 //! missing tool fails the test; a kernel that refuses a network namespace or a tap device
-//! makes the test print why and skip. `tests/boot/README-section.md` holds the README's
-//! "Booting real machines" section with these exact command lines; a test checks that it does.
+//! makes the test print why and skip. The README's "Booting real machines" section shows
+//! these exact command lines; a test checks that it does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -54,7 +54,7 @@ const IPXE_EFI: &str = "/usr/lib/ipxe/ipxe.efi";
 const SCRIPTS: &[&str] = &["boot.ipxe", "stage2.ipxe"];
 
 // The command lines, run with the test's directory as the working directory (`root/` holds
-// the served files). README-section.md shows them verbatim (`tftpd` is the built binary).
+// the served files). The README shows them verbatim (`tftpd` is the built binary).
 
 /// Namespace set-up shared by every test (after `unshare --net`).
 const NETNS_SETUP: &[&str] = &["ip link set lo up", "ip addr add 192.0.2.1/32 dev lo"];
@@ -668,14 +668,18 @@ fn ovmf_native_pxe_on_port_69() {
     assert_ipxe_transfers(&lab, ipxe, 65464);
 }
 
-/// README-section.md shows the command lines these tests run, verbatim.
+/// The README's "Booting real machines" section shows the command lines these tests run,
+/// verbatim.
 #[test]
 fn readme_section_shows_the_commands_the_tests_run() {
-    let section = fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/boot/README-section.md"
-    ))
-    .unwrap();
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("## Booting real machines")
+        .expect("README has the section");
+    let end = readme[start + 3..]
+        .find("\n## ")
+        .map_or(readme.len(), |i| start + 3 + i);
+    let section = readme[start..end].to_string();
     // Undo line continuations and shell quoting.
     let flat = |s: &str| words(&s.replace("\\\n", " ").replace('\'', "")).join(" ");
     let text = flat(&section);
@@ -694,7 +698,7 @@ fn readme_section_shows_the_commands_the_tests_run() {
     for line in lines {
         assert!(
             text.contains(&flat(line)),
-            "README-section.md lacks `{}`",
+            "the README section lacks `{}`",
             flat(line)
         );
     }
@@ -705,7 +709,7 @@ fn readme_section_shows_the_commands_the_tests_run() {
         .unwrap();
         assert!(
             section.contains(&body),
-            "README-section.md lacks {script} as it is"
+            "the README section lacks {script} as it is"
         );
     }
 }
