@@ -1,20 +1,14 @@
-//! The client: fetch into any `AsyncWrite`, send from any `AsyncRead` (futures-io traits).
+//! The client: fetch into any `AsyncWrite`, send from any `AsyncRead` (futures-io traits;
+//! [`tftp_common::client::ClientCore`] on async-io).
 
-use std::fmt;
-use std::net::{SocketAddr, UdpSocket};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Instant;
+use std::net::SocketAddr;
 
-use async_io::Async;
 use futures_lite::{AsyncRead, AsyncWrite};
 use tftp_common::ClientError;
-use tftp_common::drive::drive;
-use tftp_proto::{ClientSession, Config, Event, Mode, OptionValues, SessionStats, TransferOptions};
+use tftp_common::client::ClientCore;
+use tftp_proto::{Config, Mode, OptionValues, SessionStats, TransferOptions};
 
-use crate::drive::{Data, Io, Transport};
-
-type NegotiatedCallback = Arc<dyn Fn(&TransferOptions) + Send + Sync>;
+use crate::runtime::{AsyncIo, Data};
 
 /// A TFTP client.
 ///
@@ -25,15 +19,11 @@ type NegotiatedCallback = Arc<dyn Fn(&TransferOptions) + Send + Sync>;
 ///
 /// Examples under async-std and smol are in the [crate documentation](crate).
 #[derive(Clone, Default)]
-pub struct Client {
-    config: Config,
-    on_negotiated: Option<NegotiatedCallback>,
-}
+pub struct Client(ClientCore);
 
-impl fmt::Debug for Client {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Client");
-        d.field("config", &self.config).finish_non_exhaustive()
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -45,17 +35,12 @@ impl Client {
 
     /// A client with `config` (timeouts, retries, rollover, size limit).
     pub fn with_config(config: Config) -> Self {
-        let on_negotiated = None;
-        Client {
-            config,
-            on_negotiated,
-        }
+        Client(ClientCore::new(config))
     }
 
     /// Call `f` once the transfer parameters are known (e.g. `tsize`, for a progress bar).
-    pub fn on_negotiated(mut self, f: impl Fn(&TransferOptions) + Send + Sync + 'static) -> Self {
-        self.on_negotiated = Some(Arc::new(f));
-        self
+    pub fn on_negotiated(self, f: impl Fn(&TransferOptions) + Send + Sync + 'static) -> Self {
+        Client(self.0.on_negotiated(f))
     }
 
     /// Read `filename` from `server` into `dest`. Ask for `tsize: Some(0)` to learn the size.
@@ -65,12 +50,13 @@ impl Client {
         filename: &str,
         mode: Mode,
         options: OptionValues,
-        mut dest: W,
+        dest: W,
     ) -> Result<SessionStats, ClientError> {
-        let now = Instant::now();
-        let session = ClientSession::get(server, filename, mode, options, &self.config, now)?;
-        let dest: Pin<&mut W> = Pin::new(&mut dest);
-        self.run(session, Data::Sink(dest, false, None)).await
+        let dest = Data::Sink(Box::pin(dest), false);
+        let no_dally = AsyncIo::default();
+        self.0
+            .get(&no_dally, server, filename, mode, options, dest)
+            .await
     }
 
     /// Write `source` to `server` as `filename`. Set `tsize` to the size if known.
@@ -80,33 +66,11 @@ impl Client {
         filename: &str,
         mode: Mode,
         options: OptionValues,
-        mut source: R,
+        source: R,
     ) -> Result<SessionStats, ClientError> {
-        let now = Instant::now();
-        let session = ClientSession::put(server, filename, mode, options, &self.config, now)?;
-        let source: Pin<&mut R> = Pin::new(&mut source);
-        self.run(session, Data::Source(source)).await
-    }
-
-    async fn run(
-        &self,
-        mut session: ClientSession,
-        data: Data<'_>,
-    ) -> Result<SessionStats, ClientError> {
-        let local = tftp_common::client::local_addr(session.peer());
-        let transport = Transport::Socket(Async::<UdpSocket>::bind(local)?);
-        let mut io = Io {
-            transport,
-            data,
-            kill: None,
-        };
-        let stats = drive(&mut session, &mut io, true, |event| {
-            if let (Event::Negotiated(o), Some(f)) = (event, &self.on_negotiated) {
-                f(o);
-            }
-        })
-        .await
-        .unwrap_or_else(|| session.stats().clone());
-        tftp_common::client::into_result(stats)
+        let source = Data::Source(Box::pin(source));
+        self.0
+            .put(&AsyncIo::default(), server, filename, mode, options, source)
+            .await
     }
 }

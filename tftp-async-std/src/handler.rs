@@ -2,14 +2,13 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 
 use futures_lite::io::{AsyncRead, AsyncWrite, Cursor};
+use tftp_common::runtime::{Answer, Service};
 use tftp_common::{HandlerError, Request};
 use tftp_proto::OptionLimits;
 
-pub(crate) type Completion =
-    Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>> + Send>;
+use crate::runtime::Data;
 
 /// Decides what each request gets (an example is in the [crate documentation](crate)). One
 /// handler serves every session, concurrently.
@@ -49,29 +48,35 @@ impl<H: Handler> Handler for Option<H> {
     }
 }
 
-/// What a read request returns: a reader and, if known, its size (sent as `tsize`).
-pub struct ReadResponse {
-    pub(crate) reader: Pin<Box<dyn AsyncRead + Send>>,
-    pub(crate) size: Option<u64>,
-    pub(crate) limits: Option<OptionLimits>,
+/// A [`Handler`] as the shared server sees it.
+pub(crate) struct Bridge<H>(pub(crate) H);
+
+impl<H: Handler> Service for Bridge<H> {
+    type Data = Data<'static>;
+
+    async fn read(&self, request: &Request) -> Result<Answer<Self::Data>, HandlerError> {
+        Ok(self.0.read(request).await?.0)
+    }
+
+    async fn write(&self, request: &Request) -> Result<Answer<Self::Data>, HandlerError> {
+        Ok(self.0.write(request).await?.0)
+    }
 }
+
+/// What a read request returns: a reader and, if known, its size (sent as `tsize`).
+pub struct ReadResponse(Answer<Data<'static>>);
 
 impl fmt::Debug for ReadResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ReadResponse");
-        d.field("size", &self.size).finish_non_exhaustive()
+        d.field("size", &self.0.size).finish_non_exhaustive()
     }
 }
 
 impl ReadResponse {
     /// Serve what `reader` yields; `size`, if known, answers a `tsize` request.
     pub fn new(reader: impl AsyncRead + Send + 'static, size: Option<u64>) -> Self {
-        let reader = Box::pin(reader);
-        ReadResponse {
-            reader,
-            size,
-            limits: None,
-        }
+        ReadResponse(Answer::new(Data::Source(Box::pin(reader)), size))
     }
 
     /// Serve these bytes.
@@ -83,7 +88,7 @@ impl ReadResponse {
     /// Negotiate this transfer under `limits` instead of the server's (start from
     /// [`Request::limits`]).
     pub fn with_limits(mut self, limits: OptionLimits) -> Self {
-        self.limits = Some(limits);
+        self.0.limits = Some(limits);
         self
     }
 }
@@ -93,11 +98,7 @@ impl ReadResponse {
 /// The upload succeeded when the sink flushed and closed without error and the completion
 /// (if any) returned `Ok`; only then does the client get its final ACK. A failed or abandoned
 /// upload just drops the response: clean up in `Drop`.
-pub struct WriteResponse {
-    pub(crate) writer: Pin<Box<dyn AsyncWrite + Send>>,
-    pub(crate) complete: Option<Completion>,
-    pub(crate) limits: Option<OptionLimits>,
-}
+pub struct WriteResponse(Answer<Data<'static>>);
 
 impl fmt::Debug for WriteResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -108,12 +109,7 @@ impl fmt::Debug for WriteResponse {
 impl WriteResponse {
     /// Write the upload into `writer`.
     pub fn new(writer: impl AsyncWrite + Send + 'static) -> Self {
-        let writer = Box::pin(writer);
-        WriteResponse {
-            writer,
-            complete: None,
-            limits: None,
-        }
+        WriteResponse(Answer::new(Data::Sink(Box::pin(writer), true), None))
     }
 
     /// Run `f` after the last byte is written and flushed, before the final ACK (e.g. move
@@ -123,13 +119,13 @@ impl WriteResponse {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        self.complete = Some(Box::new(move || Box::pin(f())));
+        self.0.complete = Some(Box::new(move || Box::pin(f())));
         self
     }
 
     /// Negotiate this transfer under `limits` instead of the server's.
     pub fn with_limits(mut self, limits: OptionLimits) -> Self {
-        self.limits = Some(limits);
+        self.0.limits = Some(limits);
         self
     }
 }

@@ -66,8 +66,8 @@
 
 mod client;
 mod dir;
-mod drive;
 mod handler;
+mod runtime;
 mod server;
 
 pub use client::Client;

@@ -1,8 +1,16 @@
-//! What the three client libraries share.
+//! What the client libraries share: errors, helpers, and the async adapters' client.
 
 use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
-use tftp_proto::TransferError;
+use tftp_proto::{
+    ClientSession, Config, Event, Mode, OptionValues, SessionStats, TransferError, TransferOptions,
+};
+
+use crate::drive::drive;
+use crate::runtime::{AsyncUdp, Data, Io, NoData, Runtime, Transport};
 
 /// Why a client transfer failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,5 +43,115 @@ pub fn into_result(
     match stats.outcome {
         tftp_proto::Outcome::Failed(e) => Err(e.into()),
         tftp_proto::Outcome::Completed | tftp_proto::Outcome::SizeProbe => Ok(stats),
+    }
+}
+
+/// Called once the transfer parameters are known.
+pub type NegotiatedCallback = Arc<dyn Fn(&TransferOptions) + Send + Sync>;
+
+/// The client of the async adapters, written once over a [`Runtime`]: configuration, the
+/// negotiation callback, and a transfer driven until its outcome is known.
+#[derive(Clone, Default)]
+pub struct ClientCore {
+    /// Timeouts, retries, rollover, size limit.
+    pub config: Config,
+    /// See [`ClientCore::on_negotiated`].
+    pub on_negotiated: Option<NegotiatedCallback>,
+}
+
+impl std::fmt::Debug for ClientCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Client");
+        d.field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl ClientCore {
+    /// A client with `config`.
+    pub fn new(config: Config) -> Self {
+        let on_negotiated = None;
+        ClientCore {
+            config,
+            on_negotiated,
+        }
+    }
+
+    /// Call `f` once the transfer parameters are known (e.g. `tsize`, for a progress bar).
+    pub fn on_negotiated(mut self, f: impl Fn(&TransferOptions) + Send + Sync + 'static) -> Self {
+        self.on_negotiated = Some(Arc::new(f));
+        self
+    }
+
+    /// Read `filename` from `server` into `dest`.
+    pub async fn get<R: Runtime>(
+        &self,
+        rt: &R,
+        server: SocketAddr,
+        filename: &str,
+        mode: Mode,
+        options: OptionValues,
+        dest: impl Data,
+    ) -> Result<SessionStats, ClientError> {
+        let now = Instant::now();
+        let session = ClientSession::get(server, filename, mode, options, &self.config, now)?;
+        self.run(rt, session, dest).await
+    }
+
+    /// Write `source` to `server` as `filename`.
+    pub async fn put<R: Runtime>(
+        &self,
+        rt: &R,
+        server: SocketAddr,
+        filename: &str,
+        mode: Mode,
+        options: OptionValues,
+        source: impl Data,
+    ) -> Result<SessionStats, ClientError> {
+        let now = Instant::now();
+        let session = ClientSession::put(server, filename, mode, options, &self.config, now)?;
+        self.run(rt, session, source).await
+    }
+
+    /// Drive `session` on a socket of its own until its outcome is known; then let it dally
+    /// in the background (re-acknowledge a repeated last block, RFC 1350 §6) if `rt` can
+    /// spawn.
+    async fn run<R: Runtime>(
+        &self,
+        rt: &R,
+        mut session: ClientSession,
+        data: impl Data,
+    ) -> Result<SessionStats, ClientError> {
+        let socket = std::net::UdpSocket::bind(local_addr(session.peer()))?;
+        socket.set_nonblocking(true)?;
+        let transport = Transport::Socket(R::Socket::from_std(socket)?);
+        let (rt, data, complete, kill) = (rt.clone(), Some(data), None, None);
+        let mut io = Io {
+            rt,
+            transport,
+            data,
+            complete,
+            kill,
+        };
+        let stats = drive(&mut session, &mut io, true, |event| {
+            if let (Event::Negotiated(o), Some(f)) = (event, &self.on_negotiated) {
+                f(o);
+            }
+        })
+        .await
+        .unwrap_or_else(|| session.stats().clone());
+        if !session.is_closed() {
+            let (rt, transport) = (io.rt, io.transport);
+            let mut io = Io::<R, NoData> {
+                rt: rt.clone(),
+                transport,
+                data: None,
+                complete: None,
+                kill: None,
+            };
+            rt.spawn(async move {
+                drive(&mut session, &mut io, false, |_| {}).await;
+            });
+        }
+        into_result(stats)
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! Protocol behaviour lives in `tftp-proto`; this crate holds what every adapter needs that is
 //! not pure: confining paths to a served root, staging uploads, admitting requests under
-//! limits, aggregating statistics, and the server configuration. It never depends on an async
-//! runtime.
+//! limits, aggregating statistics, and the server configuration; and, written once over a
+//! small [`runtime::Runtime`] trait, the server ([`serve`]) and client of the async adapters.
+//! It never depends on an async runtime (only on executor-agnostic `async-channel` and
+//! `futures-lite`).
 
 pub mod admission;
 pub mod client;
@@ -12,6 +14,8 @@ pub mod config;
 pub mod drive;
 pub mod fs;
 pub mod request;
+pub mod runtime;
+pub mod serve;
 pub mod server;
 pub mod session_log;
 pub mod stats;

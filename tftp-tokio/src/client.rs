@@ -1,21 +1,20 @@
-//! The client: fetch into any `AsyncWrite`, send from any `AsyncRead`.
+//! The client: fetch into any `AsyncWrite`, send from any `AsyncRead`
+//! ([`tftp_common::client::ClientCore`] on tokio).
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Instant;
 
 use tftp_common::ClientError;
-use tftp_proto::{ClientSession, Config, Event, Mode, OptionValues, SessionStats, TransferOptions};
+use tftp_common::client::ClientCore;
+use tftp_proto::{Config, Mode, OptionValues, SessionStats, TransferOptions};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::UdpSocket;
 
-use crate::drive::{Data, Io, Transport};
-use tftp_common::drive::drive;
-
-type NegotiatedCallback = Arc<dyn Fn(&TransferOptions) + Send + Sync>;
+use crate::runtime::{Data, Tokio};
 
 /// A TFTP client.
+///
+/// A download returns once the last block is stored and acknowledged; the session then
+/// dallies in a background task, re-acknowledging the last block if the server repeats it
+/// (its ACK was lost, RFC 1350 §6).
 ///
 /// ```no_run
 /// use tftp_tokio::{Client, Mode, OptionValues};
@@ -30,16 +29,11 @@ type NegotiatedCallback = Arc<dyn Fn(&TransferOptions) + Send + Sync>;
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Default)]
-pub struct Client {
-    config: Config,
-    on_negotiated: Option<NegotiatedCallback>,
-}
+pub struct Client(ClientCore);
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        self.0.fmt(f)
     }
 }
 
@@ -51,16 +45,12 @@ impl Client {
 
     /// A client with `config` (timeouts, retries, rollover, size limit).
     pub fn with_config(config: Config) -> Self {
-        Client {
-            config,
-            on_negotiated: None,
-        }
+        Client(ClientCore::new(config))
     }
 
     /// Call `f` once the transfer parameters are known (e.g. `tsize`, for a progress bar).
-    pub fn on_negotiated(mut self, f: impl Fn(&TransferOptions) + Send + Sync + 'static) -> Self {
-        self.on_negotiated = Some(Arc::new(f));
-        self
+    pub fn on_negotiated(self, f: impl Fn(&TransferOptions) + Send + Sync + 'static) -> Self {
+        Client(self.0.on_negotiated(f))
     }
 
     /// Read `filename` from `server` into `dest`. Ask for `tsize: Some(0)` to learn the size.
@@ -70,18 +60,12 @@ impl Client {
         filename: &str,
         mode: Mode,
         options: OptionValues,
-        mut dest: W,
+        dest: W,
     ) -> Result<SessionStats, ClientError> {
-        let session = ClientSession::get(
-            server,
-            filename,
-            mode,
-            options,
-            &self.config,
-            Instant::now(),
-        )?;
-        let dest: Pin<&mut W> = Pin::new(&mut dest);
-        self.run(session, Data::Sink(dest, false, None)).await
+        let dest = Data::Sink(Box::pin(dest), false);
+        self.0
+            .get(&Tokio, server, filename, mode, options, dest)
+            .await
     }
 
     /// Write `source` to `server` as `filename`. Set `tsize` to the size if known.
@@ -91,50 +75,11 @@ impl Client {
         filename: &str,
         mode: Mode,
         options: OptionValues,
-        mut source: R,
+        source: R,
     ) -> Result<SessionStats, ClientError> {
-        let session = ClientSession::put(
-            server,
-            filename,
-            mode,
-            options,
-            &self.config,
-            Instant::now(),
-        )?;
-        let source: Pin<&mut R> = Pin::new(&mut source);
-        self.run(session, Data::Source(source)).await
-    }
-
-    async fn run(
-        &self,
-        mut session: ClientSession,
-        data: Data<'_>,
-    ) -> Result<SessionStats, ClientError> {
-        let local = tftp_common::client::local_addr(session.peer());
-        let transport = Transport::Socket(UdpSocket::bind(local).await?);
-        let mut io = Io {
-            transport,
-            data,
-            kill: None,
-        };
-        let stats = drive(&mut session, &mut io, true, |event| {
-            if let (Event::Negotiated(o), Some(f)) = (event, &self.on_negotiated) {
-                f(o);
-            }
-        })
-        .await
-        .unwrap_or_else(|| session.stats().clone());
-        if !session.is_closed() {
-            // Dally in the background: re-acknowledge a repeated last block (RFC 1350 §6).
-            let mut io = Io {
-                transport: io.transport,
-                data: Data::None,
-                kill: None,
-            };
-            tokio::spawn(async move {
-                drive(&mut session, &mut io, false, |_| {}).await;
-            });
-        }
-        tftp_common::client::into_result(stats)
+        let source = Data::Source(Box::pin(source));
+        self.0
+            .put(&Tokio, server, filename, mode, options, source)
+            .await
     }
 }

@@ -29,8 +29,8 @@
 //! ```
 
 mod client;
-mod drive;
 mod handler;
+mod runtime;
 mod server;
 
 pub use client::Client;

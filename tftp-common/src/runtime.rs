@@ -1,0 +1,268 @@
+//! What an async adapter supplies, and the session I/O built from it.
+//!
+//! As in quinn's `runtime` module, an adapter implements three small traits — [`Runtime`]
+//! (tasks and timers), [`AsyncUdp`] (a socket) and [`Data`] (its I/O traits' sources and
+//! sinks) — plus [`Service`] to bridge its `Handler`; the server ([`crate::serve`]) and client
+//! ([`crate::client::ClientCore`]) loops are written once over them. Signals between tasks use
+//! executor-agnostic `event-listener` and `async-channel`, so nothing here needs a particular
+//! executor.
+
+use std::future::{Future, pending};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use async_channel::Receiver;
+use event_listener::Event;
+use futures_lite::FutureExt;
+use tftp_proto::OptionLimits;
+
+use crate::drive::{SessionIo, Wake};
+use crate::request::{HandlerError, Request};
+
+/// Tasks and timers of an async runtime.
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// Its UDP socket.
+    type Socket: AsyncUdp;
+
+    /// Run `task` in the background. A runtime without an executor at hand may drop it (then
+    /// a client does not dally after its last ACK).
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static);
+
+    /// Complete at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send;
+}
+
+/// A non-blocking UDP socket registered with a runtime's reactor.
+pub trait AsyncUdp: Send + Sync + Sized + 'static {
+    /// Register `socket` (already in non-blocking mode).
+    fn from_std(socket: std::net::UdpSocket) -> io::Result<Self>;
+    /// The address it is bound to.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+    /// Send one datagram.
+    fn send_to(&self, buf: &[u8], to: SocketAddr)
+    -> impl Future<Output = io::Result<usize>> + Send;
+    /// Receive one datagram.
+    fn recv_from(
+        &self,
+        buf: &mut [u8],
+    ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send;
+}
+
+/// A session's data in an adapter's I/O traits: a source to send from, or a sink to store into.
+pub trait Data: Send {
+    /// Read source bytes; `Ok(0)` is the end (a sink has none).
+    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> + Send;
+    /// Write all of `data` (a source ignores it); with `last`, flush too (and close a
+    /// server's sink).
+    fn write(&mut self, data: &[u8], last: bool) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// What runs after the last block of an upload is written and flushed, before the final ACK
+/// (e.g. move the file into place). An error fails the upload with that TFTP error.
+pub type Completion =
+    Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>> + Send>;
+
+/// A handler's answer to an accepted request, whatever its runtime.
+#[non_exhaustive]
+pub struct Answer<D> {
+    /// The source (reads) or sink (writes).
+    pub data: D,
+    /// The source's size, if known (answers `tsize`).
+    pub size: Option<u64>,
+    /// Per-request option limits, replacing the server's.
+    pub limits: Option<OptionLimits>,
+    /// Run after the last block of an upload.
+    pub complete: Option<Completion>,
+}
+
+impl<D> std::fmt::Debug for Answer<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Answer");
+        d.field("size", &self.size).field("limits", &self.limits);
+        d.finish_non_exhaustive()
+    }
+}
+
+impl<D> Answer<D> {
+    /// `data`, of `size` if known, under the server's limits, with nothing to complete.
+    pub fn new(data: D, size: Option<u64>) -> Self {
+        let (limits, complete) = (None, None);
+        Answer {
+            data,
+            size,
+            limits,
+            complete,
+        }
+    }
+}
+
+/// An adapter's `Handler`, seen by the shared server.
+pub trait Service: Send + Sync + 'static {
+    /// Its sources and sinks.
+    type Data: Data + 'static;
+    /// Answer a read request, or refuse it.
+    fn read(
+        &self,
+        request: &Request,
+    ) -> impl Future<Output = Result<Answer<Self::Data>, HandlerError>> + Send;
+    /// Answer a write request, or refuse it.
+    fn write(
+        &self,
+        request: &Request,
+    ) -> impl Future<Output = Result<Answer<Self::Data>, HandlerError>> + Send;
+}
+
+/// A one-shot broadcast (stop accepting, abort sessions), fired when its [`Trigger`] is
+/// dropped. Waiting for it allocates nothing, so a session can wait on it for every packet.
+#[derive(Default)]
+pub(crate) struct Signal {
+    fired: AtomicBool,
+    event: Event,
+}
+
+impl Signal {
+    /// A signal and what fires it.
+    pub(crate) fn new() -> (Trigger, Arc<Signal>) {
+        let signal = Arc::new(Signal::default());
+        (Trigger(Arc::clone(&signal)), signal)
+    }
+
+    /// Complete once fired.
+    pub(crate) async fn fired(&self) {
+        while !self.fired.load(Ordering::SeqCst) {
+            event_listener::listener!(self.event => listener);
+            if self.fired.load(Ordering::SeqCst) {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// Fires its [`Signal`] when dropped.
+pub(crate) struct Trigger(Arc<Signal>);
+
+impl Drop for Trigger {
+    fn drop(&mut self) {
+        self.0.fired.store(true, Ordering::SeqCst);
+        self.0.event.notify(usize::MAX);
+    }
+}
+
+/// No data: a refusal, or a client dallying after its transfer.
+pub(crate) struct NoData;
+
+impl Data for NoData {
+    async fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Ok(0)
+    }
+    async fn write(&mut self, _: &[u8], _: bool) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A datagram routed to a session by its listener (single-port mode).
+pub(crate) type Routed = (Vec<u8>, SocketAddr);
+
+/// Where a session's datagrams come from and go to.
+pub(crate) enum Transport<S> {
+    /// Its own socket (RFC 1350 transfer ID).
+    Socket(S),
+    /// The listening socket, shared; datagrams routed here by the listener (single-port mode).
+    Routed(Arc<S>, Receiver<Routed>),
+}
+
+impl<S: AsyncUdp> Transport<S> {
+    fn socket(&self) -> &S {
+        match self {
+            Transport::Socket(s) => s,
+            Transport::Routed(s, _) => s,
+        }
+    }
+
+    async fn recv(&mut self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+        match self {
+            Transport::Socket(s) => loop {
+                match s.recv_from(buf).await {
+                    Ok(r) => return Some(r),
+                    // ICMP errors surface here on some systems; they are not the peer's words.
+                    Err(e) => tracing::debug!(error = %e, "recv failed"),
+                }
+            },
+            Transport::Routed(_, rx) => {
+                let (bytes, from) = rx.recv().await.ok()?;
+                let n = bytes.len().min(buf.len());
+                buf[..n].copy_from_slice(&bytes[..n]);
+                Some((n, from))
+            }
+        }
+    }
+}
+
+/// A session's I/O on runtime `R`. `kill` fires when the server aborts its sessions.
+pub(crate) struct Io<R: Runtime, D> {
+    pub(crate) rt: R,
+    pub(crate) transport: Transport<R::Socket>,
+    pub(crate) data: Option<D>,
+    pub(crate) complete: Option<Completion>,
+    pub(crate) kill: Option<Arc<Signal>>,
+}
+
+impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
+    async fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
+        if let Err(e) = self.transport.socket().send_to(bytes, to).await {
+            tracing::debug!(%to, error = %e, "send failed");
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.data {
+            Some(data) => data.read(buf).await,
+            None => Ok(0),
+        }
+    }
+
+    async fn write(&mut self, data: &[u8], last: bool) -> Result<(), HandlerError> {
+        if let Some(sink) = &mut self.data {
+            sink.write(data, last).await?;
+        }
+        match self.complete.take_if(|_| last) {
+            Some(complete) => complete().await,
+            None => Ok(()),
+        }
+    }
+
+    async fn wait(&mut self, deadline: Option<Instant>, buf: &mut [u8]) -> Wake {
+        let Io {
+            rt,
+            transport,
+            kill,
+            ..
+        } = self;
+        let killed = async {
+            match kill {
+                Some(kill) => kill.fired().await,
+                None => pending().await,
+            }
+            Wake::Kill
+        };
+        let received = async {
+            match transport.recv(buf).await {
+                Some((n, from)) => Wake::Datagram(n, from),
+                None => Wake::Gone,
+            }
+        };
+        let expired = async {
+            match deadline {
+                Some(deadline) => rt.sleep_until(deadline).await,
+                None => pending().await,
+            }
+            Wake::Deadline
+        };
+        killed.or(received).or(expired).await
+    }
+}

@@ -1,0 +1,270 @@
+//! The server of the async adapters, written once over a [`Runtime`]: listeners, one task per
+//! session, statistics, graceful shutdown.
+
+use std::collections::HashMap;
+use std::future::{Future, pending};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_channel::Sender;
+use futures_lite::FutureExt;
+use tftp_proto::{ErrorCode, RequestKind};
+use tracing::Instrument;
+
+use crate::admission::Permit;
+use crate::request::{HandlerError, Request};
+use crate::runtime::{AsyncUdp, Io, Routed, Runtime, Service, Signal, Transport};
+use crate::server::{Decision, ServerCore, ServerOptions};
+use crate::stats::StatsCollector;
+
+type Routes = Arc<Mutex<HashMap<SocketAddr, Sender<Routed>>>>;
+
+/// A server around `service` on runtime `R`: the body of an async adapter's `Server`.
+pub struct Server<R: Runtime, S> {
+    service: Arc<S>,
+    core: Arc<ServerCore>,
+    listeners: Vec<Arc<R::Socket>>,
+}
+
+impl<R: Runtime, S> std::fmt::Debug for Server<R, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Server");
+        d.field("core", &self.core).finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime, S: Service> Server<R, S> {
+    /// Bind the listeners of `options` and register them with `R`'s reactor.
+    pub fn bind(service: S, options: ServerOptions) -> io::Result<Self> {
+        let listeners = (options.bind_all()?.into_iter())
+            .map(|s| R::Socket::from_std(Arc::try_unwrap(s).or_else(|s| s.try_clone())?))
+            .map(|s| s.map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
+        if listeners.is_empty() {
+            let kind = io::ErrorKind::InvalidInput;
+            return Err(io::Error::new(kind, "no address to listen on"));
+        }
+        let (service, core) = (Arc::new(service), ServerCore::new(&options));
+        Ok(Server {
+            service,
+            core,
+            listeners,
+        })
+    }
+
+    /// The addresses the listeners are bound to.
+    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        self.listeners.iter().map(|s| s.local_addr()).collect()
+    }
+
+    /// Running totals (for a metrics endpoint).
+    pub fn stats(&self) -> &StatsCollector {
+        self.core.stats()
+    }
+
+    /// Serve on `rt` until `shutdown` completes; then stop accepting (a single-port listener
+    /// keeps routing to its sessions), let running transfers finish for up to
+    /// [`crate::ServerConfig::shutdown_grace`], abort the rest with an ERROR, and return.
+    ///
+    /// Dropping the future aborts the sessions too: they see the kill signal fire.
+    pub async fn serve_until(self, rt: R, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        // Signals fire when dropped, so dropping this future stops and kills too. The `live`
+        // channel closes when its last sender, held by listeners and sessions, is dropped.
+        let (live, all_ended) = async_channel::bounded::<()>(1);
+        let (kill, killed) = Signal::new();
+        let (stop, stopped) = Signal::new();
+        for socket in &self.listeners {
+            let listener = Listener {
+                rt: rt.clone(),
+                socket: Arc::clone(socket),
+                local: socket.local_addr()?,
+                service: Arc::clone(&self.service),
+                core: Arc::clone(&self.core),
+                routes: Routes::default(),
+                live: live.clone(),
+                killed: Arc::clone(&killed),
+            };
+            rt.spawn(listener.run(Arc::clone(&stopped)));
+        }
+        drop(live);
+        let core = &self.core;
+        let main = async {
+            shutdown.await;
+            tracing::info!(active = core.stats().active_sessions(), "shutting down");
+            drop(stop);
+            // Nothing is sent on `live`: `recv` fails once every holder has ended; the end of
+            // the grace period says `Ok`.
+            let grace = async {
+                sleep(&rt, core.config.shutdown_grace).await;
+                Ok(())
+            };
+            if all_ended.recv().or(grace).await.is_ok() {
+                drop(kill);
+                let _ = all_ended.recv().await;
+            }
+        };
+        let ticker = async {
+            if !core.wants_stats() {
+                return pending().await;
+            }
+            let period = core.config.stats_interval;
+            let mut next = Instant::now() + period;
+            loop {
+                rt.sleep_until(next).await;
+                core.report_interval(Instant::now());
+                next += period;
+            }
+        };
+        main.or(ticker).await;
+        // The statistics outlive the sessions, then report the last partial interval.
+        if core.wants_stats() {
+            core.report_interval(Instant::now());
+        }
+        Ok(())
+    }
+}
+
+async fn sleep<R: Runtime>(rt: &R, duration: Duration) {
+    match Instant::now().checked_add(duration) {
+        Some(deadline) => rt.sleep_until(deadline).await,
+        None => pending().await,
+    }
+}
+
+struct Listener<R: Runtime, S> {
+    rt: R,
+    socket: Arc<R::Socket>,
+    local: SocketAddr,
+    service: Arc<S>,
+    core: Arc<ServerCore>,
+    routes: Routes,
+    /// Held by the listener and every session: the server waits until all are dropped.
+    live: Sender<()>,
+    killed: Arc<Signal>,
+}
+
+enum Wake {
+    Datagram(io::Result<(usize, SocketAddr)>),
+    Stop,
+    Tick,
+}
+
+impl<R: Runtime, S: Service> Listener<R, S> {
+    /// Until `stopped` closes: accept requests. Then, in single-port mode, keep routing
+    /// datagrams to the running sessions until they are done.
+    async fn run(self, stopped: Arc<Signal>) {
+        let mut buf = vec![0u8; 65536];
+        let mut accepting = true;
+        loop {
+            if !accepting && lock(&self.routes).is_empty() {
+                return;
+            }
+            let datagram = async { Wake::Datagram(self.socket.recv_from(&mut buf).await) };
+            let other = async {
+                if accepting {
+                    stopped.fired().await;
+                    Wake::Stop
+                } else {
+                    sleep(&self.rt, Duration::from_millis(50)).await;
+                    Wake::Tick
+                }
+            };
+            let (n, peer) = match datagram.or(other).await {
+                Wake::Datagram(Ok(r)) => r,
+                Wake::Datagram(Err(e)) => {
+                    tracing::debug!(error = %e, "listener recv failed");
+                    continue;
+                }
+                Wake::Stop => {
+                    accepting = false;
+                    continue;
+                }
+                Wake::Tick => continue,
+            };
+            let route = lock(&self.routes).get(&peer).cloned();
+            let (now, routed) = (Instant::now(), route.is_some());
+            let datagram = &buf[..n];
+            match (self.core).on_datagram(self.local, peer, datagram, now, routed, accepting) {
+                Decision::Ignore => {}
+                // A full queue is a lost datagram; the peer retransmits.
+                Decision::Route => drop(route.map(|tx| tx.try_send((datagram.to_vec(), peer)))),
+                Decision::Reply(reply) => drop(self.socket.send_to(&reply.to_vec(), peer).await),
+                Decision::Accept(request, permit) => self.start(request, permit).await,
+            }
+        }
+    }
+
+    async fn start(&self, request: Request, permit: Permit) {
+        let peer = request.peer;
+        let transport = if self.core.config.single_port {
+            let (tx, rx) = async_channel::bounded(64);
+            lock(&self.routes).insert(peer, tx);
+            Transport::Routed(Arc::clone(&self.socket), rx)
+        } else {
+            let range = self.core.config.port_range.as_ref();
+            let bound = crate::server::bind_transfer(self.local.ip(), range);
+            match bound.and_then(R::Socket::from_std) {
+                Ok(socket) => Transport::Socket(socket),
+                Err(e) => {
+                    let reply = self.core.no_transfer_socket(&request, &e);
+                    return drop(self.socket.send_to(&reply.to_vec(), peer).await);
+                }
+            }
+        };
+        let span =
+            tracing::info_span!("session", %peer, file = %request.filename, kind = ?request.kind);
+        let (service, core) = (Arc::clone(&self.service), Arc::clone(&self.core));
+        let (routes, live) = (Arc::clone(&self.routes), self.live.clone());
+        let io = Io {
+            rt: self.rt.clone(),
+            transport,
+            data: None,
+            complete: None,
+            kill: Some(Arc::clone(&self.killed)),
+        };
+        let task = async move {
+            session(&*service, &core, &request, io).await;
+            let mut routes = lock(&routes);
+            if routes.get(&peer).is_some_and(|tx| tx.is_closed()) {
+                routes.remove(&peer);
+            }
+            drop((permit, live));
+        };
+        self.rt.spawn(task.instrument(span));
+    }
+}
+
+/// Ask the service (a handler still deciding when the grace period ends is answered for),
+/// then serve the request over `io`.
+async fn session<R: Runtime, S: Service>(
+    service: &S,
+    core: &ServerCore,
+    request: &Request,
+    mut io: Io<R, S::Data>,
+) {
+    let started = Instant::now();
+    let shutting_down = async {
+        if let Some(kill) = &io.kill {
+            kill.fired().await;
+        }
+        Err(HandlerError::new(
+            ErrorCode::NOT_DEFINED,
+            "Server shutting down",
+        ))
+    };
+    let answer = match request.kind {
+        RequestKind::Read => service.read(request).or(shutting_down).await,
+        RequestKind::Write => service.write(request).or(shutting_down).await,
+    };
+    let answer = answer.map(|answer| {
+        (io.data, io.complete) = (Some(answer.data), answer.complete);
+        (answer.size, answer.limits)
+    });
+    core.serve(request, answer, &mut io, started).await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
