@@ -11,7 +11,8 @@
 //! `blocking` (file I/O on its thread pool) and `async-executor` (the sessions run on an
 //! executor inside the [`Server::serve`] future). Any executor can poll these futures; none
 //! needs to be running. All protocol behaviour comes from [`tftp_proto`] and the shared
-//! server logic from [`tftp_common`]; this crate only moves datagrams, timers and bytes.
+//! server and client loops from [`tftp_common`] (written once for every async runtime over
+//! [`tftp_common::runtime`]); this crate only moves datagrams, timers and bytes.
 //!
 //! Under async-std, serving a greeting on loopback and fetching it:
 //!

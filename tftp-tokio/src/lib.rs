@@ -5,7 +5,8 @@
 //!
 //! All protocol behaviour comes from [`tftp_proto`]; this crate only moves datagrams, timers
 //! and bytes between tokio and its sessions. Shared, runtime-independent parts (confined file
-//! access, admission limits, statistics) come from [`tftp_common`].
+//! access, admission limits, statistics, and the server and client loops, written once for
+//! every async runtime over [`tftp_common::runtime`]) come from [`tftp_common`].
 //!
 //! ```no_run
 //! use tftp_tokio::{Handler, HandlerError, ReadResponse, Request, Server, ServerOptions};
