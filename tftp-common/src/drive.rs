@@ -51,7 +51,11 @@ pub async fn drive<R, I: SessionIo>(
     loop {
         let deadline = loop {
             match session.poll_output(Instant::now()) {
-                Output::Transmit(t) => io.send(t.destination, t.contents).await,
+                Output::Transmit(t) => {
+                    for datagram in t.datagrams() {
+                        io.send(t.destination, datagram).await;
+                    }
+                }
                 Output::Fill(mut fill) => match io.read(fill.buf()).await {
                     Ok(0) => fill.finish(),
                     Ok(n) => {
