@@ -131,6 +131,7 @@ impl ClientCore {
             data,
             complete,
             kill,
+            kill_listener: None,
         };
         let stats = drive(&mut session, &mut io, true, |event| {
             if let (Event::Negotiated(o), Some(f)) = (event, &self.on_negotiated) {
@@ -147,6 +148,7 @@ impl ClientCore {
                 data: None,
                 complete: None,
                 kill: None,
+                kill_listener: None,
             };
             rt.spawn(async move {
                 drive(&mut session, &mut io, false, |_| {}).await;

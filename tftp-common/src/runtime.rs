@@ -131,6 +131,11 @@ impl Signal {
         (Trigger(Arc::clone(&signal)), signal)
     }
 
+    /// Whether it has fired.
+    pub(crate) fn is_fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
     /// Complete once fired.
     pub(crate) async fn fired(&self) {
         while !self.fired.load(Ordering::SeqCst) {
@@ -210,6 +215,9 @@ pub(crate) struct Io<R: Runtime, D> {
     pub(crate) data: Option<D>,
     pub(crate) complete: Option<Completion>,
     pub(crate) kill: Option<Arc<Signal>>,
+    /// Registered with `kill` at the first wait and kept: registering anew for every packet
+    /// cost a lock and a list insertion per wait.
+    pub(crate) kill_listener: Option<event_listener::EventListener>,
 }
 
 impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
@@ -241,11 +249,18 @@ impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
             rt,
             transport,
             kill,
+            kill_listener,
             ..
         } = self;
         let killed = async {
             match kill {
-                Some(kill) => kill.fired().await,
+                Some(signal) => {
+                    while !signal.is_fired() {
+                        let listener = kill_listener.get_or_insert_with(|| signal.event.listen());
+                        listener.await;
+                        *kill_listener = None;
+                    }
+                }
                 None => pending().await,
             }
             Wake::Kill
@@ -263,6 +278,7 @@ impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
             }
             Wake::Deadline
         };
-        killed.or(received).or(expired).await
+        // The common case first: a datagram or the deadline.
+        received.or(expired).or(killed).await
     }
 }

@@ -214,7 +214,9 @@ impl<R: Runtime, S: Service> Listener<R, S> {
             }
         };
         let span =
-            tracing::info_span!("session", %peer, file = %request.filename, kind = ?request.kind);
+            // Debug level: entered on every poll, so at the default level it costs nothing; the
+            // session's outcome is logged at info level with the same fields.
+            tracing::debug_span!("session", %peer, file = %request.filename, kind = ?request.kind);
         let (service, core) = (Arc::clone(&self.service), Arc::clone(&self.core));
         let (routes, live) = (Arc::clone(&self.routes), self.live.clone());
         let io = Io {
@@ -223,6 +225,7 @@ impl<R: Runtime, S: Service> Listener<R, S> {
             data: None,
             complete: None,
             kill: Some(Arc::clone(&self.killed)),
+            kill_listener: None,
         };
         let task = async move {
             session(&*service, &core, &request, io).await;

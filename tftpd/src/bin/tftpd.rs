@@ -89,6 +89,13 @@ struct Args {
     /// Concurrent transfers per client address.
     #[arg(long, default_value_t = 64)]
     max_sessions_per_client: usize,
+    /// New transfers per second from one client address (0: no limit); requests over the
+    /// rate are dropped silently.
+    #[arg(long, default_value_t = 20.0, value_name = "N")]
+    client_rate: f64,
+    /// Burst allowed above --client-rate.
+    #[arg(long, default_value_t = 40, value_name = "N")]
+    client_burst: u32,
     /// Accept uploads (write requests) into the root.
     #[arg(long)]
     allow_write: bool,
@@ -153,6 +160,8 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
     }
     config.admission.max_sessions = args.max_sessions;
     config.admission.max_sessions_per_client = args.max_sessions_per_client;
+    config.admission.rate_per_client = (args.client_rate > 0.0).then_some(args.client_rate);
+    config.admission.burst_per_client = args.client_burst.max(1);
     config.stats_interval = Duration::from_secs(args.stats_interval.max(1));
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
     config.single_port = args.single_port;
