@@ -118,6 +118,10 @@ struct Args {
     /// Seconds running transfers get to finish on SIGTERM/SIGINT.
     #[arg(long, default_value_t = 10)]
     shutdown_grace: u64,
+    /// Threads serving transfers (0: one per CPU). One thread drives thousands of transfers;
+    /// more help only when one CPU is not enough.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    threads: usize,
     /// More logging (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -143,6 +147,9 @@ fn listen_addrs(args: &Args) -> Result<Vec<SocketAddr>, String> {
         .collect()
 }
 
+/// The descriptor limit after raising it, for [`fit_sessions_to_descriptors`].
+static FD_LIMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
 fn config(args: &Args) -> Result<ServerConfig, String> {
     let mut config = ServerConfig::default();
     let s = &mut config.session;
@@ -159,6 +166,10 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
         s.limits.timeout = TimeoutPolicy::Honour;
     }
     config.admission.max_sessions = args.max_sessions;
+    fit_sessions_to_descriptors(
+        &mut config,
+        FD_LIMIT.load(std::sync::atomic::Ordering::Relaxed),
+    );
     config.admission.max_sessions_per_client = args.max_sessions_per_client;
     config.admission.rate_per_client = (args.client_rate > 0.0).then_some(args.client_rate);
     config.admission.burst_per_client = args.client_burst.max(1);
@@ -177,12 +188,43 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
 }
 
 /// Many concurrent transfers need many sockets: raise the descriptor limit to the hard limit.
-fn raise_fd_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        limit.current = limit.maximum;
-        let _ = setrlimit(Resource::Nofile, limit);
+///
+/// Root may also raise the hard limit (to the kernel's `fs.nr_open`). Returns the limit.
+fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    let wanted = Rlimit {
+        current: Some(nr_open),
+        maximum: Some(nr_open),
+    };
+    if limit.maximum.is_some_and(|m| m < nr_open) && setrlimit(Resource::Nofile, wanted).is_ok() {
+        return nr_open;
+    }
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    let _ = setrlimit(Resource::Nofile, raised);
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// A transfer holds two descriptors (its socket and its file): cap the sessions to what the
+/// descriptor limit allows, so that excess requests get "Server busy" rather than failing
+/// half-way with an I/O error.
+fn fit_sessions_to_descriptors(config: &mut ServerConfig, fd_limit: u64) {
+    let budget = usize::try_from(fd_limit.saturating_sub(128) / 2).unwrap_or(usize::MAX);
+    if config.admission.max_sessions > budget {
+        tracing::warn!(
+            max_sessions = config.admission.max_sessions,
+            fd_limit,
+            capped = budget,
+            "too few file descriptors for --max-sessions; capping it"
+        );
+        config.admission.max_sessions = budget.max(1);
     }
 }
 
@@ -307,16 +349,28 @@ fn drop_privileges(name: &str) -> Result<(), String> {
 }
 
 fn run(args: Args, cli: Vec<OsString>) -> Result<(), String> {
-    raise_fd_limit();
+    FD_LIMIT.store(raise_fd_limit(), std::sync::atomic::Ordering::Relaxed);
     let sockets = listeners(&args)?;
     // Before any thread exists: setuid must apply to the whole process.
     if let Some(user) = &args.user {
         drop_privileges(user)?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    // One thread: a current-thread runtime, no hand-offs between workers.
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| e.to_string())?;
     runtime.block_on(serve(args, cli, sockets))
 }
 
