@@ -792,3 +792,101 @@ pub fn real_clients_fetch_and_upload<S: Adapter, C: Adapter>() {
     assert!(backend.uploaded("bb-up").as_deref() == Some(&backend.file("f65465")[..]));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Gets and puts through the seeded impairment proxy ([`crate::netem`]) at 1%, 5% and 10%
+/// loss each way, lock-step and windowed, then with duplication and reordering on top: every
+/// byte arrives, and the proxy's counters add up.
+pub fn lossy_link<S: Adapter, C: Adapter>() {
+    use crate::netem::{Impairment, Link, Proxy};
+
+    let backend = Backend::new(true);
+    let reports = Reports::default();
+    let mut options = reports.options();
+    // 10% each way loses a round trip one time in five; 12 retries make a spurious failure
+    // (13 losses in a row) about 4e-10 per block.
+    options.config.session.retries = 12;
+    // A receiver that stops answering before the sender's next retransmission fails the
+    // sender although every byte arrived; the sender's timeout can reach seconds after a lost
+    // OACK (the first RTT sample then spans the server's 1 s retransmission). Dally as long
+    // as the longest timeout until tftp-proto bounds that (see tftpd/tests/netem.rs,
+    // `put_survives_a_lost_oack_and_a_lost_final_ack`), and do not wait for it at shutdown.
+    options.config.session.dally = options.config.session.max_timeout;
+    options.config.shutdown_grace = Duration::from_millis(100);
+    let server = S::serve(Arc::clone(&backend), options);
+    let mut config = Config::default();
+    config.retries = 12;
+    let file = "f65465"; // 128 blocks of 512 bytes
+    let data = backend.file(file);
+    let shaken = Impairment {
+        loss: 0.05,
+        duplicate: 0.05,
+        reorder: 0.05,
+        reorder_delay: Duration::from_millis(3),
+        delay: Duration::ZERO,
+        jitter: Duration::from_micros(500),
+    };
+    let mut links = Vec::new();
+    for loss in [0.01, 0.05, 0.10] {
+        links.push(Impairment::loss(loss));
+    }
+    links.push(shaken);
+    let (mut dropped, mut duplicated, mut reordered) = (0, 0, 0);
+    let mut uploads = Vec::new();
+    for (i, impairment) in links.into_iter().enumerate() {
+        for windowsize in [1u16, 8] {
+            let seed = 0x1055 + 10 * i as u64 + u64::from(windowsize);
+            let proxy = Proxy::start(server.addr(), Link::symmetric(impairment, seed)).unwrap();
+            let what = format!(
+                "{} client / {} server, {impairment:?}, windowsize {windowsize}, seed {seed}",
+                C::NAME,
+                S::NAME
+            );
+            let o = opts(Some(512), Some(windowsize));
+            let (got, stats) = C::get(&config, proxy.addr(), file, Mode::Octet, o)
+                .unwrap_or_else(|e| panic!("get through {what}: {e}"));
+            assert!(got == *data, "get through {what}: content differs");
+            assert_eq!(stats.options.windowsize, windowsize, "{what}");
+            let name = format!("lossy-{i}-{windowsize}");
+            let mut o = opts(Some(512), Some(windowsize));
+            o.tsize = Some(data.len() as u64);
+            C::put(&config, proxy.addr(), &name, Mode::Octet, o, &data)
+                .unwrap_or_else(|e| panic!("put through {what}: {e}"));
+            assert!(
+                backend.uploaded(&name).as_deref() == Some(&data[..]),
+                "put through {what}: upload differs"
+            );
+            uploads.push(name);
+            let s = proxy.stats();
+            for c in [s.to_server, s.to_client] {
+                assert_eq!(
+                    c.sent,
+                    c.received - c.dropped + c.duplicated,
+                    "{what}: {s:?}"
+                );
+            }
+            assert_eq!(s.strays, 0, "{what}: {s:?}");
+            dropped += s.to_server.dropped + s.to_client.dropped;
+            duplicated += s.to_server.duplicated + s.to_client.duplicated;
+            reordered += s.to_server.reordered + s.to_client.reordered;
+        }
+    }
+    assert!(
+        dropped > 0 && duplicated > 0 && reordered > 0,
+        "the link was impaired: {dropped} dropped, {duplicated} duplicated, {reordered} reordered"
+    );
+    // The server completed every upload. (A get's server session that never hears the final
+    // ACK retries until it times out, after the client has the file: not checked here.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let uploads_completed = || {
+        let all = reports.all();
+        let done = |name: &String| {
+            all.iter()
+                .any(|r| &r.filename == name && r.stats.outcome == Outcome::Completed)
+        };
+        uploads.iter().all(done)
+    };
+    while !uploads_completed() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(uploads_completed(), "{:#?}", reports.all());
+}
