@@ -31,8 +31,11 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        let mut session = tftp_proto::Config::default();
+        // Windows go out in batches (UDP GSO where the adapter has it).
+        session.max_batch = 64;
         ServerConfig {
-            session: tftp_proto::Config::default(),
+            session,
             admission: AdmissionConfig::default(),
             stats_interval: Duration::from_secs(60),
             port_range: None,

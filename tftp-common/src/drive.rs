@@ -29,6 +29,21 @@ pub enum Wake {
 pub trait SessionIo {
     /// Send a datagram. Failures are losses (the retransmission timer covers them).
     fn send(&mut self, to: SocketAddr, bytes: &[u8]) -> impl Future<Output = ()>;
+    /// Send `bytes`, several datagrams of `segment_size` bytes back to back (the last may be
+    /// shorter; see [`tftp_proto::Transmit::segment_size`]). By default one by one; an
+    /// adapter with UDP GSO sends them with one system call.
+    fn send_batch(
+        &mut self,
+        to: SocketAddr,
+        bytes: &[u8],
+        segment_size: usize,
+    ) -> impl Future<Output = ()> {
+        async move {
+            for datagram in bytes.chunks(segment_size.max(1)) {
+                self.send(to, datagram).await;
+            }
+        }
+    }
     /// Read source bytes (sending side); `Ok(0)` is the end.
     fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>>;
     /// Store a received block (receiving side); with `last`, also finish the upload (flush,
@@ -51,11 +66,10 @@ pub async fn drive<R, I: SessionIo>(
     loop {
         let deadline = loop {
             match session.poll_output(Instant::now()) {
-                Output::Transmit(t) => {
-                    for datagram in t.datagrams() {
-                        io.send(t.destination, datagram).await;
-                    }
-                }
+                Output::Transmit(t) => match t.segment_size {
+                    Some(size) => io.send_batch(t.destination, t.contents, size).await,
+                    None => io.send(t.destination, t.contents).await,
+                },
                 Output::Fill(mut fill) => match io.read(fill.buf()).await {
                     Ok(0) => fill.finish(),
                     Ok(n) => {

@@ -50,7 +50,71 @@ pub trait AsyncUdp: Send + Sync + Sized + 'static {
         &self,
         buf: &mut [u8],
     ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send;
+    /// Send `contents` as datagrams of `segment_size` bytes (the last may be shorter). By
+    /// default one by one; implement it with [`send_gso`] under the runtime's readiness to
+    /// send them with one system call.
+    fn send_segments(
+        &self,
+        contents: &[u8],
+        segment_size: usize,
+        to: SocketAddr,
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        async move {
+            for datagram in contents.chunks(segment_size.max(1)) {
+                self.send_to(datagram, to).await?;
+            }
+            Ok(())
+        }
+    }
 }
+
+/// UDP generic segmentation offload: send `contents` as datagrams of `segment_size` bytes
+/// with one `sendmsg` (Linux 4.18+, `UDP_SEGMENT`). Non-blocking: may fail with `WouldBlock`.
+/// After another error (an old kernel, a device that refuses), GSO is not tried again in this
+/// process and the caller should send the datagrams one by one. Allocates nothing.
+pub fn send_gso(
+    socket: std::os::fd::BorrowedFd<'_>,
+    contents: &[u8],
+    segment_size: usize,
+    to: SocketAddr,
+) -> io::Result<usize> {
+    if !GSO_WORKS.load(Ordering::Relaxed) {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "UDP GSO unavailable",
+        ));
+    }
+    let segment =
+        u16::try_from(segment_size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // One control message, laid out as the kernel reads it (struct cmsghdr, then the data):
+    // cmsg_len = CMSG_LEN(2), cmsg_level = SOL_UDP, cmsg_type = UDP_SEGMENT, then the u16 size,
+    // padded to CMSG_SPACE(2).
+    const HDR: usize = std::mem::size_of::<usize>() + 8;
+    const SOL_UDP: i32 = 17;
+    const UDP_SEGMENT: i32 = 103;
+    let mut control = [0u8; HDR + 8];
+    control[..HDR - 8].copy_from_slice(&(HDR + 2).to_ne_bytes());
+    control[HDR - 8..HDR - 4].copy_from_slice(&SOL_UDP.to_ne_bytes());
+    control[HDR - 4..HDR].copy_from_slice(&UDP_SEGMENT.to_ne_bytes());
+    control[HDR..HDR + 2].copy_from_slice(&segment.to_ne_bytes());
+    let addr = socket2::SockAddr::from(to);
+    let iov = [io::IoSlice::new(contents)];
+    let msg = socket2::MsgHdr::new()
+        .with_addr(&addr)
+        .with_buffers(&iov)
+        .with_control(&control);
+    match socket2::SockRef::from(&socket).sendmsg(&msg, 0) {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+        Err(e) => {
+            GSO_WORKS.store(false, Ordering::Relaxed);
+            tracing::info!(error = %e, "UDP GSO unavailable; sending datagrams one by one");
+            Err(e)
+        }
+    }
+}
+
+static GSO_WORKS: AtomicBool = AtomicBool::new(true);
 
 /// A session's data in an adapter's I/O traits: a source to send from, or a sink to store into.
 pub trait Data: Send {
@@ -223,6 +287,17 @@ pub(crate) struct Io<R: Runtime, D> {
 impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
     async fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
         if let Err(e) = self.transport.socket().send_to(bytes, to).await {
+            tracing::debug!(%to, error = %e, "send failed");
+        }
+    }
+
+    async fn send_batch(&mut self, to: SocketAddr, bytes: &[u8], segment_size: usize) {
+        if let Err(e) = self
+            .transport
+            .socket()
+            .send_segments(bytes, segment_size, to)
+            .await
+        {
             tracing::debug!(%to, error = %e, "send failed");
         }
     }

@@ -582,10 +582,15 @@ impl<R> Session<R> {
                 segment_size: None,
             });
         }
-        let data_ready = matches!(
-            &self.state,
-            State::Sending { sender, started: true } if sender.can_transmit()
-        );
+        // With batching, fill the window before sending it, so that it goes out in one batch
+        // rather than block by block as each is filled.
+        let fill_first = self.config.max_batch > 1
+            && matches!(&self.state, State::Sending { sender, .. } if sender.wants_fill());
+        let data_ready = !fill_first
+            && matches!(
+                &self.state,
+                State::Sending { sender, started: true } if sender.can_transmit()
+            );
         if data_ready {
             let rto = self.rto.current();
             let State::Sending { sender, .. } = &mut self.state else {

@@ -43,6 +43,25 @@ impl AsyncUdp for Udp {
     async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.0.recv_from(buf).await
     }
+
+    async fn send_segments(&self, contents: &[u8], size: usize, to: SocketAddr) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        loop {
+            self.0.writable().await?;
+            let sent = self.0.try_io(tokio::io::Interest::WRITABLE, || {
+                runtime::send_gso(self.0.as_fd(), contents, size, to)
+            });
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => break,
+            }
+        }
+        for datagram in contents.chunks(size.max(1)) {
+            self.0.send_to(datagram, to).await?;
+        }
+        Ok(())
+    }
 }
 
 /// A session's data: a source to send from, or a sink to store into and whether to shut it
