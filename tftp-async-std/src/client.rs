@@ -12,10 +12,9 @@ use crate::runtime::{AsyncIo, Data};
 
 /// A TFTP client.
 ///
-/// A transfer returns as soon as its outcome is known. Unlike tftp-tokio's client, it does
-/// not dally after the last ACK of a download (RFC 1350 §6): that would need a task that
-/// outlives the call, and this crate has no runtime to spawn it on. If that ACK is lost, the
-/// server retransmits in vain and reports a timeout, though the client has the whole file.
+/// A transfer returns as soon as its outcome is known. After the last ACK of a download it
+/// keeps answering a repeated last block for a while (dallying, RFC 1350 §6) on a short-lived
+/// thread of its own, since this crate has no runtime to spawn a task on.
 ///
 /// Examples under async-std and smol are in the [crate documentation](crate).
 #[derive(Clone, Default)]
@@ -53,9 +52,8 @@ impl Client {
         dest: W,
     ) -> Result<SessionStats, ClientError> {
         let dest = Data::Sink(Box::pin(dest), false);
-        let no_dally = AsyncIo::default();
         self.0
-            .get(&no_dally, server, filename, mode, options, dest)
+            .get(&AsyncIo::default(), server, filename, mode, options, dest)
             .await
     }
 

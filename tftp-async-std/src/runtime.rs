@@ -13,17 +13,23 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tftp_common::runtime::{self, AsyncUdp, Runtime};
 
 /// Tasks on the executor inside a [`Server::serve`](crate::Server::serve) future (weak: tasks
-/// must not keep it alive once that future is dropped), async-io timers. Without an executor
-/// (the client), a task is dropped.
+/// must not keep it alive once that future is dropped; a task spawned after is dropped), or,
+/// for the client, which has no executor, on a thread of their own; async-io timers.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct AsyncIo(pub(crate) Weak<Executor<'static>>);
+pub(crate) struct AsyncIo(pub(crate) Option<Weak<Executor<'static>>>);
 
 impl Runtime for AsyncIo {
     type Socket = Udp;
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        if let Some(executor) = self.0.upgrade() {
-            executor.spawn(task).detach();
+        match &self.0 {
+            Some(executor) => {
+                if let Some(executor) = executor.upgrade() {
+                    executor.spawn(task).detach();
+                }
+            }
+            // The client's dally after a download: short, and it must outlive the call.
+            None => drop(std::thread::spawn(move || async_io::block_on(task))),
         }
     }
 
@@ -49,6 +55,19 @@ impl AsyncUdp for Udp {
 
     async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.0.recv_from(buf).await
+    }
+
+    async fn send_segments(&self, contents: &[u8], size: usize, to: SocketAddr) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        let gso = self
+            .0
+            .write_with(|s| runtime::send_gso(s.as_fd(), contents, size, to));
+        if gso.await.is_err() {
+            for datagram in contents.chunks(size.max(1)) {
+                self.0.send_to(datagram, to).await?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -54,7 +54,7 @@ impl<H: Handler> Server<H> {
     /// and return. Dropping the future instead drops every session at once.
     pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let executor = Arc::new(Executor::new());
-        let runtime = AsyncIo(Arc::downgrade(&executor));
+        let runtime = AsyncIo(Some(Arc::downgrade(&executor)));
         executor.run(self.0.serve_until(runtime, shutdown)).await
     }
 }
