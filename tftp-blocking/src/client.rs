@@ -1,21 +1,19 @@
-//! The client: fetch into any `Write`, send from any `Read`, on the calling thread.
+//! The client: fetch into any `Write`, send from any `Read`, on the calling thread
+//! ([`tftp_common::client::ClientCore`] on async-io).
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, UdpSocket};
-use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 
-use tftp_common::drive::{SessionIo, Wake, drive};
-use tftp_common::{ClientError, HandlerError};
-use tftp_proto::{ClientSession, Config, Event, Mode, OptionValues, SessionStats, TransferOptions};
+use tftp_common::ClientError;
+use tftp_common::client::ClientCore;
+use tftp_proto::{Config, Mode, OptionValues, SessionStats, TransferOptions};
 
-type NegotiatedCallback = Arc<dyn Fn(&TransferOptions) + Send + Sync>;
+use crate::data::Data;
+use crate::runtime::Rt;
 
-/// A blocking TFTP client: one UDP socket per transfer, read timeouts for the retransmission
-/// timer, driven on the calling thread by the session loop the async clients share
-/// ([`tftp_common::drive`]).
+/// A blocking TFTP client: one UDP socket per transfer on async-io's epoll reactor, driven on
+/// the calling thread (`async_io::block_on`) by the client loop the async adapters share.
+/// The reader or writer is called on that thread.
 ///
 /// A download returns once the last block is stored and acknowledged. The session then dallies
 /// on a detached thread for a few seconds, re-acknowledging the last block if the server
@@ -32,16 +30,11 @@ type NegotiatedCallback = Arc<dyn Fn(&TransferOptions) + Send + Sync>;
 /// # Ok::<(), tftp_blocking::ClientError>(())
 /// ```
 #[derive(Clone, Default)]
-pub struct Client {
-    config: Config,
-    on_negotiated: Option<NegotiatedCallback>,
-}
+pub struct Client(ClientCore);
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        self.0.fmt(f)
     }
 }
 
@@ -53,16 +46,12 @@ impl Client {
 
     /// A client with `config` (timeouts, retries, rollover, size limit).
     pub fn with_config(config: Config) -> Self {
-        Client {
-            config,
-            on_negotiated: None,
-        }
+        Client(ClientCore::new(config))
     }
 
     /// Call `f` once the transfer parameters are known (e.g. `tsize`, for a progress bar).
-    pub fn on_negotiated(mut self, f: impl Fn(&TransferOptions) + Send + Sync + 'static) -> Self {
-        self.on_negotiated = Some(Arc::new(f));
-        self
+    pub fn on_negotiated(self, f: impl Fn(&TransferOptions) + Send + Sync + 'static) -> Self {
+        Client(self.0.on_negotiated(f))
     }
 
     /// Read `filename` from `server` into `dest`. Ask for `tsize: Some(0)` to learn the size.
@@ -74,9 +63,11 @@ impl Client {
         options: OptionValues,
         mut dest: impl Write + Send,
     ) -> Result<SessionStats, ClientError> {
-        let now = Instant::now();
-        let session = ClientSession::get(server, filename, mode, options, &self.config, now)?;
-        self.run(session, Data::Sink(&mut dest))
+        let dest = Data::Writer(Box::new(&mut dest));
+        let get = self
+            .0
+            .get(&Rt::Client, server, filename, mode, options, dest);
+        async_io::block_on(get)
     }
 
     /// Write `source` to `server` as `filename`. Set `tsize` to the size if known.
@@ -88,87 +79,10 @@ impl Client {
         options: OptionValues,
         mut source: impl Read + Send,
     ) -> Result<SessionStats, ClientError> {
-        let now = Instant::now();
-        let session = ClientSession::put(server, filename, mode, options, &self.config, now)?;
-        self.run(session, Data::Source(&mut source))
-    }
-
-    fn run(&self, mut session: ClientSession, data: Data<'_>) -> Result<SessionStats, ClientError> {
-        let local = tftp_common::client::local_addr(session.peer());
-        let mut io = Io(UdpSocket::bind(local)?, data);
-        let stats = block_on(drive(&mut session, &mut io, true, |event| {
-            if let (Event::Negotiated(o), Some(f)) = (event, &self.on_negotiated) {
-                f(o);
-            }
-        }))
-        .unwrap_or_else(|| session.stats().clone());
-        if !session.is_closed() {
-            // Dally in the background (see the type's docs).
-            let mut io = Io(io.0, Data::None);
-            std::thread::spawn(move || block_on(drive(&mut session, &mut io, false, |_| {})));
-        }
-        tftp_common::client::into_result(stats)
-    }
-}
-
-enum Data<'a> {
-    Source(&'a mut (dyn Read + Send)),
-    Sink(&'a mut (dyn Write + Send)),
-    None,
-}
-
-/// A transfer's socket and data, blocking: the shared loop's futures are always ready.
-struct Io<'a>(UdpSocket, Data<'a>);
-
-impl SessionIo for Io<'_> {
-    async fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
-        if let Err(e) = self.0.send_to(bytes, to) {
-            tracing::debug!(%to, error = %e, "send failed");
-        }
-    }
-
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.1 {
-            Data::Source(source) => source.read(buf),
-            _ => Ok(0),
-        }
-    }
-
-    async fn write(&mut self, data: &[u8], last: bool) -> Result<(), HandlerError> {
-        let Data::Sink(sink) = &mut self.1 else {
-            return Ok(());
-        };
-        sink.write_all(data)?;
-        if last {
-            sink.flush()?;
-        }
-        Ok(())
-    }
-
-    async fn wait(&mut self, deadline: Option<Instant>, buf: &mut [u8]) -> Wake {
-        let now = Instant::now();
-        match deadline {
-            Some(d) if d <= now => return Wake::Deadline,
-            d => {
-                let _ = self.0.set_read_timeout(d.map(|d| d - now));
-            }
-        }
-        match self.0.recv_from(buf) {
-            Ok((n, from)) => Wake::Datagram(n, from),
-            // A timeout, or an ICMP error (not the peer's words): let the session check its
-            // deadline, which does nothing before it.
-            Err(_) => Wake::Deadline,
-        }
-    }
-}
-
-/// Run a future that never waits: every `SessionIo` call above completes before returning.
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
+        let source = Data::Reader(Box::new(&mut source));
+        let put = self
+            .0
+            .put(&Rt::Client, server, filename, mode, options, source);
+        async_io::block_on(put)
     }
 }

@@ -11,7 +11,7 @@ use crate::handler::{Handler, ReadResponse, WriteResponse};
 
 /// Serves files under a root directory, confined to it (see [`tftp_common::fs`]); accepts
 /// uploads into it when [`RootOptions::allow_write`] is set. No buffering is needed: the
-/// server reads and writes in 64 KiB chunks.
+/// server reads and writes in chunks of 64 KiB, on its I/O pool.
 #[derive(Debug)]
 pub struct DirHandler {
     root: Root,

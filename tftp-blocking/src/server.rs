@@ -1,18 +1,19 @@
-//! The server: its listeners, its event loops and I/O pool, and its shutdown.
+//! The server: [`tftp_common::serve`] on async-io, its sessions on an executor run by the
+//! thread that calls [`Server::serve`] (and `workers - 1` more), its shutdown.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-use mio::Waker;
+use async_channel::{Receiver, Sender};
+use async_executor::Executor;
+use async_lock::Semaphore;
 use tftp_common::server::ServerOptions;
-use tftp_common::{ServerCore, StatsCollector};
+use tftp_common::{StatsCollector, serve};
 
-use crate::event_loop::Worker;
-use crate::handler::Handler;
-use crate::pool::{Pool, lock};
+use crate::data::Pool;
+use crate::handler::{Bridge, Handler};
+use crate::runtime::Rt;
 
 /// A TFTP server around a [`Handler`] (fbtftp's `BaseServer`), on its own threads.
 ///
@@ -29,18 +30,19 @@ use crate::pool::{Pool, lock};
 /// # ; Ok::<(), std::io::Error>(())
 /// ```
 pub struct Server<H> {
-    pub(crate) handler: Arc<H>,
-    pub(crate) core: Arc<ServerCore>,
-    pub(crate) listeners: Vec<Arc<UdpSocket>>,
+    inner: serve::Server<Rt, Bridge<H>>,
+    /// Without permits until it serves: then [`Server::io_threads`].
+    pool: Pool,
     workers: usize,
     io_threads: usize,
-    pub(crate) shutdown: ShutdownHandle,
+    shutdown: ShutdownHandle,
+    stopped: Receiver<()>,
 }
 
 impl<H> std::fmt::Debug for Server<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("core", &self.core)
+            .field("inner", &self.inner)
             .field("workers", &self.workers)
             .finish_non_exhaustive()
     }
@@ -48,54 +50,59 @@ impl<H> std::fmt::Debug for Server<H> {
 
 /// Stops a running [`Server`] from any thread: it stops accepting, lets running transfers
 /// finish for up to [`tftp_common::ServerConfig::shutdown_grace`], aborts the rest with ERROR
-/// "Server shutting down", and [`Server::serve`] returns.
-#[derive(Debug, Clone, Default)]
-pub struct ShutdownHandle(pub(crate) Arc<(AtomicBool, Mutex<Vec<Arc<Waker>>>)>);
+/// "Server shutting down", and [`Server::serve`] returns. A shutdown before `serve` makes it
+/// return at once.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(Sender<()>);
+
+impl Default for ShutdownHandle {
+    /// A handle of no server.
+    fn default() -> Self {
+        ShutdownHandle(async_channel::bounded(1).0)
+    }
+}
 
 impl ShutdownHandle {
     /// Begin the graceful shutdown (idempotent).
     pub fn shutdown(&self) {
-        self.0.0.store(true, Ordering::SeqCst);
-        for waker in lock(&self.0.1).iter() {
-            let _ = waker.wake();
-        }
-    }
-
-    pub(crate) fn triggered(&self) -> bool {
-        self.0.0.load(Ordering::SeqCst)
+        // Nothing is ever sent: closing the channel is the signal.
+        self.0.close();
     }
 }
 
 impl<H: Handler> Server<H> {
-    /// Bind the listeners of `options`. One event loop, up to 512 I/O threads (as tokio's
-    /// blocking pool).
+    /// Bind the listeners of `options`. One thread for the sessions, up to 512 I/O threads (as
+    /// tokio's blocking pool).
     pub fn bind(handler: H, options: ServerOptions) -> io::Result<Self> {
-        let listeners = options.bind_all()?;
-        if listeners.is_empty() {
-            let e = "no address to listen on";
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
-        }
+        let (handler, pool) = (Arc::new(handler), Pool(Arc::new(Semaphore::new(0))));
+        let bridge = Bridge {
+            handler,
+            pool: pool.clone(),
+        };
+        let inner = serve::Server::bind(bridge, options)?;
+        let (tx, stopped) = async_channel::bounded(1);
         Ok(Server {
-            handler: Arc::new(handler),
-            core: ServerCore::new(&options),
-            listeners,
+            inner,
+            pool,
             workers: 1,
             io_threads: 512,
-            shutdown: ShutdownHandle::default(),
+            shutdown: ShutdownHandle(tx),
+            stopped,
         })
     }
 
-    /// Run `n` event loops, each on its own thread, all reading the listeners; a session
-    /// stays on the loop that accepted it. Single-port mode always runs one loop (all its
-    /// datagrams arrive on one socket).
+    /// Run the sessions on `n` threads: the one that calls [`Server::serve`] and `n - 1` more,
+    /// all running one executor (a session moves to whichever thread is free). Each waits on
+    /// the same epoll reactor; one of them polls it for all.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
         self
     }
 
-    /// At most `n` threads for handler calls and data I/O (started on demand, stopped after
-    /// 5 s idle). Each blocked call holds one; beyond `n`, calls (and the data of every
-    /// transfer) wait for a free thread.
+    /// At most `n` handler calls, chunk reads, chunk writes and completions of this server run
+    /// at once, each on a thread of the `blocking` crate's pool (shared by the process, started
+    /// on demand, stopped when idle, at most 500 threads unless `BLOCKING_MAX_THREADS` says
+    /// otherwise). Beyond `n`, calls (and the data of every transfer) wait for a free one.
     pub fn io_threads(mut self, n: usize) -> Self {
         self.io_threads = n.max(1);
         self
@@ -103,12 +110,12 @@ impl<H: Handler> Server<H> {
 
     /// The addresses the listeners are bound to.
     pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        self.listeners.iter().map(|s| s.local_addr()).collect()
+        self.inner.local_addrs()
     }
 
     /// Running totals (for a metrics endpoint).
     pub fn stats(&self) -> &StatsCollector {
-        self.core.stats()
+        self.inner.stats()
     }
 
     /// A handle that shuts the server down once it serves.
@@ -119,46 +126,29 @@ impl<H: Handler> Server<H> {
     /// Serve on this thread (plus `workers - 1` more) until a [`ShutdownHandle`] is triggered,
     /// then shut down gracefully, report the last partial statistics interval, and return.
     pub fn serve(self) -> io::Result<()> {
-        let pool = Pool::new(self.io_threads);
-        let n = if self.core.config.single_port {
-            1
-        } else {
-            self.workers
-        };
-        let mut threads = Vec::new();
-        let mut result = Ok(());
-        for i in (0..n).rev() {
-            let worker = match Worker::new(&self, &pool, i == 0) {
-                Ok(worker) => worker,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            };
-            if i == 0 {
-                result = worker.run();
-            } else {
-                let thread = std::thread::Builder::new().name("tftp-loop".into());
-                match thread.spawn(|| worker.run()) {
-                    Ok(t) => threads.push(t),
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
+        self.pool.0.add_permits(self.io_threads);
+        let executor = Arc::new(Executor::new());
+        let rt = Rt::Server(Arc::downgrade(&executor));
+        let result = std::thread::scope(|scope| {
+            // The other workers run the executor until this one is done, or fails to start
+            // them: `done` is dropped either way.
+            let (done, finished) = async_channel::bounded::<()>(1);
+            for _ in 1..self.workers {
+                let (executor, finished) = (&executor, finished.clone());
+                let worker = move || async_io::block_on(executor.run(finished.recv()));
+                let thread = std::thread::Builder::new().name("tftp-worker".into());
+                thread.spawn_scoped(scope, worker)?;
             }
-        }
-        // Stop the other loops too if this one failed.
-        self.shutdown.shutdown();
-        for t in threads {
-            let joined = t
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("loop panicked")));
-            result = result.and(joined);
-        }
-        if self.core.wants_stats() {
-            self.core.report_interval(Instant::now());
-        }
+            let stopped = self.stopped;
+            let stop = async move {
+                let _ = stopped.recv().await;
+            };
+            let served = async_io::block_on(executor.run(self.inner.serve_until(rt, stop)));
+            drop(done);
+            served
+        });
+        // Held until here: its channel closes, the shutdown signal, once no sender is left.
+        drop(self.shutdown);
         result
     }
 

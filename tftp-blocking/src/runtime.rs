@@ -1,0 +1,80 @@
+//! async-io under the shared server and client ([`tftp_common::runtime`]): its epoll reactor
+//! for the sockets and timers, an executor for the server's sessions.
+
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::sync::Weak;
+use std::time::Instant;
+
+use async_executor::Executor;
+use async_io::{Async, Timer};
+use tftp_common::runtime::{self, AsyncUdp, Runtime};
+
+/// Where a task goes: the executor of a serving [`Server`](crate::Server) (weak: tasks must
+/// not keep it alive once `serve` returns), or, for a client dallying after its last ACK, a
+/// detached thread of its own.
+#[derive(Debug, Clone)]
+pub(crate) enum Rt {
+    Server(Weak<Executor<'static>>),
+    Client,
+}
+
+impl Runtime for Rt {
+    type Socket = Udp;
+
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        match self {
+            Rt::Server(executor) => {
+                if let Some(executor) = executor.upgrade() {
+                    executor.spawn(task).detach();
+                }
+            }
+            Rt::Client => {
+                let thread = std::thread::Builder::new().name("tftp-dally".into());
+                if let Err(e) = thread.spawn(move || async_io::block_on(task)) {
+                    tracing::debug!(error = %e, "cannot start a thread to dally on");
+                }
+            }
+        }
+    }
+
+    async fn sleep_until(&self, deadline: Instant) {
+        Timer::at(deadline).await;
+    }
+}
+
+/// A non-blocking std socket on async-io's reactor.
+pub(crate) struct Udp(Async<UdpSocket>);
+
+impl AsyncUdp for Udp {
+    fn from_std(socket: UdpSocket) -> io::Result<Self> {
+        Async::new(socket).map(Udp)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+
+    async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.0.send_to(buf, to).await
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.0.recv_from(buf).await
+    }
+
+    /// A window in one `sendmsg` with UDP GSO where the kernel offers it.
+    async fn send_segments(&self, contents: &[u8], size: usize, to: SocketAddr) -> io::Result<()> {
+        let gso = self
+            .0
+            .write_with(|s| runtime::send_gso(s.as_fd(), contents, size, to));
+        if gso.await.is_err() {
+            for datagram in contents.chunks(size.max(1)) {
+                self.0.send_to(datagram, to).await?;
+            }
+        }
+        Ok(())
+    }
+}
