@@ -59,7 +59,19 @@ impl<H: Handler> Handler for Option<H> {
     }
 }
 
-/// A [`Handler`] as the shared server sees it: each call runs on the I/O pool.
+/// See [`WriteResponse::on_complete`].
+type OnComplete = Box<dyn FnOnce() -> Result<(), HandlerError> + Send>;
+
+/// What a handler returned, before the server lends it its pool.
+enum Body {
+    /// Served in place: never blocks.
+    Bytes(Reader<'static>),
+    Reader(Reader<'static>),
+    Writer(Writer<'static>, Option<OnComplete>),
+}
+
+/// A [`Handler`] as the shared server sees it: each call runs on the I/O pool, and so does
+/// the data it returns.
 pub(crate) struct Bridge<H> {
     pub(crate) handler: Arc<H>,
     pub(crate) pool: Pool,
@@ -71,26 +83,33 @@ impl<H: Handler> Service for Bridge<H> {
     async fn read(&self, request: &Request) -> Result<Answer<Self::Data>, HandlerError> {
         let (handler, request) = (Arc::clone(&self.handler), request.clone());
         let response = self.pool.run(move || Ok(handler.read(&request))).await??;
-        let data = match response.in_memory {
-            true => Data::Reader(response.reader),
-            false => Data::Source(Source::new(self.pool.clone(), response.reader)),
-        };
-        let mut answer = Answer::new(data, response.size);
-        answer.limits = response.limits;
-        Ok(answer)
+        Ok(self.on_pool(response.0))
     }
 
     async fn write(&self, request: &Request) -> Result<Answer<Self::Data>, HandlerError> {
         let (handler, request) = (Arc::clone(&self.handler), request.clone());
         let response = self.pool.run(move || Ok(handler.write(&request))).await??;
-        let data = Data::Sink(Sink::new(self.pool.clone(), response.writer));
-        let mut answer = Answer::new(data, None);
-        answer.limits = response.limits;
+        Ok(self.on_pool(response.0))
+    }
+}
+
+impl<H> Bridge<H> {
+    fn on_pool(&self, answer: Answer<Body>) -> Answer<Data<'static>> {
         let pool = self.pool.clone();
-        answer.complete = response.complete.map(|f| -> Completion {
-            Box::new(move || Box::pin(async move { pool.run(move || Ok(f())).await? }))
-        });
-        Ok(answer)
+        let (data, complete) = match answer.data {
+            Body::Bytes(bytes) => (Data::Reader(bytes), None),
+            Body::Reader(reader) => (Data::Source(Source::new(pool, reader)), None),
+            Body::Writer(writer, complete) => {
+                let complete = complete.map(|f| -> Completion {
+                    let pool = pool.clone();
+                    Box::new(move || Box::pin(async move { pool.run(move || Ok(f())).await? }))
+                });
+                (Data::Sink(Sink::new(pool, writer)), complete)
+            }
+        };
+        let mut on_pool = Answer::new(data, answer.size);
+        (on_pool.limits, on_pool.complete) = (answer.limits, complete);
+        on_pool
     }
 }
 
@@ -99,47 +118,31 @@ impl<H: Handler> Service for Bridge<H> {
 /// The reader is read on the I/O thread pool, a chunk of 64 KiB ahead of the transfer (each
 /// chunk is read until full or the end), so it may block; the session copies blocks from
 /// memory. Bytes given to [`ReadResponse::from_bytes`] are copied in place.
-pub struct ReadResponse {
-    reader: Reader<'static>,
-    size: Option<u64>,
-    limits: Option<OptionLimits>,
-    in_memory: bool,
-}
+pub struct ReadResponse(Answer<Body>);
 
 impl std::fmt::Debug for ReadResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadResponse")
-            .field("size", &self.size)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("ReadResponse");
+        d.field("size", &self.0.size).finish_non_exhaustive()
     }
 }
 
 impl ReadResponse {
     /// Serve what `reader` yields; `size`, if known, answers a `tsize` request.
     pub fn new(reader: impl Read + Send + 'static, size: Option<u64>) -> Self {
-        let (reader, limits, in_memory) = (Box::new(reader), None, false);
-        ReadResponse {
-            reader,
-            size,
-            limits,
-            in_memory,
-        }
+        ReadResponse(Answer::new(Body::Reader(Box::new(reader)), size))
     }
 
     /// Serve these bytes.
     pub fn from_bytes(data: impl AsRef<[u8]> + Send + 'static) -> Self {
-        let size = data.as_ref().len() as u64;
-        let in_memory = true;
-        ReadResponse {
-            in_memory,
-            ..Self::new(Cursor::new(data), Some(size))
-        }
+        let size = Some(data.as_ref().len() as u64);
+        ReadResponse(Answer::new(Body::Bytes(Box::new(Cursor::new(data))), size))
     }
 
     /// Negotiate this transfer under `limits` instead of the server's (start from
     /// [`Request::limits`]).
     pub fn with_limits(mut self, limits: OptionLimits) -> Self {
-        self.limits = Some(limits);
+        self.0.limits = Some(limits);
         self
     }
 }
@@ -151,11 +154,7 @@ impl ReadResponse {
 /// upload succeeded when the last chunk was written, the sink flushed and the completion (if
 /// any) returned `Ok`; only then does the client get its final ACK. A failed or abandoned
 /// upload just drops the response: clean up in `Drop`.
-pub struct WriteResponse {
-    writer: Writer<'static>,
-    complete: Option<Box<dyn FnOnce() -> Result<(), HandlerError> + Send>>,
-    limits: Option<OptionLimits>,
-}
+pub struct WriteResponse(Answer<Body>);
 
 impl std::fmt::Debug for WriteResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,11 +165,7 @@ impl std::fmt::Debug for WriteResponse {
 impl WriteResponse {
     /// Write the upload into `writer`.
     pub fn new(writer: impl Write + Send + 'static) -> Self {
-        WriteResponse {
-            writer: Box::new(writer),
-            complete: None,
-            limits: None,
-        }
+        WriteResponse(Answer::new(Body::Writer(Box::new(writer), None), None))
     }
 
     /// Run `f` after the last byte is written and flushed, before the final ACK (e.g. move
@@ -179,13 +174,15 @@ impl WriteResponse {
         mut self,
         f: impl FnOnce() -> Result<(), HandlerError> + Send + 'static,
     ) -> Self {
-        self.complete = Some(Box::new(f));
+        if let Body::Writer(_, complete) = &mut self.0.data {
+            *complete = Some(Box::new(f));
+        }
         self
     }
 
     /// Negotiate this transfer under `limits` instead of the server's.
     pub fn with_limits(mut self, limits: OptionLimits) -> Self {
-        self.limits = Some(limits);
+        self.0.limits = Some(limits);
         self
     }
 }

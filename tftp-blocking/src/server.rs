@@ -71,8 +71,9 @@ impl ShutdownHandle {
 }
 
 impl<H: Handler> Server<H> {
-    /// Bind the listeners of `options`. One thread for the sessions, up to 512 I/O threads (as
-    /// tokio's blocking pool).
+    /// Bind the listeners of `options` (on async-io's reactor; nothing runs until
+    /// [`Server::serve`]). One thread for the sessions ([`Server::workers`]), up to 512 blocking
+    /// calls at once ([`Server::io_threads`], as tokio's blocking pool).
     pub fn bind(handler: H, options: ServerOptions) -> io::Result<Self> {
         let (handler, pool) = (Arc::new(handler), Pool(Arc::new(Semaphore::new(0))));
         let bridge = Bridge {
