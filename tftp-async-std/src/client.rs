@@ -8,7 +8,8 @@ use tftp_common::ClientError;
 use tftp_common::client::ClientCore;
 use tftp_proto::{Config, Mode, OptionValues, SessionStats, TransferOptions};
 
-use crate::runtime::{AsyncIo, Data};
+use crate::runtime::Data;
+use tftp_common::async_io::AsyncIo;
 
 /// A TFTP client.
 ///
@@ -53,7 +54,7 @@ impl Client {
     ) -> Result<SessionStats, ClientError> {
         let dest = Data::Sink(Box::pin(dest), false);
         self.0
-            .get(&AsyncIo::default(), server, filename, mode, options, dest)
+            .get(&AsyncIo::Client, server, filename, mode, options, dest)
             .await
     }
 
@@ -68,7 +69,7 @@ impl Client {
     ) -> Result<SessionStats, ClientError> {
         let source = Data::Source(Box::pin(source));
         self.0
-            .put(&AsyncIo::default(), server, filename, mode, options, source)
+            .put(&AsyncIo::Client, server, filename, mode, options, source)
             .await
     }
 }

@@ -11,7 +11,7 @@ use tftp_common::server::ServerOptions;
 use tftp_common::{StatsCollector, serve};
 
 use crate::handler::{Bridge, Handler};
-use crate::runtime::AsyncIo;
+use tftp_common::async_io::AsyncIo;
 
 /// A TFTP server around a [`Handler`] (fbtftp's `BaseServer`).
 ///
@@ -54,7 +54,7 @@ impl<H: Handler> Server<H> {
     /// and return. Dropping the future instead drops every session at once.
     pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let executor = Arc::new(Executor::new());
-        let runtime = AsyncIo(Some(Arc::downgrade(&executor)));
+        let runtime = AsyncIo::Server(Arc::downgrade(&executor));
         executor.run(self.0.serve_until(runtime, shutdown)).await
     }
 }

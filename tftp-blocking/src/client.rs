@@ -9,7 +9,7 @@ use tftp_common::client::ClientCore;
 use tftp_proto::{Config, Mode, OptionValues, SessionStats, TransferOptions};
 
 use crate::data::Data;
-use crate::runtime::Rt;
+use tftp_common::async_io::AsyncIo;
 
 /// A blocking TFTP client: one UDP socket per transfer on async-io's epoll reactor, driven on
 /// the calling thread (`async_io::block_on`) by the client loop the async adapters share.
@@ -66,7 +66,7 @@ impl Client {
         let dest = Data::Writer(Box::new(&mut dest));
         let get = self
             .0
-            .get(&Rt::Client, server, filename, mode, options, dest);
+            .get(&AsyncIo::Client, server, filename, mode, options, dest);
         async_io::block_on(get)
     }
 
@@ -82,7 +82,7 @@ impl Client {
         let source = Data::Reader(Box::new(&mut source));
         let put = self
             .0
-            .put(&Rt::Client, server, filename, mode, options, source);
+            .put(&AsyncIo::Client, server, filename, mode, options, source);
         async_io::block_on(put)
     }
 }

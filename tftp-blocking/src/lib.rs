@@ -98,7 +98,6 @@ mod client;
 mod data;
 mod dir;
 mod handler;
-mod runtime;
 mod server;
 
 pub use client::Client;

@@ -13,7 +13,7 @@ use tftp_common::{StatsCollector, serve};
 
 use crate::data::Pool;
 use crate::handler::{Bridge, Handler};
-use crate::runtime::Rt;
+use tftp_common::async_io::AsyncIo;
 
 /// A TFTP server around a [`Handler`] (fbtftp's `BaseServer`), on its own threads.
 ///
@@ -30,7 +30,7 @@ use crate::runtime::Rt;
 /// # ; Ok::<(), std::io::Error>(())
 /// ```
 pub struct Server<H> {
-    inner: serve::Server<Rt, Bridge<H>>,
+    inner: serve::Server<AsyncIo, Bridge<H>>,
     /// Without permits until it serves: then [`Server::io_threads`].
     pool: Pool,
     workers: usize,
@@ -129,7 +129,7 @@ impl<H: Handler> Server<H> {
     pub fn serve(self) -> io::Result<()> {
         self.pool.0.add_permits(self.io_threads);
         let executor = Arc::new(Executor::new());
-        let rt = Rt::Server(Arc::downgrade(&executor));
+        let rt = AsyncIo::Server(Arc::downgrade(&executor));
         let result = std::thread::scope(|scope| {
             // The other workers run the executor until this one is done, or fails to start
             // them: `done` is dropped either way.

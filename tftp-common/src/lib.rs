@@ -9,6 +9,8 @@
 //! `futures-lite`).
 
 pub mod admission;
+#[cfg(feature = "async-io")]
+pub mod async_io;
 pub mod client;
 pub mod config;
 pub mod drive;

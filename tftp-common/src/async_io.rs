@@ -1,5 +1,6 @@
-//! async-io under the shared server and client ([`tftp_common::runtime`]): its epoll reactor
-//! for the sockets and timers, an executor for the server's sessions.
+//! async-io under the shared server and client (feature `async-io`): its epoll reactor for
+//! the sockets and timers, an `async-executor` for a server's sessions. Used by
+//! `tftp-async-std` and `tftp-blocking`; it depends on no particular executor runtime.
 
 use std::future::Future;
 use std::io;
@@ -8,30 +9,32 @@ use std::os::fd::AsFd;
 use std::sync::Weak;
 use std::time::Instant;
 
+use crate::runtime::{self, AsyncUdp, Runtime};
 use async_executor::Executor;
 use async_io::{Async, Timer};
-use tftp_common::runtime::{self, AsyncUdp, Runtime};
 
-/// Where a task goes: the executor of a serving [`Server`](crate::Server) (weak: tasks must
-/// not keep it alive once `serve` returns), or, for a client dallying after its last ACK, a
-/// detached thread of its own.
+/// Where a task goes: the executor of a serving server (weak: tasks must not keep it alive
+/// once it stops serving), or, for a client dallying after its last ACK, a detached thread of
+/// its own.
 #[derive(Debug, Clone)]
-pub(crate) enum Rt {
+pub enum AsyncIo {
+    /// A server's executor.
     Server(Weak<Executor<'static>>),
+    /// A client: tasks (the dally) on a short-lived thread.
     Client,
 }
 
-impl Runtime for Rt {
+impl Runtime for AsyncIo {
     type Socket = Udp;
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         match self {
-            Rt::Server(executor) => {
+            AsyncIo::Server(executor) => {
                 if let Some(executor) = executor.upgrade() {
                     executor.spawn(task).detach();
                 }
             }
-            Rt::Client => {
+            AsyncIo::Client => {
                 let thread = std::thread::Builder::new().name("tftp-dally".into());
                 if let Err(e) = thread.spawn(move || async_io::block_on(task)) {
                     tracing::debug!(error = %e, "cannot start a thread to dally on");
@@ -46,7 +49,8 @@ impl Runtime for Rt {
 }
 
 /// A non-blocking std socket on async-io's reactor.
-pub(crate) struct Udp(Async<UdpSocket>);
+#[derive(Debug)]
+pub struct Udp(Async<UdpSocket>);
 
 impl AsyncUdp for Udp {
     fn from_std(socket: UdpSocket) -> io::Result<Self> {
