@@ -5,6 +5,7 @@
 #
 #   benches/e2e/run.sh            # full run (about 15 minutes on 2 cores)
 #   benches/e2e/run.sh --quick    # smoke test with small files (about 1-2 minutes)
+#   benches/e2e/run.sh --lossy-only   # only curl through tftp-netem at 1% loss (about 10 minutes)
 #   benches/e2e/run.sh --help
 #
 # Results: bench-results/<timestamp>/{table.txt,summary.json,summary.csv,results.jsonl,raw/,logs/}
@@ -20,7 +21,7 @@ SERVERS=(
   "tftpd-hpa|6901|no||in.tftpd --foreground --secure --address 127.0.0.1:\$PORT \$ROOT"
   "atftpd|6902|yes||\$ATFTPD --daemon --no-fork --port \$PORT --bind-address 127.0.0.1 --logfile /dev/null --maxthread 20000 \$ROOT"
   "dnsmasq|69|no||dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --enable-tftp --tftp-root=\$ROOT --tftp-max=20000 --edns-packet-max=65535 --listen-address=127.0.0.1 --bind-interfaces --pid-file= --quiet-tftp --log-facility=\$LOGS/dnsmasq.log --user=nobody"
-  # "tftpd|6904|yes|tftp-tokio|\$BIN/tftpd --root \$ROOT --listen 127.0.0.1:\$PORT"
+  "tftpd|6904|yes|tftpd|\$BIN/tftpd --root \$ROOT --listen 127.0.0.1:\$PORT --max-sessions 100000 --max-sessions-per-client 100000 --session-log \$LOGS/tftpd-sessions.jsonl"
   # "tftpd-blocking|6905|yes|tftp-blocking|\$BIN/tftpd-blocking --root \$ROOT --listen 127.0.0.1:\$PORT"
 )
 BASELINE=tftpd-hpa
@@ -38,7 +39,12 @@ usage: benches/e2e/run.sh [options]
   --clients "LIST"     concurrency runs: N (all at once) or N@SECS (started evenly over SECS)
                        (default "1000 10000 10000@10")
   --servers "LIST"     subset of server names (default: all in the table)
-  --skip SECTIONS      comma list of: throughput,concurrency,ceiling
+  --skip SECTIONS      comma list of: throughput,concurrency,ceiling,lossy
+  --lossy-only         only the lossy section (same as --skip throughput,concurrency,ceiling)
+  --lossy-losses "L"   loss probabilities each way for the lossy section (default "0.01")
+  --lossy-seeds N      repetitions (proxy seeds 1..N) of each lossy measurement (default 5)
+  --lossy-servers "L"  servers measured in the lossy section (default "tftpd tftpd-hpa")
+  --lossy-deadline S   each lossy transfer is killed after S seconds (default 300)
   --no-pinned          only the unpinned throughput runs
   --no-install         do not apt-get anything (fail if missing)
   --out DIR            results directory (default bench-results/<timestamp>)
@@ -48,6 +54,7 @@ EOF
 QUICK=0 REPS=3 CONC_REPS=1 BIG=$((64 << 20)) SMALL=$((1 << 20))
 BLKSIZES="512 1468 8192 65464" WINDOWS="8 64" CLIENTS="1000 10000 10000@10"
 ONLY_SERVERS="" SKIP="" PINNED_MODES="unpinned pinned" INSTALL=1 OUT="" INNER=0
+LOSSY_LOSSES="0.01" LOSSY_SEEDS=5 LOSSY_SERVERS="tftpd tftpd-hpa" LOSSY_ONLY=0 LOSSY_DEADLINE_ARG=""
 ARGS=("$@")
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -61,6 +68,11 @@ while [[ $# -gt 0 ]]; do
     --clients) CLIENTS=$2; shift ;;
     --servers) ONLY_SERVERS=$2; shift ;;
     --skip) SKIP=$2; shift ;;
+    --lossy-only) LOSSY_ONLY=1 ;;
+    --lossy-losses) LOSSY_LOSSES=$2; shift ;;
+    --lossy-seeds) LOSSY_SEEDS=$2; shift ;;
+    --lossy-servers) LOSSY_SERVERS=$2; shift ;;
+    --lossy-deadline) LOSSY_DEADLINE_ARG=$2; shift ;;
     --no-pinned) PINNED_MODES="unpinned" ;;
     --no-install) INSTALL=0 ;;
     --out) OUT=$2; shift ;;
@@ -72,10 +84,11 @@ while [[ $# -gt 0 ]]; do
 done
 if [[ $QUICK == 1 ]]; then
   # Explicit options given after --quick still win (they were parsed in order, so re-apply).
-  BIG=$((8 << 20)) SMALL=$((64 << 10)) REPS=1 CONC_REPS=1 CLIENTS="100 1000 1000@1"
+  BIG=$((8 << 20)) SMALL=$((64 << 10)) REPS=1 CONC_REPS=1 CLIENTS="100 1000 1000@1" LOSSY_SEEDS=1
   set -- "${ARGS[@]}"
   while [[ $# -gt 0 ]]; do
     case "$1" in
+      --lossy-seeds) LOSSY_SEEDS=$2; shift ;;
       --reps) REPS=$2; shift ;; --conc-reps) CONC_REPS=$2; shift ;;
       --big-size) BIG=$2; shift ;; --small-size) SMALL=$2; shift ;;
       --clients) CLIENTS=$2; shift ;;
@@ -83,6 +96,8 @@ if [[ $QUICK == 1 ]]; then
     shift
   done
 fi
+
+if [[ $LOSSY_ONLY == 1 ]]; then SKIP="throughput,concurrency,ceiling"; fi
 
 # atftp (the client) keeps the default socket receive buffer (net.core.rmem_default, about
 # 208 KiB): a window that does not fit is lost at every turn and each loss costs its 5 s
@@ -99,6 +114,11 @@ CONC_MIN_TIMEOUT_MS=1000
 XFER_DEADLINE=120     # one big-file transfer
 CONC_DEADLINE=120     # one concurrency run (plus its ramp)
 CEIL_DEADLINE=60      # one udp-ceiling run
+LOSSY_DEADLINE=${LOSSY_DEADLINE_ARG:-300}  # one curl transfer through tftp-netem (tftpd-hpa: ~100 s at 1%)
+
+# The lossy section: curl fetching a file of this size at this blksize through tftp-netem.
+LOSSY_SIZE=$((1 << 20))
+LOSSY_BLKSIZE=1468
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$REPO"
@@ -182,7 +202,8 @@ LOADGEN=$BIN/tftp-loadgen
 CEILING=$BIN/udp-ceiling
 PROCTREE=$BIN/proc-tree
 REPORT=$BIN/e2e-report
-for b in "$LOADGEN" "$CEILING" "$PROCTREE" "$REPORT"; do [[ -x $b ]] || die "missing $b"; done
+NETEM=$BIN/tftp-netem
+for b in "$LOADGEN" "$CEILING" "$PROCTREE" "$REPORT" "$NETEM"; do [[ -x $b ]] || die "missing $b"; done
 ip link set lo up
 # glibc's getaddrinfo(AI_ADDRCONFIG) ignores 127.0.0.1, so with lo alone in.tftpd cannot
 # resolve its own --address; a second loopback address makes IPv4 count as configured.
@@ -208,8 +229,10 @@ make_file() { # name size
 }
 BIG_NAME=big-$BIG.bin
 SMALL_NAME=small-$SMALL.bin
+LOSSY_NAME=lossy-$LOSSY_SIZE.bin
 make_file "$BIG_NAME" "$BIG"
 make_file "$SMALL_NAME" "$SMALL"
+make_file "$LOSSY_NAME" "$LOSSY_SIZE"
 chmod 755 "$SCRATCH" "$ROOT"
 cat "$ROOT/$BIG_NAME" "$ROOT/$SMALL_NAME" > /dev/null  # warm the page cache
 
@@ -223,6 +246,7 @@ cat "$ROOT/$BIG_NAME" "$ROOT/$SMALL_NAME" > /dev/null  # warm the page cache
   echo "big file: $BIG bytes; small file: $SMALL bytes; reps: $REPS; conc reps: $CONC_REPS"
   echo "blksizes: $BLKSIZES; windows: $WINDOWS; clients: $CLIENTS"
   echo "loadgen retransmission floor in concurrency runs: $CONC_MIN_TIMEOUT_MS ms"
+  echo "lossy: curl, $LOSSY_SIZE bytes at blksize $LOSSY_BLKSIZE through tftp-netem; losses: $LOSSY_LOSSES; seeds 1..$LOSSY_SEEDS; servers: $LOSSY_SERVERS"
 } > "$OUT/env.txt"
 
 # The servers selected.
@@ -416,6 +440,64 @@ concurrency_run() { # index clients[@ramp] rep
   sleep 1
 }
 
+# One curl transfer through tftp-netem at loss L each way with seed S. Records the time, the
+# datagrams each side sent beyond the minimum as the proxy saw them (the server: OACK and one
+# DATA per block; curl: RRQ, ACK 0 and one ACK per block), what the proxy dropped and, for
+# tftpd, the retransmissions of its session log.
+lossy_run() { # index loss seed
+  local i=$1 loss=$2 seed=$3 name=${S_NAME[$1]} port=${S_PORT[$1]}
+  local pct config tag pport stats err="" secs=null out t0 t1 npid lines0=0
+  pct=$(awk "BEGIN { printf \"%g\", $loss * 100 }")
+  config="loss=${pct}% bs=$LOSSY_BLKSIZE curl"
+  tag="lossy-$name-loss$loss-s$seed"
+  pport=$((7000 + i))
+  stats=$RAW/$tag.netem.json
+  if ! ensure_up "$i" unpinned; then
+    record lossy "$config" "$name" "$seed" "" '{"secs":null,"failed":1}'
+    return
+  fi
+  local slog=$LOGS/tftpd-sessions.jsonl
+  [[ $name == tftpd && -f $slog ]] && lines0=$(wc -l < "$slog")
+  "$NETEM" --listen "127.0.0.1:$pport" --server "127.0.0.1:$port" --loss "$loss" --seed "$seed" \
+    --stats "$stats" >/dev/null 2>>"$LOGS/$tag.err" &
+  npid=$!
+  sleep 0.2
+  t0=$(date +%s.%N)
+  out=$(curl -sS -o /dev/null --max-time "$LOSSY_DEADLINE" --tftp-blksize "$LOSSY_BLKSIZE" \
+          -w '%{size_download}' "tftp://127.0.0.1:$pport/$LOSSY_NAME" 2>>"$LOGS/$tag.err") || err="curl exit $?"
+  t1=$(date +%s.%N)
+  [[ -z $err && $out != "$LOSSY_SIZE" ]] && err="curl got $out bytes"
+  kill "$npid" 2>/dev/null || true
+  wait "$npid" 2>/dev/null || true
+  local blocks=$((LOSSY_SIZE / LOSSY_BLKSIZE + 1)) m
+  m=$(jq -c --argjson b "$blocks" '{
+      server_retransmissions: (.to_client.received - $b - 1),
+      client_retransmissions: (.to_server.received - $b - 2),
+      dropped: (.to_client.dropped + .to_server.dropped)
+    }' "$stats" 2>/dev/null || echo '{}')
+  if [[ -z $err ]]; then
+    secs=$(calc "$t1 - $t0")
+  else
+    log "  $tag failed: $err"
+    echo "{\"tag\":\"$tag\",\"error\":$(jq -Rn --arg e "$err" '$e')}" >> "$LOGS/failures.jsonl"
+  fi
+  if [[ $name == tftpd ]]; then
+    # The session ends with curl's final ACK, or (if that was lost) after tftpd's retries.
+    local rx=null
+    for _ in $(seq 150); do
+      if [[ -f $slog && $(wc -l < "$slog") -gt $lines0 ]]; then
+        rx=$(sed -n "$((lines0 + 1))p" "$slog" | jq .retransmissions); break
+      fi
+      sleep 0.1
+    done
+    m=$(jq -c --argjson r "$rx" '. + {log_retransmissions: $r}' <<<"$m")
+  fi
+  m=$(jq -c --argjson s "$secs" --argjson f "$([[ -z $err ]] && echo 0 || echo 1)" \
+        '{secs: $s} + . + {failed: $f}' <<<"$m")
+  log "  lossy $name loss=$loss seed=$seed: $m"
+  record lossy "$config" "$name" "$seed" "" "$m"
+}
+
 # ---------------------------------------------------------------------------------------------
 if ! skipped throughput; then
   for mode in $PINNED_MODES; do
@@ -475,6 +557,31 @@ if ! skipped ceiling; then
       done
     done
   done
+fi
+
+if ! skipped lossy; then
+  # curl through tftp-netem (the impairment proxy of tftp-conformance): seeded loss each way,
+  # the same seeds for every server, servers alternating within each seed.
+  declare -a LOSSY_IDX=()
+  for i in "${!S_NAME[@]}"; do
+    [[ " $LOSSY_SERVERS " == *" ${S_NAME[$i]} "* ]] && LOSSY_IDX+=("$i")
+  done
+  if [[ ${#LOSSY_IDX[@]} -eq 0 ]]; then
+    log "lossy: none of \"$LOSSY_SERVERS\" is selected: skipped"
+  else
+    log "lossy: curl through tftp-netem, losses $LOSSY_LOSSES, seeds 1..$LOSSY_SEEDS"
+    for i in "${LOSSY_IDX[@]}"; do start_server "$i" unpinned || true; done
+    for loss in $LOSSY_LOSSES; do
+      for seed in $(seq "$LOSSY_SEEDS"); do
+        order=("${LOSSY_IDX[@]}")
+        if (( seed % 2 == 0 )); then
+          order=(); for ((k = ${#LOSSY_IDX[@]} - 1; k >= 0; k--)); do order+=("${LOSSY_IDX[$k]}"); done
+        fi
+        for i in "${order[@]}"; do lossy_run "$i" "$loss" "$seed"; done
+      done
+    done
+    for i in "${LOSSY_IDX[@]}"; do stop_server "$i"; done
+  fi
 fi
 
 log "done in $(( $(date +%s) - START_TS )) s"
