@@ -21,8 +21,8 @@ SERVERS=(
   "tftpd-hpa|6901|no||in.tftpd --foreground --secure --address 127.0.0.1:\$PORT \$ROOT"
   "atftpd|6902|yes||\$ATFTPD --daemon --no-fork --port \$PORT --bind-address 127.0.0.1 --logfile /dev/null --maxthread 20000 \$ROOT"
   "dnsmasq|69|no||dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --enable-tftp --tftp-root=\$ROOT --tftp-max=20000 --edns-packet-max=65535 --listen-address=127.0.0.1 --bind-interfaces --pid-file= --quiet-tftp --log-facility=\$LOGS/dnsmasq.log --user=nobody"
-  "tftpd|6904|yes|tftpd|\$BIN/tftpd --root \$ROOT --listen 127.0.0.1:\$PORT --max-sessions 100000 --max-sessions-per-client 100000 --session-log \$LOGS/tftpd-sessions.jsonl"
-  # "tftpd-blocking|6905|yes|tftp-blocking|\$BIN/tftpd-blocking --root \$ROOT --listen 127.0.0.1:\$PORT"
+  "tftpd|6904|yes|tftpd|\$BIN/tftpd --root \$ROOT --listen 127.0.0.1:\$PORT --max-sessions 100000 --max-sessions-per-client 100000 --client-rate 0 --max-window-bytes 8388608 --session-log \$LOGS/tftpd-sessions.jsonl"
+  "tftpd-blocking|6905|yes|tftp-blocking --example serve_dir|\$BIN/examples/serve_dir --root \$ROOT --listen 127.0.0.1:\$PORT"
 )
 BASELINE=tftpd-hpa
 
@@ -177,7 +177,8 @@ if [[ $INNER == 0 ]]; then
     IFS='|' read -r name _ _ pkg _ <<<"$entry"
     if [[ -n $pkg && ( -z $ONLY_SERVERS || " $ONLY_SERVERS " == *" $name "* ) ]]; then
       log "building $name (cargo build --release -p $pkg)"
-      cargo build --release -q -p "$pkg"
+      # shellcheck disable=SC2086 # "PACKAGE [--example NAME]"
+      cargo build --release -q -p $pkg
     fi
   done
   TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)

@@ -27,8 +27,15 @@ fn main() -> ExitCode {
         eprintln!("usage: serve_dir --root DIR --listen ADDR:PORT [--workers N]");
         return ExitCode::FAILURE;
     };
+    // A benchmark server: all the load comes from 127.0.0.1, so the per-client limits are off,
+    // and windows may be as large as tftpd --max-window-bytes 8388608 allows.
+    let mut options = ServerOptions::new().listen(listen);
+    options.config.admission.rate_per_client = None;
+    options.config.admission.max_sessions_per_client = usize::MAX;
+    options.config.admission.max_sessions = 100_000;
+    options.config.session.limits.max_window_bytes = 8 << 20;
     let result = DirHandler::new(&root, RootOptions::default())
-        .and_then(|h| Server::bind(h, ServerOptions::new().listen(listen)))
+        .and_then(|h| Server::bind(h, options))
         .and_then(|s| s.workers(workers).serve());
     match result {
         Ok(()) => ExitCode::SUCCESS,
