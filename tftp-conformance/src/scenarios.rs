@@ -299,6 +299,7 @@ pub fn vanishing_client_frees_the_session<S: Adapter, C: Adapter>() {
     let mut options = reports.options();
     options.config.session.initial_timeout = Duration::from_millis(50);
     options.config.session.retries = 3;
+    options.config.session.give_up_after = Duration::ZERO;
     let server = S::serve(Backend::new(false), options);
     let client = Peer::new(server.addr());
     client.rrq(server.addr(), "f1469", &[]);
@@ -805,12 +806,7 @@ pub fn lossy_link<S: Adapter, C: Adapter>() {
     // 10% each way loses a round trip one time in five; 12 retries make a spurious failure
     // (13 losses in a row) about 4e-10 per block.
     options.config.session.retries = 12;
-    // A receiver that stops answering before the sender's next retransmission fails the
-    // sender although every byte arrived; the sender's timeout can reach seconds after a lost
-    // OACK (the first RTT sample then spans the server's 1 s retransmission). Dally as long
-    // as the longest timeout until tftp-proto bounds that (see tftpd/tests/netem.rs,
-    // `put_survives_a_lost_oack_and_a_lost_final_ack`), and do not wait for it at shutdown.
-    options.config.session.dally = options.config.session.max_timeout;
+    // Do not wait for dallying sessions at shutdown.
     options.config.shutdown_grace = Duration::from_millis(100);
     let server = S::serve(Arc::clone(&backend), options);
     let mut config = Config::default();

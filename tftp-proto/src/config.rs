@@ -71,15 +71,24 @@ impl Rollover {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// Retransmissions of the same packet before the transfer fails with a timeout. Default 6.
+    /// Retransmissions of the same packet before the transfer may fail with a timeout (see
+    /// also [`Config::give_up_after`]). Default 6.
     pub retries: u32,
+    /// The transfer fails only once `retries` retransmissions are spent *and* the peer has
+    /// made no progress for this long. With an adaptive timeout of tens of milliseconds, six
+    /// retries alone span a few seconds: less than some clients pause, and less than a
+    /// client that restarts its own 5-second timer on every repeated block (atftp) needs
+    /// before it acknowledges again. Default 20 s; `Duration::ZERO` for retries alone.
+    pub give_up_after: Duration,
     /// Retransmission timeout before any round trip has been measured (RFC 6298 §2.1's
     /// 1 second). Default 1 s.
     pub initial_timeout: Duration,
     /// Floor of the adaptive timeout, so a fast link does not retransmit on scheduling noise.
     /// Default 50 ms.
     pub min_timeout: Duration,
-    /// Ceiling of the adaptive timeout, also after exponential backoff. Default 5 s.
+    /// Ceiling of the adaptive timeout, also after exponential backoff. Default 8 s: above
+    /// the 5 s that some clients (atftp) wait, and restart, before they acknowledge again, so
+    /// that backing off does leave them a quiet gap to answer in.
     pub max_timeout: Duration,
     /// How long the receiver of the last DATA keeps answering a repeated last DATA with its
     /// final ACK (RFC 1350 §6, "dallying"). Default 1 s; never shorter than a negotiated
@@ -103,9 +112,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             retries: 6,
+            give_up_after: Duration::from_secs(20),
             initial_timeout: Duration::from_secs(1),
             min_timeout: Duration::from_millis(50),
-            max_timeout: Duration::from_secs(5),
+            max_timeout: Duration::from_secs(8),
             dally: Duration::from_secs(1),
             rollover: Rollover::ToZero,
             max_transfer_size: None,

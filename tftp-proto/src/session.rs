@@ -215,6 +215,8 @@ pub struct Session<R> {
     received_bytes: u64,
     /// The outcome is decided (`stats.outcome` is final).
     done: bool,
+    /// When the peer last made the transfer progress (for [`Config::give_up_after`]).
+    last_progress: Instant,
 }
 
 impl<R> Session<R> {
@@ -248,6 +250,7 @@ impl<R> Session<R> {
             finished_pending: false,
             received_bytes: 0,
             done: false,
+            last_progress: now,
         }
     }
 
@@ -409,7 +412,7 @@ impl<R> Session<R> {
         if self.done && !matches!(self.state, State::Dallying(_)) {
             return;
         }
-        if !self.accept_source(from) {
+        if !self.accept_source(from, datagram) {
             self.stats.stray_packets += 1;
             if self.stray.is_none() {
                 self.stray = Some(from);
@@ -475,7 +478,8 @@ impl<R> Session<R> {
         if !waiting_for_peer {
             return;
         }
-        if self.retries >= self.config.retries {
+        let patient = now.saturating_duration_since(self.last_progress) < self.config.give_up_after;
+        if self.retries >= self.config.retries && !patient {
             let retries = self.retries;
             self.fail(now, TransferError::TimedOut { retries });
             return;
@@ -648,14 +652,24 @@ impl<R> Session<R> {
 
     // ---- internals ----
 
-    fn accept_source(&mut self, from: SocketAddr) -> bool {
+    fn accept_source(&mut self, from: SocketAddr, datagram: &[u8]) -> bool {
         if self.peer_locked {
             return from == self.peer
                 || (from.port() == self.peer.port()
                     && from.ip().to_canonical() == self.peer.ip().to_canonical());
         }
         // A client's first answer comes from the server's new transfer port (RFC 1350 §4).
-        if from.ip().to_canonical() == self.peer.ip().to_canonical() && from.port() != 0 {
+        // Lock onto that port only for a datagram that can answer this request, so that a
+        // stray (a late packet to a reused port) cannot capture the transfer.
+        let get = matches!(self.state, State::Requesting { get: true });
+        let answers = match Packet::decode(datagram) {
+            Ok(Packet::Oack(_) | Packet::Error { .. }) => true,
+            Ok(Packet::Data { block: 1, .. }) => get,
+            Ok(Packet::Ack { block: 0 }) => !get,
+            _ => false,
+        };
+        if answers && from.ip().to_canonical() == self.peer.ip().to_canonical() && from.port() != 0
+        {
             self.peer = from;
             self.peer_locked = true;
             return true;
@@ -678,7 +692,9 @@ impl<R> Session<R> {
                     .timeout
                     .map(|t| core::time::Duration::from_secs(u64::from(t)))
                     .unwrap_or_default();
-                Some(now + self.config.dally.max(fixed))
+                // Long enough for the sender to time out and resend the last block a few times
+                // (its timer is about ours): a lost final ACK must not fail the transfer.
+                Some(now + self.config.dally.max(fixed).max(self.rto.current() * 4))
             }
             // Sending (started) arms on DATA; Closed: a final ERROR expects nothing.
             State::Sending { .. } | State::Closed => self.deadline,
@@ -691,8 +707,9 @@ impl<R> Session<R> {
         }
     }
 
-    fn progress(&mut self) {
+    fn progress(&mut self, now: Instant) {
         self.retries = 0;
+        self.last_progress = now;
         self.rto.progress();
     }
 
@@ -715,8 +732,11 @@ impl<R> Session<R> {
     }
 
     fn on_first_answer(&mut self, now: Instant, get: bool, packet: Packet<'_>) -> State {
-        self.sample_ctrl_rtt(now);
-        self.progress();
+        // No round-trip sample from the request: its answer may be the server's retransmitted
+        // OACK (Karn's rule cannot tell), and it includes the server's work on the request
+        // (opening a file, asking an origin), so it would inflate the timeout.
+        self.ctrl_probe = None;
+        self.progress(now);
         match (get, packet) {
             (_, Packet::Oack(options)) => match self.asked.check_oack(&options) {
                 Ok(transfer) => {
@@ -774,7 +794,7 @@ impl<R> Session<R> {
             Packet::Ack { block } if !started => {
                 if block == 0 {
                     self.sample_ctrl_rtt(now);
-                    self.progress();
+                    self.progress(now);
                     self.deadline = None;
                     return State::Sending {
                         sender,
@@ -793,7 +813,7 @@ impl<R> Session<R> {
                         if let Some(rtt) = sample {
                             self.rto.sample(rtt);
                         }
-                        self.progress();
+                        self.progress(now);
                         if !sender.outstanding() {
                             self.deadline = None;
                         }
@@ -823,7 +843,7 @@ impl<R> Session<R> {
             Packet::Data { block, data } => match r.on_data(block, data) {
                 DataResult::Accepted => {
                     self.sample_ctrl_rtt(now);
-                    self.progress();
+                    self.progress(now);
                     self.deadline = Some(now + self.rto.current());
                     self.received_bytes += data.len() as u64;
                     if let Some(limit) = self.config.max_transfer_size {

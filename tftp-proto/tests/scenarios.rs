@@ -220,6 +220,7 @@ fn retries_are_bounded_then_the_transfer_times_out() {
     let file = random_file(2000, 6);
     let mut config = Config::default();
     config.retries = 4;
+    config.give_up_after = Duration::ZERO;
     let report = Pair::get(PairConfig {
         file,
         server: config,
@@ -244,6 +245,59 @@ fn retries_are_bounded_then_the_transfer_times_out() {
         "DATA 1 and four retransmissions, nothing more"
     );
     assert_eq!(server.retransmissions, 4);
+}
+
+#[test]
+fn a_silent_peer_gets_patience_then_a_bounded_number_of_packets() {
+    // A peer that stops answering right after the first DATA: the server keeps trying until
+    // both its retries are spent and `give_up_after` has passed without progress, backing off
+    // to `max_timeout` between attempts — so a client that restarts a 5 s timer on each
+    // repeated block (atftp) still gets a quiet gap longer than its timer.
+    let file = random_file(2000, 7);
+    let mut config = Config::default();
+    config.retries = 3;
+    config.give_up_after = Duration::from_secs(12);
+    config.initial_timeout = Duration::from_millis(50);
+    let sent = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = sent.clone();
+    let mut pair = Pair::get(PairConfig {
+        file,
+        server: config.clone(),
+        filter: Some(Box::new(move |way, n, _| {
+            if way == Way::ToClient {
+                log.borrow_mut().push(n);
+            }
+            if way == Way::ToServer && n > 0 {
+                Verdict::Drop
+            } else {
+                Verdict::Pass
+            }
+        })),
+        ..PairConfig::default()
+    });
+    let report = pair.run();
+    let server = report.server.unwrap();
+    assert!(matches!(
+        server.outcome,
+        Outcome::Failed(TransferError::TimedOut { .. })
+    ));
+    let took = server.duration();
+    assert!(
+        took >= Duration::from_secs(12) && took < Duration::from_secs(12) + config.max_timeout * 2,
+        "{took:?}"
+    );
+    // 50, 100, 200, ... ms, up to 8 s: a gap longer than 5 s comes before giving up, and
+    // the number of packets stays small.
+    assert!(
+        server.packets_sent <= 1 + 3 + 12_000 / 50,
+        "{}",
+        server.packets_sent
+    );
+    assert!(
+        server.packets_sent < 15,
+        "{} packets to a silent peer",
+        server.packets_sent
+    );
 }
 
 #[test]

@@ -259,7 +259,10 @@ fn a_client_over_its_request_rate_gets_silence() {
 fn packets_to_a_silent_peer_are_bounded() {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("f"), content(1 << 20)).unwrap();
-    let (_d, port) = tftpd(root.path(), &["--retries", "3", "--timeout", "0.1"]);
+    let (_d, port) = tftpd(
+        root.path(),
+        &["--retries", "3", "--timeout", "0.1", "--give-up-after", "0"],
+    );
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     s.send_to(
@@ -288,7 +291,15 @@ fn a_broken_upload_leaves_nothing_and_a_full_disk_is_error_3() {
     let root = tempfile::tempdir().unwrap();
     let (_d, port) = tftpd(
         root.path(),
-        &["--allow-write", "--retries", "2", "--timeout", "0.1"],
+        &[
+            "--allow-write",
+            "--retries",
+            "2",
+            "--timeout",
+            "0.1",
+            "--give-up-after",
+            "0",
+        ],
     );
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();

@@ -5,9 +5,8 @@
 //! network namespaces over a veth pair with `tc qdisc ... netem loss P%`; where it does not,
 //! that part says so and is skipped.
 //!
-//! Two known failures are kept as deterministic reproductions, ignored (`--ignored` runs
-//! them): `put_survives_a_lost_oack_and_a_lost_final_ack` and
-//! `atftp_window_survives_two_lost_acks`.
+//! Two deterministic reproductions of once-failing cases pin the fixes in tftp-proto:
+//! `put_survives_a_lost_oack_and_a_lost_final_ack` and `atftp_window_survives_two_lost_acks`.
 //!
 //! Every client runs under `timeout`, every test is a fixed list of transfers, and no test
 //! asserts a duration: the time at 1% loss is measured by `benches/e2e/run.sh --lossy-only`.
@@ -262,10 +261,10 @@ fn curl_lock_step_through_loss() {
     }
 }
 
-/// atftp, windowsize 8, with DATA lost at 1%, 5% and 10%. Its ACKs are not lost: atftp
+/// atftp, windowsize 8, with DATA lost at 1%, 5% and 10%. Its ACKs are not lost here: atftp
 /// re-acknowledges a repeated window at most once, then ignores repeated blocks and restarts
-/// its 5 s timer with each, so tftpd, retransmitting every 50 ms and doubling, gives up first
-/// (see `atftp_window_survives_two_lost_acks`, ignored: a known failure).
+/// its 5 s timer with each, so every twice-lost ACK costs more than 5 s; that case has its
+/// own test (`atftp_window_survives_two_lost_acks`).
 #[test]
 fn atftp_windowed_through_loss() {
     let server = Server::start(&["--retries", "12"]);
@@ -308,16 +307,13 @@ fn atftp_get(port: &str, file: &str, dest: &Path) -> Output {
     )
 }
 
-/// Known failure, kept as a deterministic reproduction (run with `--ignored`). atftp (0.8)
-/// answers the first repeated window after a lost ACK with one more ACK, then ignores every
-/// repeated block ("got wrong block") and restarts its 5 s timer with each. If that second
-/// ACK is lost too, tftpd's retransmissions (every 50 ms, doubling) keep atftp silent, and
-/// tftpd gives up (6 retries: 6.7 s after the window) before atftp's timer fires (5 s after
-/// the last retransmission, 8.5 s). Any fix is in tftp-proto: keep retrying for longer than
-/// a client's fixed timer after the last retransmission, or let the backoff leave a gap of
-/// more than 5 s before giving up.
+/// atftp (0.8) answers the first repeated window after a lost ACK with one more ACK, then
+/// ignores every repeated block ("got wrong block") and restarts its 5 s timer with each. If
+/// that second ACK is lost too, retransmissions every 50 ms (doubling) keep atftp silent; the
+/// server must neither give up before atftp's timer fires nor keep it from firing. tftp-proto
+/// keeps retrying until `Config::give_up_after` (20 s) has passed without progress, and its
+/// backoff ceiling (8 s) leaves atftp a quiet gap longer than its 5 s timer.
 #[test]
-#[ignore = "tftp-proto/atftp: a window whose ACK is lost twice fails (see the doc comment)"]
 fn atftp_window_survives_two_lost_acks() {
     let server = Server::start(&[]);
     let out = tempfile::tempdir().unwrap();
@@ -480,18 +476,14 @@ fn a_clean_link_costs_no_retransmission() {
     assert_eq!(s.to_client.dropped + s.to_server.dropped, 0);
 }
 
-/// Known failure, kept as a deterministic reproduction (run with `--ignored`). A lost OACK
-/// makes the client's first RTT sample span the server's retransmission of it, whenever that
-/// comes before the client's own retransmission of the request (Karn's rule only excludes
-/// the client's retransmissions): here the server's first timeout is 0.5 s (`--timeout 0.5`);
-/// with both at 1 s it is a race (seen with tftp-blocking's client in the conformance suite).
-/// The client's timeout jumps to about 1.7 s (3.4 s after a 1 s sample) and stays above 1 s
-/// for the next samples. When the final ACK of such a short upload is lost too, the client
-/// retransmits its last DATA after the server stopped dallying (1 s), and reports a timeout
-/// although the server stored the whole file. The fix belongs in tftp-proto (no RTT sample
-/// from the request's exchange, or a dally that outlasts the peer's timeout).
+/// A lost OACK followed by a lost final ACK of a short upload. Had the client taken an RTT
+/// sample from its request's exchange, the sample would span the server's retransmission of
+/// the OACK (Karn's rule only excludes the client's own retransmissions), its timeout would
+/// jump above a second, and it would retransmit its last DATA after the server stopped
+/// dallying: a timeout reported although the server stored the whole file. tftp-proto takes
+/// no sample from the request's exchange, and dallies at least 4 × its own RTO and at least a
+/// negotiated fixed timeout.
 #[test]
-#[ignore = "tftp-proto: a short put fails after a lost OACK and a lost final ACK (see the doc comment)"]
 fn put_survives_a_lost_oack_and_a_lost_final_ack() {
     let server = Server::start(&["--allow-write", "--timeout", "0.5"]);
     let dir = tempfile::tempdir().unwrap();

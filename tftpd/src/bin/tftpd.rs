@@ -80,9 +80,22 @@ struct Args {
     /// tftpd-hpa does (default: keep the adaptive timer and leave it out of the OACK).
     #[arg(long)]
     honour_timeout: bool,
-    /// Retransmissions before a transfer is abandoned.
+    /// Retransmissions before a transfer may be abandoned (see --give-up-after).
     #[arg(long, default_value_t = 6)]
     retries: u32,
+    /// Seconds without progress, on top of --retries, before a transfer is abandoned
+    /// (0: the retries alone).
+    #[arg(long, default_value_t = 20.0, value_name = "SECS")]
+    give_up_after: f64,
+    /// Floor of the adaptive retransmission timeout, in seconds.
+    #[arg(long, default_value_t = 0.05, value_name = "SECS")]
+    min_timeout: f64,
+    /// Ceiling of the retransmission timeout after backoff, in seconds.
+    #[arg(long, default_value_t = 8.0, value_name = "SECS")]
+    max_timeout: f64,
+    /// Seconds the receiver of an upload's last block keeps answering it again.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    dally: f64,
     /// Concurrent transfers; more get "Server busy".
     #[arg(long, default_value_t = 10_000)]
     max_sessions: usize,
@@ -158,6 +171,16 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
         .filter(|d| !d.is_zero())
         .ok_or("--timeout must be a positive number of seconds")?;
     s.retries = args.retries;
+    let secs = |v: f64, flag: &str, zero_ok: bool| {
+        Duration::try_from_secs_f64(v)
+            .ok()
+            .filter(|d| zero_ok || !d.is_zero())
+            .ok_or(format!("{flag} must be a non-negative number of seconds"))
+    };
+    s.give_up_after = secs(args.give_up_after, "--give-up-after", true)?;
+    s.min_timeout = secs(args.min_timeout, "--min-timeout", false)?;
+    s.max_timeout = secs(args.max_timeout, "--max-timeout", false)?;
+    s.dally = secs(args.dally, "--dally", true)?;
     s.max_transfer_size = args.max_upload_size;
     s.limits.max_blksize = args.max_blksize;
     s.limits.max_windowsize = args.max_windowsize.max(1);
