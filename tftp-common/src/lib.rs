@@ -13,6 +13,7 @@ pub mod admission;
 pub mod async_io;
 pub mod client;
 pub mod config;
+pub mod descriptors;
 pub mod drive;
 pub mod fs;
 pub mod request;

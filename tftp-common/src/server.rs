@@ -200,10 +200,17 @@ impl fmt::Debug for ServerCore {
 
 impl ServerCore {
     /// The core for `options` (its sockets are the adapter's business).
+    ///
+    /// Raises the soft descriptor limit to the hard one and caps
+    /// [`AdmissionConfig::max_sessions`](crate::AdmissionConfig::max_sessions) to what it
+    /// allows (see [`crate::descriptors::fit_sessions`]).
     pub fn new(options: &ServerOptions) -> Arc<Self> {
+        let mut config = options.config.clone();
+        config.admission.max_sessions =
+            crate::descriptors::fit_sessions(config.admission.max_sessions);
         Arc::new(ServerCore {
-            admission: Admission::new(options.config.admission.clone()),
-            config: options.config.clone(),
+            admission: Admission::new(config.admission.clone()),
+            config,
             stats: Arc::new(StatsCollector::new(Instant::now())),
             on_session: options.on_session.clone(),
             on_stats: options.on_stats.clone(),

@@ -360,3 +360,60 @@ fn a_broken_upload_leaves_nothing_and_a_full_disk_is_error_3() {
     assert!(!out.status.success());
     assert!(err.contains("error 3"), "{err}");
 }
+
+/// With few file descriptors (two per transfer: its socket and its file), requests beyond
+/// what the limit allows get "Server busy" up front; no admitted transfer fails half-way with
+/// an I/O error. tftpd runs without `CAP_SYS_RESOURCE` under a hard limit of 200 descriptors:
+/// (200 - 128 reserved) / 2 = 36 transfers.
+#[test]
+fn too_few_descriptors_means_server_busy_not_an_io_error() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f"), content(1 << 20)).unwrap();
+    let port = free_udp();
+    let child = Command::new("setpriv")
+        .args([
+            "--bounding-set=-sys_resource",
+            "--inh-caps=-sys_resource",
+            "prlimit",
+            "--nofile=200:200",
+        ])
+        .arg(env!("CARGO_BIN_EXE_tftpd"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--root",
+            root.path().to_str().unwrap(),
+            "--client-rate",
+            "0",
+            "--max-sessions-per-client",
+            "1000",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("setpriv and prlimit (util-linux)");
+    let _d = Daemon(child);
+    wait_ready(port);
+    // 60 clients ask at once and then never acknowledge: every admitted transfer keeps its
+    // socket and file open.
+    let clients: Vec<UdpSocket> = (0..60)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s.send_to(b"\x00\x01f\x00octet\x00", ("127.0.0.1", port))
+                .unwrap();
+            s
+        })
+        .collect();
+    let (mut data, mut busy, mut other) = (0, 0, Vec::new());
+    for s in &clients {
+        let mut buf = [0u8; 600];
+        let (n, _) = s.recv_from(&mut buf).unwrap();
+        match &buf[..n] {
+            [0, 3, 0, 1, ..] => data += 1,
+            [0, 5, _, _, msg @ ..] if msg.starts_with(b"Server busy") => busy += 1,
+            d => other.push(String::from_utf8_lossy(d).into_owned()),
+        }
+    }
+    assert!(other.is_empty(), "unexpected answers: {other:?}");
+    assert_eq!((data, busy), (36, 24));
+}

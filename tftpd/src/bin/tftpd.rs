@@ -160,9 +160,6 @@ fn listen_addrs(args: &Args) -> Result<Vec<SocketAddr>, String> {
         .collect()
 }
 
-/// The descriptor limit after raising it, for [`fit_sessions_to_descriptors`].
-static FD_LIMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
-
 fn config(args: &Args) -> Result<ServerConfig, String> {
     let mut config = ServerConfig::default();
     let s = &mut config.session;
@@ -189,10 +186,6 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
         s.limits.timeout = TimeoutPolicy::Honour;
     }
     config.admission.max_sessions = args.max_sessions;
-    fit_sessions_to_descriptors(
-        &mut config,
-        FD_LIMIT.load(std::sync::atomic::Ordering::Relaxed),
-    );
     config.admission.max_sessions_per_client = args.max_sessions_per_client;
     config.admission.rate_per_client = (args.client_rate > 0.0).then_some(args.client_rate);
     config.admission.burst_per_client = args.client_burst.max(1);
@@ -208,47 +201,6 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
         config.port_range = Some(lo..=hi);
     }
     Ok(config)
-}
-
-/// Many concurrent transfers need many sockets: raise the descriptor limit to the hard limit.
-///
-/// Root may also raise the hard limit (to the kernel's `fs.nr_open`). Returns the limit.
-fn raise_fd_limit() -> u64 {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(1 << 20);
-    let wanted = Rlimit {
-        current: Some(nr_open),
-        maximum: Some(nr_open),
-    };
-    if limit.maximum.is_some_and(|m| m < nr_open) && setrlimit(Resource::Nofile, wanted).is_ok() {
-        return nr_open;
-    }
-    let raised = Rlimit {
-        current: limit.maximum,
-        maximum: limit.maximum,
-    };
-    let _ = setrlimit(Resource::Nofile, raised);
-    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
-}
-
-/// A transfer holds two descriptors (its socket and its file): cap the sessions to what the
-/// descriptor limit allows, so that excess requests get "Server busy" rather than failing
-/// half-way with an I/O error.
-fn fit_sessions_to_descriptors(config: &mut ServerConfig, fd_limit: u64) {
-    let budget = usize::try_from(fd_limit.saturating_sub(128) / 2).unwrap_or(usize::MAX);
-    if config.admission.max_sessions > budget {
-        tracing::warn!(
-            max_sessions = config.admission.max_sessions,
-            fd_limit,
-            capped = budget,
-            "too few file descriptors for --max-sessions; capping it"
-        );
-        config.admission.max_sessions = budget.max(1);
-    }
 }
 
 /// The command line with the `--config` file's settings in front, so that flags win.
@@ -372,7 +324,9 @@ fn drop_privileges(name: &str) -> Result<(), String> {
 }
 
 fn run(args: Args, cli: Vec<OsString>) -> Result<(), String> {
-    FD_LIMIT.store(raise_fd_limit(), std::sync::atomic::Ordering::Relaxed);
+    // As root, before dropping privileges: raise the hard descriptor limit too (the server
+    // caps its concurrent sessions to what the limit allows).
+    tftp_common::descriptors::raise_fd_limit(true);
     let sockets = listeners(&args)?;
     // Before any thread exists: setuid must apply to the whole process.
     if let Some(user) = &args.user {

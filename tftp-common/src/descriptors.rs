@@ -1,0 +1,75 @@
+//! File descriptors: every transfer holds two (its socket and its file or upload), so a server
+//! with thousands of concurrent transfers needs a higher limit than the usual 1,024, and must
+//! not admit more transfers than its limit allows.
+
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+
+/// Descriptors kept aside for listeners, logs, the runtime and the handler's own needs.
+const RESERVED: u64 = 128;
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit, as most servers (and Go's runtime) do;
+/// with `raise_hard` and the privilege to do so (root, `CAP_SYS_RESOURCE`), first raise the
+/// hard limit to the kernel's `fs.nr_open`. Returns the soft limit now in force.
+pub fn raise_fd_limit(raise_hard: bool) -> u64 {
+    let limit = getrlimit(Resource::Nofile);
+    if raise_hard {
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(1 << 20);
+        let wanted = Rlimit {
+            current: Some(nr_open),
+            maximum: Some(nr_open),
+        };
+        if limit.maximum.is_some_and(|m| m < nr_open) && setrlimit(Resource::Nofile, wanted).is_ok()
+        {
+            return nr_open;
+        }
+    }
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        let _ = setrlimit(Resource::Nofile, raised);
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// How many concurrent transfers `fd_limit` descriptors allow (two each, after a reserve).
+pub fn session_budget(fd_limit: u64) -> usize {
+    usize::try_from(fd_limit.saturating_sub(RESERVED) / 2)
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+/// Cap `max_sessions` to what the process's descriptor limit allows (after raising the soft
+/// limit to the hard one), so that requests beyond it get "Server busy" up front rather than
+/// a transfer failing half-way with an I/O error when a socket or file cannot be opened.
+/// Returns the (possibly lowered) value.
+pub fn fit_sessions(max_sessions: usize) -> usize {
+    let budget = session_budget(raise_fd_limit(false));
+    if max_sessions > budget {
+        tracing::warn!(
+            max_sessions,
+            capped = budget,
+            "too few file descriptors for the configured concurrent sessions; capping them \
+             (raise the hard RLIMIT_NOFILE, e.g. LimitNOFILE= in the systemd unit)"
+        );
+        return budget;
+    }
+    max_sessions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_two_descriptors_a_session_after_a_reserve() {
+        assert_eq!(session_budget(20_000), 9_936);
+        assert_eq!(session_budget(1_024), 448);
+        assert_eq!(session_budget(10), 1);
+        assert_eq!(fit_sessions(1), 1);
+    }
+}
