@@ -14,6 +14,9 @@ use tftp_common::runtime;
 /// Bytes per pool job: 64 KiB, one hop per 44 blocks of 1468 bytes. (32 KiB cost about 15%
 /// more server CPU per transfer in `serve_dir` benchmarks.)
 pub(crate) const CHUNK: usize = 64 * 1024;
+/// Blocks per read-ahead job at least, so that large blocks (65464 bytes) do not cost one
+/// pool hop each.
+const BLOCKS_PER_CHUNK: usize = 4;
 
 pub(crate) type Reader<'a> = Box<dyn Read + Send + 'a>;
 pub(crate) type Writer<'a> = Box<dyn Write + Send + 'a>;
@@ -121,7 +124,10 @@ impl Source {
         while self.buf.fill_buf()?.is_empty() {
             let next = match (self.next.take(), self.reader.take()) {
                 (Some(next), _) => next,
-                (None, Some(reader)) => start(self.pool.0.acquire_arc().await, fetch(reader)),
+                (None, Some(reader)) => {
+                    let permit = self.pool.0.acquire_arc().await;
+                    start(permit, fetch(reader, chunk_for(out.len())))
+                }
                 (None, None) => return Ok(0),
             };
             let (reader, chunk) = next.await?;
@@ -133,19 +139,24 @@ impl Source {
                 self.next = self
                     .reader
                     .take()
-                    .map(|reader| start(permit, fetch(reader)));
+                    .map(|reader| start(permit, fetch(reader, chunk_for(out.len()))));
             }
         }
         self.buf.read(out)
     }
 }
 
-/// Read up to a chunk; keep the reader only if there may be more.
-fn fetch(mut reader: Reader<'static>) -> impl FnOnce() -> Chunk + Send + 'static {
+/// The read-ahead chunk for reads of `block` bytes.
+fn chunk_for(block: usize) -> usize {
+    CHUNK.max(block.saturating_mul(BLOCKS_PER_CHUNK))
+}
+
+/// Read up to `len` bytes; keep the reader only if there may be more.
+fn fetch(mut reader: Reader<'static>, len: usize) -> impl FnOnce() -> Chunk + Send + 'static {
     move || {
         let mut chunk = Vec::new();
-        reader.by_ref().take(CHUNK as u64).read_to_end(&mut chunk)?;
-        Ok(((chunk.len() == CHUNK).then_some(reader), chunk))
+        reader.by_ref().take(len as u64).read_to_end(&mut chunk)?;
+        Ok(((chunk.len() == len).then_some(reader), chunk))
     }
 }
 
