@@ -40,7 +40,8 @@
 //! other transfers complete on the same thread.)
 //!
 //! Memory per transfer: the session (see [`tftp_proto`], about 2.5 KiB at blksize 1468)
-//! plus at most two chunks, 128 KiB, for a download (a small file costs its size, and bytes
+//! plus at most two read-ahead chunks for a download, each the larger of 64 KiB and 4 blocks
+//! (128 KiB at blksize 1468; a small file costs its size, and bytes
 //! given to [`ReadResponse::from_bytes`] are served in place), one for an upload.
 //!
 //! # A server and a client

@@ -18,6 +18,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 pub use backend::{Backend, Sink, Source};
+
+/// The README's Rust examples, compiled (and run, unless marked `no_run`) as doctests: this
+/// crate depends on every adapter and runtime they use.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 use tftp_common::ClientError;
 use tftp_common::SessionReport;
 use tftp_common::server::ServerOptions;
