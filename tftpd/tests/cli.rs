@@ -2,65 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn tftpd(args: &[&str]) -> (Daemon, u16) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
-        .args(["--listen", &listen])
-        .args(args)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let daemon = Daemon(child);
-    // Wait until it answers.
-    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    probe
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        probe
-            .send_to(b"\x00\x01--probe--\x00octet\x00", &listen)
-            .unwrap();
-        if probe.recv_from(&mut [0u8; 600]).is_ok() {
-            return (daemon, port);
-        }
-    }
-    panic!("tftpd did not start");
-}
-
-fn curl(port: u16, path: &str) -> (bool, Vec<u8>) {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "20",
-            &format!("tftp://127.0.0.1:{port}/{path}"),
-        ])
-        .output()
-        .expect("curl is not installed; run scripts/test-deps.sh");
-    (out.status.success(), out.stdout)
-}
+mod support;
+use support::{curl, tftpd};
 
 #[test]
 fn serves_the_bundled_example_root() {

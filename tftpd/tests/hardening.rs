@@ -6,59 +6,15 @@
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_udp() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_ready(port: u16) {
-    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    probe
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        probe
-            .send_to(b"\x00\x01probe\x00mail\x00", ("127.0.0.1", port))
-            .unwrap();
-        if probe.recv_from(&mut [0u8; 600]).is_ok() {
-            return;
-        }
-    }
-    panic!("tftpd did not start");
-}
+mod support;
+use support::{Daemon, free_udp, wait_ready};
 
 fn tftpd(root: &Path, args: &[&str]) -> (Daemon, u16) {
-    let port = free_udp();
-    let child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--root",
-            root.to_str().unwrap(),
-        ])
-        .args(args)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = Daemon(child);
-    wait_ready(port);
-    (d, port)
+    let root = ["--root", root.to_str().unwrap()];
+    support::tftpd(&[&root[..], args].concat())
 }
 
 fn content(len: usize) -> Vec<u8> {
@@ -106,22 +62,6 @@ fn udp_ports_of(pid: u32) -> HashSet<u16> {
         .collect()
 }
 
-fn tftp_get(port: u16, file: &str, dest: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new("timeout")
-        .args([
-            "120",
-            env!("CARGO_BIN_EXE_tftp"),
-            "get",
-            &format!("127.0.0.1:{port}"),
-            file,
-            dest.to_str().unwrap(),
-            "-q",
-        ])
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn a_flood_of_junk_does_not_stop_legitimate_transfers() {
     let root = tempfile::tempdir().unwrap();
@@ -135,7 +75,13 @@ fn a_flood_of_junk_does_not_stop_legitimate_transfers() {
         .map(|i| {
             let dest = out.path().join(format!("image{i}"));
             std::thread::spawn(move || {
-                let o = tftp_get(port, "image", &dest, &["-b", "1468", "--retries", "10"]);
+                let o = support::tftp_get(
+                    "120",
+                    port,
+                    "image",
+                    &dest,
+                    &["-b", "1468", "--retries", "10"],
+                );
                 (o, dest)
             })
         })
@@ -198,7 +144,11 @@ fn a_flood_of_junk_does_not_stop_legitimate_transfers() {
     );
     // Still serving.
     let dest = out.path().join("after");
-    assert!(tftp_get(port, "image", &dest, &[]).status.success());
+    assert!(
+        support::tftp_get("120", port, "image", &dest, &[])
+            .status
+            .success()
+    );
 }
 
 #[test]

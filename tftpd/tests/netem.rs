@@ -21,7 +21,6 @@
 mod netem;
 
 use std::io::Read;
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -30,44 +29,13 @@ use std::time::{Duration, Instant};
 
 use netem::{Direction, Impairment, Link, Proxy, Stats};
 
+mod support;
+use support::Daemon;
+
 /// Every client process is killed after this long.
 const CLIENT_LIMIT: &str = "120";
 const LOSSES: [f64; 3] = [0.01, 0.05, 0.10];
 const MIB: usize = 1 << 20;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_udp() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_ready(port: u16) {
-    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    probe
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        probe
-            .send_to(b"\x00\x01probe\x00mail\x00", ("127.0.0.1", port))
-            .unwrap();
-        if probe.recv_from(&mut [0u8; 600]).is_ok() {
-            return;
-        }
-    }
-    panic!("tftpd did not start");
-}
 
 /// A served directory with `f1m` (1 MiB) and `f256k`, and tftpd on it.
 struct Server {
@@ -85,18 +53,9 @@ impl Server {
         std::fs::write(root.path().join("f256k"), content(MIB / 4, 2)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("sessions.jsonl");
-        let port = free_udp();
-        let child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--root"])
-            .arg(root.path())
-            .arg("--session-log")
-            .arg(&log)
-            .args(args)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let daemon = Daemon(child);
-        wait_ready(port);
+        let (root_arg, log_arg) = (root.path().to_str().unwrap(), log.to_str().unwrap());
+        let (daemon, port) =
+            support::tftpd(&[&["--root", root_arg, "--session-log", log_arg][..], args].concat());
         Server {
             _daemon: daemon,
             port,

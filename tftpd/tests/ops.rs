@@ -4,41 +4,10 @@
 
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_udp() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_ready(port: u16) {
-    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    probe
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        probe
-            .send_to(b"\x00\x01probe\x00mail\x00", ("127.0.0.1", port))
-            .unwrap();
-        if probe.recv_from(&mut [0u8; 600]).is_ok() {
-            return;
-        }
-    }
-    panic!("tftpd did not start");
-}
+mod support;
+use support::{Daemon, curl, free_udp, wait_ready};
 
 fn signal(child: &Child, sig: &str) {
     assert!(
@@ -48,19 +17,6 @@ fn signal(child: &Child, sig: &str) {
             .unwrap()
             .success()
     );
-}
-
-fn curl(port: u16, path: &str) -> (bool, Vec<u8>) {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "20",
-            &format!("tftp://127.0.0.1:{port}/{path}"),
-        ])
-        .output()
-        .unwrap();
-    (out.status.success(), out.stdout)
 }
 
 /// A transfer held open by a client that acknowledges slowly; returns a thread that finishes

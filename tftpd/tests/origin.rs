@@ -5,59 +5,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn tftpd(args: &[&str]) -> (Daemon, u16) {
-    let port = free_udp();
-    let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
-        .args(["--listen", &listen])
-        .args(args)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let daemon = Daemon(child);
-    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    probe
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        probe
-            .send_to(b"\x00\x01probe\x00mail\x00", &listen)
-            .unwrap();
-        if probe.recv_from(&mut [0u8; 600]).is_ok() {
-            return (daemon, port);
-        }
-    }
-    panic!("tftpd did not start");
-}
+mod support;
+use support::{Daemon, free_tcp, tftpd};
 
 fn byte(i: u64) -> u8 {
     (i.wrapping_mul(2_654_435_761) >> 13) as u8
@@ -152,22 +104,6 @@ fn serve(mut stream: TcpStream) {
     }
 }
 
-fn tftp_get(port: u16, file: &str, dest: &std::path::Path, extra: &[&str]) -> Output {
-    Command::new("timeout")
-        .args([
-            "60",
-            env!("CARGO_BIN_EXE_tftp"),
-            "get",
-            &format!("127.0.0.1:{port}"),
-            file,
-            dest.to_str().unwrap(),
-            "-q",
-        ])
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
 fn expected(len: u64) -> Vec<u8> {
     (0..len).map(byte).collect()
 }
@@ -180,7 +116,7 @@ fn streams_from_the_origin_with_errors_mapped() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("out");
 
-    let out = tftp_get(port, "big/9000000", &dest, &["-b", "1468", "-w", "8"]);
+    let out = support::tftp_get("60", port, "big/9000000", &dest, &["-b", "1468", "-w", "8"]);
     assert!(
         out.status.success(),
         "{}",
@@ -189,7 +125,7 @@ fn streams_from_the_origin_with_errors_mapped() {
     assert!(std::fs::read(&dest).unwrap() == expected(9_000_000));
 
     // A name with a space, a leading slash and a Windows separator.
-    let out = tftp_get(port, "\\images/a b.img", &dest, &[]);
+    let out = support::tftp_get("60", port, "\\images/a b.img", &dest, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -198,7 +134,7 @@ fn streams_from_the_origin_with_errors_mapped() {
     assert_eq!(std::fs::read(&dest).unwrap(), expected(5000));
 
     // Slow but within the timeouts: it arrives whole.
-    let out = tftp_get(port, "slow", &dest, &["-b", "1468"]);
+    let out = support::tftp_get("60", port, "slow", &dest, &["-b", "1468"]);
     assert!(
         out.status.success(),
         "{}",
@@ -215,7 +151,7 @@ fn streams_from_the_origin_with_errors_mapped() {
         ("../etc/passwd", "Access violation"),
     ] {
         let _ = std::fs::remove_file(&dest);
-        let out = tftp_get(port, file, &dest, &["-b", "1468"]);
+        let out = support::tftp_get("60", port, file, &dest, &["-b", "1468"]);
         assert!(!out.status.success(), "{file} succeeded");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(message), "{file}: {err}");
@@ -230,7 +166,8 @@ fn origin_transfers_use_bounded_memory() {
     let (daemon, port) = tftpd(&["--http-origin", &url]);
     let dir = tempfile::tempdir().unwrap();
     let len = 256u64 << 20;
-    let out = tftp_get(
+    let out = support::tftp_get(
+        "60",
         port,
         &format!("big/{len}"),
         &dir.path().join("out"),

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use tftp_tokio::{Server, ServerOptions, SessionReport};
 use tftpd::{DirHandler, RootOptions};
 
+mod support;
+
 struct Fixture {
     root: tempfile::TempDir,
     out: tempfile::TempDir,
@@ -518,7 +520,7 @@ fn our_client_against_tftpd_hpa() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("in.tftpd (tftpd-hpa) is not installed; run scripts/test-deps.sh");
-    let _daemon = KillOnDrop(daemon);
+    let _daemon = support::Daemon(daemon);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let tftp = env!("CARGO_BIN_EXE_tftp");
     let out_dir = tempfile::tempdir().unwrap();
@@ -585,13 +587,4 @@ fn our_client_against_tftpd_hpa() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(std::fs::read(root.path().join("uploaded")).unwrap() == data);
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
