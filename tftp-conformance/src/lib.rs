@@ -120,6 +120,21 @@ impl Reports {
         options
     }
 
+    /// [`Reports::options`] that also record the server statistics callback's figures, every
+    /// `interval`.
+    pub fn options_with_intervals(
+        &self,
+        interval: std::time::Duration,
+    ) -> (ServerOptions, Arc<Mutex<Vec<tftp_common::ServerStats>>>) {
+        let intervals = Arc::new(Mutex::new(Vec::new()));
+        let i = Arc::clone(&intervals);
+        let mut options = self
+            .options()
+            .on_stats(move |s| i.lock().unwrap().push(s.clone()));
+        options.config.stats_interval = interval;
+        (options, intervals)
+    }
+
     /// The reports so far.
     pub fn all(&self) -> Vec<SessionReport> {
         self.0.lock().unwrap().clone()

@@ -363,12 +363,7 @@ pub fn source_failure_mid_transfer<S: Adapter, C: Adapter>() {
 pub fn stats_once_per_session<S: Adapter, C: Adapter>() {
     let backend = Backend::new(true);
     let reports = Reports::default();
-    let intervals = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let i = Arc::clone(&intervals);
-    let mut options = reports
-        .options()
-        .on_stats(move |s| i.lock().unwrap().push(s.clone()));
-    options.config.stats_interval = Duration::from_millis(100);
+    let (options, intervals) = reports.options_with_intervals(Duration::from_millis(100));
     let server = S::serve(Arc::clone(&backend), options);
     expect_file::<S, C>(
         &backend,
@@ -451,12 +446,7 @@ pub fn five_hundred_concurrent_transfers<S: Adapter, C: Adapter>() {
 pub fn size_probe_is_counted_as_a_probe<S: Adapter, C: Adapter>() {
     let backend = Backend::new(false);
     let reports = Reports::default();
-    let intervals = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let i = Arc::clone(&intervals);
-    let mut options = reports
-        .options()
-        .on_stats(move |s| i.lock().unwrap().push(s.clone()));
-    options.config.stats_interval = Duration::from_millis(50);
+    let (options, intervals) = reports.options_with_intervals(Duration::from_millis(50));
     let server = S::serve(Arc::clone(&backend), options);
     let firmware = Peer::new(server.addr());
     firmware.rrq(
