@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::time::Instant;
 
 use tftp_proto::testing::{CLIENT_ADDR, SERVER_ADDR, TRANSFER_ADDR};
@@ -11,37 +10,9 @@ use tftp_proto::{
     ClientSession, Config, IncomingRequest, Mode, OptionValues, Output, ServerSession,
 };
 
-struct Counting;
-
-thread_local! {
-    /// Allocations made by this thread: the test harness's own threads allocate too.
-    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(|a| a.get())
-}
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 /// Allocations made by a whole transfer of `blocks` blocks between two sessions.
 fn transfer(blocks: usize, windowsize: u16, netascii: bool) -> u64 {
