@@ -160,20 +160,22 @@ fn listen_addrs(args: &Args) -> Result<Vec<SocketAddr>, String> {
         .collect()
 }
 
+/// A flag's value in seconds as a [`Duration`]: positive, or with `zero_ok` also zero.
+fn secs(value: f64, flag: &str, zero_ok: bool) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| zero_ok || !d.is_zero())
+        .ok_or_else(|| match zero_ok {
+            true => format!("{flag} must be a non-negative number of seconds"),
+            false => format!("{flag} must be a positive number of seconds"),
+        })
+}
+
 fn config(args: &Args) -> Result<ServerConfig, String> {
     let mut config = ServerConfig::default();
     let s = &mut config.session;
-    s.initial_timeout = Duration::try_from_secs_f64(args.timeout)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or("--timeout must be a positive number of seconds")?;
+    s.initial_timeout = secs(args.timeout, "--timeout", false)?;
     s.retries = args.retries;
-    let secs = |v: f64, flag: &str, zero_ok: bool| {
-        Duration::try_from_secs_f64(v)
-            .ok()
-            .filter(|d| zero_ok || !d.is_zero())
-            .ok_or(format!("{flag} must be a non-negative number of seconds"))
-    };
     s.give_up_after = secs(args.give_up_after, "--give-up-after", true)?;
     s.min_timeout = secs(args.min_timeout, "--min-timeout", false)?;
     s.max_timeout = secs(args.max_timeout, "--max-timeout", false)?;
@@ -463,15 +465,13 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         ),
         None => None,
     };
-    let secs = |s: f64, flag: &str| {
-        Duration::try_from_secs_f64(s)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or(format!("{flag} must be a positive number of seconds"))
-    };
     let timeouts = OriginTimeouts {
-        connect: secs(args.origin_connect_timeout, "--origin-connect-timeout")?,
-        read: secs(args.origin_read_timeout, "--origin-read-timeout")?,
+        connect: secs(
+            args.origin_connect_timeout,
+            "--origin-connect-timeout",
+            false,
+        )?,
+        read: secs(args.origin_read_timeout, "--origin-read-timeout", false)?,
     };
     let origin = match &args.http_origin {
         Some(url) => {
