@@ -163,6 +163,17 @@ pub enum TransferError {
         /// The configured limit.
         limit: u64,
     },
+    /// The data did not match its announced size (RFC 2349 `tsize`): a receiver got more or
+    /// fewer bytes than announced (a truncated or padded transfer), or a sender's source ended
+    /// short of, or ran past, the size it reported (the file changed while being read). The
+    /// session sent ERROR 0 rather than complete a transfer that is not the announced file.
+    #[error("size mismatch: {expected} bytes announced, {actual} transferred")]
+    SizeMismatch {
+        /// The announced size.
+        expected: u64,
+        /// The bytes actually transferred (or read from the source) when the mismatch showed.
+        actual: u64,
+    },
 }
 
 impl TransferError {
@@ -173,6 +184,7 @@ impl TransferError {
             TransferError::Protocol(ProtocolError::BadOack(_)) => Some(ErrorCode::OPTION_REFUSED),
             TransferError::Protocol(_) => Some(ErrorCode::ILLEGAL_OPERATION),
             TransferError::TooLarge { .. } => Some(ErrorCode::DISK_FULL),
+            TransferError::SizeMismatch { .. } => Some(ErrorCode::NOT_DEFINED),
             TransferError::TimedOut { .. } => None,
         }
     }

@@ -105,6 +105,23 @@
 //! of state. At blksize 1468 and windowsize 1 that is under 2.5 KiB.
 //! [`OptionLimits::max_window_bytes`] bounds the ring.
 //!
+//! The ring exists only once data flows: after the client's ACK 0 of a read's OACK, and at
+//! the first DATA of a write. A request that is never answered — spoofed, say — costs its
+//! session state and the OACK, well under 4 KiB, whatever blksize and windowsize it asks for.
+//!
+//! The caller's receive buffer must hold [`Session::max_datagram_len`] bytes (517 while only
+//! ACKs, OACKs and ERRORs can arrive; `4 + blksize + 1` while DATA can); the listening socket's
+//! buffer must hold the largest request the server accepts (RFC 2347 asks clients to keep a
+//! request within 512 bytes; 65,535 takes any datagram).
+//!
+//! # Hostile peers
+//!
+//! A session never answers an ERROR, answers at most three strangers (one a second) with
+//! ERROR 5, and counts every stray datagram in [`SessionStats::stray_packets`]: one spoofed
+//! datagram between two transfers causes at most one reply (CVE-2024-2169, the "Loop DoS").
+//! A transfer whose bytes differ from its announced `tsize` fails with
+//! [`TransferError::SizeMismatch`], on either side.
+//!
 //! # Errors
 //!
 //! Split by fault: [`DecodeError`] (the peer sent garbage), [`TransferError`] (how a transfer

@@ -362,13 +362,9 @@ impl<'a> Packet<'a> {
             }
             Opcode::Error => {
                 let (code, rest) = split_u16(body)?;
-                let (message, rest) = split_field(rest, Field::ErrorMessage)?;
-                if !rest.is_empty() {
-                    return Err(DecodeError::TrailingBytes);
-                }
                 Ok(Packet::Error {
                     code: ErrorCode(code),
-                    message,
+                    message: lenient_message(rest),
                 })
             }
             Opcode::Oack => decode_options(body).map(Packet::Oack),
@@ -523,6 +519,18 @@ fn split_field(bytes: &[u8], field: Field) -> Result<(&str, &[u8]), DecodeError>
     })
 }
 
+/// An ERROR's message, read liberally: an ERROR ends the transfer whatever its text, so a
+/// message cut short by a small receive buffer (no NUL), bytes after the NUL, or text that is
+/// not UTF-8 (servers that send Latin-1) must not turn the peer's ERROR into garbage. The
+/// message is the valid UTF-8 prefix of the bytes before the first NUL.
+fn lenient_message(bytes: &[u8]) -> &str {
+    let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
+    match core::str::from_utf8(text) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or_default(),
+    }
+}
+
 fn decode_request(body: &[u8]) -> Result<Request<'_>, DecodeError> {
     let (filename, rest) = split_field(body, Field::Filename)?;
     let (mode, rest) = split_field(rest, Field::Mode)?;
@@ -653,13 +661,34 @@ mod tests {
             (b"\0\x03\0", Truncated),
             (b"\0\x04\0", Truncated),
             (b"\0\x04\0\x01\0", TrailingBytes),
-            (b"\0\x05\0\x01oops", MissingNul(Field::ErrorMessage)),
-            (b"\0\x05\0\x01oops\0x", TrailingBytes),
-            (b"\0\x05\0\x01\xc3\0", NotUtf8(Field::ErrorMessage)),
+            (b"\0\x05\0", Truncated),
             (b"\0\x06tsize\x00\xff\0", NotUtf8(Field::OptionValue)),
         ];
         for (bytes, want) in cases {
             assert_eq!(Packet::decode(bytes), Err(want.clone()), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn an_error_is_read_liberally() {
+        // An ERROR ends the transfer whatever its text: one cut short by a small receive
+        // buffer, padded after its NUL, or in Latin-1 is still the peer's ERROR.
+        let cases: &[(&[u8], &str)] = &[
+            (b"\0\x05\0\x01oops", "oops"),
+            (b"\0\x05\0\x01oops\0x", "oops"),
+            (b"\0\x05\0\x01no\xe9\0", "no"),
+            (b"\0\x05\0\x01\xc3", ""),
+            (b"\0\x05\0\x01", ""),
+        ];
+        for (bytes, message) in cases {
+            assert_eq!(
+                Packet::decode(bytes),
+                Ok(Packet::Error {
+                    code: ErrorCode(1),
+                    message
+                }),
+                "{bytes:?}"
+            );
         }
     }
 

@@ -60,7 +60,8 @@ impl Receiver {
         let blksize = usize::from(blksize);
         let window = u64::from(windowsize.max(1));
         Receiver {
-            ring: vec![0; (HEADER_LEN + blksize) * window as usize],
+            // Allocated when the first block arrives: a spoofed write request pins nothing.
+            ring: Vec::new(),
             blksize,
             window,
             rollover,
@@ -99,6 +100,9 @@ impl Receiver {
         let lookback = self.next.saturating_sub(self.window + 1);
         if let Some(index) = self.rollover.resolve(block, lookback, window_end) {
             if index == self.next {
+                if self.ring.is_empty() {
+                    self.ring = vec![0; (HEADER_LEN + self.blksize) * self.window as usize];
+                }
                 let start = self.slot_start(index);
                 self.ring[start + HEADER_LEN..start + HEADER_LEN + payload.len()]
                     .copy_from_slice(payload);

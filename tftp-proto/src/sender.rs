@@ -1,7 +1,7 @@
 //! The sending half of a transfer: a window of DATA blocks kept for retransmission.
 //!
-//! Memory: one ring of `windowsize × (4 + blksize)` bytes, allocated when the transfer
-//! parameters are known and never grown (bounded by [`crate::OptionLimits::max_window_bytes`]).
+//! Memory: one ring of `windowsize × (4 + blksize)` bytes, allocated when DATA starts (after
+//! ACK 0 of an OACK) and never grown (bounded by [`crate::OptionLimits::max_window_bytes`]).
 //! Each slot holds a complete DATA packet, header included, so sending is one borrowed slice
 //! and the source is never read twice. Netascii adds one staging buffer of `blksize` bytes.
 //!
@@ -40,6 +40,9 @@ pub(crate) struct Sender {
     probe: Option<(u64, Instant)>,
     /// Payload bytes acknowledged.
     pub(crate) bytes_acked: u64,
+    /// Source bytes taken so far, and how many the source said it would yield (octet mode).
+    taken: u64,
+    expected: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -87,7 +90,24 @@ impl Sender {
             }),
             probe: None,
             bytes_acked: 0,
+            taken: 0,
+            expected: None,
         }
+    }
+
+    /// Check the source against the `size` it announced (octet mode only).
+    pub(crate) fn expecting(mut self, size: Option<u64>) -> Self {
+        self.expected = size;
+        self
+    }
+
+    /// `(announced, taken)` once the source has shown it does not yield its announced size:
+    /// it ended short of it, or yielded more.
+    pub(crate) fn size_mismatch(&self) -> Option<(u64, u64)> {
+        let expected = self.expected?;
+        let ended = self.eof.is_some();
+        (self.taken > expected || (ended && self.taken != expected))
+            .then_some((expected, self.taken))
     }
 
     fn slot_range(&self, index: u64) -> core::ops::Range<usize> {
@@ -141,6 +161,7 @@ impl Sender {
             }
             None => {
                 self.fill_pos += n;
+                self.taken += n as u64;
                 if self.fill_pos == self.blksize {
                     self.complete_block();
                 }

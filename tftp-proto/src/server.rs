@@ -231,12 +231,15 @@ impl Session<Server> {
                 buf
             })
         });
+        if let RequestKind::Read = request.kind {
+            s.source_size = size;
+        }
         match (request.kind, oack) {
             (RequestKind::Read, Some(oack)) => {
-                s.start_sending(false);
+                s.start_offering();
                 s.queue_ctrl(oack);
             }
-            (RequestKind::Read, None) => s.start_sending(true),
+            (RequestKind::Read, None) => s.start_sending(),
             (RequestKind::Write, Some(oack)) => {
                 s.start_receiving();
                 s.queue_ctrl(oack);

@@ -15,7 +15,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::error::{ProtocolError, TransferError, UsageError};
 use crate::options::{OptionValues, TransferOptions};
-use crate::packet::{ErrorCode, Mode, Packet, ack_bytes};
+use crate::packet::{ErrorCode, HEADER_LEN, Mode, Packet, ack_bytes};
 use crate::receiver::{DataResult, Receiver};
 use crate::sender::{AckResult, Sender};
 use crate::stats::{Outcome, SessionStats};
@@ -26,6 +26,18 @@ const MAX_BATCH_BYTES: usize = 65_000;
 
 /// The ERROR 5 answer to a datagram from a stranger (RFC 1350 §4), prebuilt.
 const UNKNOWN_TID: &[u8] = b"\x00\x05\x00\x05Unknown transfer ID\x00";
+
+/// At most this many strangers are answered with ERROR 5 in a session's life, and at most one
+/// per [`STRAY_REPLY_INTERVAL`]: RFC 1350 §4 asks for the answer, but unbounded answers let one
+/// spoofed datagram make two transfers answer each other forever (CVE-2024-2169, the TFTP
+/// "Loop DoS") and make every session a reflector.
+const MAX_STRAY_REPLIES: u32 = 3;
+/// See [`MAX_STRAY_REPLIES`].
+const STRAY_REPLY_INTERVAL: core::time::Duration = core::time::Duration::from_secs(1);
+
+/// A control packet (ACK, OACK, ERROR) from a peer fits in this many bytes: 4 header bytes and
+/// a 512-byte message or option list (RFC 1350 §5, RFC 2347).
+const MAX_CONTROL_LEN: usize = 516;
 
 /// One datagram, or a batch of datagrams, for the caller to send.
 #[must_use = "a Transmit must be sent (or deliberately dropped, which the peer sees as loss)"]
@@ -169,8 +181,11 @@ impl Store<'_> {
 enum State {
     /// Client: the request is out, no answer yet.
     Requesting { get: bool },
-    /// Sending DATA. `started` is false while an OACK awaits its ACK 0.
-    Sending { sender: Sender, started: bool },
+    /// Server, read request: the OACK is out, ACK 0 has not come (RFC 2347). Nothing of the
+    /// window exists yet, so a spoofed request pins no more than the session itself.
+    Offered,
+    /// Sending DATA.
+    Sending(Sender),
     /// Receiving DATA.
     Receiving(Receiver),
     /// The last DATA is acknowledged; re-acknowledge repeats until the deadline.
@@ -201,6 +216,12 @@ pub struct Session<R> {
     ctrl_sent: bool,
     /// A stranger to answer with ERROR 5.
     stray: Option<SocketAddr>,
+    /// Strangers answered so far, and when the last was (see [`MAX_STRAY_REPLIES`]).
+    stray_replies: u32,
+    last_stray_reply: Option<Instant>,
+    /// Server, read request: the size the source will yield, as the application said (and
+    /// announced as `tsize`); checked against what the source really yields.
+    pub(crate) source_size: Option<u64>,
     rto: Rto,
     deadline: Option<Instant>,
     retries: u32,
@@ -240,6 +261,9 @@ impl<R> Session<R> {
             ctrl_pending: false,
             ctrl_sent: false,
             stray: None,
+            stray_replies: 0,
+            last_stray_reply: None,
+            source_size: None,
             rto: Rto::new(config),
             deadline: None,
             retries: 0,
@@ -269,15 +293,20 @@ impl<R> Session<R> {
         self.queue_ctrl(request);
     }
 
-    pub(crate) fn start_sending(&mut self, started: bool) {
+    /// Start sending DATA: allocate the window ring.
+    pub(crate) fn start_sending(&mut self) {
         let o = self.stats.options;
-        let sender = Sender::new(
-            o.blksize,
-            o.windowsize,
-            self.config.rollover,
-            self.mode == Mode::Netascii,
-        );
-        self.state = State::Sending { sender, started };
+        let netascii = self.mode == Mode::Netascii;
+        // In netascii the wire size differs from the source's (RFC 1350 appendix): no check.
+        let expected = self.source_size.filter(|_| !netascii);
+        let sender = Sender::new(o.blksize, o.windowsize, self.config.rollover, netascii)
+            .expecting(expected);
+        self.state = State::Sending(sender);
+    }
+
+    /// Server, read request with an OACK: wait for ACK 0 before anything else.
+    pub(crate) fn start_offering(&mut self) {
+        self.state = State::Offered;
     }
 
     pub(crate) fn start_receiving(&mut self) {
@@ -340,6 +369,12 @@ impl<R> Session<R> {
             TransferError::TooLarge { .. } => {
                 Some((ErrorCode::DISK_FULL, "Transfer exceeds the size limit"))
             }
+            TransferError::SizeMismatch { .. } => match self.state {
+                State::Sending(_) => {
+                    Some((ErrorCode::NOT_DEFINED, "File changed while being sent"))
+                }
+                _ => Some((ErrorCode::NOT_DEFINED, "Transfer size differs from tsize")),
+            },
             _ => None,
         };
         self.finish(now, Outcome::Failed(error), reply);
@@ -402,21 +437,42 @@ impl<R> Session<R> {
         self.deadline
     }
 
+    /// How large the caller's receive buffer must be for this session's next datagram: every
+    /// datagram the session can accept now fits, with one byte to spare so that an oversized
+    /// DATA is seen as such rather than silently cut to a full block (which would corrupt the
+    /// file). Ask again after each input: it grows when DATA starts to flow (`4 + blksize + 1`)
+    /// and is 517 bytes while only ACKs, OACKs and ERRORs can arrive.
+    ///
+    /// A datagram longer than the buffer is truncated by the socket; an ERROR cut short is
+    /// still read as the peer's ERROR (its message shortened).
+    pub fn max_datagram_len(&self) -> usize {
+        let data = match &self.state {
+            State::Receiving(r) | State::Dallying(r) => HEADER_LEN + r.blksize,
+            // The first DATA carries at most what was asked (RFC 2348), 512 without options.
+            State::Requesting { get: true } => {
+                HEADER_LEN + usize::from(self.asked.blksize.map_or(512, |b| b.max(512)))
+            }
+            _ => 0,
+        };
+        data.max(MAX_CONTROL_LEN) + 1
+    }
+
     // ---- input ----
 
     /// Feed a datagram received from `from` on this session's socket at `now`.
     ///
-    /// A datagram from anyone but the transfer peer is answered with ERROR 5 and otherwise
-    /// ignored (RFC 1350 §4). Then drain [`Session::poll_output`].
+    /// A datagram from anyone but the transfer peer is ignored and counted in
+    /// [`SessionStats::stray_packets`]; RFC 1350 §4's ERROR 5 answer goes out only for a stray
+    /// DATA, ACK or OACK, never for an ERROR (answering ERRORs is how one spoofed datagram makes
+    /// two transfers loop forever, CVE-2024-2169), and at most a few times per session, at most
+    /// once a second. Then drain [`Session::poll_output`].
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         if self.done && !matches!(self.state, State::Dallying(_)) {
             return;
         }
         if !self.accept_source(from, datagram) {
             self.stats.stray_packets += 1;
-            if self.stray.is_none() {
-                self.stray = Some(from);
-            }
+            self.maybe_answer_stray(now, from, datagram);
             return;
         }
         self.stats.packets_received += 1;
@@ -436,7 +492,8 @@ impl<R> Session<R> {
         let state = core::mem::replace(&mut self.state, State::Closed);
         self.state = match state {
             State::Requesting { get } => self.on_first_answer(now, get, packet),
-            State::Sending { sender, started } => self.on_sending(now, sender, started, packet),
+            State::Offered => self.on_offered(now, packet),
+            State::Sending(sender) => self.on_sending(now, sender, packet),
             State::Receiving(receiver) => self.on_receiving(now, receiver, packet),
             State::Dallying(mut receiver) => {
                 if let Packet::Data { block, data } = packet {
@@ -470,7 +527,8 @@ impl<R> Session<R> {
             return;
         }
         let waiting_for_peer = match &self.state {
-            State::Sending { sender, started } => !*started || sender.outstanding(),
+            State::Offered => true,
+            State::Sending(sender) => sender.outstanding(),
             State::Receiving(r) => r.waiting_for_peer(),
             State::Requesting { .. } => true,
             State::Dallying(_) | State::Closed => false,
@@ -488,10 +546,7 @@ impl<R> Session<R> {
         self.rto.back_off();
         self.ctrl_probe = None;
         match &mut self.state {
-            State::Sending {
-                sender,
-                started: true,
-            } => sender.on_timeout(),
+            State::Sending(sender) => sender.on_timeout(),
             State::Receiving(r) if r.blocks_stored() > 0 => {
                 let block = r.on_timeout();
                 self.queue_ack(block);
@@ -555,6 +610,14 @@ impl<R> Session<R> {
                 segment_size: None,
             });
         }
+        // A source that ended short of its announced size, or ran past it, must not reach the
+        // peer as a complete file.
+        if let State::Sending(sender) = &self.state {
+            if let Some((expected, actual)) = sender.size_mismatch() {
+                let error = TransferError::SizeMismatch { expected, actual };
+                self.fail(now, error);
+            }
+        }
         // A due ACK becomes the control packet.
         if let State::Receiving(r) = &mut self.state {
             if let Some(block) = r.take_ack() {
@@ -589,15 +652,12 @@ impl<R> Session<R> {
         // With batching, fill the window before sending it, so that it goes out in one batch
         // rather than block by block as each is filled.
         let fill_first = self.config.max_batch > 1
-            && matches!(&self.state, State::Sending { sender, .. } if sender.wants_fill());
-        let data_ready = !fill_first
-            && matches!(
-                &self.state,
-                State::Sending { sender, started: true } if sender.can_transmit()
-            );
+            && matches!(&self.state, State::Sending(sender) if sender.wants_fill());
+        let data_ready =
+            !fill_first && matches!(&self.state, State::Sending(sender) if sender.can_transmit());
         if data_ready {
             let rto = self.rto.current();
-            let State::Sending { sender, .. } = &mut self.state else {
+            let State::Sending(sender) = &mut self.state else {
                 return Output::Wait(self.deadline);
             };
             // All paths return here, so the borrow of `sender` may be handed out.
@@ -641,7 +701,7 @@ impl<R> Session<R> {
                     });
                 }
             }
-            State::Sending { sender, .. } if sender.wants_fill() => {
+            State::Sending(sender) if sender.wants_fill() => {
                 return Output::Fill(Fill { sender });
             }
             State::Closed => return Output::Closed,
@@ -652,6 +712,26 @@ impl<R> Session<R> {
 
     // ---- internals ----
 
+    /// RFC 1350 §4 answers a stranger with ERROR 5; see [`MAX_STRAY_REPLIES`] for the bounds.
+    fn maybe_answer_stray(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        // Only what the lost peer of an old transfer would send: never an ERROR (that is the
+        // loop), never a request, never garbage.
+        let answerable = matches!(datagram, [0, 3 | 4 | 6, ..]);
+        let due = self
+            .last_stray_reply
+            .is_none_or(|t| now.saturating_duration_since(t) >= STRAY_REPLY_INTERVAL);
+        if answerable
+            && due
+            && self.stray.is_none()
+            && self.stray_replies < MAX_STRAY_REPLIES
+            && crate::server::acceptable_source(from)
+        {
+            self.stray = Some(from);
+            self.stray_replies += 1;
+            self.last_stray_reply = Some(now);
+        }
+    }
+
     fn accept_source(&mut self, from: SocketAddr, datagram: &[u8]) -> bool {
         if self.peer_locked {
             return from == self.peer
@@ -661,11 +741,13 @@ impl<R> Session<R> {
         // A client's first answer comes from the server's new transfer port (RFC 1350 §4).
         // Lock onto that port only for a datagram that can answer this request, so that a
         // stray (a late packet to a reused port) cannot capture the transfer.
+        // Judged by opcode and block number alone: a malformed OACK from the server is the
+        // server's answer too, and fails the transfer with a clear error (not a timeout).
         let get = matches!(self.state, State::Requesting { get: true });
-        let answers = match Packet::decode(datagram) {
-            Ok(Packet::Oack(_) | Packet::Error { .. }) => true,
-            Ok(Packet::Data { block: 1, .. }) => get,
-            Ok(Packet::Ack { block: 0 }) => !get,
+        let answers = match datagram {
+            [0, 5 | 6, ..] => true,
+            [0, 3, 0, 1, ..] => get,
+            [0, 4, 0, 0] => !get,
             _ => false,
         };
         if answers && from.ip().to_canonical() == self.peer.ip().to_canonical() && from.port() != 0
@@ -680,9 +762,7 @@ impl<R> Session<R> {
     /// Arm the retransmission timer after sending the control packet, if it expects an answer.
     fn arm_after_ctrl(&mut self, now: Instant) {
         self.deadline = match &self.state {
-            State::Requesting { .. } | State::Sending { started: false, .. } => {
-                Some(now + self.rto.current())
-            }
+            State::Requesting { .. } | State::Offered => Some(now + self.rto.current()),
             State::Receiving(r) if r.waiting_for_peer() => Some(now + self.rto.current()),
             State::Receiving(_) => None,
             State::Dallying(_) => {
@@ -696,8 +776,8 @@ impl<R> Session<R> {
                 // (its timer is about ours): a lost final ACK must not fail the transfer.
                 Some(now + self.config.dally.max(fixed).max(self.rto.current() * 4))
             }
-            // Sending (started) arms on DATA; Closed: a final ERROR expects nothing.
-            State::Sending { .. } | State::Closed => self.deadline,
+            // Sending arms on DATA; Closed: a final ERROR expects nothing.
+            State::Sending(_) | State::Closed => self.deadline,
         };
     }
 
@@ -718,8 +798,7 @@ impl<R> Session<R> {
             return;
         }
         // The PXE/UEFI size check: tsize asked, OACK sent, ERROR instead of ACK 0.
-        let probe = matches!(self.state, State::Sending { started: false, .. })
-            && self.asked.tsize.is_some();
+        let probe = matches!(self.state, State::Offered) && self.asked.tsize.is_some();
         let outcome = if probe {
             Outcome::SizeProbe
         } else {
@@ -753,7 +832,7 @@ impl<R> Session<R> {
                         self.start_receiving();
                         self.queue_ack(0);
                     } else {
-                        self.start_sending(true);
+                        self.start_sending();
                     }
                     core::mem::replace(&mut self.state, State::Closed)
                 }
@@ -773,7 +852,7 @@ impl<R> Session<R> {
             }
             (false, Packet::Ack { block: 0 }) => {
                 self.set_options(TransferOptions::default());
-                self.start_sending(true);
+                self.start_sending();
                 core::mem::replace(&mut self.state, State::Closed)
             }
             (_, other) => {
@@ -783,27 +862,35 @@ impl<R> Session<R> {
         }
     }
 
-    fn on_sending(
-        &mut self,
-        now: Instant,
-        mut sender: Sender,
-        started: bool,
-        packet: Packet<'_>,
-    ) -> State {
+    fn on_offered(&mut self, now: Instant, packet: Packet<'_>) -> State {
         match packet {
-            Packet::Ack { block } if !started => {
-                if block == 0 {
-                    self.sample_ctrl_rtt(now);
-                    self.progress(now);
-                    self.deadline = None;
-                    return State::Sending {
-                        sender,
-                        started: true,
-                    };
-                }
-                self.fail(now, ProtocolError::AckOutOfWindow(block).into());
-                return State::Closed;
+            Packet::Ack { block: 0 } => {
+                self.sample_ctrl_rtt(now);
+                self.progress(now);
+                self.deadline = None;
+                // Only now does the window ring exist: the peer has shown it receives at the
+                // address the request came from.
+                self.start_sending();
+                core::mem::replace(&mut self.state, State::Closed)
             }
+            Packet::Ack { block } => {
+                self.fail(now, ProtocolError::AckOutOfWindow(block).into());
+                State::Closed
+            }
+            // A repeated request (single-port mode): the retransmission timer deals with it.
+            Packet::Rrq(_) | Packet::Wrq(_) | Packet::Oack(_) => {
+                self.stats.duplicates += 1;
+                State::Offered
+            }
+            other => {
+                self.fail(now, ProtocolError::Unexpected(kind_name(&other)).into());
+                State::Closed
+            }
+        }
+    }
+
+    fn on_sending(&mut self, now: Instant, mut sender: Sender, packet: Packet<'_>) -> State {
+        match packet {
             Packet::Ack { block } => {
                 let result = sender.on_ack(block, now);
                 self.stats.blocks = sender.blocks_acked();
@@ -835,7 +922,7 @@ impl<R> Session<R> {
                 return State::Closed;
             }
         }
-        State::Sending { sender, started }
+        State::Sending(sender)
     }
 
     fn on_receiving(&mut self, now: Instant, mut r: Receiver, packet: Packet<'_>) -> State {
@@ -849,6 +936,19 @@ impl<R> Session<R> {
                     if let Some(limit) = self.config.max_transfer_size {
                         if self.received_bytes > limit {
                             self.fail(now, TransferError::TooLarge { limit });
+                            return State::Closed;
+                        }
+                    }
+                    // An announced size (RFC 2349) is a promise: a transfer that ends short of
+                    // it (say, blocks cut by a receive buffer smaller than blksize) or runs past
+                    // it is not the announced file. Netascii sizes are estimates.
+                    if let (Some(expected), false) =
+                        (self.stats.options.tsize, self.mode == Mode::Netascii)
+                    {
+                        let actual = self.received_bytes;
+                        let last = data.len() < r.blksize;
+                        if actual > expected || (last && actual != expected) {
+                            self.fail(now, TransferError::SizeMismatch { expected, actual });
                             return State::Closed;
                         }
                     }
