@@ -120,17 +120,26 @@ impl Source {
         }
     }
 
+    /// Cancel-safe (the session drops a pending read when a datagram arrives): the running
+    /// pool job stays in `next`, and the reader is taken only once a pool permit is held.
     async fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.buf.fill_buf()?.is_empty() {
-            let next = match (self.next.take(), self.reader.take()) {
-                (Some(next), _) => next,
-                (None, Some(reader)) => {
-                    let permit = self.pool.0.acquire_arc().await;
-                    start(permit, fetch(reader, chunk_for(out.len())))
+            if self.next.is_none() {
+                if self.reader.is_none() {
+                    return Ok(0);
                 }
-                (None, None) => return Ok(0),
+                let permit = self.pool.0.acquire_arc().await;
+                let Some(reader) = self.reader.take() else {
+                    return Ok(0);
+                };
+                self.next = Some(start(permit, fetch(reader, chunk_for(out.len()))));
+            }
+            let Some(next) = self.next.as_mut() else {
+                continue;
             };
-            let (reader, chunk) = next.await?;
+            let chunk = next.await;
+            self.next = None;
+            let (reader, chunk) = chunk?;
             (self.reader, self.buf) = (reader, Cursor::new(chunk));
         }
         // The next chunk, if a permit is free now (if not, it is read once this one is sent).

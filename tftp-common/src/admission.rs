@@ -2,6 +2,14 @@
 //!
 //! One [`Admission`] per server, shared by its listeners. [`Admission::try_admit`] returns a
 //! [`Permit`] that holds the session's place until dropped.
+//!
+//! Every permit counts against the limits until it is dropped, whatever replaced it: a new
+//! request from a client port that has a session ends that session (its permit's
+//! [`Permit::replaced`] signal fires) but does not get past `max_sessions` or
+//! `max_sessions_per_client` while the old one still holds its socket and buffers.
+//!
+//! Clients are counted by address, IPv6 clients by prefix ([`AdmissionConfig::ipv6_prefix`],
+//! /64 by default): one host holds a whole /64 and can pick any address in it.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -25,6 +33,15 @@ pub struct AdmissionConfig {
     pub rate_per_client: Option<f64>,
     /// Bucket size of the per-client rate limit. Default 40.
     pub burst_per_client: u32,
+    /// IPv6 clients are counted (for the per-client limits) by this prefix of their address:
+    /// a host is usually given a whole /64 and can send from any address in it. Default 64;
+    /// 128 counts every address apart.
+    pub ipv6_prefix: u8,
+    /// ERROR answers from the listening ports per second, all clients together (refusals:
+    /// busy, malformed requests); beyond, requests are dropped unanswered. An answer goes to
+    /// whatever source address a request carries, so without a bound a listener reflects a
+    /// flood at a spoofed victim. Default 1,000.
+    pub replies_per_second: f64,
 }
 
 impl Default for AdmissionConfig {
@@ -34,6 +51,8 @@ impl Default for AdmissionConfig {
             max_sessions_per_client: 64,
             rate_per_client: Some(20.0),
             burst_per_client: 40,
+            ipv6_prefix: 64,
+            replies_per_second: 1000.0,
         }
     }
 }
@@ -53,6 +72,16 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// A short name for logs and metric labels.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Duplicate => "duplicate",
+            Refusal::ServerBusy => "server_busy",
+            Refusal::ClientBusy => "client_busy",
+            Refusal::RateLimited => "rate_limited",
+        }
+    }
+
     /// The ERROR to send, if any (none for duplicates and rate limiting).
     pub fn reply(self) -> Option<ErrorReply> {
         match self {
@@ -75,13 +104,26 @@ struct Bucket {
     at: Instant,
 }
 
+/// The latest session of a client transfer ID.
+#[derive(Debug)]
+struct Entry {
+    /// A fingerprint of its request (a repeat of the same request is a retransmission).
+    print: u64,
+    /// Its permit's generation, so that a replaced permit's release does not remove its
+    /// successor.
+    generation: u64,
+    /// Ends the session when dropped (replaced by a new request from the same port).
+    _end: crate::runtime::Trigger,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// Active sessions by client transfer ID: a fingerprint of the request, and the permit's
-    /// generation (so that a replaced permit's release does not remove its successor).
-    sessions: HashMap<SocketAddr, (u64, u64)>,
+    /// The latest session of each client transfer ID.
+    sessions: HashMap<SocketAddr, Entry>,
     generation: u64,
-    per_ip: HashMap<IpAddr, usize>,
+    /// Permits alive, replaced ones included.
+    active: usize,
+    per_client: HashMap<IpAddr, usize>,
     buckets: HashMap<IpAddr, Bucket>,
 }
 
@@ -97,15 +139,26 @@ pub struct Admission {
 pub struct Permit {
     admission: Arc<Admission>,
     peer: SocketAddr,
+    client: IpAddr,
     generation: u64,
+    replaced: Arc<crate::runtime::Signal>,
     /// Counts the session as active until the permit is dropped, whatever happens to the
     /// task that holds it (even a panic).
     pub(crate) active: Option<Arc<crate::stats::StatsCollector>>,
 }
 
+impl Permit {
+    /// Fires when a new request from the same client port replaces this session: the
+    /// session should end without a word (the client gave up on it).
+    pub(crate) fn replaced(&self) -> Arc<crate::runtime::Signal> {
+        Arc::clone(&self.replaced)
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.admission.release(self.peer, self.generation);
+        self.admission
+            .release(self.peer, self.client, self.generation);
         if let Some(stats) = self.active.take() {
             stats.session_ended();
         }
@@ -137,37 +190,46 @@ impl Admission {
         }
     }
 
-    /// Sessions admitted and not yet released.
+    /// Sessions admitted and not yet released (replaced ones included until they end).
     pub fn active(&self) -> usize {
-        self.lock().sessions.len()
+        self.lock().active
+    }
+
+    /// The key a client is counted under: its address, or its IPv6 prefix.
+    pub fn client_key(&self, peer: SocketAddr) -> IpAddr {
+        match peer.ip().to_canonical() {
+            IpAddr::V6(ip) => {
+                let bits = u32::from(self.config.ipv6_prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                IpAddr::V6((u128::from(ip) & mask).into())
+            }
+            v4 => v4,
+        }
     }
 
     /// Admit `request` at `now`, or say why not.
     ///
-    /// A *different* request from a client port that already has a session is admitted (the
-    /// client gave up on the old one); the old entry is replaced, and its permit's release
-    /// becomes a no-op for the table.
+    /// A *different* request from a client port that already has a session replaces it (the
+    /// client gave up on the old one): the old permit's [`Permit::replaced`] signal fires.
+    /// The new request is subject to every limit like any other, and the old session counts
+    /// until it has ended.
     pub fn try_admit(
         self: &Arc<Self>,
         request: &IncomingRequest,
         now: Instant,
     ) -> Result<Permit, Refusal> {
         let peer = request.peer;
-        let ip = peer.ip().to_canonical();
+        let ip = self.client_key(peer);
         let print = fingerprint(request);
         let mut s = self.lock();
-        let replacing = match s.sessions.get(&peer) {
-            Some(&(p, _)) if p == print => return Err(Refusal::Duplicate),
-            Some(_) => true,
-            None => false,
-        };
-        if !replacing {
-            if s.sessions.len() >= self.config.max_sessions {
-                return Err(Refusal::ServerBusy);
-            }
-            if s.per_ip.get(&ip).copied().unwrap_or(0) >= self.config.max_sessions_per_client {
-                return Err(Refusal::ClientBusy);
-            }
+        if s.sessions.get(&peer).is_some_and(|e| e.print == print) {
+            return Err(Refusal::Duplicate);
+        }
+        if s.active >= self.config.max_sessions {
+            return Err(Refusal::ServerBusy);
+        }
+        if s.per_client.get(&ip).copied().unwrap_or(0) >= self.config.max_sessions_per_client {
+            return Err(Refusal::ClientBusy);
         }
         if let Some(rate) = self.config.rate_per_client {
             let burst = f64::from(self.config.burst_per_client.max(1));
@@ -190,33 +252,50 @@ impl Admission {
             }
             b.tokens -= 1.0;
         }
-        if !replacing {
-            *s.per_ip.entry(ip).or_default() += 1;
-        }
+        *s.per_client.entry(ip).or_default() += 1;
+        s.active += 1;
         s.generation += 1;
         let generation = s.generation;
-        s.sessions.insert(peer, (print, generation));
+        let (end, replaced) = crate::runtime::Signal::new();
+        let entry = Entry {
+            print,
+            generation,
+            _end: end,
+        };
+        // Dropping the replaced entry fires its session's signal.
+        let old = s.sessions.insert(peer, entry);
         drop(s);
+        drop(old);
         Ok(Permit {
             admission: Arc::clone(self),
             peer,
+            client: ip,
             generation,
+            replaced,
             active: None,
         })
     }
 
-    fn release(&self, peer: SocketAddr, generation: u64) {
+    fn release(&self, peer: SocketAddr, client: IpAddr, generation: u64) {
         let mut s = self.lock();
-        if s.sessions.get(&peer).is_some_and(|&(_, g)| g == generation) {
-            s.sessions.remove(&peer);
-            let ip = peer.ip().to_canonical();
-            if let Some(n) = s.per_ip.get_mut(&ip) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    s.per_ip.remove(&ip);
-                }
+        s.active = s.active.saturating_sub(1);
+        if let Some(n) = s.per_client.get_mut(&client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.per_client.remove(&client);
             }
         }
+        let current = s
+            .sessions
+            .get(&peer)
+            .is_some_and(|e| e.generation == generation);
+        let ended = if current {
+            s.sessions.remove(&peer)
+        } else {
+            None
+        };
+        drop(s);
+        drop(ended);
     }
 }
 
@@ -282,16 +361,80 @@ mod tests {
         let probe = a.try_admit(&req("10.0.0.1:1000", "a"), now).unwrap();
         let mut again = req("10.0.0.1:1000", "a");
         again.options.tsize = Some(0);
+        assert!(!probe.replaced().is_fired());
         let real = a.try_admit(&again, now).unwrap();
-        assert_eq!(a.active(), 1);
-        drop(probe);
-        assert_eq!(
-            a.active(),
-            1,
-            "the old permit does not release the new session"
+        assert!(
+            probe.replaced().is_fired(),
+            "the old session is told to end"
         );
+        assert!(!real.replaced().is_fired());
+        assert_eq!(a.active(), 2, "the old session counts until it has ended");
+        drop(probe);
+        assert_eq!(a.active(), 1);
+        // The new session is still known: its retransmitted request is a duplicate.
+        assert_eq!(a.try_admit(&again, now).unwrap_err(), Refusal::Duplicate);
         drop(real);
         assert_eq!(a.active(), 0);
+    }
+
+    #[test]
+    fn replacements_from_one_port_cannot_pass_the_limits() {
+        // 300 different requests from one client port: each replaces the last, but while the
+        // replaced sessions have not ended they count, so at most 4 exist at once.
+        let now = Instant::now();
+        let a = Admission::new(AdmissionConfig {
+            max_sessions_per_client: 4,
+            rate_per_client: None,
+            ..AdmissionConfig::default()
+        });
+        let mut permits = Vec::new();
+        let mut busy = 0;
+        for i in 0..300 {
+            match a.try_admit(&req("10.0.0.1:1000", &format!("f{i}")), now) {
+                Ok(p) => permits.push(p),
+                Err(Refusal::ClientBusy) => busy += 1,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(permits.len(), 4);
+        assert_eq!(busy, 296);
+        assert_eq!(a.active(), 4);
+        let fired = permits.iter().filter(|p| p.replaced().is_fired()).count();
+        assert_eq!(fired, 3, "all but the latest are told to end");
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        let now = Instant::now();
+        let a = Admission::new(AdmissionConfig {
+            max_sessions_per_client: 2,
+            rate_per_client: None,
+            ..AdmissionConfig::default()
+        });
+        let _p1 = a
+            .try_admit(&req("[2001:db8:1:2::1]:1000", "a"), now)
+            .unwrap();
+        let _p2 = a
+            .try_admit(&req("[2001:db8:1:2::2]:1000", "a"), now)
+            .unwrap();
+        assert_eq!(
+            a.try_admit(&req("[2001:db8:1:2:ffff::3]:1000", "a"), now)
+                .unwrap_err(),
+            Refusal::ClientBusy,
+            "another address of the same /64"
+        );
+        let _p3 = a
+            .try_admit(&req("[2001:db8:1:3::1]:1000", "a"), now)
+            .unwrap();
+        // IPv4 clients, also as mapped addresses, count by address.
+        let _p4 = a
+            .try_admit(&req("[::ffff:10.0.0.1]:1000", "a"), now)
+            .unwrap();
+        let _p5 = a.try_admit(&req("10.0.0.1:1001", "a"), now).unwrap();
+        assert_eq!(
+            a.try_admit(&req("10.0.0.1:1002", "a"), now).unwrap_err(),
+            Refusal::ClientBusy
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tftp_proto::{
     ClientSession, Config, Event, Mode, OptionValues, SessionStats, TransferError, TransferOptions,
 };
 
-use crate::drive::drive;
+use crate::drive::{Drive, drive};
 use crate::runtime::{AsyncUdp, Data, Io, NoData, Runtime, Transport};
 
 /// Why a client transfer failed.
@@ -132,8 +132,15 @@ impl ClientCore {
             complete,
             kill,
             kill_listener: None,
+            gone: None,
+            gone_listener: None,
         };
-        let stats = drive(&mut session, &mut io, true, |event| {
+        let how = Drive {
+            until_finished: true,
+            full_buffer: true,
+            ..Drive::default()
+        };
+        let stats = drive(&mut session, &mut io, how, |event| {
             if let (Event::Negotiated(o), Some(f)) = (event, &self.on_negotiated) {
                 f(o);
             }
@@ -149,9 +156,15 @@ impl ClientCore {
                 complete: None,
                 kill: None,
                 kill_listener: None,
+                gone: None,
+                gone_listener: None,
+            };
+            let how = Drive {
+                full_buffer: true,
+                ..Drive::default()
             };
             rt.spawn(async move {
-                drive(&mut session, &mut io, false, |_| {}).await;
+                drive(&mut session, &mut io, how, |_| {}).await;
             });
         }
         into_result(stats)

@@ -27,6 +27,14 @@ pub struct ServerConfig {
     pub single_port: bool,
     /// On shutdown, how long running transfers may take to finish before they are aborted.
     pub shutdown_grace: Duration,
+    /// How long a handler's source may take to supply one block before its transfer is
+    /// aborted ("Data source timed out"). Meanwhile the session keeps serving its peer's
+    /// datagrams and the shutdown signal. Default 20 s.
+    pub source_timeout: Duration,
+    /// The memory all sessions' windows may take together (each `windowsize × (4 +
+    /// blksize)` bytes once data flows); a session that does not fit is aborted with "Server
+    /// busy". Default 1 GiB.
+    pub window_memory: usize,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +49,8 @@ impl Default for ServerConfig {
             port_range: None,
             single_port: false,
             shutdown_grace: Duration::from_secs(10),
+            source_timeout: Duration::from_secs(20),
+            window_memory: 1 << 30,
         }
     }
 }

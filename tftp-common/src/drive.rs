@@ -1,14 +1,19 @@
 //! The session loop shared by the async adapters: drain the session's outputs, then wait for
 //! a datagram, the deadline, or a kill. An adapter supplies only the I/O ([`SessionIo`]),
 //! whatever its runtime.
+//!
+//! A slow source never wedges a session: while the loop waits for source bytes it keeps
+//! receiving the peer's datagrams (its ERROR ends the transfer at once), honours the kill
+//! signal, and gives the source [`Drive::source_timeout`] per block before it aborts.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tftp_proto::{ErrorCode, Event, Output, Session, SessionStats};
 
+use crate::budget::WindowBudget;
 use crate::request::HandlerError;
 
 /// What ended a wait.
@@ -18,11 +23,20 @@ pub enum Wake {
     Datagram(usize, SocketAddr),
     /// The deadline passed.
     Deadline,
-    /// The datagram source is gone (a single-port route was replaced): drop the transfer
-    /// silently.
+    /// The datagram source is gone (a new request from the same client port replaced this
+    /// transfer): drop the transfer silently.
     Gone,
     /// The server is shutting down past its grace period: abort with an ERROR.
     Kill,
+}
+
+/// What ended a wait for source bytes.
+#[derive(Debug)]
+pub enum Filled {
+    /// The source answered: bytes read into the block, `Ok(0)` at its end, or its error.
+    Read(io::Result<usize>),
+    /// Something else came first (the read was dropped before it took any byte).
+    Woken(Wake),
 }
 
 /// The I/O of one session, in some runtime.
@@ -44,8 +58,16 @@ pub trait SessionIo {
             }
         }
     }
-    /// Read source bytes (sending side); `Ok(0)` is the end.
-    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>>;
+    /// Read source bytes into `block` (sending side); `Ok(0)` is the end — or, whichever
+    /// comes first, receive a datagram into `buf`, see the deadline pass, or a kill. The read
+    /// must be cancel-safe: when something else comes first it is dropped, and the source
+    /// must not have consumed any byte (true of every `AsyncRead`).
+    fn read(
+        &mut self,
+        block: &mut [u8],
+        deadline: Option<Instant>,
+        buf: &mut [u8],
+    ) -> impl Future<Output = Filled>;
     /// Store a received block (receiving side); with `last`, also finish the upload (flush,
     /// move into place) before returning.
     fn write(&mut self, data: &[u8], last: bool) -> impl Future<Output = Result<(), HandlerError>>;
@@ -53,34 +75,95 @@ pub trait SessionIo {
     fn wait(&mut self, deadline: Option<Instant>, buf: &mut [u8]) -> impl Future<Output = Wake>;
 }
 
-/// Drive `session` until it closes, or (with `until_finished`) until its outcome is known.
-/// Returns the final statistics (from [`Event::Finished`]).
+/// How [`drive`] runs a session, beyond the protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Drive<'a> {
+    /// Return as soon as the outcome is known (a client; the caller dallies in the
+    /// background), instead of when the session closes.
+    pub until_finished: bool,
+    /// Receive into a 65,535-byte buffer, so an oversized datagram is reported with its real
+    /// length (a client: one session, one buffer). Otherwise the buffer is
+    /// [`Session::max_datagram_len`] bytes, which keeps thousands of server sessions small.
+    pub full_buffer: bool,
+    /// How long the source may take to supply one block before the transfer is aborted with
+    /// "Data source timed out". `None`: no limit.
+    pub source_timeout: Option<Duration>,
+    /// The memory that windows of all sessions may take together; a session whose window does
+    /// not fit when data starts to flow is aborted with "Server busy".
+    pub budget: Option<&'a WindowBudget>,
+}
+
+/// Drive `session` until it closes, or (with [`Drive::until_finished`]) until its outcome is
+/// known. Returns the final statistics (from [`Event::Finished`]).
 pub async fn drive<R, I: SessionIo>(
     session: &mut Session<R>,
     io: &mut I,
-    until_finished: bool,
+    how: Drive<'_>,
     mut on_event: impl FnMut(&Event),
 ) -> Option<SessionStats> {
     let mut buf = Vec::new();
     let mut finished = None;
+    let mut reservation = None;
+    // The block the source is working on, and when it must have delivered it.
+    let mut source_deadline: Option<(u64, Instant)> = None;
     loop {
         let deadline = loop {
-            match session.poll_output(Instant::now()) {
+            let deadline = session.poll_timeout();
+            let now = Instant::now();
+            // Room for the largest datagram the peer may send, plus one byte to see oversize.
+            let want = if how.full_buffer {
+                65_536
+            } else {
+                session.max_datagram_len()
+            };
+            if buf.len() != want {
+                buf.resize(want, 0);
+            }
+            if let (None, Some(budget)) = (&reservation, how.budget) {
+                let bytes = session.window_memory();
+                if bytes > 0 {
+                    reservation = budget.reserve(bytes);
+                    if reservation.is_none() {
+                        tracing::warn!(bytes, "window memory budget exhausted");
+                        let busy = "Server busy, try again later";
+                        session.abort(now, ErrorCode::NOT_DEFINED, busy);
+                    }
+                }
+            }
+            match session.poll_output(now) {
                 Output::Transmit(t) => match t.segment_size {
                     Some(size) => io.send_batch(t.destination, t.contents, size).await,
                     None => io.send(t.destination, t.contents).await,
                 },
-                Output::Fill(mut fill) => match io.read(fill.buf()).await {
-                    Ok(0) => fill.finish(),
-                    Ok(n) => {
-                        let _ = fill.advance(n);
+                Output::Fill(mut fill) => {
+                    let block = fill.block();
+                    let limit = match (source_deadline, how.source_timeout) {
+                        (Some((b, at)), _) if b == block => Some(at),
+                        (_, Some(timeout)) => now.checked_add(timeout),
+                        (_, None) => None,
+                    };
+                    source_deadline = limit.map(|at| (block, at));
+                    let wake_at = earliest(deadline, limit);
+                    match io.read(fill.buf(), wake_at, &mut buf).await {
+                        Filled::Read(Ok(0)) => fill.finish(),
+                        Filled::Read(Ok(n)) => {
+                            let _ = fill.advance(n);
+                        }
+                        Filled::Read(Err(e)) => {
+                            tracing::warn!(error = %e, "data source failed");
+                            let error = HandlerError::from(&e);
+                            session.abort(Instant::now(), error.code, &error.message);
+                        }
+                        Filled::Woken(Wake::Deadline)
+                            if limit.is_some_and(|at| Instant::now() >= at) =>
+                        {
+                            tracing::warn!(block, "data source timed out");
+                            let message = "Data source timed out";
+                            session.abort(Instant::now(), ErrorCode::NOT_DEFINED, message);
+                        }
+                        Filled::Woken(wake) => on_wake(session, wake, &buf),
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "data source failed");
-                        let error = HandlerError::from(&e);
-                        session.abort(Instant::now(), error.code, &error.message);
-                    }
-                },
+                }
                 Output::Store(mut store) => {
                     let last = store.is_last();
                     match io.write(store.data(), last).await {
@@ -94,7 +177,7 @@ pub async fn drive<R, I: SessionIo>(
                 Output::Event(event) => {
                     on_event(&event);
                     if let Event::Finished(stats) = event {
-                        if until_finished {
+                        if how.until_finished {
                             return Some(stats);
                         }
                         finished = Some(stats);
@@ -104,17 +187,24 @@ pub async fn drive<R, I: SessionIo>(
                 Output::Closed => return finished,
             }
         };
-        // Room for the largest datagram the peer may send, plus one byte to detect oversize.
-        buf.resize(usize::from(session.options().blksize) + 5, 0);
-        match io.wait(deadline, &mut buf).await {
-            Wake::Datagram(n, from) => session.handle_datagram(Instant::now(), from, &buf[..n]),
-            Wake::Deadline => session.handle_timeout(Instant::now()),
-            Wake::Gone => session.abandon(Instant::now()),
-            Wake::Kill => session.abort(
-                Instant::now(),
-                ErrorCode::NOT_DEFINED,
-                "Server shutting down",
-            ),
-        }
+        let wake = io.wait(deadline, &mut buf).await;
+        on_wake(session, wake, &buf);
+    }
+}
+
+fn on_wake<R>(session: &mut Session<R>, wake: Wake, buf: &[u8]) {
+    let now = Instant::now();
+    match wake {
+        Wake::Datagram(n, from) => session.handle_datagram(now, from, &buf[..n.min(buf.len())]),
+        Wake::Deadline => session.handle_timeout(now),
+        Wake::Gone => session.abandon(now),
+        Wake::Kill => session.abort(now, ErrorCode::NOT_DEFINED, "Server shutting down"),
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

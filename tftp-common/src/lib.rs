@@ -11,6 +11,7 @@
 pub mod admission;
 #[cfg(feature = "async-io")]
 pub mod async_io;
+pub mod budget;
 pub mod client;
 pub mod config;
 pub mod descriptors;

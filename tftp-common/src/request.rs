@@ -189,3 +189,29 @@ impl SessionReport {
         Self::new(request, stats)
     }
 }
+
+/// Text from the network (a file name, a peer's ERROR message) made safe for a log line or a
+/// terminal: control characters (newlines, ESC sequences, DEL, C1) are shown escaped
+/// (`\n`, `\u{1b}`), so a client cannot forge log lines or drive the operator's terminal.
+///
+/// ```
+/// use tftp_common::request::Printable;
+/// assert_eq!(Printable("a\nb\x1b[31m").to_string(), "a\\nb\\u{1b}[31m");
+/// assert_eq!(Printable("pxelinux.cfg/01-aa").to_string(), "pxelinux.cfg/01-aa");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Printable<'a>(pub &'a str);
+
+impl std::fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}

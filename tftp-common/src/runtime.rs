@@ -20,7 +20,7 @@ use event_listener::Event;
 use futures_lite::FutureExt;
 use tftp_proto::OptionLimits;
 
-use crate::drive::{SessionIo, Wake};
+use crate::drive::{Filled, SessionIo, Wake};
 use crate::request::{HandlerError, Request};
 
 /// Tasks and timers of an async runtime.
@@ -118,7 +118,9 @@ static GSO_WORKS: AtomicBool = AtomicBool::new(true);
 
 /// A session's data in an adapter's I/O traits: a source to send from, or a sink to store into.
 pub trait Data: Send {
-    /// Read source bytes; `Ok(0)` is the end (a sink has none).
+    /// Read source bytes; `Ok(0)` is the end (a sink has none). Cancel-safe: dropped before it
+    /// completes, it has consumed no byte (the session goes on receiving the peer's datagrams
+    /// while a source is slow, and drops the read when one arrives).
     fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> + Send;
     /// Write all of `data` (a source ignores it); with `last`, flush too (and close a
     /// server's sink).
@@ -182,7 +184,7 @@ pub trait Service: Send + Sync + 'static {
 
 /// A one-shot broadcast (stop accepting, abort sessions), fired when its [`Trigger`] is
 /// dropped. Waiting for it allocates nothing, so a session can wait on it for every packet.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Signal {
     fired: AtomicBool,
     event: Event,
@@ -213,6 +215,7 @@ impl Signal {
 }
 
 /// Fires its [`Signal`] when dropped.
+#[derive(Debug)]
 pub(crate) struct Trigger(Arc<Signal>);
 
 impl Drop for Trigger {
@@ -282,6 +285,60 @@ pub(crate) struct Io<R: Runtime, D> {
     /// Registered with `kill` at the first wait and kept: registering anew for every packet
     /// cost a lock and a list insertion per wait.
     pub(crate) kill_listener: Option<event_listener::EventListener>,
+    /// Fires when a new request from the same client port replaces this transfer.
+    pub(crate) gone: Option<Arc<Signal>>,
+    pub(crate) gone_listener: Option<event_listener::EventListener>,
+}
+
+/// Complete once `signal` (if any) has fired, keeping the listener registered across calls.
+async fn fired(signal: &Option<Arc<Signal>>, listener: &mut Option<event_listener::EventListener>) {
+    match signal {
+        Some(signal) => {
+            while !signal.is_fired() {
+                let l = listener.get_or_insert_with(|| signal.event.listen());
+                l.await;
+                *listener = None;
+            }
+        }
+        None => pending().await,
+    }
+}
+
+/// Wait for a datagram on `transport` (into `buf`), the deadline, a kill or a replacement.
+async fn wait_parts<R: Runtime>(
+    rt: &R,
+    transport: &mut Transport<R::Socket>,
+    signals: [(
+        &Option<Arc<Signal>>,
+        &mut Option<event_listener::EventListener>,
+    ); 2],
+    deadline: Option<Instant>,
+    buf: &mut [u8],
+) -> Wake {
+    let [(kill, kill_listener), (gone, gone_listener)] = signals;
+    let killed = async {
+        fired(kill, kill_listener).await;
+        Wake::Kill
+    };
+    let replaced = async {
+        fired(gone, gone_listener).await;
+        Wake::Gone
+    };
+    let received = async {
+        match transport.recv(buf).await {
+            Some((n, from)) => Wake::Datagram(n, from),
+            None => Wake::Gone,
+        }
+    };
+    let expired = async {
+        match deadline {
+            Some(deadline) => rt.sleep_until(deadline).await,
+            None => pending().await,
+        }
+        Wake::Deadline
+    };
+    // The common case first: a datagram or the deadline.
+    received.or(expired).or(killed).or(replaced).await
 }
 
 impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
@@ -302,21 +359,61 @@ impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
         }
     }
 
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.data {
-            Some(data) => data.read(buf).await,
-            None => Ok(0),
-        }
+    async fn read(
+        &mut self,
+        block: &mut [u8],
+        deadline: Option<Instant>,
+        buf: &mut [u8],
+    ) -> Filled {
+        let Io {
+            rt,
+            transport,
+            data,
+            kill,
+            kill_listener,
+            gone,
+            gone_listener,
+            ..
+        } = self;
+        let read = async {
+            Filled::Read(match data {
+                Some(data) => data.read(block).await,
+                None => Ok(0),
+            })
+        };
+        let signals = [(&*kill, kill_listener), (&*gone, gone_listener)];
+        let woken =
+            async { Filled::Woken(wait_parts(rt, transport, signals, deadline, buf).await) };
+        // The source first: a ready source never waits behind the socket.
+        read.or(woken).await
     }
 
     async fn write(&mut self, data: &[u8], last: bool) -> Result<(), HandlerError> {
-        if let Some(sink) = &mut self.data {
-            sink.write(data, last).await?;
-        }
-        match self.complete.take_if(|_| last) {
-            Some(complete) => complete().await,
-            None => Ok(()),
-        }
+        let Io {
+            data: sink,
+            complete,
+            kill,
+            kill_listener,
+            ..
+        } = self;
+        let store = async {
+            if let Some(sink) = sink {
+                sink.write(data, last).await?;
+            }
+            match complete.take_if(|_| last) {
+                Some(complete) => complete().await,
+                None => Ok(()),
+            }
+        };
+        // A sink that stalls must not hold shutdown past its grace period.
+        let killed = async {
+            fired(kill, kill_listener).await;
+            Err(HandlerError::new(
+                tftp_proto::ErrorCode::NOT_DEFINED,
+                "Server shutting down",
+            ))
+        };
+        store.or(killed).await
     }
 
     async fn wait(&mut self, deadline: Option<Instant>, buf: &mut [u8]) -> Wake {
@@ -325,35 +422,11 @@ impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
             transport,
             kill,
             kill_listener,
+            gone,
+            gone_listener,
             ..
         } = self;
-        let killed = async {
-            match kill {
-                Some(signal) => {
-                    while !signal.is_fired() {
-                        let listener = kill_listener.get_or_insert_with(|| signal.event.listen());
-                        listener.await;
-                        *kill_listener = None;
-                    }
-                }
-                None => pending().await,
-            }
-            Wake::Kill
-        };
-        let received = async {
-            match transport.recv(buf).await {
-                Some((n, from)) => Wake::Datagram(n, from),
-                None => Wake::Gone,
-            }
-        };
-        let expired = async {
-            match deadline {
-                Some(deadline) => rt.sleep_until(deadline).await,
-                None => pending().await,
-            }
-            Wake::Deadline
-        };
-        // The common case first: a datagram or the deadline.
-        received.or(expired).or(killed).await
+        let signals = [(&*kill, kill_listener), (&*gone, gone_listener)];
+        wait_parts(rt, transport, signals, deadline, buf).await
     }
 }

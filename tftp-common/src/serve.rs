@@ -216,7 +216,7 @@ impl<R: Runtime, S: Service> Listener<R, S> {
         let span =
             // Debug level: entered on every poll, so at the default level it costs nothing; the
             // session's outcome is logged at info level with the same fields.
-            tracing::debug_span!("session", %peer, file = %request.filename, kind = ?request.kind);
+            tracing::debug_span!("session", %peer, file = %crate::request::Printable(&request.filename), kind = ?request.kind);
         let (service, core) = (Arc::clone(&self.service), Arc::clone(&self.core));
         let (routes, live) = (Arc::clone(&self.routes), self.live.clone());
         let io = Io {
@@ -226,6 +226,8 @@ impl<R: Runtime, S: Service> Listener<R, S> {
             complete: None,
             kill: Some(Arc::clone(&self.killed)),
             kill_listener: None,
+            gone: Some(permit.replaced()),
+            gone_listener: None,
         };
         let task = async move {
             session(&*service, &core, &request, io).await;

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tftp_proto::{ErrorReply, IncomingRequest, OptionLimits, Outcome, ServerSession, SessionStats};
+use tftp_proto::{
+    ErrorReply, IncomingRequest, OptionLimits, Outcome, RequestError, ServerSession, SessionStats,
+};
 
 use crate::admission::{Admission, Permit};
 use crate::config::ServerConfig;
-use crate::request::{HandlerError, Request, SessionReport};
+use crate::request::{HandlerError, Printable, Request, SessionReport};
 use crate::stats::{ServerStats, StatsCollector};
 
 /// Called with the report of every finished session (and every refused request).
@@ -184,6 +186,11 @@ pub struct ServerCore {
     /// The configuration.
     pub config: ServerConfig,
     admission: Arc<Admission>,
+    budget: crate::budget::WindowBudget,
+    /// Answers from the listening ports (refusals), so that they cannot be used to reflect
+    /// a flood at a spoofed address.
+    reply_budget: TokenBucket,
+    log_limit: LogLimit,
     stats: Arc<StatsCollector>,
     on_session: Option<SessionCallback>,
     on_stats: Option<StatsCallback>,
@@ -210,6 +217,9 @@ impl ServerCore {
             crate::descriptors::fit_sessions(config.admission.max_sessions);
         Arc::new(ServerCore {
             admission: Admission::new(config.admission.clone()),
+            budget: crate::budget::WindowBudget::new(config.window_memory),
+            reply_budget: TokenBucket::new(config.admission.replies_per_second),
+            log_limit: LogLimit::default(),
             config,
             stats: Arc::new(StatsCollector::new(Instant::now())),
             on_session: options.on_session.clone(),
@@ -241,18 +251,17 @@ impl ServerCore {
             return Decision::Route;
         }
         if !accepting {
-            return Decision::Ignore;
+            return self.drop_request(now, peer, "shutting_down");
         }
         let incoming = match IncomingRequest::parse(peer, datagram) {
             Ok(r) => r,
             Err(e) => {
                 return match e.reply() {
-                    Some(reply) => {
-                        tracing::debug!(%peer, error = %e, "malformed request");
-                        self.stats.error_sent(reply.code);
-                        Decision::Reply(reply)
+                    Some(reply) => self.reject(now, peer, "malformed", reply),
+                    None if matches!(e, RequestError::BadSource) => {
+                        self.drop_request(now, peer, "bad_source")
                     }
-                    None => Decision::Ignore,
+                    None => self.drop_request(now, peer, "not_a_request"),
                 };
             }
         };
@@ -264,20 +273,48 @@ impl ServerCore {
                 Decision::Accept(request, permit)
             }
             Err(refusal) => match refusal.reply() {
-                Some(reply) => {
-                    tracing::info!(%peer, ?refusal, "request refused");
-                    self.stats.error_sent(reply.code);
-                    Decision::Reply(reply)
-                }
-                None => Decision::Ignore,
+                Some(reply) => self.reject(now, peer, refusal.reason(), reply),
+                None => self.drop_request(now, peer, refusal.reason()),
             },
         }
+    }
+
+    /// Drop a datagram at a listening port without an answer: count it, log it (rate-limited).
+    fn drop_request(&self, now: Instant, peer: SocketAddr, reason: &'static str) -> Decision {
+        self.stats.request_dropped(reason);
+        // Retransmitted requests are routine; everything else is worth a (rate-limited) line.
+        if reason != "duplicate" {
+            self.log_limit.note(now, reason, |suppressed| {
+                tracing::info!(%peer, reason, suppressed, "request dropped");
+            });
+        }
+        Decision::Ignore
+    }
+
+    /// Refuse a request with an ERROR from the listening port, within the reply budget.
+    fn reject(
+        &self,
+        now: Instant,
+        peer: SocketAddr,
+        reason: &'static str,
+        reply: ErrorReply,
+    ) -> Decision {
+        if !self.reply_budget.take(now) {
+            return self.drop_request(now, peer, "reply_rate_limited");
+        }
+        self.stats.request_rejected(reason);
+        self.stats.error_sent(reply.code);
+        self.log_limit.note(now, reason, |suppressed| {
+            tracing::info!(%peer, reason, suppressed, message = %Printable(&reply.message), "request refused");
+        });
+        Decision::Reply(reply)
     }
 
     /// No transfer socket could be opened for an accepted `request` (descriptors or ports
     /// exhausted): report it, and return the ERROR to send from the listener.
     pub fn no_transfer_socket(&self, request: &Request, error: &std::io::Error) -> ErrorReply {
         tracing::warn!(%error, "cannot open a transfer socket");
+        self.stats.request_rejected("no_transfer_socket");
         let refusal = HandlerError::new(
             tftp_proto::ErrorCode::NOT_DEFINED,
             "Server busy, try again later",
@@ -304,7 +341,12 @@ impl ServerCore {
             }
         };
         let mut session = self.start_session(request, size, limits, started);
-        crate::drive::drive(&mut session, io, false, |event| {
+        let how = crate::drive::Drive {
+            source_timeout: Some(self.config.source_timeout),
+            budget: Some(&self.budget),
+            ..crate::drive::Drive::default()
+        };
+        crate::drive::drive(&mut session, io, how, |event| {
             if let tftp_proto::Event::Finished(stats) = event {
                 self.session_finished(request, stats.clone());
             }
@@ -330,7 +372,7 @@ impl ServerCore {
 
     /// The handler refused `request` with `error` (sent by the adapter): report it.
     pub fn refused(&self, request: &Request, error: &HandlerError, started: Instant) {
-        tracing::info!(peer = %request.peer, file = %request.filename, code = error.code.0, message = %error.message, "request refused");
+        tracing::info!(peer = %request.peer, file = %Printable(&request.filename), code = error.code.0, message = %Printable(&error.message), "request refused");
         self.finish(SessionReport::refused(request, error, started));
     }
 
@@ -340,13 +382,13 @@ impl ServerCore {
         let s = &report.stats;
         match &s.outcome {
             Outcome::Completed | Outcome::SizeProbe => tracing::info!(
-                peer = %report.peer, file = %report.filename, kind = ?report.kind,
+                peer = %report.peer, file = %Printable(&report.filename), kind = ?report.kind,
                 bytes = s.bytes, blksize = s.options.blksize, windowsize = s.options.windowsize,
                 retransmissions = s.retransmissions, ms = s.duration().as_millis() as u64,
                 outcome = ?s.outcome, "session finished"),
             Outcome::Failed(e) => tracing::warn!(
-                peer = %report.peer, file = %report.filename, kind = ?report.kind,
-                bytes = s.bytes, error = %e, "session failed"),
+                peer = %report.peer, file = %Printable(&report.filename), kind = ?report.kind,
+                bytes = s.bytes, error = %Printable(&e.to_string()), "session failed"),
         }
         self.finish(report);
     }
@@ -371,5 +413,70 @@ impl ServerCore {
     /// Whether a stats callback is installed (adapters skip the timer otherwise).
     pub fn wants_stats(&self) -> bool {
         self.on_stats.is_some()
+    }
+}
+
+/// A token bucket refilled at `rate` per second, holding one second's worth.
+#[derive(Debug)]
+struct TokenBucket {
+    rate: f64,
+    state: std::sync::Mutex<(f64, Option<Instant>)>,
+}
+
+impl TokenBucket {
+    fn new(rate: f64) -> Self {
+        TokenBucket {
+            rate,
+            state: std::sync::Mutex::new((rate, None)),
+        }
+    }
+
+    /// Take one token at `now`, if there is one.
+    fn take(&self, now: Instant) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, at) = &mut *s;
+        if let Some(at) = at {
+            let elapsed = now.saturating_duration_since(*at).as_secs_f64();
+            *tokens = (*tokens + elapsed * self.rate).min(self.rate.max(1.0));
+        }
+        *at = Some(now);
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// At most one log line per reason every [`LogLimit::PERIOD`], saying how many were left out:
+/// a flood must not flood the log too.
+#[derive(Debug, Default)]
+pub(crate) struct LogLimit {
+    state: std::sync::Mutex<std::collections::HashMap<&'static str, (Instant, u64)>>,
+}
+
+impl LogLimit {
+    const PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Call `log` with the number of lines suppressed since the last, if one is due.
+    pub(crate) fn note(&self, now: Instant, reason: &'static str, log: impl FnOnce(u64)) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match s.get_mut(reason) {
+            Some((last, suppressed)) if now.saturating_duration_since(*last) < Self::PERIOD => {
+                *suppressed += 1;
+            }
+            Some((last, suppressed)) => {
+                let n = std::mem::take(suppressed);
+                *last = now;
+                drop(s);
+                log(n);
+            }
+            None => {
+                s.insert(reason, (now, 0));
+                drop(s);
+                log(0);
+            }
+        }
     }
 }

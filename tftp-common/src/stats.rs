@@ -19,6 +19,9 @@
 //! | `tftp_errors_sent_total` | counter | `code` |
 //! | `tftp_negotiated_blksize_total`, `tftp_negotiated_windowsize_total` | counter | `blksize`, `windowsize` |
 //! | `tftp_session_duration_seconds` | histogram | `outcome` |
+//! | `tftp_stray_packets_total` | counter | |
+//! | `tftp_requests_dropped_total` | counter | `reason`: rate_limited, duplicate, not_a_request, bad_source, shutting_down, reply_rate_limited |
+//! | `tftp_requests_refused_total` | counter | `reason`: server_busy, client_busy, malformed, no_transfer_socket |
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -69,6 +72,14 @@ pub struct ServerStats {
     pub blksize: BTreeMap<u16, u64>,
     /// Negotiated window sizes of finished transfers (size → sessions).
     pub windowsize: BTreeMap<u16, u64>,
+    /// Datagrams from strangers at transfer ports (ignored; a few answered with ERROR 5).
+    pub stray_packets: u64,
+    /// Datagrams at a listening port dropped without an answer, by reason (see the metrics
+    /// table).
+    pub requests_dropped: BTreeMap<&'static str, u64>,
+    /// Requests refused at a listening port with an ERROR before any handler saw them, by
+    /// reason.
+    pub requests_rejected: BTreeMap<&'static str, u64>,
 }
 
 /// The `outcome` label of a session.
@@ -103,6 +114,7 @@ fn emit(report: &SessionReport) {
     metrics::counter!("tftp_packets_sent_total").increment(s.packets_sent);
     metrics::counter!("tftp_packets_received_total").increment(s.packets_received);
     metrics::counter!("tftp_retransmissions_total").increment(s.retransmissions);
+    metrics::counter!("tftp_stray_packets_total").increment(s.stray_packets);
     if let Outcome::Failed(e) = &s.outcome {
         if let (Some(code), false) = (e.code(), matches!(e, TransferError::Peer { .. })) {
             metrics::counter!("tftp_errors_sent_total", "code" => code.0.to_string()).increment(1);
@@ -126,6 +138,7 @@ impl ServerStats {
         self.packets_sent += s.packets_sent;
         self.packets_received += s.packets_received;
         self.retransmissions += s.retransmissions;
+        self.stray_packets += s.stray_packets;
         let mut sent_error = None;
         match &s.outcome {
             Outcome::Completed => self.sessions_completed += 1,
@@ -222,6 +235,24 @@ impl StatsCollector {
         self.with(|c| {
             c.total.record(report);
             c.interval.record(report);
+        });
+    }
+
+    /// A datagram at a listening port was dropped without an answer, for `reason`.
+    pub fn request_dropped(&self, reason: &'static str) {
+        metrics::counter!("tftp_requests_dropped_total", "reason" => reason).increment(1);
+        self.with(|c| {
+            *c.total.requests_dropped.entry(reason).or_default() += 1;
+            *c.interval.requests_dropped.entry(reason).or_default() += 1;
+        });
+    }
+
+    /// A request was refused at a listening port with an ERROR, for `reason`.
+    pub fn request_rejected(&self, reason: &'static str) {
+        metrics::counter!("tftp_requests_refused_total", "reason" => reason).increment(1);
+        self.with(|c| {
+            *c.total.requests_rejected.entry(reason).or_default() += 1;
+            *c.interval.requests_rejected.entry(reason).or_default() += 1;
         });
     }
 

@@ -77,6 +77,11 @@ impl Receiver {
         }
     }
 
+    /// Bytes of the window ring (0 until allocated).
+    pub(crate) fn ring_len(&self) -> usize {
+        self.ring.len()
+    }
+
     fn slot_start(&self, index: u64) -> usize {
         (index % self.window) as usize * (HEADER_LEN + self.blksize)
     }

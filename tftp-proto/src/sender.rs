@@ -95,6 +95,11 @@ impl Sender {
         }
     }
 
+    /// Bytes of the window ring (0 until allocated).
+    pub(crate) fn ring_len(&self) -> usize {
+        self.ring.len()
+    }
+
     /// Check the source against the `size` it announced (octet mode only).
     pub(crate) fn expecting(mut self, size: Option<u64>) -> Self {
         self.expected = size;

@@ -59,8 +59,8 @@ pub enum RequestError {
     /// answer could be used for reflection and cannot reach a real client anyway).
     #[error("unacceptable source address")]
     BadSource,
-    /// A valid packet that is not a request (DATA, ACK, ERROR or OACK to the listening port):
-    /// drop it silently.
+    /// Not a request (DATA, ACK, ERROR or OACK to the listening port, well-formed or not, or
+    /// not TFTP at all): drop it silently.
     #[error("not a request")]
     NotARequest,
     /// A request that does not decode: answer with [`RequestError::reply`].
@@ -157,6 +157,12 @@ impl IncomingRequest {
     pub fn parse(peer: SocketAddr, datagram: &[u8]) -> Result<Self, RequestError> {
         if !acceptable_source(peer) {
             return Err(RequestError::BadSource);
+        }
+        // Only a request is ever answered on the listening port: an ERROR, OACK, DATA or ACK
+        // there, well-formed or not, is dropped (RFC 1350 never acknowledges an ERROR, and an
+        // answer to anything else would make the listener a reflector).
+        if !Self::is_request(datagram) {
+            return Err(RequestError::NotARequest);
         }
         let (kind, request) = match Packet::decode(datagram) {
             Ok(Packet::Rrq(r)) => (RequestKind::Read, r),
@@ -275,6 +281,19 @@ mod tests {
             IncomingRequest::parse(peer, b"\xff"),
             Err(RequestError::NotARequest)
         );
+        // Malformed non-requests are not answered either (no ERROR 4 to an ERROR).
+        for junk in [
+            &b"\0\x05\0\x01no nul"[..],
+            b"\0\x06x",
+            b"\0\x04\0",
+            b"\0\x03",
+        ] {
+            assert_eq!(
+                IncomingRequest::parse(peer, junk),
+                Err(RequestError::NotARequest),
+                "{junk:?}"
+            );
+        }
         let e = IncomingRequest::parse(peer, b"\0\x01a\0mail\0").unwrap_err();
         assert_eq!(e.reply().unwrap().code, ErrorCode::ILLEGAL_OPERATION);
         for bad in [

@@ -437,6 +437,17 @@ impl<R> Session<R> {
         self.deadline
     }
 
+    /// Bytes of window ring this session holds now: none until data flows (ACK 0 of a read's
+    /// OACK, or at once without one; the first DATA of a write), then
+    /// `windowsize × (4 + blksize)`. For a server's memory budget.
+    pub fn window_memory(&self) -> usize {
+        match &self.state {
+            State::Sending(s) => s.ring_len(),
+            State::Receiving(r) | State::Dallying(r) => r.ring_len(),
+            _ => 0,
+        }
+    }
+
     /// How large the caller's receive buffer must be for this session's next datagram: every
     /// datagram the session can accept now fits, with one byte to spare so that an oversized
     /// DATA is seen as such rather than silently cut to a full block (which would corrupt the
