@@ -1,15 +1,20 @@
 //! `tftp`: fetch or send one file.
 
+use std::ffi::OsString;
+use std::fs::Permissions;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use tempfile::NamedTempFile;
 use tftp_tokio::tftp_proto::Config;
 use tftp_tokio::{Client, Mode, OptionValues};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 
 /// A TFTP client (RFC 1350 with blksize, timeout, tsize and windowsize options).
 #[derive(Debug, Parser)]
@@ -87,6 +92,117 @@ fn bar(quiet: bool) -> ProgressBar {
     bar
 }
 
+/// A download into a file: written to a temporary file beside DEST, which replaces DEST only
+/// once the transfer is complete.
+///
+/// Writing into DEST itself would truncate it before the server has said a word: a failed
+/// transfer (an ERROR, a timeout, a size limit) would lose a file that was there, write through
+/// a symlink into whatever it points at, or (for a device node or a FIFO) block or destroy
+/// something that is not a download target at all. The temporary file is in DEST's directory
+/// so that the final rename is atomic (same file system); it is removed on every failure,
+/// including when the transfer's future is dropped, since [`NamedTempFile`] removes its path
+/// when dropped.
+struct Download {
+    dest: PathBuf,
+    temp: NamedTempFile,
+    /// The mode DEST ends up with: that of the file it replaces, or (new file) what the umask
+    /// leaves of 0666, as `File::create` would.
+    mode: Option<Permissions>,
+}
+
+impl Download {
+    /// Check DEST and create the temporary file. DEST must not exist, or be a regular file, or
+    /// a symlink to one (the symlink is then replaced by the downloaded file; its target is
+    /// never written). Anything else (a directory, a device, a FIFO, a socket) is refused.
+    fn prepare(dest: PathBuf) -> Result<Self, String> {
+        let shown = dest.display();
+        if dest.as_os_str().is_empty() {
+            return Err("no file name to save as: give DEST".to_string());
+        }
+        let existing = regular_or_absent(&dest)?;
+        let Some(name) = dest.file_name() else {
+            return Err(format!("{shown}: not a file name"));
+        };
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut prefix = OsString::from(".");
+        prefix.push(name);
+        prefix.push(".tftp-");
+        // The file is created with O_EXCL under a random name: nothing that exists is opened.
+        // While it fills up it is no more readable than DEST was (or than a new file would be).
+        let initial = existing.as_ref().map_or(0o666, |p| p.mode() & 0o777);
+        let temp = tempfile::Builder::new()
+            .prefix(&prefix)
+            .permissions(Permissions::from_mode(initial))
+            .tempfile_in(dir)
+            .map_err(|e| {
+                format!(
+                    "{shown}: cannot create a temporary file in {}: {e}",
+                    dir.display()
+                )
+            })?;
+        let mode = existing.map(|p| Permissions::from_mode(p.mode() & 0o777));
+        Ok(Download { dest, temp, mode })
+    }
+
+    /// A handle on the temporary file to write the download into.
+    fn file(&self) -> Result<std::fs::File, String> {
+        self.temp
+            .as_file()
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", self.temp.path().display()))
+    }
+
+    /// The transfer is complete: make sure every byte is on disk, then rename the temporary
+    /// file over DEST. On any error the temporary file is removed and DEST is left as it was.
+    async fn finish(self, mut out: tokio::fs::File) -> Result<(), String> {
+        let shown = self.dest.display();
+        out.flush().await.map_err(|e| format!("{shown}: {e}"))?;
+        out.sync_all().await.map_err(|e| format!("{shown}: {e}"))?;
+        if let Some(mode) = self.mode {
+            // The umask may have narrowed the mode at creation; restore that of the old file.
+            std::fs::set_permissions(self.temp.path(), mode)
+                .map_err(|e| format!("{shown}: {e}"))?;
+        }
+        // Checked again: DEST may have changed while the transfer ran.
+        regular_or_absent(&self.dest)?;
+        self.temp
+            .persist(&self.dest)
+            .map_err(|e| format!("{shown}: {}", e.error))?;
+        Ok(())
+    }
+}
+
+/// `Ok(None)` if `path` does not exist (or is a dangling symlink), `Ok(Some(permissions))` if
+/// it is a regular file or a symlink to one, an error naming what it is otherwise.
+fn regular_or_absent(path: &Path) -> Result<Option<Permissions>, String> {
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{shown}: {e}")),
+    };
+    let t = meta.file_type();
+    let what = if t.is_file() {
+        return Ok(Some(meta.permissions()));
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "something else"
+    };
+    Err(format!(
+        "{shown}: not a regular file ({what}); refusing to replace it"
+    ))
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -129,28 +245,28 @@ async fn run(args: Args) -> Result<(), String> {
             }
             let dest = dest
                 .unwrap_or_else(|| PathBuf::from(file.rsplit(['/', '\\']).next().unwrap_or(&file)));
-            let writer: Box<dyn AsyncWrite + Send + Unpin> = if dest.as_os_str() == "-" {
-                Box::new(tokio::io::stdout())
+            if dest.as_os_str() == "-" {
+                let writer = progress.wrap_async_write(tokio::io::stdout());
+                client
+                    .get(server, &file, mode, options, writer)
+                    .await
+                    .map_err(|e| e.to_string())?
             } else {
-                Box::new(
-                    tokio::fs::File::create(&dest)
-                        .await
-                        .map_err(|e| format!("{}: {e}", dest.display()))?,
-                )
-            };
-            let result = client
-                .get(
-                    server,
-                    &file,
-                    mode,
-                    options,
-                    progress.wrap_async_write(writer),
-                )
-                .await;
-            if result.is_err() && dest.as_os_str() != "-" {
-                let _ = tokio::fs::remove_file(&dest).await;
+                let target = Download::prepare(dest)?;
+                let mut out = tokio::fs::File::from_std(target.file()?);
+                let stats = client
+                    .get(
+                        server,
+                        &file,
+                        mode,
+                        options,
+                        progress.wrap_async_write(&mut out),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                target.finish(out).await?;
+                stats
             }
-            result.map_err(|e| e.to_string())?
         }
         Command::Put { host, file, name } => {
             let server = resolve(&host).await?;

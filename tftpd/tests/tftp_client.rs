@@ -1,0 +1,154 @@
+//! The `tftp` client binary against servers that fail, lie or stay silent: what it leaves on
+//! disk and what it prints.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output};
+
+mod support;
+use support::{tftp_get, tftpd};
+
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A running `tftpd` serving one file, and an empty directory to download into.
+struct Served {
+    port: u16,
+    out: tempfile::TempDir,
+    _daemon: support::Daemon,
+    _root: tempfile::TempDir,
+}
+
+/// A server with `name` holding `content`.
+fn served(name: &str, content: &[u8]) -> Served {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join(name), content).unwrap();
+    let (daemon, port) = tftpd(&["--root", root.path().to_str().unwrap()]);
+    Served {
+        port,
+        out: tempfile::tempdir().unwrap(),
+        _daemon: daemon,
+        _root: root,
+    }
+}
+
+#[test]
+fn a_failed_get_leaves_an_existing_dest_byte_exact() {
+    let s = served("present", b"new");
+    let (port, out) = (s.port, &s.out);
+    let dest = out.path().join("keep.bin");
+    let old: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    std::fs::write(&dest, &old).unwrap();
+    let o = tftp_get("20", port, "missing", &dest, &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("File not found"), "{}", stderr(&o));
+    assert!(std::fs::read(&dest).unwrap() == old, "DEST was changed");
+    assert_eq!(listing(out.path()), ["keep.bin"], "stray files");
+}
+
+#[test]
+fn a_failed_get_does_not_write_through_a_symlink() {
+    let s = served("present", b"new");
+    let (port, out) = (s.port, &s.out);
+    let target = out.path().join("target");
+    std::fs::write(&target, b"precious").unwrap();
+    let link = out.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let o = tftp_get("20", port, "missing", &link, &[]);
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        target,
+        "the link is gone"
+    );
+    assert_eq!(listing(out.path()), ["link", "target"], "stray files");
+}
+
+#[test]
+fn a_successful_get_replaces_a_symlink_not_its_target() {
+    let s = served("present", b"fresh content");
+    let (port, out) = (s.port, &s.out);
+    let target = out.path().join("target");
+    std::fs::write(&target, b"precious").unwrap();
+    let link = out.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let o = tftp_get("20", port, "present", &link, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+    assert_eq!(std::fs::read(&link).unwrap(), b"fresh content");
+    assert_eq!(listing(out.path()), ["link", "target"], "stray files");
+}
+
+#[test]
+fn a_successful_get_replaces_the_content_and_leaves_no_temporary_file() {
+    let content: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let s = served("image", &content);
+    let (port, out) = (s.port, &s.out);
+    let dest = out.path().join("image");
+    std::fs::write(&dest, vec![b'x'; 300_000]).unwrap();
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let o = tftp_get("20", port, "image", &dest, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(&dest).unwrap() == content);
+    let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o640, "the replaced file's mode is kept");
+    assert_eq!(listing(out.path()), ["image"], "stray files");
+    // And into a new file, named after the remote file, in the working directory.
+    let o = Command::new("timeout")
+        .current_dir(out.path())
+        .args(["20", env!("CARGO_BIN_EXE_tftp"), "get", "-q"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("image")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(&dest).unwrap() == content);
+    assert_eq!(listing(out.path()), ["image"], "stray files");
+}
+
+/// A DEST that is not a regular file (a FIFO, a directory; as root `/dev/null` would be one
+/// too) is refused before anything is asked of the server, and left where it is.
+#[test]
+fn a_dest_that_is_not_a_regular_file_is_refused_and_left_alone() {
+    let s = served("present", b"new");
+    let (port, out) = (s.port, &s.out);
+    let fifo = out.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let dir = out.path().join("dir");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("inside"), b"inside").unwrap();
+    for dest in [&fifo, &dir] {
+        let o = tftp_get("20", port, "present", dest, &[]);
+        assert!(!o.status.success(), "{}: accepted", dest.display());
+        assert!(
+            stderr(&o).contains("not a regular file"),
+            "{}: {}",
+            dest.display(),
+            stderr(&o)
+        );
+    }
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert_eq!(std::fs::read(dir.join("inside")).unwrap(), b"inside");
+    assert_eq!(listing(out.path()), ["dir", "fifo"], "stray files");
+}
