@@ -3,9 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::UdpSocket;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 mod support;
 use support::{tftp_get, tftpd};
@@ -151,4 +155,85 @@ fn a_dest_that_is_not_a_regular_file_is_refused_and_left_alone() {
     );
     assert_eq!(std::fs::read(dir.join("inside")).unwrap(), b"inside");
     assert_eq!(listing(out.path()), ["dir", "fifo"], "stray files");
+}
+
+/// A fake server on 127.0.0.1: `serve` runs in a thread with the socket (100 ms read timeout)
+/// and a flag that turns true once the test is done with it; it must return soon after that.
+struct Fake<T> {
+    port: u16,
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> Fake<T> {
+    fn start(serve: impl FnOnce(UdpSocket, &AtomicBool) -> T + Send + 'static) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let thread = std::thread::spawn(move || serve(socket, &flag));
+        Fake {
+            port,
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop the server and return what it found.
+    fn finish(mut self) -> T {
+        self.done.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl<T> Drop for Fake<T> {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// At most 30 s, until the test is done.
+fn serving(done: &AtomicBool, started: Instant) -> bool {
+    !done.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(30)
+}
+
+/// A server's ERROR message is the server's text: printed raw, a newline would forge a line
+/// of output and an escape sequence would drive the terminal. It is printed escaped.
+#[test]
+fn a_server_error_message_is_printed_with_control_characters_escaped() {
+    let fake = Fake::start(|socket, done| {
+        let started = Instant::now();
+        let mut buf = [0u8; 1024];
+        let mut answered = 0;
+        while serving(done, started) {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            if buf[..n].starts_with(&[0, 1]) {
+                socket
+                    .send_to(b"\x00\x05\x00\x01a\nb\x1b[31m\xc2\x9b\x7f\x00", from)
+                    .unwrap();
+                answered += 1;
+            }
+        }
+        answered
+    });
+    let out = tempfile::tempdir().unwrap();
+    let o = tftp_get("20", fake.port, "f", &out.path().join("f"), &[]);
+    assert_eq!(fake.finish(), 1);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(!err.contains('\x1b'), "raw ESC in {err:?}");
+    assert!(!err.contains('\u{9b}'), "raw CSI in {err:?}");
+    assert!(!err.contains('\x7f'), "raw DEL in {err:?}");
+    assert_eq!(err.matches('\n').count(), 1, "one line: {err:?}");
+    assert!(err.ends_with('\n'), "{err:?}");
+    assert!(err.contains(r"a\nb\x1b[31m\u{9b}\x7f"), "{err:?}");
+    assert_eq!(listing(out.path()), Vec::<String>::new(), "stray files");
 }

@@ -203,13 +203,41 @@ fn regular_or_absent(path: &Path) -> Result<Option<Permissions>, String> {
     ))
 }
 
+/// `text` safe to print on a terminal: control characters (C0, DEL, C1) and the Unicode
+/// characters that reorder or hide text (bidi controls, zero-width characters, line and
+/// paragraph separators) are written as escapes (`\n`, `\x1b`, `\u{9b}`, `\u{202e}`).
+///
+/// Error lines can carry a server's ERROR message (RFC 1350 §5: "an error message intended
+/// for human consumption", i.e. whatever the server chose to send). Printed raw, a newline
+/// forges further lines of output and an escape sequence drives the terminal.
+fn escape_controls(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let _ = match c {
+            '\n' => out.write_str("\\n"),
+            '\r' => out.write_str("\\r"),
+            '\t' => out.write_str("\\t"),
+            '\0'..='\x1f' | '\x7f' => write!(out, "\\x{:02x}", u32::from(c)),
+            '\u{80}'..='\u{9f}'
+            | '\u{61c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{feff}' => write!(out, "\\u{{{:x}}}", u32::from(c)),
+            c => out.write_char(c),
+        };
+    }
+    out
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tftp: {e}");
+            eprintln!("tftp: {}", escape_controls(&e));
             ExitCode::FAILURE
         }
     }
