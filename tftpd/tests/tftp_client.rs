@@ -237,3 +237,72 @@ fn a_server_error_message_is_printed_with_control_characters_escaped() {
     assert!(err.contains(r"a\nb\x1b[31m\u{9b}\x7f"), "{err:?}");
     assert_eq!(listing(out.path()), Vec::<String>::new(), "stray files");
 }
+
+/// What an endless server saw: DATA blocks it sent, and the ERROR code that stopped it.
+#[derive(Debug)]
+struct Stream {
+    blocks: u32,
+    error: Option<u16>,
+}
+
+/// A server that answers an RRQ (ignoring its options) with full 512-byte blocks, one per
+/// ACK, for ever; bounded here at 10,000 blocks.
+fn endless(socket: UdpSocket, done: &AtomicBool) -> Stream {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let mut stream = Stream {
+        blocks: 0,
+        error: None,
+    };
+    let mut client = None;
+    let mut packet = vec![0u8; 516];
+    while serving(done, started) && stream.blocks < 10_000 {
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => match buf[..n] {
+                [0, 1, ..] if client.is_none() => client = Some(from),
+                [0, 4, hi, lo] if Some(from) == client => {
+                    if u16::from_be_bytes([hi, lo]) != stream.blocks as u16 {
+                        continue;
+                    }
+                }
+                [0, 5, hi, lo, ..] => {
+                    stream.error = Some(u16::from_be_bytes([hi, lo]));
+                    break;
+                }
+                _ => continue,
+            },
+            // Nothing within 100 ms: send the block again.
+            Err(_) if client.is_some() => {
+                stream.blocks -= 1;
+            }
+            Err(_) => continue,
+        }
+        let Some(to) = client else { continue };
+        stream.blocks += 1;
+        packet[..2].copy_from_slice(&[0, 3]);
+        packet[2..4].copy_from_slice(&(stream.blocks as u16).to_be_bytes());
+        packet[4..].fill(stream.blocks as u8);
+        socket.send_to(&packet, to).unwrap();
+    }
+    stream
+}
+
+/// `--max-size` (Config::max_transfer_size) stops a server that never stops: the download
+/// fails with a clear error and ERROR 3 to the server, the partial file is removed, and DEST
+/// is untouched.
+#[test]
+fn max_size_stops_an_endless_stream() {
+    let fake = Fake::start(endless);
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("dest");
+    std::fs::write(&dest, b"old").unwrap();
+    let o = tftp_get("20", fake.port, "f", &dest, &["--max-size", "100000"]);
+    let stream = fake.finish();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("--max-size 100000"), "{err}");
+    assert_eq!(stream.error, Some(3), "{stream:?}");
+    assert_eq!(stream.blocks, 100_000 / 512 + 1, "{stream:?}");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+    assert_eq!(listing(out.path()), ["dest"], "stray files");
+}

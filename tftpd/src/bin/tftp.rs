@@ -12,8 +12,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use tempfile::NamedTempFile;
-use tftp_tokio::tftp_proto::Config;
-use tftp_tokio::{Client, Mode, OptionValues};
+use tftp_tokio::tftp_proto::{Config, TransferError};
+use tftp_tokio::{Client, ClientError, Mode, OptionValues};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
 /// A TFTP client (RFC 1350 with blksize, timeout, tsize and windowsize options).
@@ -52,6 +52,10 @@ enum Command {
         host: String,
         file: String,
         dest: Option<PathBuf>,
+        /// Fail the download once it exceeds BYTES (also when the server announces a larger
+        /// tsize): a server can send DATA for ever. DEST is left as it was.
+        #[arg(long, value_name = "BYTES")]
+        max_size: Option<u64>,
     },
     /// Send FILE to HOST as NAME (default: the file's base name; FILE `-` for stdin).
     Put {
@@ -203,6 +207,16 @@ fn regular_or_absent(path: &Path) -> Result<Option<Permissions>, String> {
     ))
 }
 
+/// A failed transfer in words.
+fn describe(e: ClientError) -> String {
+    match e {
+        ClientError::Transfer(TransferError::TooLarge { limit }) => {
+            format!("the file is larger than --max-size {limit} bytes; download abandoned")
+        }
+        e => e.to_string(),
+    }
+}
+
 /// `text` safe to print on a terminal: control characters (C0, DEL, C1) and the Unicode
 /// characters that reorder or hide text (bidi controls, zero-width characters, line and
 /// paragraph separators) are written as escapes (`\n`, `\x1b`, `\u{9b}`, `\u{202e}`).
@@ -259,6 +273,9 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let progress = bar(args.quiet);
     let p = progress.clone();
+    if let Command::Get { max_size, .. } = args.command {
+        config.max_transfer_size = max_size;
+    }
     let client = Client::with_config(config).on_negotiated(move |o| {
         if let Some(size) = o.tsize {
             p.set_length(size);
@@ -266,7 +283,9 @@ async fn run(args: Args) -> Result<(), String> {
     });
     let started = std::time::Instant::now();
     let stats = match args.command {
-        Command::Get { host, file, dest } => {
+        Command::Get {
+            host, file, dest, ..
+        } => {
             let server = resolve(&host).await?;
             if !args.no_tsize {
                 options.tsize = Some(0);
@@ -278,7 +297,7 @@ async fn run(args: Args) -> Result<(), String> {
                 client
                     .get(server, &file, mode, options, writer)
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(describe)?
             } else {
                 let target = Download::prepare(dest)?;
                 let mut out = tokio::fs::File::from_std(target.file()?);
@@ -291,7 +310,7 @@ async fn run(args: Args) -> Result<(), String> {
                         progress.wrap_async_write(&mut out),
                     )
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(describe)?;
                 target.finish(out).await?;
                 stats
             }
@@ -326,7 +345,7 @@ async fn run(args: Args) -> Result<(), String> {
                     progress.wrap_async_read(reader),
                 )
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(describe)?
         }
     };
     progress.finish_and_clear();
