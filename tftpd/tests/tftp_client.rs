@@ -306,3 +306,118 @@ fn max_size_stops_an_endless_stream() {
     assert_eq!(std::fs::read(&dest).unwrap(), b"old");
     assert_eq!(listing(out.path()), ["dest"], "stray files");
 }
+
+/// A bound UDP socket on loopback that never answers, and the RRQs it has received so far.
+struct Silent(UdpSocket);
+
+impl Silent {
+    fn new() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        Silent(socket)
+    }
+
+    fn port(&self) -> u16 {
+        self.0.local_addr().unwrap().port()
+    }
+
+    /// Wait up to `limit` for one RRQ.
+    fn wait_request(&self, limit: Duration) -> bool {
+        self.0.set_nonblocking(false).unwrap();
+        self.0.set_read_timeout(Some(limit)).unwrap();
+        let mut buf = [0u8; 1024];
+        let got = matches!(self.0.recv(&mut buf), Ok(n) if buf[..n].starts_with(&[0, 1]));
+        self.0.set_nonblocking(true).unwrap();
+        got
+    }
+
+    /// RRQs received since the last call (the client has exited: all are queued).
+    fn requests(&self) -> usize {
+        let mut buf = [0u8; 1024];
+        let mut n = 0;
+        while let Ok(len) = self.0.recv(&mut buf) {
+            n += usize::from(buf[..len].starts_with(&[0, 1]));
+        }
+        n
+    }
+}
+
+/// `--retries N` means N retransmissions, then failure, and the message says so: a client
+/// does not wait out the server's `give_up_after` patience (20 s, for slow clients). With
+/// `--timeout 1` the request is repeated every second.
+#[test]
+fn retries_are_honoured_against_a_silent_server() {
+    let silent = Silent::new();
+    let port = silent.port();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("dest");
+    for (retries, limit) in [(0, 3.0), (2, 5.0)] {
+        let started = Instant::now();
+        let n = retries.to_string();
+        let o = tftp_get("30", port, "f", &dest, &["--retries", &n, "--timeout", "1"]);
+        let took = started.elapsed().as_secs_f64();
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        assert!(took < limit, "--retries {retries} took {took:.1} s: {err}");
+        assert!(took >= retries as f64 + 0.9, "too soon: {took:.1} s");
+        let want = format!("no answer from 127.0.0.1:{port} after {retries} retransmissions (");
+        assert!(err.contains(&want), "{err}");
+        assert_eq!(silent.requests(), retries + 1, "requests sent");
+    }
+    assert_eq!(listing(out.path()), Vec::<String>::new(), "stray files");
+}
+
+/// `--deadline` bounds the whole command, however many retries are allowed.
+#[test]
+fn deadline_bounds_the_whole_command() {
+    let silent = Silent::new();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("dest");
+    std::fs::write(&dest, b"old").unwrap();
+    let started = Instant::now();
+    let o = tftp_get(
+        "30",
+        silent.port(),
+        "f",
+        &dest,
+        &["--retries", "100", "--deadline", "2"],
+    );
+    let took = started.elapsed().as_secs_f64();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!((1.9..4.0).contains(&took), "took {took:.1} s: {err}");
+    assert!(err.contains("no answer within 2 s"), "{err}");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+    assert_eq!(listing(out.path()), ["dest"], "stray files");
+}
+
+/// Ctrl-C (SIGINT) during a download removes the partial file too.
+#[test]
+fn an_interrupted_get_leaves_no_temporary_file() {
+    let silent = Silent::new();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("dest");
+    let child = Command::new(env!("CARGO_BIN_EXE_tftp"))
+        .args(["get", "-q", "--retries", "100", "--deadline", "20"])
+        .arg(format!("127.0.0.1:{}", silent.port()))
+        .arg("f")
+        .arg(&dest)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = support::Daemon(child);
+    // The request is out once the silent socket has it; the temporary file exists by then.
+    assert!(silent.wait_request(Duration::from_secs(10)), "no request");
+    assert_eq!(listing(out.path()).len(), 1, "the temporary file");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.0.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(listing(out.path()), Vec::<String>::new(), "stray files");
+}

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -28,8 +28,10 @@ struct Args {
     /// Window size to ask for, in blocks (RFC 7440).
     #[arg(long, short = 'w', global = true)]
     windowsize: Option<u16>,
-    /// Ask the server to retransmit every SECS seconds (RFC 2349).
-    #[arg(long, global = true)]
+    /// Retransmit every SECS seconds, and ask the server to do the same (RFC 2349 `timeout`,
+    /// 1..=255). Without it the client adapts its timer to the round trip, starting at 1 s
+    /// and doubling on each retransmission up to 8 s.
+    #[arg(long, global = true, value_name = "SECS", value_parser = clap::value_parser!(u8).range(1..))]
     timeout: Option<u8>,
     /// Do not send tsize.
     #[arg(long, global = true)]
@@ -37,9 +39,13 @@ struct Args {
     /// Netascii (text) mode instead of octet.
     #[arg(long, global = true)]
     netascii: bool,
-    /// Retransmissions before giving up.
+    /// Retransmissions of the same packet without an answer before giving up.
     #[arg(long, default_value_t = 6, global = true)]
     retries: u32,
+    /// Give up on the whole command (name lookup and transfer) after SECONDS, however many
+    /// retries are left.
+    #[arg(long, global = true, value_name = "SECONDS")]
+    deadline: Option<f64>,
     /// No progress bar.
     #[arg(long, short = 'q', global = true)]
     quiet: bool,
@@ -207,14 +213,107 @@ fn regular_or_absent(path: &Path) -> Result<Option<Permissions>, String> {
     ))
 }
 
+/// What a failure message needs to know about the transfer.
+struct Context<'a> {
+    server: SocketAddr,
+    started: Instant,
+    /// Counts the bytes written to DEST or read from FILE, hidden or not.
+    progress: &'a ProgressBar,
+}
+
 /// A failed transfer in words.
-fn describe(e: ClientError) -> String {
+fn describe(e: ClientError, cx: &Context<'_>) -> String {
     match e {
         ClientError::Transfer(TransferError::TooLarge { limit }) => {
             format!("the file is larger than --max-size {limit} bytes; download abandoned")
         }
+        ClientError::Transfer(TransferError::TimedOut { retries }) => {
+            let secs = cx.started.elapsed().as_secs_f64();
+            match cx.progress.position() {
+                0 => format!(
+                    "timed out: no answer from {} after {retries} retransmissions ({secs:.1} s)",
+                    cx.server
+                ),
+                bytes => format!(
+                    "timed out: {} stopped answering after {bytes} bytes \
+                     ({retries} retransmissions, {secs:.1} s in all)",
+                    cx.server
+                ),
+            }
+        }
         e => e.to_string(),
     }
+}
+
+/// Why a transfer was cut short from outside.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// `--deadline` passed.
+    Deadline,
+    /// SIGINT (Ctrl-C).
+    Interrupted,
+}
+
+/// Run `fut` until it completes, `deadline` passes or Ctrl-C is pressed. Cut short, `fut` is
+/// dropped: a download's temporary file goes with it.
+async fn within<T>(deadline: Option<Instant>, fut: impl Future<Output = T>) -> Result<T, Cut> {
+    let expiry = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    let interrupt = async {
+        // Without a handler (it could not be installed), SIGINT keeps its default action.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        out = fut => Ok(out),
+        () = expiry => Err(Cut::Deadline),
+        () = interrupt => Err(Cut::Interrupted),
+    }
+}
+
+/// Why the command failed: the message, and the exit status.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    status: u8,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure { message, status: 1 }
+    }
+}
+
+impl Cut {
+    /// The failure; `what` says what was not done, given "within N s (--deadline)".
+    fn failure(self, what: impl FnOnce(&str) -> String, deadline: Option<f64>) -> Failure {
+        match self {
+            Cut::Deadline => Failure {
+                message: what(&format!(
+                    "within {} s (--deadline)",
+                    deadline.unwrap_or_default()
+                )),
+                status: 1,
+            },
+            Cut::Interrupted => Failure {
+                message: "interrupted".to_string(),
+                status: 130,
+            },
+        }
+    }
+}
+
+/// A flag's value in seconds as a [`Duration`]: positive and finite.
+fn secs(value: f64, flag: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{flag} must be a positive number of seconds"))
 }
 
 /// `text` safe to print on a terminal: control characters (C0, DEL, C1) and the Unicode
@@ -245,21 +344,50 @@ fn escape_controls(text: &str) -> String {
     out
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tftp: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(args));
+    // A read of stdin (`put -`) cut short by --deadline or Ctrl-C stays blocked in the
+    // runtime's blocking pool; do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tftp: {}", escape_controls(&e));
-            ExitCode::FAILURE
+            eprintln!("tftp: {}", escape_controls(&e.message));
+            ExitCode::from(e.status)
         }
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args) -> Result<(), Failure> {
+    let started = Instant::now();
+    let deadline = match args.deadline {
+        Some(d) => Some(started + secs(d, "--deadline")?),
+        None => None,
+    };
     let mut config = Config::default();
     config.retries = args.retries;
+    // `give_up_after` keeps a server retrying a slow client past its retries; a client has
+    // one transfer and a person waiting: `--retries N` means N retransmissions, then failure.
+    config.give_up_after = Duration::ZERO;
+    if let Some(t) = args.timeout {
+        // The interval asked of the server (RFC 2349) is also ours, from the request on:
+        // fixed, without backoff, so that a silent server fails after (retries + 1) * SECS.
+        let t = Duration::from_secs(u64::from(t));
+        config.initial_timeout = t;
+        config.min_timeout = t;
+        config.max_timeout = t;
+    }
     let mode = if args.netascii {
         Mode::Netascii
     } else {
@@ -281,73 +409,95 @@ async fn run(args: Args) -> Result<(), String> {
             p.set_length(size);
         }
     });
-    let started = std::time::Instant::now();
-    let stats = match args.command {
-        Command::Get {
-            host, file, dest, ..
-        } => {
-            let server = resolve(&host).await?;
-            if !args.no_tsize {
-                options.tsize = Some(0);
+    let host = match &args.command {
+        Command::Get { host, .. } | Command::Put { host, .. } => host.clone(),
+    };
+    let server = within(deadline, resolve(&host)).await.map_err(|cut| {
+        cut.failure(
+            |within| format!("{host}: not resolved {within}"),
+            args.deadline,
+        )
+    })??;
+    let cx = Context {
+        server,
+        started,
+        progress: &progress,
+    };
+    let describe = |e| describe(e, &cx);
+    let transfer = async {
+        Ok::<_, Failure>(match args.command {
+            Command::Get { file, dest, .. } => {
+                if !args.no_tsize {
+                    options.tsize = Some(0);
+                }
+                let dest = dest.unwrap_or_else(|| {
+                    PathBuf::from(file.rsplit(['/', '\\']).next().unwrap_or(&file))
+                });
+                if dest.as_os_str() == "-" {
+                    let writer = progress.wrap_async_write(tokio::io::stdout());
+                    client
+                        .get(server, &file, mode, options, writer)
+                        .await
+                        .map_err(describe)?
+                } else {
+                    let target = Download::prepare(dest)?;
+                    let mut out = tokio::fs::File::from_std(target.file()?);
+                    let stats = client
+                        .get(
+                            server,
+                            &file,
+                            mode,
+                            options,
+                            progress.wrap_async_write(&mut out),
+                        )
+                        .await
+                        .map_err(describe)?;
+                    target.finish(out).await?;
+                    stats
+                }
             }
-            let dest = dest
-                .unwrap_or_else(|| PathBuf::from(file.rsplit(['/', '\\']).next().unwrap_or(&file)));
-            if dest.as_os_str() == "-" {
-                let writer = progress.wrap_async_write(tokio::io::stdout());
+            Command::Put { file, name, .. } => {
+                let name = name.unwrap_or_else(|| {
+                    file.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                });
+                let reader: Box<dyn AsyncRead + Send + Unpin> = if file.as_os_str() == "-" {
+                    Box::new(tokio::io::stdin())
+                } else {
+                    let f = tokio::fs::File::open(&file)
+                        .await
+                        .map_err(|e| format!("{}: {e}", file.display()))?;
+                    if !args.no_tsize && mode == Mode::Octet {
+                        options.tsize = f.metadata().await.ok().map(|m| m.len());
+                        if let Some(size) = options.tsize {
+                            progress.set_length(size);
+                        }
+                    }
+                    Box::new(f)
+                };
                 client
-                    .get(server, &file, mode, options, writer)
-                    .await
-                    .map_err(describe)?
-            } else {
-                let target = Download::prepare(dest)?;
-                let mut out = tokio::fs::File::from_std(target.file()?);
-                let stats = client
-                    .get(
+                    .put(
                         server,
-                        &file,
+                        &name,
                         mode,
                         options,
-                        progress.wrap_async_write(&mut out),
+                        progress.wrap_async_read(reader),
                     )
                     .await
-                    .map_err(describe)?;
-                target.finish(out).await?;
-                stats
+                    .map_err(describe)?
             }
-        }
-        Command::Put { host, file, name } => {
-            let server = resolve(&host).await?;
-            let name = name.unwrap_or_else(|| {
-                file.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            });
-            let reader: Box<dyn AsyncRead + Send + Unpin> = if file.as_os_str() == "-" {
-                Box::new(tokio::io::stdin())
-            } else {
-                let f = tokio::fs::File::open(&file)
-                    .await
-                    .map_err(|e| format!("{}: {e}", file.display()))?;
-                if !args.no_tsize && mode == Mode::Octet {
-                    options.tsize = f.metadata().await.ok().map(|m| m.len());
-                    if let Some(size) = options.tsize {
-                        progress.set_length(size);
-                    }
-                }
-                Box::new(f)
-            };
-            client
-                .put(
-                    server,
-                    &name,
-                    mode,
-                    options,
-                    progress.wrap_async_read(reader),
-                )
-                .await
-                .map_err(describe)?
-        }
+        })
     };
+    let stats = within(deadline, transfer).await.map_err(|cut| {
+        cut.failure(
+            |within| match progress.position() {
+                0 => format!("no answer {within} from {server}"),
+                n => format!("transfer with {server} not finished {within} ({n} bytes so far)"),
+            },
+            args.deadline,
+        )
+    })??;
     progress.finish_and_clear();
     if !args.quiet {
         let secs = started
