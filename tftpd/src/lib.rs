@@ -4,11 +4,13 @@
 //! - [`DirHandler`]: files under a root directory, confined to it, with uploads;
 //! - [`Templates`]: per-machine files rendered from templates with the client's address;
 //! - [`HttpOrigin`]: files streamed from an HTTP(S) origin;
-//! - [`Fallback`]: try one handler, then another when the first has no such file.
+//! - [`Fallback`]: try one handler, then another when the first has no such file;
+//! - [`metrics_http`]: the bounded HTTP endpoint that serves Prometheus metrics.
 
 mod chain;
 mod dir;
 mod http;
+pub mod metrics_http;
 mod templates;
 
 pub use chain::Fallback;

@@ -46,7 +46,8 @@ struct Args {
     /// Seconds to wait for the origin's headers, and between two chunks of its body.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     origin_read_timeout: f64,
-    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9169).
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9169), at `GET
+    /// /metrics`; at most 32 connections, each with 5 s to send its request.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
     /// Append one JSON line per finished session to this file (`-`: standard output).
@@ -376,16 +377,34 @@ async fn next_signal() -> Signal {
 
 async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> Result<(), String> {
     if let Some(addr) = args.metrics {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
+        // The exporter crate only records; the endpoint is ours, bounded against hostile
+        // clients (see `tftpd::metrics_http`).
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("--metrics {addr}: {e}"))?;
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
             .set_buckets_for_metric(
                 metrics_exporter_prometheus::Matcher::Full("tftp_session_duration_seconds".into()),
                 &[
                     0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
                 ],
             )
-            .and_then(|b| b.install())
+            .and_then(|b| b.install_recorder())
             .map_err(|e| format!("--metrics {addr}: {e}"))?;
+        // The recorder's upkeep (draining histograms), which its own exporter ran every 5 s.
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        tokio::spawn(tftpd::metrics_http::serve(
+            listener,
+            tftpd::metrics_http::Limits::default(),
+            move || handle.render(),
+        ));
         tracing::info!(%addr, "serving Prometheus metrics");
     }
     let mut draining = Vec::new();
