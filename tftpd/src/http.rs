@@ -82,6 +82,29 @@ impl HttpOrigin {
         }
         Ok(url)
     }
+
+    /// Whether the origin has the file `request` names, asked with a `HEAD` (no body is
+    /// transferred): 200 is yes, 404 and 410 are no. Anything else (another status, a
+    /// connection failure, a timeout) is an ERROR 0 "Cannot check the origin": a caller that
+    /// must not shadow the origin's files ([`crate::NoShadow`]) then refuses, failing closed.
+    pub async fn exists(&self, request: &Request) -> Result<bool, HandlerError> {
+        let url = self.url(&request.filename)?;
+        let response = self.client.head(&url).send().await.map_err(|e| {
+            tracing::warn!(%url, error = %e, "origin check failed");
+            HandlerError::new(ErrorCode::NOT_DEFINED, "Cannot check the origin")
+        })?;
+        match response.status().as_u16() {
+            200 => Ok(true),
+            404 | 410 => Ok(false),
+            code => {
+                tracing::warn!(%url, code, "origin check failed");
+                Err(HandlerError::new(
+                    ErrorCode::NOT_DEFINED,
+                    format!("Cannot check the origin (HTTP {code})"),
+                ))
+            }
+        }
+    }
 }
 
 impl Handler for HttpOrigin {

@@ -5,16 +5,19 @@
 //! - [`Templates`]: per-machine files rendered from templates with the client's address;
 //! - [`HttpOrigin`]: files streamed from an HTTP(S) origin;
 //! - [`Fallback`]: try one handler, then another when the first has no such file;
+//! - [`NoShadow`]: refuse uploads of names a read would find anywhere in a chain;
 //! - [`metrics_http`]: the bounded HTTP endpoint that serves Prometheus metrics.
 
 mod chain;
 mod dir;
 mod http;
 pub mod metrics_http;
+mod shadow;
 mod templates;
 
 pub use chain::Fallback;
 pub use dir::DirHandler;
 pub use http::{HttpOrigin, OriginTimeouts};
+pub use shadow::{Lookup, NoShadow};
 pub use templates::Templates;
 pub use tftp_common::fs::RootOptions;

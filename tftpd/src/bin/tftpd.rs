@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::Parser;
 use tftp_common::session_log::SessionLog;
 use tftp_tokio::{Server, ServerConfig, ServerOptions, TimeoutPolicy};
-use tftpd::{DirHandler, Fallback, HttpOrigin, OriginTimeouts, RootOptions, Templates};
+use tftpd::{DirHandler, Fallback, HttpOrigin, NoShadow, OriginTimeouts, RootOptions, Templates};
 
 /// Serve files over TFTP (RFC 1350 with options: blksize, timeout, tsize, windowsize).
 #[derive(Debug, Parser)]
@@ -110,10 +110,12 @@ struct Args {
     /// Burst allowed above --client-rate.
     #[arg(long, default_value_t = 40, value_name = "N")]
     client_burst: u32,
-    /// Accept uploads (write requests) into the root.
+    /// Accept uploads (write requests) into the root. Without --allow-overwrite an upload may
+    /// not replace nor hide a file that a read finds (a template, the root's, the origin's;
+    /// the origin is asked, and when it cannot answer the upload is refused).
     #[arg(long)]
     allow_write: bool,
-    /// Let uploads replace existing files.
+    /// Let uploads replace existing files (and hide templates' and the origin's).
     #[arg(long)]
     allow_overwrite: bool,
     /// Largest upload in bytes.
@@ -498,7 +500,10 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         }
         None => None,
     };
-    let handler = Fallback::new(templates, Fallback::new(dir, origin));
+    // Uploads land in the root, but may not hide a file that a read finds elsewhere in the
+    // chain (a template, the origin) unless overwriting is allowed.
+    let handler = NoShadow::new(Fallback::new(templates, Fallback::new(dir, origin)))
+        .active(args.allow_write && !args.allow_overwrite);
     let mut options = ServerOptions::new().config(config(args)?).on_stats(|s| {
         tracing::info!(
             started = s.sessions_started,
