@@ -17,7 +17,7 @@ mod templates;
 
 pub use chain::Fallback;
 pub use dir::DirHandler;
-pub use http::{HttpOrigin, OriginTimeouts};
+pub use http::{HttpOrigin, MAX_REDIRECTS, OriginRedirects, OriginTimeouts};
 pub use shadow::{Lookup, NoShadow};
 pub use templates::Templates;
 pub use tftp_common::fs::RootOptions;

@@ -102,6 +102,27 @@ fn serve(mut stream: TcpStream, requests: &AtomicUsize) {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
                 return;
             }
+            "/redirect/same" => write!(
+                stream,
+                "HTTP/1.1 302 Found\r\nLocation: /only-origin\r\nContent-Length: 0\r\n\r\n"
+            ),
+            p if p.starts_with("/redirect/chain/") => {
+                let n: u32 = p[16..].parse().unwrap();
+                let next = match n {
+                    0 => "/only-origin".to_string(),
+                    n => format!("/redirect/chain/{}", n - 1),
+                };
+                write!(
+                    stream,
+                    "HTTP/1.1 302 Found\r\nLocation: {next}\r\nContent-Length: 0\r\n\r\n"
+                )
+            }
+            p if p.starts_with("/redirect/to/") => write!(
+                stream,
+                "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{}/only-origin\r\n\
+                 Content-Length: 0\r\n\r\n",
+                &p[13..]
+            ),
             "/error" => write!(
                 stream,
                 "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
@@ -474,4 +495,55 @@ fn uploads_may_not_shadow_files_of_the_origin_or_templates() {
         "{err}"
     );
     assert!(!root.path().join("while-down").exists());
+}
+
+/// An origin's redirect is followed only to the same origin (scheme, host and port): an open
+/// redirect on the origin must not make tftpd fetch from anywhere (SSRF).
+#[test]
+fn origin_redirects_stay_on_the_origin() {
+    let (elsewhere, elsewhere_requests) = origin_counting();
+    let http = origin();
+    let url = format!("http://127.0.0.1:{http}");
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out");
+    let (_d, port) = tftpd(&["--http-origin", &url]);
+    let out = support::tftp_get("60", port, &format!("redirect/to/{elsewhere}"), &dest, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a redirect to another origin was followed"
+    );
+    assert!(err.contains("Origin redirect refused"), "{err}");
+    assert_eq!(elsewhere_requests.load(Ordering::SeqCst), 0);
+    let out = support::tftp_get("60", port, "redirect/same", &dest, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), expected(5000));
+    // At most 5 hops.
+    let out = support::tftp_get("60", port, "redirect/chain/4", &dest, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = support::tftp_get("60", port, "redirect/chain/5", &dest, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("Origin redirect refused"),
+        "{err}"
+    );
+
+    let (_d2, port) = tftpd(&["--http-origin", &url, "--origin-redirects", "none"]);
+    let _ = std::fs::remove_file(&dest);
+    let out = support::tftp_get("60", port, "redirect/same", &dest, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a redirect was followed with --origin-redirects none"
+    );
+    assert!(err.contains("Origin redirect refused"), "{err}");
+    assert_eq!(elsewhere_requests.load(Ordering::SeqCst), 0);
 }

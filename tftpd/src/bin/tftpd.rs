@@ -15,7 +15,10 @@ use std::time::Duration;
 use clap::Parser;
 use tftp_common::session_log::SessionLog;
 use tftp_tokio::{Server, ServerConfig, ServerOptions, TimeoutPolicy};
-use tftpd::{DirHandler, Fallback, HttpOrigin, NoShadow, OriginTimeouts, RootOptions, Templates};
+use tftpd::{
+    DirHandler, Fallback, HttpOrigin, NoShadow, OriginRedirects, OriginTimeouts, RootOptions,
+    Templates,
+};
 
 /// Serve files over TFTP (RFC 1350 with options: blksize, timeout, tsize, windowsize).
 #[derive(Debug, Parser)]
@@ -40,6 +43,11 @@ struct Args {
     /// Stream files not found locally from this HTTP(S) origin (URL/path), after --root.
     #[arg(long, value_name = "URL")]
     http_origin: Option<String>,
+    /// Which redirects of the origin to follow: `same-origin` (same scheme, host and port, at
+    /// most 5 hops) or `none`. Following any would let an open redirect on the origin send
+    /// tftpd anywhere.
+    #[arg(long, value_enum, default_value_t = Redirects::SameOrigin, value_name = "POLICY")]
+    origin_redirects: Redirects,
     /// Seconds to connect to the origin.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     origin_connect_timeout: f64,
@@ -141,6 +149,22 @@ struct Args {
     /// More logging (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+/// `--origin-redirects`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Redirects {
+    SameOrigin,
+    None,
+}
+
+impl From<Redirects> for OriginRedirects {
+    fn from(r: Redirects) -> Self {
+        match r {
+            Redirects::SameOrigin => OriginRedirects::SameOrigin,
+            Redirects::None => OriginRedirects::None,
+        }
+    }
 }
 
 fn listen_addrs(args: &Args) -> Result<Vec<SocketAddr>, String> {
@@ -495,9 +519,10 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         read: secs(args.origin_read_timeout, "--origin-read-timeout", false)?,
     };
     let origin = match &args.http_origin {
-        Some(url) => {
-            Some(HttpOrigin::new(url, timeouts).map_err(|e| format!("--http-origin {e}"))?)
-        }
+        Some(url) => Some(
+            HttpOrigin::with_redirects(url, timeouts, args.origin_redirects.into())
+                .map_err(|e| format!("--http-origin {e}"))?,
+        ),
         None => None,
     };
     // Uploads land in the root, but may not hide a file that a read finds elsewhere in the
