@@ -528,7 +528,7 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
     // Uploads land in the root, but may not hide a file that a read finds elsewhere in the
     // chain (a template, the origin) unless overwriting is allowed.
     let handler = NoShadow::new(Fallback::new(templates, Fallback::new(dir, origin)))
-        .active(args.allow_write && !args.allow_overwrite);
+        .active(args.allow_write && !args.allow_overwrite && args.root.is_some());
     let mut options = ServerOptions::new().config(config(args)?).on_stats(|s| {
         tracing::info!(
             started = s.sessions_started,
