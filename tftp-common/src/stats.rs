@@ -17,11 +17,26 @@
 //! | `tftp_bytes_sent_total`, `tftp_bytes_received_total` | counter | |
 //! | `tftp_packets_sent_total`, `tftp_packets_received_total`, `tftp_retransmissions_total` | counter | |
 //! | `tftp_errors_sent_total` | counter | `code` |
-//! | `tftp_negotiated_blksize_total`, `tftp_negotiated_windowsize_total` | counter | `blksize`, `windowsize` |
+//! | `tftp_negotiated_blksize_total` | counter | `blksize`: bucketed, see below |
+//! | `tftp_negotiated_windowsize_total` | counter | `windowsize`: bucketed, see below |
 //! | `tftp_session_duration_seconds` | histogram | `outcome` |
 //! | `tftp_stray_packets_total` | counter | |
 //! | `tftp_requests_dropped_total` | counter | `reason`: rate_limited, duplicate, not_a_request, bad_source, shutting_down, reply_rate_limited |
 //! | `tftp_requests_refused_total` | counter | `reason`: server_busy, client_busy, malformed, no_transfer_socket |
+//!
+//! Clients choose `blksize` (8..=65464, RFC 2348) and `windowsize` (1..=65535, RFC 7440):
+//! labelled with the raw value, 6,000 requests made 6,000 Prometheus series. Both are bucketed
+//! into a fixed set of at most 21 label values each ([`blksize_bucket`],
+//! [`windowsize_bucket`]), and [`ServerStats::blksize`] and [`ServerStats::windowsize`] are
+//! keyed the same way:
+//!
+//! | option | counted exactly | other values | label | key |
+//! |---|---|---|---|---|
+//! | `blksize` | 512, 1024, 1408, 1428, 1432, 1456, 1468, 2048, 4096, 8192, 16384, 32768, 65464 | below 512 | `lt_512` | 511 |
+//! | | | above 512, up to the next power of two 2^k (1024 ..= 65536) | `le_2^k` (`le_1024`, ..., `le_65536`) | 2^k − 1 |
+//! | `windowsize` | 1 ..= 16 | 17 ..= 64 | `17-64` | 64 |
+//! | | | 65 ..= 256 | `65-256` | 256 |
+//! | | | 257 and above | `more` | 65535 |
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -68,9 +83,13 @@ pub struct ServerStats {
     pub errors_sent: BTreeMap<u16, u64>,
     /// Sessions running when the counters were read.
     pub active_sessions: u64,
-    /// Negotiated block sizes of finished transfers (size → sessions).
+    /// Negotiated block sizes of finished transfers (size → sessions), bucketed by
+    /// [`blksize_bucket`] so that clients cannot grow it: common sizes are exact keys, other
+    /// sizes count under their bucket's key (at most 21 keys).
     pub blksize: BTreeMap<u16, u64>,
-    /// Negotiated window sizes of finished transfers (size → sessions).
+    /// Negotiated window sizes of finished transfers (size → sessions), bucketed by
+    /// [`windowsize_bucket`]: 1..=16 exact, then 64, 256 and 65535 for wider ranges (at most
+    /// 20 keys).
     pub windowsize: BTreeMap<u16, u64>,
     /// Datagrams from strangers at transfer ports (ignored; a few answered with ERROR 5).
     pub stray_packets: u64,
@@ -80,6 +99,57 @@ pub struct ServerStats {
     /// Requests refused at a listening port with an ERROR before any handler saw them, by
     /// reason.
     pub requests_rejected: BTreeMap<&'static str, u64>,
+}
+
+/// Block sizes counted exactly: 512 (RFC 1350's), 1024, those that fill an Ethernet frame
+/// (1468 = 1500 − 20 IPv4 − 8 UDP − 4 TFTP) or one with a tunnel's or IPv6's overhead (1408,
+/// 1428, 1432, 1456), powers of two, and 65464 (RFC 2348's largest).
+const COMMON_BLKSIZES: [u16; 13] = [
+    512, 1024, 1408, 1428, 1432, 1456, 1468, 2048, 4096, 8192, 16384, 32768, 65464,
+];
+
+/// The key a negotiated `blksize` is counted under in [`ServerStats::blksize`]: itself when it
+/// is a common size, else its bucket's key (see the module documentation): 511 for any size
+/// below 512, `2^k − 1` for a size between `2^(k−1)` and `2^k`. Never more than 21 keys.
+pub fn blksize_bucket(blksize: u16) -> u16 {
+    if COMMON_BLKSIZES.contains(&blksize) {
+        blksize
+    } else if blksize < 512 {
+        511
+    } else {
+        // The next power of two above, minus one: 513..=1023 → 1023, 32769.. → 65535.
+        u16::MAX >> blksize.leading_zeros()
+    }
+}
+
+/// The `blksize` label for a [`blksize_bucket`] key.
+fn blksize_label(blksize: u16) -> std::borrow::Cow<'static, str> {
+    match blksize_bucket(blksize) {
+        511 => "lt_512".into(),
+        key if COMMON_BLKSIZES.contains(&key) => key.to_string().into(),
+        key => format!("le_{}", u32::from(key) + 1).into(),
+    }
+}
+
+/// The key a negotiated `windowsize` is counted under in [`ServerStats::windowsize`]: itself up
+/// to 16, else 64 (17..=64), 256 (65..=256) or 65535 (more). Never more than 20 keys.
+pub fn windowsize_bucket(windowsize: u16) -> u16 {
+    match windowsize {
+        0..=16 => windowsize,
+        17..=64 => 64,
+        65..=256 => 256,
+        _ => u16::MAX,
+    }
+}
+
+/// The `windowsize` label for a [`windowsize_bucket`] key.
+fn windowsize_label(windowsize: u16) -> std::borrow::Cow<'static, str> {
+    match windowsize_bucket(windowsize) {
+        64 => "17-64".into(),
+        256 => "65-256".into(),
+        u16::MAX => "more".into(),
+        exact => exact.to_string().into(),
+    }
 }
 
 /// The `outcome` label of a session.
@@ -121,9 +191,9 @@ fn emit(report: &SessionReport) {
         }
     }
     if s.blocks > 0 {
-        metrics::counter!("tftp_negotiated_blksize_total", "blksize" => s.options.blksize.to_string())
+        metrics::counter!("tftp_negotiated_blksize_total", "blksize" => blksize_label(s.options.blksize))
             .increment(1);
-        metrics::counter!("tftp_negotiated_windowsize_total", "windowsize" => s.options.windowsize.to_string())
+        metrics::counter!("tftp_negotiated_windowsize_total", "windowsize" => windowsize_label(s.options.windowsize))
             .increment(1);
     }
 }
@@ -159,8 +229,14 @@ impl ServerStats {
             *self.errors_sent.entry(code.0).or_default() += 1;
         }
         if s.blocks > 0 {
-            *self.blksize.entry(s.options.blksize).or_default() += 1;
-            *self.windowsize.entry(s.options.windowsize).or_default() += 1;
+            *self
+                .blksize
+                .entry(blksize_bucket(s.options.blksize))
+                .or_default() += 1;
+            *self
+                .windowsize
+                .entry(windowsize_bucket(s.options.windowsize))
+                .or_default() += 1;
         }
     }
 }
@@ -360,5 +436,154 @@ mod tests {
         let next = c.take_interval(now + Duration::from_secs(61));
         assert_eq!(next.sessions_started, 0);
         assert_eq!(c.totals(now).sessions_started, 5);
+    }
+
+    /// A counter's name and its labels (key, value).
+    type Registered = (String, Vec<(String, String)>);
+
+    /// The label sets of every counter registered, by metric name.
+    #[derive(Default)]
+    struct Labels(Mutex<Vec<Registered>>);
+
+    impl Labels {
+        fn values(&self, metric: &str, label: &str) -> std::collections::BTreeSet<String> {
+            let seen = self.0.lock().unwrap();
+            seen.iter()
+                .filter(|(name, _)| name == metric)
+                .flat_map(|(_, labels)| labels.iter().filter(|(k, _)| k == label))
+                .map(|(_, v)| v.clone())
+                .collect()
+        }
+    }
+
+    impl metrics::Recorder for Labels {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            let labels = key
+                .labels()
+                .map(|l| (l.key().to_string(), l.value().to_string()))
+                .collect();
+            self.0
+                .lock()
+                .unwrap()
+                .push((key.name().to_string(), labels));
+            metrics::Counter::noop()
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn sizes_are_bucketed_as_documented() {
+        for (size, key, label) in [
+            (8, 511, "lt_512"),
+            (511, 511, "lt_512"),
+            (512, 512, "512"),
+            (513, 1023, "le_1024"),
+            (1024, 1024, "1024"),
+            (1025, 2047, "le_2048"),
+            (1468, 1468, "1468"),
+            (1469, 2047, "le_2048"),
+            (2048, 2048, "2048"),
+            (9000, 16383, "le_16384"),
+            (32768, 32768, "32768"),
+            (32769, 65535, "le_65536"),
+            (65464, 65464, "65464"),
+            (65535, 65535, "le_65536"),
+        ] {
+            assert_eq!(blksize_bucket(size), key, "{size}");
+            assert_eq!(blksize_label(size), label, "{size}");
+        }
+        for (size, key, label) in [
+            (1, 1, "1"),
+            (16, 16, "16"),
+            (17, 64, "17-64"),
+            (64, 64, "17-64"),
+            (65, 256, "65-256"),
+            (256, 256, "65-256"),
+            (257, 65535, "more"),
+            (65535, 65535, "more"),
+        ] {
+            assert_eq!(windowsize_bucket(size), key, "{size}");
+            assert_eq!(windowsize_label(size), label, "{size}");
+        }
+        let all_blksizes: std::collections::BTreeSet<_> =
+            (0..=u16::MAX).map(blksize_label).collect();
+        assert_eq!(all_blksizes.len(), 21);
+        let all_windows: std::collections::BTreeSet<_> =
+            (1..=u16::MAX).map(windowsize_label).collect();
+        assert_eq!(all_windows.len(), 19);
+    }
+
+    /// A client chooses `blksize` and `windowsize`: 6,000 requests with 6,000 different values
+    /// must not make 6,000 label values (Prometheus series) nor 6,000 map entries.
+    #[test]
+    fn attacker_chosen_sizes_make_few_labels_and_keys() {
+        let now = Instant::now();
+        let c = StatsCollector::new(now);
+        let labels = Labels::default();
+        metrics::with_local_recorder(&labels, || {
+            for i in 0..6000u16 {
+                let mut stats = SessionStats::new(now);
+                stats.outcome = Outcome::Completed;
+                stats.blocks = 1;
+                stats.options.blksize = 8 + i * 10;
+                stats.options.windowsize = 1 + i * 10;
+                c.session_finished(&SessionReport::new(&request(RequestKind::Read), stats));
+            }
+        });
+        let blksizes = labels.values("tftp_negotiated_blksize_total", "blksize");
+        let windows = labels.values("tftp_negotiated_windowsize_total", "windowsize");
+        assert!(
+            blksizes.len() <= 21,
+            "{} blksize labels: {blksizes:?}",
+            blksizes.len()
+        );
+        assert!(
+            windows.len() <= 20,
+            "{} windowsize labels: {windows:?}",
+            windows.len()
+        );
+        let s = c.totals(now);
+        assert!(s.blksize.len() <= 21, "{} blksize keys", s.blksize.len());
+        assert!(
+            s.windowsize.len() <= 20,
+            "{} windowsize keys",
+            s.windowsize.len()
+        );
+        assert_eq!(s.blksize.values().sum::<u64>(), 6000);
+        assert_eq!(s.windowsize.values().sum::<u64>(), 6000);
     }
 }

@@ -21,6 +21,14 @@ impl<A, B> Fallback<A, B> {
     pub fn new(first: A, second: B) -> Self {
         Fallback { first, second }
     }
+
+    pub(crate) fn first(&self) -> &A {
+        &self.first
+    }
+
+    pub(crate) fn second(&self) -> &B {
+        &self.second
+    }
 }
 
 impl<A: Handler, B: Handler> Handler for Fallback<A, B> {

@@ -28,6 +28,77 @@ impl Default for OriginTimeouts {
     }
 }
 
+/// Which redirects of the origin are followed.
+///
+/// Following any redirect (reqwest's default: 10 hops to any host) turns an open redirect on
+/// the origin into server-side request forgery: tftpd would fetch, and serve to any TFTP
+/// client, whatever URL the redirect names (an internal service, a cloud metadata endpoint).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OriginRedirects {
+    /// Only to the same origin as the base URL (same scheme, host and port), at most
+    /// [`MAX_REDIRECTS`] hops. The default.
+    #[default]
+    SameOrigin,
+    /// None: a redirect is an error.
+    None,
+}
+
+/// Hops followed at most with [`OriginRedirects::SameOrigin`].
+pub const MAX_REDIRECTS: usize = 5;
+
+/// The error a refused redirect fails with (shown in logs; the client gets "Origin redirect
+/// refused").
+#[derive(Debug)]
+struct RedirectRefused(String);
+
+impl std::fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RedirectRefused {}
+
+/// Same scheme, host and port (RFC 6454 §4), default ports made explicit.
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+fn redirect_policy(base: &reqwest::Url, redirects: OriginRedirects) -> reqwest::redirect::Policy {
+    match redirects {
+        OriginRedirects::None => reqwest::redirect::Policy::none(),
+        OriginRedirects::SameOrigin => {
+            let base = base.clone();
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() > MAX_REDIRECTS {
+                    let error = RedirectRefused(format!("more than {MAX_REDIRECTS} redirects"));
+                    attempt.error(error)
+                } else if !same_origin(&base, attempt.url()) {
+                    let error =
+                        RedirectRefused(format!("redirect to another origin: {}", attempt.url()));
+                    attempt.error(error)
+                } else {
+                    attempt.follow()
+                }
+            })
+        }
+    }
+}
+
+/// The client's error for a request that failed before a status: a refused redirect, a
+/// timeout, or the origin unreachable.
+fn request_error(e: &reqwest::Error) -> HandlerError {
+    if e.is_redirect() {
+        HandlerError::new(ErrorCode::NOT_DEFINED, "Origin redirect refused")
+    } else if e.is_timeout() {
+        HandlerError::new(ErrorCode::NOT_DEFINED, "Origin timed out")
+    } else {
+        HandlerError::new(ErrorCode::NOT_DEFINED, "Origin unavailable")
+    }
+}
+
 /// Answers a read request for `path` by streaming `BASE/path` from an HTTP(S) origin.
 ///
 /// - `tsize` comes from `Content-Length` when the origin sends one;
@@ -38,6 +109,8 @@ impl Default for OriginTimeouts {
 ///   connection failures a clear ERROR 0 ("Origin error (HTTP 500)", "Origin unavailable");
 /// - a body that ends early or breaks mid-transfer aborts the TFTP transfer with an ERROR:
 ///   the client never gets a silently truncated file;
+/// - redirects are followed only to the same origin by default (see [`OriginRedirects`]); a
+///   refused one is "Origin redirect refused";
 /// - file names are normalised as for a directory (`\` separates, `..` is refused) and each
 ///   component is percent-encoded.
 ///
@@ -49,8 +122,18 @@ pub struct HttpOrigin {
 }
 
 impl HttpOrigin {
-    /// An origin at `base` (`http://` or `https://`, with or without a path prefix).
+    /// An origin at `base` (`http://` or `https://`, with or without a path prefix),
+    /// following redirects to the same origin only.
     pub fn new(base: &str, timeouts: OriginTimeouts) -> Result<Self, String> {
+        Self::with_redirects(base, timeouts, OriginRedirects::default())
+    }
+
+    /// An origin at `base` that follows `redirects`.
+    pub fn with_redirects(
+        base: &str,
+        timeouts: OriginTimeouts,
+        redirects: OriginRedirects,
+    ) -> Result<Self, String> {
         let parsed = reqwest::Url::parse(base).map_err(|e| format!("{base}: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
             return Err(format!("{base}: not an http:// or https:// URL"));
@@ -59,6 +142,7 @@ impl HttpOrigin {
             .connect_timeout(timeouts.connect)
             .read_timeout(timeouts.read)
             .pool_max_idle_per_host(64)
+            .redirect(redirect_policy(&parsed, redirects))
             .user_agent(concat!("tftpd/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())?;
@@ -82,6 +166,29 @@ impl HttpOrigin {
         }
         Ok(url)
     }
+
+    /// Whether the origin has the file `request` names, asked with a `HEAD` (no body is
+    /// transferred): 200 is yes, 404 and 410 are no. Anything else (another status, a
+    /// connection failure, a timeout) is an ERROR 0 "Cannot check the origin": a caller that
+    /// must not shadow the origin's files ([`crate::NoShadow`]) then refuses, failing closed.
+    pub async fn exists(&self, request: &Request) -> Result<bool, HandlerError> {
+        let url = self.url(&request.filename)?;
+        let response = self.client.head(&url).send().await.map_err(|e| {
+            tracing::warn!(%url, error = %e, "origin check failed");
+            HandlerError::new(ErrorCode::NOT_DEFINED, "Cannot check the origin")
+        })?;
+        match response.status().as_u16() {
+            200 => Ok(true),
+            404 | 410 => Ok(false),
+            code => {
+                tracing::warn!(%url, code, "origin check failed");
+                Err(HandlerError::new(
+                    ErrorCode::NOT_DEFINED,
+                    format!("Cannot check the origin (HTTP {code})"),
+                ))
+            }
+        }
+    }
 }
 
 impl Handler for HttpOrigin {
@@ -89,17 +196,21 @@ impl Handler for HttpOrigin {
         let url = self.url(&request.filename)?;
         let response = self.client.get(&url).send().await.map_err(|e| {
             tracing::warn!(%url, error = %e, "origin request failed");
-            if e.is_timeout() {
-                HandlerError::new(ErrorCode::NOT_DEFINED, "Origin timed out")
-            } else {
-                HandlerError::new(ErrorCode::NOT_DEFINED, "Origin unavailable")
-            }
+            request_error(&e)
         })?;
         let status = response.status();
         match status.as_u16() {
             200 => {}
             404 | 410 => return Err(HandlerError::not_found()),
             401 | 403 => return Err(HandlerError::access_violation()),
+            // Not followed (`OriginRedirects::None`, or a status reqwest does not follow).
+            code @ (301 | 302 | 303 | 307 | 308) => {
+                tracing::warn!(%url, code, "origin redirect not followed");
+                return Err(HandlerError::new(
+                    ErrorCode::NOT_DEFINED,
+                    format!("Origin redirect refused (HTTP {code})"),
+                ));
+            }
             code => {
                 tracing::warn!(%url, code, "origin error");
                 return Err(HandlerError::new(
@@ -141,5 +252,22 @@ mod tests {
         );
         assert!(HttpOrigin::new("ftp://x/", OriginTimeouts::default()).is_err());
         assert!(HttpOrigin::new("not a url", OriginTimeouts::default()).is_err());
+    }
+
+    #[test]
+    fn same_origin_is_scheme_host_and_port() {
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        let base = url("http://origin.example/tftp/");
+        assert!(same_origin(&base, &url("http://origin.example:80/other?x")));
+        assert!(same_origin(&base, &url("HTTP://ORIGIN.example/")));
+        for other in [
+            "https://origin.example/tftp/",
+            "http://origin.example:8080/tftp/",
+            "http://other.example/tftp/",
+            "http://origin.example.evil/tftp/",
+            "http://127.0.0.1/tftp/",
+        ] {
+            assert!(!same_origin(&base, &url(other)), "{other}");
+        }
     }
 }

@@ -4,15 +4,20 @@
 //! - [`DirHandler`]: files under a root directory, confined to it, with uploads;
 //! - [`Templates`]: per-machine files rendered from templates with the client's address;
 //! - [`HttpOrigin`]: files streamed from an HTTP(S) origin;
-//! - [`Fallback`]: try one handler, then another when the first has no such file.
+//! - [`Fallback`]: try one handler, then another when the first has no such file;
+//! - [`NoShadow`]: refuse uploads of names a read would find anywhere in a chain;
+//! - [`metrics_http`]: the bounded HTTP endpoint that serves Prometheus metrics.
 
 mod chain;
 mod dir;
 mod http;
+pub mod metrics_http;
+mod shadow;
 mod templates;
 
 pub use chain::Fallback;
 pub use dir::DirHandler;
-pub use http::{HttpOrigin, OriginTimeouts};
+pub use http::{HttpOrigin, MAX_REDIRECTS, OriginRedirects, OriginTimeouts};
+pub use shadow::{Lookup, NoShadow};
 pub use templates::Templates;
 pub use tftp_common::fs::RootOptions;

@@ -6,6 +6,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
@@ -17,23 +19,33 @@ fn byte(i: u64) -> u8 {
 
 /// A small HTTP/1.1 origin with routes that behave well and badly.
 fn origin() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve(stream));
-        }
-    });
-    port
+    origin_counting().0
 }
 
-fn serve(mut stream: TcpStream) {
+/// [`origin`], and the number of requests it has received.
+fn origin_counting() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&requests);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let count = Arc::clone(&count);
+            std::thread::spawn(move || serve(stream, &count));
+        }
+    });
+    (port, requests)
+}
+
+fn serve(mut stream: TcpStream, requests: &AtomicUsize) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     loop {
         let mut request_line = String::new();
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
             return;
         }
+        requests.fetch_add(1, Ordering::SeqCst);
+        let head = request_line.starts_with("HEAD ");
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
@@ -52,6 +64,9 @@ fn serve(mut stream: TcpStream) {
                        pause: Duration|
          -> std::io::Result<()> {
             write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n")?;
+            if head {
+                return Ok(());
+            }
             let mut i = from;
             let mut chunk = vec![0u8; 64 * 1024];
             while i < to {
@@ -70,7 +85,9 @@ fn serve(mut stream: TcpStream) {
                 let len: u64 = p[5..].parse().unwrap();
                 respond(&mut stream, len, 0, len, Duration::ZERO)
             }
-            "/images/a%20b.img" => respond(&mut stream, 5000, 0, 5000, Duration::ZERO),
+            "/images/a%20b.img" | "/only-origin" => {
+                respond(&mut stream, 5000, 0, 5000, Duration::ZERO)
+            }
             "/slow" => {
                 std::thread::sleep(Duration::from_millis(300));
                 respond(&mut stream, 1 << 20, 0, 1 << 20, Duration::from_millis(40))
@@ -85,6 +102,27 @@ fn serve(mut stream: TcpStream) {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
                 return;
             }
+            "/redirect/same" => write!(
+                stream,
+                "HTTP/1.1 302 Found\r\nLocation: /only-origin\r\nContent-Length: 0\r\n\r\n"
+            ),
+            p if p.starts_with("/redirect/chain/") => {
+                let n: u32 = p[16..].parse().unwrap();
+                let next = match n {
+                    0 => "/only-origin".to_string(),
+                    n => format!("/redirect/chain/{}", n - 1),
+                };
+                write!(
+                    stream,
+                    "HTTP/1.1 302 Found\r\nLocation: {next}\r\nContent-Length: 0\r\n\r\n"
+                )
+            }
+            p if p.starts_with("/redirect/to/") => write!(
+                stream,
+                "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{}/only-origin\r\n\
+                 Content-Length: 0\r\n\r\n",
+                &p[13..]
+            ),
             "/error" => write!(
                 stream,
                 "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
@@ -363,4 +401,149 @@ fn metrics_are_scraped_during_a_transfer_and_sessions_logged() {
         "{}",
         lines[1]
     );
+}
+
+/// `tftp put SRC NAME` to 127.0.0.1:`port`.
+fn put(port: u16, src: &std::path::Path, name: &str) -> std::process::Output {
+    Command::new("timeout")
+        .args([
+            "60",
+            env!("CARGO_BIN_EXE_tftp"),
+            "put",
+            &format!("127.0.0.1:{port}"),
+            src.to_str().unwrap(),
+            name,
+            "-q",
+        ])
+        .output()
+        .unwrap()
+}
+
+/// With uploads allowed but not overwrites, an upload may not shadow a file that a read finds
+/// anywhere in the chain (templates, root, origin): it would replace it for every client.
+/// The origin is asked; when it cannot say, the upload is refused.
+#[test]
+fn uploads_may_not_shadow_files_of_the_origin_or_templates() {
+    let http = origin();
+    let url = format!("http://127.0.0.1:{http}");
+    let root = tempfile::tempdir().unwrap();
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::write(templates.path().join("menu.cfg"), "menu for {{ip}}").unwrap();
+    let src = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(src.path(), "from the client").unwrap();
+    let (_d, port) = tftpd(&[
+        "--root",
+        root.path().to_str().unwrap(),
+        "--templates",
+        templates.path().to_str().unwrap(),
+        "--allow-write",
+        "--http-origin",
+        &url,
+    ]);
+    for name in ["only-origin", "menu.cfg"] {
+        let out = put(port, src.path(), name);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: the upload was accepted");
+        assert!(err.contains("error 6"), "{name}: {err}");
+        assert!(!root.path().join(name).exists(), "{name} was stored");
+    }
+    // The origin's file is still what clients get.
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out");
+    let out = support::tftp_get("60", port, "only-origin", &dest, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), expected(5000));
+    // A name nobody has is taken.
+    let out = put(port, src.path(), "new-name");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(root.path().join("new-name")).unwrap(),
+        b"from the client"
+    );
+    // The origin cannot say (HTTP 500): refused, fail closed.
+    let out = put(port, src.path(), "error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("Cannot check the origin"),
+        "{err}"
+    );
+    assert!(!root.path().join("error").exists());
+
+    // The origin is down: refused.
+    let down = format!("http://127.0.0.1:{}", free_tcp());
+    let (_d2, port) = tftpd(&[
+        "--root",
+        root.path().to_str().unwrap(),
+        "--allow-write",
+        "--http-origin",
+        &down,
+        "--origin-connect-timeout",
+        "1",
+    ]);
+    let out = put(port, src.path(), "while-down");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("Cannot check the origin"),
+        "{err}"
+    );
+    assert!(!root.path().join("while-down").exists());
+}
+
+/// An origin's redirect is followed only to the same origin (scheme, host and port): an open
+/// redirect on the origin must not make tftpd fetch from anywhere (SSRF).
+#[test]
+fn origin_redirects_stay_on_the_origin() {
+    let (elsewhere, elsewhere_requests) = origin_counting();
+    let http = origin();
+    let url = format!("http://127.0.0.1:{http}");
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out");
+    let (_d, port) = tftpd(&["--http-origin", &url]);
+    let out = support::tftp_get("60", port, &format!("redirect/to/{elsewhere}"), &dest, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a redirect to another origin was followed"
+    );
+    assert!(err.contains("Origin redirect refused"), "{err}");
+    assert_eq!(elsewhere_requests.load(Ordering::SeqCst), 0);
+    let out = support::tftp_get("60", port, "redirect/same", &dest, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), expected(5000));
+    // At most 5 hops.
+    let out = support::tftp_get("60", port, "redirect/chain/4", &dest, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = support::tftp_get("60", port, "redirect/chain/5", &dest, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("Origin redirect refused"),
+        "{err}"
+    );
+
+    let (_d2, port) = tftpd(&["--http-origin", &url, "--origin-redirects", "none"]);
+    let _ = std::fs::remove_file(&dest);
+    let out = support::tftp_get("60", port, "redirect/same", &dest, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a redirect was followed with --origin-redirects none"
+    );
+    assert!(err.contains("Origin redirect refused"), "{err}");
+    assert_eq!(elsewhere_requests.load(Ordering::SeqCst), 0);
 }

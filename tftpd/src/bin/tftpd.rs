@@ -15,7 +15,10 @@ use std::time::Duration;
 use clap::Parser;
 use tftp_common::session_log::SessionLog;
 use tftp_tokio::{Server, ServerConfig, ServerOptions, TimeoutPolicy};
-use tftpd::{DirHandler, Fallback, HttpOrigin, OriginTimeouts, RootOptions, Templates};
+use tftpd::{
+    DirHandler, Fallback, HttpOrigin, NoShadow, OriginRedirects, OriginTimeouts, RootOptions,
+    Templates,
+};
 
 /// Serve files over TFTP (RFC 1350 with options: blksize, timeout, tsize, windowsize).
 #[derive(Debug, Parser)]
@@ -40,13 +43,19 @@ struct Args {
     /// Stream files not found locally from this HTTP(S) origin (URL/path), after --root.
     #[arg(long, value_name = "URL")]
     http_origin: Option<String>,
+    /// Which redirects of the origin to follow: `same-origin` (same scheme, host and port, at
+    /// most 5 hops) or `none`. Following any would let an open redirect on the origin send
+    /// tftpd anywhere.
+    #[arg(long, value_enum, default_value_t = Redirects::SameOrigin, value_name = "POLICY")]
+    origin_redirects: Redirects,
     /// Seconds to connect to the origin.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     origin_connect_timeout: f64,
     /// Seconds to wait for the origin's headers, and between two chunks of its body.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     origin_read_timeout: f64,
-    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9169).
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9169), at `GET
+    /// /metrics`; at most 32 connections, each with 5 s to send its request.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
     /// Append one JSON line per finished session to this file (`-`: standard output).
@@ -109,10 +118,12 @@ struct Args {
     /// Burst allowed above --client-rate.
     #[arg(long, default_value_t = 40, value_name = "N")]
     client_burst: u32,
-    /// Accept uploads (write requests) into the root.
+    /// Accept uploads (write requests) into the root. Without --allow-overwrite an upload may
+    /// not replace nor hide a file that a read finds (a template, the root's, the origin's;
+    /// the origin is asked, and when it cannot answer the upload is refused).
     #[arg(long)]
     allow_write: bool,
-    /// Let uploads replace existing files.
+    /// Let uploads replace existing files (and hide templates' and the origin's).
     #[arg(long)]
     allow_overwrite: bool,
     /// Largest upload in bytes.
@@ -138,6 +149,22 @@ struct Args {
     /// More logging (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+/// `--origin-redirects`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Redirects {
+    SameOrigin,
+    None,
+}
+
+impl From<Redirects> for OriginRedirects {
+    fn from(r: Redirects) -> Self {
+        match r {
+            Redirects::SameOrigin => OriginRedirects::SameOrigin,
+            Redirects::None => OriginRedirects::None,
+        }
+    }
 }
 
 fn listen_addrs(args: &Args) -> Result<Vec<SocketAddr>, String> {
@@ -376,16 +403,34 @@ async fn next_signal() -> Signal {
 
 async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> Result<(), String> {
     if let Some(addr) = args.metrics {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
+        // The exporter crate only records; the endpoint is ours, bounded against hostile
+        // clients (see `tftpd::metrics_http`).
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("--metrics {addr}: {e}"))?;
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
             .set_buckets_for_metric(
                 metrics_exporter_prometheus::Matcher::Full("tftp_session_duration_seconds".into()),
                 &[
                     0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
                 ],
             )
-            .and_then(|b| b.install())
+            .and_then(|b| b.install_recorder())
             .map_err(|e| format!("--metrics {addr}: {e}"))?;
+        // The recorder's upkeep (draining histograms), which its own exporter ran every 5 s.
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        tokio::spawn(tftpd::metrics_http::serve(
+            listener,
+            tftpd::metrics_http::Limits::default(),
+            move || handle.render(),
+        ));
         tracing::info!(%addr, "serving Prometheus metrics");
     }
     let mut draining = Vec::new();
@@ -474,12 +519,16 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         read: secs(args.origin_read_timeout, "--origin-read-timeout", false)?,
     };
     let origin = match &args.http_origin {
-        Some(url) => {
-            Some(HttpOrigin::new(url, timeouts).map_err(|e| format!("--http-origin {e}"))?)
-        }
+        Some(url) => Some(
+            HttpOrigin::with_redirects(url, timeouts, args.origin_redirects.into())
+                .map_err(|e| format!("--http-origin {e}"))?,
+        ),
         None => None,
     };
-    let handler = Fallback::new(templates, Fallback::new(dir, origin));
+    // Uploads land in the root, but may not hide a file that a read finds elsewhere in the
+    // chain (a template, the origin) unless overwriting is allowed.
+    let handler = NoShadow::new(Fallback::new(templates, Fallback::new(dir, origin)))
+        .active(args.allow_write && !args.allow_overwrite && args.root.is_some());
     let mut options = ServerOptions::new().config(config(args)?).on_stats(|s| {
         tracing::info!(
             started = s.sessions_started,
