@@ -952,8 +952,9 @@ impl<R> Session<R> {
                     }
                     // An announced size (RFC 2349) is a promise: a transfer that ends short of
                     // it (say, blocks cut by a receive buffer smaller than blksize) or runs past
-                    // it is not the announced file. Netascii sizes are estimates.
-                    if let (Some(expected), false) =
+                    // it is not the announced file. Netascii sizes are estimates, and a write
+                    // announcing 0 is read as "size unknown" (clients send it so).
+                    if let (Some(expected @ 1..), false) =
                         (self.stats.options.tsize, self.mode == Mode::Netascii)
                     {
                         let actual = self.received_bytes;
