@@ -167,7 +167,8 @@ macro_rules! suite {
             source_failure_mid_transfer, stats_once_per_session, five_hundred_concurrent_transfers,
             size_probe_is_counted_as_a_probe, per_request_limits, single_port_mode,
             graceful_shutdown_lets_transfers_finish, port_range, ipv6_and_dual_stack,
-            server_busy_gets_an_error, real_clients_fetch_and_upload, lossy_link);
+            server_busy_gets_an_error, real_clients_fetch_and_upload, lossy_link,
+            strangers_get_bounded_answers, replacements_stay_within_the_limits);
     };
     (cross: $server:ty, $client:ty) => {
         $crate::suite!(@tests $server, $client; option_matrix, uploads_on_and_off);

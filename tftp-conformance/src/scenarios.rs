@@ -876,3 +876,114 @@ pub fn lossy_link<S: Adapter, C: Adapter>() {
     }
     assert!(uploads_completed(), "{:#?}", reports.all());
 }
+
+/// A stranger at a transfer port: its ERROR is never answered (answering ERRORs is how one
+/// spoofed datagram makes two transfers loop, CVE-2024-2169), and a flood of its ACKs gets
+/// one ERROR 5, not one per datagram; the transfer goes on and counts every stray.
+pub fn strangers_get_bounded_answers<S: Adapter, C: Adapter>() {
+    let backend = Backend::new(false);
+    let reports = Reports::default();
+    let server = S::serve(Arc::clone(&backend), reports.options());
+    let client = Peer::new(server.addr());
+    let stranger = Peer::new(server.addr());
+    stranger.timeout(Duration::from_millis(300));
+    client.rrq(server.addr(), "f1469", &[]);
+    let (first, tid) = client.recv();
+    let Packet::Data { block: 1, data: d } = decode(&first) else {
+        panic!("expected DATA 1")
+    };
+    let mut data = d.to_vec();
+    stranger.error(tid, ErrorCode::UNKNOWN_TRANSFER_ID, "Unknown transfer ID");
+    assert!(stranger.try_recv().is_none(), "an ERROR was answered");
+    for _ in 0..20 {
+        stranger.ack(tid, 1);
+    }
+    let mut answers = 0;
+    while let Some((reply, from)) = stranger.try_recv() {
+        assert_eq!(from, tid);
+        assert!(matches!(
+            decode(&reply),
+            Packet::Error {
+                code: ErrorCode::UNKNOWN_TRANSFER_ID,
+                ..
+            }
+        ));
+        answers += 1;
+    }
+    assert_eq!(answers, 1, "one answer to a burst of 20 strays");
+    let mut block = 1;
+    loop {
+        client.ack(tid, block);
+        let (bytes, from) = client.recv();
+        assert_eq!(from, tid);
+        let Packet::Data { block: b, data: d } = decode(&bytes) else {
+            panic!("expected DATA")
+        };
+        block = b;
+        data.extend_from_slice(d);
+        if d.len() < 512 {
+            client.ack(tid, block);
+            break;
+        }
+    }
+    assert!(data == **backend.file("f1469"));
+    let r = reports.wait_for(1);
+    assert_eq!(r[0].stats.outcome, Outcome::Completed);
+    assert_eq!(r[0].stats.stray_packets, 21);
+}
+
+/// 300 different requests from one client port, each replacing the one before: the replaced
+/// sessions end, and while they have not, they count, so the per-client limit holds (in both
+/// multi-port and single-port mode).
+pub fn replacements_stay_within_the_limits<S: Adapter, C: Adapter>() {
+    for single_port in [false, true] {
+        let reports = Reports::default();
+        let mut options = reports.options();
+        options.config.single_port = single_port;
+        options.config.admission.max_sessions_per_client = 4;
+        options.config.admission.rate_per_client = None;
+        let server = S::serve(Backend::new(false), options);
+        let flood = Peer::new(server.addr());
+        flood.timeout(Duration::from_millis(300));
+        let mut admitted = 0;
+        let mut busy = 0;
+        for i in 0..300u32 {
+            let blksize = (512 + i).to_string();
+            flood.rrq(server.addr(), "f65465", &[("blksize", &blksize)]);
+            // Read what came back so far without waiting.
+            flood.timeout(Duration::from_millis(if i % 50 == 49 { 50 } else { 1 }));
+            while let Some((reply, _)) = flood.try_recv() {
+                match decode(&reply) {
+                    Packet::Oack(_) => admitted += 1,
+                    Packet::Error { .. } => busy += 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        flood.timeout(Duration::from_millis(300));
+        while let Some((reply, _)) = flood.try_recv() {
+            match decode(&reply) {
+                Packet::Oack(_) => admitted += 1,
+                Packet::Error { .. } => busy += 1,
+                // Retransmitted OACKs of the surviving session.
+                _ => {}
+            }
+        }
+        assert!(admitted >= 1, "single_port {single_port}");
+        // Every replaced session has ended (reported) but the last: at most 4 ran at once,
+        // and now one does.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while reports.all().len() + 1 < admitted && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ended = reports.all().len();
+        assert!(
+            admitted - ended <= 1,
+            "single_port {single_port}: {admitted} admitted, {ended} ended, {busy} refused"
+        );
+        assert!(
+            busy > 0 || admitted == 300,
+            "single_port {single_port}: {admitted} admitted"
+        );
+    }
+}
