@@ -17,6 +17,8 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 [ -e /usr/lib/ipxe/ipxe.efi ] || need+=(ipxe)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ss >/dev/null || need+=(iproute2)
+# The namespace test bed (scripts/netbed.sh, tftpd/tests/netbed.rs): its NAT router.
+command -v nft >/dev/null || need+=(nftables)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

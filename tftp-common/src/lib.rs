@@ -24,6 +24,7 @@ pub mod server;
 pub mod session_log;
 pub mod stats;
 pub mod template;
+pub mod udp;
 
 pub use admission::{Admission, AdmissionConfig, Permit, Refusal};
 pub use client::ClientError;

@@ -14,8 +14,16 @@
 //! Every run is bounded: at most 100,000 clients and `--deadline` seconds (sessions still
 //! running then are counted as failures).
 //!
+//! With `--bind-from` the sessions come from many client addresses (session `i` binds its
+//! socket to address `i mod N`), as a network of many machines would: per-client limits,
+//! address-keyed state and the server's choice of reply address are exercised, not just
+//! one busy client. A session whose socket cannot be bound fails with that cause; the
+//! others run.
+//!
 //! ```text
 //! tftp-loadgen --server 127.0.0.1:6969 --file 1M.bin --clients 1000 --blksize 1468
+//! tftp-loadgen --server 198.18.0.2:69 --file 1M.bin --clients 1000 \
+//!     --bind-from 198.18.1.1-198.18.1.250
 //! ```
 
 use std::cmp::Reverse;
@@ -50,6 +58,12 @@ struct Args {
     /// The server's listening address.
     #[arg(long, default_value = "127.0.0.1:69")]
     server: SocketAddr,
+    /// Client addresses to bind the sessions' sockets to, round robin (session i gets
+    /// address i mod N): an IPv4 range `198.18.1.1-198.18.1.250` or a comma-separated list
+    /// (`198.18.1.1,198.18.1.2`, `2001:db8::100,2001:db8::101`). Default: the wildcard
+    /// address, the kernel picks.
+    #[arg(long, value_name = "RANGE|LIST", value_parser = parse_bind_from)]
+    bind_from: Option<BindFrom>,
     /// The file to fetch.
     #[arg(long)]
     file: String,
@@ -127,6 +141,61 @@ struct Args {
     output: Option<PathBuf>,
 }
 
+/// At most this many `--bind-from` addresses (a /16): more is a typo.
+const MAX_BIND_FROM: usize = 65_536;
+
+/// The client addresses of `--bind-from`, in order.
+#[derive(Debug, Clone, PartialEq)]
+struct BindFrom(Vec<IpAddr>);
+
+impl BindFrom {
+    /// The address session `i` binds to.
+    fn for_session(&self, i: u32) -> IpAddr {
+        self.0[i as usize % self.0.len()]
+    }
+}
+
+/// `A-B` (IPv4, inclusive, A ≤ B) or `A,B,...` (either family, one family per list).
+fn parse_bind_from(s: &str) -> Result<BindFrom, String> {
+    let s = s.trim();
+    let addrs: Vec<IpAddr> = if let Some((a, b)) = s.split_once('-') {
+        let parse = |x: &str| {
+            x.trim()
+                .parse::<Ipv4Addr>()
+                .map_err(|e| format!("`{}` in a range: {e} (ranges are IPv4 only)", x.trim()))
+        };
+        let (a, b) = (u32::from(parse(a)?), u32::from(parse(b)?));
+        if a > b {
+            return Err(format!(
+                "empty range: {} > {}",
+                Ipv4Addr::from(a),
+                Ipv4Addr::from(b)
+            ));
+        }
+        if (b - a) as usize >= MAX_BIND_FROM {
+            return Err(format!("more than {MAX_BIND_FROM} addresses"));
+        }
+        (a..=b).map(|x| IpAddr::V4(Ipv4Addr::from(x))).collect()
+    } else {
+        s.split(',')
+            .map(|x| {
+                let x = x.trim();
+                x.parse::<IpAddr>().map_err(|e| format!("`{x}`: {e}"))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    if addrs.len() > MAX_BIND_FROM {
+        return Err(format!("more than {MAX_BIND_FROM} addresses"));
+    }
+    if addrs.iter().any(|a| a.is_ipv4() != addrs[0].is_ipv4()) {
+        return Err("IPv4 and IPv6 addresses mixed".into());
+    }
+    match addrs.first() {
+        Some(_) => Ok(BindFrom(addrs)),
+        None => Err("no address".into()),
+    }
+}
+
 /// What one session came to.
 #[derive(Debug, Clone)]
 struct SessionResult {
@@ -171,11 +240,15 @@ struct Slot {
     finished: bool,
 }
 
-fn bind_addr(server: SocketAddr) -> SocketAddr {
-    match server.ip() {
-        IpAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
-        IpAddr::V6(_) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
-    }
+/// The address session `i` binds to: its `--bind-from` address, or the wildcard of the
+/// server's family.
+fn bind_addr(args: &Args, i: u32) -> SocketAddr {
+    let ip = match (&args.bind_from, args.server.ip()) {
+        (Some(from), _) => from.for_session(i),
+        (None, IpAddr::V4(_)) => Ipv4Addr::UNSPECIFIED.into(),
+        (None, IpAddr::V6(_)) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    SocketAddr::new(ip, 0)
 }
 
 fn failure_of(plan: &Plan, stats: &SessionStats, slot: &Slot) -> Option<String> {
@@ -250,9 +323,26 @@ fn drive(
     false
 }
 
-fn start_session(plan: &Plan, now: Instant) -> Result<Slot> {
-    let std_sock = std::net::UdpSocket::bind(bind_addr(plan.args.server))
-        .context("binding a client socket")?;
+/// Why a session could not start; counted as its failure (the other sessions run on).
+#[derive(Debug)]
+struct StartError(String);
+
+/// Start session `i`. An error that concerns only this session (its socket cannot be bound
+/// or set up) is a [`StartError`]; others end the run.
+fn start_session(plan: &Plan, i: u32, now: Instant) -> Result<Result<Slot, StartError>> {
+    let bind = bind_addr(&plan.args, i);
+    let std_sock = match std::net::UdpSocket::bind(bind) {
+        Ok(s) => s,
+        Err(e) => {
+            // The cause without the address, so that failures group by cause.
+            let from = if plan.args.bind_from.is_some() {
+                "a --bind-from address"
+            } else {
+                "the wildcard address"
+            };
+            return Ok(Err(StartError(format!("cannot bind {from}: {e}"))));
+        }
+    };
     std_sock.set_nonblocking(true)?;
     if let Some(b) = plan.args.rcvbuf {
         sys::set_socket_buffer(std_sock.as_raw_fd(), true, b).context("setting SO_RCVBUF")?;
@@ -267,14 +357,14 @@ fn start_session(plan: &Plan, now: Instant) -> Result<Slot> {
         now,
     )
     .context("encoding the request")?;
-    Ok(Slot {
+    Ok(Ok(Slot {
         session,
         socket,
         armed: None,
         bytes: 0,
         mismatch_at: None,
         finished: false,
-    })
+    }))
 }
 
 /// Drive the sessions with the given client indices to completion or the deadline.
@@ -300,7 +390,22 @@ fn run_thread(plan: &Plan, ids: Vec<u32>) -> Result<ThreadReport> {
         }
         // Start the sessions that are due.
         while next < starts.len() && starts[next] <= now {
-            let mut slot = start_session(plan, now)?;
+            let mut slot = match start_session(plan, ids[next], now)? {
+                Ok(slot) => slot,
+                Err(StartError(why)) => {
+                    report.results.push(SessionResult {
+                        secs: None,
+                        finished_at: Some(now),
+                        bytes: 0,
+                        failure: Some(why),
+                        retransmissions: 0,
+                        packets_sent: 0,
+                        packets_received: 0,
+                    });
+                    next += 1;
+                    continue;
+                }
+            };
             let token = free.pop().unwrap_or_else(|| {
                 slots.push(None);
                 slots.len() - 1
@@ -437,6 +542,8 @@ struct ServerReport {
 struct Report {
     label: Option<String>,
     server: SocketAddr,
+    /// How many `--bind-from` client addresses the sessions came from (0: the wildcard).
+    client_addresses: usize,
     file: String,
     clients: u32,
     threads: usize,
@@ -543,6 +650,11 @@ fn main() -> Result<()> {
     }
     if !(args.ramp >= 0.0 && args.ramp < args.deadline) {
         bail!("--ramp must be in [0, --deadline)");
+    }
+    if let Some(from) = &args.bind_from
+        && from.0[0].is_ipv4() != args.server.is_ipv4()
+    {
+        bail!("--bind-from addresses are not of --server's address family");
     }
     let threads = args.threads.clamp(1, args.clients as usize);
     if !args.cpus.is_empty() {
@@ -674,6 +786,7 @@ fn main() -> Result<()> {
     let report = Report {
         label: args.label.clone(),
         server: args.server,
+        client_addresses: args.bind_from.as_ref().map_or(0, |b| b.0.len()),
         file: args.file.clone(),
         clients: args.clients,
         threads,
@@ -719,4 +832,67 @@ fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(s: &str) -> IpAddr {
+        IpAddr::V4(s.parse().unwrap())
+    }
+
+    #[test]
+    fn bind_from_range() {
+        let b = parse_bind_from("198.18.1.1-198.18.1.250").unwrap();
+        assert_eq!(b.0.len(), 250);
+        assert_eq!(b.0[0], v4("198.18.1.1"));
+        assert_eq!(b.0[249], v4("198.18.1.250"));
+        // Round robin: session i gets address i mod N.
+        assert_eq!(b.for_session(0), v4("198.18.1.1"));
+        assert_eq!(b.for_session(249), v4("198.18.1.250"));
+        assert_eq!(b.for_session(250), v4("198.18.1.1"));
+        assert_eq!(b.for_session(999), v4("198.18.1.250"));
+        // Across an octet boundary, one address, spaces around the dash.
+        let b = parse_bind_from("198.18.0.254 - 198.18.1.1").unwrap();
+        assert_eq!(
+            b.0,
+            ["198.18.0.254", "198.18.0.255", "198.18.1.0", "198.18.1.1"].map(v4)
+        );
+        assert_eq!(parse_bind_from("10.0.0.1-10.0.0.1").unwrap().0.len(), 1);
+    }
+
+    #[test]
+    fn bind_from_list() {
+        let b = parse_bind_from("198.18.1.1, 198.18.1.7").unwrap();
+        assert_eq!(b.0, [v4("198.18.1.1"), v4("198.18.1.7")]);
+        let b = parse_bind_from("2001:db8::100,2001:db8::101").unwrap();
+        assert_eq!(b.0.len(), 2);
+        assert!(b.0[1].is_ipv6());
+        assert_eq!(
+            parse_bind_from("::1").unwrap().0,
+            ["::1".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn bind_from_rejects() {
+        for bad in [
+            "",
+            "198.18.1.250-198.18.1.1",
+            "198.18.1.1-",
+            "2001:db8::1-2001:db8::9",
+            "198.18.1.1,2001:db8::1",
+            "198.18.1.1,,198.18.1.2",
+            "198.18.1.300",
+            "10.0.0.0-10.1.0.0",
+        ] {
+            assert!(parse_bind_from(bad).is_err(), "accepted {bad:?}");
+        }
+        // The largest allowed range.
+        assert_eq!(
+            parse_bind_from("10.0.0.0-10.0.255.255").unwrap().0.len(),
+            65_536
+        );
+    }
 }
