@@ -29,9 +29,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
+#[cfg(test)]
+use case_index::fold;
+use case_index::{CaseIndex, Lookup};
 use rustix::fs::{OFlags, RenameFlags};
 use rustix::io::Errno;
 use tftp_proto::ErrorCode;
+
+mod case_index;
 
 /// Longest TFTP file name accepted, in bytes; longer names are an access violation.
 pub const MAX_NAME_LEN: usize = 1024;
@@ -55,6 +60,14 @@ pub struct RootOptions {
     /// If the exact path is not found, match each component case-insensitively (Unicode lower
     /// case) against the directory's entries. When several entries match, the smallest name in
     /// byte order wins, so the choice is deterministic. Default: `false`.
+    ///
+    /// Each directory is listed once into a case-folded index, kept until the directory
+    /// changes (its mtime or ctime, checked with an `fstat` at each lookup), so a miss costs
+    /// a binary search rather than a listing of the directory: PXE clients probe many missing
+    /// names by design. The indexes take a few MB per 100,000 names, at most 32 MiB and 64
+    /// directories per root (least recently used dropped first); a directory changed in the
+    /// last two or three seconds is listed again at each miss, because a change within one
+    /// timestamp tick would not show.
     pub case_insensitive: bool,
     /// Accept uploads (write requests). When `false`, every upload is refused with
     /// [`ErrorCode::ACCESS_VIOLATION`]. Default: `false`.
@@ -73,11 +86,15 @@ pub struct RootOptions {
 
 /// A directory served over TFTP, every access confined to it.
 ///
-/// `Root` is `Send + Sync` and holds no lock: share one among all sessions in an `Arc`.
+/// `Root` is `Send + Sync`: share one among all sessions in an `Arc`. Its only lock guards
+/// the case-insensitive index and is held for a hash lookup and a binary search, never
+/// while the file system is accessed.
 #[derive(Debug)]
 pub struct Root {
     dir: Dir,
     options: RootOptions,
+    /// Case-folded directory listings, for [`RootOptions::case_insensitive`].
+    index: CaseIndex,
 }
 
 impl Root {
@@ -86,7 +103,17 @@ impl Root {
     /// replacing `path` later does not change what is served.
     pub fn open(path: impl AsRef<Path>, options: RootOptions) -> io::Result<Root> {
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
-        Ok(Root { dir, options })
+        Ok(Root {
+            dir,
+            options,
+            index: CaseIndex::new(),
+        })
+    }
+
+    /// How many directory listings case-insensitive lookups have read so far (for tests).
+    #[doc(hidden)]
+    pub fn directory_scans(&self) -> u64 {
+        self.index.scans()
     }
 
     /// The options this root was opened with.
@@ -106,9 +133,31 @@ impl Root {
     /// Errors: missing file → [`ErrorCode::FILE_NOT_FOUND`]; permission denied, a symlink
     /// leading out of the root, or anything but a regular file (directory, device, FIFO,
     /// socket) → [`ErrorCode::ACCESS_VIOLATION`]. Opening never blocks, even on a FIFO.
+    ///
+    /// With [`RootOptions::case_insensitive`], a miss may read a directory to build its
+    /// case-folded index (see [`RootOptions::case_insensitive`]): call this on a thread that
+    /// may block, or try [`Root::open_read_without_scan`] first.
     pub fn open_read(&self, tftp_path: &str) -> Result<(std::fs::File, u64), FsError> {
         let components = normalize(tftp_path)?;
-        self.resolve_with(&self.dir, &components, |path| self.open_regular(path))
+        self.resolve(&self.dir, &components, |path| self.open_regular(path))
+    }
+
+    /// As [`Root::open_read`], but never reads a directory listing: `None` when the
+    /// case-insensitive fallback would have to (re)build a directory's index. An async
+    /// adapter calls this on its runtime thread (a few system calls, like any open) and
+    /// [`Root::open_read`] on a blocking thread only when it returns `None`, which happens
+    /// once per change of a directory, not once per miss.
+    pub fn open_read_without_scan(
+        &self,
+        tftp_path: &str,
+    ) -> Option<Result<(std::fs::File, u64), FsError>> {
+        let components = match normalize(tftp_path) {
+            Ok(components) => components,
+            Err(e) => return Some(Err(e)),
+        };
+        self.resolve_with(&self.dir, &components, false, |path| {
+            self.open_regular(path)
+        })
     }
 
     /// Start an upload of `tftp_path`; `announced` is the size the client announced with the
@@ -142,13 +191,13 @@ impl Root {
         let parent_dir = if parent.is_empty() {
             self.dir.try_clone().map_err(FsError::from_io)?
         } else {
-            self.resolve_with(&self.dir, parent, |path| {
+            self.resolve(&self.dir, parent, |path| {
                 self.dir.open_dir(path).map_err(FsError::from_io)
             })?
         };
 
         // Find the target (case-insensitively if so configured) to apply the overwrite rules.
-        let found = self.resolve_with(&parent_dir, std::slice::from_ref(name), |path| {
+        let found = self.resolve(&parent_dir, std::slice::from_ref(name), |path| {
             let meta = parent_dir
                 .symlink_metadata(path)
                 .map_err(FsError::from_io)?;
@@ -185,22 +234,80 @@ impl Root {
         })
     }
 
-    /// Run `op` on the exact path; if that finds nothing and the root is case-insensitive,
-    /// resolve each component case-insensitively under `base` and run `op` again.
-    fn resolve_with<T>(
+    /// [`Root::resolve_with`], reading directories as needed.
+    fn resolve<T>(
         &self,
         base: &Dir,
         components: &[&str],
         op: impl Fn(&Path) -> Result<T, FsError>,
     ) -> Result<T, FsError> {
+        self.resolve_with(base, components, true, op)
+            // Only `may_scan: false` gives `None`.
+            .unwrap_or_else(|| Err(FsError::new(ErrorCode::NOT_DEFINED)))
+    }
+
+    /// Run `op` on the exact path; if that finds nothing and the root is case-insensitive,
+    /// resolve each component case-insensitively under `base` and run `op` again. `None` if
+    /// that needs a directory listing and `may_scan` is false.
+    fn resolve_with<T>(
+        &self,
+        base: &Dir,
+        components: &[&str],
+        may_scan: bool,
+        op: impl Fn(&Path) -> Result<T, FsError>,
+    ) -> Option<Result<T, FsError>> {
         let exact: PathBuf = components.iter().collect();
         match op(&exact) {
             Err(e) if e.code == ErrorCode::FILE_NOT_FOUND && self.options.case_insensitive => {
-                let resolved = resolve_case_insensitive(base, components)?;
-                op(&resolved)
+                match self.resolve_case_insensitive(base, components, may_scan) {
+                    Ok(Some(resolved)) => Some(op(&resolved)),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e)),
+                }
             }
-            result => result,
+            result => Some(result),
         }
+    }
+
+    /// Resolve `components` under `base`, each one exactly if it exists, else the smallest
+    /// entry (in byte order) of its directory that equals it ignoring case, found through the
+    /// directory's index. Lookups go through `base`, so symlinks are confined as for any
+    /// other access. `None` if a directory's index is out of date and `may_scan` is false.
+    fn resolve_case_insensitive(
+        &self,
+        base: &Dir,
+        components: &[&str],
+        may_scan: bool,
+    ) -> Result<Option<PathBuf>, FsError> {
+        let mut resolved = PathBuf::new();
+        for &component in components {
+            let exact = resolved.join(component);
+            match base.symlink_metadata(&exact) {
+                Ok(_) => {
+                    resolved = exact;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(FsError::from_io(e)),
+            }
+            let opened;
+            let dir = if resolved.as_os_str().is_empty() {
+                base
+            } else {
+                opened = base.open_dir(&resolved).map_err(FsError::from_io)?;
+                &opened
+            };
+            match self
+                .index
+                .lookup(dir, component, may_scan)
+                .map_err(FsError::from_io)?
+            {
+                Lookup::Found(name) => resolved.push(name),
+                Lookup::Missing => return Err(FsError::new(ErrorCode::FILE_NOT_FOUND)),
+                Lookup::NeedsScan => return Ok(None),
+            }
+        }
+        Ok(Some(resolved))
     }
 
     /// Open `path` (relative to the root) if it is a regular file we may serve.
@@ -448,49 +555,6 @@ pub fn normalize(tftp_path: &str) -> Result<Vec<&str>, FsError> {
     Ok(components)
 }
 
-/// Resolve `components` under `base`, each one exactly if it exists, else the smallest entry
-/// (in byte order) of its directory that equals it ignoring case. Lookups go through `base`,
-/// so symlinks are confined as for any other access.
-fn resolve_case_insensitive(base: &Dir, components: &[&str]) -> Result<PathBuf, FsError> {
-    let mut resolved = PathBuf::new();
-    for &component in components {
-        let exact = resolved.join(component);
-        match base.symlink_metadata(&exact) {
-            Ok(_) => {
-                resolved = exact;
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(FsError::from_io(e)),
-        }
-        let entries = if resolved.as_os_str().is_empty() {
-            base.entries()
-        } else {
-            base.read_dir(&resolved)
-        }
-        .map_err(FsError::from_io)?;
-        let mut best: Option<OsString> = None;
-        for entry in entries {
-            let name = entry.map_err(FsError::from_io)?.file_name();
-            let matches = name.to_str().is_some_and(|n| eq_ignore_case(n, component));
-            if matches && best.as_ref().is_none_or(|b| name < *b) {
-                best = Some(name);
-            }
-        }
-        match best {
-            Some(name) => resolved.push(name),
-            None => return Err(FsError::new(ErrorCode::FILE_NOT_FOUND)),
-        }
-    }
-    Ok(resolved)
-}
-
-fn eq_ignore_case(a: &str, b: &str) -> bool {
-    a.chars()
-        .flat_map(char::to_lowercase)
-        .eq(b.chars().flat_map(char::to_lowercase))
-}
-
 /// Create a new temporary file for an upload of `name` in `dir`, exclusively (`O_EXCL`, so
 /// never through an existing file or symlink).
 fn create_temp(dir: &Dir, name: &str) -> Result<(std::fs::File, OsString), FsError> {
@@ -576,9 +640,9 @@ mod tests {
 
     #[test]
     fn case_folding() {
-        assert!(eq_ignore_case("PXELinux.0", "pxelinux.0"));
-        assert!(eq_ignore_case("ÄB", "äb"));
-        assert!(!eq_ignore_case("ab", "abc"));
+        assert_eq!(fold("PXELinux.0"), fold("pxelinux.0"));
+        assert_eq!(fold("ÄB"), fold("äb"));
+        assert_ne!(fold("ab"), fold("abc"));
     }
 
     /// The fallback for file systems without `RENAME_NOREPLACE` never replaces either.

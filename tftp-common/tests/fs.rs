@@ -816,3 +816,152 @@ fn reads_run_concurrently() {
         h.join().unwrap();
     }
 }
+
+/// How long after its last change a directory's index is trusted (see `tftp_common::fs`):
+/// timestamps have a granularity, so a change in the same tick as the index was built would
+/// go unnoticed; an index of a directory changed this recently is rebuilt at the next lookup.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// Waits (at most 10 s) until `dir` last changed (mtime and ctime) more than [`SETTLE`] ago,
+/// so an index built from now on is kept. This waits for the clock, not for another thread.
+fn settle(dir: &Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let meta = fs::metadata(dir).unwrap();
+        let last = meta.mtime().max(meta.ctime());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        if now - last > SETTLE.as_secs() as i64 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{dir:?} keeps changing"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn case_insensitive(f: &Fixture) -> Root {
+    f.root(RootOptions {
+        case_insensitive: true,
+        ..RootOptions::default()
+    })
+}
+
+/// pxelinux probes many missing names; with `case_insensitive` each miss used to read the
+/// whole directory (40 ms per miss with 100,000 entries). The directory is now read once and
+/// its case-folded index kept until the directory changes.
+#[test]
+fn case_insensitive_misses_do_not_rescan_the_directory() {
+    let f = Fixture::new();
+    let many = f.root_path().join("many");
+    fs::create_dir(&many).unwrap();
+    for i in 0..100_000 {
+        fs::File::create(many.join(format!("File{i:06}.cfg"))).unwrap();
+    }
+    fs::write(many.join("PXELinux.cfg"), b"pxe").unwrap();
+    settle(&many);
+    settle(&f.root_path());
+    let root = case_insensitive(&f);
+
+    // What an async adapter runs on its runtime thread: never a directory listing.
+    let exact = root.open_read_without_scan("many/PXELinux.cfg");
+    assert!(matches!(exact, Some(Ok(_))), "an exact name needs no index");
+    assert!(root.open_read_without_scan("many/pxelinux.cfg").is_none());
+    assert!(root.open_read_without_scan("many/missing").is_none());
+    assert_eq!(
+        code(root.open_read_without_scan("../x").unwrap()),
+        ErrorCode::ACCESS_VIOLATION
+    );
+    assert_eq!(root.directory_scans(), 0);
+
+    assert_eq!(
+        code(read(&root, "many/01-52-54-00-12-34-56")),
+        ErrorCode::FILE_NOT_FOUND
+    );
+    let scans = root.directory_scans();
+    assert_eq!(scans, 1, "the first miss reads the directory once");
+    let (mut file, _) = root
+        .open_read_without_scan("many/pxelinux.cfg")
+        .expect("indexed")
+        .unwrap();
+    let mut data = Vec::new();
+    file.read_to_end(&mut data).unwrap();
+    assert_eq!(data, b"pxe");
+    assert_eq!(
+        code(
+            root.open_read_without_scan("many/missing")
+                .expect("indexed")
+        ),
+        ErrorCode::FILE_NOT_FOUND
+    );
+    for i in 0..20 {
+        let name = format!("MANY/C0A8{i:04X}");
+        assert_eq!(
+            code(read(&root, &name)),
+            ErrorCode::FILE_NOT_FOUND,
+            "{name}"
+        );
+    }
+    assert_eq!(read(&root, "many/pxelinux.CFG").unwrap(), b"pxe");
+    assert_eq!(read(&root, "Many/FILE099999.CFG").unwrap(), b"");
+    assert_eq!(
+        root.directory_scans(),
+        2,
+        "later lookups use the index (one more scan: the root, for `MANY`)"
+    );
+}
+
+/// The index follows the directory: a file created or renamed after it was built is found by
+/// its new name, and not by its old one, even when the directory's mtime is put back.
+#[test]
+fn case_insensitive_index_follows_directory_changes() {
+    let f = Fixture::new();
+    let boot = f.root_path().join("boot");
+    fs::create_dir(&boot).unwrap();
+    fs::write(boot.join("Default.cfg"), b"default").unwrap();
+    settle(&boot);
+    let root = case_insensitive(&f);
+
+    assert_eq!(read(&root, "boot/default.CFG").unwrap(), b"default");
+    assert_eq!(code(read(&root, "boot/new.cfg")), ErrorCode::FILE_NOT_FOUND);
+    let scans = root.directory_scans();
+
+    // Created after the index was built.
+    fs::write(boot.join("New.CFG"), b"new").unwrap();
+    assert_eq!(read(&root, "boot/new.cfg").unwrap(), b"new");
+    assert!(root.directory_scans() > scans, "the index was rebuilt");
+
+    // Renamed, with the directory's mtime put back (as `tar` or `rsync -t` do): the change of
+    // its ctime is enough.
+    settle(&boot);
+    assert_eq!(read(&root, "boot/NEW.cfg").unwrap(), b"new");
+    let scans = root.directory_scans();
+    keeping_mtime(&boot, || {
+        fs::rename(boot.join("New.CFG"), boot.join("Renamed.Cfg")).unwrap();
+    });
+    assert_eq!(read(&root, "boot/renamed.cfg").unwrap(), b"new");
+    assert_eq!(code(read(&root, "boot/new.cfg")), ErrorCode::FILE_NOT_FOUND);
+    assert!(root.directory_scans() > scans, "the index was rebuilt");
+
+    // Removed.
+    settle(&boot);
+    assert_eq!(read(&root, "boot/RENAMED.cfg").unwrap(), b"new");
+    keeping_mtime(&boot, || fs::remove_file(boot.join("Renamed.Cfg")).unwrap());
+    assert_eq!(
+        code(read(&root, "boot/RENAMED.CFG")),
+        ErrorCode::FILE_NOT_FOUND
+    );
+    assert_eq!(read(&root, "BOOT/DEFAULT.CFG").unwrap(), b"default");
+}
+
+/// Runs `change` on `dir`, then puts the directory's mtime back.
+fn keeping_mtime(dir: &Path, change: impl FnOnce()) {
+    let mtime = fs::metadata(dir).unwrap().modified().unwrap();
+    change();
+    fs::File::open(dir).unwrap().set_modified(mtime).unwrap();
+    assert_eq!(fs::metadata(dir).unwrap().modified().unwrap(), mtime);
+}
