@@ -865,7 +865,7 @@ fn case_insensitive_misses_do_not_rescan_the_directory() {
     fs::write(many.join("PXELinux.cfg"), b"pxe").unwrap();
     settle(&many);
     settle(&f.root_path());
-    let root = case_insensitive(&f);
+    let root = Arc::new(case_insensitive(&f));
 
     // What an async adapter runs on its runtime thread: never a directory listing.
     let exact = root.open_read_without_scan("many/PXELinux.cfg");
@@ -878,12 +878,22 @@ fn case_insensitive_misses_do_not_rescan_the_directory() {
     );
     assert_eq!(root.directory_scans(), 0);
 
-    assert_eq!(
-        code(read(&root, "many/01-52-54-00-12-34-56")),
-        ErrorCode::FILE_NOT_FOUND
-    );
+    // A burst of misses before the index exists: one listing, the others wait for it.
+    let barrier = Arc::new(Barrier::new(8));
+    let burst: Vec<_> = (0..8)
+        .map(|i| {
+            let (root, barrier) = (Arc::clone(&root), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                code(read(&root, &format!("many/01-52-54-00-12-34-{i:02}")))
+            })
+        })
+        .collect();
+    for miss in burst {
+        assert_eq!(miss.join().unwrap(), ErrorCode::FILE_NOT_FOUND);
+    }
     let scans = root.directory_scans();
-    assert_eq!(scans, 1, "the first miss reads the directory once");
+    assert_eq!(scans, 1, "the first misses read the directory once");
     let (mut file, _) = root
         .open_read_without_scan("many/pxelinux.cfg")
         .expect("indexed")
