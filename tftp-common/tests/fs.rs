@@ -975,3 +975,138 @@ fn keeping_mtime(dir: &Path, change: impl FnOnce()) {
     fs::File::open(dir).unwrap().set_modified(mtime).unwrap();
     assert_eq!(fs::metadata(dir).unwrap().modified().unwrap(), mtime);
 }
+
+/// A temporary upload name as `create_upload` makes them: `.NAME.tftp-` and 16 hex digits.
+fn temp_name(stem: &str) -> String {
+    format!(".{stem}.tftp-0123456789abcdef")
+}
+
+/// Sets `path`'s (not a symlink's target's) modification time to two hours ago.
+fn make_old(path: &Path) {
+    let two_hours_ago = rustix::fs::Timespec {
+        tv_sec: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            - 7200,
+        tv_nsec: 0,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: two_hours_ago,
+        last_modification: two_hours_ago,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+}
+
+/// A server killed during an upload leaves its temporary file behind. Opening a root for
+/// writing removes those not modified for an hour (an upload in progress writes to its file
+/// at every block, and may belong to another server sharing the root), and nothing else.
+#[test]
+fn stale_upload_temporaries_are_removed_when_a_writable_root_opens() {
+    let f = Fixture::new();
+    let r = f.root_path();
+    let stale = [
+        temp_name("boot.img"),
+        format!("sub/{}", temp_name("inner.txt")),
+    ];
+    for name in &stale {
+        fs::write(r.join(name), b"partial").unwrap();
+        make_old(&r.join(name));
+    }
+    fs::create_dir_all(r.join("a/b/c")).unwrap();
+    let deep = format!("a/b/c/{}", temp_name("deep"));
+    fs::write(r.join(&deep), b"partial").unwrap();
+    make_old(&r.join(&deep));
+    // Kept: a recent temporary file, names that only look alike, what is not a regular file,
+    // and anything outside the root.
+    let fresh = temp_name("fresh");
+    fs::write(r.join(&fresh), b"in progress").unwrap();
+    let kept_files = [
+        ".x.tftp-0123".to_string(),
+        "x.tftp-0123456789abcdef".to_string(),
+        ".x.tftp-0123456789ABCDEF".to_string(),
+        ".tftp-0123456789abcdef".to_string(),
+        ".x.tftp-0123456789abcdeg".to_string(),
+        ".x.tftp-0123456789abcdef0".to_string(),
+        "hello.txt".to_string(),
+    ];
+    for name in &kept_files {
+        fs::write(r.join(name), b"keep").unwrap();
+        make_old(&r.join(name));
+    }
+    let dir_like = temp_name("dir");
+    fs::create_dir(r.join(&dir_like)).unwrap();
+    make_old(&r.join(&dir_like));
+    let link_like = temp_name("link");
+    symlink("hello.txt", r.join(&link_like)).unwrap();
+    make_old(&r.join(&link_like));
+    let outside = f.base().join("outside").join(temp_name("secret"));
+    fs::write(&outside, b"outside").unwrap();
+    make_old(&outside);
+    symlink("../outside", r.join("dir_out")).unwrap();
+
+    // Read-only: nothing is touched.
+    drop(f.root(RootOptions::default()));
+    for name in stale.iter().chain([&deep]) {
+        assert!(r.join(name).exists(), "{name}");
+    }
+
+    drop(f.writable());
+    for name in stale.iter().chain([&deep]) {
+        assert!(!r.join(name).exists(), "{name} removed");
+    }
+    for name in kept_files.iter().chain([&fresh, &dir_like]) {
+        assert!(r.join(name).exists(), "{name} kept");
+    }
+    assert!(fs::symlink_metadata(r.join(&link_like)).is_ok());
+    assert_eq!(fs::read(&outside).unwrap(), b"outside");
+    assert_eq!(names(&r.join("sub")), set(&["inner.txt"]));
+}
+
+/// Names of temporary upload files are refused (ERROR 2): reading one would serve a partial
+/// upload, and writing one could replace another client's upload in progress or create a file
+/// the stale-file sweep later removes.
+#[test]
+fn names_of_upload_temporaries_are_refused() {
+    let f = Fixture::new();
+    let root = f.root(RootOptions {
+        allow_write: true,
+        allow_overwrite: true,
+        case_insensitive: true,
+        ..RootOptions::default()
+    });
+    let mut in_progress = root.create_upload("boot.img", None).unwrap();
+    in_progress.file().write_all(b"partial").unwrap();
+    let temp = names(&f.root_path())
+        .into_iter()
+        .find(|n| n.starts_with(".boot.img.tftp-"))
+        .unwrap();
+    let av = ErrorCode::ACCESS_VIOLATION;
+    for name in [
+        temp.clone(),
+        format!("/{temp}"),
+        temp.to_uppercase(),
+        temp_name("other"),
+        format!("sub/{}", temp_name("inner.txt")),
+    ] {
+        assert_eq!(code(read(&root, &name)), av, "read {name:?}");
+        assert_eq!(code(upload(&root, &name, b"evil")), av, "upload {name:?}");
+    }
+    // A file of that form put there by other means is not served either.
+    fs::write(f.root_path().join(temp_name("x")), b"x").unwrap();
+    assert_eq!(code(read(&root, &temp_name("x"))), av);
+    // The upload in progress is intact and completes.
+    in_progress.file().write_all(b" and the rest").unwrap();
+    in_progress.commit().unwrap();
+    assert_eq!(read(&root, "boot.img").unwrap(), b"partial and the rest");
+    assert_eq!(
+        names(&f.root_path()),
+        set(&["a", "boot.img", "hello.txt", "sub", "x", &temp_name("x")])
+    );
+}
