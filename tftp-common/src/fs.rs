@@ -236,8 +236,9 @@ impl Root {
     ///
     /// The name is normalised as in [`Root::open_read`]. The parent directory must already
     /// exist. Refused with [`ErrorCode::ACCESS_VIOLATION`] unless
-    /// [`RootOptions::allow_write`], or when the target is a directory or a special file, or
-    /// its parent leads out of the root, or its name is that of a temporary upload file (as
+    /// [`RootOptions::allow_write`], or when the target is a directory or a special file (or a
+    /// symlink to one), or a symlink leading out of the root, or its parent leads out of the
+    /// root, or its name is that of a temporary upload file (as
     /// in [`Root::open_read`]); with [`ErrorCode::FILE_EXISTS`] when the target
     /// exists and [`RootOptions::allow_overwrite`] is off; with [`ErrorCode::DISK_FULL`] when
     /// `announced` exceeds [`RootOptions::max_upload_size`].
@@ -282,17 +283,16 @@ impl Root {
                 if existing.to_str().is_some_and(is_temp_name) {
                     return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
                 }
-                let is_dir = meta.is_dir()
-                    || (meta.is_symlink()
-                        && parent_dir.metadata(&existing).is_ok_and(|m| m.is_dir()));
-                if is_dir || !(meta.is_file() || meta.is_symlink()) {
+                if !(meta.is_file() || meta.is_symlink()) {
                     return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+                }
+                if meta.is_symlink() {
+                    replaceable_link(&parent_dir, &existing)?;
                 }
                 if !self.options.allow_overwrite {
                     return Err(FsError::new(ErrorCode::FILE_EXISTS));
                 }
-                // Replacing a symlink replaces the link itself (rename does not follow it),
-                // so even a link leading outside is safe to overwrite.
+                // Replacing a symlink replaces the link itself (rename does not follow it).
                 existing
             }
             Err(e) if e.code == ErrorCode::FILE_NOT_FOUND => OsString::from(*name),
@@ -663,6 +663,24 @@ fn create_temp(dir: &Dir, name: &str) -> Result<(std::fs::File, OsString), FsErr
         Some(e) => FsError::from_write_error(e),
         None => FsError::new(ErrorCode::NOT_DEFINED),
     })
+}
+
+/// Whether an upload may replace the symlink `name` in `dir` (by the link itself, since rename
+/// does not follow it): only if its target resolves, confined to the root, to a regular file
+/// or to nothing (a dangling link inside). A link to a directory or a special file is refused
+/// as they are, and so is a link leading out of the root (to a file, a directory or nothing:
+/// what is outside is not looked at): it cannot be read, so it cannot be overwritten either,
+/// and with `allow_overwrite` the administrator's link to, say, an image directory elsewhere
+/// would otherwise become a regular file.
+fn replaceable_link(dir: &Dir, name: &OsString) -> Result<(), FsError> {
+    let replaceable = match dir.metadata(name) {
+        Ok(target) => target.is_file(),
+        Err(e) => FsError::from_io(e).code == ErrorCode::FILE_NOT_FOUND,
+    };
+    if !replaceable {
+        return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+    }
+    Ok(())
 }
 
 /// Whether `name` has the form of a temporary upload file: `.`, a stem of at least one byte,

@@ -575,25 +575,47 @@ fn upload_to_an_existing_name() {
     assert_eq!(names(&f.root_path()), set(&["a", "hello.txt", "sub", "x"]));
 }
 
+/// Onto a directory, or a symlink to one: inside the root or out of it (with
+/// `allow_overwrite`, the rename would replace the link to an outside directory, which the
+/// administrator put there, by a regular file).
 #[test]
 fn upload_onto_a_directory_is_refused() {
     let f = Fixture::new();
-    symlink("sub", f.root_path().join("sub_link")).unwrap();
+    let r = f.root_path();
+    symlink("sub", r.join("sub_link")).unwrap();
+    symlink("../outside", r.join("dir_out")).unwrap();
+    symlink(f.base().join("outside"), r.join("abs_dir_out")).unwrap();
+    symlink("/", r.join("slash")).unwrap();
     for overwrite in [false, true] {
-        let root = f.root(RootOptions {
-            allow_write: true,
-            allow_overwrite: overwrite,
-            ..RootOptions::default()
-        });
-        for name in ["sub", "/sub/", "a", "sub_link"] {
-            assert_eq!(
-                code(root.create_upload(name, None)),
-                ErrorCode::ACCESS_VIOLATION,
-                "{name:?}"
-            );
+        for case_insensitive in [false, true] {
+            let root = f.root(RootOptions {
+                allow_write: true,
+                allow_overwrite: overwrite,
+                case_insensitive,
+                ..RootOptions::default()
+            });
+            let mut names = vec!["sub", "/sub/", "a", "sub_link", "dir_out", "abs_dir_out"];
+            names.push("slash");
+            if case_insensitive {
+                names.extend(["SUB", "Dir_Out", "ABS_DIR_OUT"]);
+            }
+            for name in names {
+                assert_eq!(
+                    code(upload(&root, name, b"evil")),
+                    ErrorCode::ACCESS_VIOLATION,
+                    "{name:?}, overwrite: {overwrite}"
+                );
+            }
         }
     }
-    assert_eq!(names(&f.root_path().join("sub")), set(&["inner.txt"]));
+    assert_eq!(names(&r.join("sub")), set(&["inner.txt"]));
+    for link in ["sub_link", "dir_out", "abs_dir_out", "slash"] {
+        assert!(
+            fs::symlink_metadata(r.join(link)).unwrap().is_symlink(),
+            "{link}"
+        );
+    }
+    f.assert_outside_untouched();
 }
 
 #[test]
@@ -623,27 +645,67 @@ fn upload_through_a_parent_leading_outside_is_refused() {
     f.assert_outside_untouched();
 }
 
+/// A symlink to a file inside the root is an existing file: refused without
+/// `allow_overwrite`, and with it the link itself is replaced (rename does not follow it), not
+/// its target.
 #[test]
-fn upload_over_a_symlink_replaces_the_link_not_its_target() {
+fn upload_over_a_symlink_inside_replaces_the_link_not_its_target() {
     let f = Fixture::new();
-    symlink("../outside/secret", f.root_path().join("victim")).unwrap();
+    let r = f.root_path();
+    symlink("hello.txt", r.join("in_link")).unwrap();
+    symlink("nowhere", r.join("dangling")).unwrap();
     let strict = f.writable();
-    assert_eq!(
-        code(strict.create_upload("victim", None)),
-        ErrorCode::FILE_EXISTS
-    );
+    for name in ["in_link", "dangling"] {
+        assert_eq!(code(upload(&strict, name, b"new")), ErrorCode::FILE_EXISTS);
+    }
     let lenient = f.root(RootOptions {
         allow_write: true,
         allow_overwrite: true,
         ..RootOptions::default()
     });
-    upload(&lenient, "victim", b"new content").unwrap();
-    let meta = fs::symlink_metadata(f.root_path().join("victim")).unwrap();
-    assert!(meta.is_file());
-    assert_eq!(
-        fs::read(f.root_path().join("victim")).unwrap(),
-        b"new content"
-    );
+    for name in ["in_link", "dangling"] {
+        upload(&lenient, name, b"new content").unwrap();
+        let meta = fs::symlink_metadata(r.join(name)).unwrap();
+        assert!(meta.is_file(), "{name}");
+        assert_eq!(fs::read(r.join(name)).unwrap(), b"new content");
+    }
+    assert_eq!(fs::read(r.join("hello.txt")).unwrap(), b"hello");
+    assert!(!r.join("nowhere").exists());
+}
+
+/// A symlink leading out of the root (to a file, to nothing, in a loop) is refused like a
+/// read of it: ERROR 2, with or without `allow_overwrite`, and the link stays.
+#[test]
+fn upload_over_a_symlink_leading_outside_is_refused() {
+    let f = Fixture::new();
+    let r = f.root_path();
+    symlink("../outside/secret", r.join("victim")).unwrap();
+    symlink(f.base().join("secret"), r.join("abs_victim")).unwrap();
+    symlink("../outside/nothing", r.join("dangling_out")).unwrap();
+    symlink("/dev/null", r.join("devnull")).unwrap();
+    symlink("loop", r.join("loop")).unwrap();
+    let links = ["victim", "abs_victim", "dangling_out", "devnull", "loop"];
+    for overwrite in [false, true] {
+        let root = f.root(RootOptions {
+            allow_write: true,
+            allow_overwrite: overwrite,
+            ..RootOptions::default()
+        });
+        for name in links {
+            assert_eq!(
+                code(upload(&root, name, b"new content")),
+                ErrorCode::ACCESS_VIOLATION,
+                "{name:?}, overwrite: {overwrite}"
+            );
+        }
+    }
+    for link in links {
+        assert!(
+            fs::symlink_metadata(r.join(link)).unwrap().is_symlink(),
+            "{link}"
+        );
+    }
+    assert!(!f.base().join("outside/nothing").exists());
     f.assert_outside_untouched();
 }
 
