@@ -238,10 +238,10 @@ impl Root {
     /// exist. Refused with [`ErrorCode::ACCESS_VIOLATION`] unless
     /// [`RootOptions::allow_write`], or when the target is a directory or a special file (or a
     /// symlink to one), or a symlink leading out of the root, or its parent leads out of the
-    /// root, or its name is that of a temporary upload file (as
-    /// in [`Root::open_read`]); with [`ErrorCode::FILE_EXISTS`] when the target
-    /// exists and [`RootOptions::allow_overwrite`] is off; with [`ErrorCode::DISK_FULL`] when
-    /// `announced` exceeds [`RootOptions::max_upload_size`].
+    /// root, or its name is that of a temporary upload file (as in [`Root::open_read`]); with
+    /// [`ErrorCode::FILE_EXISTS`] when the target exists and [`RootOptions::allow_overwrite`]
+    /// is off; with [`ErrorCode::DISK_FULL`] when `announced` exceeds
+    /// [`RootOptions::max_upload_size`].
     ///
     /// The data goes to a temporary file in the target's directory; nothing appears under the
     /// final name until [`Upload::commit`].
