@@ -16,7 +16,11 @@
 //! Uploads ([`Root::create_upload`]) are written to a temporary file created exclusively in the
 //! target's directory and moved into place atomically by [`Upload::commit`]; an [`Upload`]
 //! dropped without committing removes its temporary file, so a failed transfer never leaves
-//! anything under the final name.
+//! anything under the final name. A temporary file is named `.NAME.tftp-` and 16 hex digits;
+//! names of that form are refused to clients (a read would serve a partial upload, a write
+//! could replace another client's upload in progress), and the temporary files a crashed
+//! server left behind are removed when a root is opened for writing
+//! ([`Root::remove_stale_uploads`]).
 //!
 //! Error messages ([`FsError::message`]) are fixed strings: they never contain a server-side
 //! path nor the requested name, so they are safe to send to clients in an ERROR packet.
@@ -27,11 +31,17 @@ use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
+#[cfg(test)]
+use case_index::fold;
+use case_index::{CaseIndex, Lookup};
 use rustix::fs::{OFlags, RenameFlags};
 use rustix::io::Errno;
 use tftp_proto::ErrorCode;
+
+mod case_index;
 
 /// Longest TFTP file name accepted, in bytes; longer names are an access violation.
 pub const MAX_NAME_LEN: usize = 1024;
@@ -49,12 +59,37 @@ const TEMP_NAME_ATTEMPTS: u32 = 16;
 /// Mode of uploaded files (before the umask).
 const UPLOAD_MODE: u32 = 0o644;
 
+/// Marker between the stem and the random part of a temporary upload name.
+const TEMP_MARKER: &str = ".tftp-";
+
+/// Hex digits of the random part of a temporary upload name.
+const TEMP_RANDOM_DIGITS: usize = 16;
+
+/// Temporary upload files not modified for this long are removed when a root is opened for
+/// writing ([`Root::open`]). An upload in progress writes to its file at every block, and a
+/// transfer without progress is abandoned after its retransmissions (well under a minute by
+/// default), so a temporary file this old belongs to no running upload, neither of this
+/// process nor of another server sharing the root.
+pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(3600);
+
+/// Most directory entries [`Root::remove_stale_uploads`] looks at, so that opening a huge tree
+/// stays bounded in time.
+const SWEEP_MAX_ENTRIES: usize = 1_000_000;
+
 /// Options of a served [`Root`]. The defaults are the safe, read-only ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RootOptions {
     /// If the exact path is not found, match each component case-insensitively (Unicode lower
     /// case) against the directory's entries. When several entries match, the smallest name in
     /// byte order wins, so the choice is deterministic. Default: `false`.
+    ///
+    /// Each directory is listed once into a case-folded index, kept until the directory
+    /// changes (its mtime or ctime, checked with an `fstat` at each lookup), so a miss costs
+    /// a binary search rather than a listing of the directory: PXE clients probe many missing
+    /// names by design. The indexes take a few MB per 100,000 names, at most 32 MiB and 64
+    /// directories per root (least recently used dropped first); a directory changed in the
+    /// last two or three seconds is listed again at each miss, because a change within one
+    /// timestamp tick would not show.
     pub case_insensitive: bool,
     /// Accept uploads (write requests). When `false`, every upload is refused with
     /// [`ErrorCode::ACCESS_VIOLATION`]. Default: `false`.
@@ -73,20 +108,81 @@ pub struct RootOptions {
 
 /// A directory served over TFTP, every access confined to it.
 ///
-/// `Root` is `Send + Sync` and holds no lock: share one among all sessions in an `Arc`.
+/// `Root` is `Send + Sync`: share one among all sessions in an `Arc`. Its only lock guards
+/// the case-insensitive index and is held for a hash lookup and a binary search, never
+/// while the file system is accessed.
 #[derive(Debug)]
 pub struct Root {
     dir: Dir,
     options: RootOptions,
+    /// Case-folded directory listings, for [`RootOptions::case_insensitive`].
+    index: CaseIndex,
 }
 
 impl Root {
     /// Open the directory at `path` (resolved normally, with the process's authority) as the
     /// root. Everything afterwards is relative to the directory handle, so renaming or
     /// replacing `path` later does not change what is served.
+    ///
+    /// With [`RootOptions::allow_write`], this first removes the temporary files of uploads
+    /// that a crashed server left behind, if not modified for [`STALE_UPLOAD_AGE`] (see
+    /// [`Root::remove_stale_uploads`]; it walks the tree, so it blocks for a moment on a large
+    /// one). A failure there is logged, not returned: it does not stop the root from serving.
     pub fn open(path: impl AsRef<Path>, options: RootOptions) -> io::Result<Root> {
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
-        Ok(Root { dir, options })
+        let root = Root {
+            dir,
+            options,
+            index: CaseIndex::new(),
+        };
+        if root.options.allow_write {
+            match root.remove_stale_uploads(STALE_UPLOAD_AGE) {
+                Ok(0) => {}
+                Ok(removed) => {
+                    tracing::info!(removed, "removed temporary files of interrupted uploads")
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "cannot look for temporary files of interrupted uploads"
+                ),
+            }
+        }
+        Ok(root)
+    }
+
+    /// Remove the temporary files of uploads that were neither committed nor cleaned up (the
+    /// server was killed, or the machine crashed, mid-transfer), if not modified for
+    /// `older_than`; returns how many were removed.
+    ///
+    /// Only regular files whose name has the exact form this module gives temporary files
+    /// (`.NAME.tftp-` and 16 lower-case hex digits) are removed; symlinks are not followed,
+    /// and directories are visited down to [`MAX_COMPONENTS`] levels (no upload goes deeper),
+    /// at most 1,000,000 entries in all. Age rather than "all of them" because another server
+    /// may share the root, with uploads in progress; [`STALE_UPLOAD_AGE`] is safe. Directories
+    /// that cannot be read are skipped; an error listing the root itself is returned.
+    pub fn remove_stale_uploads(&self, older_than: Duration) -> io::Result<usize> {
+        let Some(cutoff) = SystemTime::now().checked_sub(older_than) else {
+            return Ok(0);
+        };
+        let mut sweep = Sweep {
+            cutoff,
+            budget: SWEEP_MAX_ENTRIES,
+            removed: 0,
+        };
+        sweep.dir(&self.dir, 0)?;
+        if sweep.budget == 0 {
+            tracing::warn!(
+                entries = SWEEP_MAX_ENTRIES,
+                "stopped looking for temporary files of interrupted uploads: the root is too large"
+            );
+        }
+        Ok(sweep.removed)
+    }
+
+    /// How many directory listings case-insensitive lookups have read so far (for tests).
+    #[doc(hidden)]
+    pub fn directory_scans(&self) -> u64 {
+        self.index.scans()
     }
 
     /// The options this root was opened with.
@@ -104,11 +200,35 @@ impl Root {
     /// decoded.
     ///
     /// Errors: missing file → [`ErrorCode::FILE_NOT_FOUND`]; permission denied, a symlink
-    /// leading out of the root, or anything but a regular file (directory, device, FIFO,
-    /// socket) → [`ErrorCode::ACCESS_VIOLATION`]. Opening never blocks, even on a FIFO.
+    /// leading out of the root, anything but a regular file (directory, device, FIFO,
+    /// socket), or the name of an upload's temporary file (`.NAME.tftp-` and 16 hex digits,
+    /// in any case) → [`ErrorCode::ACCESS_VIOLATION`]. Opening never blocks, even on a FIFO.
+    ///
+    /// With [`RootOptions::case_insensitive`], a miss may read a directory to build its
+    /// case-folded index (see [`RootOptions::case_insensitive`]): call this on a thread that
+    /// may block, or try [`Root::open_read_without_scan`] first.
     pub fn open_read(&self, tftp_path: &str) -> Result<(std::fs::File, u64), FsError> {
         let components = normalize(tftp_path)?;
-        self.resolve_with(&self.dir, &components, |path| self.open_regular(path))
+        refuse_temp_name(&components)?;
+        self.resolve(&self.dir, &components, |path| self.open_regular(path))
+    }
+
+    /// As [`Root::open_read`], but never reads a directory listing: `None` when the
+    /// case-insensitive fallback would have to (re)build a directory's index. An async
+    /// adapter calls this on its runtime thread (a few system calls, like any open) and
+    /// [`Root::open_read`] on a blocking thread only when it returns `None`, which happens
+    /// once per change of a directory, not once per miss.
+    pub fn open_read_without_scan(
+        &self,
+        tftp_path: &str,
+    ) -> Option<Result<(std::fs::File, u64), FsError>> {
+        let components = match normalize(tftp_path).and_then(|c| refuse_temp_name(&c).map(|()| c)) {
+            Ok(components) => components,
+            Err(e) => return Some(Err(e)),
+        };
+        self.resolve_with(&self.dir, &components, false, |path| {
+            self.open_regular(path)
+        })
     }
 
     /// Start an upload of `tftp_path`; `announced` is the size the client announced with the
@@ -116,10 +236,12 @@ impl Root {
     ///
     /// The name is normalised as in [`Root::open_read`]. The parent directory must already
     /// exist. Refused with [`ErrorCode::ACCESS_VIOLATION`] unless
-    /// [`RootOptions::allow_write`], or when the target is a directory or a special file, or
-    /// its parent leads out of the root; with [`ErrorCode::FILE_EXISTS`] when the target
-    /// exists and [`RootOptions::allow_overwrite`] is off; with [`ErrorCode::DISK_FULL`] when
-    /// `announced` exceeds [`RootOptions::max_upload_size`].
+    /// [`RootOptions::allow_write`], or when the target is a directory or a special file (or a
+    /// symlink to one), or a symlink leading out of the root, or its parent leads out of the
+    /// root, or its name is that of a temporary upload file (as in [`Root::open_read`]); with
+    /// [`ErrorCode::FILE_EXISTS`] when the target exists and [`RootOptions::allow_overwrite`]
+    /// is off; with [`ErrorCode::DISK_FULL`] when `announced` exceeds
+    /// [`RootOptions::max_upload_size`].
     ///
     /// The data goes to a temporary file in the target's directory; nothing appears under the
     /// final name until [`Upload::commit`].
@@ -136,19 +258,20 @@ impl Root {
             return Err(FsError::new(ErrorCode::DISK_FULL));
         }
         let components = normalize(tftp_path)?;
+        refuse_temp_name(&components)?;
         let Some((name, parent)) = components.split_last() else {
             return Err(FsError::new(ErrorCode::FILE_NOT_FOUND));
         };
         let parent_dir = if parent.is_empty() {
             self.dir.try_clone().map_err(FsError::from_io)?
         } else {
-            self.resolve_with(&self.dir, parent, |path| {
+            self.resolve(&self.dir, parent, |path| {
                 self.dir.open_dir(path).map_err(FsError::from_io)
             })?
         };
 
         // Find the target (case-insensitively if so configured) to apply the overwrite rules.
-        let found = self.resolve_with(&parent_dir, std::slice::from_ref(name), |path| {
+        let found = self.resolve(&parent_dir, std::slice::from_ref(name), |path| {
             let meta = parent_dir
                 .symlink_metadata(path)
                 .map_err(FsError::from_io)?;
@@ -156,17 +279,20 @@ impl Root {
         });
         let final_name = match found {
             Ok((existing, meta)) => {
-                let is_dir = meta.is_dir()
-                    || (meta.is_symlink()
-                        && parent_dir.metadata(&existing).is_ok_and(|m| m.is_dir()));
-                if is_dir || !(meta.is_file() || meta.is_symlink()) {
+                // Resolved case-insensitively to another name: check that one too.
+                if existing.to_str().is_some_and(is_temp_name) {
                     return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+                }
+                if !(meta.is_file() || meta.is_symlink()) {
+                    return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+                }
+                if meta.is_symlink() {
+                    replaceable_link(&parent_dir, &existing)?;
                 }
                 if !self.options.allow_overwrite {
                     return Err(FsError::new(ErrorCode::FILE_EXISTS));
                 }
-                // Replacing a symlink replaces the link itself (rename does not follow it),
-                // so even a link leading outside is safe to overwrite.
+                // Replacing a symlink replaces the link itself (rename does not follow it).
                 existing
             }
             Err(e) if e.code == ErrorCode::FILE_NOT_FOUND => OsString::from(*name),
@@ -185,26 +311,92 @@ impl Root {
         })
     }
 
-    /// Run `op` on the exact path; if that finds nothing and the root is case-insensitive,
-    /// resolve each component case-insensitively under `base` and run `op` again.
-    fn resolve_with<T>(
+    /// [`Root::resolve_with`], reading directories as needed.
+    fn resolve<T>(
         &self,
         base: &Dir,
         components: &[&str],
         op: impl Fn(&Path) -> Result<T, FsError>,
     ) -> Result<T, FsError> {
+        self.resolve_with(base, components, true, op)
+            // Only `may_scan: false` gives `None`.
+            .unwrap_or_else(|| Err(FsError::new(ErrorCode::NOT_DEFINED)))
+    }
+
+    /// Run `op` on the exact path; if that finds nothing and the root is case-insensitive,
+    /// resolve each component case-insensitively under `base` and run `op` again. `None` if
+    /// that needs a directory listing and `may_scan` is false.
+    fn resolve_with<T>(
+        &self,
+        base: &Dir,
+        components: &[&str],
+        may_scan: bool,
+        op: impl Fn(&Path) -> Result<T, FsError>,
+    ) -> Option<Result<T, FsError>> {
         let exact: PathBuf = components.iter().collect();
         match op(&exact) {
             Err(e) if e.code == ErrorCode::FILE_NOT_FOUND && self.options.case_insensitive => {
-                let resolved = resolve_case_insensitive(base, components)?;
-                op(&resolved)
+                match self.resolve_case_insensitive(base, components, may_scan) {
+                    Ok(Some(resolved)) => Some(op(&resolved)),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e)),
+                }
             }
-            result => result,
+            result => Some(result),
         }
+    }
+
+    /// Resolve `components` under `base`, each one exactly if it exists, else the smallest
+    /// entry (in byte order) of its directory that equals it ignoring case, found through the
+    /// directory's index. Lookups go through `base`, so symlinks are confined as for any
+    /// other access. `None` if a directory's index is out of date and `may_scan` is false.
+    fn resolve_case_insensitive(
+        &self,
+        base: &Dir,
+        components: &[&str],
+        may_scan: bool,
+    ) -> Result<Option<PathBuf>, FsError> {
+        let mut resolved = PathBuf::new();
+        for &component in components {
+            let exact = resolved.join(component);
+            match base.symlink_metadata(&exact) {
+                Ok(_) => {
+                    resolved = exact;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(FsError::from_io(e)),
+            }
+            let opened;
+            let dir = if resolved.as_os_str().is_empty() {
+                base
+            } else {
+                opened = base.open_dir(&resolved).map_err(FsError::from_io)?;
+                &opened
+            };
+            match self
+                .index
+                .lookup(dir, component, may_scan)
+                .map_err(FsError::from_io)?
+            {
+                Lookup::Found(name) => resolved.push(name),
+                Lookup::Missing => return Err(FsError::new(ErrorCode::FILE_NOT_FOUND)),
+                Lookup::NeedsScan => return Ok(None),
+            }
+        }
+        Ok(Some(resolved))
     }
 
     /// Open `path` (relative to the root) if it is a regular file we may serve.
     fn open_regular(&self, path: &Path) -> Result<(std::fs::File, u64), FsError> {
+        // Resolved case-insensitively to another name: check that one too.
+        if path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(is_temp_name)
+        {
+            return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+        }
         // Look before opening, so a device node is never opened (opening some has side
         // effects); the check after opening is the authoritative one.
         let meta = self.dir.metadata(path).map_err(FsError::from_io)?;
@@ -448,49 +640,6 @@ pub fn normalize(tftp_path: &str) -> Result<Vec<&str>, FsError> {
     Ok(components)
 }
 
-/// Resolve `components` under `base`, each one exactly if it exists, else the smallest entry
-/// (in byte order) of its directory that equals it ignoring case. Lookups go through `base`,
-/// so symlinks are confined as for any other access.
-fn resolve_case_insensitive(base: &Dir, components: &[&str]) -> Result<PathBuf, FsError> {
-    let mut resolved = PathBuf::new();
-    for &component in components {
-        let exact = resolved.join(component);
-        match base.symlink_metadata(&exact) {
-            Ok(_) => {
-                resolved = exact;
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(FsError::from_io(e)),
-        }
-        let entries = if resolved.as_os_str().is_empty() {
-            base.entries()
-        } else {
-            base.read_dir(&resolved)
-        }
-        .map_err(FsError::from_io)?;
-        let mut best: Option<OsString> = None;
-        for entry in entries {
-            let name = entry.map_err(FsError::from_io)?.file_name();
-            let matches = name.to_str().is_some_and(|n| eq_ignore_case(n, component));
-            if matches && best.as_ref().is_none_or(|b| name < *b) {
-                best = Some(name);
-            }
-        }
-        match best {
-            Some(name) => resolved.push(name),
-            None => return Err(FsError::new(ErrorCode::FILE_NOT_FOUND)),
-        }
-    }
-    Ok(resolved)
-}
-
-fn eq_ignore_case(a: &str, b: &str) -> bool {
-    a.chars()
-        .flat_map(char::to_lowercase)
-        .eq(b.chars().flat_map(char::to_lowercase))
-}
-
 /// Create a new temporary file for an upload of `name` in `dir`, exclusively (`O_EXCL`, so
 /// never through an existing file or symlink).
 fn create_temp(dir: &Dir, name: &str) -> Result<(std::fs::File, OsString), FsError> {
@@ -503,7 +652,7 @@ fn create_temp(dir: &Dir, name: &str) -> Result<(std::fs::File, OsString), FsErr
     options.write(true).create_new(true).mode(UPLOAD_MODE);
     let mut last_error = None;
     for _ in 0..TEMP_NAME_ATTEMPTS {
-        let temp_name = OsString::from(format!(".{stem}.tftp-{:016x}", random_u64()));
+        let temp_name = OsString::from(format!(".{stem}{TEMP_MARKER}{:016x}", random_u64()));
         match dir.open_with(&temp_name, &options) {
             Ok(file) => return Ok((file.into_std(), temp_name)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = Some(e),
@@ -514,6 +663,110 @@ fn create_temp(dir: &Dir, name: &str) -> Result<(std::fs::File, OsString), FsErr
         Some(e) => FsError::from_write_error(e),
         None => FsError::new(ErrorCode::NOT_DEFINED),
     })
+}
+
+/// Whether an upload may replace the symlink `name` in `dir` (by the link itself, since rename
+/// does not follow it): only if its target resolves, confined to the root, to a regular file
+/// or to nothing (a dangling link inside). A link to a directory or a special file is refused
+/// as they are, and so is a link leading out of the root (to a file, a directory or nothing:
+/// what is outside is not looked at): it cannot be read, so it cannot be overwritten either,
+/// and with `allow_overwrite` the administrator's link to, say, an image directory elsewhere
+/// would otherwise become a regular file.
+fn replaceable_link(dir: &Dir, name: &OsString) -> Result<(), FsError> {
+    let replaceable = match dir.metadata(name) {
+        Ok(target) => target.is_file(),
+        Err(e) => FsError::from_io(e).code == ErrorCode::FILE_NOT_FOUND,
+    };
+    if !replaceable {
+        return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+    }
+    Ok(())
+}
+
+/// Whether `name` has the form of a temporary upload file: `.`, a stem of at least one byte,
+/// [`TEMP_MARKER`], then [`TEMP_RANDOM_DIGITS`] hex digits. ASCII case is ignored, because a
+/// case-insensitive root would resolve `.X.TFTP-ABC…` to `.x.tftp-abc…`; only names of the
+/// exact form [`create_temp`] makes are removed as stale ([`is_exact_temp_name`]).
+fn is_temp_name(name: &str) -> bool {
+    temp_suffix(name).is_some_and(|(marker, digits)| {
+        marker.eq_ignore_ascii_case(TEMP_MARKER.as_bytes())
+            && digits.iter().all(u8::is_ascii_hexdigit)
+    })
+}
+
+/// Whether `name` is exactly of the form [`create_temp`] makes (lower-case hex digits).
+fn is_exact_temp_name(name: &str) -> bool {
+    temp_suffix(name).is_some_and(|(marker, digits)| {
+        marker == TEMP_MARKER.as_bytes()
+            && digits
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    })
+}
+
+/// The marker and the digits at the end of `name`, if it starts with `.` and has room for a
+/// stem of at least one byte before them.
+fn temp_suffix(name: &str) -> Option<(&[u8], &[u8])> {
+    let rest = name.strip_prefix('.')?.as_bytes();
+    let suffix_len = TEMP_MARKER.len() + TEMP_RANDOM_DIGITS;
+    let start = rest.len().checked_sub(suffix_len).filter(|&s| s > 0)?;
+    rest.get(start..)
+        .map(|suffix| suffix.split_at(TEMP_MARKER.len()))
+}
+
+/// Refuse a request whose last component names a temporary upload file (only files are
+/// temporary, so the other components need no check).
+fn refuse_temp_name(components: &[&str]) -> Result<(), FsError> {
+    if components.last().is_some_and(|name| is_temp_name(name)) {
+        return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+    }
+    Ok(())
+}
+
+/// The walk of [`Root::remove_stale_uploads`].
+struct Sweep {
+    cutoff: SystemTime,
+    /// Entries left to look at.
+    budget: usize,
+    removed: usize,
+}
+
+impl Sweep {
+    /// Remove the stale temporary files in `dir`, `depth` levels below the root, and below it.
+    fn dir(&mut self, dir: &Dir, depth: usize) -> io::Result<()> {
+        for entry in dir.entries()? {
+            if self.budget == 0 {
+                return Ok(());
+            }
+            self.budget -= 1;
+            let Ok(entry) = entry else { continue };
+            // From the directory entry itself: a symlink is a symlink, not its target.
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
+            if file_type.is_dir() {
+                // A file at depth MAX_COMPONENTS - 1 is the deepest an upload can write.
+                if depth + 1 < MAX_COMPONENTS {
+                    // Opened beneath `dir`: an entry swapped for a symlink meanwhile cannot
+                    // lead out of it. A directory that cannot be read is skipped.
+                    if let Ok(sub) = entry.open_dir() {
+                        let _ = self.dir(&sub, depth + 1);
+                    }
+                }
+            } else if file_type.is_file() {
+                let name = entry.file_name();
+                if name.to_str().is_some_and(is_exact_temp_name) {
+                    let stale = dir.symlink_metadata(&name).is_ok_and(|meta| {
+                        meta.is_file() && meta.modified().is_ok_and(|m| m.into_std() < self.cutoff)
+                    });
+                    if stale && dir.remove_file(&name).is_ok() {
+                        self.removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `fsync` a directory. cap-std's `Dir` handles are `O_PATH` descriptors, which cannot be
@@ -576,9 +829,9 @@ mod tests {
 
     #[test]
     fn case_folding() {
-        assert!(eq_ignore_case("PXELinux.0", "pxelinux.0"));
-        assert!(eq_ignore_case("ÄB", "äb"));
-        assert!(!eq_ignore_case("ab", "abc"));
+        assert_eq!(fold("PXELinux.0"), fold("pxelinux.0"));
+        assert_eq!(fold("ÄB"), fold("äb"));
+        assert_ne!(fold("ab"), fold("abc"));
     }
 
     /// The fallback for file systems without `RENAME_NOREPLACE` never replaces either.
@@ -607,6 +860,43 @@ mod tests {
             "no temporary file left"
         );
         assert_eq!(std::fs::metadata(tmp.path().join("f"))?.len(), 5);
+        Ok(())
+    }
+
+    #[test]
+    fn temporary_names() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
+        for name in [
+            "a",
+            "boot.img",
+            ".hidden",
+            &"é".repeat(127),
+            &"n".repeat(255),
+        ] {
+            let (_file, temp) = create_temp(&dir, name)?;
+            let temp = temp.to_str().ok_or("not UTF-8")?;
+            assert!(is_exact_temp_name(temp), "{temp}");
+            assert!(is_temp_name(temp), "{temp}");
+            assert!(temp.len() <= 255, "{temp}");
+        }
+        assert!(is_exact_temp_name(".x.tftp-0123456789abcdef"));
+        assert!(is_temp_name(".X.TFTP-0123456789ABCDEF"));
+        assert!(!is_exact_temp_name(".X.TFTP-0123456789ABCDEF"));
+        for not_temp in [
+            "x.tftp-0123456789abcdef",
+            ".tftp-0123456789abcdef",
+            ".x.tftp-0123456789abcde",
+            ".x.tftp-0123456789abcdeg",
+            ".x.tftp-0123456789abcdef0",
+            ".x.tftp_0123456789abcdef",
+            ".x.tftp-0123456789abcdéf",
+            "",
+            ".",
+        ] {
+            assert!(!is_temp_name(not_temp), "{not_temp}");
+            assert!(!is_exact_temp_name(not_temp), "{not_temp}");
+        }
         Ok(())
     }
 

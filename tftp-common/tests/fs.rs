@@ -575,25 +575,47 @@ fn upload_to_an_existing_name() {
     assert_eq!(names(&f.root_path()), set(&["a", "hello.txt", "sub", "x"]));
 }
 
+/// Onto a directory, or a symlink to one: inside the root or out of it (with
+/// `allow_overwrite`, the rename would replace the link to an outside directory, which the
+/// administrator put there, by a regular file).
 #[test]
 fn upload_onto_a_directory_is_refused() {
     let f = Fixture::new();
-    symlink("sub", f.root_path().join("sub_link")).unwrap();
+    let r = f.root_path();
+    symlink("sub", r.join("sub_link")).unwrap();
+    symlink("../outside", r.join("dir_out")).unwrap();
+    symlink(f.base().join("outside"), r.join("abs_dir_out")).unwrap();
+    symlink("/", r.join("slash")).unwrap();
     for overwrite in [false, true] {
-        let root = f.root(RootOptions {
-            allow_write: true,
-            allow_overwrite: overwrite,
-            ..RootOptions::default()
-        });
-        for name in ["sub", "/sub/", "a", "sub_link"] {
-            assert_eq!(
-                code(root.create_upload(name, None)),
-                ErrorCode::ACCESS_VIOLATION,
-                "{name:?}"
-            );
+        for case_insensitive in [false, true] {
+            let root = f.root(RootOptions {
+                allow_write: true,
+                allow_overwrite: overwrite,
+                case_insensitive,
+                ..RootOptions::default()
+            });
+            let mut names = vec!["sub", "/sub/", "a", "sub_link", "dir_out", "abs_dir_out"];
+            names.push("slash");
+            if case_insensitive {
+                names.extend(["SUB", "Dir_Out", "ABS_DIR_OUT"]);
+            }
+            for name in names {
+                assert_eq!(
+                    code(upload(&root, name, b"evil")),
+                    ErrorCode::ACCESS_VIOLATION,
+                    "{name:?}, overwrite: {overwrite}"
+                );
+            }
         }
     }
-    assert_eq!(names(&f.root_path().join("sub")), set(&["inner.txt"]));
+    assert_eq!(names(&r.join("sub")), set(&["inner.txt"]));
+    for link in ["sub_link", "dir_out", "abs_dir_out", "slash"] {
+        assert!(
+            fs::symlink_metadata(r.join(link)).unwrap().is_symlink(),
+            "{link}"
+        );
+    }
+    f.assert_outside_untouched();
 }
 
 #[test]
@@ -623,27 +645,67 @@ fn upload_through_a_parent_leading_outside_is_refused() {
     f.assert_outside_untouched();
 }
 
+/// A symlink to a file inside the root is an existing file: refused without
+/// `allow_overwrite`, and with it the link itself is replaced (rename does not follow it), not
+/// its target.
 #[test]
-fn upload_over_a_symlink_replaces_the_link_not_its_target() {
+fn upload_over_a_symlink_inside_replaces_the_link_not_its_target() {
     let f = Fixture::new();
-    symlink("../outside/secret", f.root_path().join("victim")).unwrap();
+    let r = f.root_path();
+    symlink("hello.txt", r.join("in_link")).unwrap();
+    symlink("nowhere", r.join("dangling")).unwrap();
     let strict = f.writable();
-    assert_eq!(
-        code(strict.create_upload("victim", None)),
-        ErrorCode::FILE_EXISTS
-    );
+    for name in ["in_link", "dangling"] {
+        assert_eq!(code(upload(&strict, name, b"new")), ErrorCode::FILE_EXISTS);
+    }
     let lenient = f.root(RootOptions {
         allow_write: true,
         allow_overwrite: true,
         ..RootOptions::default()
     });
-    upload(&lenient, "victim", b"new content").unwrap();
-    let meta = fs::symlink_metadata(f.root_path().join("victim")).unwrap();
-    assert!(meta.is_file());
-    assert_eq!(
-        fs::read(f.root_path().join("victim")).unwrap(),
-        b"new content"
-    );
+    for name in ["in_link", "dangling"] {
+        upload(&lenient, name, b"new content").unwrap();
+        let meta = fs::symlink_metadata(r.join(name)).unwrap();
+        assert!(meta.is_file(), "{name}");
+        assert_eq!(fs::read(r.join(name)).unwrap(), b"new content");
+    }
+    assert_eq!(fs::read(r.join("hello.txt")).unwrap(), b"hello");
+    assert!(!r.join("nowhere").exists());
+}
+
+/// A symlink leading out of the root (to a file, to nothing, in a loop) is refused like a
+/// read of it: ERROR 2, with or without `allow_overwrite`, and the link stays.
+#[test]
+fn upload_over_a_symlink_leading_outside_is_refused() {
+    let f = Fixture::new();
+    let r = f.root_path();
+    symlink("../outside/secret", r.join("victim")).unwrap();
+    symlink(f.base().join("secret"), r.join("abs_victim")).unwrap();
+    symlink("../outside/nothing", r.join("dangling_out")).unwrap();
+    symlink("/dev/null", r.join("devnull")).unwrap();
+    symlink("loop", r.join("loop")).unwrap();
+    let links = ["victim", "abs_victim", "dangling_out", "devnull", "loop"];
+    for overwrite in [false, true] {
+        let root = f.root(RootOptions {
+            allow_write: true,
+            allow_overwrite: overwrite,
+            ..RootOptions::default()
+        });
+        for name in links {
+            assert_eq!(
+                code(upload(&root, name, b"new content")),
+                ErrorCode::ACCESS_VIOLATION,
+                "{name:?}, overwrite: {overwrite}"
+            );
+        }
+    }
+    for link in links {
+        assert!(
+            fs::symlink_metadata(r.join(link)).unwrap().is_symlink(),
+            "{link}"
+        );
+    }
+    assert!(!f.base().join("outside/nothing").exists());
     f.assert_outside_untouched();
 }
 
@@ -815,4 +877,298 @@ fn reads_run_concurrently() {
     for h in handles {
         h.join().unwrap();
     }
+}
+
+/// How long after its last change a directory's index is trusted (see `tftp_common::fs`):
+/// timestamps have a granularity, so a change in the same tick as the index was built would
+/// go unnoticed; an index of a directory changed this recently is rebuilt at the next lookup.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// Waits (at most 10 s) until `dir` last changed (mtime and ctime) more than [`SETTLE`] ago,
+/// so an index built from now on is kept. This waits for the clock, not for another thread.
+fn settle(dir: &Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let meta = fs::metadata(dir).unwrap();
+        let last = meta.mtime().max(meta.ctime());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        if now - last > SETTLE.as_secs() as i64 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{dir:?} keeps changing"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn case_insensitive(f: &Fixture) -> Root {
+    f.root(RootOptions {
+        case_insensitive: true,
+        ..RootOptions::default()
+    })
+}
+
+/// pxelinux probes many missing names; with `case_insensitive` each miss used to read the
+/// whole directory (40 ms per miss with 100,000 entries). The directory is now read once and
+/// its case-folded index kept until the directory changes.
+#[test]
+fn case_insensitive_misses_do_not_rescan_the_directory() {
+    let f = Fixture::new();
+    let many = f.root_path().join("many");
+    fs::create_dir(&many).unwrap();
+    for i in 0..100_000 {
+        fs::File::create(many.join(format!("File{i:06}.cfg"))).unwrap();
+    }
+    fs::write(many.join("PXELinux.cfg"), b"pxe").unwrap();
+    settle(&many);
+    settle(&f.root_path());
+    let root = Arc::new(case_insensitive(&f));
+
+    // What an async adapter runs on its runtime thread: never a directory listing.
+    let exact = root.open_read_without_scan("many/PXELinux.cfg");
+    assert!(matches!(exact, Some(Ok(_))), "an exact name needs no index");
+    assert!(root.open_read_without_scan("many/pxelinux.cfg").is_none());
+    assert!(root.open_read_without_scan("many/missing").is_none());
+    assert_eq!(
+        code(root.open_read_without_scan("../x").unwrap()),
+        ErrorCode::ACCESS_VIOLATION
+    );
+    assert_eq!(root.directory_scans(), 0);
+
+    // A burst of misses before the index exists: one listing, the others wait for it.
+    let barrier = Arc::new(Barrier::new(8));
+    let burst: Vec<_> = (0..8)
+        .map(|i| {
+            let (root, barrier) = (Arc::clone(&root), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                code(read(&root, &format!("many/01-52-54-00-12-34-{i:02}")))
+            })
+        })
+        .collect();
+    for miss in burst {
+        assert_eq!(miss.join().unwrap(), ErrorCode::FILE_NOT_FOUND);
+    }
+    let scans = root.directory_scans();
+    assert_eq!(scans, 1, "the first misses read the directory once");
+    let (mut file, _) = root
+        .open_read_without_scan("many/pxelinux.cfg")
+        .expect("indexed")
+        .unwrap();
+    let mut data = Vec::new();
+    file.read_to_end(&mut data).unwrap();
+    assert_eq!(data, b"pxe");
+    assert_eq!(
+        code(
+            root.open_read_without_scan("many/missing")
+                .expect("indexed")
+        ),
+        ErrorCode::FILE_NOT_FOUND
+    );
+    for i in 0..20 {
+        let name = format!("MANY/C0A8{i:04X}");
+        assert_eq!(
+            code(read(&root, &name)),
+            ErrorCode::FILE_NOT_FOUND,
+            "{name}"
+        );
+    }
+    assert_eq!(read(&root, "many/pxelinux.CFG").unwrap(), b"pxe");
+    assert_eq!(read(&root, "Many/FILE099999.CFG").unwrap(), b"");
+    assert_eq!(
+        root.directory_scans(),
+        2,
+        "later lookups use the index (one more scan: the root, for `MANY`)"
+    );
+}
+
+/// The index follows the directory: a file created or renamed after it was built is found by
+/// its new name, and not by its old one, even when the directory's mtime is put back.
+#[test]
+fn case_insensitive_index_follows_directory_changes() {
+    let f = Fixture::new();
+    let boot = f.root_path().join("boot");
+    fs::create_dir(&boot).unwrap();
+    fs::write(boot.join("Default.cfg"), b"default").unwrap();
+    settle(&boot);
+    let root = case_insensitive(&f);
+
+    assert_eq!(read(&root, "boot/default.CFG").unwrap(), b"default");
+    assert_eq!(code(read(&root, "boot/new.cfg")), ErrorCode::FILE_NOT_FOUND);
+    let scans = root.directory_scans();
+
+    // Created after the index was built.
+    fs::write(boot.join("New.CFG"), b"new").unwrap();
+    assert_eq!(read(&root, "boot/new.cfg").unwrap(), b"new");
+    assert!(root.directory_scans() > scans, "the index was rebuilt");
+
+    // Renamed, with the directory's mtime put back (as `tar` or `rsync -t` do): the change of
+    // its ctime is enough.
+    settle(&boot);
+    assert_eq!(read(&root, "boot/NEW.cfg").unwrap(), b"new");
+    let scans = root.directory_scans();
+    keeping_mtime(&boot, || {
+        fs::rename(boot.join("New.CFG"), boot.join("Renamed.Cfg")).unwrap();
+    });
+    assert_eq!(read(&root, "boot/renamed.cfg").unwrap(), b"new");
+    assert_eq!(code(read(&root, "boot/new.cfg")), ErrorCode::FILE_NOT_FOUND);
+    assert!(root.directory_scans() > scans, "the index was rebuilt");
+
+    // Removed.
+    settle(&boot);
+    assert_eq!(read(&root, "boot/RENAMED.cfg").unwrap(), b"new");
+    keeping_mtime(&boot, || fs::remove_file(boot.join("Renamed.Cfg")).unwrap());
+    assert_eq!(
+        code(read(&root, "boot/RENAMED.CFG")),
+        ErrorCode::FILE_NOT_FOUND
+    );
+    assert_eq!(read(&root, "BOOT/DEFAULT.CFG").unwrap(), b"default");
+}
+
+/// Runs `change` on `dir`, then puts the directory's mtime back.
+fn keeping_mtime(dir: &Path, change: impl FnOnce()) {
+    let mtime = fs::metadata(dir).unwrap().modified().unwrap();
+    change();
+    fs::File::open(dir).unwrap().set_modified(mtime).unwrap();
+    assert_eq!(fs::metadata(dir).unwrap().modified().unwrap(), mtime);
+}
+
+/// A temporary upload name as `create_upload` makes them: `.NAME.tftp-` and 16 hex digits.
+fn temp_name(stem: &str) -> String {
+    format!(".{stem}.tftp-0123456789abcdef")
+}
+
+/// Sets `path`'s (not a symlink's target's) modification time to two hours ago.
+fn make_old(path: &Path) {
+    let two_hours_ago = rustix::fs::Timespec {
+        tv_sec: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            - 7200,
+        tv_nsec: 0,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: two_hours_ago,
+        last_modification: two_hours_ago,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+}
+
+/// A server killed during an upload leaves its temporary file behind. Opening a root for
+/// writing removes those not modified for an hour (an upload in progress writes to its file
+/// at every block, and may belong to another server sharing the root), and nothing else.
+#[test]
+fn stale_upload_temporaries_are_removed_when_a_writable_root_opens() {
+    let f = Fixture::new();
+    let r = f.root_path();
+    let stale = [
+        temp_name("boot.img"),
+        format!("sub/{}", temp_name("inner.txt")),
+    ];
+    for name in &stale {
+        fs::write(r.join(name), b"partial").unwrap();
+        make_old(&r.join(name));
+    }
+    fs::create_dir_all(r.join("a/b/c")).unwrap();
+    let deep = format!("a/b/c/{}", temp_name("deep"));
+    fs::write(r.join(&deep), b"partial").unwrap();
+    make_old(&r.join(&deep));
+    // Kept: a recent temporary file, names that only look alike, what is not a regular file,
+    // and anything outside the root.
+    let fresh = temp_name("fresh");
+    fs::write(r.join(&fresh), b"in progress").unwrap();
+    let kept_files = [
+        ".x.tftp-0123".to_string(),
+        "x.tftp-0123456789abcdef".to_string(),
+        ".x.tftp-0123456789ABCDEF".to_string(),
+        ".tftp-0123456789abcdef".to_string(),
+        ".x.tftp-0123456789abcdeg".to_string(),
+        ".x.tftp-0123456789abcdef0".to_string(),
+        "hello.txt".to_string(),
+    ];
+    for name in &kept_files {
+        fs::write(r.join(name), b"keep").unwrap();
+        make_old(&r.join(name));
+    }
+    let dir_like = temp_name("dir");
+    fs::create_dir(r.join(&dir_like)).unwrap();
+    make_old(&r.join(&dir_like));
+    let link_like = temp_name("link");
+    symlink("hello.txt", r.join(&link_like)).unwrap();
+    make_old(&r.join(&link_like));
+    let outside = f.base().join("outside").join(temp_name("secret"));
+    fs::write(&outside, b"outside").unwrap();
+    make_old(&outside);
+    symlink("../outside", r.join("dir_out")).unwrap();
+
+    // Read-only: nothing is touched.
+    drop(f.root(RootOptions::default()));
+    for name in stale.iter().chain([&deep]) {
+        assert!(r.join(name).exists(), "{name}");
+    }
+
+    drop(f.writable());
+    for name in stale.iter().chain([&deep]) {
+        assert!(!r.join(name).exists(), "{name} removed");
+    }
+    for name in kept_files.iter().chain([&fresh, &dir_like]) {
+        assert!(r.join(name).exists(), "{name} kept");
+    }
+    assert!(fs::symlink_metadata(r.join(&link_like)).is_ok());
+    assert_eq!(fs::read(&outside).unwrap(), b"outside");
+    assert_eq!(names(&r.join("sub")), set(&["inner.txt"]));
+}
+
+/// Names of temporary upload files are refused (ERROR 2): reading one would serve a partial
+/// upload, and writing one could replace another client's upload in progress or create a file
+/// the stale-file sweep later removes.
+#[test]
+fn names_of_upload_temporaries_are_refused() {
+    let f = Fixture::new();
+    let root = f.root(RootOptions {
+        allow_write: true,
+        allow_overwrite: true,
+        case_insensitive: true,
+        ..RootOptions::default()
+    });
+    let mut in_progress = root.create_upload("boot.img", None).unwrap();
+    in_progress.file().write_all(b"partial").unwrap();
+    let temp = names(&f.root_path())
+        .into_iter()
+        .find(|n| n.starts_with(".boot.img.tftp-"))
+        .unwrap();
+    let av = ErrorCode::ACCESS_VIOLATION;
+    for name in [
+        temp.clone(),
+        format!("/{temp}"),
+        temp.to_uppercase(),
+        temp_name("other"),
+        format!("sub/{}", temp_name("inner.txt")),
+    ] {
+        assert_eq!(code(read(&root, &name)), av, "read {name:?}");
+        assert_eq!(code(upload(&root, &name, b"evil")), av, "upload {name:?}");
+    }
+    // A file of that form put there by other means is not served either.
+    fs::write(f.root_path().join(temp_name("x")), b"x").unwrap();
+    assert_eq!(code(read(&root, &temp_name("x"))), av);
+    // The upload in progress is intact and completes.
+    in_progress.file().write_all(b" and the rest").unwrap();
+    in_progress.commit().unwrap();
+    assert_eq!(read(&root, "boot.img").unwrap(), b"partial and the rest");
+    assert_eq!(
+        names(&f.root_path()),
+        set(&["a", "boot.img", "hello.txt", "sub", "x", &temp_name("x")])
+    );
 }

@@ -588,3 +588,43 @@ fn our_client_against_tftpd_hpa() {
     );
     assert!(std::fs::read(root.path().join("uploaded")).unwrap() == data);
 }
+
+/// With `case_insensitive`, a name that is not exact is resolved through the directory's
+/// index: built on the blocking pool when missing or out of date, used inline otherwise.
+#[test]
+fn case_insensitive_names_are_served() {
+    let f = serve(RootOptions {
+        case_insensitive: true,
+        ..RootOptions::default()
+    });
+    for round in 0..2 {
+        let local = f.local(&format!("curl-F513-{round}"));
+        let url = format!("tftp://127.0.0.1:{}/F513", f.port());
+        let args = [
+            "-sS",
+            "--max-time",
+            "100",
+            "-o",
+            local.to_str().unwrap(),
+            &url,
+        ];
+        let out = run("curl", &args);
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        f.assert_same("f513", &local, "curl F513");
+        let url = format!("tftp://127.0.0.1:{}/NOT-THERE", f.port());
+        let missing = f.local("missing");
+        let args = [
+            "-sS",
+            "--max-time",
+            "100",
+            "-o",
+            missing.to_str().unwrap(),
+            &url,
+        ];
+        assert!(!run("curl", &args).status.success());
+    }
+}
