@@ -263,10 +263,14 @@ async fn within<T>(deadline: Option<Instant>, fut: impl Future<Output = T>) -> R
             None => std::future::pending().await,
         }
     };
+    // Installed before `fut` first runs (so before the request goes out): `ctrl_c()` would
+    // install its handler only when first polled. Without a handler (it could not be
+    // installed), SIGINT keeps its default action.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     let interrupt = async {
-        // Without a handler (it could not be installed), SIGINT keeps its default action.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+        match sigint.as_mut() {
+            Some(s) => drop(s.recv().await),
+            None => std::future::pending::<()>().await,
         }
     };
     tokio::select! {
