@@ -118,6 +118,23 @@ struct Args {
     /// Burst allowed above --client-rate.
     #[arg(long, default_value_t = 40, value_name = "N")]
     client_burst: u32,
+    /// Clients are counted by address; IPv6 clients by this prefix length of theirs (a host
+    /// usually holds a whole /64 and may send from any address in it; 128: by address).
+    #[arg(long, default_value_t = 64, value_name = "BITS", value_parser = clap::value_parser!(u8).range(0..=128))]
+    ipv6_client_prefix: u8,
+    /// ERROR answers per second from the listening ports, all clients together (busy,
+    /// malformed requests); beyond, requests are dropped unanswered, so the listener cannot
+    /// be used to reflect a flood at a spoofed address.
+    #[arg(long, default_value_t = 1000.0, value_name = "N")]
+    max_replies: f64,
+    /// Seconds a data source (a file, the HTTP origin) may take to supply one block before
+    /// its transfer is aborted with "Data source timed out".
+    #[arg(long, default_value_t = 20.0, value_name = "SECS")]
+    source_timeout: f64,
+    /// Bytes all transfers' windows may take together (each windowsize × (blksize + 4) once
+    /// data flows); a transfer that does not fit gets "Server busy".
+    #[arg(long, default_value_t = 1 << 30, value_name = "BYTES")]
+    max_window_memory: usize,
     /// Accept uploads (write requests) into the root. Without --allow-overwrite an upload may
     /// not replace nor hide a file that a read finds (a template, the root's, the origin's;
     /// the origin is asked, and when it cannot answer the upload is refused).
@@ -218,6 +235,10 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
     config.admission.max_sessions_per_client = args.max_sessions_per_client;
     config.admission.rate_per_client = (args.client_rate > 0.0).then_some(args.client_rate);
     config.admission.burst_per_client = args.client_burst.max(1);
+    config.admission.ipv6_prefix = args.ipv6_client_prefix;
+    config.admission.replies_per_second = args.max_replies.max(0.0);
+    config.source_timeout = secs(args.source_timeout, "--source-timeout", false)?;
+    config.window_memory = args.max_window_memory;
     config.stats_interval = Duration::from_secs(args.stats_interval.max(1));
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
     config.single_port = args.single_port;
