@@ -985,3 +985,112 @@ pub fn replacements_stay_within_the_limits<S: Adapter, C: Adapter>() {
         );
     }
 }
+
+/// A source that stalls mid-block never wedges its session: the OACK goes out before the
+/// source is asked for anything; while the source is pending the client's ERROR still ends
+/// the transfer at once; a per-block deadline aborts it with an ERROR; and shutdown past its
+/// grace period is not held up by it.
+pub fn a_stalled_source_does_not_wedge_its_session<S: Adapter, C: Adapter>() {
+    let started = Instant::now();
+    // The client gives up while the source is stalled.
+    let reports = Reports::default();
+    let mut options = reports.options();
+    options.config.shutdown_grace = Duration::from_millis(200);
+    let server = S::serve(Backend::new(false), options);
+    let client = Peer::new(server.addr());
+    client.timeout(Duration::from_secs(2));
+    client.rrq(server.addr(), "slow", &[("blksize", "1468")]);
+    let (oack, tid) = client.recv();
+    assert!(
+        matches!(decode(&oack), Packet::Oack(_)),
+        "the OACK comes first"
+    );
+    client.ack(tid, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    client.error(tid, ErrorCode::NOT_DEFINED, "changed my mind");
+    let r = reports.wait_for(1);
+    assert!(
+        matches!(
+            r[0].stats.outcome,
+            Outcome::Failed(TransferError::Peer { .. })
+        ),
+        "{:?}",
+        r[0].stats.outcome
+    );
+    // A second stalled transfer, left running, does not hold up shutdown.
+    client.rrq(server.addr(), "slow", &[("blksize", "1468")]);
+    let (_, tid) = client.recv();
+    client.ack(tid, 0);
+    std::thread::sleep(Duration::from_millis(100));
+    let stopping = Instant::now();
+    server.stop();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
+    let aborted = client.recv();
+    assert!(matches!(decode(&aborted.0), Packet::Error { .. }));
+
+    // The per-block deadline.
+    let reports = Reports::default();
+    let mut options = reports.options();
+    options.config.source_timeout = Duration::from_millis(300);
+    let server = S::serve(Backend::new(false), options);
+    let client = Peer::new(server.addr());
+    client.timeout(Duration::from_secs(3));
+    client.rrq(server.addr(), "slow", &[("blksize", "1468")]);
+    let (_, tid) = client.recv();
+    client.ack(tid, 0);
+    let (bytes, from) = client.recv();
+    assert_eq!(from, tid);
+    match decode(&bytes) {
+        Packet::Error { message, .. } => assert_eq!(message, "Data source timed out"),
+        other => panic!("{other:?}"),
+    }
+    let r = reports.wait_for(1);
+    assert!(matches!(
+        r[0].stats.outcome,
+        Outcome::Failed(TransferError::Local { .. })
+    ));
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+/// Windows exist only once data flows: requests for the largest window that are never
+/// acknowledged take nothing of the server's window memory, and a window that does not fit
+/// in what is left gets "Server busy" when its data would start.
+pub fn window_memory_is_taken_only_when_data_flows<S: Adapter, C: Adapter>() {
+    let reports = Reports::default();
+    let mut options = reports.options();
+    // Room for one 64 × 65468-byte window (4 MiB), not two.
+    options.config.window_memory = 6 << 20;
+    options.config.session.limits.max_window_bytes = 8 << 20;
+    let server = S::serve(Backend::new(false), options);
+    let big = [("blksize", "65464"), ("windowsize", "64")];
+    // Twenty never-acknowledged requests all get their OACK.
+    let idle: Vec<Peer> = (0..20).map(|_| Peer::new(server.addr())).collect();
+    for peer in &idle {
+        peer.rrq(server.addr(), "f1048576", &big);
+    }
+    for peer in &idle {
+        assert!(matches!(decode(&peer.recv().0), Packet::Oack(_)));
+    }
+    // The first client to acknowledge gets its data.
+    let first = Peer::new(server.addr());
+    first.rrq(server.addr(), "f1048576", &big);
+    let (_, tid1) = first.recv();
+    first.ack(tid1, 0);
+    assert!(matches!(
+        decode(&first.recv().0),
+        Packet::Data { block: 1, .. }
+    ));
+    // A second window does not fit while the first is held.
+    let second = Peer::new(server.addr());
+    second.rrq(server.addr(), "f1048576", &big);
+    let (_, tid2) = second.recv();
+    second.ack(tid2, 0);
+    match decode(&second.recv().0) {
+        Packet::Error { message, .. } => assert_eq!(message, "Server busy, try again later"),
+        other => panic!("{other:?}"),
+    }
+}
