@@ -161,6 +161,9 @@ pub struct SessionReport {
     pub requested: OptionValues,
     /// Counters, timings, negotiated options and outcome.
     pub stats: SessionStats,
+    /// The request was refused before any session existed (by the handler, or for want of a
+    /// transfer socket): `stats` counts the one ERROR sent.
+    pub refused: bool,
 }
 
 impl SessionReport {
@@ -174,6 +177,7 @@ impl SessionReport {
             mode: request.mode,
             requested: request.options,
             stats,
+            refused: false,
         }
     }
 
@@ -186,7 +190,10 @@ impl SessionReport {
             code: error.code,
             message: error.message.to_string(),
         });
-        Self::new(request, stats)
+        SessionReport {
+            refused: true,
+            ..Self::new(request, stats)
+        }
     }
 }
 

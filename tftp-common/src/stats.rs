@@ -160,15 +160,9 @@ pub(crate) fn outcome_label(report: &SessionReport) -> &'static str {
         Outcome::SizeProbe => "size_probe",
         Outcome::Failed(TransferError::Peer { .. }) => "aborted_by_client",
         Outcome::Failed(TransferError::TimedOut { .. }) => "timed_out",
-        Outcome::Failed(TransferError::Local { .. }) if is_refusal(report) => "refused",
+        Outcome::Failed(_) if report.refused => "refused",
         Outcome::Failed(_) => "failed",
     }
-}
-
-/// A request refused before any transfer: one ERROR sent, nothing received.
-fn is_refusal(report: &SessionReport) -> bool {
-    let s = &report.stats;
-    s.blocks == 0 && s.packets_received == 0 && s.packets_sent <= 1
 }
 
 fn emit(report: &SessionReport) {
@@ -219,7 +213,7 @@ impl ServerStats {
                 if matches!(e, TransferError::TimedOut { .. }) {
                     self.sessions_timed_out += 1;
                 }
-                if matches!(e, TransferError::Local { .. }) && is_refusal(report) {
+                if report.refused {
                     self.requests_refused += 1;
                 }
                 sent_error = e.code();

@@ -449,14 +449,14 @@ fn replacing_requests_from_one_port_never_leave_more_than_the_per_client_limit_a
         admitted + errors.values().sum::<usize>() <= 300,
         "more answers than requests"
     );
-    // Every admitted session but those still alive has ended, and is reported abandoned. (By
-    // its error message: the outcome label of a session that sent only its OACK and heard
-    // nothing is currently "refused", see tftp-common's stats::is_refusal.)
+    // Every admitted session but those still alive has ended, and is reported abandoned: a
+    // failure, not a refusal (it was admitted and sent its OACK).
     assert!(
         abandoned + 4 >= admitted && abandoned == lines.len(),
         "{abandoned} abandoned of {} lines for {admitted} admitted: {lines:?}",
         lines.len()
     );
+    assert!(!labels.contains("refused"), "outcomes {labels:?}");
 }
 
 // ---- 3. Memory of never-acknowledged windowed requests ----
@@ -653,9 +653,6 @@ fn a_client_error_ends_a_session_waiting_on_a_trickling_origin() {
 
 /// (b) SIGTERM while a session waits on a trickling origin: the process exits within the grace
 /// period (2 s) and 3 s more, the client told "Server shutting down".
-///
-/// (c) The per-block source deadline (`ServerConfig::source_timeout`, 20 s) has no `tftpd`
-/// flag, so it is not tested here (tftp-common's own tests cover it).
 #[test]
 fn shutdown_is_not_held_up_by_a_trickling_origin() {
     let http = trickling_origin();
@@ -746,4 +743,39 @@ fn the_listener_answers_requests_only() {
     let (from, d) = &got[0];
     assert_eq!(*from, listen);
     assert!(d.starts_with("\u{0}\u{5}\u{0}\u{4}"), "{d:?}");
+}
+
+/// (c) `--source-timeout 1`: a block the origin cannot supply within a second aborts the
+/// transfer with "Data source timed out", to the client and in the session log.
+#[test]
+fn a_trickling_origin_is_given_up_on_after_the_source_timeout() {
+    let http = trickling_origin();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sessions.jsonl");
+    let url = format!("http://127.0.0.1:{http}");
+    let (_d, port) = tftpd(&[
+        "--http-origin",
+        &url,
+        "--source-timeout",
+        "1",
+        "--session-log",
+        log.to_str().unwrap(),
+    ]);
+    let (s, tid) = start_trickling_transfer(port);
+    let acked = Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 2048];
+    let message = loop {
+        let (n, from) = s.recv_from(&mut buf).expect("no ERROR within 5 s");
+        if from == tid && buf[..2] == [0, 5] {
+            break String::from_utf8_lossy(&buf[4..n - 1]).into_owned();
+        }
+    };
+    let took = acked.elapsed();
+    eprintln!("trickling origin, --source-timeout 1: {message:?} after {took:?}");
+    assert_eq!(message, "Data source timed out");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    let lines = wait_for_log(&log, Duration::from_secs(3), |l| !l.is_empty());
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["outcome"], "failed", "{}", lines[0]);
 }
