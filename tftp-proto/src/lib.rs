@@ -133,6 +133,7 @@
 
 pub mod client;
 pub mod config;
+pub mod endpoint;
 pub mod error;
 pub mod netascii;
 pub mod options;
@@ -148,6 +149,7 @@ mod timer;
 
 pub use client::ClientSession;
 pub use config::{Config, Rollover};
+pub use endpoint::{DatagramEvent, DropReason, Endpoint, EndpointConfig, SessionHandle};
 pub use error::{DecodeError, EncodeError, ProtocolError, TransferError, UsageError};
 pub use options::{OptionLimits, OptionValues, TimeoutPolicy, TransferOptions};
 pub use packet::{ErrorCode, Mode, Packet};
