@@ -97,6 +97,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Many sessions on one thread
+//!
+//! [`Endpoint`] is the listening side: [`Endpoint::handle`] says what a datagram on the
+//! listening port is (a new request, one for a live session in single-port mode, an ERROR to
+//! send, or nothing, and why), and owns duplicate requests and replacements.
+//! [`timers::Timers`] keeps every session's deadline in one heap. `examples/std_server.rs` is
+//! a complete single-port server on one std `UdpSocket` with both (about 150 lines; run by
+//! `tests/std_server.rs` with curl).
+//!
 //! # Memory
 //!
 //! A session holds one ring of `windowsize × (4 + blksize)` bytes (sending: the DATA packets
@@ -146,6 +155,7 @@ pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timer;
+pub mod timers;
 
 pub use client::ClientSession;
 pub use config::{Config, Rollover};
