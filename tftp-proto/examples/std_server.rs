@@ -181,8 +181,7 @@ fn open(root: &Path, request: &IncomingRequest) -> Result<(File, u64), ErrorRepl
             _ => return Err(denied()),
         }
     }
-    let file = File::open(&path)
-        .map_err(|_| ErrorReply::new(ErrorCode::FILE_NOT_FOUND, "File not found"))?;
+    let file = File::open(&path).map_err(|_| ErrorReply::not_found())?;
     let meta = file.metadata().map_err(|_| denied())?;
     if !meta.is_file() {
         return Err(denied());
