@@ -65,6 +65,8 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod dir;
 mod handler;

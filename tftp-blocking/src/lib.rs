@@ -95,6 +95,8 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod data;
 mod dir;

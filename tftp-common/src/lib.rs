@@ -8,6 +8,8 @@
 //! It never depends on an async runtime (only on executor-agnostic `async-channel` and
 //! `futures-lite`).
 
+#![forbid(unsafe_code)]
+
 pub mod admission;
 #[cfg(feature = "async-io")]
 pub mod async_io;

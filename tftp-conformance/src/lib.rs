@@ -6,6 +6,7 @@
 //! `Handler` trait), and `tests/` instantiates [`suite!`] for every adapter and every
 //! (server, client) pair. A behaviour difference between adapters is a failing test.
 
+#![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod adapters;

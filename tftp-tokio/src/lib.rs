@@ -29,6 +29,8 @@
 //! }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod handler;
 mod runtime;

@@ -8,6 +8,8 @@
 //! - [`NoShadow`]: refuse uploads of names a read would find anywhere in a chain;
 //! - [`metrics_http`]: the bounded HTTP endpoint that serves Prometheus metrics.
 
+#![forbid(unsafe_code)]
+
 mod chain;
 mod dir;
 mod http;

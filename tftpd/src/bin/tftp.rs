@@ -1,5 +1,7 @@
 //! `tftp`: fetch or send one file.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::fs::Permissions;
 use std::io::ErrorKind;

@@ -6,6 +6,8 @@
 //! unprivileged user. SIGHUP re-reads `--config` and swaps in a new server on the same
 //! sockets while transfers in flight finish on the old one; SIGTERM and SIGINT drain.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
