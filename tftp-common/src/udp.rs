@@ -206,6 +206,33 @@ pub fn interface_mtu(index: u32) -> Option<u32> {
     }
 }
 
+/// Write the packet-info control message asking for source `from` (either form) into `out`
+/// for `socket`'s family; its length.
+pub(crate) fn source_control(
+    socket: &impl AsFd,
+    from: IpAddr,
+    out: &mut [u8; 128],
+) -> io::Result<usize> {
+    let v6 = is_v6(socket)?;
+    Ok(packet_info(
+        out,
+        in_family(SocketAddr::new(from, 0), v6)?.ip(),
+    ))
+}
+
+/// `addr` in `socket`'s family (IPv4-mapped on an IPv6 socket, plain on an IPv4 one).
+pub(crate) fn in_socket_family(socket: &impl AsFd, addr: SocketAddr) -> io::Result<SocketAddr> {
+    in_family(addr, is_v6(socket)?)
+}
+
+fn is_v6(socket: &impl AsFd) -> io::Result<bool> {
+    match SockRef::from(&socket.as_fd()).domain()? {
+        Domain::IPV4 => Ok(false),
+        Domain::IPV6 => Ok(true),
+        _ => Err(not_udp_ip()),
+    }
+}
+
 fn not_udp_ip() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "not an IPv4 or IPv6 socket")
 }
