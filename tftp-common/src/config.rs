@@ -90,3 +90,23 @@ impl Default for ServerConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MtuPolicy;
+
+    #[test]
+    fn block_sizes_that_fit_an_mtu() {
+        assert_eq!(MtuPolicy::blksize_for(1500, false), 1468);
+        assert_eq!(MtuPolicy::blksize_for(1500, true), 1448);
+        assert_eq!(MtuPolicy::blksize_for(9000, false), 8968);
+        assert_eq!(MtuPolicy::blksize_for(65536, false), 65464, "loopback");
+        assert_eq!(MtuPolicy::blksize_for(65536, true), 65464);
+        assert_eq!(MtuPolicy::blksize_for(u32::MAX, true), 65464);
+        // Never below what a client without options gets.
+        assert_eq!(MtuPolicy::blksize_for(576, true), 524);
+        assert_eq!(MtuPolicy::blksize_for(300, false), 512);
+        assert_eq!(MtuPolicy::blksize_for(0, false), 512);
+        assert_eq!(MtuPolicy::default(), MtuPolicy::Interface);
+    }
+}
