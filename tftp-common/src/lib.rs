@@ -30,7 +30,7 @@ pub mod udp;
 
 pub use admission::{Admission, AdmissionConfig, Permit, Refusal};
 pub use client::ClientError;
-pub use config::ServerConfig;
+pub use config::{MtuPolicy, ServerConfig};
 pub use request::{HandlerError, Request, SessionReport};
 pub use server::{Decision, ServerCore, ServerOptions};
 pub use stats::{ServerStats, StatsCollector};

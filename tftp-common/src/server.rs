@@ -15,7 +15,7 @@ use tftp_proto::{
 };
 
 use crate::admission::{Admission, Permit};
-use crate::config::ServerConfig;
+use crate::config::{MtuPolicy, ServerConfig};
 use crate::request::{HandlerError, Printable, Request, SessionReport};
 use crate::stats::{ServerStats, StatsCollector};
 
@@ -95,8 +95,10 @@ impl ServerOptions {
         self
     }
 
-    /// Bind every `listen` address (see [`bind_listener`]) and return all listening sockets,
-    /// in non-blocking mode.
+    /// Bind every `listen` address (see [`bind_listener`]) and return all listening sockets
+    /// (given ones too, e.g. from socket activation), in non-blocking mode and prepared to
+    /// learn each datagram's destination ([`crate::udp::prepare_listener`]), so that answers
+    /// come from the address that was asked.
     pub fn bind_all(&self) -> io::Result<Vec<Arc<UdpSocket>>> {
         let mut out = self.sockets.clone();
         for addr in &self.listen {
@@ -104,6 +106,10 @@ impl ServerOptions {
         }
         for s in &out {
             s.set_nonblocking(true)?;
+            if let Err(e) = crate::udp::prepare_listener(&**s) {
+                // Still a listener; its answers come from the routing table's pick.
+                tracing::warn!(local = ?s.local_addr().ok(), error = %e, "cannot learn the destination of requests");
+            }
         }
         Ok(out)
     }
@@ -139,10 +145,32 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// Bind a transfer socket on `local`'s address: an ephemeral port, or one from `range`
 /// (RFC 1350 §4: each transfer has its own port, the server's transfer ID).
 pub fn bind_transfer(local: IpAddr, range: Option<&RangeInclusive<u16>>) -> io::Result<UdpSocket> {
+    bind_transfer_on(local, None, range)
+}
+
+/// [`bind_transfer`] on the address a request was sent to, as the listener learnt it:
+/// `local` in the listener's family. An IPv4-mapped address (an IPv4 client of a dual-stack
+/// listener) binds a dual-stack IPv6 socket to it, which sends and receives IPv4 with peers
+/// in the same mapped form as the listener's; an IPv6 link-local address is bound on
+/// `interface`, the one the request came in on.
+pub fn bind_transfer_on(
+    local: IpAddr,
+    interface: Option<u32>,
+    range: Option<&RangeInclusive<u16>>,
+) -> io::Result<UdpSocket> {
     let bind = |port: u16| -> io::Result<UdpSocket> {
-        let addr = SocketAddr::new(local, port);
+        let addr = match local {
+            IpAddr::V6(ip) if ip.is_unicast_link_local() => SocketAddr::V6(
+                std::net::SocketAddrV6::new(ip, port, 0, interface.unwrap_or(0)),
+            ),
+            _ => SocketAddr::new(local, port),
+        };
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        if addr.is_ipv6() && local == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        let dual_stack = match local {
+            IpAddr::V6(ip) => ip == Ipv6Addr::UNSPECIFIED || ip.to_ipv4_mapped().is_some(),
+            IpAddr::V4(_) => false,
+        };
+        if dual_stack {
             socket.set_only_v6(false)?;
         }
         socket.set_nonblocking(true)?;
@@ -194,6 +222,8 @@ pub struct ServerCore {
     stats: Arc<StatsCollector>,
     on_session: Option<SessionCallback>,
     on_stats: Option<StatsCallback>,
+    /// Interface MTUs for [`MtuPolicy::Interface`], with when each was read.
+    mtus: std::sync::Mutex<std::collections::HashMap<u32, (Instant, Option<u32>)>>,
 }
 
 impl fmt::Debug for ServerCore {
@@ -224,6 +254,7 @@ impl ServerCore {
             stats: Arc::new(StatsCollector::new(Instant::now())),
             on_session: options.on_session.clone(),
             on_stats: options.on_stats.clone(),
+            mtus: Default::default(),
         })
     }
 
@@ -232,14 +263,18 @@ impl ServerCore {
         &self.stats
     }
 
-    /// Decide on a datagram from `peer` that arrived on the listener bound to `local`.
+    /// Decide on a datagram from `peer` that arrived at `local`: the address it was sent to
+    /// (as [`crate::udp::recv_from_to`] learns it; else the listener's own) and the
+    /// listener's port, through `interface` if known (for [`MtuPolicy::Interface`]).
     ///
     /// `routed`: in single-port mode, whether `peer` has a running session on this listener.
     /// `accepting`: false once shutdown has begun (new requests are dropped; routed traffic
     /// still flows so that running transfers can finish).
+    #[allow(clippy::too_many_arguments)]
     pub fn on_datagram(
         &self,
         local: SocketAddr,
+        interface: Option<u32>,
         peer: SocketAddr,
         datagram: &[u8],
         now: Instant,
@@ -269,7 +304,11 @@ impl ServerCore {
             Ok(mut permit) => {
                 self.stats.session_started();
                 permit.active = Some(Arc::clone(&self.stats));
-                let request = Request::new(incoming, local, self.config.session.limits);
+                let mut limits = self.config.session.limits;
+                if let Some(fits) = self.path_blksize(peer, interface, now) {
+                    limits.max_blksize = limits.max_blksize.min(fits);
+                }
+                let request = Request::new(incoming, local, limits);
                 Decision::Accept(request, permit)
             }
             Err(refusal) => match refusal.reply() {
@@ -277,6 +316,34 @@ impl ServerCore {
                 None => self.drop_request(now, peer, refusal.reason()),
             },
         }
+    }
+
+    /// The largest block that fits the path to `peer` through `interface`, under the MTU
+    /// policy; `None`: no clamp.
+    fn path_blksize(&self, peer: SocketAddr, interface: Option<u32>, now: Instant) -> Option<u16> {
+        let ipv6 = peer.ip().to_canonical().is_ipv6();
+        let mtu = match self.config.mtu {
+            MtuPolicy::Off => return None,
+            MtuPolicy::Fixed(mtu) => mtu,
+            MtuPolicy::Interface => self.interface_mtu(interface?, now)?,
+        };
+        Some(MtuPolicy::blksize_for(mtu, ipv6))
+    }
+
+    /// Interface `index`'s MTU, read at most every [`MtuPolicy::REFRESH`].
+    fn interface_mtu(&self, index: u32, now: Instant) -> Option<u32> {
+        let mut mtus = self.mtus.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, mtu)) = mtus.get(&index) {
+            if now.saturating_duration_since(*at) < MtuPolicy::REFRESH {
+                return *mtu;
+            }
+        }
+        let mtu = crate::udp::interface_mtu(index);
+        if mtus.len() >= 4096 {
+            mtus.clear();
+        }
+        mtus.insert(index, (now, mtu));
+        mtu
     }
 
     /// Drop a datagram at a listening port without an answer: count it, log it (rate-limited).
@@ -364,9 +431,9 @@ impl ServerCore {
         now: Instant,
     ) -> ServerSession {
         let mut config = self.config.session.clone();
-        if let Some(limits) = limits {
-            config.limits = limits;
-        }
+        // The request's limits are the server's fitted to the path (see [`MtuPolicy`]); a
+        // handler's replace them.
+        config.limits = limits.unwrap_or(request.limits);
         ServerSession::new(&request.incoming(), &config, size, now)
     }
 

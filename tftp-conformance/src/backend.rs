@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use tftp_common::{HandlerError, Request};
@@ -48,9 +49,10 @@ pub const TEXT: &[u8] =
 /// Files: `f<size>` for each of [`SIZES`]; `big8` (70,000 × 8 + 3 bytes: more than 65,535
 /// blocks at blksize 8); `text.txt` ([`TEXT`]); `small-blocks` (served with `max_blksize` 512
 /// whatever the server allows: a per-request policy); `whoami` (generated: the client's
-/// address). Behaviours: `refuse` is refused with ERROR 2 "Not for you"; `broken` fails with an
-/// I/O error after 3000 bytes; `slow` (100,000 bytes) yields 1000 bytes, then stalls: an async
-/// read stays pending, a blocking read sleeps for [`STALL`] and fails.
+/// address); `whereami` (generated: the server address and port the request was sent to,
+/// IPv4 as plain IPv4). Behaviours: `refuse` is refused with ERROR 2 "Not for you"; `broken`
+/// fails with an I/O error after 3000 bytes; `slow` (100,000 bytes) yields 1000 bytes, then
+/// stalls: an async read stays pending, a blocking read sleeps for [`STALL`] and fails.
 #[derive(Debug)]
 pub struct Backend {
     files: HashMap<String, Arc<Vec<u8>>>,
@@ -100,8 +102,13 @@ impl Backend {
                     "Not for you",
                 ));
             }
-            "whoami" => {
-                let data = Arc::new(request.peer.ip().to_string().into_bytes());
+            "whoami" | "whereami" => {
+                let local =
+                    SocketAddr::new(request.local.ip().to_canonical(), request.local.port());
+                let data = Arc::new(match name {
+                    "whoami" => request.peer.ip().to_string().into_bytes(),
+                    _ => local.to_string().into_bytes(),
+                });
                 let size = data.len() as u64;
                 return Ok((
                     Source {

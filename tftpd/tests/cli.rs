@@ -57,6 +57,14 @@ fn refuses_to_start_with_nothing_to_serve_or_a_bad_flag() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--port-range"));
+    for mtu in ["12", "jumbo", "70000"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+            .args(["--root", ".", "--tftp-mtu", mtu])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--tftp-mtu {mtu}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--tftp-mtu"));
+    }
 }
 
 #[test]

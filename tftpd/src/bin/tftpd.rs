@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tftp_common::session_log::SessionLog;
-use tftp_tokio::{Server, ServerConfig, ServerOptions, TimeoutPolicy};
+use tftp_tokio::{MtuPolicy, Server, ServerConfig, ServerOptions, TimeoutPolicy};
 use tftpd::{
     DirHandler, Fallback, HttpOrigin, NoShadow, OriginRedirects, OriginTimeouts, RootOptions,
     Templates,
@@ -86,6 +86,12 @@ struct Args {
     /// Largest block size granted (8..=65464, RFC 2348).
     #[arg(long, default_value_t = 65464, value_parser = clap::value_parser!(u16).range(8..=65464))]
     max_blksize: u16,
+    /// Fit granted block sizes to an MTU, so that DATA is not fragmented: `auto` (the MTU of
+    /// the interface each request arrived on: 1468 for IPv4 and 1448 for IPv6 on a 1500
+    /// link; loopback's 65536 allows 65464), `off` (only --max-blksize), or a number of bytes
+    /// (that MTU everywhere, e.g. 1400 for a tunnel). The OACK tells the client.
+    #[arg(long, default_value = "auto", value_name = "auto|off|BYTES")]
+    tftp_mtu: String,
     /// Largest window granted, in blocks (1..=65535, RFC 7440).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     max_windowsize: u16,
@@ -252,6 +258,15 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
     config.stats_interval = Duration::from_secs(args.stats_interval.max(1));
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
     config.single_port = args.single_port;
+    config.mtu = match args.tftp_mtu.as_str() {
+        "auto" => MtuPolicy::Interface,
+        "off" => MtuPolicy::Off,
+        bytes => match bytes.parse::<u32>() {
+            // 576: the datagram every IPv4 host must accept (RFC 791).
+            Ok(mtu) if (576..=65536).contains(&mtu) => MtuPolicy::Fixed(mtu),
+            _ => return Err("--tftp-mtu takes auto, off or an MTU in bytes (576..=65536)".into()),
+        },
+    };
     if let Some(range) = &args.port_range {
         let (lo, hi) = range
             .split_once(':')
