@@ -125,16 +125,17 @@ impl Console {
         loop {
             let serial = fs::read(lab.path("serial.log")).unwrap_or_default();
             let fresh = &serial[self.seen.min(serial.len())..];
-            if let Some(at) = find(fresh, needle.as_bytes()) {
-                let upto = at + needle.len();
-                self.seen += upto;
-                return printable(&String::from_utf8_lossy(&fresh[..upto]));
+            let found = find(fresh, needle.as_bytes()).map(|at| at + needle.len());
+            let upto = &fresh[..found.unwrap_or(fresh.len())];
+            let trouble = TROUBLE
+                .iter()
+                .find(|(sign, _)| find(upto, sign.as_bytes()).is_some());
+            if let (Some(end), None) = (found, trouble) {
+                self.seen += end;
+                return printable(&String::from_utf8_lossy(upto));
             }
             let qemu = lab.procs.last_mut().unwrap();
-            let why = if let Some((_, what)) = TROUBLE
-                .iter()
-                .find(|(sign, _)| find(fresh, sign.as_bytes()).is_some())
-            {
+            let why = if let Some((_, what)) = trouble {
                 Some(what.to_string())
             } else if let Some(status) = qemu.child.try_wait().unwrap() {
                 Some(format!("qemu exited: {status}"))
