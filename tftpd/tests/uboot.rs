@@ -45,7 +45,7 @@ use lab::{
 
 /// From qemu's start to U-Boot's autoboot countdown (about 1 s here).
 const BOOT_LIMIT: Duration = Duration::from_secs(60);
-/// One `tftpboot` of [`FILE`] (2-3 s here) or any other console command.
+/// One `tftpboot` of [`FILE`] (2-4 s here) or any other console command.
 const FETCH_LIMIT: Duration = Duration::from_secs(60);
 
 const UBOOT_ROM: &str = "/usr/lib/u-boot/qemu-x86_64/u-boot.rom";
