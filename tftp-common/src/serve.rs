@@ -185,7 +185,7 @@ impl<R: Runtime, S: Service> Listener<R, S> {
             };
             let peer = received.peer;
             let route = lock(&self.routes).get(&peer).cloned();
-            let (now, routed) = (Instant::now(), route.is_some());
+            let now = Instant::now();
             let datagram = &buf[..received.len.min(buf.len())];
             // The address that was asked (RFC 1122 §4.1.3.5: answer from it), and where
             // answers from the shared socket must say so: only a wildcard listener has a
@@ -196,8 +196,7 @@ impl<R: Runtime, S: Service> Listener<R, S> {
                 .local_ip
                 .filter(|_| self.local.ip().is_unspecified());
             let interface = received.interface;
-            match (self.core).on_datagram(local, interface, peer, datagram, now, routed, accepting)
-            {
+            match (self.core).on_datagram(local, interface, peer, datagram, now, accepting) {
                 Decision::Ignore => {}
                 // A full queue is a lost datagram; the peer retransmits.
                 Decision::Route => drop(route.map(|tx| tx.try_send((datagram.to_vec(), peer)))),
@@ -243,8 +242,10 @@ impl<R: Runtime, S: Service> Listener<R, S> {
             match bound.and_then(R::Socket::from_std) {
                 Ok(socket) => Transport::Socket(socket),
                 Err(e) => {
-                    let reply = self.core.no_transfer_socket(&request, &e);
-                    return self.reply(&reply.to_vec(), peer, from).await;
+                    if let Some(reply) = self.core.no_transfer_socket(&request, &e) {
+                        self.reply(&reply.to_vec(), peer, from).await;
+                    }
+                    return;
                 }
             }
         };

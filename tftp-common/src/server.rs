@@ -10,11 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tftp_proto::{
-    ErrorReply, IncomingRequest, OptionLimits, Outcome, RequestError, ServerSession, SessionStats,
-};
+use tftp_proto::{ErrorReply, OptionLimits, Outcome, ServerSession, SessionStats};
 
-use crate::admission::{Admission, Permit};
+use crate::admission::{Admission, Admitted, Permit};
 use crate::config::{MtuPolicy, ServerConfig};
 use crate::request::{HandlerError, Printable, Request, SessionReport};
 use crate::stats::{ServerStats, StatsCollector};
@@ -215,9 +213,6 @@ pub struct ServerCore {
     pub config: ServerConfig,
     admission: Arc<Admission>,
     budget: crate::budget::WindowBudget,
-    /// Answers from the listening ports (refusals), so that they cannot be used to reflect
-    /// a flood at a spoofed address.
-    reply_budget: TokenBucket,
     log_limit: LogLimit,
     stats: Arc<StatsCollector>,
     on_session: Option<SessionCallback>,
@@ -246,9 +241,8 @@ impl ServerCore {
         config.admission.max_sessions =
             crate::descriptors::fit_sessions(config.admission.max_sessions);
         Arc::new(ServerCore {
-            admission: Admission::new(config.admission.clone()),
+            admission: Admission::new(config.admission.clone(), config.single_port),
             budget: crate::budget::WindowBudget::new(config.window_memory),
-            reply_budget: TokenBucket::new(config.admission.replies_per_second),
             log_limit: LogLimit::default(),
             config,
             stats: Arc::new(StatsCollector::new(Instant::now())),
@@ -263,13 +257,12 @@ impl ServerCore {
         &self.stats
     }
 
-    /// Decide on a datagram from `peer` that arrived at `local`: the address it was sent to
-    /// (as [`crate::udp::recv_from_to`] learns it; else the listener's own) and the
-    /// listener's port, through `interface` if known (for [`MtuPolicy::Interface`]).
+    /// Decide on a datagram from `peer` that arrived on the listener bound to `local` (the
+    /// request's destination address, if the socket reported it, and `interface`, the one it
+    /// came in on).
     ///
-    /// `routed`: in single-port mode, whether `peer` has a running session on this listener.
-    /// `accepting`: false once shutdown has begun (new requests are dropped; routed traffic
-    /// still flows so that running transfers can finish).
+    /// `accepting`: false once shutdown has begun (new requests are dropped; in single-port
+    /// mode, datagrams of running transfers are still routed so that they can finish).
     #[allow(clippy::too_many_arguments)]
     pub fn on_datagram(
         &self,
@@ -278,30 +271,13 @@ impl ServerCore {
         peer: SocketAddr,
         datagram: &[u8],
         now: Instant,
-        routed: bool,
         accepting: bool,
     ) -> Decision {
-        let is_request = IncomingRequest::is_request(datagram);
-        if self.config.single_port && routed && !is_request {
-            return Decision::Route;
-        }
         if !accepting {
-            return self.drop_request(now, peer, "shutting_down");
+            self.admission.stop_accepting();
         }
-        let incoming = match IncomingRequest::parse(peer, datagram) {
-            Ok(r) => r,
-            Err(e) => {
-                return match e.reply() {
-                    Some(reply) => self.reject(now, peer, "malformed", reply),
-                    None if matches!(e, RequestError::BadSource) => {
-                        self.drop_request(now, peer, "bad_source")
-                    }
-                    None => self.drop_request(now, peer, "not_a_request"),
-                };
-            }
-        };
-        match self.admission.try_admit(&incoming, now) {
-            Ok(mut permit) => {
+        match self.admission.handle(now, local, peer, datagram) {
+            Admitted::Accept(incoming, mut permit) => {
                 self.stats.session_started();
                 permit.active = Some(Arc::clone(&self.stats));
                 let mut limits = self.config.session.limits;
@@ -311,10 +287,9 @@ impl ServerCore {
                 let request = Request::new(incoming, local, limits);
                 Decision::Accept(request, permit)
             }
-            Err(refusal) => match refusal.reply() {
-                Some(reply) => self.reject(now, peer, refusal.reason(), reply),
-                None => self.drop_request(now, peer, refusal.reason()),
-            },
+            Admitted::Route => Decision::Route,
+            Admitted::Reply(reply, reason) => self.reject(now, peer, reason, reply),
+            Admitted::Drop(reason) => self.drop_request(now, peer, reason),
         }
     }
 
@@ -358,7 +333,8 @@ impl ServerCore {
         Decision::Ignore
     }
 
-    /// Refuse a request with an ERROR from the listening port, within the reply budget.
+    /// Refuse a request with an ERROR from the listening port (the admission table has taken
+    /// it from the reply budget).
     fn reject(
         &self,
         now: Instant,
@@ -366,9 +342,6 @@ impl ServerCore {
         reason: &'static str,
         reply: ErrorReply,
     ) -> Decision {
-        if !self.reply_budget.take(now) {
-            return self.drop_request(now, peer, "reply_rate_limited");
-        }
         self.stats.request_rejected(reason);
         self.stats.error_sent(reply.code);
         self.log_limit.note(now, reason, |suppressed| {
@@ -378,16 +351,22 @@ impl ServerCore {
     }
 
     /// No transfer socket could be opened for an accepted `request` (descriptors or ports
-    /// exhausted): report it, and return the ERROR to send from the listener.
-    pub fn no_transfer_socket(&self, request: &Request, error: &std::io::Error) -> ErrorReply {
+    /// exhausted): report it, and return the ERROR to send from the listener, if the reply
+    /// budget allows one.
+    pub fn no_transfer_socket(
+        &self,
+        request: &Request,
+        error: &std::io::Error,
+    ) -> Option<ErrorReply> {
         tracing::warn!(%error, "cannot open a transfer socket");
         self.stats.request_rejected("no_transfer_socket");
         let refusal = HandlerError::new(
             tftp_proto::ErrorCode::NOT_DEFINED,
             "Server busy, try again later",
         );
-        self.refused(request, &refusal, Instant::now());
-        refusal.reply()
+        let now = Instant::now();
+        self.refused(request, &refusal, now);
+        self.admission.may_reply(now).then(|| refusal.reply())
     }
 
     /// Serve an accepted `request` over `io`, given the handler's `answer` (the source's size
@@ -480,39 +459,6 @@ impl ServerCore {
     /// Whether a stats callback is installed (adapters skip the timer otherwise).
     pub fn wants_stats(&self) -> bool {
         self.on_stats.is_some()
-    }
-}
-
-/// A token bucket refilled at `rate` per second, holding one second's worth.
-#[derive(Debug)]
-struct TokenBucket {
-    rate: f64,
-    state: std::sync::Mutex<(f64, Option<Instant>)>,
-}
-
-impl TokenBucket {
-    fn new(rate: f64) -> Self {
-        TokenBucket {
-            rate,
-            state: std::sync::Mutex::new((rate, None)),
-        }
-    }
-
-    /// Take one token at `now`, if there is one.
-    fn take(&self, now: Instant) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, at) = &mut *s;
-        if let Some(at) = at {
-            let elapsed = now.saturating_duration_since(*at).as_secs_f64();
-            *tokens = (*tokens + elapsed * self.rate).min(self.rate.max(1.0));
-        }
-        *at = Some(now);
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
     }
 }
 
