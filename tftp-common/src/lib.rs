@@ -23,9 +23,7 @@ pub mod request;
 pub mod runtime;
 pub mod serve;
 pub mod server;
-pub mod session_log;
 pub mod stats;
-pub mod template;
 pub mod udp;
 
 pub use admission::{Admission, AdmissionConfig, Permit, Refusal};

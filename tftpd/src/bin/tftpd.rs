@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tftp_common::session_log::SessionLog;
 use tftp_tokio::{MtuPolicy, Server, ServerConfig, ServerOptions, TimeoutPolicy};
+use tftpd::session_log::SessionLog;
 use tftpd::{
     DirHandler, Fallback, HttpOrigin, NoShadow, OriginRedirects, OriginTimeouts, RootOptions,
     Templates,
