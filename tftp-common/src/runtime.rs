@@ -143,6 +143,27 @@ pub fn send_gso_from(
     to: SocketAddr,
     from: Option<std::net::IpAddr>,
 ) -> io::Result<usize> {
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (socket, contents, segment_size, to, from);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "UDP GSO is Linux's",
+        ))
+    }
+    #[cfg(target_os = "linux")]
+    send_gso_linux(socket, contents, segment_size, to, from)
+}
+
+/// The `sendmsg` of [`send_gso_from`]: its control-message layout is Linux's (`UDP_SEGMENT`).
+#[cfg(target_os = "linux")]
+fn send_gso_linux(
+    socket: std::os::fd::BorrowedFd<'_>,
+    contents: &[u8],
+    segment_size: usize,
+    to: SocketAddr,
+    from: Option<std::net::IpAddr>,
+) -> io::Result<usize> {
     if !GSO_WORKS.load(Ordering::Relaxed) {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -194,6 +215,7 @@ pub fn send_gso_from(
     }
 }
 
+#[cfg(target_os = "linux")]
 static GSO_WORKS: AtomicBool = AtomicBool::new(true);
 
 /// A session's data in an adapter's I/O traits: a source to send from, or a sink to store into.

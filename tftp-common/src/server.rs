@@ -181,7 +181,7 @@ pub fn bind_transfer_on(
     let (lo, hi) = (*range.start(), *range.end());
     let span = u32::from(hi.saturating_sub(lo)) + 1;
     // Start at a pseudo-random port so concurrent binds spread out; try each once.
-    let start = (Instant::now().elapsed().subsec_nanos() ^ std::process::id()) % span;
+    let start = range_start(span);
     let mut last = io::Error::new(io::ErrorKind::AddrInUse, "port range exhausted");
     for i in 0..span {
         let port = lo.saturating_add(((start + i) % span) as u16);
@@ -191,6 +191,17 @@ pub fn bind_transfer_on(
         }
     }
     Err(last)
+}
+
+/// Where a search of a port range of `span` ports starts: different for every call
+/// (`RandomState` is seeded per process and moves on with each value), so that concurrent
+/// transfers spread over the range instead of all probing from its first port.
+fn range_start(span: u32) -> u32 {
+    let random = std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        std::process::id(),
+    );
+    (random % u64::from(span.max(1))) as u32
 }
 
 /// What to do with a datagram that arrived on a listening socket.
@@ -491,5 +502,20 @@ impl LogLimit {
                 log(0);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_range_searches_start_anywhere() {
+        // The old seed (`Instant::now().elapsed()`, about 0) started every search at the
+        // same port.
+        let starts: std::collections::BTreeSet<u32> = (0..50).map(|_| range_start(1000)).collect();
+        assert!(starts.len() > 25, "{starts:?}");
+        assert!(starts.iter().all(|&s| s < 1000));
+        assert_eq!(range_start(1), 0);
     }
 }
