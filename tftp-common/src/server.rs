@@ -296,6 +296,8 @@ impl ServerCore {
                     limits.max_blksize = limits.max_blksize.min(fits);
                 }
                 let request = Request::new(incoming, local, limits);
+                tracing::debug!(%peer, %local, file = %Printable(&request.filename),
+                    kind = ?request.kind, options = ?request.options, "request");
                 Decision::Accept(request, permit)
             }
             Admitted::Route => Decision::Route,
@@ -356,7 +358,7 @@ impl ServerCore {
         self.stats.request_rejected(reason);
         self.stats.error_sent(reply.code);
         self.log_limit.note(now, reason, |suppressed| {
-            tracing::info!(%peer, reason, suppressed, message = %Printable(&reply.message), "request refused");
+            tracing::info!(%peer, reason, suppressed, error = %Printable(&reply.message), "request refused");
         });
         Decision::Reply(reply)
     }
@@ -429,7 +431,7 @@ impl ServerCore {
 
     /// The handler refused `request` with `error` (sent by the adapter): report it.
     pub fn refused(&self, request: &Request, error: &HandlerError, started: Instant) {
-        tracing::info!(peer = %request.peer, file = %Printable(&request.filename), code = error.code.0, message = %Printable(&error.message), "request refused");
+        tracing::info!(peer = %request.peer, file = %Printable(&request.filename), code = error.code.0, error = %Printable(&error.message), "request refused");
         self.finish(SessionReport::refused(request, error, started));
     }
 
