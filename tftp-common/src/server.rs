@@ -400,14 +400,23 @@ impl ServerCore {
             }
         };
         let mut session = self.start_session(request, size, limits, started);
+        // Bytes reported while the transfer runs (the final report counts the rest).
+        let counted = std::sync::atomic::AtomicU64::new(0);
+        let progress = |bytes: u64| {
+            let before = counted.swap(bytes, std::sync::atomic::Ordering::Relaxed);
+            self.stats
+                .transfer_progress(request.kind, bytes.saturating_sub(before));
+        };
         let how = crate::drive::Drive {
             source_timeout: Some(self.config.source_timeout),
             budget: Some(&self.budget),
+            progress: Some(&progress),
             ..crate::drive::Drive::default()
         };
         crate::drive::drive(&mut session, io, how, |event| {
             if let tftp_proto::Event::Finished(stats) = event {
-                self.session_finished(request, stats.clone());
+                let counted = counted.load(std::sync::atomic::Ordering::Relaxed);
+                self.session_finished_after(request, stats.clone(), counted);
             }
         })
         .await;
@@ -432,11 +441,17 @@ impl ServerCore {
     /// The handler refused `request` with `error` (sent by the adapter): report it.
     pub fn refused(&self, request: &Request, error: &HandlerError, started: Instant) {
         tracing::info!(peer = %request.peer, file = %Printable(&request.filename), code = error.code.0, error = %Printable(&error.message), "request refused");
-        self.finish(SessionReport::refused(request, error, started));
+        self.finish(SessionReport::refused(request, error, started), 0);
     }
 
     /// A session for `request` finished with `stats`: log, count and call back.
     pub fn session_finished(&self, request: &Request, stats: SessionStats) {
+        self.session_finished_after(request, stats, 0);
+    }
+
+    /// A session for `request` finished with `stats`, `counted` of its bytes already counted
+    /// while it ran ([`StatsCollector::transfer_progress`]): log, count the rest and call back.
+    pub fn session_finished_after(&self, request: &Request, stats: SessionStats, counted: u64) {
         let report = SessionReport::new(request, stats);
         let s = &report.stats;
         match &s.outcome {
@@ -449,11 +464,11 @@ impl ServerCore {
                 peer = %report.peer, file = %Printable(&report.filename), kind = ?report.kind,
                 bytes = s.bytes, error = %Printable(&e.to_string()), "session failed"),
         }
-        self.finish(report);
+        self.finish(report, counted);
     }
 
-    fn finish(&self, report: SessionReport) {
-        self.stats.session_finished(&report);
+    fn finish(&self, report: SessionReport, counted: u64) {
+        self.stats.session_finished_after(&report, counted);
         if let Some(cb) = &self.on_session {
             cb(&report);
         }
