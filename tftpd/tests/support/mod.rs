@@ -99,3 +99,5 @@ pub fn tftp_get(limit: &str, port: u16, file: &str, dest: &Path, extra: &[&str])
         .output()
         .unwrap()
 }
+
+pub mod netbed;
