@@ -6,6 +6,8 @@
 //! | `bios_ipxe_over_user_network` | SeaBIOS, the e1000's iPXE option ROM | qemu's user network (slirp) | `--single-port`, 127.0.0.1:6969 |
 //! | `ovmf_ipxe_over_user_network` | OVMF (q35), the virtio-net's iPXE EFI ROM | slirp | `--max-blksize 1024`, 127.0.0.1:6969 |
 //! | `ovmf_native_pxe_on_port_69` | OVMF's own UEFI PXE client (NIC ROM off), then iPXE | tap + dnsmasq (DHCP only) | defaults, 192.168.77.1:69 |
+//! | `ovmf_native_pxe_on_the_bed_listening_on_the_service_address` | OVMF's UEFI PXE, then iPXE | the test bed (`scripts/netbed.sh`): tap on its bridge, dnsmasq (DHCP only) in tb-srv | `--listen 198.18.0.2:69`, the bed server's secondary address |
+//! | `ovmf_native_pxe_on_the_bed_wildcard_listener` (ignored until replies come from the asked address) | the same | the same | defaults (`[::]:69`), asked at 198.18.0.2 |
 //!
 //! slirp answers port 69 on 10.0.2.2 itself, so over slirp `tftpd` listens on another port and
 //! the DHCP boot file is the URL `tftp://10.0.2.2:6969/boot.ipxe`: slirp forwards 10.0.2.2 to
@@ -23,6 +25,13 @@
 //! the guest behind it. No route leads out of it: slirp's own outbound traffic (its DNS
 //! forwarder, anything the guest sends elsewhere) fails with "network unreachable". The tests
 //! use neither `guestfwd` nor any 10.0.2.x address but the forwarded 10.0.2.2:6969.
+//!
+//! On the bed, the guest's tap is a port of the bed's bridge in `tb-sw` (qemu runs there), and
+//! DHCP sends both the firmware and iPXE to 198.18.0.2, the secondary address of `tb-srv`'s
+//! eth0: the session log must show every transfer served from it. UEFI PXE drops a reply
+//! from another address than the one it asked, so with a wildcard listener this passes only
+//! once transfers answer from the request's destination address. The bed is shared with
+//! `tests/netbed.rs` (`tests/support/netbed.rs`: one test at a time, across processes too).
 //!
 //! Guests run one at a time (2 cores). The packages come from `scripts/test-deps.sh`: a
 //! missing tool fails the test; a kernel that refuses a network namespace or a tap device
