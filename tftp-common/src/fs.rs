@@ -23,7 +23,9 @@
 //! ([`Root::remove_stale_uploads`]).
 //!
 //! Error messages ([`FsError::message`]) are fixed strings: they never contain a server-side
-//! path nor the requested name, so they are safe to send to clients in an ERROR packet.
+//! path nor the requested name, so they are safe to send to clients in an ERROR packet. Why a
+//! request was refused is for the operator: [`FsError::reason`] (a fixed phrase from
+//! [`reason`]), which [`Root::refuse`] logs with the peer and the name, rate-limited.
 
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
