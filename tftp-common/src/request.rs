@@ -17,7 +17,10 @@ use tftp_proto::{
 pub struct Request {
     /// The client's address and port.
     pub peer: SocketAddr,
-    /// The server address the request arrived on.
+    /// The server address the client sent the request to, with the listener's port: on a
+    /// wildcard listener the address that was asked (replies come from it), in the
+    /// listener's family (IPv4-mapped on a dual-stack `[::]` listener; compare with
+    /// [`std::net::IpAddr::to_canonical`]).
     pub local: SocketAddr,
     /// Read (RRQ) or write (WRQ).
     pub kind: RequestKind,
@@ -28,8 +31,9 @@ pub struct Request {
     pub mode: Mode,
     /// The options the client asked for.
     pub options: OptionValues,
-    /// The server's option limits. A handler tightens them for one request by returning
-    /// changed limits with its response (e.g. a smaller `max_blksize` for one subnet).
+    /// The server's option limits, with `max_blksize` fitted to the path (see
+    /// [`crate::MtuPolicy`]). A handler tightens them for one request by returning changed
+    /// limits with its response (e.g. a smaller `max_blksize` for one subnet).
     pub limits: OptionLimits,
 }
 
@@ -161,6 +165,9 @@ pub struct SessionReport {
     pub requested: OptionValues,
     /// Counters, timings, negotiated options and outcome.
     pub stats: SessionStats,
+    /// The request was refused before any session existed (by the handler, or for want of a
+    /// transfer socket): `stats` counts the one ERROR sent.
+    pub refused: bool,
 }
 
 impl SessionReport {
@@ -174,6 +181,7 @@ impl SessionReport {
             mode: request.mode,
             requested: request.options,
             stats,
+            refused: false,
         }
     }
 
@@ -186,7 +194,10 @@ impl SessionReport {
             code: error.code,
             message: error.message.to_string(),
         });
-        Self::new(request, stats)
+        SessionReport {
+            refused: true,
+            ..Self::new(request, stats)
+        }
     }
 }
 

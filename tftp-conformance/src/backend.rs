@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use tftp_common::{HandlerError, Request};
@@ -48,8 +49,10 @@ pub const TEXT: &[u8] =
 /// Files: `f<size>` for each of [`SIZES`]; `big8` (70,000 × 8 + 3 bytes: more than 65,535
 /// blocks at blksize 8); `text.txt` ([`TEXT`]); `small-blocks` (served with `max_blksize` 512
 /// whatever the server allows: a per-request policy); `whoami` (generated: the client's
-/// address). Behaviours: `refuse` is refused with ERROR 2 "Not for you"; `broken` fails with an
-/// I/O error after 3000 bytes.
+/// address); `whereami` (generated: the server address and port the request was sent to,
+/// IPv4 as plain IPv4). Behaviours: `refuse` is refused with ERROR 2 "Not for you"; `broken`
+/// fails with an I/O error after 3000 bytes; `slow` (100,000 bytes) yields 1000 bytes, then
+/// stalls: an async read stays pending, a blocking read sleeps for [`STALL`] and fails.
 #[derive(Debug)]
 pub struct Backend {
     files: HashMap<String, Arc<Vec<u8>>>,
@@ -68,6 +71,7 @@ impl Backend {
         files.insert("text.txt".into(), Arc::new(TEXT.to_vec()));
         files.insert("small-blocks".into(), Arc::new(content(10_000, 101)));
         files.insert("broken".into(), Arc::new(content(100_000, 102)));
+        files.insert("slow".into(), Arc::new(content(100_000, 103)));
         Arc::new(Backend {
             files,
             uploads: Arc::default(),
@@ -98,14 +102,20 @@ impl Backend {
                     "Not for you",
                 ));
             }
-            "whoami" => {
-                let data = Arc::new(request.peer.ip().to_string().into_bytes());
+            "whoami" | "whereami" => {
+                let local =
+                    SocketAddr::new(request.local.ip().to_canonical(), request.local.port());
+                let data = Arc::new(match name {
+                    "whoami" => request.peer.ip().to_string().into_bytes(),
+                    _ => local.to_string().into_bytes(),
+                });
                 let size = data.len() as u64;
                 return Ok((
                     Source {
                         data,
                         pos: 0,
                         fail_at: None,
+                        stall_at: None,
                     },
                     Some(size),
                     None,
@@ -116,6 +126,7 @@ impl Backend {
         let data = self.files.get(name).ok_or_else(HandlerError::not_found)?;
         let size = Some(data.len() as u64);
         let fail_at = (name == "broken").then_some(3000);
+        let stall_at = (name == "slow").then_some(1000);
         let limits = (name == "small-blocks").then_some(OptionLimits {
             max_blksize: 512,
             ..request.limits
@@ -125,6 +136,7 @@ impl Backend {
                 data: Arc::clone(data),
                 pos: 0,
                 fail_at,
+                stall_at,
             },
             size,
             limits,
@@ -148,21 +160,40 @@ impl Backend {
     }
 }
 
-/// A served file: a blocking reader over memory (never blocks), failing on request.
+/// How long a blocking read of a stalled source (`slow`) blocks before it fails.
+pub const STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A served file: a blocking reader over memory (never blocks, except `slow`), failing on
+/// request.
 #[derive(Debug)]
 pub struct Source {
     data: Arc<Vec<u8>>,
     pos: usize,
     fail_at: Option<usize>,
+    stall_at: Option<usize>,
+}
+
+impl Source {
+    /// The source has nothing more to give for now (an async reader should stay pending).
+    pub fn stalled(&self) -> bool {
+        self.stall_at.is_some_and(|at| self.pos >= at)
+    }
 }
 
 impl Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stalled() {
+            std::thread::sleep(STALL);
+            return Err(io::Error::other("source stalled"));
+        }
         if self.fail_at.is_some_and(|at| self.pos >= at) {
             return Err(io::Error::other("disk on fire"));
         }
         let end = self.data.len().min(self.pos + buf.len());
         let end = self.fail_at.map_or(end, |at| end.min(at.max(self.pos + 1)));
+        let end = self
+            .stall_at
+            .map_or(end, |at| end.min(at.max(self.pos + 1)));
         let n = end - self.pos;
         buf[..n].copy_from_slice(&self.data[self.pos..end]);
         self.pos = end;

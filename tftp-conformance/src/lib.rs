@@ -6,6 +6,7 @@
 //! `Handler` trait), and `tests/` instantiates [`suite!`] for every adapter and every
 //! (server, client) pair. A behaviour difference between adapters is a failing test.
 
+#![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod adapters;
@@ -168,7 +169,10 @@ macro_rules! suite {
             size_probe_is_counted_as_a_probe, per_request_limits, single_port_mode,
             graceful_shutdown_lets_transfers_finish, port_range, ipv6_and_dual_stack,
             server_busy_gets_an_error, real_clients_fetch_and_upload, lossy_link,
-            strangers_get_bounded_answers, replacements_stay_within_the_limits);
+            strangers_get_bounded_answers, replacements_stay_within_the_limits,
+            a_stalled_source_does_not_wedge_its_session,
+            window_memory_is_taken_only_when_data_flows,
+            replies_from_the_asked_address, blksize_fits_the_mtu);
     };
     (cross: $server:ty, $client:ty) => {
         $crate::suite!(@tests $server, $client; option_matrix, uploads_on_and_off);

@@ -270,6 +270,16 @@ pub fn wrong_transfer_id<S: Adapter, C: Adapter>() {
             ..
         }
     ));
+    lockstep_rest(&client, tid, &mut data);
+    assert!(data == **backend.file("f1469"));
+    let r = reports.wait_for(1);
+    assert_eq!(r[0].stats.outcome, Outcome::Completed);
+    assert_eq!(r[0].stats.stray_packets, 1);
+}
+
+/// Having received DATA 1 (512-byte blocks) from `tid`, acknowledge and receive the rest in
+/// lock-step into `data`, checking every block comes from `tid` in order.
+fn lockstep_rest(client: &Peer, tid: SocketAddr, data: &mut Vec<u8>) {
     let mut block = 1;
     loop {
         client.ack(tid, block);
@@ -278,18 +288,14 @@ pub fn wrong_transfer_id<S: Adapter, C: Adapter>() {
         let Packet::Data { block: b, data: d } = decode(&bytes) else {
             panic!("expected DATA")
         };
-        assert_eq!(b, block + 1);
+        assert_eq!(b, block.wrapping_add(1));
         block = b;
         data.extend_from_slice(d);
         if d.len() < 512 {
             client.ack(tid, block);
-            break;
+            return;
         }
     }
-    assert!(data == **backend.file("f1469"));
-    let r = reports.wait_for(1);
-    assert_eq!(r[0].stats.outcome, Outcome::Completed);
-    assert_eq!(r[0].stats.stray_packets, 1);
 }
 
 /// A client that vanishes mid-transfer: the session gives up after its retries, reports a
@@ -646,6 +652,86 @@ pub fn ipv6_and_dual_stack<S: Adapter, C: Adapter>() {
     expect_file::<S, C>(&backend, v4, "f65465", opts(Some(1468), None));
 }
 
+/// A wildcard listener answers from the address it was asked at (RFC 1122 §4.1.3.5; PXE ROMs
+/// and NATs drop anything else): a client of 127.0.0.1 asking at 127.0.0.2 hears every reply
+/// from 127.0.0.2 (the first DATA, the listener's own refusal, a whole transfer with
+/// windows), with per-transfer ports and in single-port mode, on an IPv4 and a dual-stack
+/// listener; the handler sees the asked address as the request's `local`.
+pub fn replies_from_the_asked_address<S: Adapter, C: Adapter>() {
+    for (listen, single_port) in [
+        ("0.0.0.0:0", false),
+        ("0.0.0.0:0", true),
+        ("[::]:0", false),
+        ("[::]:0", true),
+    ] {
+        let backend = Backend::new(false);
+        let mut options = Reports::default().options();
+        options.listen = vec![listen.parse().unwrap()];
+        options.config.single_port = single_port;
+        let server = S::serve(Arc::clone(&backend), options);
+        let asked = SocketAddr::from(([127, 0, 0, 2], server.addr().port()));
+        let case = format!("{} on {listen}, single-port {single_port}", S::NAME);
+        let raw = Peer::new(asked);
+        raw.rrq(asked, "f1", &[]);
+        let (data, from) = raw.recv();
+        assert!(
+            matches!(decode(&data), Packet::Data { block: 1, .. }),
+            "{case}"
+        );
+        assert_eq!(from.ip(), asked.ip(), "{case}: answered from {from}");
+        assert_eq!(from.port() == asked.port(), single_port, "{case}: {from}");
+        raw.ack(from, 1);
+        // The listener's own answer: a request in an unknown mode is refused from port 69.
+        raw.send(asked, b"\x00\x01f1\x00mail\x00");
+        let (data, from) = raw.recv();
+        assert!(matches!(decode(&data), Packet::Error { .. }), "{case}");
+        assert_eq!(from, asked, "{case}: refused from {from}");
+        // Our client, like PXE ROMs, drops replies from another address than it asked.
+        let (data, _) = get::<C>(asked, "whereami", OptionValues::default()).unwrap();
+        assert_eq!(String::from_utf8_lossy(&data), asked.to_string(), "{case}");
+        expect_file::<S, C>(&backend, asked, "f65465", opts(Some(1468), Some(4)));
+        // The primary keeps answering from itself.
+        let primary = SocketAddr::from(([127, 0, 0, 1], asked.port()));
+        let (data, _) = get::<C>(primary, "whereami", OptionValues::default()).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&data),
+            primary.to_string(),
+            "{case}"
+        );
+    }
+}
+
+/// Granted block sizes fit the MTU policy: a fixed MTU of 1500 grants 1468 over IPv4 and 1448
+/// over IPv6 to a client asking 65464; `Off` and loopback's own MTU (65536) grant 65464.
+pub fn blksize_fits_the_mtu<S: Adapter, C: Adapter>() {
+    use tftp_common::MtuPolicy;
+    let backend = Backend::new(false);
+    for (listen, mtu, want) in [
+        ("127.0.0.1:0", MtuPolicy::Fixed(1500), 1468),
+        ("[::1]:0", MtuPolicy::Fixed(1500), 1448),
+        ("127.0.0.1:0", MtuPolicy::Interface, 65464),
+        ("[::1]:0", MtuPolicy::Off, 65464),
+    ] {
+        let mut options = Reports::default().options();
+        options.listen = vec![listen.parse().unwrap()];
+        options.config.mtu = mtu;
+        let server = S::serve(Arc::clone(&backend), options);
+        let stats = expect_file::<S, C>(&backend, server.addr(), "f65465", opts(Some(65464), None));
+        assert_eq!(stats.options.blksize, want, "{listen} {mtu:?}");
+    }
+    // A handler's own limits still apply under the clamp.
+    let mut options = Reports::default().options();
+    options.config.mtu = MtuPolicy::Fixed(1500);
+    let server = S::serve(Arc::clone(&backend), options);
+    let stats = expect_file::<S, C>(
+        &backend,
+        server.addr(),
+        "small-blocks",
+        opts(Some(65464), None),
+    );
+    assert_eq!(stats.options.blksize, 512);
+}
+
 /// Past `max_sessions`, requests get an ERROR, not silence.
 pub fn server_busy_gets_an_error<S: Adapter, C: Adapter>() {
     let mut options = Reports::default().options();
@@ -911,21 +997,13 @@ pub fn strangers_get_bounded_answers<S: Adapter, C: Adapter>() {
         answers += 1;
     }
     assert_eq!(answers, 1, "one answer to a burst of 20 strays");
-    let mut block = 1;
-    loop {
-        client.ack(tid, block);
-        let (bytes, from) = client.recv();
-        assert_eq!(from, tid);
-        let Packet::Data { block: b, data: d } = decode(&bytes) else {
-            panic!("expected DATA")
-        };
-        block = b;
-        data.extend_from_slice(d);
-        if d.len() < 512 {
-            client.ack(tid, block);
-            break;
-        }
+    // The session may have resent DATA 1 meanwhile (its timer ran while we waited).
+    client.timeout(Duration::from_millis(1));
+    while let Some((bytes, _)) = client.try_recv() {
+        assert!(matches!(decode(&bytes), Packet::Data { block: 1, .. }));
     }
+    client.timeout(Duration::from_secs(5));
+    lockstep_rest(&client, tid, &mut data);
     assert!(data == **backend.file("f1469"));
     let r = reports.wait_for(1);
     assert_eq!(r[0].stats.outcome, Outcome::Completed);
@@ -985,5 +1063,114 @@ pub fn replacements_stay_within_the_limits<S: Adapter, C: Adapter>() {
             busy > 0 || admitted == 300,
             "single_port {single_port}: {admitted} admitted"
         );
+    }
+}
+
+/// A source that stalls mid-block never wedges its session: the OACK goes out before the
+/// source is asked for anything; while the source is pending the client's ERROR still ends
+/// the transfer at once; a per-block deadline aborts it with an ERROR; and shutdown past its
+/// grace period is not held up by it.
+pub fn a_stalled_source_does_not_wedge_its_session<S: Adapter, C: Adapter>() {
+    let started = Instant::now();
+    // The client gives up while the source is stalled.
+    let reports = Reports::default();
+    let mut options = reports.options();
+    options.config.shutdown_grace = Duration::from_millis(200);
+    let server = S::serve(Backend::new(false), options);
+    let client = Peer::new(server.addr());
+    client.timeout(Duration::from_secs(2));
+    client.rrq(server.addr(), "slow", &[("blksize", "1468")]);
+    let (oack, tid) = client.recv();
+    assert!(
+        matches!(decode(&oack), Packet::Oack(_)),
+        "the OACK comes first"
+    );
+    client.ack(tid, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    client.error(tid, ErrorCode::NOT_DEFINED, "changed my mind");
+    let r = reports.wait_for(1);
+    assert!(
+        matches!(
+            r[0].stats.outcome,
+            Outcome::Failed(TransferError::Peer { .. })
+        ),
+        "{:?}",
+        r[0].stats.outcome
+    );
+    // A second stalled transfer, left running, does not hold up shutdown.
+    client.rrq(server.addr(), "slow", &[("blksize", "1468")]);
+    let (_, tid) = client.recv();
+    client.ack(tid, 0);
+    std::thread::sleep(Duration::from_millis(100));
+    let stopping = Instant::now();
+    server.stop();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
+    let aborted = client.recv();
+    assert!(matches!(decode(&aborted.0), Packet::Error { .. }));
+
+    // The per-block deadline.
+    let reports = Reports::default();
+    let mut options = reports.options();
+    options.config.source_timeout = Duration::from_millis(300);
+    let server = S::serve(Backend::new(false), options);
+    let client = Peer::new(server.addr());
+    client.timeout(Duration::from_secs(3));
+    client.rrq(server.addr(), "slow", &[("blksize", "1468")]);
+    let (_, tid) = client.recv();
+    client.ack(tid, 0);
+    let (bytes, from) = client.recv();
+    assert_eq!(from, tid);
+    match decode(&bytes) {
+        Packet::Error { message, .. } => assert_eq!(message, "Data source timed out"),
+        other => panic!("{other:?}"),
+    }
+    let r = reports.wait_for(1);
+    assert!(matches!(
+        r[0].stats.outcome,
+        Outcome::Failed(TransferError::Local { .. })
+    ));
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+/// Windows exist only once data flows: requests for the largest window that are never
+/// acknowledged take nothing of the server's window memory, and a window that does not fit
+/// in what is left gets "Server busy" when its data would start.
+pub fn window_memory_is_taken_only_when_data_flows<S: Adapter, C: Adapter>() {
+    let reports = Reports::default();
+    let mut options = reports.options();
+    // Room for one 64 × 65468-byte window (4 MiB), not two.
+    options.config.window_memory = 6 << 20;
+    options.config.session.limits.max_window_bytes = 8 << 20;
+    let server = S::serve(Backend::new(false), options);
+    let big = [("blksize", "65464"), ("windowsize", "64")];
+    // Twenty never-acknowledged requests all get their OACK.
+    let idle: Vec<Peer> = (0..20).map(|_| Peer::new(server.addr())).collect();
+    for peer in &idle {
+        peer.rrq(server.addr(), "f1048576", &big);
+    }
+    for peer in &idle {
+        assert!(matches!(decode(&peer.recv().0), Packet::Oack(_)));
+    }
+    // The first client to acknowledge gets its data.
+    let first = Peer::new(server.addr());
+    first.rrq(server.addr(), "f1048576", &big);
+    let (_, tid1) = first.recv();
+    first.ack(tid1, 0);
+    assert!(matches!(
+        decode(&first.recv().0),
+        Packet::Data { block: 1, .. }
+    ));
+    // A second window does not fit while the first is held.
+    let second = Peer::new(server.addr());
+    second.rrq(server.addr(), "f1048576", &big);
+    let (_, tid2) = second.recv();
+    second.ack(tid2, 0);
+    match decode(&second.recv().0) {
+        Packet::Error { message, .. } => assert_eq!(message, "Server busy, try again later"),
+        other => panic!("{other:?}"),
     }
 }

@@ -29,6 +29,8 @@
 //! }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod handler;
 mod runtime;
@@ -39,7 +41,7 @@ pub use handler::{Handler, ReadResponse, WriteResponse};
 pub use server::Server;
 pub use tftp_common::server::ServerOptions;
 pub use tftp_common::{
-    ClientError, HandlerError, Request, ServerConfig, ServerStats, SessionReport,
+    ClientError, HandlerError, MtuPolicy, Request, ServerConfig, ServerStats, SessionReport,
 };
 pub use tftp_proto::{
     self, ErrorCode, Mode, OptionLimits, OptionValues, RequestKind, SessionStats, TimeoutPolicy,

@@ -7,7 +7,7 @@
 //! | `ovmf_ipxe_over_user_network` | OVMF (q35), the virtio-net's iPXE EFI ROM | slirp | `--max-blksize 1024`, 127.0.0.1:6969 |
 //! | `ovmf_native_pxe_on_port_69` | OVMF's own UEFI PXE client (NIC ROM off), then iPXE | tap + dnsmasq (DHCP only) | defaults, 192.168.77.1:69 |
 //! | `ovmf_native_pxe_on_the_bed_listening_on_the_service_address` | OVMF's UEFI PXE, then iPXE | the test bed (`scripts/netbed.sh`): tap on its bridge, dnsmasq (DHCP only) in tb-srv | `--listen 198.18.0.2:69`, the bed server's secondary address |
-//! | `ovmf_native_pxe_on_the_bed_wildcard_listener` (ignored until replies come from the asked address) | the same | the same | defaults (`[::]:69`), asked at 198.18.0.2 |
+//! | `ovmf_native_pxe_on_the_bed_wildcard_listener` | the same | the same | defaults (`[::]:69`), asked at 198.18.0.2 |
 //!
 //! slirp answers port 69 on 10.0.2.2 itself, so over slirp `tftpd` listens on another port and
 //! the DHCP boot file is the URL `tftp://10.0.2.2:6969/boot.ipxe`: slirp forwards 10.0.2.2 to
@@ -30,8 +30,9 @@
 //! DHCP sends both the firmware and iPXE to 198.18.0.2, the secondary address of `tb-srv`'s
 //! eth0: the session log must show every transfer served from it. UEFI PXE drops a reply
 //! from another address than the one it asked, so with a wildcard listener this passes only
-//! once transfers answer from the request's destination address. The bed is shared with
-//! `tests/netbed.rs` (`tests/support/netbed.rs`: one test at a time, across processes too).
+//! because transfers answer from the request's destination address. The bed is shared with
+//! `tests/netbed.rs` (`tests/support/netbed.rs`: one test at a time, across processes too);
+//! a [`Lab`] in each of its two namespaces starts the processes.
 //!
 //! Guests run one at a time (2 cores). The packages come from `scripts/test-deps.sh`: a
 //! missing tool fails the test; a kernel that refuses a network namespace or a tap device
@@ -40,23 +41,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fs::{self, File};
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::fs;
+use std::net::IpAddr;
+use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process};
-
+#[path = "support/lab.rs"]
+mod lab;
 mod support;
+
+use lab::{
+    Lab, NETNS_SETUP, Session, TAP_SETUP, TAP_TFTPD, file_size, flat, one_guest, readme_section,
+    require, skip,
+};
 use support::netbed;
 
 /// From qemu's start to the success marker on the serial console. The boots take 6-20 s here.
 const BOOT_LIMIT: Duration = Duration::from_secs(75);
-/// Every process a test starts runs under `timeout` with this limit, should the test die.
-const PROCESS_LIMIT: &str = "300";
 
 const MARK_OK: &str = "TFTPD-BOOT-OK";
 const MARK_FAILED: &str = "TFTPD-BOOT-FAILED";
@@ -66,10 +68,8 @@ const IPXE_EFI: &str = "/usr/lib/ipxe/ipxe.efi";
 const SCRIPTS: &[&str] = &["boot.ipxe", "stage2.ipxe"];
 
 // The command lines, run with the test's directory as the working directory (`root/` holds
-// the served files). The README shows them verbatim (`tftpd` is the built binary).
-
-/// Namespace set-up shared by every test (after `unshare --net`).
-const NETNS_SETUP: &[&str] = &["ip link set lo up", "ip addr add 192.0.2.1/32 dev lo"];
+// the served files). The README shows them verbatim (`tftpd` is the built binary), with
+// `lab::NETNS_SETUP` and, natively, `lab::TAP_SETUP` before them.
 
 const BIOS_TFTPD: &str =
     "tftpd --root root --listen 127.0.0.1:6969 --single-port --session-log sessions.log -v";
@@ -86,16 +86,6 @@ const OVMF_IPXE_QEMU: &str = "qemu-system-x86_64 -machine q35,accel=tcg -m 256 \
      -netdev user,id=n0,bootfile=tftp://10.0.2.2:6969/boot.ipxe \
      -device virtio-net-pci,netdev=n0,bootindex=1";
 
-/// The tap device for the native test (after [`NETNS_SETUP`]). The IPv6 address only lets
-/// dnsmasq send router advertisements: without them iPXE waits about 15 s for IPv6.
-const TAP_SETUP: &[&str] = &[
-    "ip tuntap add dev tap0 mode tap",
-    "ip addr add 192.168.77.1/24 dev tap0",
-    "ip -6 addr add fd77::1/64 dev tap0 nodad",
-    "ip link set tap0 up",
-];
-const NATIVE_TFTPD: &str =
-    "tftpd --root root --listen 192.168.77.1:69 --session-log sessions.log -v";
 /// DHCP only (`--port=0`: no DNS): the firmware gets `ipxe.efi` from 192.168.77.1; iPXE
 /// (user class "iPXE") gets the script's URL.
 const NATIVE_DNSMASQ: &str = "dnsmasq --no-daemon --conf-file=/dev/null --port=0 --user=root \
@@ -152,204 +142,15 @@ const NATIVE_STAGES: Stages = &[
     (MARK_OK, "stage2.ipxe fetches ipxe.efi"),
 ];
 
-static ONE_GUEST: Mutex<()> = Mutex::new(());
-
-/// qemu under TCG wants a core of its own: one guest at a time.
-fn one_guest() -> MutexGuard<'static, ()> {
-    ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn words(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
-/// A missing tool fails the test: CI installs them all.
-fn require(programs: &[&str], files: &[&str]) {
-    for program in programs {
-        assert!(
-            on_path(program),
-            "{program} is not installed: run scripts/test-deps.sh"
-        );
-    }
-    for file in files {
-        assert!(
-            Path::new(file).exists(),
-            "{file} is missing: run scripts/test-deps.sh"
-        );
-    }
-}
-
-/// A process started in the namespace under `timeout`; stopped (SIGTERM, then SIGKILL) on drop.
-struct Proc {
-    name: &'static str,
-    child: Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            // `timeout` passes SIGTERM on to the program.
-            let _ = kill_process(Pid::from_child(&self.child), Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// A network namespace of its own (held by `unshare --net sleep`), a directory with `root/`
-/// and the logs, and the processes started in it.
-struct Lab {
-    procs: Vec<Proc>,
-    dir: tempfile::TempDir,
-    holder: Child,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        // Last started first: qemu, then the servers.
-        while let Some(p) = self.procs.pop() {
-            drop(p);
-        }
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
 impl Lab {
-    /// `Err` (the reason) where the kernel refuses a network namespace.
-    fn new() -> Result<Lab, String> {
-        require(&["unshare", "nsenter", "timeout", "ip", "ss"], &[]);
-        let mut holder = Command::new("unshare")
-            .args(["--net", "sleep", PROCESS_LIMIT])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("unshare");
-        let ours = fs::read_link("/proc/self/ns/net").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = holder.try_wait().unwrap() {
-                let mut err = String::new();
-                let _ = holder.stderr.take().unwrap().read_to_string(&mut err);
-                let err = format!("`unshare --net` failed ({status}): {}", err.trim());
-                if err.contains("Operation not permitted") || err.contains("Permission denied") {
-                    return Err(err);
-                }
-                panic!("{err}");
-            }
-            if fs::read_link(format!("/proc/{}/ns/net", holder.id())).is_ok_and(|ns| ns != ours) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "unshare --net did not start");
-            sleep(Duration::from_millis(10));
-        }
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir(dir.path().join("root")).unwrap();
-        let lab = Lab {
-            procs: Vec::new(),
-            dir,
-            holder,
-        };
-        for line in NETNS_SETUP {
-            lab.run(line)
-                .unwrap_or_else(|e| panic!("namespace set-up: {e}"));
-        }
-        Ok(lab)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `nsenter` into the namespace, in the lab's directory.
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.args(["--target", &self.holder.id().to_string(), "--net", "--"])
-            .arg(program)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, line: &str) -> Result<String, String> {
-        let words = words(line);
-        let out = self.command(words[0]).args(&words[1..]).output().unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "`{line}`: {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    }
-
-    /// Start `line` in the namespace; its output goes to `<name>.log`.
-    fn spawn(&mut self, name: &'static str, line: &str) {
-        let mut words = words(line);
-        let tftpd = env!("CARGO_BIN_EXE_tftpd");
-        if words[0] == "tftpd" {
-            words[0] = tftpd;
-        }
-        let log = File::create(self.path(&format!("{name}.log"))).unwrap();
-        let child = self
-            .command("timeout")
-            .args(["-k", "5", PROCESS_LIMIT])
-            .args(&words)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.procs.push(Proc { name, child });
-    }
-
-    /// Wait until a UDP socket is bound to `port` in the namespace.
-    fn wait_for_udp_port(&mut self, port: u16, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let bound = self.run("ss -Hlun").unwrap_or_else(|e| panic!("{e}"));
-            if bound.lines().any(|l| {
-                l.split_whitespace()
-                    .any(|w| w.ends_with(&format!(":{port}")))
-            }) {
-                return;
-            }
-            let proc = self.procs.last_mut().unwrap();
-            if let Some(status) = proc.child.try_wait().unwrap() {
-                panic!(
-                    "stage 0 failed: {what} exited ({status}) before listening on port {port}\n{}",
-                    self.diagnostics()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stage 0 failed: {what} is not listening on port {port} after 20 s\n{}",
-                self.diagnostics()
-            );
-            sleep(Duration::from_millis(50));
-        }
-    }
-
     /// The served files: the two scripts and Debian's `ipxe.efi` (a copy: tftpd refuses
     /// symbolic links out of the root).
     fn fill_root(&self) {
-        fill_root(&self.path("root"));
-    }
-
-    fn diagnostics(&self) -> String {
-        let running: Vec<&str> = self.procs.iter().map(|p| p.name).collect();
-        diagnostics(self.dir.path(), &running)
+        let boot = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/boot");
+        for script in SCRIPTS {
+            fs::copy(Path::new(boot).join(script), self.path("root").join(script)).unwrap();
+        }
+        fs::copy(IPXE_EFI, self.path("root/ipxe.efi")).unwrap();
     }
 
     fn serve(&mut self, tftpd: &str, port: u16) {
@@ -363,221 +164,38 @@ impl Lab {
     fn boot(&mut self, qemu: &str, stages: Stages) -> Duration {
         let start = Instant::now();
         self.spawn("qemu", qemu);
-        let running: Vec<&str> = self.procs.iter().map(|p| p.name).collect();
-        let dir = self.dir.path().to_path_buf();
-        let qemu = &mut self.procs.last_mut().unwrap().child;
-        watch_boot(&dir, qemu, start, BOOT_LIMIT, stages, &running)
-    }
-
-    /// The session log, once every file in `files` has a finished transfer.
-    fn sessions(&self, files: &[&str]) -> Vec<Session> {
-        let running: Vec<&str> = self.procs.iter().map(|p| p.name).collect();
-        sessions_in(self.dir.path(), files, &running)
-    }
-}
-
-/// Fill `root` with the served files: the two scripts and Debian's `ipxe.efi` (a copy:
-/// tftpd refuses symbolic links out of the root).
-fn fill_root(root: &Path) {
-    let boot = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/boot");
-    for script in SCRIPTS {
-        fs::copy(Path::new(boot).join(script), root.join(script)).unwrap();
-    }
-    fs::copy(IPXE_EFI, root.join("ipxe.efi")).unwrap();
-}
-
-/// Watch the serial console (`serial.log` in `dir`) of `qemu`, started at `start`, until the
-/// success marker; panics naming the stage that failed, after `limit` at the latest.
-fn watch_boot(
-    dir: &Path,
-    qemu: &mut Child,
-    start: Instant,
-    limit: Duration,
-    stages: Stages,
-    running: &[&str],
-) -> Duration {
-    loop {
-        let serial = read_in(dir, "serial.log");
-        if serial.contains(MARK_OK) {
-            return start.elapsed();
-        }
-        let why = if serial.contains(MARK_FAILED) {
-            Some("the boot script printed TFTPD-BOOT-FAILED".to_string())
-        } else if let Some(status) = qemu.try_wait().unwrap() {
-            Some(format!("qemu exited: {status}"))
-        } else if start.elapsed() > limit {
-            Some(format!("no progress within {limit:?}"))
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            let reached = stages
-                .iter()
-                .take_while(|(needle, _)| serial.contains(needle))
-                .count();
-            panic!(
-                "stage {}/{} failed: {} ({why}; the console lacks {:?})\n{}",
-                reached + 1,
-                stages.len(),
-                stages[reached.min(stages.len() - 1)].1,
-                stages[reached.min(stages.len() - 1)].0,
-                diagnostics(dir, running)
-            );
-        }
-        sleep(Duration::from_millis(200));
-    }
-}
-
-fn read_in(dir: &Path, name: &str) -> String {
-    fs::read(dir.join(name))
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-/// The session log (`sessions.log` in `dir`), once every file in `files` has a finished
-/// transfer (tftpd writes the line when the last ACK arrives, which may be just after the
-/// guest prints the marker).
-fn sessions_in(dir: &Path, files: &[&str], running: &[&str]) -> Vec<Session> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let sessions: Vec<Session> = read_in(dir, "sessions.log")
-            .lines()
-            .map(Session::parse)
-            .collect();
-        if files.iter().all(|f| {
-            sessions
-                .iter()
-                .any(|s| s.file == *f && s.outcome != "size_probe")
-        }) {
-            for s in &sessions {
-                eprintln!("  {s}");
+        loop {
+            let serial = self.read("serial.log");
+            if serial.contains(MARK_OK) {
+                return start.elapsed();
             }
-            return sessions;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the guest finished, but tftpd's session log lacks one of {files:?}\n{}",
-            diagnostics(dir, running)
-        );
-        sleep(Duration::from_millis(100));
-    }
-}
-
-/// The last lines of each log in `dir`, and the processes started.
-fn diagnostics(dir: &Path, running: &[&str]) -> String {
-    let mut out = format!("--- in {}", dir.display());
-    for name in ["serial", "qemu", "tftpd", "dnsmasq", "sessions"] {
-        let file = format!("{name}.log");
-        if !dir.join(&file).exists() {
-            continue;
-        }
-        let text = printable(&read_in(dir, &file));
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        let tail = &lines[lines.len().saturating_sub(40)..];
-        out += &format!(
-            "\n--- {file} (last {} lines)\n{}",
-            tail.len(),
-            tail.join("\n")
-        );
-    }
-    out + &format!("\n--- started: {running:?}")
-}
-
-/// The console without terminal escape sequences and carriage returns.
-fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\x1b' => {
-                // ESC [ params letter, or ESC and one character.
-                if chars.next() == Some('[') {
-                    for c in chars.by_ref() {
-                        if c.is_ascii_alphabetic() {
-                            break;
-                        }
-                    }
-                }
+            let qemu = self.procs.last_mut().unwrap();
+            let why = if serial.contains(MARK_FAILED) {
+                Some("the boot script printed TFTPD-BOOT-FAILED".to_string())
+            } else if let Some(status) = qemu.child.try_wait().unwrap() {
+                Some(format!("qemu exited: {status}"))
+            } else if start.elapsed() > BOOT_LIMIT {
+                Some(format!("no progress within {BOOT_LIMIT:?}"))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                let reached = stages
+                    .iter()
+                    .take_while(|(needle, _)| serial.contains(needle))
+                    .count();
+                panic!(
+                    "stage {}/{} failed: {} ({why}; the console lacks {:?})\n{}",
+                    reached + 1,
+                    stages.len(),
+                    stages[reached.min(stages.len() - 1)].1,
+                    stages[reached.min(stages.len() - 1)].0,
+                    self.diagnostics()
+                );
             }
-            '\r' => {}
-            c => out.push(c),
+            sleep(Duration::from_millis(200));
         }
     }
-    out
-}
-
-/// One line of `--session-log` (the fields the tests need).
-#[derive(Debug)]
-struct Session {
-    file: String,
-    /// The server address of the session (`local`), as logged.
-    local: String,
-    outcome: String,
-    bytes: u64,
-    blksize: u64,
-    windowsize: u64,
-    tsize: Option<u64>,
-    asked_blksize: Option<u64>,
-    asked_windowsize: Option<u64>,
-    asked_tsize: Option<u64>,
-}
-
-impl Session {
-    /// serde writes flat objects in a fixed order, `requested` last; a field is found by name.
-    fn parse(line: &str) -> Session {
-        fn raw<'a>(json: &'a str, key: &str) -> Option<&'a str> {
-            let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-            let rest = &json[at..];
-            if let Some(s) = rest.strip_prefix('"') {
-                return s.find('"').map(|end| &s[..end]);
-            }
-            Some(&rest[..rest.find([',', '}']).unwrap_or(rest.len())])
-        }
-        let num = |json: &str, key: &str| raw(json, key).and_then(|v| v.parse::<u64>().ok());
-        let (top, asked) = line
-            .split_once("\"requested\":")
-            .unwrap_or_else(|| panic!("not a session log line: {line}"));
-        let field = |key: &str| {
-            raw(top, key)
-                .unwrap_or_else(|| panic!("no {key} in {line}"))
-                .to_string()
-        };
-        Session {
-            file: field("file"),
-            local: field("local"),
-            outcome: field("outcome"),
-            bytes: num(top, "bytes").unwrap(),
-            blksize: num(top, "blksize").unwrap(),
-            windowsize: num(top, "windowsize").unwrap(),
-            tsize: num(top, "tsize"),
-            asked_blksize: num(asked, "blksize"),
-            asked_windowsize: num(asked, "windowsize"),
-            asked_tsize: num(asked, "tsize"),
-        }
-    }
-}
-
-impl std::fmt::Display for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {} bytes; asked blksize {:?} windowsize {:?} tsize {:?}; \
-             granted blksize {} windowsize {} tsize {:?}",
-            self.file,
-            self.outcome,
-            self.bytes,
-            self.asked_blksize,
-            self.asked_windowsize,
-            self.asked_tsize,
-            self.blksize,
-            self.windowsize,
-            self.tsize
-        )
-    }
-}
-
-fn file_size(lab: &Lab, name: &str) -> u64 {
-    fs::metadata(lab.path("root").join(name)).unwrap().len()
 }
 
 /// iPXE's three transfers: each completed once with the file's size; iPXE asks `tsize` and
@@ -608,8 +226,46 @@ fn assert_nothing_failed(sessions: &[Session]) {
     }
 }
 
-fn skip(test: &str, why: &str) {
-    eprintln!("skipped {test}: {why}");
+/// UEFI PXE's transfers (a size probe, then one download of `ipxe.efi` with a window), then
+/// iPXE's ([`assert_ipxe_transfers`]); block sizes granted as asked, up to `max_blksize`.
+fn assert_native_transfers(lab: &Lab, sessions: &[Session], max_blksize: u64) {
+    assert_nothing_failed(sessions);
+
+    // The firmware's transfers: those before iPXE's first (boot.ipxe).
+    let split = sessions.iter().position(|s| s.file == "boot.ipxe").unwrap();
+    let (firmware, ipxe) = sessions.split_at(split);
+    let size = file_size(lab, "ipxe.efi");
+    let probes: Vec<&Session> = firmware
+        .iter()
+        .filter(|s| s.outcome == "size_probe")
+        .collect();
+    assert!(
+        !probes.is_empty(),
+        "UEFI PXE asks the size first and aborts: expected a size_probe"
+    );
+    for p in &probes {
+        assert_eq!(p.file, "ipxe.efi");
+        assert_eq!(p.asked_tsize, Some(0), "the probe asks tsize: {p}");
+        assert_eq!(p.tsize, Some(size), "the probe learns the size: {p}");
+    }
+    let done: Vec<&Session> = firmware
+        .iter()
+        .filter(|s| s.outcome == "completed")
+        .collect();
+    assert_eq!(done.len(), 1, "one download of ipxe.efi by the firmware");
+    let d = done[0];
+    assert_eq!(d.file, "ipxe.efi");
+    assert_eq!(d.bytes, size, "ipxe.efi: bytes sent ≠ file size: {d}");
+    let window = d.asked_windowsize.expect("UEFI PXE asks for a window");
+    assert!(window > 1, "a window of more than one block: {d}");
+    assert_eq!(d.windowsize, window, "the window granted: {d}");
+    let asked = d.asked_blksize.expect("UEFI PXE asks for a block size");
+    assert_eq!(
+        d.blksize,
+        asked.min(max_blksize),
+        "the block size granted: {d}"
+    );
+    assert_ipxe_transfers(lab, ipxe, max_blksize);
 }
 
 #[test]
@@ -654,89 +310,34 @@ fn ovmf_ipxe_over_user_network() {
 fn ovmf_native_pxe_on_port_69() {
     require(&["qemu-system-x86_64", "dnsmasq"], &[OVMF, IPXE_EFI]);
     let _guest = one_guest();
-    if !Path::new("/dev/net/tun").exists() {
-        return skip("ovmf_native_pxe_on_port_69", "no /dev/net/tun");
-    }
     let mut lab = match Lab::new() {
         Ok(lab) => lab,
         Err(why) => return skip("ovmf_native_pxe_on_port_69", &why),
     };
-    if let Err(e) = lab.run(TAP_SETUP[0]) {
-        if e.contains("Operation not permitted") || e.contains("No such device") {
-            return skip("ovmf_native_pxe_on_port_69", &format!("no tap device: {e}"));
-        }
-        panic!("stage 0 failed: {e}");
+    if let Err(why) = lab.add_tap() {
+        return skip("ovmf_native_pxe_on_port_69", &why);
     }
-    for line in &TAP_SETUP[1..] {
-        lab.run(line)
-            .unwrap_or_else(|e| panic!("stage 0 failed: {e}"));
-    }
-    lab.serve(NATIVE_TFTPD, 69);
+    lab.serve(TAP_TFTPD, 69);
     lab.spawn("dnsmasq", NATIVE_DNSMASQ);
     lab.wait_for_udp_port(67, "dnsmasq");
     let took = lab.boot(NATIVE_QEMU, NATIVE_STAGES);
     eprintln!("OVMF UEFI PXE + iPXE (tftpd defaults, port 69) booted in {took:.1?}");
     let sessions = lab.sessions(&["ipxe.efi", "boot.ipxe", "stage2.ipxe"]);
-    assert_nothing_failed(&sessions);
-
-    // The firmware's transfers: those before iPXE's first (boot.ipxe).
-    let split = sessions.iter().position(|s| s.file == "boot.ipxe").unwrap();
-    let (firmware, ipxe) = sessions.split_at(split);
-    let size = file_size(&lab, "ipxe.efi");
-    let probes: Vec<&Session> = firmware
-        .iter()
-        .filter(|s| s.outcome == "size_probe")
-        .collect();
-    assert!(
-        !probes.is_empty(),
-        "UEFI PXE asks the size first and aborts: expected a size_probe"
-    );
-    for p in &probes {
-        assert_eq!(p.file, "ipxe.efi");
-        assert_eq!(p.asked_tsize, Some(0), "the probe asks tsize: {p}");
-        assert_eq!(p.tsize, Some(size), "the probe learns the size: {p}");
-    }
-    let done: Vec<&Session> = firmware
-        .iter()
-        .filter(|s| s.outcome == "completed")
-        .collect();
-    assert_eq!(done.len(), 1, "one download of ipxe.efi by the firmware");
-    let d = done[0];
-    assert_eq!(d.file, "ipxe.efi");
-    assert_eq!(d.bytes, size, "ipxe.efi: bytes sent ≠ file size: {d}");
-    let window = d.asked_windowsize.expect("UEFI PXE asks for a window");
-    assert!(window > 1, "a window of more than one block: {d}");
-    assert_eq!(d.windowsize, window, "the window granted: {d}");
-    assert_eq!(
-        Some(d.blksize),
-        d.asked_blksize,
-        "the block size granted: {d}"
-    );
-    assert_ipxe_transfers(&lab, ipxe, 65464);
+    assert_native_transfers(&lab, &sessions, 65464);
 }
 
 /// The README's "Booting real machines" section shows the command lines these tests run,
 /// verbatim.
 #[test]
 fn readme_section_shows_the_commands_the_tests_run() {
-    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let start = readme
-        .find("## Booting real machines")
-        .expect("README has the section");
-    let end = readme[start + 3..]
-        .find("\n## ")
-        .map_or(readme.len(), |i| start + 3 + i);
-    let section = readme[start..end].to_string();
-    // Undo line continuations and shell quoting.
-    let flat = |s: &str| words(&s.replace("\\\n", " ").replace('\'', "")).join(" ");
+    let section = readme_section();
     let text = flat(&section);
-    assert!(text.contains("## Booting real machines"));
     let mut lines: Vec<&str> = vec![
         BIOS_TFTPD,
         BIOS_QEMU,
         OVMF_IPXE_TFTPD,
         OVMF_IPXE_QEMU,
-        NATIVE_TFTPD,
+        TAP_TFTPD,
         NATIVE_DNSMASQ,
         NATIVE_QEMU,
     ];
@@ -766,10 +367,18 @@ fn readme_section_shows_the_commands_the_tests_run() {
 // eth0 has a primary (198.18.0.1) and a secondary, service address (198.18.0.2). DHCP sends
 // the firmware and iPXE to the service address, as a provisioning network with a VIP does.
 
-/// The guest's tap device, in tb-sw, attached to br0.
+/// The guest's tap device, in tb-sw, attached to the bed's bridge.
 const BED_TAP: &str = "tb-boot0";
-/// From qemu's start to the success marker, on the bed.
-const BED_BOOT_LIMIT: Duration = Duration::from_secs(60);
+const BED_TAP_SETUP: &[&str] = &[
+    "ip tuntap add dev tb-boot0 mode tap",
+    "ip link set tb-boot0 master br0 mtu 1500 up",
+];
+/// The bed's MTU (1500) less the IPv4, UDP and TFTP headers: `tftpd` clamps to it.
+const BED_MAX_BLKSIZE: u64 = 1468;
+/// `tftpd` in tb-srv on the service address only, or on its default wildcard listener.
+const BED_TFTPD_SERVICE: &str =
+    "tftpd --root root --listen 198.18.0.2:69 --session-log sessions.log -v";
+const BED_TFTPD_WILDCARD: &str = "tftpd --root root --session-log sessions.log -v";
 /// dnsmasq in tb-srv, DHCP only, on the bed's server link: the firmware gets `ipxe.efi` from
 /// the service address, iPXE (user class "iPXE") the script's URL there. Leases from a range
 /// no other bed address uses.
@@ -786,25 +395,15 @@ const BED_QEMU: &str = "qemu-system-x86_64 -machine q35,accel=tcg -m 256 \
      -netdev tap,id=n0,ifname=tb-boot0,script=no,downscript=no,vnet_hdr=off \
      -device virtio-net-pci,netdev=n0,romfile=,bootindex=1";
 
-/// [`BED_TAP`], deleted when dropped (the bed may stay up for the next test).
+/// [`BED_TAP`], deleted when dropped: the bed may stay up for the next test.
 struct BedTap;
 
 impl BedTap {
-    fn new(bed: &netbed::Bed) -> BedTap {
-        let _ = bed.run("tb-sw", "ip", &["link", "del", BED_TAP]);
-        for args in [
-            &["tuntap", "add", "dev", BED_TAP, "mode", "tap"][..],
-            &["link", "set", BED_TAP, "master", "br0", "mtu", "1500", "up"],
-        ] {
-            let out = bed.run("tb-sw", "ip", args);
-            assert!(
-                out.status.success(),
-                "stage 0 failed: ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        BedTap
+    /// Make it anew, by `sw`, the lab in tb-sw: `Err` (the reason) where the kernel refuses a
+    /// tap device.
+    fn add(&self, sw: &Lab) -> Result<(), String> {
+        let _ = sw.run(&format!("ip link del {BED_TAP}"));
+        sw.add_tap_with(BED_TAP_SETUP)
     }
 }
 
@@ -816,104 +415,33 @@ impl Drop for BedTap {
     }
 }
 
-/// A process started in a bed namespace (under `timeout`), its output in `<name>.log` in the
-/// bed's directory.
-fn bed_spawn(bed: &netbed::Bed, ns: &str, name: &'static str, line: &str) -> Proc {
-    let words = words(line);
-    let log = File::create(bed.path(&format!("{name}.log"))).unwrap();
-    let child = netbed::in_ns(ns, PROCESS_LIMIT, words[0])
-        .args(&words[1..])
-        .current_dir(bed.dir.path())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Proc { name, child }
-}
-
-/// Boot OVMF's UEFI PXE (then iPXE) on the bed against the service address; `listen` is
-/// `tftpd`'s extra arguments. Asserts the boot from the console and the session log, and
+/// Boot OVMF's UEFI PXE (then iPXE) on the bed against the service address, `tftpd` started
+/// by the command line `tftpd`. Asserts the boot from the console and the session log, and
 /// that every session was served from the service address.
-fn ovmf_native_pxe_on_the_bed(test: &str, listen: &[&str]) {
+fn ovmf_native_pxe_on_the_bed(test: &str, tftpd: &str) {
     require(&["qemu-system-x86_64", "dnsmasq"], &[OVMF, IPXE_EFI]);
     let _guest = one_guest();
-    if !Path::new("/dev/net/tun").exists() {
-        return skip(test, "no /dev/net/tun");
-    }
     let Some(bed) = netbed::bed(test) else { return };
-    fill_root(&bed.path("root"));
-    let _tap = BedTap::new(&bed);
-    let _tftpd = bed.tftpd(listen);
-    let mut procs = vec![bed_spawn(&bed, "tb-srv", "dnsmasq", BED_DNSMASQ)];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = bed.run("tb-srv", "ss", &["-Hlun"]);
-        if String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .any(|w| w.ends_with(":67"))
-        {
-            break;
-        }
-        if let Some(status) = procs[0].child.try_wait().unwrap() {
-            panic!(
-                "stage 0 failed: dnsmasq exited ({status})\n{}",
-                diagnostics(bed.dir.path(), &["tftpd", "dnsmasq"])
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "stage 0 failed: dnsmasq is not listening after 20 s"
-        );
-        sleep(Duration::from_millis(50));
+    // Dropped in reverse: qemu, the tap, the servers, then the bed.
+    let mut srv = Lab::in_netns("tb-srv", bed.dir.path());
+    let tap = BedTap;
+    let mut sw = Lab::in_netns("tb-sw", bed.dir.path());
+    if let Err(why) = tap.add(&sw) {
+        return skip(test, &why);
     }
-    let start = Instant::now();
-    procs.push(bed_spawn(&bed, "tb-sw", "qemu", BED_QEMU));
-    let running = ["tftpd", "dnsmasq", "qemu"];
-    let took = watch_boot(
-        bed.dir.path(),
-        &mut procs[1].child,
-        start,
-        BED_BOOT_LIMIT,
-        NATIVE_STAGES,
-        &running,
-    );
-    eprintln!("OVMF UEFI PXE + iPXE on the bed (tftpd {listen:?}) booted in {took:.1?}");
-    let sessions = sessions_in(
-        bed.dir.path(),
-        &["ipxe.efi", "boot.ipxe", "stage2.ipxe"],
-        &running,
-    );
-    // qemu first, then dnsmasq.
-    while let Some(p) = procs.pop() {
-        drop(p);
-    }
-    assert_nothing_failed(&sessions);
-    let split = sessions.iter().position(|s| s.file == "boot.ipxe").unwrap();
-    let (firmware, ipxe) = sessions.split_at(split);
-    assert!(
-        firmware
-            .iter()
-            .any(|s| s.file == "ipxe.efi" && s.outcome == "completed"),
-        "the firmware downloaded ipxe.efi"
-    );
-    let bed_root = bed.path("root");
-    for name in ["boot.ipxe", "stage2.ipxe", "ipxe.efi"] {
-        let size = fs::metadata(bed_root.join(name)).unwrap().len();
-        let done: Vec<&Session> = ipxe
-            .iter()
-            .filter(|s| s.file == name && s.outcome == "completed")
-            .collect();
-        assert_eq!(done.len(), 1, "{name}: one completed transfer by iPXE");
-        assert_eq!(done[0].bytes, size, "{name}: bytes sent ≠ file size");
-    }
+    srv.serve(tftpd, 69);
+    srv.spawn("dnsmasq", BED_DNSMASQ);
+    srv.wait_for_udp_port(67, "dnsmasq");
+    let took = sw.boot(BED_QEMU, NATIVE_STAGES);
+    eprintln!("OVMF UEFI PXE + iPXE on the bed (`{tftpd}`) booted in {took:.1?}");
+    let sessions = sw.sessions(&["ipxe.efi", "boot.ipxe", "stage2.ipxe"]);
+    assert_native_transfers(&srv, &sessions, BED_MAX_BLKSIZE);
+    let service: IpAddr = netbed::SERVICE_V4.parse().unwrap();
     for s in &sessions {
-        let local: std::net::SocketAddr = s.local.parse().unwrap();
         assert_eq!(
-            local.ip().to_canonical(),
-            netbed::SERVICE_V4.parse::<std::net::IpAddr>().unwrap(),
-            "a session not served from the asked (service) address: {} {}",
-            s.file,
-            s.local
+            s.local.ip().to_canonical(),
+            service,
+            "a session not served from the asked (service) address: {s}"
         );
     }
 }
@@ -924,15 +452,17 @@ fn ovmf_native_pxe_on_the_bed(test: &str, listen: &[&str]) {
 fn ovmf_native_pxe_on_the_bed_listening_on_the_service_address() {
     ovmf_native_pxe_on_the_bed(
         "ovmf_native_pxe_on_the_bed_listening_on_the_service_address",
-        &["--listen", "198.18.0.2:69"],
+        BED_TFTPD_SERVICE,
     );
 }
 
 /// `tftpd` on its default wildcard listener: UEFI PXE drops replies that do not come from
 /// the address it asked (198.18.0.2), so this needs the listener to answer from the
-/// request's destination address.
+/// request's destination address, and the session log to name it as `local`.
 #[test]
-#[ignore = "needs replies from the asked address (issue 13 item 1)"]
 fn ovmf_native_pxe_on_the_bed_wildcard_listener() {
-    ovmf_native_pxe_on_the_bed("ovmf_native_pxe_on_the_bed_wildcard_listener", &[]);
+    ovmf_native_pxe_on_the_bed(
+        "ovmf_native_pxe_on_the_bed_wildcard_listener",
+        BED_TFTPD_WILDCARD,
+    );
 }

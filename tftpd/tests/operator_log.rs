@@ -102,6 +102,13 @@ fn refusals_are_logged_with_their_reason() {
     }
     let text = fs::read_to_string(&log).unwrap();
     assert!(!text.contains('\x1b'), "a raw ESC in the log:\n{text}");
+    // The reason's line is the refusal's only one at info level: the server's own report of
+    // a handler's refusal ("request refused" with the file) is at debug level.
+    let twice: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" INFO ") && l.contains("request refused") && l.contains("file="))
+        .collect();
+    assert!(twice.is_empty(), "refusals logged twice: {twice:#?}");
 }
 
 /// As root with `--user nobody`, a root directory only root may enter: `tftpd` says so and

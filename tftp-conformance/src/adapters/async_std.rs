@@ -34,6 +34,10 @@ impl AsyncRead for MemReader {
         _: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        // A stalled source never wakes its task: the session must not depend on it.
+        if self.0.stalled() {
+            return Poll::Pending;
+        }
         Poll::Ready(self.0.read(buf))
     }
 }

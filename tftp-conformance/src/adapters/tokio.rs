@@ -29,6 +29,10 @@ impl AsyncRead for MemReader {
         _: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        // A stalled source never wakes its task: the session must not depend on it.
+        if self.0.stalled() {
+            return Poll::Pending;
+        }
         let n = self.0.read(buf.initialize_unfilled())?;
         buf.advance(n);
         Poll::Ready(Ok(()))

@@ -5,7 +5,6 @@
 //! is done, even after a panic.
 
 use std::fs::{self, File};
-use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -14,7 +13,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process};
+pub use super::{Session, skip};
+use super::{on_path, stop};
 
 pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/netbed.sh");
 /// Held while a test uses the bed, so that two test processes (two worktrees, a rerun) do
@@ -36,15 +36,6 @@ pub const SERVER_V6: [&str; 2] = [SERVICE_V6, PRIMARY_V6];
 pub static ONE_TEST: Mutex<()> = Mutex::new(());
 /// Tests waiting for [`ONE_TEST`]: the bed comes down when a test ends and none waits.
 pub static WAITING: AtomicUsize = AtomicUsize::new(0);
-
-pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
-pub fn skip(test: &str, why: &str) {
-    eprintln!("skipped {test}: {why}");
-}
 
 /// The bed, up, for one test at a time; a directory with `root/` (the served files) and the
 /// logs. Brings the bed down when dropped if no other test waits for it.
@@ -237,53 +228,6 @@ pub struct Tftpd {
 
 impl Drop for Tftpd {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = kill_process(Pid::from_child(&self.child), Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// One line of `--session-log` (the fields these tests need).
-#[derive(Debug)]
-pub struct Session {
-    pub file: String,
-    pub local: SocketAddr,
-    pub outcome: String,
-    pub bytes: u64,
-    pub blksize: u64,
-    pub line: String,
-}
-
-impl Session {
-    pub fn parse(line: &str) -> Session {
-        fn raw<'a>(json: &'a str, key: &str) -> Option<&'a str> {
-            let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-            let rest = &json[at..];
-            if let Some(s) = rest.strip_prefix('"') {
-                return s.find('"').map(|end| &s[..end]);
-            }
-            Some(&rest[..rest.find([',', '}']).unwrap_or(rest.len())])
-        }
-        // `requested` comes last; the granted values are found before it.
-        let top = line.split("\"requested\":").next().unwrap_or(line);
-        let field = |key: &str| {
-            raw(top, key)
-                .unwrap_or_else(|| panic!("no {key} in {line}"))
-                .to_string()
-        };
-        Session {
-            file: field("file"),
-            local: field("local").parse().unwrap(),
-            outcome: field("outcome"),
-            bytes: field("bytes").parse().unwrap(),
-            blksize: field("blksize").parse().unwrap(),
-            line: line.to_string(),
-        }
+        stop(&mut self.child, Duration::from_secs(10));
     }
 }
