@@ -106,6 +106,12 @@ impl HandlerError {
         Self::new(ErrorCode::DISK_FULL, "Disk full or allocation exceeded")
     }
 
+    /// Error 0, "Server error": the server failed (a handler, source or sink panicked), not
+    /// the request.
+    pub fn server_error() -> Self {
+        Self::new(ErrorCode::NOT_DEFINED, "Server error")
+    }
+
     /// Error 6, "File already exists".
     pub fn file_exists() -> Self {
         Self::new(ErrorCode::FILE_EXISTS, "File already exists")

@@ -489,7 +489,11 @@ impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
         } = self;
         let read = async {
             Filled::Read(match data {
-                Some(data) => data.read(block).await,
+                // A source that panics fails its own transfer ("Server error"), no other.
+                Some(data) => std::panic::AssertUnwindSafe(data.read(block))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Err(io::Error::other("the data source panicked"))),
                 None => Ok(0),
             })
         };
@@ -516,6 +520,13 @@ impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
                 Some(complete) => complete().await,
                 None => Ok(()),
             }
+        };
+        // A sink or completion that panics fails its own upload ("Server error"), no other.
+        let store = async {
+            std::panic::AssertUnwindSafe(store)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(HandlerError::server_error()))
         };
         // A sink that stalls must not hold shutdown past its grace period.
         let killed = async {

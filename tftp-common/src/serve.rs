@@ -295,10 +295,24 @@ async fn session<R: Runtime, S: Service>(
             "Server shutting down",
         ))
     };
-    let answer = match request.kind {
-        RequestKind::Read => service.read(request).or(shutting_down).await,
-        RequestKind::Write => service.write(request).or(shutting_down).await,
+    // A handler that panics fails its own request with "Server error" (and a report), like
+    // any refusal, instead of leaving the client to time out.
+    let asked = async {
+        let call = async {
+            match request.kind {
+                RequestKind::Read => service.read(request).await,
+                RequestKind::Write => service.write(request).await,
+            }
+        };
+        match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::error!(file = %crate::request::Printable(&request.filename), "handler panicked");
+                Err(HandlerError::server_error())
+            }
+        }
     };
+    let answer = asked.or(shutting_down).await;
     let answer = answer.map(|answer| {
         (io.data, io.complete) = (Some(answer.data), answer.complete);
         (answer.size, answer.limits)

@@ -297,6 +297,8 @@ impl ServerCore {
                     limits.max_blksize = limits.max_blksize.min(fits);
                 }
                 let request = Request::new(incoming, local, limits);
+                tracing::debug!(%peer, %local, file = %Printable(&request.filename),
+                    kind = ?request.kind, options = ?request.options, "request");
                 Decision::Accept(request, permit)
             }
             Admitted::Route => Decision::Route,
@@ -357,7 +359,7 @@ impl ServerCore {
         self.stats.request_rejected(reason);
         self.stats.error_sent(reply.code);
         self.log_limit.note(now, reason, |suppressed| {
-            tracing::info!(%peer, reason, suppressed, message = %Printable(&reply.message), "request refused");
+            tracing::info!(%peer, reason, suppressed, error = %Printable(&reply.message), "request refused");
         });
         Decision::Reply(reply)
     }
@@ -433,7 +435,7 @@ impl ServerCore {
     /// info level, rate-limited (as [`crate::fs::Root::refuse`] does), so a refusal is not
     /// logged twice and a flood of them does not flood the log.
     pub fn refused(&self, request: &Request, error: &HandlerError, started: Instant) {
-        tracing::debug!(peer = %request.peer, file = %Printable(&request.filename), code = error.code.0, message = %Printable(&error.message), "request refused");
+        tracing::debug!(peer = %request.peer, file = %Printable(&request.filename), code = error.code.0, error = %Printable(&error.message), "request refused");
         self.finish(SessionReport::refused(request, error, started));
     }
 

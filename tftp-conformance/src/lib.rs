@@ -172,7 +172,8 @@ macro_rules! suite {
             strangers_get_bounded_answers, replacements_stay_within_the_limits,
             a_stalled_source_does_not_wedge_its_session,
             window_memory_is_taken_only_when_data_flows,
-            replies_from_the_asked_address, blksize_fits_the_mtu);
+            replies_from_the_asked_address, blksize_fits_the_mtu,
+            a_panic_fails_only_its_own_request);
     };
     (cross: $server:ty, $client:ty) => {
         $crate::suite!(@tests $server, $client; option_matrix, uploads_on_and_off);

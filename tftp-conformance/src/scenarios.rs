@@ -1174,3 +1174,36 @@ pub fn window_memory_is_taken_only_when_data_flows<S: Adapter, C: Adapter>() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A handler or a data source that panics fails its own request with ERROR 0 "Server error"
+/// and a session report, at once (the client does not wait for its retries to run out); the
+/// server goes on serving.
+pub fn a_panic_fails_only_its_own_request<S: Adapter, C: Adapter>() {
+    let backend = Backend::new(false);
+    let reports = Reports::default();
+    let server = S::serve(Arc::clone(&backend), reports.options());
+    let started = Instant::now();
+    let (code, message) =
+        peer_error(get::<C>(server.addr(), "panic", OptionValues::default()).unwrap_err());
+    assert_eq!(
+        (code, message.as_str()),
+        (ErrorCode::NOT_DEFINED, "Server error")
+    );
+    let e = get::<C>(server.addr(), "panicky", OptionValues::default()).unwrap_err();
+    let (code, _) = peer_error(e);
+    assert_eq!(code, ErrorCode::NOT_DEFINED);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = reports.wait_for(2);
+    assert!(
+        r.iter().all(|r| matches!(
+            r.stats.outcome,
+            Outcome::Failed(TransferError::Local { .. })
+        )),
+        "{r:#?}"
+    );
+    expect_file::<S, C>(&backend, server.addr(), "f1469", OptionValues::default());
+}

@@ -15,6 +15,7 @@
 mod chain;
 mod dir;
 mod http;
+pub mod logging;
 pub mod metrics_http;
 pub mod session_log;
 mod shadow;

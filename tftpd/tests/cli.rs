@@ -237,3 +237,46 @@ fn the_command_line_replaces_the_config_files_settings() {
     );
     assert!(!root.path().join("up.txt").exists());
 }
+
+/// `--log-format journald`: each line starts with its syslog priority, so that the journal
+/// files warnings as warnings (`journalctl -p warning`).
+#[test]
+fn journald_format_marks_warnings_for_the_journal() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f"), vec![7u8; 100_000]).unwrap();
+    let port = support::free_udp();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "journald",
+        ])
+        .args(["--root", root.path().to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    support::wait_ready(port);
+    // A transfer the client aborts: "session failed" is a warning.
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    client
+        .send_to(b"\0\x01f\0octet\0", ("127.0.0.1", port))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let (_, tid) = client.recv_from(&mut buf).unwrap();
+    client.send_to(b"\0\x05\0\0stop\0", tid).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("<4>") && l.contains("session failed")),
+        "{log}"
+    );
+    assert!(log.lines().any(|l| l.starts_with("<6>")), "{log}");
+    assert!(log.lines().all(|l| l.starts_with('<')), "{log}");
+}

@@ -179,9 +179,22 @@ struct Args {
     /// more help only when one CPU is not enough.
     #[arg(long, default_value_t = 1, value_name = "N")]
     threads: usize,
-    /// More logging (-v: debug, -vv: trace).
+    /// More logging (-v: debug, with a line per request; -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log lines as `text` (with timestamps), `json` (one object per line) or `journald`
+    /// (`<N>` syslog priorities for the systemd journal: `journalctl -p warning` shows the
+    /// warnings).
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text, value_name = "FORMAT")]
+    log_format: LogFormatArg,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+    Journald,
 }
 
 /// `--origin-redirects`.
@@ -399,11 +412,19 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormatArg::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormatArg::Json => log.json().init(),
+        LogFormatArg::Journald => log
+            .with_ansi(false)
+            .event_format(tftpd::logging::Journald)
+            .init(),
+    }
     match run(args, cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -516,6 +537,7 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
             )
             .and_then(|b| b.install_recorder())
             .map_err(|e| format!("--metrics {addr}: {e}"))?;
+        tftp_common::stats::describe_metrics();
         // The recorder's upkeep (draining histograms), which its own exporter ran every 5 s.
         let upkeep = handle.clone();
         tokio::spawn(async move {
