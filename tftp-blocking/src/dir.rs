@@ -28,7 +28,11 @@ impl DirHandler {
 
 impl Handler for DirHandler {
     fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
-        let (file, size) = self.root.open_read(&request.filename)?;
+        // The client gets the terse error; the operator's log says why (rate-limited).
+        let (file, size) = self
+            .root
+            .open_read(&request.filename)
+            .map_err(|e| self.root.refuse(request, e))?;
         Ok(ReadResponse::new(file, Some(size)))
     }
 
@@ -38,7 +42,10 @@ impl Handler for DirHandler {
             return Err(HandlerError::write_not_allowed());
         }
         let size = request.options.tsize;
-        let mut upload = self.root.create_upload(&request.filename, size)?;
+        let mut upload = self
+            .root
+            .create_upload(&request.filename, size)
+            .map_err(|e| self.root.refuse(request, e))?;
         let file = upload.file().try_clone()?;
         let sink = Upload {
             file,

@@ -14,6 +14,7 @@ use tftp_proto::{ErrorReply, OptionLimits, Outcome, ServerSession, SessionStats}
 
 use crate::admission::{Admission, Admitted, Permit};
 use crate::config::{MtuPolicy, ServerConfig};
+use crate::log_limit::LogLimit;
 use crate::request::{HandlerError, Printable, Request, SessionReport};
 use crate::stats::{ServerStats, StatsCollector};
 
@@ -438,9 +439,12 @@ impl ServerCore {
         ServerSession::new(&request.incoming(), &config, size, now)
     }
 
-    /// The handler refused `request` with `error` (sent by the adapter): report it.
+    /// The handler refused `request` with `error` (sent by the adapter): report it (the
+    /// statistics, the session callback). Logged at debug level only: the handler says why at
+    /// info level, rate-limited (as [`crate::fs::Root::refuse`] does), so a refusal is not
+    /// logged twice and a flood of them does not flood the log.
     pub fn refused(&self, request: &Request, error: &HandlerError, started: Instant) {
-        tracing::info!(peer = %request.peer, file = %Printable(&request.filename), code = error.code.0, error = %Printable(&error.message), "request refused");
+        tracing::debug!(peer = %request.peer, file = %Printable(&request.filename), code = error.code.0, error = %Printable(&error.message), "request refused");
         self.finish(SessionReport::refused(request, error, started), 0);
     }
 
@@ -487,38 +491,6 @@ impl ServerCore {
     /// Whether a stats callback is installed (adapters skip the timer otherwise).
     pub fn wants_stats(&self) -> bool {
         self.on_stats.is_some()
-    }
-}
-
-/// At most one log line per reason every [`LogLimit::PERIOD`], saying how many were left out:
-/// a flood must not flood the log too.
-#[derive(Debug, Default)]
-pub(crate) struct LogLimit {
-    state: std::sync::Mutex<std::collections::HashMap<&'static str, (Instant, u64)>>,
-}
-
-impl LogLimit {
-    const PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
-
-    /// Call `log` with the number of lines suppressed since the last, if one is due.
-    pub(crate) fn note(&self, now: Instant, reason: &'static str, log: impl FnOnce(u64)) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match s.get_mut(reason) {
-            Some((last, suppressed)) if now.saturating_duration_since(*last) < Self::PERIOD => {
-                *suppressed += 1;
-            }
-            Some((last, suppressed)) => {
-                let n = std::mem::take(suppressed);
-                *last = now;
-                drop(s);
-                log(n);
-            }
-            None => {
-                s.insert(reason, (now, 0));
-                drop(s);
-                log(0);
-            }
-        }
     }
 }
 

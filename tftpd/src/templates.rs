@@ -38,9 +38,12 @@ impl Templates {
 
 impl Handler for Templates {
     async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
-        let (root, name) = (Arc::clone(&self.root), request.filename.clone());
+        let (root, asked) = (Arc::clone(&self.root), request.clone());
         let template = blocking(move || {
-            let (file, size) = root.open_read(&name)?;
+            // The client gets the terse error; the operator's log says why (rate-limited).
+            let (file, size) = root
+                .open_read(&asked.filename)
+                .map_err(|e| root.refuse(&asked, e))?;
             if size > MAX_TEMPLATE {
                 return Err(HandlerError::new(
                     tftp_proto::ErrorCode::DISK_FULL,

@@ -681,7 +681,8 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         let log = SessionLog::new(out);
         options = options.on_session(move |report| log.record(report));
     }
-    if sockets.is_empty() {
+    let validating = sockets.is_empty();
+    if validating {
         // Validation only: a throwaway listener.
         options = options.listen(SocketAddr::from(([127, 0, 0, 1], 0)));
     }
@@ -689,8 +690,24 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         options = options.socket(socket);
     }
     let server = Server::bind(handler, options).map_err(|e| e.to_string())?;
-    for addr in server.local_addrs().map_err(|e| e.to_string())? {
-        tracing::debug!(%addr, root = ?args.root, templates = ?args.templates, origin = ?args.http_origin, write = args.allow_write, "listening");
+    if !validating {
+        // One line per address and source, for the operator: what is served where.
+        for addr in server.local_addrs().map_err(|e| e.to_string())? {
+            if let Some(t) = &args.templates {
+                tracing::info!("serving templates {} on {addr}", t.display());
+            }
+            if let Some(root) = &args.root {
+                let write = if args.allow_write {
+                    " (uploads allowed)"
+                } else {
+                    ""
+                };
+                tracing::info!("serving {} on {addr}{write}", root.display());
+            }
+            if let Some(origin) = &args.http_origin {
+                tracing::info!("serving HTTP origin {origin} on {addr}");
+            }
+        }
     }
     Ok(server)
 }
