@@ -7,6 +7,7 @@
 //! | `storm_of_1000_is_one_get_then_one_304` | 1,000 `tftp-loadgen` sessions from 250 loopback addresses, 8 MiB, cold cache: one GET; after `max-age`, a second storm: one conditional GET, 304 |
 //! | `origin_dropped_mid_body_fails_every_session_and_leaves_nothing` | every waiting session gets "Origin transfer failed", no entry remains, the next read fetches again |
 //! | `cache_is_lru_bounded` | filling past `--origin-cache-size` evicts the least recently used; the directory stays within the bound |
+//! | `stale_if_error_serves_a_stale_entry_while_the_origin_is_down` | only with `--origin-stale-if-error`; without, "Origin unavailable" |
 //! | `entries_survive_a_restart_and_no_store_is_not_kept` | a restart serves from the entries on disk; `no-store` is fetched each time, never kept; a second process is refused the directory |
 //!
 //! Needs `nginx` (scripts/test-deps.sh installs `nginx-light`).
@@ -74,7 +75,11 @@ http {{
 "#
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new("nginx")
+        let nginx = ["/usr/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("nginx");
+        let child = Command::new(nginx)
             .arg("-p")
             .arg(dir.path())
             .arg("-c")
@@ -555,4 +560,53 @@ fn entries_survive_a_restart_and_no_store_is_not_kept() {
     assert!(std::fs::read(&dest).unwrap() == kernel);
     assert_eq!(nginx.requests("/long/vmlinuz").len(), 1);
     assert_eq!(server.metric("tftpd_origin_reads_total{result=\"hit\"}"), 1);
+}
+
+#[test]
+fn stale_if_error_serves_a_stale_entry_while_the_origin_is_down() {
+    let nginx = Nginx::start();
+    let data = content(MIB, 5);
+    nginx.put("short/pxelinux.0", &data);
+    let url = nginx.url();
+    let (with, without) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let stale_ok = tftpd(&[
+        "--http-origin",
+        &url,
+        "--origin-cache",
+        with.path().to_str().unwrap(),
+        "--origin-stale-if-error",
+        "--origin-connect-timeout",
+        "1",
+    ]);
+    let strict = tftpd(&[
+        "--http-origin",
+        &url,
+        "--origin-cache",
+        without.path().to_str().unwrap(),
+        "--origin-connect-timeout",
+        "1",
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("f");
+    for server in [&stale_ok, &strict] {
+        let o = server.get("short/pxelinux.0", &dest);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // The origin goes away, and the entries (max-age=2) go stale.
+    drop(nginx);
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = std::fs::remove_file(&dest);
+    let o = stale_ok.get("short/pxelinux.0", &dest);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&dest).unwrap() == data);
+    assert_eq!(
+        stale_ok.metric("tftpd_origin_reads_total{result=\"stale\"}"),
+        1
+    );
+    let _ = std::fs::remove_file(&dest);
+    let o = strict.get("short/pxelinux.0", &dest);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("Origin unavailable"), "{err}");
+    assert!(!dest.exists());
 }
