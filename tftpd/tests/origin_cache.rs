@@ -8,6 +8,7 @@
 //! | `origin_dropped_mid_body_fails_every_session_and_leaves_nothing` | every waiting session gets "Origin transfer failed", no entry remains, the next read fetches again |
 //! | `cache_is_lru_bounded` | filling past `--origin-cache-size` evicts the least recently used; the directory stays within the bound |
 //! | `stale_if_error_serves_a_stale_entry_while_the_origin_is_down` | only with `--origin-stale-if-error`; without, "Origin unavailable" |
+//! | `without_a_cache_a_storm_still_fetches_once` | 250 sessions share one GET through the private temporary copy |
 //! | `entries_survive_a_restart_and_no_store_is_not_kept` | a restart serves from the entries on disk; `no-store` is fetched each time, never kept; a second process is refused the directory |
 //!
 //! Needs `nginx` (scripts/test-deps.sh installs `nginx-light`).
@@ -611,4 +612,24 @@ fn stale_if_error_serves_a_stale_entry_while_the_origin_is_down() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("Origin unavailable"), "{err}");
     assert!(!dest.exists());
+}
+
+#[test]
+fn without_a_cache_a_storm_still_fetches_once() {
+    let nginx = Nginx::start();
+    let data = content(8 * MIB, 6);
+    let verify = nginx.put("long/kernel", &data);
+    let server = tftpd(&["--http-origin", &nginx.url()]);
+    storm(server.port, "long/kernel", 250, &verify);
+    let requests = nginx.requests("/long/kernel");
+    assert_eq!(
+        requests,
+        [("GET".to_string(), 200, 8 * MIB)],
+        "one fetch for the sessions reading meanwhile"
+    );
+    assert_eq!(server.metric("tftpd_origin_bytes_fetched_total"), 8 * MIB);
+    assert_eq!(
+        server.metric("tftpd_origin_reads_total{result=\"coalesced\"}"),
+        249
+    );
 }
