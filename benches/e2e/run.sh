@@ -265,7 +265,7 @@ cat "$ROOT/$BIG_NAME" "$ROOT/$SMALL_NAME" > /dev/null  # warm the page cache
   echo "big file: $BIG bytes; small file: $SMALL bytes; reps: $REPS; conc reps: $CONC_REPS"
   echo "blksizes: $BLKSIZES; windows: $WINDOWS; clients: $CLIENTS"
   echo "loadgen retransmission floor in concurrency runs: $CONC_MIN_TIMEOUT_MS ms"
-  echo "origin storm: $ORIGIN_CLIENTS clients, $ORIGIN_SIZE bytes, nginx $(nginx -v 2>&1 | head -n1)"
+  echo "origin storm: $ORIGIN_CLIENTS clients, $ORIGIN_SIZE bytes; $(nginx -v 2>&1 | head -n1)"
   echo "lossy: curl, $LOSSY_SIZE bytes at blksize $LOSSY_BLKSIZE through tftp-netem; losses: $LOSSY_LOSSES; seeds 1..$LOSSY_SEEDS; servers: $LOSSY_SERVERS"
 } > "$OUT/env.txt"
 
@@ -655,7 +655,7 @@ if ! skipped origin; then
         --min-timeout-ms "$CONC_MIN_TIMEOUT_MS" --deadline "$CONC_DEADLINE" --server-pid "$tpid" \
         --label "$tag" --output "$RAW/$tag.json" >/dev/null 2>>"$LOGS/$tag.err"; then
       gets=$(grep -c '^GET ' "$ORIGIN_DIR/access.log" || true)
-      origin_bytes=$(awk '{ s += $4 } END { print s + 0 }' "$ORIGIN_DIR/access.log")
+      origin_bytes=$(awk '{ s += $4 } END { printf "%.0f\n", s }' "$ORIGIN_DIR/access.log")
       m=$(jq -c --argjson gets "$gets" --argjson ob "$origin_bytes" '{
           origin_gets: $gets,
           origin_mib: ($ob / 1048576),
