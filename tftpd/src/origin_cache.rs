@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use tftp_common::HandlerError;
 use tftp_proto::ErrorCode;
@@ -812,41 +813,52 @@ impl Fetcher {
         });
         let mut written = 0u64;
         let mut buf = Vec::with_capacity(CHUNK);
-        loop {
-            let chunk = response.chunk().await.map_err(|e| {
-                tracing::warn!(%url, error = %e, "origin body failed");
-                count_fetch("failed");
-                transfer_failed()
-            })?;
-            let end = chunk.is_none();
-            if let Some(chunk) = chunk {
-                metrics::counter!("tftpd_origin_bytes_fetched_total").increment(chunk.len() as u64);
-                buf.extend_from_slice(&chunk);
-            }
-            if (end && !buf.is_empty()) || buf.len() >= CHUNK {
-                let len = buf.len() as u64;
-                if size.is_some_and(|s| written + len > s) {
-                    tracing::warn!(%url, "origin body longer than its Content-Length");
+        let mut end = false;
+        while !end {
+            // Wait for one chunk, then take what else has arrived already (up to CHUNK):
+            // sessions see bytes as soon as they come, and a fast origin is written in large
+            // pieces.
+            let mut next = Some(response.chunk().await);
+            while let Some(chunk) = next.take() {
+                let chunk = chunk.map_err(|e| {
+                    tracing::warn!(%url, error = %e, "origin body failed");
                     count_fetch("failed");
-                    return Err(transfer_failed());
-                }
-                let out = Arc::clone(&file);
-                let at = written;
-                buf = tokio::task::spawn_blocking(move || out.write_all_at(&buf, at).map(|()| buf))
-                    .await
-                    .map_err(|e| self.local_error(&io::Error::other(e)))?
-                    .map_err(|e| self.local_error(&e))?;
-                buf.clear();
-                written += len;
-                self.fetch.state.send_modify(|s| {
-                    if let State::Body { written: w, .. } = s {
-                        *w = written;
+                    transfer_failed()
+                })?;
+                match chunk {
+                    Some(chunk) => {
+                        metrics::counter!("tftpd_origin_bytes_fetched_total")
+                            .increment(chunk.len() as u64);
+                        buf.extend_from_slice(&chunk);
+                        if buf.len() < CHUNK {
+                            next = response.chunk().now_or_never();
+                        }
                     }
-                });
+                    None => end = true,
+                }
             }
-            if end {
-                break;
+            if buf.is_empty() {
+                continue;
             }
+            let len = buf.len() as u64;
+            if size.is_some_and(|s| written + len > s) {
+                tracing::warn!(%url, "origin body longer than its Content-Length");
+                count_fetch("failed");
+                return Err(transfer_failed());
+            }
+            let out = Arc::clone(&file);
+            let at = written;
+            buf = tokio::task::spawn_blocking(move || out.write_all_at(&buf, at).map(|()| buf))
+                .await
+                .map_err(|e| self.local_error(&io::Error::other(e)))?
+                .map_err(|e| self.local_error(&e))?;
+            buf.clear();
+            written += len;
+            self.fetch.state.send_modify(|s| {
+                if let State::Body { written: w, .. } = s {
+                    *w = written;
+                }
+            });
         }
         if size.is_some_and(|s| s != written) {
             tracing::warn!(%url, written, "origin body shorter than its Content-Length");

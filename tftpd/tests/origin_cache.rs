@@ -9,6 +9,7 @@
 //! | `cache_is_lru_bounded` | filling past `--origin-cache-size` evicts the least recently used; the directory stays within the bound |
 //! | `stale_if_error_serves_a_stale_entry_while_the_origin_is_down` | only with `--origin-stale-if-error`; without, "Origin unavailable" |
 //! | `without_a_cache_a_storm_still_fetches_once` | 250 sessions share one GET through the private temporary copy |
+//! | `a_stalled_client_holds_back_neither_the_origin_nor_other_clients` | the fetch completes while a session sits on block 1; another session reads the shared copy |
 //! | `entries_survive_a_restart_and_no_store_is_not_kept` | a restart serves from the entries on disk; `no-store` is fetched each time, never kept; a second process is refused the directory |
 //!
 //! Needs `nginx` (scripts/test-deps.sh installs `nginx-light`).
@@ -631,5 +632,50 @@ fn without_a_cache_a_storm_still_fetches_once() {
     assert_eq!(
         server.metric("tftpd_origin_reads_total{result=\"coalesced\"}"),
         249
+    );
+}
+
+#[test]
+fn a_stalled_client_holds_back_neither_the_origin_nor_other_clients() {
+    let nginx = Nginx::start();
+    let data = content(8 * MIB, 7);
+    nginx.put("long/big", &data);
+    let server = tftpd(&["--http-origin", &nginx.url()]);
+    // A client that takes block 1 and never acknowledges it.
+    let stalled = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    stalled
+        .send_to(b"\x00\x01long/big\x00octet\x00", ("127.0.0.1", server.port))
+        .unwrap();
+    let mut buf = [0u8; 600];
+    let (n, _) = stalled.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..4], b"\x00\x03\x00\x01");
+    assert!(buf[4..n] == data[..512]);
+    // The origin's body arrives whole all the same.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.metric("tftpd_origin_bytes_fetched_total") < 8 * MIB {
+        assert!(
+            Instant::now() < deadline,
+            "the fetch waited for the stalled client"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // And another client reads the same copy at its own pace.
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("big");
+    let started = Instant::now();
+    let o = server.get("long/big", &dest);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&dest).unwrap() == data);
+    eprintln!(
+        "beside a stalled session: 8 MiB in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(nginx.requests("/long/big").len(), 1);
+    assert_eq!(
+        server.metric("tftpd_origin_reads_total{result=\"coalesced\"}"),
+        1
     );
 }
