@@ -158,6 +158,15 @@ fn key(url: &str) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether a file name in the cache directory is one of the cache's: `KEY.json`, `KEY.data`
+/// or `KEY.*.tmp`, KEY being 64 hexadecimal digits.
+fn ours(name: &str) -> bool {
+    let (key, rest) = name.split_at_checked(64).unwrap_or(("", ""));
+    key.len() == 64
+        && key.bytes().all(|b| b.is_ascii_hexdigit())
+        && (rest == ".json" || rest == ".data" || (rest.starts_with('.') && rest.ends_with(".tmp")))
+}
+
 fn transfer_failed() -> HandlerError {
     HandlerError::new(ErrorCode::NOT_DEFINED, "Origin transfer failed")
 }
@@ -348,13 +357,14 @@ impl Cache {
         for item in listing.flatten() {
             let path = item.path();
             let name = item.file_name().to_string_lossy().into_owned();
-            if name == ".lock" {
+            // Only our own files are touched: KEY.json, KEY.data, KEY.*.tmp.
+            if !ours(&name) {
                 continue;
             }
             let Some(key) = name.strip_suffix(".json") else {
-                // Data files are looked at with their sidecar; anything else is a leftover
-                // (a temporary file of a fetch cut short by a crash).
-                if !name.ends_with(".data") {
+                // Data files are looked at with their sidecar; a temporary file is a leftover
+                // of a fetch cut short by a crash.
+                if name.ends_with(".tmp") {
                     let _ = std::fs::remove_file(&path);
                 }
                 continue;
@@ -388,7 +398,7 @@ impl Cache {
             for item in listing.flatten() {
                 let name = item.file_name().to_string_lossy().into_owned();
                 if let Some(key) = name.strip_suffix(".data") {
-                    if !inner.entries.contains_key(key) {
+                    if ours(&name) && !inner.entries.contains_key(key) {
                         let _ = std::fs::remove_file(item.path());
                     }
                 }
@@ -1016,6 +1026,24 @@ mod tests {
             60
         );
         assert_eq!(p(&[("expires", "0")]).fresh_for, 0);
+    }
+
+    #[test]
+    fn only_the_caches_own_files_are_touched() {
+        let k = key("http://a/b");
+        assert!(ours(&format!("{k}.json")));
+        assert!(ours(&format!("{k}.data")));
+        assert!(ours(&format!("{k}.a1B2c3.tmp")));
+        for other in [
+            ".lock",
+            "README",
+            "notes.json",
+            "x.data",
+            &format!("{k}.bak"),
+            &k[..63],
+        ] {
+            assert!(!ours(other), "{other}");
+        }
     }
 
     #[test]

@@ -556,9 +556,15 @@ fn entries_survive_a_restart_and_no_store_is_not_kept() {
         String::from_utf8_lossy(&second.stderr)
     );
 
-    // Restarted: served from the entry on disk.
+    // Restarted: served from the entry on disk. A crash's temporary file is removed, a file
+    // that is not the cache's is left alone.
     drop(server);
+    let leftover = cache.path().join(format!("{}.x1y2.tmp", "ab".repeat(32)));
+    std::fs::write(&leftover, b"partial").unwrap();
+    std::fs::write(cache.path().join("notes.txt"), b"mine").unwrap();
     let server = tftpd(&args);
+    assert!(!leftover.exists());
+    assert!(cache.path().join("notes.txt").exists());
     let o = server.get("long/vmlinuz", &dest);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(std::fs::read(&dest).unwrap() == kernel);
