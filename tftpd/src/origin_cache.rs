@@ -54,6 +54,10 @@ pub struct CacheOptions {
     pub max_bytes: Option<u64>,
     /// Serve a stale entry when the origin is unreachable or answers 5xx.
     pub stale_if_error: bool,
+    /// Seconds a response that states no freshness (no `Cache-Control: max-age`, no
+    /// `Expires`) is fresh; 0, the default, revalidates it at every read (and, without a
+    /// cache directory, shares its copy only while it is being fetched).
+    pub default_max_age: u64,
 }
 
 /// The default `--origin-cache-size`.
@@ -83,6 +87,9 @@ enum State {
 #[derive(Debug)]
 struct Fetch {
     state: watch::Sender<State>,
+    /// Seconds since the epoch until which the complete copy may be shared (without a cache
+    /// directory): the response's freshness.
+    fresh_until: AtomicU64,
 }
 
 /// What the sidecar of an entry says.
@@ -118,6 +125,7 @@ pub(crate) struct Cache {
     persistent: bool,
     max_bytes: AtomicU64,
     stale_if_error: AtomicBool,
+    default_max_age: AtomicU64,
     inner: Mutex<Inner>,
     _private: Option<tempfile::TempDir>,
     _lock: Option<File>,
@@ -221,7 +229,8 @@ fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn policy(headers: &reqwest::header::HeaderMap) -> Policy {
+/// `default_max_age`: the freshness of a response that states none.
+fn policy(headers: &reqwest::header::HeaderMap, default_max_age: u64) -> Policy {
     let mut store = true;
     let mut max_age = None;
     let mut s_maxage = None;
@@ -261,7 +270,7 @@ fn policy(headers: &reqwest::header::HeaderMap) -> Policy {
             .and_then(|e| e.duration_since(date).ok())
             .map_or(0, |d| d.as_secs())
     } else {
-        0
+        default_max_age
     };
     Policy { store, fresh_for }
 }
@@ -313,11 +322,14 @@ impl Cache {
             cache
                 .stale_if_error
                 .store(options.stale_if_error, Ordering::Relaxed);
+            cache
+                .default_max_age
+                .store(options.default_max_age, Ordering::Relaxed);
             cache.evict(&mut lock(&cache.inner), 0);
             return Ok(cache);
         }
         let cache = Arc::new(match &dir {
-            Some(d) => Cache::persistent(d, max, options.stale_if_error)?,
+            Some(d) => Cache::persistent(d, max, options)?,
             None => {
                 let private = tempfile::Builder::new()
                     .prefix("tftpd-origin-")
@@ -328,6 +340,7 @@ impl Cache {
                     persistent: false,
                     max_bytes: AtomicU64::new(max),
                     stale_if_error: AtomicBool::new(false),
+                    default_max_age: AtomicU64::new(options.default_max_age),
                     inner: Mutex::default(),
                     _private: Some(private),
                     _lock: None,
@@ -338,7 +351,7 @@ impl Cache {
         Ok(cache)
     }
 
-    fn persistent(dir: &Path, max: u64, stale_if_error: bool) -> Result<Cache, String> {
+    fn persistent(dir: &Path, max: u64, options: &CacheOptions) -> Result<Cache, String> {
         let shown = dir.display();
         let lock_file = std::fs::OpenOptions::new()
             .create(true)
@@ -409,7 +422,8 @@ impl Cache {
             dir: dir.to_path_buf(),
             persistent: true,
             max_bytes: AtomicU64::new(max),
-            stale_if_error: AtomicBool::new(stale_if_error),
+            stale_if_error: AtomicBool::new(options.stale_if_error),
+            default_max_age: AtomicU64::new(options.default_max_age),
             inner: Mutex::new(inner),
             _private: None,
             _lock: Some(lock_file),
@@ -484,7 +498,15 @@ impl Cache {
     fn lookup(self: &Arc<Self>, client: &reqwest::Client, url: String) -> Found {
         let mut inner = lock(&self.inner);
         if let Some(fetch) = inner.fetches.get(&url).and_then(Weak::upgrade) {
-            if !matches!(*fetch.state.borrow(), State::Failed(_)) {
+            // In flight, or (without a cache directory) complete, read and still fresh.
+            let joinable = match &*fetch.state.borrow() {
+                State::Failed(_) => false,
+                State::Body { complete: true, .. } => {
+                    fetch.fresh_until.load(Ordering::Relaxed) > now_secs()
+                }
+                _ => true,
+            };
+            if joinable {
                 count_read("coalesced");
                 return Found::Fetch(fetch);
             }
@@ -515,6 +537,7 @@ impl Cache {
         }
         let fetch = Arc::new(Fetch {
             state: watch::Sender::new(State::Pending),
+            fresh_until: AtomicU64::new(u64::MAX),
         });
         inner.fetches.retain(|_, f| f.strong_count() > 0);
         inner.fetches.insert(url.clone(), Arc::downgrade(&fetch));
@@ -762,7 +785,7 @@ impl Fetcher {
         })?;
         let code = response.status().as_u16();
         let headers = response.headers().clone();
-        let policy = policy(&headers);
+        let policy = policy(&headers, self.cache.default_max_age.load(Ordering::Relaxed));
         let fresh_until = now_secs().saturating_add(policy.fresh_for);
         if code == 304 {
             if let Some(meta) = stale {
@@ -782,6 +805,10 @@ impl Fetcher {
             return Err(status_error(url, code));
         }
         count_read("miss");
+        let shared_until = if policy.store { fresh_until } else { 0 };
+        self.fetch
+            .fresh_until
+            .store(shared_until, Ordering::Relaxed);
         let size = response.content_length();
         let mut store = self.cache.persistent && policy.store;
         if store {
@@ -992,7 +1019,7 @@ mod tests {
 
     #[test]
     fn cache_control_is_read_as_a_shared_cache() {
-        let p = |pairs: &[(&'static str, &str)]| policy(&headers(pairs));
+        let p = |pairs: &[(&'static str, &str)]| policy(&headers(pairs), 0);
         assert_eq!(
             p(&[]),
             Policy {
@@ -1026,6 +1053,13 @@ mod tests {
             60
         );
         assert_eq!(p(&[("expires", "0")]).fresh_for, 0);
+        // --origin-default-max-age applies only when the response says nothing.
+        let h = headers(&[]);
+        assert_eq!(policy(&h, 30).fresh_for, 30);
+        let h = headers(&[("cache-control", "max-age=5")]);
+        assert_eq!(policy(&h, 30).fresh_for, 5);
+        let h = headers(&[("cache-control", "no-cache")]);
+        assert_eq!(policy(&h, 30).fresh_for, 0);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! | `stale_if_error_serves_a_stale_entry_while_the_origin_is_down` | only with `--origin-stale-if-error`; without, "Origin unavailable" |
 //! | `without_a_cache_a_storm_still_fetches_once` | 250 sessions share one GET through the private temporary copy |
 //! | `a_stalled_client_holds_back_neither_the_origin_nor_other_clients` | the fetch completes while a session sits on block 1; another session reads the shared copy |
+//! | `freshness_without_cache_control_and_of_a_shared_copy` | no Cache-Control: revalidated at every read, or fresh for `--origin-default-max-age`; without a cache a copy being read is shared only while fresh |
 //! | `entries_survive_a_restart_and_no_store_is_not_kept` | a restart serves from the entries on disk; `no-store` is fetched each time, never kept; a second process is refused the directory |
 //!
 //! Needs `nginx` (scripts/test-deps.sh installs `nginx-light`).
@@ -683,5 +684,71 @@ fn a_stalled_client_holds_back_neither_the_origin_nor_other_clients() {
     assert_eq!(
         server.metric("tftpd_origin_reads_total{result=\"coalesced\"}"),
         1
+    );
+}
+
+#[test]
+fn freshness_without_cache_control_and_of_a_shared_copy() {
+    let nginx = Nginx::start();
+    let data = content(MIB, 8);
+    for name in ["plain-a", "plain-b", "short/copy"] {
+        nginx.put(name, &data);
+    }
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("f");
+    let statuses = |uri: &str| -> Vec<u16> { nginx.requests(uri).iter().map(|r| r.1).collect() };
+
+    // No Cache-Control from the origin: revalidated at every read...
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let strict = tftpd(&[
+        "--http-origin",
+        &nginx.url(),
+        "--origin-cache",
+        a.path().to_str().unwrap(),
+    ]);
+    // ...or fresh for --origin-default-max-age.
+    let lenient = tftpd(&[
+        "--http-origin",
+        &nginx.url(),
+        "--origin-cache",
+        b.path().to_str().unwrap(),
+        "--origin-default-max-age",
+        "60",
+    ]);
+    for _ in 0..2 {
+        for (server, file) in [(&strict, "plain-a"), (&lenient, "plain-b")] {
+            let o = server.get(file, &dest);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            assert!(std::fs::read(&dest).unwrap() == data);
+        }
+    }
+    assert_eq!(statuses("/plain-a"), [200, 304]);
+    assert_eq!(statuses("/plain-b"), [200]);
+
+    // Without a cache, a copy still being read is shared only while fresh (max-age=2).
+    let server = tftpd(&["--http-origin", &nginx.url()]);
+    let stalled = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    stalled
+        .send_to(
+            b"\x00\x01short/copy\x00octet\x00",
+            ("127.0.0.1", server.port),
+        )
+        .unwrap();
+    let mut buf = [0u8; 600];
+    let _ = stalled.recv_from(&mut buf).unwrap();
+    let o = server.get("short/copy", &dest);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(statuses("/short/copy"), [200], "shared while fresh");
+    std::thread::sleep(Duration::from_millis(2200));
+    let o = server.get("short/copy", &dest);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&dest).unwrap() == data);
+    assert_eq!(
+        statuses("/short/copy"),
+        [200, 200],
+        "fetched again once stale"
     );
 }

@@ -59,6 +59,10 @@ struct Args {
     /// Serve a stale --origin-cache entry when the origin is unreachable or fails.
     #[arg(long)]
     origin_stale_if_error: bool,
+    /// Seconds an origin response without Cache-Control max-age or Expires counts as fresh
+    /// (0: revalidated at every read).
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    origin_default_max_age: u64,
     /// Seconds to connect to the origin.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     origin_connect_timeout: f64,
@@ -558,6 +562,7 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
                     dir: args.origin_cache.clone(),
                     max_bytes: Some(args.origin_cache_size),
                     stale_if_error: args.origin_stale_if_error,
+                    default_max_age: args.origin_default_max_age,
                 })?,
         ),
         None => None,
