@@ -14,8 +14,9 @@
 //!   A body is written under a temporary name and renamed only once complete and of the
 //!   announced `Content-Length`, so a fetch that fails midway never becomes an entry. The
 //!   directory is bounded (`--origin-cache-size`): least recently used entries are evicted,
-//!   and space for a body of known length is reserved (evicting) before it is written, so the
-//!   directory exceeds the bound by at most a body of unknown length in flight.
+//!   and space is reserved (evicting) before a body is written: whole for a known
+//!   `Content-Length`, as it arrives otherwise (evicting as it grows; a body that outgrows the
+//!   cache is served but not kept), so the directory stays within the bound.
 //! - **HTTP semantics** as a shared cache: `Cache-Control: no-store` and `private` are not
 //!   stored, `no-cache` is revalidated each time, `s-maxage`/`max-age` (less `Age`) or
 //!   `Expires` give the freshness, nothing means revalidate each time. A stale entry is
@@ -824,7 +825,7 @@ impl Fetcher {
         }
         // A body kept: a named temporary file renamed when complete. Not kept: an unnamed
         // one, gone with its last reader.
-        let (temp, file) = if store {
+        let (mut temp, file) = if store {
             let temp = tempfile::Builder::new()
                 .prefix(&format!("{}.", self.key))
                 .suffix(".tmp")
@@ -882,6 +883,23 @@ impl Fetcher {
                 tracing::warn!(%url, "origin body longer than its Content-Length");
                 count_fetch("failed");
                 return Err(transfer_failed());
+            }
+            if temp.is_some() && size.is_none() {
+                // A body of unknown length takes its room in the cache as it comes; one that
+                // outgrows the cache is still served but no longer kept (its name goes, the
+                // sessions keep reading the open file).
+                let mut inner = lock(&self.cache.inner);
+                if self.cache.evict(&mut inner, len) {
+                    inner.used += len;
+                    self.reserved += len;
+                } else {
+                    inner.used = inner.used.saturating_sub(self.reserved);
+                    self.reserved = 0;
+                    self.cache.gauges(&inner);
+                    drop(inner);
+                    tracing::info!(%url, "origin body larger than --origin-cache-size: not kept");
+                    temp = None;
+                }
             }
             let out = Arc::clone(&file);
             let at = written;
@@ -953,17 +971,12 @@ impl Fetcher {
                 return Err(self.local_error(&e));
             }
             let mut inner = lock(&self.cache.inner);
-            // Room for a body whose length was unknown until now.
-            let room = match self.reserved {
-                0 => self.cache.evict(&mut inner, size),
-                reserved => {
-                    inner.used = inner.used.saturating_sub(reserved);
-                    self.reserved = 0;
-                    true
-                }
-            };
             // The old entry (if any) goes first: its sidecar must not describe the new data.
             self.cache.remove_entry(&mut inner, &self.key);
+            // Its room was reserved as it came (an empty body needs none).
+            inner.used = inner.used.saturating_sub(self.reserved);
+            self.reserved = 0;
+            let room = self.cache.evict(&mut inner, size);
             if room {
                 let kept = temp
                     .persist(self.cache.data_path(&self.key))

@@ -7,6 +7,7 @@
 //! | `storm_of_1000_is_one_get_then_one_304` | 1,000 `tftp-loadgen` sessions from 250 loopback addresses, 8 MiB, cold cache: one GET; after `max-age`, a second storm: one conditional GET, 304 |
 //! | `origin_dropped_mid_body_fails_every_session_and_leaves_nothing` | every waiting session gets "Origin transfer failed", no entry remains, the next read fetches again |
 //! | `cache_is_lru_bounded` | filling past `--origin-cache-size` evicts the least recently used; the directory stays within the bound |
+//! | `bodies_of_unknown_length_stay_within_the_bound` | a chunked body takes its room as it arrives; one larger than the cache is served, not kept |
 //! | `stale_if_error_serves_a_stale_entry_while_the_origin_is_down` | only with `--origin-stale-if-error`; without, "Origin unavailable" |
 //! | `without_a_cache_a_storm_still_fetches_once` | 250 sessions share one GET through the private temporary copy |
 //! | `a_stalled_client_holds_back_neither_the_origin_nor_other_clients` | the fetch completes while a session sits on block 1; another session reads the shared copy |
@@ -351,9 +352,9 @@ fn storm_of_1000_is_one_get_then_one_304() {
     assert_eq!(entries(cache.path(), ".tmp"), 0);
 }
 
-/// An origin whose `/drop/N` sends the headers of a 4 MiB body, 1 MiB of it slowly (over
-/// about a second, so that sessions pile up on the fetch), then closes; the number of
-/// requests it got.
+/// An origin whose `/drop/*` sends the headers of a 4 MiB body, 1 MiB of it slowly (over
+/// about a second, so that sessions pile up on the fetch), then closes, and whose
+/// `/chunked/LEN` sends LEN bytes without a `Content-Length`; the number of requests it got.
 fn dropping_origin() -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -364,6 +365,8 @@ fn dropping_origin() -> (u16, Arc<AtomicUsize>) {
             let count = Arc::clone(&count);
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
@@ -371,6 +374,21 @@ fn dropping_origin() -> (u16, Arc<AtomicUsize>) {
                     }
                 }
                 count.fetch_add(1, Ordering::SeqCst);
+                let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+                if let Some(len) = path.strip_prefix("/chunked/") {
+                    let data = content(len.parse().unwrap(), 9);
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nCache-Control: max-age=600\r\nConnection: close\r\n\r\n"
+                    );
+                    for chunk in data.chunks(100_000) {
+                        let _ = write!(stream, "{:x}\r\n", chunk.len());
+                        let _ = stream.write_all(chunk);
+                        let _ = write!(stream, "\r\n");
+                    }
+                    let _ = write!(stream, "0\r\n\r\n");
+                    return;
+                }
                 let _ = write!(
                     stream,
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nCache-Control: max-age=600\r\n\r\n",
@@ -751,4 +769,50 @@ fn freshness_without_cache_control_and_of_a_shared_copy() {
         [200, 200],
         "fetched again once stale"
     );
+}
+
+#[test]
+fn bodies_of_unknown_length_stay_within_the_bound() {
+    let (http, requests) = dropping_origin();
+    let cache = tempfile::tempdir().unwrap();
+    let bound = 3 * MIB / 2;
+    let server = tftpd(&[
+        "--http-origin",
+        &format!("http://127.0.0.1:{http}/"),
+        "--origin-cache",
+        cache.path().to_str().unwrap(),
+        "--origin-cache-size",
+        &bound.to_string(),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("f");
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let watcher = {
+        let (stop, peak, dir) = (
+            Arc::clone(&stop),
+            Arc::clone(&peak),
+            cache.path().to_path_buf(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                peak.fetch_max(dir_bytes(&dir), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    // The 2 MiB body evicts the 1 MiB entry as it grows, then outgrows the cache.
+    for (len, kept) in [(MIB, 1), (2 * MIB, 0), (MIB, 1), (MIB, 1)] {
+        let o = server.get(&format!("chunked/{len}"), &dest);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(std::fs::read(&dest).unwrap() == content(len, 9));
+        assert_eq!(entries(cache.path(), ".data"), kept, "after {len}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    watcher.join().unwrap();
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak <= bound, "the directory reached {peak} bytes");
+    // The last read is a hit.
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+    assert_eq!(entries(cache.path(), ".tmp"), 0);
 }
