@@ -554,6 +554,9 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         )?,
         read: secs(args.origin_read_timeout, "--origin-read-timeout", false)?,
     };
+    if args.origin_cache.is_some() && args.http_origin.is_none() {
+        return Err("--origin-cache needs --http-origin".into());
+    }
     let origin = match &args.http_origin {
         Some(url) => Some(
             HttpOrigin::with_redirects(url, timeouts, args.origin_redirects.into())
