@@ -154,6 +154,73 @@ fn windowsize_label(windowsize: u16) -> std::borrow::Cow<'static, str> {
     }
 }
 
+/// Give every metric of the table above its HELP text and unit (call once, after installing
+/// a recorder: a Prometheus scrape then says what each series means).
+#[cfg(feature = "metrics")]
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "tftp_sessions_started_total",
+        "Requests answered: sessions started and requests refused by a handler"
+    );
+    describe_counter!("tftp_sessions_total", "Sessions ended, by outcome");
+    describe_gauge!(
+        "tftp_active_sessions",
+        "Sessions running now (replaced ones until they end)"
+    );
+    describe_counter!(
+        "tftp_bytes_sent_total",
+        Unit::Bytes,
+        "Payload bytes of reads, acknowledged by clients"
+    );
+    describe_counter!(
+        "tftp_bytes_received_total",
+        Unit::Bytes,
+        "Payload bytes of uploads, stored"
+    );
+    describe_counter!(
+        "tftp_packets_sent_total",
+        "Datagrams sent by sessions, retransmissions included"
+    );
+    describe_counter!(
+        "tftp_packets_received_total",
+        "Datagrams received from transfer peers"
+    );
+    describe_counter!(
+        "tftp_retransmissions_total",
+        "Datagrams sent again after a timeout"
+    );
+    describe_counter!(
+        "tftp_errors_sent_total",
+        "ERROR packets sent, by TFTP error code"
+    );
+    describe_counter!(
+        "tftp_negotiated_blksize_total",
+        "Transfers by negotiated block size (bucketed)"
+    );
+    describe_counter!(
+        "tftp_negotiated_windowsize_total",
+        "Transfers by negotiated window size (bucketed)"
+    );
+    describe_histogram!(
+        "tftp_session_duration_seconds",
+        Unit::Seconds,
+        "Session durations, by outcome"
+    );
+    describe_counter!(
+        "tftp_stray_packets_total",
+        "Datagrams from strangers at transfer ports (ignored; a few answered with ERROR 5)"
+    );
+    describe_counter!(
+        "tftp_requests_dropped_total",
+        "Datagrams at listening ports dropped without an answer, by reason"
+    );
+    describe_counter!(
+        "tftp_requests_refused_total",
+        "Requests refused at listening ports with an ERROR, by reason"
+    );
+}
+
 /// The `outcome` label of a session.
 pub fn outcome_label(report: &SessionReport) -> &'static str {
     let s = &report.stats;

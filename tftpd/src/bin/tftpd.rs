@@ -552,6 +552,7 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
             )
             .and_then(|b| b.install_recorder())
             .map_err(|e| format!("--metrics {addr}: {e}"))?;
+        tftp_common::stats::describe_metrics();
         // The recorder's upkeep (draining histograms), which its own exporter ran every 5 s.
         let upkeep = handle.clone();
         tokio::spawn(async move {
