@@ -350,6 +350,17 @@ fn storm_of_1000_is_one_get_then_one_304() {
     );
     assert_eq!(entries(cache.path(), ".data"), 1);
     assert_eq!(entries(cache.path(), ".tmp"), 0);
+    // Every origin metric says what it is.
+    let text = server.scrape();
+    let types: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("# TYPE tftpd_origin_"))
+        .collect();
+    assert!(types.len() >= 6, "{text}");
+    for line in types {
+        let name = line.split_whitespace().nth(2).unwrap();
+        assert!(text.contains(&format!("# HELP {name} ")), "{name}: no HELP");
+    }
 }
 
 /// An origin whose `/drop/*` sends the headers of a 4 MiB body, 1 MiB of it slowly (over
