@@ -82,6 +82,8 @@ enum State {
         complete: bool,
     },
     Failed(HandlerError),
+    /// No shared copy could be made (the disk is full, say): each session fetches on its own.
+    Direct,
 }
 
 /// A fetch in progress (or, without a cache directory, a copy still being read).
@@ -118,7 +120,13 @@ struct Inner {
     /// Bytes of the entries plus reservations of fetches in flight.
     used: u64,
     clock: u64,
+    /// Until then, no shared copy is tried (the last one could not be created): sessions
+    /// fetch on their own.
+    direct_until: Option<std::time::Instant>,
 }
+
+/// How long sessions fetch on their own after a shared copy could not be created.
+const DIRECT_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The coalescing fetcher and, with a directory, the cache. One per directory per process.
 pub(crate) struct Cache {
@@ -189,7 +197,7 @@ fn describe_metrics() {
         );
         metrics::describe_counter!(
             "tftpd_origin_fetches_total",
-            "Requests sent to the HTTP origin for reads, by result: full (200), not_modified (304), failed"
+            "Requests sent to the HTTP origin for reads, by result: full (200, into a shared copy), not_modified (304), direct (200 streamed to one session: no room for a shared copy), failed"
         );
         metrics::describe_counter!(
             "tftpd_origin_bytes_fetched_total",
@@ -486,13 +494,18 @@ impl Cache {
         client: &reqwest::Client,
         url: String,
     ) -> Result<ReadResponse, HandlerError> {
-        match self.lookup(client, url) {
+        let response = match self.lookup(client, url.clone()) {
             Found::Entry(file, size) => {
                 // The LRU order across restarts.
                 let _ = file.set_modified(SystemTime::now());
-                Self::respond(watch::channel(complete(file, size)).1, None).await
+                Self::respond(watch::channel(complete(file, size)).1, None).await?
             }
-            Found::Fetch(fetch) => Self::respond(fetch.state.subscribe(), Some(fetch)).await,
+            Found::Fetch(fetch) => Self::respond(fetch.state.subscribe(), Some(fetch)).await?,
+            Found::Direct => None,
+        };
+        match response {
+            Some(response) => Ok(response),
+            None => direct_read(client, &url).await,
         }
     }
 
@@ -513,6 +526,13 @@ impl Cache {
             }
         }
         let key = key(&url);
+        if inner
+            .direct_until
+            .is_some_and(|t| std::time::Instant::now() < t)
+            && !inner.entries.contains_key(&key)
+        {
+            return Found::Direct;
+        }
         let mut stale = None;
         if let Some(entry) = inner.entries.get(&key).filter(|e| e.meta.url == url) {
             let meta = entry.meta.clone();
@@ -555,10 +575,11 @@ impl Cache {
     }
 
     /// Once the origin has answered: the session's reader of the copy.
+    /// `None`: no shared copy, the session must fetch on its own.
     async fn respond(
         mut rx: watch::Receiver<State>,
         fetch: Option<Arc<Fetch>>,
-    ) -> Result<ReadResponse, HandlerError> {
+    ) -> Result<Option<ReadResponse>, HandlerError> {
         let state = rx
             .wait_for(|s| !matches!(s, State::Pending))
             .await
@@ -568,6 +589,7 @@ impl Cache {
             State::Pending => None,
             State::Body { size, .. } => size,
             State::Failed(e) => return Err(e),
+            State::Direct => return Ok(None),
         };
         let reader = CopyReader {
             rx,
@@ -581,8 +603,38 @@ impl Cache {
                 Err(e) => Some((Err(e), r)),
             }
         });
-        Ok(ReadResponse::new(StreamReader::new(stream), size))
+        Ok(Some(ReadResponse::new(StreamReader::new(stream), size)))
     }
+}
+
+/// A session's own fetch, streamed as it arrives: when no shared copy can be made.
+async fn direct_read(client: &reqwest::Client, url: &str) -> Result<ReadResponse, HandlerError> {
+    use futures_util::TryStreamExt;
+    let response = client.get(url).send().await.map_err(|e| {
+        tracing::warn!(%url, error = %e, "origin request failed");
+        count_fetch("failed");
+        crate::http::request_error(&e)
+    })?;
+    let code = response.status().as_u16();
+    if code != 200 {
+        count_fetch("failed");
+        return Err(status_error(url, code));
+    }
+    count_fetch("direct");
+    let size = response.content_length();
+    let body = response
+        .bytes_stream()
+        .map_ok(|chunk| {
+            let len = chunk.len() as u64;
+            metrics::counter!("tftpd_origin_bytes_fetched_total").increment(len);
+            metrics::counter!("tftpd_origin_bytes_served_total").increment(len);
+            chunk
+        })
+        .map_err(|e| {
+            tracing::warn!(error = %e, "origin body failed");
+            io::Error::other(transfer_failed())
+        });
+    Ok(ReadResponse::new(StreamReader::new(body), size))
 }
 
 fn complete(file: File, size: u64) -> State {
@@ -598,6 +650,8 @@ fn complete(file: File, size: u64) -> State {
 enum Found {
     Entry(File, u64),
     Fetch(Arc<Fetch>),
+    /// The session's own fetch (no room for shared copies).
+    Direct,
 }
 
 /// A session's position in a copy.
@@ -614,6 +668,7 @@ impl CopyReader {
             let state = self.rx.borrow_and_update().clone();
             match state {
                 State::Failed(e) => return Err(io::Error::other(e)),
+                State::Direct => return Err(io::Error::other(transfer_failed())),
                 State::Pending => {}
                 State::Body {
                     file,
@@ -668,6 +723,8 @@ enum Fetched {
     Body(Option<tempfile::NamedTempFile>, u64, Meta),
     /// 304: the stale entry is fresh again.
     NotModified(Meta),
+    /// No copy could be made.
+    Direct,
 }
 
 impl Fetcher {
@@ -698,13 +755,16 @@ impl Fetcher {
                 }
             }
         };
-        let failed = matches!(state, State::Failed(_));
+        let failed = matches!(state, State::Failed(_) | State::Direct);
         {
             let mut inner = lock(&self.cache.inner);
             inner.used = inner.used.saturating_sub(self.reserved);
             self.reserved = 0;
             // Published (or failed): later reads look at the entries, or fetch anew. Without
             // a cache directory, the complete copy stays joinable while it is read.
+            if matches!(state, State::Direct) {
+                inner.direct_until = Some(std::time::Instant::now() + DIRECT_BACKOFF);
+            }
             if failed || self.cache.persistent {
                 let ours = inner
                     .fetches
@@ -760,10 +820,12 @@ impl Fetcher {
                     Err(_) => match self.request(None).await? {
                         Fetched::Body(temp, size, meta) => self.publish(temp, size, meta),
                         Fetched::NotModified(_) => Err(transfer_failed()),
+                        Fetched::Direct => Ok(State::Direct),
                     },
                 }
             }
             Fetched::Body(temp, size, meta) => self.publish(temp, size, meta),
+            Fetched::Direct => Ok(State::Direct),
         }
     }
 
@@ -825,22 +887,25 @@ impl Fetcher {
         }
         // A body kept: a named temporary file renamed when complete. Not kept: an unnamed
         // one, gone with its last reader.
-        let (mut temp, file) = if store {
-            let temp = tempfile::Builder::new()
+        let copy = if store {
+            tempfile::Builder::new()
                 .prefix(&format!("{}.", self.key))
                 .suffix(".tmp")
                 .tempfile_in(&self.cache.dir)
-                .map_err(|e| self.local_error(&e))?;
-            let file = temp
-                .as_file()
-                .try_clone()
-                .map_err(|e| self.local_error(&e))?;
-            (Some(temp), file)
+                .and_then(|temp| {
+                    let file = temp.as_file().try_clone()?;
+                    Ok((Some(temp), file))
+                })
         } else {
-            (
-                None,
-                tempfile::tempfile_in(&self.cache.dir).map_err(|e| self.local_error(&e))?,
-            )
+            tempfile::tempfile_in(&self.cache.dir).map(|file| (None, file))
+        };
+        let (mut temp, file) = match copy {
+            Ok(copy) => copy,
+            Err(e) => {
+                // Still served, as before there were shared copies: each session on its own.
+                tracing::warn!(dir = %self.cache.dir.display(), error = %e, "no room for a shared copy of an origin file; sessions fetch it on their own");
+                return Ok(Fetched::Direct);
+            }
         };
         let file = Arc::new(file);
         self.fetch.state.send_replace(State::Body {

@@ -8,6 +8,7 @@
 //! | `origin_dropped_mid_body_fails_every_session_and_leaves_nothing` | every waiting session gets "Origin transfer failed", no entry remains, the next read fetches again |
 //! | `cache_is_lru_bounded` | filling past `--origin-cache-size` evicts the least recently used; the directory stays within the bound |
 //! | `bodies_of_unknown_length_stay_within_the_bound` | a chunked body takes its room as it arrives; one larger than the cache is served, not kept |
+//! | `without_room_for_a_copy_each_session_fetches_on_its_own` | the copy cannot be created (an immutable directory): served all the same, one GET per session |
 //! | `stale_if_error_serves_a_stale_entry_while_the_origin_is_down` | only with `--origin-stale-if-error`; without, "Origin unavailable" |
 //! | `without_a_cache_a_storm_still_fetches_once` | 250 sessions share one GET through the private temporary copy |
 //! | `a_stalled_client_holds_back_neither_the_origin_nor_other_clients` | the fetch completes while a session sits on block 1; another session reads the shared copy |
@@ -145,9 +146,14 @@ struct Tftpd {
 }
 
 fn tftpd(args: &[&str]) -> Tftpd {
+    tftpd_env(args, &[])
+}
+
+fn tftpd_env(args: &[&str], env: &[(&str, &Path)]) -> Tftpd {
     let port = free_udp();
     let metrics = free_tcp();
     let child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .envs(env.iter().copied())
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--metrics", &format!("127.0.0.1:{metrics}")])
         .args(args)
@@ -826,4 +832,51 @@ fn bodies_of_unknown_length_stay_within_the_bound() {
     // The last read is a hit.
     assert_eq!(requests.load(Ordering::SeqCst), 3);
     assert_eq!(entries(cache.path(), ".tmp"), 0);
+}
+
+/// `chattr -i` on drop.
+struct Immutable(PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn without_room_for_a_copy_each_session_fetches_on_its_own() {
+    let nginx = Nginx::start();
+    let data = content(2 * MIB, 10);
+    nginx.put("long/direct", &data);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = tftpd_env(&["--http-origin", &nginx.url()], &[("TMPDIR", tmp.path())]);
+    let private = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("tftpd-origin-"))
+        .expect("tftpd's private directory for copies")
+        .path();
+    // An immutable directory: not even root may create a file in it (as on a full disk).
+    let made = Command::new("chattr").arg("+i").arg(&private).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: chattr +i is not available here");
+        return;
+    }
+    let _undo = Immutable(private);
+    let out = tempfile::tempdir().unwrap();
+    for i in 0..2 {
+        let dest = out.path().join(format!("f{i}"));
+        let o = server.get("long/direct", &dest);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(std::fs::read(&dest).unwrap() == data);
+    }
+    assert_eq!(
+        nginx.requests("/long/direct").len(),
+        3,
+        "the first, dropped, and one per session"
+    );
+    assert_eq!(
+        server.metric("tftpd_origin_fetches_total{result=\"direct\"}"),
+        2
+    );
 }
