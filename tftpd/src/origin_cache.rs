@@ -5,10 +5,12 @@
 //!
 //! - **Coalescing.** The first read of a URL starts a fetch that writes the body into a file;
 //!   every read of that URL while the fetch runs (or, without a cache directory, while any
-//!   session still reads the copy) reads the same file at its own offset, and waits on a
-//!   [`tokio::sync::watch`] of the bytes written so far when it catches up. The fetch runs at
-//!   the origin's pace, not the slowest client's; a slow client never holds back a fast one;
-//!   memory stays bounded (the copy is on disk, each session buffers one chunk).
+//!   session still reads the copy and it is fresh) reads the same file at its own offset, and
+//!   waits on a [`tokio::sync::watch`] of the bytes written so far when it catches up. The
+//!   fetch runs at the origin's pace, not the slowest client's; a slow client never holds back
+//!   a fast one;
+//!   memory stays bounded (the copy is on disk, each session buffers one chunk). When no copy
+//!   can be created (a full disk), sessions fetch on their own for a while, as before.
 //! - **The cache** (`--origin-cache DIR`): completed bodies are kept as `KEY.data` with a JSON
 //!   sidecar `KEY.json` (URL, size, validators, freshness), `KEY` being the SHA-256 of the URL.
 //!   A body is written under a temporary name and renamed only once complete and of the
@@ -19,10 +21,10 @@
 //!   cache is served but not kept), so the directory stays within the bound.
 //! - **HTTP semantics** as a shared cache: `Cache-Control: no-store` and `private` are not
 //!   stored, `no-cache` is revalidated each time, `s-maxage`/`max-age` (less `Age`) or
-//!   `Expires` give the freshness, nothing means revalidate each time. A stale entry is
-//!   revalidated with a conditional GET (`If-None-Match`/`If-Modified-Since`); 304 refreshes
-//!   it. With `stale_if_error` a stale entry is served when the origin cannot be reached or
-//!   answers 5xx.
+//!   `Expires` give the freshness, nothing means revalidate each time (or
+//!   `--origin-default-max-age`). A stale entry is revalidated with a conditional GET
+//!   (`If-None-Match`/`If-Modified-Since`); 304 refreshes it. With `stale_if_error` a stale
+//!   entry is served when the origin cannot be reached or answers an error.
 //! - Entries survive a restart (the sidecars are read back; leftovers of a crash are removed).
 //!   A directory belongs to one tftpd process: it is locked (`flock` on `DIR/.lock`) and a
 //!   second process refuses to start on it.
@@ -64,7 +66,7 @@ pub struct CacheOptions {
 /// The default `--origin-cache-size`.
 pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 
-/// Bytes written to the copy (and read by a session) at a time.
+/// Bytes written to the copy at a time, at most.
 const CHUNK: usize = 256 * 1024;
 /// Bytes a session reads from the copy at a time.
 const READ_CHUNK: u64 = 64 * 1024;
