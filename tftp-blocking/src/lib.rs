@@ -100,7 +100,10 @@
 mod client;
 mod data;
 mod dir;
+mod event_loop;
 mod handler;
+mod pool;
+mod reactor;
 mod server;
 
 pub use client::Client;
