@@ -105,7 +105,7 @@ struct Entry<'s> {
     running: Option<Box<Running<'s>>>,
     /// Replaced by a new request from the same client port (single-port mode).
     gone: bool,
-    /// The deadline queued in [`Loop::timers`] for it, if any.
+    /// The earliest deadline queued in [`Loop::timers`] for it, if any.
     scheduled: Option<Instant>,
 }
 
@@ -556,7 +556,10 @@ impl<'s, H: Handler> Loop<'s, H> {
         };
         let socket = socket_of(&entry.transport, &self.listeners);
         match drive(shared, running, &entry.request, socket, &jobs) {
-            Step::Wait(Some(at)) if entry.scheduled != Some(at) => {
+            // A later deadline keeps the queued earlier one, which wakes the session early
+            // (a no-op) and then queues the real one: one entry per session in the heap, not
+            // one per packet.
+            Step::Wait(Some(at)) if entry.scheduled.is_none_or(|queued| at < queued) => {
                 self.timers.schedule(at, key);
                 entry.scheduled = Some(at);
             }
