@@ -53,7 +53,11 @@
 //! 0.5 KiB), and for a handler's reader at most two read-ahead chunks (16 KiB at blksize
 //! 1468; a small source costs its size), for a writer one chunk (16 KiB). Files and bytes
 //! need no buffer. Receive buffers are one per loop, not per transfer. Measured with
-//! `serve_dir` (files) and 1,000 concurrent lock-step downloads at blksize 1468: MEASURED.
+//! `examples/serve_dir.rs` and 1,000 concurrent lock-step downloads of 1 MiB at blksize 1468
+//! (`tftp-loadgen`): peak RSS 7.6 MiB (2.5 MiB idle), about 5 KiB per transfer; the same
+//! files given as readers ([`ReadResponse::new`], read ahead on the pool): 22.6 MiB, about
+//! 21 KiB per transfer. (The async-io server this crate had before: 159 MiB, 160 KiB per
+//! transfer.)
 //!
 //! # A server and a client
 //!
