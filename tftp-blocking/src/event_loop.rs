@@ -237,15 +237,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             while let Ok(msg) = self.inbox.try_recv() {
                 match msg {
                     Msg::Done(key, done) => self.on_done(key, done),
-                    Msg::Start(accepted) => {
-                        let Accepted {
-                            request,
-                            permit,
-                            socket,
-                        } = *accepted;
-                        let key = self.new_key();
-                        self.begin(key, request, permit, Transport::Own(socket));
-                    }
+                    Msg::Start(accepted) => self.start(*accepted),
                     Msg::Replaced(peer) => self.replace_peer(peer),
                 }
             }
@@ -381,33 +373,21 @@ impl<'s, H: Handler> Loop<'s, H> {
             }
         };
         shared.live.fetch_add(1, Ordering::AcqRel);
-        let loops = shared.inboxes.len();
-        let to = shared.next_loop.fetch_add(1, Ordering::Relaxed) % loops;
-        if to != self.me {
-            let accepted = Box::new(Accepted {
-                request,
-                permit,
-                socket,
-            });
-            match shared.inboxes[to].send(Msg::Start(accepted)) {
-                Ok(()) => return,
-                Err(Msg::Start(accepted)) => {
-                    let Accepted {
-                        request,
-                        permit,
-                        socket,
-                    } = *accepted;
-                    let key = self.new_key();
-                    return self.begin(key, request, permit, Transport::Own(socket));
-                }
-                Err(_) => {
-                    shared.live.fetch_sub(1, Ordering::AcqRel);
-                    return;
-                }
-            }
+        let accepted = Accepted {
+            request,
+            permit,
+            socket,
+        };
+        let to = shared.next_loop.fetch_add(1, Ordering::Relaxed) % shared.inboxes.len();
+        if to == self.me {
+            return self.start(accepted);
         }
-        let key = self.new_key();
-        self.begin(key, request, permit, Transport::Own(socket));
+        match shared.inboxes[to].send(Msg::Start(Box::new(accepted))) {
+            Ok(()) => {}
+            // That loop is gone (it failed): serve it here.
+            Err(Msg::Start(accepted)) => self.start(*accepted),
+            Err(_) => {}
+        }
     }
 
     /// A new request from `peer` was accepted: its session on this loop, if any, is replaced.
@@ -431,34 +411,36 @@ impl<'s, H: Handler> Loop<'s, H> {
 
     /// Ask the handler about an accepted request (on the pool).
     fn begin(&mut self, key: u64, request: Request, permit: Permit, transport: Transport) {
-        let started = Instant::now();
         if let Transport::Own(_) = transport {
             self.peers.insert(request.peer, key);
         }
-        if self.killed {
-            let entry = Entry {
-                request,
-                _permit: permit,
-                transport,
-                started,
-                running: None,
-                gone: false,
-                scheduled: None,
-            };
-            self.sessions.insert(key, entry);
-            return self.on_done(key, Done::Answer(Err(shutting_down())));
-        }
-        self.jobs(key).ask(&self.shared.handler, &request);
         let entry = Entry {
             request,
             _permit: permit,
             transport,
-            started,
+            started: Instant::now(),
             running: None,
             gone: false,
             scheduled: None,
         };
+        if !self.killed {
+            self.jobs(key).ask(&self.shared.handler, &entry.request);
+        }
         self.sessions.insert(key, entry);
+        if self.killed {
+            self.answered(key, Err(shutting_down()));
+        }
+    }
+
+    /// Serve a request accepted with its own transfer socket on this loop.
+    fn start(&mut self, accepted: Accepted) {
+        let key = self.new_key();
+        let Accepted {
+            request,
+            permit,
+            socket,
+        } = accepted;
+        self.begin(key, request, permit, Transport::Own(socket));
     }
 
     fn on_done(&mut self, key: u64, done: Done) {
