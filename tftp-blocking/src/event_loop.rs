@@ -127,8 +127,8 @@ pub(crate) struct Loop<'s, H> {
     inbox: Receiver<Msg>,
     listeners: Vec<Listener>,
     sessions: HashMap<u64, Entry<'s>>,
-    /// With a transfer port per session: the latest session of each client port on this loop,
-    /// which a new request from that port replaces.
+    /// The latest session of each client port on this loop, which a new request from that
+    /// port replaces.
     peers: HashMap<SocketAddr, u64>,
     timers: Timers<Instant, u64>,
     /// The receive buffer of every socket of this loop.
@@ -345,23 +345,19 @@ impl<'s, H: Handler> Loop<'s, H> {
 
     fn accept(&mut self, index: usize, request: Request, permit: Permit) {
         let shared = self.shared;
-        let listener = &mut self.listeners[index];
-        if shared.core.config.single_port {
-            shared.live.fetch_add(1, Ordering::AcqRel);
-            self.next_key += 1;
-            let key = self.next_key;
-            // A new request from the same client port: the client gave up on the old transfer.
-            if let Some(old) = listener.routes.insert(request.peer, key) {
-                self.replaced(old);
-            }
-            return self.begin(key, request, permit, Transport::Listener(index));
-        }
-        // The admission replaced the port's session, on whichever loop it runs.
+        // The admission replaced the client port's session (a new request from a port means
+        // the client gave up on the old transfer), on whichever loop or listener it runs.
         self.replace_peer(request.peer);
         for (i, inbox) in shared.inboxes.iter().enumerate() {
             if i != self.me {
                 let _ = inbox.send(Msg::Replaced(request.peer));
             }
+        }
+        if shared.core.config.single_port {
+            shared.live.fetch_add(1, Ordering::AcqRel);
+            let key = self.new_key();
+            self.listeners[index].routes.insert(request.peer, key);
+            return self.begin(key, request, permit, Transport::Listener(index));
         }
         let listener = &mut self.listeners[index];
         let range = shared.core.config.port_range.as_ref();
@@ -411,9 +407,7 @@ impl<'s, H: Handler> Loop<'s, H> {
 
     /// Ask the handler about an accepted request (on the pool).
     fn begin(&mut self, key: u64, request: Request, permit: Permit, transport: Transport) {
-        if let Transport::Own(_) = transport {
-            self.peers.insert(request.peer, key);
-        }
+        self.peers.insert(request.peer, key);
         let entry = Entry {
             request,
             _permit: permit,
