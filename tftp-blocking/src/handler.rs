@@ -97,8 +97,11 @@ impl Response {
 ///
 /// The reader is read on the I/O thread pool, a small chunk ahead of the transfer (8 KiB, or 4
 /// blocks if larger; each chunk is read until full or the end), so it may block; the session
-/// copies blocks from memory. Bytes given to [`ReadResponse::from_bytes`] and files given to
-/// [`ReadResponse::file`] are read in place, on the event loop.
+/// copies blocks from memory. Each chunk costs a hop to the pool and back (two thread
+/// wake-ups): a 64 MiB download at blksize 1468 takes about 1.3 times the server CPU of
+/// reading 64 KiB chunks, and 2.5 times that of [`ReadResponse::file`]. Bytes given to
+/// [`ReadResponse::from_bytes`] and files given to [`ReadResponse::file`] are read in place,
+/// on the event loop.
 pub struct ReadResponse(pub(crate) Response);
 
 impl std::fmt::Debug for ReadResponse {
