@@ -11,7 +11,8 @@ use crate::handler::{Handler, ReadResponse, WriteResponse};
 
 /// Serves files under a root directory, confined to it (see [`tftp_common::fs`]); accepts
 /// uploads into it when [`RootOptions::allow_write`] is set. No buffering is needed: the
-/// server reads and writes in chunks of 64 KiB, on its I/O pool.
+/// server reads files in place on its event loop (the page cache) and writes uploads in
+/// chunks on its I/O pool.
 #[derive(Debug)]
 pub struct DirHandler {
     root: Root,
@@ -33,7 +34,7 @@ impl Handler for DirHandler {
             .root
             .open_read(&request.filename)
             .map_err(|e| self.root.refuse(request, e))?;
-        Ok(ReadResponse::new(file, Some(size)))
+        Ok(ReadResponse::file(file, Some(size)))
     }
 
     fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
