@@ -209,7 +209,9 @@ pub async fn drive<R, I: SessionIo>(
         };
         let wake = io.wait(deadline, &mut buf).await;
         on_wake(session, wake, &buf);
-        if let Some(report) = how.progress {
+        // Only while the transfer runs: once its outcome is known, its final report counts
+        // the rest (a dallying session must not be counted again).
+        if let (Some(report), None) = (how.progress, session.outcome()) {
             let bytes = session.stats().bytes;
             let now = Instant::now();
             if bytes != progressed.1

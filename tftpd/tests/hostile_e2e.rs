@@ -20,7 +20,7 @@ use serde_json::Value;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 mod support;
-use support::{Daemon, free_tcp, free_udp, wait_ready};
+use support::{Daemon, free_tcp, free_udp, metric, scrape, wait_ready};
 
 /// The binary under test: `TFTPD_BIN` if set, else this crate's `tftpd`.
 fn tftpd_bin() -> String {
@@ -46,35 +46,6 @@ fn content(len: usize) -> Vec<u8> {
     (0..len as u64)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
         .collect()
-}
-
-/// `GET /metrics` from 127.0.0.1:`port` (retrying for up to 10 s while nothing listens).
-fn scrape(port: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() > deadline => panic!("metrics endpoint: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
-}
-
-/// The value of an unlabelled sample (or one with its labels written out), if exported.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// The session log's lines so far.
