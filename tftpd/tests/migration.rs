@@ -173,12 +173,14 @@ fn tftpd_hpa_sample_rules_remap_curl_downloads() {
 fn a_bad_rules_file_stops_tftpd_with_its_line() {
     let rules = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(rules.path(), "# fine\nr ^a b\nx ^c d\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+    // Bounded: a tftpd that ignored the rules would serve forever.
+    let out = Command::new("timeout")
+        .args(["10", env!("CARGO_BIN_EXE_tftpd")])
         .args(["--listen", "127.0.0.1:0", "--root", ".", "--map-file"])
         .arg(rules.path())
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 3"), "{stderr}");
 }
