@@ -413,3 +413,50 @@ fn in_tftpd_spellings() {
         assert!(stderr.contains("-s") || stderr.contains("pid"), "{stderr}");
     }
 }
+
+#[test]
+fn rules_and_networks_come_from_the_config_file_and_sighup_rereads_the_rules() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("one"), "ONE").unwrap();
+    std::fs::write(root.path().join("two"), "TWO").unwrap();
+    let etc = tempfile::tempdir().unwrap();
+    let rules = etc.path().join("tftpd.rules");
+    std::fs::write(&rules, "r ^default$ one\n").unwrap();
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        format!(
+            "map-file = {:?}\nallow = [\"127.0.0.0/8\", \"::1\"]\nrefuse = [\"tsize\"]\numask = \"077\"\n",
+            rules.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (daemon, port) = tftpd(&[
+        "--config",
+        config.path().to_str().unwrap(),
+        "--root",
+        root.path().to_str().unwrap(),
+    ]);
+    assert_eq!(curl(port, "default"), (true, b"ONE".to_vec()));
+    let (reply, from, socket) = rrq(port, "one", &[("tsize", "0"), ("blksize", "1024")]);
+    abort(&socket, from);
+    assert_eq!(option_names(&reply), ["blksize"]);
+
+    std::fs::write(&rules, "r ^default$ two\n").unwrap();
+    let pid = daemon.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while curl(port, "default") != (true, b"TWO".to_vec()) {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not re-read the rules"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
