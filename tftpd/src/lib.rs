@@ -9,25 +9,32 @@
 //! - [`NoShadow`]: refuse uploads of names a read would find anywhere in a chain;
 //! - [`metrics_http`]: the bounded HTTP endpoint that serves Prometheus metrics;
 //! - [`session_log`]: one JSON line per finished session;
-//! - [`template_engine`]: the `{{variable}}` rendering behind [`Templates`].
+//! - [`template_engine`]: the `{{variable}}` rendering behind [`Templates`];
+//! - [`remap`]: file name remapping in tftpd-hpa's rule language ([`Remap`]);
+//! - [`access`]: allowing and denying clients by network ([`Access`]).
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod chain;
 mod dir;
 mod http;
+mod log_limit;
 pub mod logging;
 pub mod metrics_http;
 mod origin_cache;
+pub mod remap;
 pub mod session_log;
 mod shadow;
 pub mod template_engine;
 mod templates;
 
+pub use access::{Access, ClientFilter};
 pub use chain::Fallback;
 pub use dir::DirHandler;
 pub use http::{HttpOrigin, MAX_REDIRECTS, OriginRedirects, OriginTimeouts};
 pub use origin_cache::{CacheOptions, DEFAULT_CACHE_BYTES};
+pub use remap::{Remap, RemapNotes, RemapRules};
 pub use shadow::{Lookup, NoShadow};
 pub use templates::Templates;
 pub use tftp_common::fs::RootOptions;

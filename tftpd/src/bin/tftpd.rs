@@ -202,6 +202,96 @@ struct Args {
     /// warnings).
     #[arg(long, value_enum, default_value_t = LogFormatArg::Text, value_name = "FORMAT")]
     log_format: LogFormatArg,
+    // tftpd-hpa compatibility: new flags, and in.tftpd's short options (see `hpa_compat`).
+    /// Remap requested file names with a rules file in tftpd-hpa's format (`-m`; see
+    /// README, "Coming from tftpd-hpa"). SIGHUP re-reads it.
+    #[arg(
+        long,
+        short = 'm',
+        value_name = "FILE",
+        help_heading = "tftpd-hpa compatibility"
+    )]
+    map_file: Option<PathBuf>,
+    /// Never acknowledge this option (repeatable): blksize, tsize, timeout, windowsize
+    /// (utimeout, rollover, blksize2 are never acknowledged anyway).
+    #[arg(long, short = 'r', value_name = "OPTION", value_parser = parse_refused, help_heading = "tftpd-hpa compatibility")]
+    refuse: Vec<String>,
+    /// Umask for uploaded files, in octal (uploads are created 0644 minus the mask: 077
+    /// gives 0600). Default: the one tftpd was started with.
+    #[arg(long, short = 'U', value_name = "MASK", value_parser = parse_umask, help_heading = "tftpd-hpa compatibility")]
+    umask: Option<u32>,
+    /// Serve only clients in this network (repeatable; CIDR or an address, IPv4 or IPv6).
+    /// Others get ERROR 2 "Access violation".
+    #[arg(long, value_name = "CIDR", value_parser = tftpd::access::parse_net, help_heading = "tftpd-hpa compatibility")]
+    allow: Vec<ipnet::IpNet>,
+    /// Refuse clients in this network (repeatable), even if --allow lets them in.
+    #[arg(long, value_name = "CIDR", value_parser = tftpd::access::parse_net, help_heading = "tftpd-hpa compatibility")]
+    deny: Vec<ipnet::IpNet>,
+    /// in.tftpd -s: the DIRECTORY argument is the root (--root DIRECTORY).
+    #[arg(short = 's', help_heading = "tftpd-hpa compatibility")]
+    hpa_secure: bool,
+    /// in.tftpd's directory argument (with -s).
+    #[arg(value_name = "DIRECTORY", hide = true)]
+    hpa_directories: Vec<PathBuf>,
+    /// in.tftpd -c: --allow-write.
+    #[arg(short = 'c', help_heading = "tftpd-hpa compatibility")]
+    hpa_create: bool,
+    /// in.tftpd -a [ADDR][:PORT]: --listen.
+    #[arg(
+        short = 'a',
+        value_name = "ADDR",
+        help_heading = "tftpd-hpa compatibility"
+    )]
+    hpa_address: Vec<String>,
+    /// in.tftpd -u USER: --user.
+    #[arg(
+        short = 'u',
+        value_name = "USER",
+        help_heading = "tftpd-hpa compatibility"
+    )]
+    hpa_user: Option<String>,
+    /// in.tftpd -B BLKSIZE: --max-blksize (512..=65464).
+    #[arg(short = 'B', value_name = "BLKSIZE", value_parser = clap::value_parser!(u16).range(512..=65464), help_heading = "tftpd-hpa compatibility")]
+    hpa_blocksize: Option<u16>,
+    /// in.tftpd -R LOW:HIGH: --port-range.
+    #[arg(
+        short = 'R',
+        value_name = "LOW:HIGH",
+        help_heading = "tftpd-hpa compatibility"
+    )]
+    hpa_port_range: Option<String>,
+    /// in.tftpd -T MICROSECONDS: the initial retransmission timeout (--timeout in seconds).
+    #[arg(short = 'T', value_name = "USECS", value_parser = clap::value_parser!(u64).range(1..), help_heading = "tftpd-hpa compatibility")]
+    hpa_retransmit: Option<u64>,
+    /// in.tftpd -t SECS: how long an inetd-started server waits for more requests; ignored,
+    /// as in.tftpd ignores it when standalone.
+    #[arg(
+        short = 't',
+        value_name = "SECS",
+        help_heading = "tftpd-hpa compatibility"
+    )]
+    hpa_inetd_timeout: Option<u64>,
+    /// in.tftpd -l / -L: standalone (foreground); ignored, tftpd always is.
+    #[arg(
+        short = 'l',
+        short_alias = 'L',
+        help_heading = "tftpd-hpa compatibility"
+    )]
+    hpa_listen: bool,
+    /// in.tftpd -p: ignored: tftpd makes no checks beyond the system's (no o+r / o+w
+    /// requirement), which is what -p asks for.
+    #[arg(short = 'p', help_heading = "tftpd-hpa compatibility")]
+    hpa_permissive: bool,
+    /// in.tftpd -4: IPv4 only (listen on 0.0.0.0 when no --listen is given).
+    #[arg(short = '4', help_heading = "tftpd-hpa compatibility")]
+    hpa_ipv4: bool,
+    /// in.tftpd -6: IPv6 only (listen on [::] when no --listen is given, IPv4 clients refused).
+    #[arg(short = '6', help_heading = "tftpd-hpa compatibility")]
+    hpa_ipv6: bool,
+    /// in.tftpd -P PIDFILE: refused, tftpd writes no pid file (it stays in the foreground
+    /// for its service manager).
+    #[arg(short = 'P', value_name = "PIDFILE", hide = true)]
+    hpa_pidfile: Option<PathBuf>,
 }
 
 /// `--log-format`.
@@ -275,6 +365,7 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
     if args.honour_timeout {
         s.limits.timeout = TimeoutPolicy::Honour;
     }
+    refuse_options(&args.refuse, &mut s.limits)?;
     config.admission.max_sessions = args.max_sessions;
     config.admission.max_sessions_per_client = args.max_sessions_per_client;
     config.admission.rate_per_client = (args.client_rate > 0.0).then_some(args.client_rate);
@@ -347,7 +438,7 @@ impl CliError {
 /// The command line over the `--config` file's settings: a setting given on the command line
 /// replaces the file's (a `listen` list too; `--allow-write=false` turns off the file's
 /// `allow-write = true`).
-fn load_args(cli: &[OsString]) -> Result<Args, CliError> {
+fn parse_args(cli: &[OsString]) -> Result<Args, CliError> {
     use clap::{CommandFactory, FromArgMatches};
     let command = Args::command();
     let matches = command
@@ -621,6 +712,9 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
 
 /// The server for `args` on `sockets` (with no sockets: only check that `args` are usable).
 fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio::Handler>, String> {
+    if !sockets.is_empty() {
+        apply_umask(args);
+    }
     let root_options = RootOptions {
         case_insensitive: args.case_insensitive,
         allow_write: args.allow_write,
@@ -675,6 +769,7 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
     // chain (a template, the origin) unless overwriting is allowed.
     let handler = NoShadow::new(Fallback::new(templates, Fallback::new(dir, origin)))
         .active(args.allow_write && !args.allow_overwrite && args.root.is_some());
+    let (handler, remaps) = hpa_handler(args, handler)?;
     let mut options = ServerOptions::new().config(config(args)?).on_stats(|s| {
         tracing::info!(
             started = s.sessions_started,
@@ -702,7 +797,7 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
                     .map_err(|e| format!("--session-log {}: {e}", path.display()))?,
             )
         };
-        let log = SessionLog::new(out);
+        let log = SessionLog::new(out).with_remaps(remaps);
         options = options.on_session(move |report| log.record(report));
     }
     let validating = sockets.is_empty();
@@ -734,4 +829,150 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         }
     }
     Ok(server)
+}
+
+// ---- tftpd-hpa compatibility ----
+
+/// The command line (over the `--config` file), with in.tftpd's spellings turned into ours.
+fn load_args(cli: &[OsString]) -> Result<Args, CliError> {
+    let args = parse_args(cli)?;
+    hpa_compat(args).map_err(|message| {
+        use clap::CommandFactory;
+        CliError::Usage(Args::command().error(clap::error::ErrorKind::ArgumentConflict, message))
+    })
+}
+
+/// in.tftpd's short options as the flags they stand for.
+fn hpa_compat(mut args: Args) -> Result<Args, String> {
+    if let Some(path) = &args.hpa_pidfile {
+        return Err(format!(
+            "-P {}: tftpd writes no pid file; it stays in the foreground for its service manager \
+             (systemd knows its pid)",
+            path.display()
+        ));
+    }
+    match (args.hpa_secure, args.hpa_directories.as_slice()) {
+        (_, []) => {}
+        (true, [dir]) => args.root = Some(dir.clone()),
+        (true, _) => return Err("-s takes exactly one DIRECTORY (the root)".into()),
+        (false, _) => {
+            return Err(
+                "a DIRECTORY argument needs -s: tftpd serves one root, as in.tftpd -s \
+                        DIRECTORY does (or give --root DIRECTORY); in.tftpd without -s serves \
+                        full paths under several directories, which tftpd does not"
+                    .into(),
+            );
+        }
+    }
+    if args.hpa_create {
+        args.allow_write = true;
+    }
+    if let Some(user) = args.hpa_user.take() {
+        args.user = Some(user);
+    }
+    if let Some(blksize) = args.hpa_blocksize {
+        args.max_blksize = blksize;
+    }
+    if let Some(range) = args.hpa_port_range.take() {
+        args.port_range = Some(range);
+    }
+    if let Some(usecs) = args.hpa_retransmit {
+        // in.tftpd -T is in microseconds; --timeout in seconds.
+        args.timeout = usecs as f64 / 1_000_000.0;
+    }
+    let any = if args.hpa_ipv4 { "0.0.0.0" } else { "[::]" };
+    for address in std::mem::take(&mut args.hpa_address) {
+        // in.tftpd -a [ADDR][:PORT]: ":PORT" is every address.
+        args.listen.push(match address.strip_prefix(':') {
+            Some(port) if !port.contains(':') => format!("{any}:{port}"),
+            _ => address,
+        });
+    }
+    if args.hpa_ipv4 && args.hpa_ipv6 {
+        return Err("-4 and -6 exclude each other".into());
+    }
+    if args.listen.is_empty() && args.hpa_ipv4 {
+        args.listen.push("0.0.0.0".into());
+    }
+    if args.hpa_ipv6 {
+        // [::] also receives IPv4 (as IPv4-mapped addresses): refuse those clients.
+        args.deny.push(ipnet::IpNet::V4(ipnet::Ipv4Net::default()));
+    }
+    Ok(args)
+}
+
+/// `--umask` (in.tftpd -U): octal, at most 0777.
+fn parse_umask(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("`{s}` is not an octal umask (e.g. 022, 077)"))
+}
+
+/// Set the process umask (uploads are created 0644 minus it).
+fn apply_umask(args: &Args) {
+    if let Some(mask) = args.umask {
+        rustix::process::umask(rustix::fs::Mode::from_bits_truncate(mask));
+    }
+}
+
+/// The options `--refuse` knows (in.tftpd's list).
+const REFUSABLE: [&str; 7] = [
+    "blksize",
+    "tsize",
+    "timeout",
+    "windowsize",
+    "utimeout",
+    "rollover",
+    "blksize2",
+];
+
+/// A `--refuse` value: one of [`REFUSABLE`], any case.
+fn parse_refused(s: &str) -> Result<String, String> {
+    let name = s.to_ascii_lowercase();
+    match REFUSABLE.contains(&name.as_str()) {
+        true => Ok(name),
+        false => Err(format!("not an option ({})", REFUSABLE.join(", "))),
+    }
+}
+
+/// `--refuse` (in.tftpd -r): options never acknowledged.
+fn refuse_options(names: &[String], limits: &mut tftp_tokio::OptionLimits) -> Result<(), String> {
+    for name in names {
+        match name.as_str() {
+            "blksize" => limits.blksize = false,
+            "windowsize" => limits.windowsize = false,
+            "tsize" => limits.tsize = false,
+            // Adaptive: `timeout` is left out of the OACK (even with --honour-timeout).
+            "timeout" => limits.timeout = TimeoutPolicy::Adaptive,
+            "utimeout" | "rollover" | "blksize2" => {
+                tracing::warn!(option = %name, "--refuse: tftpd never acknowledges this option anyway")
+            }
+            _ => return Err(format!("--refuse {name}: not an option")),
+        }
+    }
+    Ok(())
+}
+
+/// The handler behind `--allow`/`--deny` (outermost: a refused client's request goes no
+/// further) and `--map-file`; and the notes of remapped names for the session log.
+fn hpa_handler<H: tftp_tokio::Handler>(
+    args: &Args,
+    inner: H,
+) -> Result<(tftpd::Access<tftpd::Remap<H>>, tftpd::RemapNotes), String> {
+    let rules = match &args.map_file {
+        Some(path) => {
+            let rules = tftpd::RemapRules::load(path).map_err(|e| format!("--map-file {e}"))?;
+            tracing::debug!(file = %path.display(), rules = rules.len(), "remap rules loaded");
+            rules
+        }
+        None => tftpd::RemapRules::default(),
+    };
+    let notes = tftpd::RemapNotes::default();
+    let mut remap = tftpd::Remap::new(rules, inner);
+    if args.session_log.is_some() {
+        remap = remap.with_notes(notes.clone());
+    }
+    let filter = tftpd::ClientFilter::new(args.allow.clone(), args.deny.clone());
+    Ok((tftpd::Access::new(filter, remap), notes))
 }
