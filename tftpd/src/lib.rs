@@ -1,5 +1,7 @@
 //! The ready server and client built on [`tftp_tokio`]: the `tftpd` and `tftp` binaries, and
-//! the handlers `tftpd` composes — usable from your own server too:
+//! the handlers `tftpd` composes — usable from your own server too. The directory handler,
+//! templates and the fallback chain are `tftp_tokio`'s (re-exported here), so a server on
+//! `tftp-tokio` has them without depending on this crate:
 //!
 //! - [`DirHandler`]: files under a root directory, confined to it, with uploads;
 //! - [`Templates`]: per-machine files rendered from templates with the client's address;
@@ -16,8 +18,6 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
-mod chain;
-mod dir;
 mod http;
 mod log_limit;
 pub mod logging;
@@ -26,15 +26,10 @@ mod origin_cache;
 pub mod remap;
 pub mod session_log;
 mod shadow;
-pub mod template_engine;
-mod templates;
 
 pub use access::{Access, ClientFilter};
-pub use chain::Fallback;
-pub use dir::DirHandler;
 pub use http::{HttpOrigin, MAX_REDIRECTS, OriginRedirects, OriginTimeouts};
 pub use origin_cache::{CacheOptions, DEFAULT_CACHE_BYTES};
 pub use remap::{Remap, RemapNotes, RemapRules};
 pub use shadow::{Lookup, NoShadow};
-pub use templates::Templates;
-pub use tftp_common::fs::RootOptions;
+pub use tftp_tokio::{DirHandler, Fallback, RootOptions, Templates, template_engine};

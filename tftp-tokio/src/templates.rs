@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::template_engine::{Vars, render};
+use crate::{Handler, ReadResponse};
 use tftp_common::fs::{Root, RootOptions};
 use tftp_common::{HandlerError, Request};
-use tftp_tokio::{Handler, ReadResponse};
 
 use crate::dir::open_for_read;
 

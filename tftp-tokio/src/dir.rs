@@ -10,7 +10,7 @@ use tftp_common::fs::{Root, RootOptions};
 use tftp_common::{HandlerError, Request};
 use tokio::io::{AsyncRead, BufWriter, ReadBuf};
 
-use tftp_tokio::{Handler, ReadResponse, WriteResponse};
+use crate::{Handler, ReadResponse, WriteResponse};
 
 /// Serves files under a root directory, confined to it (see [`tftp_common::fs`]); accepts
 /// uploads into it when [`RootOptions::allow_write`] is set.
