@@ -280,3 +280,16 @@ fn journald_format_marks_warnings_for_the_journal() {
     assert!(log.lines().any(|l| l.starts_with("<6>")), "{log}");
     assert!(log.lines().all(|l| l.starts_with('<')), "{log}");
 }
+
+/// Each binary says what it is, not the crate's description.
+#[test]
+fn each_binary_has_its_own_about() {
+    for (bin, expected) in [
+        (env!("CARGO_BIN_EXE_tftpd"), "Serve files over TFTP"),
+        (env!("CARGO_BIN_EXE_tftp"), "A TFTP client"),
+    ] {
+        let out = Command::new(bin).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.starts_with(expected), "{bin}: {help}");
+    }
+}

@@ -20,7 +20,10 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 
 /// A TFTP client (RFC 1350 with blksize, timeout, tsize and windowsize options).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about = "A TFTP client (RFC 1350 with blksize, timeout, tsize and windowsize options): get and put, like tftp-hpa's, or with tftp:// URLs like curl."
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
