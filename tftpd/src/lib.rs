@@ -3,7 +3,8 @@
 //!
 //! - [`DirHandler`]: files under a root directory, confined to it, with uploads;
 //! - [`Templates`]: per-machine files rendered from templates with the client's address;
-//! - [`HttpOrigin`]: files streamed from an HTTP(S) origin;
+//! - `HttpOrigin`: files streamed from an HTTP(S) origin (cargo feature `http-origin`, on by
+//!   default);
 //! - [`Fallback`]: try one handler, then another when the first has no such file;
 //! - [`NoShadow`]: refuse uploads of names a read would find anywhere in a chain;
 //! - [`metrics_http`]: the bounded HTTP endpoint that serves Prometheus metrics;
@@ -14,6 +15,7 @@
 
 mod chain;
 mod dir;
+#[cfg(feature = "http-origin")]
 mod http;
 pub mod logging;
 pub mod metrics_http;
@@ -24,6 +26,7 @@ mod templates;
 
 pub use chain::Fallback;
 pub use dir::DirHandler;
+#[cfg(feature = "http-origin")]
 pub use http::{HttpOrigin, MAX_REDIRECTS, OriginRedirects, OriginTimeouts};
 pub use shadow::{Lookup, NoShadow};
 pub use templates::Templates;

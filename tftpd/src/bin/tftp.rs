@@ -20,8 +20,8 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 
 /// A TFTP client (RFC 1350 with blksize, timeout, tsize and windowsize options).
 #[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
+#[command(name = "tftp", version)]
+pub(crate) struct Args {
     #[command(subcommand)]
     command: Command,
     /// Block size to ask for (8..=65464).
