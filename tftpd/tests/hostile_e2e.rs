@@ -8,6 +8,8 @@
 //! without them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Without the http-origin feature the trickling-origin tests, and what only they use, are out.
+#![cfg_attr(not(feature = "http-origin"), allow(unused_imports))]
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
