@@ -24,6 +24,8 @@ command -v man >/dev/null || need+=(man-db)
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 # The namespace test bed (scripts/netbed.sh, tftpd/tests/netbed.rs): its NAT router.
 command -v nft >/dev/null || need+=(nftables)
+# The HTTP origin of tftpd/tests/origin_cache.rs (its access log counts the origin's GETs).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

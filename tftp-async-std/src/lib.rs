@@ -75,7 +75,7 @@ mod server;
 
 pub use client::Client;
 pub use dir::DirHandler;
-pub use handler::{Handler, ReadResponse, WriteResponse};
+pub use handler::{BoxFuture, DynHandler, Handler, ReadResponse, WriteResponse};
 pub use server::Server;
 pub use tftp_common::fs::RootOptions;
 pub use tftp_common::server::ServerOptions;

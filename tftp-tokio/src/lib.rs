@@ -37,7 +37,7 @@ mod runtime;
 mod server;
 
 pub use client::Client;
-pub use handler::{Handler, ReadResponse, WriteResponse};
+pub use handler::{BoxFuture, DynHandler, Handler, ReadResponse, WriteResponse};
 pub use server::Server;
 pub use tftp_common::server::ServerOptions;
 pub use tftp_common::{
