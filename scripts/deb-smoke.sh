@@ -24,7 +24,8 @@ cleanup() {
     [ -z "$activator" ] || kill "$activator" 2>/dev/null || true
     [ -z "$activator" ] || wait "$activator" 2>/dev/null || true
     rm -rf "$work"
-    $sudo dpkg -r "$package" >/dev/null 2>&1 || true
+    # dpkg -r (below) keeps the conffile; leave the machine as it was.
+    $sudo dpkg --purge "$package" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
