@@ -6,7 +6,8 @@
 //! - [`DirHandler`]: files under a root directory, confined to it, with uploads;
 //! - [`Templates`]: per-machine files rendered from templates with the client's address;
 //! - [`HttpOrigin`]: files streamed from an HTTP(S) origin, one fetch per file for all the
-//!   sessions reading it, optionally kept in a bounded local cache ([`CacheOptions`]);
+//!   sessions reading it, optionally kept in a bounded local cache ([`CacheOptions`]) (cargo
+//!   feature `http-origin`, on by default);
 //! - [`Fallback`]: try one handler, then another when the first has no such file;
 //! - [`NoShadow`]: refuse uploads of names a read would find anywhere in a chain;
 //! - [`metrics_http`]: the bounded HTTP endpoint that serves Prometheus metrics;
@@ -18,17 +19,21 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+#[cfg(feature = "http-origin")]
 mod http;
 mod log_limit;
 pub mod logging;
 pub mod metrics_http;
+#[cfg(feature = "http-origin")]
 mod origin_cache;
 pub mod remap;
 pub mod session_log;
 mod shadow;
 
 pub use access::{Access, ClientFilter};
+#[cfg(feature = "http-origin")]
 pub use http::{HttpOrigin, MAX_REDIRECTS, OriginRedirects, OriginTimeouts};
+#[cfg(feature = "http-origin")]
 pub use origin_cache::{CacheOptions, DEFAULT_CACHE_BYTES};
 pub use remap::{Remap, RemapNotes, RemapRules};
 pub use shadow::{Lookup, NoShadow};

@@ -8,6 +8,8 @@
 //! without them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Without the http-origin feature the trickling-origin tests, and what only they use, are out.
+#![cfg_attr(not(feature = "http-origin"), allow(unused_imports))]
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -512,6 +514,7 @@ fn never_acknowledged_windowed_requests_pin_little_memory() {
 
 // ---- 4. A trickling origin ----
 
+#[cfg(feature = "http-origin")]
 /// An HTTP origin whose `/trickle` announces 10 MB and then sends one byte a second (for at
 /// most a minute, or until the connection breaks). Anything else is 404.
 fn trickling_origin() -> u16 {
@@ -525,6 +528,7 @@ fn trickling_origin() -> u16 {
     port
 }
 
+#[cfg(feature = "http-origin")]
 fn trickle(mut stream: TcpStream) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request_line = String::new();
@@ -561,6 +565,7 @@ fn trickle(mut stream: TcpStream) {
     }
 }
 
+#[cfg(feature = "http-origin")]
 /// RRQ `trickle` (blksize 1468, tsize 0) answered with an OACK within 1 s; ACK 0 sent, so
 /// the session now waits for the origin's first block. The client socket and transfer port.
 fn start_trickling_transfer(port: u16) -> (UdpSocket, SocketAddr) {
@@ -589,6 +594,7 @@ fn start_trickling_transfer(port: u16) -> (UdpSocket, SocketAddr) {
     (s, tid)
 }
 
+#[cfg(feature = "http-origin")]
 /// (a) While the origin trickles, the client's ERROR ends the session at once: it is not stuck
 /// in the read of the first block.
 #[test]
@@ -622,6 +628,7 @@ fn a_client_error_ends_a_session_waiting_on_a_trickling_origin() {
     assert!(took < Duration::from_secs(3));
 }
 
+#[cfg(feature = "http-origin")]
 /// (b) SIGTERM while a session waits on a trickling origin: the process exits within the grace
 /// period (2 s) and 3 s more, the client told "Server shutting down".
 #[test]
@@ -716,6 +723,7 @@ fn the_listener_answers_requests_only() {
     assert!(d.starts_with("\u{0}\u{5}\u{0}\u{4}"), "{d:?}");
 }
 
+#[cfg(feature = "http-origin")]
 /// (c) `--source-timeout 1`: a block the origin cannot supply within a second aborts the
 /// transfer with "Data source timed out", to the client and in the session log.
 #[test]

@@ -17,10 +17,9 @@ use std::time::Duration;
 use clap::Parser;
 use tftp_tokio::{MtuPolicy, Server, ServerConfig, ServerOptions, TimeoutPolicy};
 use tftpd::session_log::SessionLog;
-use tftpd::{
-    DirHandler, Fallback, HttpOrigin, NoShadow, OriginRedirects, OriginTimeouts, RootOptions,
-    Templates,
-};
+use tftpd::{DirHandler, Fallback, NoShadow, RootOptions, Templates};
+#[cfg(feature = "http-origin")]
+use tftpd::{HttpOrigin, OriginRedirects, OriginTimeouts};
 
 /// Serve files over TFTP (RFC 1350 with options: blksize, timeout, tsize, windowsize).
 #[derive(Debug, Parser)]
@@ -33,7 +32,7 @@ use tftpd::{
 64 for a command-line error; 78 for an error in the --config file; 1 when serving fails \
 (binding, privileges, the root)."
 )]
-struct Args {
+pub(crate) struct Args {
     /// Read settings from a TOML file whose keys are these flags' long names
     /// (`root = "/srv/tftp"`, `max-blksize = 1468`, `allow-write = true`,
     /// `listen = ["[::]:69"]`). Flags on the command line win. SIGHUP re-reads it.
@@ -50,32 +49,40 @@ struct Args {
     /// looked up before --root.
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
+    #[cfg(feature = "http-origin")]
     /// Stream files not found locally from this HTTP(S) origin (URL/path), after --root.
     #[arg(long, value_name = "URL")]
     http_origin: Option<String>,
+    #[cfg(feature = "http-origin")]
     /// Which redirects of the origin to follow: `same-origin` (same scheme, host and port, at
     /// most 5 hops) or `none`. Following any would let an open redirect on the origin send
     /// tftpd anywhere.
     #[arg(long, value_enum, default_value_t = Redirects::SameOrigin, value_name = "POLICY")]
     origin_redirects: Redirects,
+    #[cfg(feature = "http-origin")]
     /// Keep the origin's files in this directory (one tftpd process per directory), bounded
     /// by --origin-cache-size, honouring Cache-Control and revalidating with conditional GETs.
     /// With or without it, concurrent reads of one file share one fetch.
     #[arg(long, value_name = "DIR")]
     origin_cache: Option<PathBuf>,
+    #[cfg(feature = "http-origin")]
     /// Bytes the --origin-cache entries may take; least recently used ones are evicted.
     #[arg(long, default_value_t = tftpd::DEFAULT_CACHE_BYTES, value_name = "BYTES")]
     origin_cache_size: u64,
+    #[cfg(feature = "http-origin")]
     /// Serve a stale --origin-cache entry when the origin is unreachable or fails.
     #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     origin_stale_if_error: bool,
+    #[cfg(feature = "http-origin")]
     /// Seconds an origin response without Cache-Control max-age or Expires counts as fresh
     /// (0: revalidated at every read).
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     origin_default_max_age: u64,
+    #[cfg(feature = "http-origin")]
     /// Seconds to connect to the origin.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     origin_connect_timeout: f64,
+    #[cfg(feature = "http-origin")]
     /// Seconds to wait for the origin's headers, and between two chunks of its body.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     origin_read_timeout: f64,
@@ -303,12 +310,14 @@ enum LogFormatArg {
 }
 
 /// `--origin-redirects`.
+#[cfg(feature = "http-origin")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Redirects {
     SameOrigin,
     None,
 }
 
+#[cfg(feature = "http-origin")]
 impl From<Redirects> for OriginRedirects {
     fn from(r: Redirects) -> Self {
         match r {
@@ -671,10 +680,12 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
         let running = tokio::spawn(server.serve_until(async {
             let _ = stopped.await;
         }));
+        notify_ready();
         loop {
             match next_signal().await {
                 Signal::Stop => {
                     tracing::info!("draining");
+                    notify_stopping();
                     let _ = stop.send(());
                     let _ = running.await;
                     for old in draining {
@@ -683,6 +694,7 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
                     return Ok(());
                 }
                 Signal::Reload => {
+                    notify_reloading();
                     let reloaded = load_args(&cli).map_err(|e| e.to_string());
                     match reloaded.and_then(|new| build(&new, Vec::new()).map(|_| new)) {
                         Ok(new) => {
@@ -701,12 +713,83 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
                             break;
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "reload failed; keeping the running configuration")
+                            tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                            notify_ready();
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// The `--http-origin` handler, with its timeouts and redirect policy, if one is given.
+#[cfg(feature = "http-origin")]
+fn origin(args: &Args) -> Result<Option<HttpOrigin>, String> {
+    let timeouts = OriginTimeouts {
+        connect: secs(
+            args.origin_connect_timeout,
+            "--origin-connect-timeout",
+            false,
+        )?,
+        read: secs(args.origin_read_timeout, "--origin-read-timeout", false)?,
+    };
+    if args.origin_cache.is_some() && args.http_origin.is_none() {
+        return Err("--origin-cache needs --http-origin".into());
+    }
+    args.http_origin
+        .as_ref()
+        .map(|url| {
+            HttpOrigin::with_redirects(url, timeouts, args.origin_redirects.into())
+                .map_err(|e| format!("--http-origin {e}"))?
+                .with_cache(&tftpd::CacheOptions {
+                    dir: args.origin_cache.clone(),
+                    max_bytes: Some(args.origin_cache_size),
+                    stale_if_error: args.origin_stale_if_error,
+                    default_max_age: args.origin_default_max_age,
+                })
+        })
+        .transpose()
+}
+
+/// Built without the `http-origin` feature: never an origin (any `Lookup` type will do).
+#[cfg(not(feature = "http-origin"))]
+fn origin(_args: &Args) -> Result<Option<DirHandler>, String> {
+    Ok(None)
+}
+
+/// `--http-origin`, when this build has it and it is given.
+fn origin_url(args: &Args) -> Option<&str> {
+    #[cfg(feature = "http-origin")]
+    return args.http_origin.as_deref();
+    #[cfg(not(feature = "http-origin"))]
+    {
+        let _ = args;
+        None
+    }
+}
+
+/// systemd `Type=notify` readiness (`sd_notify(3)`): each is a no-op without `NOTIFY_SOCKET`.
+/// READY=1 once the server answers on its sockets (again after a reload), RELOADING=1 when
+/// SIGHUP arrives, STOPPING=1 when draining starts.
+fn notify_ready() {
+    notify(&[sd_notify::NotifyState::Ready]);
+}
+
+fn notify_reloading() {
+    match sd_notify::NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[sd_notify::NotifyState::Reloading, now]),
+        Err(_) => notify(&[sd_notify::NotifyState::Reloading]),
+    }
+}
+
+fn notify_stopping() {
+    notify(&[sd_notify::NotifyState::Stopping]);
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
     }
 }
 
@@ -722,7 +805,7 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         max_upload_size: args.max_upload_size,
         follow_hardlinks: args.follow_hardlinks,
     };
-    if args.root.is_none() && args.templates.is_none() && args.http_origin.is_none() {
+    if args.root.is_none() && args.templates.is_none() && origin_url(args).is_none() {
         return Err(
             "nothing to serve: give --root DIR (and/or --templates DIR, --http-origin URL)".into(),
         );
@@ -741,30 +824,7 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         ),
         None => None,
     };
-    let timeouts = OriginTimeouts {
-        connect: secs(
-            args.origin_connect_timeout,
-            "--origin-connect-timeout",
-            false,
-        )?,
-        read: secs(args.origin_read_timeout, "--origin-read-timeout", false)?,
-    };
-    if args.origin_cache.is_some() && args.http_origin.is_none() {
-        return Err("--origin-cache needs --http-origin".into());
-    }
-    let origin = match &args.http_origin {
-        Some(url) => Some(
-            HttpOrigin::with_redirects(url, timeouts, args.origin_redirects.into())
-                .map_err(|e| format!("--http-origin {e}"))?
-                .with_cache(&tftpd::CacheOptions {
-                    dir: args.origin_cache.clone(),
-                    max_bytes: Some(args.origin_cache_size),
-                    stale_if_error: args.origin_stale_if_error,
-                    default_max_age: args.origin_default_max_age,
-                })?,
-        ),
-        None => None,
-    };
+    let origin = origin(args)?;
     // Uploads land in the root, but may not hide a file that a read finds elsewhere in the
     // chain (a template, the origin) unless overwriting is allowed.
     let handler = NoShadow::new(Fallback::new(templates, Fallback::new(dir, origin)))
@@ -823,7 +883,7 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
                 };
                 tracing::info!("serving {} on {addr}{write}", root.display());
             }
-            if let Some(origin) = &args.http_origin {
+            if let Some(origin) = origin_url(args) {
                 tracing::info!("serving HTTP origin {origin} on {addr}");
             }
         }
