@@ -293,3 +293,37 @@ fn each_binary_has_its_own_about() {
         assert!(help.starts_with(expected), "{bin}: {help}");
     }
 }
+
+/// `tftpd --help` groups its flags the way an operator looks for them.
+#[test]
+fn help_groups_the_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let headings: Vec<&str> = help
+        .lines()
+        .filter(|l| !l.starts_with(' ') && l.ends_with(':'))
+        .collect();
+    for group in [
+        "Network:",
+        "Files:",
+        "Uploads:",
+        "Options and timers:",
+        "Limits:",
+        "Logging and monitoring:",
+        "tftpd-hpa compatibility:",
+    ] {
+        assert!(headings.contains(&group), "{group} missing in {headings:?}");
+    }
+    // Under its heading: the network flags together.
+    let network = help.split("Network:").nth(1).unwrap();
+    let network = network.split("\n\n").next().unwrap();
+    for flag in ["--listen", "--port ", "--single-port", "--tftp-mtu"] {
+        assert!(
+            network.contains(flag),
+            "{flag} not under Network:\n{network}"
+        );
+    }
+}
