@@ -1,22 +1,26 @@
 //! The client side: a session that sends a request and then reads (get) or writes (put).
 
-use std::net::SocketAddr;
-use std::time::Instant;
+use alloc::vec;
+use core::net::SocketAddr;
 
 use crate::config::Config;
 use crate::error::EncodeError;
 use crate::options::OptionValues;
 use crate::packet::{Mode, Packet, Request};
 use crate::session::Session;
+use crate::time::Instant;
 
 /// Marker for the client role of a [`Session`].
 #[derive(Debug)]
 pub enum Client {}
 
 /// A session that fetches (get) or sends (put) one file.
-pub type ClientSession = Session<Client>;
+pub type ClientSession<
+    #[cfg(feature = "std")] I = std::time::Instant,
+    #[cfg(not(feature = "std"))] I,
+> = Session<Client, I>;
 
-impl Session<Client> {
+impl<I: Instant> Session<Client, I> {
     /// Read `filename` from the server at `server` (its listening address, usually port 69),
     /// asking for `options` (send `tsize: Some(0)` to learn the size).
     ///
@@ -30,7 +34,7 @@ impl Session<Client> {
         mode: Mode,
         options: OptionValues,
         config: &Config,
-        now: Instant,
+        now: I,
     ) -> Result<Self, EncodeError> {
         Self::start(server, filename, mode, options, config, now, true)
     }
@@ -43,7 +47,7 @@ impl Session<Client> {
         mode: Mode,
         options: OptionValues,
         config: &Config,
-        now: Instant,
+        now: I,
     ) -> Result<Self, EncodeError> {
         Self::start(server, filename, mode, options, config, now, false)
     }
@@ -54,7 +58,7 @@ impl Session<Client> {
         mode: Mode,
         options: OptionValues,
         config: &Config,
-        now: Instant,
+        now: I,
         get: bool,
     ) -> Result<Self, EncodeError> {
         let packet = options.with_options(|opts| {

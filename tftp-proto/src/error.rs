@@ -8,7 +8,7 @@
 //!   [`TransferError::Local`] the caller's decision (for example an I/O error in the adapter).
 //! - [`UsageError`]: the caller misused the session API; the session state is unchanged.
 
-use std::string::String;
+use alloc::string::String;
 
 use thiserror::Error;
 

@@ -128,8 +128,11 @@
 //! failed: the peer's error, a protocol violation, a timeout, or the caller's abort), and
 //! [`UsageError`] (the caller misused the API). Nothing here panics on any input.
 
+#![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+extern crate alloc;
 
 pub mod client;
 pub mod config;
@@ -144,6 +147,7 @@ pub mod session;
 pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod time;
 mod timer;
 
 pub use client::ClientSession;
@@ -154,3 +158,4 @@ pub use packet::{ErrorCode, Mode, Packet};
 pub use server::{ErrorReply, IncomingRequest, RequestError, RequestKind, ServerSession};
 pub use session::{Event, Fill, Output, Session, Store, Transmit};
 pub use stats::{Outcome, SessionStats};
+pub use time::{Instant, Millis};

@@ -9,6 +9,8 @@
 //! last in-order block, so the sender resends from there). A repeated copy of the block last
 //! acknowledged is answered with that ACK again (RFC 1350: the sender missed it).
 
+use alloc::vec;
+use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::config::Rollover;

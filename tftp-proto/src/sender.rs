@@ -11,15 +11,17 @@
 //! acknowledged block is a duplicate and changes nothing — retransmission happens only on a
 //! timeout (RFC 1123 §4.2.3.1, the Sorcerer's Apprentice rule).
 
-use std::time::Instant;
+use alloc::vec;
+use alloc::vec::Vec;
 
 use crate::config::Rollover;
 use crate::error::UsageError;
 use crate::netascii;
 use crate::packet::{HEADER_LEN, write_data_header};
+use crate::time::Instant;
 
 #[derive(Debug)]
-pub(crate) struct Sender {
+pub(crate) struct Sender<I> {
     ring: Vec<u8>,
     blksize: usize,
     window: u64,
@@ -37,7 +39,7 @@ pub(crate) struct Sender {
     /// Netascii translation, when the mode asks for it.
     netascii: Option<NetasciiStage>,
     /// The block whose acknowledgement will give an RTT sample, and when it was sent.
-    probe: Option<(u64, Instant)>,
+    probe: Option<(u64, I)>,
     /// Payload bytes acknowledged.
     pub(crate) bytes_acked: u64,
     /// Source bytes taken so far, and how many the source said it would yield (octet mode).
@@ -67,7 +69,7 @@ pub(crate) enum AckResult {
     Invalid,
 }
 
-impl Sender {
+impl<I: Instant> Sender<I> {
     pub(crate) fn new(blksize: u16, windowsize: u16, rollover: Rollover, netascii: bool) -> Self {
         let blksize = usize::from(blksize);
         let window = u64::from(windowsize.max(1));
@@ -243,7 +245,7 @@ impl Sender {
     /// is returned whenever the window allows one.
     pub(crate) fn next_transmit(
         &mut self,
-        now: Instant,
+        now: I,
         max: usize,
         max_bytes: usize,
     ) -> Option<(&[u8], u64, usize)> {
@@ -287,7 +289,7 @@ impl Sender {
     }
 
     /// Handle ACK `block`.
-    pub(crate) fn on_ack(&mut self, block: u16, now: Instant) -> AckResult {
+    pub(crate) fn on_ack(&mut self, block: u16, now: I) -> AckResult {
         let Some(index) = self
             .rollover
             .resolve(block, self.base - 1, self.next_send - 1)
@@ -341,8 +343,9 @@ impl Sender {
 mod tests {
     use super::*;
     use crate::packet::Packet;
+    use std::time::Instant;
 
-    fn fill(s: &mut Sender, data: &[u8]) -> usize {
+    fn fill(s: &mut Sender<Instant>, data: &[u8]) -> usize {
         let buf = s.fill_buf();
         let n = buf.len().min(data.len());
         buf[..n].copy_from_slice(&data[..n]);
@@ -480,7 +483,7 @@ mod tests {
 
     #[test]
     fn overfill_is_a_usage_error() {
-        let mut s = Sender::new(8, 1, Rollover::ToZero, false);
+        let mut s: Sender<Instant> = Sender::new(8, 1, Rollover::ToZero, false);
         assert!(matches!(s.advance(9), Err(UsageError::Overfill { .. })));
         assert!(s.wants_fill());
     }

@@ -6,10 +6,12 @@
 //! with an [`ErrorReply`] or starts a [`ServerSession`] (normally on a fresh socket, whose
 //! port is the server's transfer ID, RFC 1350 §4).
 
-use std::borrow::Cow;
-use std::net::{IpAddr, SocketAddr};
-use std::string::{String, ToString};
-use std::time::Instant;
+use alloc::borrow::Cow;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, SocketAddr};
 
 use thiserror::Error;
 
@@ -19,13 +21,17 @@ use crate::options::{Direction, OptionValues, negotiate};
 use crate::packet::{ErrorCode, Mode, Packet};
 use crate::session::Session;
 use crate::stats::Outcome;
+use crate::time::Instant;
 
 /// Marker for the server role of a [`Session`].
 #[derive(Debug)]
 pub enum Server {}
 
 /// A session serving one read or write request.
-pub type ServerSession = Session<Server>;
+pub type ServerSession<
+    #[cfg(feature = "std")] I = std::time::Instant,
+    #[cfg(not(feature = "std"))] I,
+> = Session<Server, I>;
 
 /// Whether the client reads (RRQ) or writes (WRQ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -184,7 +190,7 @@ impl IncomingRequest {
     }
 }
 
-impl Session<Server> {
+impl<I: Instant> Session<Server, I> {
     /// Start serving `request` at `now` with `config` (whose `limits` may be adjusted per
     /// request).
     ///
@@ -194,12 +200,7 @@ impl Session<Server> {
     /// The first output is the OACK if any option was acknowledged (RFC 2347), else DATA 1 for
     /// a read (after a [`crate::Output::Fill`]) or ACK 0 for a write. A write whose announced
     /// `tsize` exceeds [`Config::max_transfer_size`] is refused at once with ERROR 3.
-    pub fn new(
-        request: &IncomingRequest,
-        config: &Config,
-        size: Option<u64>,
-        now: Instant,
-    ) -> Self {
+    pub fn new(request: &IncomingRequest, config: &Config, size: Option<u64>, now: I) -> Self {
         let mut s = Session::new_raw(
             config,
             request.peer,

@@ -7,10 +7,12 @@
 //! - output: [`Session::poll_output`], which must be drained after every input and mutator,
 //!   until it returns [`Output::Wait`] or [`Output::Closed`].
 
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
 use core::marker::PhantomData;
-use std::net::SocketAddr;
-use std::string::{String, ToString};
-use std::time::Instant;
+use core::net::SocketAddr;
 
 use crate::config::Config;
 use crate::error::{ProtocolError, TransferError, UsageError};
@@ -19,6 +21,7 @@ use crate::packet::{ErrorCode, HEADER_LEN, Mode, Packet, ack_bytes};
 use crate::receiver::{DataResult, Receiver};
 use crate::sender::{AckResult, Sender};
 use crate::stats::{Outcome, SessionStats};
+use crate::time::Instant;
 use crate::timer::Rto;
 
 /// The most bytes in one batched transmit: what one UDP GSO send can carry.
@@ -64,31 +67,32 @@ impl<'a> Transmit<'a> {
 /// Something the caller should know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event {
+pub enum Event<#[cfg(feature = "std")] I = std::time::Instant, #[cfg(not(feature = "std"))] I> {
     /// The transfer parameters are settled (after the OACK exchange, or the first answer
     /// without one). Emitted once, before any data moves.
     Negotiated(TransferOptions),
     /// The outcome is known. Emitted once. The session may still have work to do (sending a
     /// final ERROR, or dallying to re-acknowledge a repeated last block): keep driving it until
     /// [`Output::Closed`].
-    Finished(SessionStats),
+    Finished(SessionStats<I>),
 }
 
 /// The next thing the caller must do, from [`Session::poll_output`].
 #[derive(Debug)]
 #[must_use]
-pub enum Output<'a> {
+pub enum Output<'a, #[cfg(feature = "std")] I = std::time::Instant, #[cfg(not(feature = "std"))] I>
+{
     /// Send this datagram, then poll again.
     Transmit(Transmit<'a>),
     /// Note this event, then poll again.
-    Event(Event),
+    Event(Event<I>),
     /// Supply source bytes for the next DATA block (sending side), then poll again.
     Fill(Fill<'a>),
     /// Store this received block (receiving side), then confirm, then poll again.
     Store(Store<'a>),
     /// Nothing to do until a datagram arrives or the deadline passes (then call
     /// [`Session::handle_timeout`]). `None`: no deadline.
-    Wait(Option<Instant>),
+    Wait(Option<I>),
     /// The session is over; drop it. Its outcome was reported by [`Event::Finished`].
     Closed,
 }
@@ -101,7 +105,30 @@ pub enum Output<'a> {
 /// nothing; the next poll asks again.
 #[derive(Debug)]
 pub struct Fill<'a> {
-    sender: &'a mut Sender,
+    sender: &'a mut dyn FillTarget,
+}
+
+/// What a [`Fill`] lends: the sender, whatever its instant type.
+trait FillTarget: fmt::Debug + Send + Sync {
+    fn fill_block(&self) -> u64;
+    fn fill_buf(&mut self) -> &mut [u8];
+    fn advance(&mut self, n: usize) -> Result<(), UsageError>;
+    fn finish(&mut self);
+}
+
+impl<I: Instant> FillTarget for Sender<I> {
+    fn fill_block(&self) -> u64 {
+        Sender::fill_block(self)
+    }
+    fn fill_buf(&mut self) -> &mut [u8] {
+        Sender::fill_buf(self)
+    }
+    fn advance(&mut self, n: usize) -> Result<(), UsageError> {
+        Sender::advance(self, n)
+    }
+    fn finish(&mut self) {
+        Sender::finish(self)
+    }
 }
 
 impl Fill<'_> {
@@ -145,7 +172,9 @@ impl Fill<'_> {
 #[derive(Debug)]
 pub struct Store<'a> {
     receiver: &'a mut Receiver,
-    stats: &'a mut SessionStats,
+    /// `SessionStats::blocks` and `SessionStats::bytes`, updated once stored.
+    blocks: &'a mut u64,
+    bytes: &'a mut u64,
     block: u64,
     last: bool,
 }
@@ -172,20 +201,20 @@ impl Store<'_> {
     /// The block is stored: it may be acknowledged.
     pub fn stored(self) {
         self.receiver.confirm_stored();
-        self.stats.blocks = self.receiver.blocks_stored();
-        self.stats.bytes = self.receiver.bytes_stored;
+        *self.blocks = self.receiver.blocks_stored();
+        *self.bytes = self.receiver.bytes_stored;
     }
 }
 
 #[derive(Debug)]
-enum State {
+enum State<I> {
     /// Client: the request is out, no answer yet.
     Requesting { get: bool },
     /// Server, read request: the OACK is out, ACK 0 has not come (RFC 2347). Nothing of the
     /// window exists yet, so a spoofed request pins no more than the session itself.
     Offered,
     /// Sending DATA.
-    Sending(Sender),
+    Sending(Sender<I>),
     /// Receiving DATA.
     Receiving(Receiver),
     /// The last DATA is acknowledged; re-acknowledge repeats until the deadline.
@@ -198,8 +227,15 @@ enum State {
 ///
 /// `R` is [`crate::server::Server`] or [`crate::client::Client`]; the constructors live in
 /// those modules.
+///
+/// `I` is the [`Instant`] type the caller's clock gives (with `std`, by default
+/// [`std::time::Instant`]; see [`crate::time`]).
 #[derive(Debug)]
-pub struct Session<R> {
+pub struct Session<
+    R,
+    #[cfg(feature = "std")] I = std::time::Instant,
+    #[cfg(not(feature = "std"))] I,
+> {
     role: PhantomData<R>,
     config: Config,
     peer: SocketAddr,
@@ -208,7 +244,7 @@ pub struct Session<R> {
     mode: Mode,
     /// What the client asked for (server: from the request; client: what it sent).
     pub(crate) asked: OptionValues,
-    state: State,
+    state: State<I>,
     /// The last control packet (request, OACK, ACK or ERROR), kept for retransmission.
     ctrl: Vec<u8>,
     ctrl_pending: bool,
@@ -218,18 +254,18 @@ pub struct Session<R> {
     stray: Option<SocketAddr>,
     /// Strangers answered so far, and when the last was (see [`MAX_STRAY_REPLIES`]).
     stray_replies: u32,
-    last_stray_reply: Option<Instant>,
+    last_stray_reply: Option<I>,
     /// Server, read request: the size the source will yield, as the application said (and
     /// announced as `tsize`); checked against what the source really yields.
     pub(crate) source_size: Option<u64>,
     rto: Rto,
-    deadline: Option<Instant>,
+    deadline: Option<I>,
     retries: u32,
     /// When the packet whose answer gives an RTT sample left (control packets, ACKs).
-    ctrl_probe: Option<Instant>,
+    ctrl_probe: Option<I>,
     /// Highest DATA index sent so far (anything at or below it is a retransmission).
     highest_sent: u64,
-    stats: SessionStats,
+    stats: SessionStats<I>,
     negotiated_pending: bool,
     finished_pending: bool,
     /// Payload bytes accepted so far (for the size limit).
@@ -237,17 +273,17 @@ pub struct Session<R> {
     /// The outcome is decided (`stats.outcome` is final).
     done: bool,
     /// When the peer last made the transfer progress (for [`Config::give_up_after`]).
-    last_progress: Instant,
+    last_progress: I,
 }
 
-impl<R> Session<R> {
+impl<R, I: Instant> Session<R, I> {
     pub(crate) fn new_raw(
         config: &Config,
         peer: SocketAddr,
         peer_locked: bool,
         mode: Mode,
         asked: OptionValues,
-        now: Instant,
+        now: I,
     ) -> Self {
         Session {
             role: PhantomData,
@@ -334,12 +370,7 @@ impl<R> Session<R> {
     }
 
     /// Decide the outcome, sending `error` to the peer if given. The first decision wins.
-    pub(crate) fn finish(
-        &mut self,
-        now: Instant,
-        outcome: Outcome,
-        error: Option<(ErrorCode, &str)>,
-    ) {
+    pub(crate) fn finish(&mut self, now: I, outcome: Outcome, error: Option<(ErrorCode, &str)>) {
         if self.done {
             return;
         }
@@ -363,7 +394,7 @@ impl<R> Session<R> {
         self.finished_pending = true;
     }
 
-    fn fail(&mut self, now: Instant, error: TransferError) {
+    fn fail(&mut self, now: I, error: TransferError) {
         let reply = match &error {
             TransferError::Protocol(e) => Some(protocol_reply(e)),
             TransferError::TooLarge { .. } => {
@@ -380,7 +411,7 @@ impl<R> Session<R> {
         self.finish(now, Outcome::Failed(error), reply);
     }
 
-    fn succeed(&mut self, now: Instant) {
+    fn succeed(&mut self, now: I) {
         if self.done {
             return;
         }
@@ -414,7 +445,7 @@ impl<R> Session<R> {
     }
 
     /// Live statistics; final once [`Event::Finished`] has been emitted.
-    pub fn stats(&self) -> &SessionStats {
+    pub fn stats(&self) -> &SessionStats<I> {
         &self.stats
     }
 
@@ -433,7 +464,7 @@ impl<R> Session<R> {
     }
 
     /// When [`Session::handle_timeout`] should next be called, if at all.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<I> {
         self.deadline
     }
 
@@ -477,7 +508,7 @@ impl<R> Session<R> {
     /// DATA, ACK or OACK, never for an ERROR (answering ERRORs is how one spoofed datagram makes
     /// two transfers loop forever, CVE-2024-2169), and at most a few times per session, at most
     /// once a second. Then drain [`Session::poll_output`].
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    pub fn handle_datagram(&mut self, now: I, from: SocketAddr, datagram: &[u8]) {
         if self.done && !matches!(self.state, State::Dallying(_)) {
             return;
         }
@@ -525,7 +556,7 @@ impl<R> Session<R> {
     /// Feed the passing of time. Does nothing before the deadline from
     /// [`Session::poll_timeout`], so a spurious wake-up is harmless. Then drain
     /// [`Session::poll_output`].
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, now: I) {
         let Some(deadline) = self.deadline else {
             return;
         };
@@ -577,7 +608,7 @@ impl<R> Session<R> {
     /// [`TransferError::Local`]. If the outcome is already decided (for example the session is
     /// dallying after success), this only closes the session. Then drain
     /// [`Session::poll_output`].
-    pub fn abort(&mut self, now: Instant, code: ErrorCode, message: &str) {
+    pub fn abort(&mut self, now: I, code: ErrorCode, message: &str) {
         if self.done {
             if matches!(self.state, State::Dallying(_)) {
                 self.state = State::Closed;
@@ -596,7 +627,7 @@ impl<R> Session<R> {
     /// same client port, or the process is going away). The outcome is
     /// [`TransferError::Local`] with code 0 and message "abandoned"; nothing is sent. Then
     /// drain [`Session::poll_output`].
-    pub fn abandon(&mut self, now: Instant) {
+    pub fn abandon(&mut self, now: I) {
         if self.done {
             self.state = State::Closed;
             self.deadline = None;
@@ -613,7 +644,7 @@ impl<R> Session<R> {
 
     /// The next thing to do. Drain after every input until [`Output::Wait`] or
     /// [`Output::Closed`]. `now` timestamps what is sent (for the retransmission timer).
-    pub fn poll_output(&mut self, now: Instant) -> Output<'_> {
+    pub fn poll_output(&mut self, now: I) -> Output<'_, I> {
         if let Some(destination) = self.stray.take() {
             return Output::Transmit(Transmit {
                 destination,
@@ -682,7 +713,7 @@ impl<R> Session<R> {
                         .saturating_sub(first - 1)
                         .min(count as u64);
                     self.highest_sent = self.highest_sent.max(last);
-                    self.deadline = Some(now + rto);
+                    self.deadline = now.checked_add(rto);
                     let slot = usize::from(self.stats.options.blksize) + crate::packet::HEADER_LEN;
                     Output::Transmit(Transmit {
                         destination: self.peer,
@@ -706,7 +737,8 @@ impl<R> Session<R> {
                 if let Some((block, _, last)) = r.pending_block() {
                     return Output::Store(Store {
                         receiver: r,
-                        stats: &mut self.stats,
+                        blocks: &mut self.stats.blocks,
+                        bytes: &mut self.stats.bytes,
                         block,
                         last,
                     });
@@ -724,7 +756,7 @@ impl<R> Session<R> {
     // ---- internals ----
 
     /// RFC 1350 §4 answers a stranger with ERROR 5; see [`MAX_STRAY_REPLIES`] for the bounds.
-    fn maybe_answer_stray(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    fn maybe_answer_stray(&mut self, now: I, from: SocketAddr, datagram: &[u8]) {
         // Only what the lost peer of an old transfer would send: never an ERROR (that is the
         // loop), never a request, never garbage.
         let answerable = matches!(datagram, [0, 3 | 4 | 6, ..]);
@@ -771,10 +803,10 @@ impl<R> Session<R> {
     }
 
     /// Arm the retransmission timer after sending the control packet, if it expects an answer.
-    fn arm_after_ctrl(&mut self, now: Instant) {
+    fn arm_after_ctrl(&mut self, now: I) {
         self.deadline = match &self.state {
-            State::Requesting { .. } | State::Offered => Some(now + self.rto.current()),
-            State::Receiving(r) if r.waiting_for_peer() => Some(now + self.rto.current()),
+            State::Requesting { .. } | State::Offered => now.checked_add(self.rto.current()),
+            State::Receiving(r) if r.waiting_for_peer() => now.checked_add(self.rto.current()),
             State::Receiving(_) => None,
             State::Dallying(_) => {
                 let fixed = self
@@ -785,26 +817,26 @@ impl<R> Session<R> {
                     .unwrap_or_default();
                 // Long enough for the sender to time out and resend the last block a few times
                 // (its timer is about ours): a lost final ACK must not fail the transfer.
-                Some(now + self.config.dally.max(fixed).max(self.rto.current() * 4))
+                now.checked_add(self.config.dally.max(fixed).max(self.rto.current() * 4))
             }
             // Sending arms on DATA; Closed: a final ERROR expects nothing.
             State::Sending(_) | State::Closed => self.deadline,
         };
     }
 
-    fn sample_ctrl_rtt(&mut self, now: Instant) {
+    fn sample_ctrl_rtt(&mut self, now: I) {
         if let Some(sent) = self.ctrl_probe.take() {
             self.rto.sample(now.saturating_duration_since(sent));
         }
     }
 
-    fn progress(&mut self, now: Instant) {
+    fn progress(&mut self, now: I) {
         self.retries = 0;
         self.last_progress = now;
         self.rto.progress();
     }
 
-    fn on_peer_error(&mut self, now: Instant, code: ErrorCode, message: &str) {
+    fn on_peer_error(&mut self, now: I, code: ErrorCode, message: &str) {
         if self.done {
             return;
         }
@@ -821,7 +853,7 @@ impl<R> Session<R> {
         self.finish(now, outcome, None);
     }
 
-    fn on_first_answer(&mut self, now: Instant, get: bool, packet: Packet<'_>) -> State {
+    fn on_first_answer(&mut self, now: I, get: bool, packet: Packet<'_>) -> State<I> {
         // No round-trip sample from the request: its answer may be the server's retransmitted
         // OACK (Karn's rule cannot tell), and it includes the server's work on the request
         // (opening a file, asking an origin), so it would inflate the timeout.
@@ -873,7 +905,7 @@ impl<R> Session<R> {
         }
     }
 
-    fn on_offered(&mut self, now: Instant, packet: Packet<'_>) -> State {
+    fn on_offered(&mut self, now: I, packet: Packet<'_>) -> State<I> {
         match packet {
             Packet::Ack { block: 0 } => {
                 self.sample_ctrl_rtt(now);
@@ -900,7 +932,7 @@ impl<R> Session<R> {
         }
     }
 
-    fn on_sending(&mut self, now: Instant, mut sender: Sender, packet: Packet<'_>) -> State {
+    fn on_sending(&mut self, now: I, mut sender: Sender<I>, packet: Packet<'_>) -> State<I> {
         match packet {
             Packet::Ack { block } => {
                 let result = sender.on_ack(block, now);
@@ -936,13 +968,13 @@ impl<R> Session<R> {
         State::Sending(sender)
     }
 
-    fn on_receiving(&mut self, now: Instant, mut r: Receiver, packet: Packet<'_>) -> State {
+    fn on_receiving(&mut self, now: I, mut r: Receiver, packet: Packet<'_>) -> State<I> {
         match packet {
             Packet::Data { block, data } => match r.on_data(block, data) {
                 DataResult::Accepted => {
                     self.sample_ctrl_rtt(now);
                     self.progress(now);
-                    self.deadline = Some(now + self.rto.current());
+                    self.deadline = now.checked_add(self.rto.current());
                     self.received_bytes += data.len() as u64;
                     if let Some(limit) = self.config.max_transfer_size {
                         if self.received_bytes > limit {
