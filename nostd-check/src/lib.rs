@@ -1,7 +1,7 @@
 //! Proof that `tftp-proto` builds and links without `std`: a `#![no_std]` static library for
 //! a bare-metal target (`thumbv7em-none-eabihf` in CI), which runs a whole client/server
-//! transfer in memory on [`Millis`] time. The target has no `std` to link, so a build that
-//! succeeds is the proof.
+//! transfer in memory on [`Millis`] time, both windows in stack buffers. The target has no
+//! `std` to link, so a build that succeeds is the proof.
 //!
 //! Built by `.ci/run`:
 //! `cargo build --manifest-path nostd-check/Cargo.toml --target thumbv7em-none-eabihf`.
@@ -39,9 +39,21 @@ fn run(len: u32) -> Option<u32> {
         tsize: Some(0),
         ..OptionValues::default()
     };
-    let mut client: ClientSession<Millis> =
-        ClientSession::get(SERVER, "boot.img", Mode::Octet, asked, &config, now).ok()?;
-    let mut server: Option<ServerSession<Millis>> = None;
+    // The windows: 4 × (4 + 1468) bytes each, on the stack (a static in real firmware).
+    let mut client_ring = [0u8; 4 * 1472];
+    let mut server_ring = [0u8; 4 * 1472];
+    let mut client: ClientSession<Millis, &mut [u8]> = ClientSession::get_with_storage(
+        SERVER,
+        "boot.img",
+        Mode::Octet,
+        asked,
+        &config,
+        now,
+        &mut client_ring[..],
+    )
+    .ok()?;
+    let mut server: Option<ServerSession<Millis, &mut [u8]>> = None;
+    let mut server_ring = Some(&mut server_ring[..]);
     let mut sent = 0u32;
     let mut received = 0u32;
     // One datagram in flight each way is enough for a lossless in-memory link.
@@ -67,12 +79,10 @@ fn run(len: u32) -> Option<u32> {
         if let Some((to, n)) = up {
             if to == SERVER {
                 let request = IncomingRequest::parse(CLIENT, &to_server[..n]).ok()?;
-                server = Some(ServerSession::new(
-                    &request,
-                    &config,
-                    Some(u64::from(len)),
-                    now,
-                ));
+                let size = Some(u64::from(len));
+                let ring = server_ring.take()?;
+                server =
+                    Some(ServerSession::with_storage(&request, &config, size, now, ring).ok()?);
             } else if let Some(s) = server.as_mut() {
                 s.handle_datagram(now, CLIENT, &to_server[..n]);
             }
@@ -124,7 +134,8 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 }
 
 /// The firmware brings its own heap; this one refuses every allocation. It exists so that the
-/// library links, and so that a session on caller-owned buffers can show it needs none.
+/// library links: `tftp-proto` needs `alloc`, though sessions on caller-owned buffers allocate
+/// nothing (`tftp-proto/tests/caller_storage.rs` counts).
 struct NoHeap;
 
 // SAFETY: `alloc` returning null is the documented way to report failure.

@@ -145,6 +145,7 @@ mod sender;
 pub mod server;
 pub mod session;
 pub mod stats;
+pub mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
@@ -158,4 +159,5 @@ pub use packet::{ErrorCode, Mode, Packet};
 pub use server::{ErrorReply, IncomingRequest, RequestError, RequestKind, ServerSession};
 pub use session::{Event, Fill, Output, Session, Store, Transmit};
 pub use stats::{Outcome, SessionStats};
+pub use storage::Storage;
 pub use time::{Instant, Millis};

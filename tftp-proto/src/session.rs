@@ -15,12 +15,13 @@ use core::marker::PhantomData;
 use core::net::SocketAddr;
 
 use crate::config::Config;
-use crate::error::{ProtocolError, TransferError, UsageError};
+use crate::error::{EncodeError, ProtocolError, TransferError, UsageError};
 use crate::options::{OptionValues, TransferOptions};
 use crate::packet::{ErrorCode, HEADER_LEN, Mode, Packet, ack_bytes};
 use crate::receiver::{DataResult, Receiver};
 use crate::sender::{AckResult, Sender};
 use crate::stats::{Outcome, SessionStats};
+use crate::storage::{self, Storage};
 use crate::time::Instant;
 use crate::timer::Rto;
 
@@ -116,7 +117,7 @@ trait FillTarget: fmt::Debug + Send + Sync {
     fn finish(&mut self);
 }
 
-impl<I: Instant> FillTarget for Sender<I> {
+impl<I: Instant, B: Storage> FillTarget for Sender<I, B> {
     fn fill_block(&self) -> u64 {
         Sender::fill_block(self)
     }
@@ -171,7 +172,7 @@ impl Fill<'_> {
 /// without the call changes nothing; the next poll offers the same block again.
 #[derive(Debug)]
 pub struct Store<'a> {
-    receiver: &'a mut Receiver,
+    receiver: &'a mut dyn StoreTarget,
     /// `SessionStats::blocks` and `SessionStats::bytes`, updated once stored.
     blocks: &'a mut u64,
     bytes: &'a mut u64,
@@ -202,23 +203,107 @@ impl Store<'_> {
     pub fn stored(self) {
         self.receiver.confirm_stored();
         *self.blocks = self.receiver.blocks_stored();
-        *self.bytes = self.receiver.bytes_stored;
+        *self.bytes = self.receiver.bytes_stored();
+    }
+}
+
+/// What a [`Store`] lends: the receiver, whatever its storage.
+trait StoreTarget: fmt::Debug + Send + Sync {
+    fn pending_block(&mut self) -> Option<(u64, &[u8], bool)>;
+    fn confirm_stored(&mut self);
+    fn blocks_stored(&self) -> u64;
+    fn bytes_stored(&self) -> u64;
+}
+
+impl<B: Storage> StoreTarget for Receiver<B> {
+    fn pending_block(&mut self) -> Option<(u64, &[u8], bool)> {
+        Receiver::pending_block(self)
+    }
+    fn confirm_stored(&mut self) {
+        Receiver::confirm_stored(self)
+    }
+    fn blocks_stored(&self) -> u64 {
+        Receiver::blocks_stored(self)
+    }
+    fn bytes_stored(&self) -> u64 {
+        self.bytes_stored
+    }
+}
+
+/// The last control packet (request, OACK, ACK or ERROR), kept for retransmission: inline up
+/// to 516 bytes, which holds every ACK, OACK and ERROR this crate sends and any request within
+/// RFC 2347's 512-byte advice; a longer request goes on the heap.
+// Inline on purpose: a control packet must not cost an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Ctrl {
+    Inline {
+        buf: [u8; MAX_CONTROL_LEN],
+        len: u16,
+    },
+    Long(Vec<u8>),
+}
+
+impl Ctrl {
+    pub(crate) const EMPTY: Ctrl = Ctrl::Inline {
+        buf: [0; MAX_CONTROL_LEN],
+        len: 0,
+    };
+
+    pub(crate) fn encode(packet: &Packet<'_>) -> Result<Ctrl, EncodeError> {
+        let mut buf = [0u8; MAX_CONTROL_LEN];
+        match packet.encode(&mut buf) {
+            // `len` fits: at most MAX_CONTROL_LEN.
+            Ok(len) => Ok(Ctrl::Inline {
+                buf,
+                len: len as u16,
+            }),
+            Err(EncodeError::BufferTooSmall { needed }) => {
+                let mut long = vec![0u8; needed];
+                let len = packet.encode(&mut long)?;
+                long.truncate(len);
+                Ok(Ctrl::Long(long))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn from_slice(bytes: &[u8]) -> Ctrl {
+        let mut buf = [0u8; MAX_CONTROL_LEN];
+        let len = bytes.len().min(MAX_CONTROL_LEN);
+        buf[..len].copy_from_slice(&bytes[..len]);
+        Ctrl::Inline {
+            buf,
+            len: len as u16,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Ctrl::Inline { buf, len } => &buf[..usize::from(*len)],
+            Ctrl::Long(bytes) => bytes,
+        }
+    }
+}
+
+impl fmt::Debug for Ctrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Ctrl").field(&self.as_bytes()).finish()
     }
 }
 
 #[derive(Debug)]
-enum State<I> {
+enum State<I, B> {
     /// Client: the request is out, no answer yet.
     Requesting { get: bool },
     /// Server, read request: the OACK is out, ACK 0 has not come (RFC 2347). Nothing of the
     /// window exists yet, so a spoofed request pins no more than the session itself.
     Offered,
     /// Sending DATA.
-    Sending(Sender<I>),
+    Sending(Sender<I, B>),
     /// Receiving DATA.
-    Receiving(Receiver),
+    Receiving(Receiver<B>),
     /// The last DATA is acknowledged; re-acknowledge repeats until the deadline.
-    Dallying(Receiver),
+    Dallying(Receiver<B>),
     /// Over (a final ERROR may still be pending).
     Closed,
 }
@@ -229,12 +314,15 @@ enum State<I> {
 /// those modules.
 ///
 /// `I` is the [`Instant`] type the caller's clock gives (with `std`, by default
-/// [`std::time::Instant`]; see [`crate::time`]).
+/// [`std::time::Instant`]; see [`crate::time`]). `B` is where the window ring lives: by default
+/// on the heap, allocated when data starts to flow; `&mut [u8]` for a buffer the caller owns
+/// (see [`crate::storage`]).
 #[derive(Debug)]
 pub struct Session<
     R,
     #[cfg(feature = "std")] I = std::time::Instant,
     #[cfg(not(feature = "std"))] I,
+    B = Vec<u8>,
 > {
     role: PhantomData<R>,
     config: Config,
@@ -244,9 +332,11 @@ pub struct Session<
     mode: Mode,
     /// What the client asked for (server: from the request; client: what it sent).
     pub(crate) asked: OptionValues,
-    state: State<I>,
+    state: State<I, B>,
+    /// The window's storage until data flows (then the sender or receiver holds it).
+    storage: Option<B>,
     /// The last control packet (request, OACK, ACK or ERROR), kept for retransmission.
-    ctrl: Vec<u8>,
+    ctrl: Ctrl,
     ctrl_pending: bool,
     /// `ctrl` has been sent before: sending it again is a retransmission.
     ctrl_sent: bool,
@@ -276,7 +366,7 @@ pub struct Session<
     last_progress: I,
 }
 
-impl<R, I: Instant> Session<R, I> {
+impl<R, I: Instant, B: Storage> Session<R, I, B> {
     pub(crate) fn new_raw(
         config: &Config,
         peer: SocketAddr,
@@ -284,6 +374,7 @@ impl<R, I: Instant> Session<R, I> {
         mode: Mode,
         asked: OptionValues,
         now: I,
+        storage: B,
     ) -> Self {
         Session {
             role: PhantomData,
@@ -293,7 +384,8 @@ impl<R, I: Instant> Session<R, I> {
             mode,
             asked,
             state: State::Closed,
-            ctrl: Vec::new(),
+            storage: Some(storage),
+            ctrl: Ctrl::EMPTY,
             ctrl_pending: false,
             ctrl_sent: false,
             stray: None,
@@ -324,20 +416,54 @@ impl<R, I: Instant> Session<R, I> {
         self.negotiated_pending = true;
     }
 
-    pub(crate) fn start_requesting(&mut self, request: Vec<u8>, get: bool) {
+    pub(crate) fn start_requesting(&mut self, request: Ctrl, get: bool) {
         self.state = State::Requesting { get };
         self.queue_ctrl(request);
     }
 
-    /// Start sending DATA: allocate the window ring.
-    pub(crate) fn start_sending(&mut self) {
+    /// The storage for the window, if it holds what the negotiated options need; otherwise
+    /// the transfer fails (the constructors that take caller storage size the options to it,
+    /// so this is a safeguard, not a path).
+    fn take_storage(&mut self, now: I, netascii_sender: bool) -> Option<B> {
+        let o = self.stats.options;
+        let needed = storage::needed(o.blksize, o.windowsize, netascii_sender);
+        match self.storage.take() {
+            Some(storage) if storage.capacity() >= needed => Some(storage),
+            _ => {
+                let error = TransferError::Local {
+                    code: ErrorCode::DISK_FULL,
+                    message: String::from("window storage too small"),
+                };
+                self.finish(
+                    now,
+                    Outcome::Failed(error),
+                    Some((ErrorCode::DISK_FULL, "Out of window memory")),
+                );
+                None
+            }
+        }
+    }
+
+    /// Start sending DATA: the window ring comes into use. False if the session failed
+    /// instead.
+    pub(crate) fn start_sending(&mut self, now: I) -> bool {
         let o = self.stats.options;
         let netascii = self.mode == Mode::Netascii;
+        let Some(storage) = self.take_storage(now, netascii) else {
+            return false;
+        };
         // In netascii the wire size differs from the source's (RFC 1350 appendix): no check.
         let expected = self.source_size.filter(|_| !netascii);
-        let sender = Sender::new(o.blksize, o.windowsize, self.config.rollover, netascii)
-            .expecting(expected);
+        let sender = Sender::new(
+            storage,
+            o.blksize,
+            o.windowsize,
+            self.config.rollover,
+            netascii,
+        )
+        .expecting(expected);
         self.state = State::Sending(sender);
+        true
     }
 
     /// Server, read request with an OACK: wait for ACK 0 before anything else.
@@ -345,28 +471,32 @@ impl<R, I: Instant> Session<R, I> {
         self.state = State::Offered;
     }
 
-    pub(crate) fn start_receiving(&mut self) {
+    /// Start receiving DATA (the ring comes into use with the first block). False if the
+    /// session failed instead.
+    pub(crate) fn start_receiving(&mut self, now: I) -> bool {
         let o = self.stats.options;
+        let Some(storage) = self.take_storage(now, false) else {
+            return false;
+        };
         self.state = State::Receiving(Receiver::new(
+            storage,
             o.blksize,
             o.windowsize,
             self.config.rollover,
             self.mode == Mode::Netascii,
         ));
+        true
     }
 
     /// Queue `packet` as the control packet (sent once, kept for retransmission).
-    pub(crate) fn queue_ctrl(&mut self, packet: Vec<u8>) {
+    pub(crate) fn queue_ctrl(&mut self, packet: Ctrl) {
         self.ctrl = packet;
         self.ctrl_pending = true;
         self.ctrl_sent = false;
     }
 
-    fn queue_ack(&mut self, block: u16) {
-        self.ctrl.clear();
-        self.ctrl.extend_from_slice(&ack_bytes(block));
-        self.ctrl_pending = true;
-        self.ctrl_sent = false;
+    pub(crate) fn queue_ack(&mut self, block: u16) {
+        self.queue_ctrl(Ctrl::from_slice(&ack_bytes(block)));
     }
 
     /// Decide the outcome, sending `error` to the peer if given. The first decision wins.
@@ -376,14 +506,12 @@ impl<R, I: Instant> Session<R, I> {
         }
         self.done = true;
         if let Some((code, message)) = error {
-            let packet = Packet::Error { code, message };
-            let mut buf = vec![0u8; packet.encoded_len()];
-            match packet.encode(&mut buf) {
-                Ok(n) => buf.truncate(n),
+            let packet = Ctrl::encode(&Packet::Error { code, message })
                 // Only a NUL inside the message can fail: send the code alone.
-                Err(_) => buf = vec![0, 5, (code.0 >> 8) as u8, code.0 as u8, 0],
-            }
-            self.queue_ctrl(buf);
+                .unwrap_or_else(|_| {
+                    Ctrl::from_slice(&[0, 5, (code.0 >> 8) as u8, code.0 as u8, 0])
+                });
+            self.queue_ctrl(packet);
         } else {
             self.ctrl_pending = false;
         }
@@ -687,7 +815,7 @@ impl<R, I: Instant> Session<R, I> {
             self.arm_after_ctrl(now);
             return Output::Transmit(Transmit {
                 destination: self.peer,
-                contents: &self.ctrl,
+                contents: self.ctrl.as_bytes(),
                 segment_size: None,
             });
         }
@@ -853,7 +981,7 @@ impl<R, I: Instant> Session<R, I> {
         self.finish(now, outcome, None);
     }
 
-    fn on_first_answer(&mut self, now: I, get: bool, packet: Packet<'_>) -> State<I> {
+    fn on_first_answer(&mut self, now: I, get: bool, packet: Packet<'_>) -> State<I, B> {
         // No round-trip sample from the request: its answer may be the server's retransmitted
         // OACK (Karn's rule cannot tell), and it includes the server's work on the request
         // (opening a file, asking an origin), so it would inflate the timeout.
@@ -872,10 +1000,11 @@ impl<R, I: Instant> Session<R, I> {
                     }
                     self.set_options(transfer);
                     if get {
-                        self.start_receiving();
-                        self.queue_ack(0);
+                        if self.start_receiving(now) {
+                            self.queue_ack(0);
+                        }
                     } else {
-                        self.start_sending();
+                        self.start_sending(now);
                     }
                     core::mem::replace(&mut self.state, State::Closed)
                 }
@@ -887,15 +1016,15 @@ impl<R, I: Instant> Session<R, I> {
             (true, Packet::Data { .. }) => {
                 // No OACK: the server ignored every option (RFC 2347), plain RFC 1350.
                 self.set_options(TransferOptions::default());
-                self.start_receiving();
+                self.start_receiving(now);
                 let State::Receiving(r) = core::mem::replace(&mut self.state, State::Closed) else {
-                    unreachable!()
+                    return State::Closed;
                 };
                 self.on_receiving(now, r, packet)
             }
             (false, Packet::Ack { block: 0 }) => {
                 self.set_options(TransferOptions::default());
-                self.start_sending();
+                self.start_sending(now);
                 core::mem::replace(&mut self.state, State::Closed)
             }
             (_, other) => {
@@ -905,7 +1034,7 @@ impl<R, I: Instant> Session<R, I> {
         }
     }
 
-    fn on_offered(&mut self, now: I, packet: Packet<'_>) -> State<I> {
+    fn on_offered(&mut self, now: I, packet: Packet<'_>) -> State<I, B> {
         match packet {
             Packet::Ack { block: 0 } => {
                 self.sample_ctrl_rtt(now);
@@ -913,7 +1042,7 @@ impl<R, I: Instant> Session<R, I> {
                 self.deadline = None;
                 // Only now does the window ring exist: the peer has shown it receives at the
                 // address the request came from.
-                self.start_sending();
+                self.start_sending(now);
                 core::mem::replace(&mut self.state, State::Closed)
             }
             Packet::Ack { block } => {
@@ -932,7 +1061,7 @@ impl<R, I: Instant> Session<R, I> {
         }
     }
 
-    fn on_sending(&mut self, now: I, mut sender: Sender<I>, packet: Packet<'_>) -> State<I> {
+    fn on_sending(&mut self, now: I, mut sender: Sender<I, B>, packet: Packet<'_>) -> State<I, B> {
         match packet {
             Packet::Ack { block } => {
                 let result = sender.on_ack(block, now);
@@ -968,7 +1097,7 @@ impl<R, I: Instant> Session<R, I> {
         State::Sending(sender)
     }
 
-    fn on_receiving(&mut self, now: I, mut r: Receiver, packet: Packet<'_>) -> State<I> {
+    fn on_receiving(&mut self, now: I, mut r: Receiver<B>, packet: Packet<'_>) -> State<I, B> {
         match packet {
             Packet::Data { block, data } => match r.on_data(block, data) {
                 DataResult::Accepted => {
@@ -1017,7 +1146,7 @@ impl<R, I: Instant> Session<R, I> {
                 }
             },
             // The server repeated its OACK: our ACK 0 was lost (client side).
-            Packet::Oack(_) if r.blocks_stored() == 0 && self.ctrl == ack_bytes(0) => {
+            Packet::Oack(_) if r.blocks_stored() == 0 && self.ctrl.as_bytes() == ack_bytes(0) => {
                 self.stats.duplicates += 1;
                 self.ctrl_pending = true;
             }
