@@ -58,20 +58,25 @@ fn file() -> Vec<u8> {
         .collect()
 }
 
-/// The `tftpd` binary of this workspace, built if it is not there yet.
+/// The `tftpd` binary of this workspace (`cargo test --workspace` builds it before running
+/// tests); when this crate is tested alone on a fresh tree, built into a target directory of
+/// its own (the running `cargo test` holds the lock of the main one).
 fn tftpd_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("tftpd");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "tftpd", "--bin", "tftpd"])
-            .status()
-            .unwrap();
-        assert!(status.success());
+    let target = exe.parent().unwrap().parent().unwrap();
+    let bin = target.join("tftpd");
+    if bin.exists() {
+        return bin;
     }
-    bin
+    let own = target.join("tap-test-tftpd");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-p", "tftpd", "--bin", "tftpd", "--target-dir"])
+        .arg(&own)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    own.join("debug").join("tftpd")
 }
 
 struct Net {
