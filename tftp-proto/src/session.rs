@@ -109,7 +109,7 @@ pub struct Fill<'a> {
     sender: &'a mut dyn FillTarget,
 }
 
-/// What a [`Fill`] lends: the sender, whatever its instant type.
+/// What a [`Fill`] lends: the sender, whatever its instant and storage types.
 trait FillTarget: fmt::Debug + Send + Sync {
     fn fill_block(&self) -> u64;
     fn fill_buf(&mut self) -> &mut [u8];
@@ -231,8 +231,9 @@ impl<B: Storage> StoreTarget for Receiver<B> {
 }
 
 /// The last control packet (request, OACK, ACK or ERROR), kept for retransmission: inline up
-/// to 516 bytes, which holds every ACK, OACK and ERROR this crate sends and any request within
-/// RFC 2347's 512-byte advice; a longer request goes on the heap.
+/// to 516 bytes, which holds every ACK and OACK, every ERROR but one whose message the caller
+/// made longer than 511 bytes, and any request within RFC 2347's 512-byte advice; anything
+/// longer goes on the heap.
 // Inline on purpose: a control packet must not cost an allocation.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Ctrl {
