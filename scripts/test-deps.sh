@@ -16,6 +16,8 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 [ -e /usr/lib/ipxe/qemu/efi-virtio.rom ] || need+=(ipxe-qemu)
 [ -e /usr/lib/ipxe/ipxe.efi ] || need+=(ipxe)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
+# U-Boot's tftpboot (tftpd/tests/uboot.rs): its qemu-x86_64 build, run with qemu -bios.
+[ -e /usr/lib/u-boot/qemu-x86_64/u-boot.rom ] || need+=(u-boot-qemu)
 command -v ss >/dev/null || need+=(iproute2)
 # The namespace test bed (scripts/netbed.sh, tftpd/tests/netbed.rs): its NAT router.
 command -v nft >/dev/null || need+=(nftables)

@@ -48,6 +48,96 @@ impl<H: Handler> Handler for Option<H> {
     }
 }
 
+/// A future in a box, as [`DynHandler`] returns them.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`Handler`] as a trait object: every handler is a `DynHandler`, and `Box<dyn DynHandler>`
+/// and `Arc<dyn DynHandler>` are handlers, so a server can pick its handler at run time (from
+/// configuration, per deployment) at the cost of one boxed future per request.
+///
+/// ```
+/// use tftp_async_std::{DynHandler, Handler, HandlerError, ReadResponse, Request};
+///
+/// struct Hello;
+/// impl Handler for Hello {
+///     async fn read(&self, _: &Request) -> Result<ReadResponse, HandlerError> {
+///         Ok(ReadResponse::from_bytes(b"hello".to_vec()))
+///     }
+/// }
+///
+/// struct Nothing;
+/// impl Handler for Nothing {
+///     async fn read(&self, _: &Request) -> Result<ReadResponse, HandlerError> {
+///         Err(HandlerError::not_found())
+///     }
+/// }
+///
+/// fn from_config(greet: bool) -> Box<dyn DynHandler> {
+///     if greet { Box::new(Hello) } else { Box::new(Nothing) }
+/// }
+/// fn is_a_handler(_: impl Handler) {}
+/// is_a_handler(from_config(true));
+/// ```
+pub trait DynHandler: Send + Sync + 'static {
+    /// [`Handler::read`], boxed.
+    fn read_boxed<'a>(
+        &'a self,
+        request: &'a Request,
+    ) -> BoxFuture<'a, Result<ReadResponse, HandlerError>>;
+    /// [`Handler::write`], boxed.
+    fn write_boxed<'a>(
+        &'a self,
+        request: &'a Request,
+    ) -> BoxFuture<'a, Result<WriteResponse, HandlerError>>;
+}
+
+impl<H: Handler> DynHandler for H {
+    fn read_boxed<'a>(
+        &'a self,
+        request: &'a Request,
+    ) -> BoxFuture<'a, Result<ReadResponse, HandlerError>> {
+        Box::pin(self.read(request))
+    }
+
+    fn write_boxed<'a>(
+        &'a self,
+        request: &'a Request,
+    ) -> BoxFuture<'a, Result<WriteResponse, HandlerError>> {
+        Box::pin(self.write(request))
+    }
+}
+
+impl Handler for Box<dyn DynHandler> {
+    async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
+        self.read_boxed(request).await
+    }
+
+    async fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
+        self.write_boxed(request).await
+    }
+}
+
+impl Handler for std::sync::Arc<dyn DynHandler> {
+    async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
+        self.read_boxed(request).await
+    }
+
+    async fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
+        self.write_boxed(request).await
+    }
+}
+
+/// A shared handler is a handler (one handler object behind several servers).
+impl<H: Handler> Handler for std::sync::Arc<H> {
+    async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
+        H::read(self, request).await
+    }
+
+    async fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
+        H::write(self, request).await
+    }
+}
+
 /// A [`Handler`] as the shared server sees it.
 pub(crate) struct Bridge<H>(pub(crate) H);
 

@@ -65,6 +65,8 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod dir;
 mod handler;
@@ -73,13 +75,16 @@ mod server;
 
 pub use client::Client;
 pub use dir::DirHandler;
-pub use handler::{Handler, ReadResponse, WriteResponse};
+pub use handler::{BoxFuture, DynHandler, Handler, ReadResponse, WriteResponse};
 pub use server::Server;
 pub use tftp_common::fs::RootOptions;
 pub use tftp_common::server::ServerOptions;
 pub use tftp_common::{
-    ClientError, HandlerError, Request, ServerConfig, ServerStats, SessionReport,
+    AdmissionConfig, ClientError, HandlerError, MtuPolicy, Request, ServerConfig, ServerStats,
+    SessionReport, StatsCollector,
 };
+// What handler authors and client users name, so that they need not depend on tftp-proto.
 pub use tftp_proto::{
-    self, ErrorCode, Mode, OptionLimits, OptionValues, RequestKind, SessionStats, TimeoutPolicy,
+    self, Config, ErrorCode, Mode, OptionLimits, OptionValues, Outcome, RequestKind, Rollover,
+    SessionStats, TimeoutPolicy, TransferError, TransferOptions,
 };

@@ -95,6 +95,8 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod data;
 mod dir;
@@ -108,7 +110,7 @@ pub use server::{Server, ShutdownHandle};
 pub use tftp_common::fs::RootOptions;
 pub use tftp_common::server::ServerOptions;
 pub use tftp_common::{
-    ClientError, HandlerError, Request, ServerConfig, ServerStats, SessionReport,
+    ClientError, HandlerError, MtuPolicy, Request, ServerConfig, ServerStats, SessionReport,
 };
 pub use tftp_proto::{
     self, ErrorCode, Mode, OptionLimits, OptionValues, RequestKind, SessionStats, TimeoutPolicy,

@@ -1,7 +1,9 @@
-//! Admission of new requests: concurrency limits, per-client limits, duplicate requests.
+//! Admission of new requests: the listening side ([`tftp_proto::Endpoint`]: what a datagram
+//! is, duplicates, replacements, the reply budget) and the server's limits (sessions,
+//! sessions per client, request rate per client).
 //!
-//! One [`Admission`] per server, shared by its listeners. [`Admission::try_admit`] returns a
-//! [`Permit`] that holds the session's place until dropped.
+//! One [`Admission`] per server, shared by its listeners. [`Admission::handle`] returns a
+//! [`Permit`] with each admitted request, which holds the session's place until dropped.
 //!
 //! Every permit counts against the limits until it is dropped, whatever replaced it: a new
 //! request from a client port that has a session ends that session (its permit's
@@ -12,12 +14,13 @@
 //! /64 by default): one host holds a whole /64 and can pick any address in it.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tftp_proto::{ErrorCode, ErrorReply, IncomingRequest};
+use tftp_proto::{
+    DatagramEvent, Endpoint, EndpointConfig, ErrorCode, ErrorReply, IncomingRequest, SessionHandle,
+};
 
 /// Limits on sessions.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,10 +89,7 @@ impl Refusal {
     pub fn reply(self) -> Option<ErrorReply> {
         match self {
             Refusal::Duplicate | Refusal::RateLimited => None,
-            Refusal::ServerBusy => Some(ErrorReply::new(
-                ErrorCode::NOT_DEFINED,
-                "Server busy, try again later",
-            )),
+            Refusal::ServerBusy => Some(ErrorReply::server_busy()),
             Refusal::ClientBusy => Some(ErrorReply::new(
                 ErrorCode::NOT_DEFINED,
                 "Too many transfers from this client",
@@ -98,29 +98,31 @@ impl Refusal {
     }
 }
 
+/// What the admission table made of a datagram on a listening port.
+#[derive(Debug)]
+pub enum Admitted {
+    /// A new request, admitted: keep the permit until its session ends.
+    Accept(IncomingRequest, Permit),
+    /// Single-port mode: a datagram for the live session of its sender.
+    Route,
+    /// Send this ERROR to the sender (a malformed request, or a refusal), for this reason.
+    Reply(ErrorReply, &'static str),
+    /// Drop it, for this reason (a label of `tftp_requests_dropped_total`).
+    Drop(&'static str),
+}
+
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
     at: Instant,
 }
 
-/// The latest session of a client transfer ID.
 #[derive(Debug)]
-struct Entry {
-    /// A fingerprint of its request (a repeat of the same request is a retransmission).
-    print: u64,
-    /// Its permit's generation, so that a replaced permit's release does not remove its
-    /// successor.
-    generation: u64,
-    /// Ends the session when dropped (replaced by a new request from the same port).
-    _end: crate::runtime::Trigger,
-}
-
-#[derive(Debug, Default)]
 struct State {
-    /// The latest session of each client transfer ID.
-    sessions: HashMap<SocketAddr, Entry>,
-    generation: u64,
+    /// The listening side: duplicate requests, replacements, routing, the reply budget.
+    endpoint: Endpoint,
+    /// Ends each live session when dropped (its permit's [`Permit::replaced`] fires).
+    ends: HashMap<SessionHandle, crate::runtime::Trigger>,
     /// Permits alive, replaced ones included.
     active: usize,
     per_client: HashMap<IpAddr, usize>,
@@ -138,9 +140,8 @@ pub struct Admission {
 #[derive(Debug)]
 pub struct Permit {
     admission: Arc<Admission>,
-    peer: SocketAddr,
+    handle: SessionHandle,
     client: IpAddr,
-    generation: u64,
     replaced: Arc<crate::runtime::Signal>,
     /// Counts the session as active until the permit is dropped, whatever happens to the
     /// task that holds it (even a panic).
@@ -157,29 +158,31 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.admission
-            .release(self.peer, self.client, self.generation);
+        self.admission.release(self.handle, self.client);
         if let Some(stats) = self.active.take() {
             stats.session_ended();
         }
     }
 }
 
-fn fingerprint(request: &IncomingRequest) -> u64 {
-    let mut h = DefaultHasher::new();
-    request.kind.hash(&mut h);
-    request.filename.hash(&mut h);
-    request.mode.hash(&mut h);
-    request.options.hash(&mut h);
-    h.finish()
-}
-
 impl Admission {
-    /// A table with `config`.
-    pub fn new(config: AdmissionConfig) -> Arc<Self> {
+    /// A table with `config`, for listeners in single-port mode or not.
+    pub fn new(config: AdmissionConfig, single_port: bool) -> Arc<Self> {
+        let replies = config.replies_per_second.clamp(0.0, f64::from(u32::MAX)) as u32;
+        let endpoint = Endpoint::new(
+            EndpointConfig::default()
+                .single_port(single_port)
+                .replies_per_second(replies),
+        );
         Arc::new(Admission {
             config,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                endpoint,
+                ends: HashMap::new(),
+                active: 0,
+                per_client: HashMap::new(),
+                buckets: HashMap::new(),
+            }),
         })
     }
 
@@ -207,28 +210,83 @@ impl Admission {
         }
     }
 
-    /// Admit `request` at `now`, or say why not.
+    /// Stop admitting new requests (shutdown); datagrams of live sessions are still routed.
+    pub fn stop_accepting(&self) {
+        self.lock().endpoint.stop_accepting();
+    }
+
+    /// Whether a listening port may send one more ERROR at `now` (the reply budget shared by
+    /// every answer of the listeners).
+    pub fn may_reply(&self, now: Instant) -> bool {
+        self.lock().endpoint.may_reply(now)
+    }
+
+    /// Decide on `datagram`, sent by `peer` to the listening address `local`, at `now`: the
+    /// [`Endpoint`] classifies it (only requests are answered; duplicates dropped; a different
+    /// request from a port with a live session replaces it, and the replaced session's
+    /// [`Permit::replaced`] fires), then the limits apply to a new request.
     ///
-    /// A *different* request from a client port that already has a session replaces it (the
-    /// client gave up on the old one): the old permit's [`Permit::replaced`] signal fires.
-    /// The new request is subject to every limit like any other, and the old session counts
-    /// until it has ended.
-    pub fn try_admit(
+    /// A replaced session counts against the limits until its permit is dropped.
+    pub fn handle(
         self: &Arc<Self>,
+        now: Instant,
+        local: SocketAddr,
+        peer: SocketAddr,
+        datagram: &[u8],
+    ) -> Admitted {
+        let mut s = self.lock();
+        let (request, replaces) = match s.endpoint.handle(now, local, peer, datagram) {
+            DatagramEvent::NewRequest {
+                request, replaces, ..
+            } => (request, replaces),
+            DatagramEvent::ForSession(_) => return Admitted::Route,
+            DatagramEvent::Reply(reply) => return Admitted::Reply(reply, "malformed"),
+            DatagramEvent::Dropped(reason) => return Admitted::Drop(reason.as_str()),
+        };
+        // The client gave up on its old transfer: end it, whatever becomes of this request.
+        let ended = replaces.and_then(|old| s.ends.remove(&old));
+        let refusal = self.check_limits(&mut s, &request, now);
+        let admitted = match refusal {
+            Err(refusal) => match refusal.reply() {
+                Some(reply) if s.endpoint.may_reply(now) => {
+                    Admitted::Reply(reply, refusal.reason())
+                }
+                Some(_) => Admitted::Drop("reply_rate_limited"),
+                None => Admitted::Drop(refusal.reason()),
+            },
+            Ok(client) => {
+                *s.per_client.entry(client).or_default() += 1;
+                s.active += 1;
+                let handle = s.endpoint.accept(&request);
+                let (end, replaced) = crate::runtime::Signal::new();
+                s.ends.insert(handle, end);
+                let permit = Permit {
+                    admission: Arc::clone(self),
+                    handle,
+                    client,
+                    replaced,
+                    active: None,
+                };
+                Admitted::Accept(request, permit)
+            }
+        };
+        drop(s);
+        drop(ended);
+        admitted
+    }
+
+    /// The limits a new request must pass: sessions, sessions of its client, its client's rate.
+    fn check_limits(
+        &self,
+        s: &mut State,
         request: &IncomingRequest,
         now: Instant,
-    ) -> Result<Permit, Refusal> {
-        let peer = request.peer;
-        let ip = self.client_key(peer);
-        let print = fingerprint(request);
-        let mut s = self.lock();
-        if s.sessions.get(&peer).is_some_and(|e| e.print == print) {
-            return Err(Refusal::Duplicate);
-        }
+    ) -> Result<IpAddr, Refusal> {
+        let client = self.client_key(request.peer);
         if s.active >= self.config.max_sessions {
             return Err(Refusal::ServerBusy);
         }
-        if s.per_client.get(&ip).copied().unwrap_or(0) >= self.config.max_sessions_per_client {
+        if s.per_client.get(&client).copied().unwrap_or(0) >= self.config.max_sessions_per_client {
             return Err(Refusal::ClientBusy);
         }
         if let Some(rate) = self.config.rate_per_client {
@@ -240,7 +298,7 @@ impl Admission {
                     (now.saturating_duration_since(b.at).as_secs_f64() * rate + b.tokens) < burst
                 });
             }
-            let b = s.buckets.entry(ip).or_insert(Bucket {
+            let b = s.buckets.entry(client).or_insert(Bucket {
                 tokens: burst,
                 at: now,
             });
@@ -252,31 +310,10 @@ impl Admission {
             }
             b.tokens -= 1.0;
         }
-        *s.per_client.entry(ip).or_default() += 1;
-        s.active += 1;
-        s.generation += 1;
-        let generation = s.generation;
-        let (end, replaced) = crate::runtime::Signal::new();
-        let entry = Entry {
-            print,
-            generation,
-            _end: end,
-        };
-        // Dropping the replaced entry fires its session's signal.
-        let old = s.sessions.insert(peer, entry);
-        drop(s);
-        drop(old);
-        Ok(Permit {
-            admission: Arc::clone(self),
-            peer,
-            client: ip,
-            generation,
-            replaced,
-            active: None,
-        })
+        Ok(client)
     }
 
-    fn release(&self, peer: SocketAddr, client: IpAddr, generation: u64) {
+    fn release(&self, handle: SessionHandle, client: IpAddr) {
         let mut s = self.lock();
         s.active = s.active.saturating_sub(1);
         if let Some(n) = s.per_client.get_mut(&client) {
@@ -285,17 +322,10 @@ impl Admission {
                 s.per_client.remove(&client);
             }
         }
-        let current = s
-            .sessions
-            .get(&peer)
-            .is_some_and(|e| e.generation == generation);
-        let ended = if current {
-            s.sessions.remove(&peer)
-        } else {
-            None
-        };
+        s.endpoint.closed(handle);
+        let end = s.ends.remove(&handle);
         drop(s);
-        drop(ended);
+        drop(end);
     }
 }
 
@@ -312,57 +342,77 @@ pub fn refill_time(rate: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tftp_proto::{Mode, OptionValues, RequestKind};
 
-    fn req(peer: &str, file: &str) -> IncomingRequest {
-        IncomingRequest {
-            peer: peer.parse().unwrap(),
-            kind: RequestKind::Read,
-            filename: file.into(),
-            mode: Mode::Octet,
-            options: OptionValues::default(),
+    const LOCAL: &str = "127.0.0.1:69";
+
+    fn rrq(file: &str, tsize: bool) -> Vec<u8> {
+        let mut p = b"\0\x01".to_vec();
+        p.extend_from_slice(file.as_bytes());
+        p.extend_from_slice(b"\0octet\0");
+        if tsize {
+            p.extend_from_slice(b"tsize\x000\0");
+        }
+        p
+    }
+
+    fn admit(a: &Arc<Admission>, peer: &str, datagram: &[u8], now: Instant) -> Admitted {
+        a.handle(now, LOCAL.parse().unwrap(), peer.parse().unwrap(), datagram)
+    }
+
+    fn permit(a: &Arc<Admission>, peer: &str, datagram: &[u8], now: Instant) -> Permit {
+        match admit(a, peer, datagram, now) {
+            Admitted::Accept(_, p) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn reason(admitted: Admitted) -> &'static str {
+        match admitted {
+            Admitted::Reply(_, r) | Admitted::Drop(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn config(max: usize, per_client: usize) -> AdmissionConfig {
+        AdmissionConfig {
+            max_sessions: max,
+            max_sessions_per_client: per_client,
+            rate_per_client: None,
+            ..AdmissionConfig::default()
         }
     }
 
     #[test]
     fn limits_and_duplicates() {
         let now = Instant::now();
-        let a = Admission::new(AdmissionConfig {
-            max_sessions: 3,
-            max_sessions_per_client: 2,
-            rate_per_client: None,
-            ..AdmissionConfig::default()
-        });
-        let p1 = a.try_admit(&req("10.0.0.1:1000", "a"), now).unwrap();
+        let a = Admission::new(config(3, 2), false);
+        let p1 = permit(&a, "10.0.0.1:1000", &rrq("a", false), now);
         assert_eq!(
-            a.try_admit(&req("10.0.0.1:1000", "a"), now).unwrap_err(),
-            Refusal::Duplicate
+            reason(admit(&a, "10.0.0.1:1000", &rrq("a", false), now)),
+            "duplicate"
         );
-        let _p2 = a.try_admit(&req("10.0.0.1:1001", "a"), now).unwrap();
+        let _p2 = permit(&a, "10.0.0.1:1001", &rrq("a", false), now);
         assert_eq!(
-            a.try_admit(&req("10.0.0.1:1002", "a"), now).unwrap_err(),
-            Refusal::ClientBusy
+            reason(admit(&a, "10.0.0.1:1002", &rrq("a", false), now)),
+            "client_busy"
         );
-        let _p3 = a.try_admit(&req("10.0.0.2:1000", "a"), now).unwrap();
-        assert_eq!(
-            a.try_admit(&req("10.0.0.3:1000", "a"), now).unwrap_err(),
-            Refusal::ServerBusy
-        );
-        assert!(Refusal::ServerBusy.reply().is_some());
+        let _p3 = permit(&a, "10.0.0.2:1000", &rrq("a", false), now);
+        match admit(&a, "10.0.0.3:1000", &rrq("a", false), now) {
+            Admitted::Reply(reply, "server_busy") => assert_eq!(reply, ErrorReply::server_busy()),
+            other => panic!("{other:?}"),
+        }
         drop(p1);
         assert_eq!(a.active(), 2);
-        let _p4 = a.try_admit(&req("10.0.0.3:1000", "a"), now).unwrap();
+        let _p4 = permit(&a, "10.0.0.3:1000", &rrq("a", false), now);
     }
 
     #[test]
     fn a_new_request_from_the_same_port_replaces_the_old() {
         let now = Instant::now();
-        let a = Admission::new(AdmissionConfig::default());
-        let probe = a.try_admit(&req("10.0.0.1:1000", "a"), now).unwrap();
-        let mut again = req("10.0.0.1:1000", "a");
-        again.options.tsize = Some(0);
+        let a = Admission::new(AdmissionConfig::default(), false);
+        let probe = permit(&a, "10.0.0.1:1000", &rrq("a", true), now);
         assert!(!probe.replaced().is_fired());
-        let real = a.try_admit(&again, now).unwrap();
+        let real = permit(&a, "10.0.0.1:1000", &rrq("a", false), now);
         assert!(
             probe.replaced().is_fired(),
             "the old session is told to end"
@@ -372,7 +422,10 @@ mod tests {
         drop(probe);
         assert_eq!(a.active(), 1);
         // The new session is still known: its retransmitted request is a duplicate.
-        assert_eq!(a.try_admit(&again, now).unwrap_err(), Refusal::Duplicate);
+        assert_eq!(
+            reason(admit(&a, "10.0.0.1:1000", &rrq("a", false), now)),
+            "duplicate"
+        );
         drop(real);
         assert_eq!(a.active(), 0);
     }
@@ -382,79 +435,111 @@ mod tests {
         // 300 different requests from one client port: each replaces the last, but while the
         // replaced sessions have not ended they count, so at most 4 exist at once.
         let now = Instant::now();
-        let a = Admission::new(AdmissionConfig {
-            max_sessions_per_client: 4,
-            rate_per_client: None,
-            ..AdmissionConfig::default()
-        });
+        let a = Admission::new(config(10_000, 4), false);
         let mut permits = Vec::new();
         let mut busy = 0;
         for i in 0..300 {
-            match a.try_admit(&req("10.0.0.1:1000", &format!("f{i}")), now) {
-                Ok(p) => permits.push(p),
-                Err(Refusal::ClientBusy) => busy += 1,
-                Err(other) => panic!("{other:?}"),
+            match admit(&a, "10.0.0.1:1000", &rrq(&format!("f{i}"), false), now) {
+                Admitted::Accept(_, p) => permits.push(p),
+                Admitted::Reply(_, "client_busy") => busy += 1,
+                other => panic!("{other:?}"),
             }
         }
         assert_eq!(permits.len(), 4);
         assert_eq!(busy, 296);
         assert_eq!(a.active(), 4);
         let fired = permits.iter().filter(|p| p.replaced().is_fired()).count();
-        assert_eq!(fired, 3, "all but the latest are told to end");
+        assert_eq!(
+            fired, 4,
+            "every one was replaced by a later request (the last by a refused one)"
+        );
     }
 
     #[test]
     fn ipv6_clients_count_by_their_64() {
         let now = Instant::now();
-        let a = Admission::new(AdmissionConfig {
-            max_sessions_per_client: 2,
-            rate_per_client: None,
-            ..AdmissionConfig::default()
-        });
-        let _p1 = a
-            .try_admit(&req("[2001:db8:1:2::1]:1000", "a"), now)
-            .unwrap();
-        let _p2 = a
-            .try_admit(&req("[2001:db8:1:2::2]:1000", "a"), now)
-            .unwrap();
+        let a = Admission::new(config(10_000, 2), false);
+        let _p1 = permit(&a, "[2001:db8:1:2::1]:1000", &rrq("a", false), now);
+        let _p2 = permit(&a, "[2001:db8:1:2::2]:1000", &rrq("a", false), now);
         assert_eq!(
-            a.try_admit(&req("[2001:db8:1:2:ffff::3]:1000", "a"), now)
-                .unwrap_err(),
-            Refusal::ClientBusy,
+            reason(admit(
+                &a,
+                "[2001:db8:1:2:ffff::3]:1000",
+                &rrq("a", false),
+                now
+            )),
+            "client_busy",
             "another address of the same /64"
         );
-        let _p3 = a
-            .try_admit(&req("[2001:db8:1:3::1]:1000", "a"), now)
-            .unwrap();
+        let _p3 = permit(&a, "[2001:db8:1:3::1]:1000", &rrq("a", false), now);
         // IPv4 clients, also as mapped addresses, count by address.
-        let _p4 = a
-            .try_admit(&req("[::ffff:10.0.0.1]:1000", "a"), now)
-            .unwrap();
-        let _p5 = a.try_admit(&req("10.0.0.1:1001", "a"), now).unwrap();
+        let _p4 = permit(&a, "[::ffff:10.0.0.1]:1000", &rrq("a", false), now);
+        let _p5 = permit(&a, "10.0.0.1:1001", &rrq("a", false), now);
         assert_eq!(
-            a.try_admit(&req("10.0.0.1:1002", "a"), now).unwrap_err(),
-            Refusal::ClientBusy
+            reason(admit(&a, "10.0.0.1:1002", &rrq("a", false), now)),
+            "client_busy"
         );
     }
 
     #[test]
     fn rate_limit_refills() {
         let now = Instant::now();
-        let a = Admission::new(AdmissionConfig {
-            rate_per_client: Some(10.0),
-            burst_per_client: 2,
-            ..AdmissionConfig::default()
-        });
+        let a = Admission::new(
+            AdmissionConfig {
+                rate_per_client: Some(10.0),
+                burst_per_client: 2,
+                ..AdmissionConfig::default()
+            },
+            false,
+        );
         let mut permits = Vec::new();
-        permits.push(a.try_admit(&req("10.0.0.1:1", "a"), now).unwrap());
-        permits.push(a.try_admit(&req("10.0.0.1:2", "a"), now).unwrap());
+        permits.push(permit(&a, "10.0.0.1:1", &rrq("a", false), now));
+        permits.push(permit(&a, "10.0.0.1:2", &rrq("a", false), now));
         assert_eq!(
-            a.try_admit(&req("10.0.0.1:3", "a"), now).unwrap_err(),
-            Refusal::RateLimited
+            reason(admit(&a, "10.0.0.1:3", &rrq("a", false), now)),
+            "rate_limited"
         );
         let later = now + refill_time(10.0);
-        permits.push(a.try_admit(&req("10.0.0.1:3", "a"), later).unwrap());
+        permits.push(permit(&a, "10.0.0.1:3", &rrq("a", false), later));
         // Another client is unaffected.
-        permits.push(a.try_admit(&req("10.0.0.2:3", "a"), now).unwrap());
+        permits.push(permit(&a, "10.0.0.2:3", &rrq("a", false), now));
+    }
+
+    #[test]
+    fn single_port_routes_and_refusals_share_the_reply_budget() {
+        let now = Instant::now();
+        let a = Admission::new(
+            AdmissionConfig {
+                replies_per_second: 2.0,
+                ..config(1, 64)
+            },
+            true,
+        );
+        let _p = permit(&a, "10.0.0.1:1000", &rrq("a", false), now);
+        assert!(matches!(
+            admit(&a, "10.0.0.1:1000", b"\0\x04\0\x01", now),
+            Admitted::Route
+        ));
+        assert_eq!(
+            reason(admit(&a, "10.0.0.2:1000", b"\0\x04\0\x01", now)),
+            "not_a_request"
+        );
+        assert_eq!(
+            reason(admit(&a, "10.0.0.2:1000", &rrq("a", false), now)),
+            "server_busy"
+        );
+        assert_eq!(
+            reason(admit(&a, "10.0.0.3:1000", b"\0\x01a\0", now)),
+            "malformed"
+        );
+        assert_eq!(
+            reason(admit(&a, "10.0.0.4:1000", &rrq("a", false), now)),
+            "reply_rate_limited"
+        );
+        a.stop_accepting();
+        assert_eq!(
+            reason(admit(&a, "10.0.0.5:1000", &rrq("a", false), now)),
+            "shutting_down"
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::Weak;
 use std::time::Instant;
@@ -69,14 +69,43 @@ impl AsyncUdp for Udp {
         self.0.recv_from(buf).await
     }
 
+    async fn recv_from_to(&self, buf: &mut [u8]) -> io::Result<crate::udp::Received> {
+        self.0.read_with(|s| crate::udp::recv_from_to(s, buf)).await
+    }
+
+    async fn send_from_to(
+        &self,
+        buf: &[u8],
+        to: SocketAddr,
+        from: Option<IpAddr>,
+    ) -> io::Result<usize> {
+        if from.is_none() {
+            return self.0.send_to(buf, to).await;
+        }
+        (self.0)
+            .write_with(|s| crate::udp::send_from_to(s, buf, to, from))
+            .await
+    }
+
     /// A window in one `sendmsg` with UDP GSO where the kernel offers it.
     async fn send_segments(&self, contents: &[u8], size: usize, to: SocketAddr) -> io::Result<()> {
+        self.send_segments_from(contents, size, to, None).await
+    }
+
+    /// With `from`, the source address rides in the same `sendmsg` as the segment size.
+    async fn send_segments_from(
+        &self,
+        contents: &[u8],
+        size: usize,
+        to: SocketAddr,
+        from: Option<IpAddr>,
+    ) -> io::Result<()> {
         let gso = self
             .0
-            .write_with(|s| runtime::send_gso(s.as_fd(), contents, size, to));
+            .write_with(|s| runtime::send_gso_from(s.as_fd(), contents, size, to, from));
         if gso.await.is_err() {
             for datagram in contents.chunks(size.max(1)) {
-                self.0.send_to(datagram, to).await?;
+                self.send_from_to(datagram, to, from).await?;
             }
         }
         Ok(())

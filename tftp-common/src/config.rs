@@ -35,6 +35,41 @@ pub struct ServerConfig {
     /// blksize)` bytes once data flows); a session that does not fit is aborted with "Server
     /// busy". Default 1 GiB.
     pub window_memory: usize,
+    /// How granted block sizes fit the path: by default a request's `max_blksize` is lowered
+    /// to what fits the MTU of the interface it arrived on, so that DATA is not fragmented.
+    pub mtu: MtuPolicy,
+}
+
+/// Whether and how a request's largest block size is fitted to an MTU: `MTU − IP header (20
+/// for IPv4, 40 for IPv6) − UDP header (8) − TFTP DATA header (4)`, so 1468 for IPv4 and
+/// 1448 for IPv6 on Ethernet's 1500, never below 512 (what a client without options gets
+/// anyway). RFC 2348 lets the server grant less than asked; the OACK says so. dnsmasq
+/// clamps the same way (`--tftp-mtu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MtuPolicy {
+    /// The MTU of the interface each request arrived on (cached per interface for
+    /// [`MtuPolicy::REFRESH`]). Loopback's 65536 leaves the largest blocks.
+    #[default]
+    Interface,
+    /// This MTU for every request, whatever the interface.
+    Fixed(u32),
+    /// No clamping: blocks as large as the limits allow (IP fragments what does not fit).
+    Off,
+}
+
+impl MtuPolicy {
+    /// How long an interface's MTU is trusted before it is read again (interfaces change).
+    pub const REFRESH: Duration = Duration::from_secs(30);
+
+    /// The largest block that fits a path of `mtu` bytes, for IPv6 or IPv4.
+    pub fn blksize_for(mtu: u32, ipv6: bool) -> u16 {
+        let headers = if ipv6 { 40 } else { 20 } + 8 + 4;
+        let fits = mtu
+            .saturating_sub(headers)
+            .clamp(512, u32::from(tftp_proto::options::MAX_BLKSIZE));
+        u16::try_from(fits).unwrap_or(tftp_proto::options::MAX_BLKSIZE)
+    }
 }
 
 impl Default for ServerConfig {
@@ -51,6 +86,27 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             source_timeout: Duration::from_secs(20),
             window_memory: 1 << 30,
+            mtu: MtuPolicy::Interface,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MtuPolicy;
+
+    #[test]
+    fn block_sizes_that_fit_an_mtu() {
+        assert_eq!(MtuPolicy::blksize_for(1500, false), 1468);
+        assert_eq!(MtuPolicy::blksize_for(1500, true), 1448);
+        assert_eq!(MtuPolicy::blksize_for(9000, false), 8968);
+        assert_eq!(MtuPolicy::blksize_for(65536, false), 65464, "loopback");
+        assert_eq!(MtuPolicy::blksize_for(65536, true), 65464);
+        assert_eq!(MtuPolicy::blksize_for(u32::MAX, true), 65464);
+        // Never below what a client without options gets.
+        assert_eq!(MtuPolicy::blksize_for(576, true), 524);
+        assert_eq!(MtuPolicy::blksize_for(300, false), 512);
+        assert_eq!(MtuPolicy::blksize_for(0, false), 512);
+        assert_eq!(MtuPolicy::default(), MtuPolicy::Interface);
     }
 }

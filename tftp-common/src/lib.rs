@@ -8,6 +8,8 @@
 //! It never depends on an async runtime (only on executor-agnostic `async-channel` and
 //! `futures-lite`).
 
+#![forbid(unsafe_code)]
+
 pub mod admission;
 #[cfg(feature = "async-io")]
 pub mod async_io;
@@ -21,14 +23,12 @@ pub mod request;
 pub mod runtime;
 pub mod serve;
 pub mod server;
-pub mod session_log;
 pub mod stats;
-pub mod template;
 pub mod udp;
 
 pub use admission::{Admission, AdmissionConfig, Permit, Refusal};
 pub use client::ClientError;
-pub use config::ServerConfig;
+pub use config::{MtuPolicy, ServerConfig};
 pub use request::{HandlerError, Request, SessionReport};
 pub use server::{Decision, ServerCore, ServerOptions};
 pub use stats::{ServerStats, StatsCollector};

@@ -17,7 +17,10 @@ use tftp_proto::{
 pub struct Request {
     /// The client's address and port.
     pub peer: SocketAddr,
-    /// The server address the request arrived on.
+    /// The server address the client sent the request to, with the listener's port: on a
+    /// wildcard listener the address that was asked (replies come from it), in the
+    /// listener's family (IPv4-mapped on a dual-stack `[::]` listener; compare with
+    /// [`std::net::IpAddr::to_canonical`]).
     pub local: SocketAddr,
     /// Read (RRQ) or write (WRQ).
     pub kind: RequestKind,
@@ -28,8 +31,9 @@ pub struct Request {
     pub mode: Mode,
     /// The options the client asked for.
     pub options: OptionValues,
-    /// The server's option limits. A handler tightens them for one request by returning
-    /// changed limits with its response (e.g. a smaller `max_blksize` for one subnet).
+    /// The server's option limits, with `max_blksize` fitted to the path (see
+    /// [`crate::MtuPolicy`]). A handler tightens them for one request by returning changed
+    /// limits with its response (e.g. a smaller `max_blksize` for one subnet).
     pub limits: OptionLimits,
 }
 
@@ -100,6 +104,12 @@ impl HandlerError {
     /// Error 3, "Disk full or allocation exceeded".
     pub fn disk_full() -> Self {
         Self::new(ErrorCode::DISK_FULL, "Disk full or allocation exceeded")
+    }
+
+    /// Error 0, "Server error": the server failed (a handler, source or sink panicked), not
+    /// the request.
+    pub fn server_error() -> Self {
+        Self::new(ErrorCode::NOT_DEFINED, "Server error")
     }
 
     /// Error 6, "File already exists".

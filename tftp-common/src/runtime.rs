@@ -9,7 +9,7 @@
 
 use std::future::{Future, pending};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +50,36 @@ pub trait AsyncUdp: Send + Sync + Sized + 'static {
         &self,
         buf: &mut [u8],
     ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send;
+    /// Receive one datagram with the local address it was sent to and the interface it came
+    /// in on (a listener prepared with [`crate::udp::prepare_listener`]). By default without
+    /// them, as [`AsyncUdp::recv_from`]; implement it with [`crate::udp::recv_from_to`] under
+    /// the runtime's readiness.
+    fn recv_from_to(
+        &self,
+        buf: &mut [u8],
+    ) -> impl Future<Output = io::Result<crate::udp::Received>> + Send {
+        async move {
+            let (len, peer) = self.recv_from(buf).await?;
+            Ok(crate::udp::Received {
+                len,
+                peer,
+                local_ip: None,
+                interface: None,
+            })
+        }
+    }
+    /// Send one datagram from local address `from` (one of this host's; `None`: the routing
+    /// table's pick, as [`AsyncUdp::send_to`]). By default it ignores `from`; implement it
+    /// with [`crate::udp::send_from_to`] under the runtime's readiness.
+    fn send_from_to(
+        &self,
+        buf: &[u8],
+        to: SocketAddr,
+        from: Option<IpAddr>,
+    ) -> impl Future<Output = io::Result<usize>> + Send {
+        let _ = from;
+        self.send_to(buf, to)
+    }
     /// Send `contents` as datagrams of `segment_size` bytes (the last may be shorter). By
     /// default one by one; implement it with [`send_gso`] under the runtime's readiness to
     /// send them with one system call.
@@ -66,6 +96,26 @@ pub trait AsyncUdp: Send + Sync + Sized + 'static {
             Ok(())
         }
     }
+    /// [`AsyncUdp::send_segments`] from local address `from` (single-port mode on a wildcard
+    /// listener). By default one by one with [`AsyncUdp::send_from_to`]; implement it with
+    /// [`send_gso_from`] under the runtime's readiness.
+    fn send_segments_from(
+        &self,
+        contents: &[u8],
+        segment_size: usize,
+        to: SocketAddr,
+        from: Option<IpAddr>,
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        async move {
+            if from.is_none() {
+                return self.send_segments(contents, segment_size, to).await;
+            }
+            for datagram in contents.chunks(segment_size.max(1)) {
+                self.send_from_to(datagram, to, from).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// UDP generic segmentation offload: send `contents` as datagrams of `segment_size` bytes
@@ -78,6 +128,42 @@ pub fn send_gso(
     segment_size: usize,
     to: SocketAddr,
 ) -> io::Result<usize> {
+    send_gso_from(socket, contents, segment_size, to, None)
+}
+
+/// [`send_gso`] from local address `from` (see [`crate::udp::send_from_to`]): the same
+/// `sendmsg` carries the segment size and the source address (`IP_PKTINFO` or
+/// `IPV6_PKTINFO`), so single-port mode on a wildcard listener keeps its batches. An error
+/// with a source address does not turn GSO off (the address may be what failed); the caller
+/// sends one by one then.
+pub fn send_gso_from(
+    socket: std::os::fd::BorrowedFd<'_>,
+    contents: &[u8],
+    segment_size: usize,
+    to: SocketAddr,
+    from: Option<std::net::IpAddr>,
+) -> io::Result<usize> {
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (socket, contents, segment_size, to, from);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "UDP GSO is Linux's",
+        ))
+    }
+    #[cfg(target_os = "linux")]
+    send_gso_linux(socket, contents, segment_size, to, from)
+}
+
+/// The `sendmsg` of [`send_gso_from`]: its control-message layout is Linux's (`UDP_SEGMENT`).
+#[cfg(target_os = "linux")]
+fn send_gso_linux(
+    socket: std::os::fd::BorrowedFd<'_>,
+    contents: &[u8],
+    segment_size: usize,
+    to: SocketAddr,
+    from: Option<std::net::IpAddr>,
+) -> io::Result<usize> {
     if !GSO_WORKS.load(Ordering::Relaxed) {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -88,24 +174,39 @@ pub fn send_gso(
         u16::try_from(segment_size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // One control message, laid out as the kernel reads it (struct cmsghdr, then the data):
     // cmsg_len = CMSG_LEN(2), cmsg_level = SOL_UDP, cmsg_type = UDP_SEGMENT, then the u16 size,
-    // padded to CMSG_SPACE(2).
-    const HDR: usize = std::mem::size_of::<usize>() + 8;
+    // padded to CMSG_SPACE(2); then, with `from`, the packet-info message.
+    const WORD: usize = std::mem::size_of::<usize>();
+    const HDR: usize = WORD + 8;
+    const SPACE: usize = HDR + WORD;
     const SOL_UDP: i32 = 17;
     const UDP_SEGMENT: i32 = 103;
-    let mut control = [0u8; HDR + 8];
+    let mut control = [0u8; SPACE + 128];
     control[..HDR - 8].copy_from_slice(&(HDR + 2).to_ne_bytes());
     control[HDR - 8..HDR - 4].copy_from_slice(&SOL_UDP.to_ne_bytes());
     control[HDR - 4..HDR].copy_from_slice(&UDP_SEGMENT.to_ne_bytes());
     control[HDR..HDR + 2].copy_from_slice(&segment.to_ne_bytes());
+    let from = from.filter(|ip| !ip.is_unspecified());
+    let mut len = SPACE;
+    if let Some(from) = from {
+        let mut info = [0u8; 128];
+        let n = crate::udp::source_control(&socket, from, &mut info)?;
+        control[SPACE..SPACE + n].copy_from_slice(&info[..n]);
+        len += n;
+    }
+    let to = match from {
+        Some(_) => crate::udp::in_socket_family(&socket, to)?,
+        None => to,
+    };
     let addr = socket2::SockAddr::from(to);
     let iov = [io::IoSlice::new(contents)];
     let msg = socket2::MsgHdr::new()
         .with_addr(&addr)
         .with_buffers(&iov)
-        .with_control(&control);
+        .with_control(&control[..len]);
     match socket2::SockRef::from(&socket).sendmsg(&msg, 0) {
         Ok(n) => Ok(n),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+        Err(e) if from.is_some() => Err(e),
         Err(e) => {
             GSO_WORKS.store(false, Ordering::Relaxed);
             tracing::info!(error = %e, "UDP GSO unavailable; sending datagrams one by one");
@@ -114,6 +215,7 @@ pub fn send_gso(
     }
 }
 
+#[cfg(target_os = "linux")]
 static GSO_WORKS: AtomicBool = AtomicBool::new(true);
 
 /// A session's data in an adapter's I/O traits: a source to send from, or a sink to store into.
@@ -244,15 +346,18 @@ pub(crate) type Routed = (Vec<u8>, SocketAddr);
 pub(crate) enum Transport<S> {
     /// Its own socket (RFC 1350 transfer ID).
     Socket(S),
-    /// The listening socket, shared; datagrams routed here by the listener (single-port mode).
-    Routed(Arc<S>, Receiver<Routed>),
+    /// The listening socket, shared; datagrams routed here by the listener (single-port
+    /// mode). Sent from the address the request was sent to, if the listener is a wildcard
+    /// one (`None`: the socket's own address).
+    Routed(Arc<S>, Receiver<Routed>, Option<IpAddr>),
 }
 
 impl<S: AsyncUdp> Transport<S> {
-    fn socket(&self) -> &S {
+    /// The socket to send on, and the source address to send from.
+    fn sender(&self) -> (&S, Option<IpAddr>) {
         match self {
-            Transport::Socket(s) => s,
-            Transport::Routed(s, _) => s,
+            Transport::Socket(s) => (s, None),
+            Transport::Routed(s, _, from) => (s, *from),
         }
     }
 
@@ -265,7 +370,7 @@ impl<S: AsyncUdp> Transport<S> {
                     Err(e) => tracing::debug!(error = %e, "recv failed"),
                 }
             },
-            Transport::Routed(_, rx) => {
+            Transport::Routed(_, rx, _) => {
                 let (bytes, from) = rx.recv().await.ok()?;
                 let n = bytes.len().min(buf.len());
                 buf[..n].copy_from_slice(&bytes[..n]);
@@ -343,18 +448,25 @@ async fn wait_parts<R: Runtime>(
 
 impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
     async fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
-        if let Err(e) = self.transport.socket().send_to(bytes, to).await {
+        let sent = match self.transport.sender() {
+            (socket, None) => socket.send_to(bytes, to).await,
+            (socket, from) => socket.send_from_to(bytes, to, from).await,
+        };
+        if let Err(e) = sent {
             tracing::debug!(%to, error = %e, "send failed");
         }
     }
 
     async fn send_batch(&mut self, to: SocketAddr, bytes: &[u8], segment_size: usize) {
-        if let Err(e) = self
-            .transport
-            .socket()
-            .send_segments(bytes, segment_size, to)
-            .await
-        {
+        let sent = match self.transport.sender() {
+            (socket, None) => socket.send_segments(bytes, segment_size, to).await,
+            (socket, from) => {
+                socket
+                    .send_segments_from(bytes, segment_size, to, from)
+                    .await
+            }
+        };
+        if let Err(e) = sent {
             tracing::debug!(%to, error = %e, "send failed");
         }
     }
@@ -377,7 +489,11 @@ impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
         } = self;
         let read = async {
             Filled::Read(match data {
-                Some(data) => data.read(block).await,
+                // A source that panics fails its own transfer ("Server error"), no other.
+                Some(data) => std::panic::AssertUnwindSafe(data.read(block))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Err(io::Error::other("the data source panicked"))),
                 None => Ok(0),
             })
         };
@@ -404,6 +520,13 @@ impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
                 Some(complete) => complete().await,
                 None => Ok(()),
             }
+        };
+        // A sink or completion that panics fails its own upload ("Server error"), no other.
+        let store = async {
+            std::panic::AssertUnwindSafe(store)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(HandlerError::server_error()))
         };
         // A sink that stalls must not hold shutdown past its grace period.
         let killed = async {

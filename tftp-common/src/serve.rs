@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::{Future, pending};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -146,7 +146,7 @@ struct Listener<R: Runtime, S> {
 }
 
 enum Wake {
-    Datagram(io::Result<(usize, SocketAddr)>),
+    Datagram(io::Result<crate::udp::Received>),
     Stop,
     Tick,
 }
@@ -161,7 +161,7 @@ impl<R: Runtime, S: Service> Listener<R, S> {
             if !accepting && lock(&self.routes).is_empty() {
                 return;
             }
-            let datagram = async { Wake::Datagram(self.socket.recv_from(&mut buf).await) };
+            let datagram = async { Wake::Datagram(self.socket.recv_from_to(&mut buf).await) };
             let other = async {
                 if accepting {
                     stopped.fired().await;
@@ -171,7 +171,7 @@ impl<R: Runtime, S: Service> Listener<R, S> {
                     Wake::Tick
                 }
             };
-            let (n, peer) = match datagram.or(other).await {
+            let received = match datagram.or(other).await {
                 Wake::Datagram(Ok(r)) => r,
                 Wake::Datagram(Err(e)) => {
                     tracing::debug!(error = %e, "listener recv failed");
@@ -183,33 +183,69 @@ impl<R: Runtime, S: Service> Listener<R, S> {
                 }
                 Wake::Tick => continue,
             };
+            let peer = received.peer;
             let route = lock(&self.routes).get(&peer).cloned();
-            let (now, routed) = (Instant::now(), route.is_some());
-            let datagram = &buf[..n];
-            match (self.core).on_datagram(self.local, peer, datagram, now, routed, accepting) {
+            let now = Instant::now();
+            let datagram = &buf[..received.len.min(buf.len())];
+            // The address that was asked (RFC 1122 §4.1.3.5: answer from it), and where
+            // answers from the shared socket must say so: only a wildcard listener has a
+            // choice.
+            let asked = received.local_ip.unwrap_or(self.local.ip());
+            let local = SocketAddr::new(asked, self.local.port());
+            let from = received
+                .local_ip
+                .filter(|_| self.local.ip().is_unspecified());
+            let interface = received.interface;
+            match (self.core).on_datagram(local, interface, peer, datagram, now, accepting) {
                 Decision::Ignore => {}
                 // A full queue is a lost datagram; the peer retransmits.
                 Decision::Route => drop(route.map(|tx| tx.try_send((datagram.to_vec(), peer)))),
-                Decision::Reply(reply) => drop(self.socket.send_to(&reply.to_vec(), peer).await),
-                Decision::Accept(request, permit) => self.start(request, permit).await,
+                Decision::Reply(reply) => self.reply(&reply.to_vec(), peer, from).await,
+                Decision::Accept(request, permit) => {
+                    self.start(request, permit, from, interface).await
+                }
             }
         }
     }
 
-    async fn start(&self, request: Request, permit: Permit) {
+    /// Send `bytes` to `peer` from the listening socket (from address `from` if given).
+    async fn reply(&self, bytes: &[u8], peer: SocketAddr, from: Option<IpAddr>) {
+        if let Err(e) = self.socket.send_from_to(bytes, peer, from).await {
+            tracing::debug!(%peer, error = %e, "listener send failed");
+        }
+    }
+
+    async fn start(
+        &self,
+        request: Request,
+        permit: Permit,
+        from: Option<IpAddr>,
+        interface: Option<u32>,
+    ) {
         let peer = request.peer;
         let transport = if self.core.config.single_port {
             let (tx, rx) = async_channel::bounded(64);
             lock(&self.routes).insert(peer, tx);
-            Transport::Routed(Arc::clone(&self.socket), rx)
+            Transport::Routed(Arc::clone(&self.socket), rx, from)
         } else {
             let range = self.core.config.port_range.as_ref();
-            let bound = crate::server::bind_transfer(self.local.ip(), range);
+            // On the asked address: the transfer's replies come from it.
+            let asked = request.local.ip();
+            let mut bound = crate::server::bind_transfer_on(asked, interface, range);
+            if let Err(e) = &bound {
+                if asked != self.local.ip() && e.kind() != io::ErrorKind::AddrInUse {
+                    // The address went away meanwhile: the listener's own, as before.
+                    tracing::debug!(%asked, error = %e, "cannot bind a transfer socket on the asked address");
+                    bound = crate::server::bind_transfer(self.local.ip(), range);
+                }
+            }
             match bound.and_then(R::Socket::from_std) {
                 Ok(socket) => Transport::Socket(socket),
                 Err(e) => {
-                    let reply = self.core.no_transfer_socket(&request, &e);
-                    return drop(self.socket.send_to(&reply.to_vec(), peer).await);
+                    if let Some(reply) = self.core.no_transfer_socket(&request, &e) {
+                        self.reply(&reply.to_vec(), peer, from).await;
+                    }
+                    return;
                 }
             }
         };
@@ -259,10 +295,24 @@ async fn session<R: Runtime, S: Service>(
             "Server shutting down",
         ))
     };
-    let answer = match request.kind {
-        RequestKind::Read => service.read(request).or(shutting_down).await,
-        RequestKind::Write => service.write(request).or(shutting_down).await,
+    // A handler that panics fails its own request with "Server error" (and a report), like
+    // any refusal, instead of leaving the client to time out.
+    let asked = async {
+        let call = async {
+            match request.kind {
+                RequestKind::Read => service.read(request).await,
+                RequestKind::Write => service.write(request).await,
+            }
+        };
+        match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::error!(file = %crate::request::Printable(&request.filename), "handler panicked");
+                Err(HandlerError::server_error())
+            }
+        }
     };
+    let answer = asked.or(shutting_down).await;
     let answer = answer.map(|answer| {
         (io.data, io.complete) = (Some(answer.data), answer.complete);
         (answer.size, answer.limits)

@@ -10,12 +10,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tftp_proto::{
-    ErrorReply, IncomingRequest, OptionLimits, Outcome, RequestError, ServerSession, SessionStats,
-};
+use tftp_proto::{ErrorReply, OptionLimits, Outcome, ServerSession, SessionStats};
 
-use crate::admission::{Admission, Permit};
-use crate::config::ServerConfig;
+use crate::admission::{Admission, Admitted, Permit};
+use crate::config::{MtuPolicy, ServerConfig};
 use crate::request::{HandlerError, Printable, Request, SessionReport};
 use crate::stats::{ServerStats, StatsCollector};
 
@@ -95,8 +93,10 @@ impl ServerOptions {
         self
     }
 
-    /// Bind every `listen` address (see [`bind_listener`]) and return all listening sockets,
-    /// in non-blocking mode.
+    /// Bind every `listen` address (see [`bind_listener`]) and return all listening sockets
+    /// (given ones too, e.g. from socket activation), in non-blocking mode and prepared to
+    /// learn each datagram's destination ([`crate::udp::prepare_listener`]), so that answers
+    /// come from the address that was asked.
     pub fn bind_all(&self) -> io::Result<Vec<Arc<UdpSocket>>> {
         let mut out = self.sockets.clone();
         for addr in &self.listen {
@@ -104,6 +104,10 @@ impl ServerOptions {
         }
         for s in &out {
             s.set_nonblocking(true)?;
+            if let Err(e) = crate::udp::prepare_listener(&**s) {
+                // Still a listener; its answers come from the routing table's pick.
+                tracing::warn!(local = ?s.local_addr().ok(), error = %e, "cannot learn the destination of requests");
+            }
         }
         Ok(out)
     }
@@ -139,10 +143,32 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// Bind a transfer socket on `local`'s address: an ephemeral port, or one from `range`
 /// (RFC 1350 §4: each transfer has its own port, the server's transfer ID).
 pub fn bind_transfer(local: IpAddr, range: Option<&RangeInclusive<u16>>) -> io::Result<UdpSocket> {
+    bind_transfer_on(local, None, range)
+}
+
+/// [`bind_transfer`] on the address a request was sent to, as the listener learnt it:
+/// `local` in the listener's family. An IPv4-mapped address (an IPv4 client of a dual-stack
+/// listener) binds a dual-stack IPv6 socket to it, which sends and receives IPv4 with peers
+/// in the same mapped form as the listener's; an IPv6 link-local address is bound on
+/// `interface`, the one the request came in on.
+pub fn bind_transfer_on(
+    local: IpAddr,
+    interface: Option<u32>,
+    range: Option<&RangeInclusive<u16>>,
+) -> io::Result<UdpSocket> {
     let bind = |port: u16| -> io::Result<UdpSocket> {
-        let addr = SocketAddr::new(local, port);
+        let addr = match local {
+            IpAddr::V6(ip) if ip.is_unicast_link_local() => SocketAddr::V6(
+                std::net::SocketAddrV6::new(ip, port, 0, interface.unwrap_or(0)),
+            ),
+            _ => SocketAddr::new(local, port),
+        };
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        if addr.is_ipv6() && local == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        let dual_stack = match local {
+            IpAddr::V6(ip) => ip == Ipv6Addr::UNSPECIFIED || ip.to_ipv4_mapped().is_some(),
+            IpAddr::V4(_) => false,
+        };
+        if dual_stack {
             socket.set_only_v6(false)?;
         }
         socket.set_nonblocking(true)?;
@@ -155,7 +181,7 @@ pub fn bind_transfer(local: IpAddr, range: Option<&RangeInclusive<u16>>) -> io::
     let (lo, hi) = (*range.start(), *range.end());
     let span = u32::from(hi.saturating_sub(lo)) + 1;
     // Start at a pseudo-random port so concurrent binds spread out; try each once.
-    let start = (Instant::now().elapsed().subsec_nanos() ^ std::process::id()) % span;
+    let start = range_start(span);
     let mut last = io::Error::new(io::ErrorKind::AddrInUse, "port range exhausted");
     for i in 0..span {
         let port = lo.saturating_add(((start + i) % span) as u16);
@@ -165,6 +191,17 @@ pub fn bind_transfer(local: IpAddr, range: Option<&RangeInclusive<u16>>) -> io::
         }
     }
     Err(last)
+}
+
+/// Where a search of a port range of `span` ports starts: different for every call
+/// (`RandomState` is seeded per process and moves on with each value), so that concurrent
+/// transfers spread over the range instead of all probing from its first port.
+fn range_start(span: u32) -> u32 {
+    let random = std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        std::process::id(),
+    );
+    (random % u64::from(span.max(1))) as u32
 }
 
 /// What to do with a datagram that arrived on a listening socket.
@@ -187,13 +224,12 @@ pub struct ServerCore {
     pub config: ServerConfig,
     admission: Arc<Admission>,
     budget: crate::budget::WindowBudget,
-    /// Answers from the listening ports (refusals), so that they cannot be used to reflect
-    /// a flood at a spoofed address.
-    reply_budget: TokenBucket,
     log_limit: LogLimit,
     stats: Arc<StatsCollector>,
     on_session: Option<SessionCallback>,
     on_stats: Option<StatsCallback>,
+    /// Interface MTUs for [`MtuPolicy::Interface`], with when each was read.
+    mtus: std::sync::Mutex<std::collections::HashMap<u32, (Instant, Option<u32>)>>,
 }
 
 impl fmt::Debug for ServerCore {
@@ -216,14 +252,14 @@ impl ServerCore {
         config.admission.max_sessions =
             crate::descriptors::fit_sessions(config.admission.max_sessions);
         Arc::new(ServerCore {
-            admission: Admission::new(config.admission.clone()),
+            admission: Admission::new(config.admission.clone(), config.single_port),
             budget: crate::budget::WindowBudget::new(config.window_memory),
-            reply_budget: TokenBucket::new(config.admission.replies_per_second),
             log_limit: LogLimit::default(),
             config,
             stats: Arc::new(StatsCollector::new(Instant::now())),
             on_session: options.on_session.clone(),
             on_stats: options.on_stats.clone(),
+            mtus: Default::default(),
         })
     }
 
@@ -232,51 +268,70 @@ impl ServerCore {
         &self.stats
     }
 
-    /// Decide on a datagram from `peer` that arrived on the listener bound to `local`.
+    /// Decide on a datagram from `peer` that arrived on the listener bound to `local` (the
+    /// request's destination address, if the socket reported it, and `interface`, the one it
+    /// came in on).
     ///
-    /// `routed`: in single-port mode, whether `peer` has a running session on this listener.
-    /// `accepting`: false once shutdown has begun (new requests are dropped; routed traffic
-    /// still flows so that running transfers can finish).
+    /// `accepting`: false once shutdown has begun (new requests are dropped; in single-port
+    /// mode, datagrams of running transfers are still routed so that they can finish).
+    #[allow(clippy::too_many_arguments)]
     pub fn on_datagram(
         &self,
         local: SocketAddr,
+        interface: Option<u32>,
         peer: SocketAddr,
         datagram: &[u8],
         now: Instant,
-        routed: bool,
         accepting: bool,
     ) -> Decision {
-        let is_request = IncomingRequest::is_request(datagram);
-        if self.config.single_port && routed && !is_request {
-            return Decision::Route;
-        }
         if !accepting {
-            return self.drop_request(now, peer, "shutting_down");
+            self.admission.stop_accepting();
         }
-        let incoming = match IncomingRequest::parse(peer, datagram) {
-            Ok(r) => r,
-            Err(e) => {
-                return match e.reply() {
-                    Some(reply) => self.reject(now, peer, "malformed", reply),
-                    None if matches!(e, RequestError::BadSource) => {
-                        self.drop_request(now, peer, "bad_source")
-                    }
-                    None => self.drop_request(now, peer, "not_a_request"),
-                };
-            }
-        };
-        match self.admission.try_admit(&incoming, now) {
-            Ok(mut permit) => {
+        match self.admission.handle(now, local, peer, datagram) {
+            Admitted::Accept(incoming, mut permit) => {
                 self.stats.session_started();
                 permit.active = Some(Arc::clone(&self.stats));
-                let request = Request::new(incoming, local, self.config.session.limits);
+                let mut limits = self.config.session.limits;
+                if let Some(fits) = self.path_blksize(peer, interface, now) {
+                    limits.max_blksize = limits.max_blksize.min(fits);
+                }
+                let request = Request::new(incoming, local, limits);
+                tracing::debug!(%peer, %local, file = %Printable(&request.filename),
+                    kind = ?request.kind, options = ?request.options, "request");
                 Decision::Accept(request, permit)
             }
-            Err(refusal) => match refusal.reply() {
-                Some(reply) => self.reject(now, peer, refusal.reason(), reply),
-                None => self.drop_request(now, peer, refusal.reason()),
-            },
+            Admitted::Route => Decision::Route,
+            Admitted::Reply(reply, reason) => self.reject(now, peer, reason, reply),
+            Admitted::Drop(reason) => self.drop_request(now, peer, reason),
         }
+    }
+
+    /// The largest block that fits the path to `peer` through `interface`, under the MTU
+    /// policy; `None`: no clamp.
+    fn path_blksize(&self, peer: SocketAddr, interface: Option<u32>, now: Instant) -> Option<u16> {
+        let ipv6 = peer.ip().to_canonical().is_ipv6();
+        let mtu = match self.config.mtu {
+            MtuPolicy::Off => return None,
+            MtuPolicy::Fixed(mtu) => mtu,
+            MtuPolicy::Interface => self.interface_mtu(interface?, now)?,
+        };
+        Some(MtuPolicy::blksize_for(mtu, ipv6))
+    }
+
+    /// Interface `index`'s MTU, read at most every [`MtuPolicy::REFRESH`].
+    fn interface_mtu(&self, index: u32, now: Instant) -> Option<u32> {
+        let mut mtus = self.mtus.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, mtu)) = mtus.get(&index) {
+            if now.saturating_duration_since(*at) < MtuPolicy::REFRESH {
+                return *mtu;
+            }
+        }
+        let mtu = crate::udp::interface_mtu(index);
+        if mtus.len() >= 4096 {
+            mtus.clear();
+        }
+        mtus.insert(index, (now, mtu));
+        mtu
     }
 
     /// Drop a datagram at a listening port without an answer: count it, log it (rate-limited).
@@ -291,7 +346,8 @@ impl ServerCore {
         Decision::Ignore
     }
 
-    /// Refuse a request with an ERROR from the listening port, within the reply budget.
+    /// Refuse a request with an ERROR from the listening port (the admission table has taken
+    /// it from the reply budget).
     fn reject(
         &self,
         now: Instant,
@@ -299,28 +355,31 @@ impl ServerCore {
         reason: &'static str,
         reply: ErrorReply,
     ) -> Decision {
-        if !self.reply_budget.take(now) {
-            return self.drop_request(now, peer, "reply_rate_limited");
-        }
         self.stats.request_rejected(reason);
         self.stats.error_sent(reply.code);
         self.log_limit.note(now, reason, |suppressed| {
-            tracing::info!(%peer, reason, suppressed, message = %Printable(&reply.message), "request refused");
+            tracing::info!(%peer, reason, suppressed, error = %Printable(&reply.message), "request refused");
         });
         Decision::Reply(reply)
     }
 
     /// No transfer socket could be opened for an accepted `request` (descriptors or ports
-    /// exhausted): report it, and return the ERROR to send from the listener.
-    pub fn no_transfer_socket(&self, request: &Request, error: &std::io::Error) -> ErrorReply {
+    /// exhausted): report it, and return the ERROR to send from the listener, if the reply
+    /// budget allows one.
+    pub fn no_transfer_socket(
+        &self,
+        request: &Request,
+        error: &std::io::Error,
+    ) -> Option<ErrorReply> {
         tracing::warn!(%error, "cannot open a transfer socket");
         self.stats.request_rejected("no_transfer_socket");
         let refusal = HandlerError::new(
             tftp_proto::ErrorCode::NOT_DEFINED,
             "Server busy, try again later",
         );
-        self.refused(request, &refusal, Instant::now());
-        refusal.reply()
+        let now = Instant::now();
+        self.refused(request, &refusal, now);
+        self.admission.may_reply(now).then(|| refusal.reply())
     }
 
     /// Serve an accepted `request` over `io`, given the handler's `answer` (the source's size
@@ -364,15 +423,15 @@ impl ServerCore {
         now: Instant,
     ) -> ServerSession {
         let mut config = self.config.session.clone();
-        if let Some(limits) = limits {
-            config.limits = limits;
-        }
+        // The request's limits are the server's fitted to the path (see [`MtuPolicy`]); a
+        // handler's replace them.
+        config.limits = limits.unwrap_or(request.limits);
         ServerSession::new(&request.incoming(), &config, size, now)
     }
 
     /// The handler refused `request` with `error` (sent by the adapter): report it.
     pub fn refused(&self, request: &Request, error: &HandlerError, started: Instant) {
-        tracing::info!(peer = %request.peer, file = %Printable(&request.filename), code = error.code.0, message = %Printable(&error.message), "request refused");
+        tracing::info!(peer = %request.peer, file = %Printable(&request.filename), code = error.code.0, error = %Printable(&error.message), "request refused");
         self.finish(SessionReport::refused(request, error, started));
     }
 
@@ -416,39 +475,6 @@ impl ServerCore {
     }
 }
 
-/// A token bucket refilled at `rate` per second, holding one second's worth.
-#[derive(Debug)]
-struct TokenBucket {
-    rate: f64,
-    state: std::sync::Mutex<(f64, Option<Instant>)>,
-}
-
-impl TokenBucket {
-    fn new(rate: f64) -> Self {
-        TokenBucket {
-            rate,
-            state: std::sync::Mutex::new((rate, None)),
-        }
-    }
-
-    /// Take one token at `now`, if there is one.
-    fn take(&self, now: Instant) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, at) = &mut *s;
-        if let Some(at) = at {
-            let elapsed = now.saturating_duration_since(*at).as_secs_f64();
-            *tokens = (*tokens + elapsed * self.rate).min(self.rate.max(1.0));
-        }
-        *at = Some(now);
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// At most one log line per reason every [`LogLimit::PERIOD`], saying how many were left out:
 /// a flood must not flood the log too.
 #[derive(Debug, Default)]
@@ -478,5 +504,20 @@ impl LogLimit {
                 log(0);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_range_searches_start_anywhere() {
+        // The old seed (`Instant::now().elapsed()`, about 0) started every search at the
+        // same port.
+        let starts: std::collections::BTreeSet<u32> = (0..50).map(|_| range_start(1000)).collect();
+        assert!(starts.len() > 25, "{starts:?}");
+        assert!(starts.iter().all(|&s| s < 1000));
+        assert_eq!(range_start(1), 0);
     }
 }

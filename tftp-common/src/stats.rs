@@ -123,6 +123,7 @@ pub fn blksize_bucket(blksize: u16) -> u16 {
 }
 
 /// The `blksize` label for a [`blksize_bucket`] key.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 fn blksize_label(blksize: u16) -> std::borrow::Cow<'static, str> {
     match blksize_bucket(blksize) {
         511 => "lt_512".into(),
@@ -143,6 +144,7 @@ pub fn windowsize_bucket(windowsize: u16) -> u16 {
 }
 
 /// The `windowsize` label for a [`windowsize_bucket`] key.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 fn windowsize_label(windowsize: u16) -> std::borrow::Cow<'static, str> {
     match windowsize_bucket(windowsize) {
         64 => "17-64".into(),
@@ -152,8 +154,75 @@ fn windowsize_label(windowsize: u16) -> std::borrow::Cow<'static, str> {
     }
 }
 
+/// Give every metric of the table above its HELP text and unit (call once, after installing
+/// a recorder: a Prometheus scrape then says what each series means).
+#[cfg(feature = "metrics")]
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "tftp_sessions_started_total",
+        "Requests answered: sessions started and requests refused by a handler"
+    );
+    describe_counter!("tftp_sessions_total", "Sessions ended, by outcome");
+    describe_gauge!(
+        "tftp_active_sessions",
+        "Sessions running now (replaced ones until they end)"
+    );
+    describe_counter!(
+        "tftp_bytes_sent_total",
+        Unit::Bytes,
+        "Payload bytes of reads, acknowledged by clients"
+    );
+    describe_counter!(
+        "tftp_bytes_received_total",
+        Unit::Bytes,
+        "Payload bytes of uploads, stored"
+    );
+    describe_counter!(
+        "tftp_packets_sent_total",
+        "Datagrams sent by sessions, retransmissions included"
+    );
+    describe_counter!(
+        "tftp_packets_received_total",
+        "Datagrams received from transfer peers"
+    );
+    describe_counter!(
+        "tftp_retransmissions_total",
+        "Datagrams sent again after a timeout"
+    );
+    describe_counter!(
+        "tftp_errors_sent_total",
+        "ERROR packets sent, by TFTP error code"
+    );
+    describe_counter!(
+        "tftp_negotiated_blksize_total",
+        "Transfers by negotiated block size (bucketed)"
+    );
+    describe_counter!(
+        "tftp_negotiated_windowsize_total",
+        "Transfers by negotiated window size (bucketed)"
+    );
+    describe_histogram!(
+        "tftp_session_duration_seconds",
+        Unit::Seconds,
+        "Session durations, by outcome"
+    );
+    describe_counter!(
+        "tftp_stray_packets_total",
+        "Datagrams from strangers at transfer ports (ignored; a few answered with ERROR 5)"
+    );
+    describe_counter!(
+        "tftp_requests_dropped_total",
+        "Datagrams at listening ports dropped without an answer, by reason"
+    );
+    describe_counter!(
+        "tftp_requests_refused_total",
+        "Requests refused at listening ports with an ERROR, by reason"
+    );
+}
+
 /// The `outcome` label of a session.
-pub(crate) fn outcome_label(report: &SessionReport) -> &'static str {
+pub fn outcome_label(report: &SessionReport) -> &'static str {
     let s = &report.stats;
     match &s.outcome {
         Outcome::Completed => "completed",
@@ -165,6 +234,12 @@ pub(crate) fn outcome_label(report: &SessionReport) -> &'static str {
     }
 }
 
+/// Report a finished session to the `metrics` facade (feature `metrics`).
+#[cfg(not(feature = "metrics"))]
+fn emit(_: &SessionReport) {}
+
+/// Report a finished session to the `metrics` facade (feature `metrics`).
+#[cfg(feature = "metrics")]
 fn emit(report: &SessionReport) {
     let s = &report.stats;
     let outcome = outcome_label(report);
@@ -181,6 +256,7 @@ fn emit(report: &SessionReport) {
     metrics::counter!("tftp_stray_packets_total").increment(s.stray_packets);
     if let Outcome::Failed(e) = &s.outcome {
         if let (Some(code), false) = (e.code(), matches!(e, TransferError::Peer { .. })) {
+            #[cfg(feature = "metrics")]
             metrics::counter!("tftp_errors_sent_total", "code" => code.0.to_string()).increment(1);
         }
     }
@@ -283,7 +359,9 @@ impl StatsCollector {
     /// A request was answered: a session (or a refusal) begins.
     pub fn session_started(&self) {
         self.active.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
         metrics::counter!("tftp_sessions_started_total").increment(1);
+        #[cfg(feature = "metrics")]
         metrics::gauge!("tftp_active_sessions").increment(1.0);
         self.with(|c| {
             c.total.sessions_started += 1;
@@ -296,6 +374,7 @@ impl StatsCollector {
         let _ = self
             .active
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        #[cfg(feature = "metrics")]
         metrics::gauge!("tftp_active_sessions").decrement(1.0);
     }
 
@@ -310,6 +389,7 @@ impl StatsCollector {
 
     /// A datagram at a listening port was dropped without an answer, for `reason`.
     pub fn request_dropped(&self, reason: &'static str) {
+        #[cfg(feature = "metrics")]
         metrics::counter!("tftp_requests_dropped_total", "reason" => reason).increment(1);
         self.with(|c| {
             *c.total.requests_dropped.entry(reason).or_default() += 1;
@@ -319,6 +399,7 @@ impl StatsCollector {
 
     /// A request was refused at a listening port with an ERROR, for `reason`.
     pub fn request_rejected(&self, reason: &'static str) {
+        #[cfg(feature = "metrics")]
         metrics::counter!("tftp_requests_refused_total", "reason" => reason).increment(1);
         self.with(|c| {
             *c.total.requests_rejected.entry(reason).or_default() += 1;
@@ -328,6 +409,7 @@ impl StatsCollector {
 
     /// An ERROR was sent without a session (server busy, malformed request).
     pub fn error_sent(&self, code: ErrorCode) {
+        #[cfg(feature = "metrics")]
         metrics::counter!("tftp_errors_sent_total", "code" => code.0.to_string()).increment(1);
         self.with(|c| {
             *c.total.errors_sent.entry(code.0).or_default() += 1;
@@ -433,12 +515,15 @@ mod tests {
     }
 
     /// A counter's name and its labels (key, value).
+    #[cfg(feature = "metrics")]
     type Registered = (String, Vec<(String, String)>);
 
     /// The label sets of every counter registered, by metric name.
+    #[cfg(feature = "metrics")]
     #[derive(Default)]
     struct Labels(Mutex<Vec<Registered>>);
 
+    #[cfg(feature = "metrics")]
     impl Labels {
         fn values(&self, metric: &str, label: &str) -> std::collections::BTreeSet<String> {
             let seen = self.0.lock().unwrap();
@@ -450,6 +535,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "metrics")]
     impl metrics::Recorder for Labels {
         fn describe_counter(
             &self,
@@ -543,6 +629,7 @@ mod tests {
 
     /// A client chooses `blksize` and `windowsize`: 6,000 requests with 6,000 different values
     /// must not make 6,000 label values (Prometheus series) nor 6,000 map entries.
+    #[cfg(feature = "metrics")]
     #[test]
     fn attacker_chosen_sizes_make_few_labels_and_keys() {
         let now = Instant::now();

@@ -206,6 +206,33 @@ pub fn interface_mtu(index: u32) -> Option<u32> {
     }
 }
 
+/// Write the packet-info control message asking for source `from` (either form) into `out`
+/// for `socket`'s family; its length.
+pub(crate) fn source_control(
+    socket: &impl AsFd,
+    from: IpAddr,
+    out: &mut [u8; 128],
+) -> io::Result<usize> {
+    let v6 = is_v6(socket)?;
+    Ok(packet_info(
+        out,
+        in_family(SocketAddr::new(from, 0), v6)?.ip(),
+    ))
+}
+
+/// `addr` in `socket`'s family (IPv4-mapped on an IPv6 socket, plain on an IPv4 one).
+pub(crate) fn in_socket_family(socket: &impl AsFd, addr: SocketAddr) -> io::Result<SocketAddr> {
+    in_family(addr, is_v6(socket)?)
+}
+
+fn is_v6(socket: &impl AsFd) -> io::Result<bool> {
+    match SockRef::from(&socket.as_fd()).domain()? {
+        Domain::IPV4 => Ok(false),
+        Domain::IPV6 => Ok(true),
+        _ => Err(not_udp_ip()),
+    }
+}
+
 fn not_udp_ip() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "not an IPv4 or IPv6 socket")
 }
@@ -503,6 +530,71 @@ mod tests {
             let (_, from) = client.recv_from(&mut buf).unwrap();
             assert_eq!(from, SocketAddr::from(([127, 0, 0, 1], port)), "{wildcard}");
         }
+    }
+
+    /// A window in one `sendmsg` from a chosen address: each datagram of the batch comes
+    /// from it (single-port mode on a wildcard listener keeps GSO).
+    #[test]
+    fn gso_batch_comes_from_the_chosen_address() {
+        for wildcard in ["[::]:0", "0.0.0.0:0"] {
+            let server = crate::server::bind_listener(wildcard.parse().unwrap()).unwrap();
+            let port = server.local_addr().unwrap().port();
+            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let to = client.local_addr().unwrap();
+            let from = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+            let contents: Vec<u8> = (0..250u8).collect();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let sent = loop {
+                match crate::runtime::send_gso_from(server.as_fd(), &contents, 100, to, from) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        assert!(Instant::now() < deadline);
+                    }
+                    other => break other,
+                }
+            };
+            if let Err(e) = sent {
+                // No GSO here: nothing to check.
+                eprintln!("no UDP GSO: {e}");
+                return;
+            }
+            let mut buf = [0u8; 256];
+            for want in [100, 100, 50] {
+                let (n, src) = client.recv_from(&mut buf).unwrap();
+                assert_eq!(n, want, "{wildcard}");
+                assert_eq!(src, SocketAddr::from(([127, 0, 0, 2], port)), "{wildcard}");
+            }
+        }
+    }
+
+    /// A transfer socket for an IPv4 client of a dual-stack listener, bound to the asked
+    /// address in its mapped form: it answers from that address and sees the peer mapped,
+    /// as the listener did.
+    #[test]
+    fn transfer_socket_on_a_mapped_address() {
+        let asked = IpAddr::V6(Ipv4Addr::new(127, 0, 0, 2).to_ipv6_mapped());
+        let transfer = crate::server::bind_transfer_on(asked, None, None).unwrap();
+        let port = transfer.local_addr().unwrap().port();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let peer = client.local_addr().unwrap();
+        let mapped = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let mapped = in_family(mapped, true).unwrap();
+        transfer.send_to(b"data", mapped).unwrap();
+        let mut buf = [0u8; 16];
+        let (_, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(from, SocketAddr::from(([127, 0, 0, 2], port)));
+        client.send_to(b"ack", from).unwrap();
+        let got = recv_within(&transfer, &mut buf);
+        assert_eq!(got.peer, mapped);
+        // Plain IPv4 and IPv6 addresses bind as before.
+        let v4 = crate::server::bind_transfer_on([127, 0, 0, 2].into(), None, None).unwrap();
+        assert!(v4.local_addr().unwrap().is_ipv4());
+        crate::server::bind_transfer_on(Ipv6Addr::LOCALHOST.into(), Some(1), None).unwrap();
     }
 
     #[test]

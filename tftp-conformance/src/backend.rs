@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use tftp_common::{HandlerError, Request};
@@ -48,9 +49,11 @@ pub const TEXT: &[u8] =
 /// Files: `f<size>` for each of [`SIZES`]; `big8` (70,000 × 8 + 3 bytes: more than 65,535
 /// blocks at blksize 8); `text.txt` ([`TEXT`]); `small-blocks` (served with `max_blksize` 512
 /// whatever the server allows: a per-request policy); `whoami` (generated: the client's
-/// address). Behaviours: `refuse` is refused with ERROR 2 "Not for you"; `broken` fails with an
-/// I/O error after 3000 bytes; `slow` (100,000 bytes) yields 1000 bytes, then stalls: an async
-/// read stays pending, a blocking read sleeps for [`STALL`] and fails.
+/// address); `whereami` (generated: the server address and port the request was sent to,
+/// IPv4 as plain IPv4). Behaviours: `refuse` is refused with ERROR 2 "Not for you"; `broken`
+/// fails with an I/O error after 3000 bytes; `slow` (100,000 bytes) yields 1000 bytes, then
+/// stalls: an async read stays pending, a blocking read sleeps for [`STALL`] and fails;
+/// `panic` makes the handler panic; `panicky` (100,000 bytes) panics in its read after 3000.
 #[derive(Debug)]
 pub struct Backend {
     files: HashMap<String, Arc<Vec<u8>>>,
@@ -70,6 +73,7 @@ impl Backend {
         files.insert("small-blocks".into(), Arc::new(content(10_000, 101)));
         files.insert("broken".into(), Arc::new(content(100_000, 102)));
         files.insert("slow".into(), Arc::new(content(100_000, 103)));
+        files.insert("panicky".into(), Arc::new(content(100_000, 104)));
         Arc::new(Backend {
             files,
             uploads: Arc::default(),
@@ -100,8 +104,14 @@ impl Backend {
                     "Not for you",
                 ));
             }
-            "whoami" => {
-                let data = Arc::new(request.peer.ip().to_string().into_bytes());
+            "panic" => panic!("a handler bug (the conformance suite's `panic` file)"),
+            "whoami" | "whereami" => {
+                let local =
+                    SocketAddr::new(request.local.ip().to_canonical(), request.local.port());
+                let data = Arc::new(match name {
+                    "whoami" => request.peer.ip().to_string().into_bytes(),
+                    _ => local.to_string().into_bytes(),
+                });
                 let size = data.len() as u64;
                 return Ok((
                     Source {
@@ -109,6 +119,7 @@ impl Backend {
                         pos: 0,
                         fail_at: None,
                         stall_at: None,
+                        panic_at: None,
                     },
                     Some(size),
                     None,
@@ -120,6 +131,7 @@ impl Backend {
         let size = Some(data.len() as u64);
         let fail_at = (name == "broken").then_some(3000);
         let stall_at = (name == "slow").then_some(1000);
+        let panic_at = (name == "panicky").then_some(3000);
         let limits = (name == "small-blocks").then_some(OptionLimits {
             max_blksize: 512,
             ..request.limits
@@ -130,6 +142,7 @@ impl Backend {
                 pos: 0,
                 fail_at,
                 stall_at,
+                panic_at,
             },
             size,
             limits,
@@ -164,6 +177,7 @@ pub struct Source {
     pos: usize,
     fail_at: Option<usize>,
     stall_at: Option<usize>,
+    panic_at: Option<usize>,
 }
 
 impl Source {
@@ -182,10 +196,16 @@ impl Read for Source {
         if self.fail_at.is_some_and(|at| self.pos >= at) {
             return Err(io::Error::other("disk on fire"));
         }
+        if self.panic_at.is_some_and(|at| self.pos >= at) {
+            panic!("a source bug (the conformance suite's `panicky` file)");
+        }
         let end = self.data.len().min(self.pos + buf.len());
         let end = self.fail_at.map_or(end, |at| end.min(at.max(self.pos + 1)));
         let end = self
             .stall_at
+            .map_or(end, |at| end.min(at.max(self.pos + 1)));
+        let end = self
+            .panic_at
             .map_or(end, |at| end.min(at.max(self.pos + 1)));
         let n = end - self.pos;
         buf[..n].copy_from_slice(&self.data[self.pos..end]);

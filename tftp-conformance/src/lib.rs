@@ -6,6 +6,7 @@
 //! `Handler` trait), and `tests/` instantiates [`suite!`] for every adapter and every
 //! (server, client) pair. A behaviour difference between adapters is a failing test.
 
+#![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod adapters;
@@ -170,7 +171,9 @@ macro_rules! suite {
             server_busy_gets_an_error, real_clients_fetch_and_upload, lossy_link,
             strangers_get_bounded_answers, replacements_stay_within_the_limits,
             a_stalled_source_does_not_wedge_its_session,
-            window_memory_is_taken_only_when_data_flows);
+            window_memory_is_taken_only_when_data_flows,
+            replies_from_the_asked_address, blksize_fits_the_mtu,
+            a_panic_fails_only_its_own_request);
     };
     (cross: $server:ty, $client:ty) => {
         $crate::suite!(@tests $server, $client; option_matrix, uploads_on_and_off);

@@ -652,6 +652,86 @@ pub fn ipv6_and_dual_stack<S: Adapter, C: Adapter>() {
     expect_file::<S, C>(&backend, v4, "f65465", opts(Some(1468), None));
 }
 
+/// A wildcard listener answers from the address it was asked at (RFC 1122 §4.1.3.5; PXE ROMs
+/// and NATs drop anything else): a client of 127.0.0.1 asking at 127.0.0.2 hears every reply
+/// from 127.0.0.2 (the first DATA, the listener's own refusal, a whole transfer with
+/// windows), with per-transfer ports and in single-port mode, on an IPv4 and a dual-stack
+/// listener; the handler sees the asked address as the request's `local`.
+pub fn replies_from_the_asked_address<S: Adapter, C: Adapter>() {
+    for (listen, single_port) in [
+        ("0.0.0.0:0", false),
+        ("0.0.0.0:0", true),
+        ("[::]:0", false),
+        ("[::]:0", true),
+    ] {
+        let backend = Backend::new(false);
+        let mut options = Reports::default().options();
+        options.listen = vec![listen.parse().unwrap()];
+        options.config.single_port = single_port;
+        let server = S::serve(Arc::clone(&backend), options);
+        let asked = SocketAddr::from(([127, 0, 0, 2], server.addr().port()));
+        let case = format!("{} on {listen}, single-port {single_port}", S::NAME);
+        let raw = Peer::new(asked);
+        raw.rrq(asked, "f1", &[]);
+        let (data, from) = raw.recv();
+        assert!(
+            matches!(decode(&data), Packet::Data { block: 1, .. }),
+            "{case}"
+        );
+        assert_eq!(from.ip(), asked.ip(), "{case}: answered from {from}");
+        assert_eq!(from.port() == asked.port(), single_port, "{case}: {from}");
+        raw.ack(from, 1);
+        // The listener's own answer: a request in an unknown mode is refused from port 69.
+        raw.send(asked, b"\x00\x01f1\x00mail\x00");
+        let (data, from) = raw.recv();
+        assert!(matches!(decode(&data), Packet::Error { .. }), "{case}");
+        assert_eq!(from, asked, "{case}: refused from {from}");
+        // Our client, like PXE ROMs, drops replies from another address than it asked.
+        let (data, _) = get::<C>(asked, "whereami", OptionValues::default()).unwrap();
+        assert_eq!(String::from_utf8_lossy(&data), asked.to_string(), "{case}");
+        expect_file::<S, C>(&backend, asked, "f65465", opts(Some(1468), Some(4)));
+        // The primary keeps answering from itself.
+        let primary = SocketAddr::from(([127, 0, 0, 1], asked.port()));
+        let (data, _) = get::<C>(primary, "whereami", OptionValues::default()).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&data),
+            primary.to_string(),
+            "{case}"
+        );
+    }
+}
+
+/// Granted block sizes fit the MTU policy: a fixed MTU of 1500 grants 1468 over IPv4 and 1448
+/// over IPv6 to a client asking 65464; `Off` and loopback's own MTU (65536) grant 65464.
+pub fn blksize_fits_the_mtu<S: Adapter, C: Adapter>() {
+    use tftp_common::MtuPolicy;
+    let backend = Backend::new(false);
+    for (listen, mtu, want) in [
+        ("127.0.0.1:0", MtuPolicy::Fixed(1500), 1468),
+        ("[::1]:0", MtuPolicy::Fixed(1500), 1448),
+        ("127.0.0.1:0", MtuPolicy::Interface, 65464),
+        ("[::1]:0", MtuPolicy::Off, 65464),
+    ] {
+        let mut options = Reports::default().options();
+        options.listen = vec![listen.parse().unwrap()];
+        options.config.mtu = mtu;
+        let server = S::serve(Arc::clone(&backend), options);
+        let stats = expect_file::<S, C>(&backend, server.addr(), "f65465", opts(Some(65464), None));
+        assert_eq!(stats.options.blksize, want, "{listen} {mtu:?}");
+    }
+    // A handler's own limits still apply under the clamp.
+    let mut options = Reports::default().options();
+    options.config.mtu = MtuPolicy::Fixed(1500);
+    let server = S::serve(Arc::clone(&backend), options);
+    let stats = expect_file::<S, C>(
+        &backend,
+        server.addr(),
+        "small-blocks",
+        opts(Some(65464), None),
+    );
+    assert_eq!(stats.options.blksize, 512);
+}
+
 /// Past `max_sessions`, requests get an ERROR, not silence.
 pub fn server_busy_gets_an_error<S: Adapter, C: Adapter>() {
     let mut options = Reports::default().options();
@@ -1093,4 +1173,37 @@ pub fn window_memory_is_taken_only_when_data_flows<S: Adapter, C: Adapter>() {
         Packet::Error { message, .. } => assert_eq!(message, "Server busy, try again later"),
         other => panic!("{other:?}"),
     }
+}
+
+/// A handler or a data source that panics fails its own request with ERROR 0 "Server error"
+/// and a session report, at once (the client does not wait for its retries to run out); the
+/// server goes on serving.
+pub fn a_panic_fails_only_its_own_request<S: Adapter, C: Adapter>() {
+    let backend = Backend::new(false);
+    let reports = Reports::default();
+    let server = S::serve(Arc::clone(&backend), reports.options());
+    let started = Instant::now();
+    let (code, message) =
+        peer_error(get::<C>(server.addr(), "panic", OptionValues::default()).unwrap_err());
+    assert_eq!(
+        (code, message.as_str()),
+        (ErrorCode::NOT_DEFINED, "Server error")
+    );
+    let e = get::<C>(server.addr(), "panicky", OptionValues::default()).unwrap_err();
+    let (code, _) = peer_error(e);
+    assert_eq!(code, ErrorCode::NOT_DEFINED);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = reports.wait_for(2);
+    assert!(
+        r.iter().all(|r| matches!(
+            r.stats.outcome,
+            Outcome::Failed(TransferError::Local { .. })
+        )),
+        "{r:#?}"
+    );
+    expect_file::<S, C>(&backend, server.addr(), "f1469", OptionValues::default());
 }

@@ -125,6 +125,81 @@ impl Default for Config {
     }
 }
 
+/// Builder-style setters, since `#[non_exhaustive]` rules out struct-update syntax outside
+/// this crate:
+///
+/// ```
+/// use std::time::Duration;
+/// use tftp_proto::Config;
+///
+/// let config = Config::default()
+///     .retries(10)
+///     .initial_timeout(Duration::from_millis(200))
+///     .max_transfer_size(Some(64 << 20));
+/// assert_eq!(config.retries, 10);
+/// ```
+impl Config {
+    /// Retransmissions of one packet before the transfer may fail ([`Config::retries`]).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Patience without progress before failing ([`Config::give_up_after`]).
+    pub fn give_up_after(mut self, give_up_after: Duration) -> Self {
+        self.give_up_after = give_up_after;
+        self
+    }
+
+    /// Retransmission timeout before a round trip is measured ([`Config::initial_timeout`]).
+    pub fn initial_timeout(mut self, initial_timeout: Duration) -> Self {
+        self.initial_timeout = initial_timeout;
+        self
+    }
+
+    /// Floor of the adaptive timeout ([`Config::min_timeout`]).
+    pub fn min_timeout(mut self, min_timeout: Duration) -> Self {
+        self.min_timeout = min_timeout;
+        self
+    }
+
+    /// Ceiling of the adaptive timeout ([`Config::max_timeout`]).
+    pub fn max_timeout(mut self, max_timeout: Duration) -> Self {
+        self.max_timeout = max_timeout;
+        self
+    }
+
+    /// How long the receiver of the last DATA re-acknowledges it ([`Config::dally`]).
+    pub fn dally(mut self, dally: Duration) -> Self {
+        self.dally = dally;
+        self
+    }
+
+    /// Block number after 65535 ([`Config::rollover`]).
+    pub fn rollover(mut self, rollover: Rollover) -> Self {
+        self.rollover = rollover;
+        self
+    }
+
+    /// Largest transfer a receiving session accepts ([`Config::max_transfer_size`]).
+    pub fn max_transfer_size(mut self, max_transfer_size: Option<u64>) -> Self {
+        self.max_transfer_size = max_transfer_size;
+        self
+    }
+
+    /// Server option limits ([`Config::limits`]).
+    pub fn limits(mut self, limits: OptionLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Most DATA packets in one transmit ([`Config::max_batch`]).
+    pub fn max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch;
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

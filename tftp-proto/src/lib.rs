@@ -97,6 +97,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Many sessions on one thread
+//!
+//! [`Endpoint`] is the listening side: [`Endpoint::handle`] says what a datagram on the
+//! listening port is (a new request, one for a live session in single-port mode, an ERROR to
+//! send, or nothing, and why), and owns duplicate requests and replacements.
+//! [`timers::Timers`] keeps every session's deadline in one heap. `examples/std_server.rs` is
+//! a complete single-port server on one std `UdpSocket` with both (about 150 lines; run by
+//! `tests/std_server.rs` with curl).
+//!
 //! # Memory
 //!
 //! A session holds one ring of `windowsize × (4 + blksize)` bytes (sending: the DATA packets
@@ -207,6 +216,7 @@ extern crate alloc;
 
 pub mod client;
 pub mod config;
+pub mod endpoint;
 pub mod error;
 pub mod netascii;
 pub mod options;
@@ -221,9 +231,11 @@ pub mod storage;
 pub mod testing;
 pub mod time;
 mod timer;
+pub mod timers;
 
 pub use client::ClientSession;
 pub use config::{Config, Rollover};
+pub use endpoint::{DatagramEvent, DropReason, Endpoint, EndpointConfig, SessionHandle};
 pub use error::{DecodeError, EncodeError, ProtocolError, TransferError, UsageError};
 pub use options::{OptionLimits, OptionValues, TimeoutPolicy, TransferOptions};
 pub use packet::{ErrorCode, Mode, Packet};

@@ -112,6 +112,36 @@ impl ErrorReply {
         }
     }
 
+    /// ERROR 1 "File not found" (RFC 1350 §5).
+    pub fn not_found() -> Self {
+        Self::new(ErrorCode::FILE_NOT_FOUND, "File not found")
+    }
+
+    /// ERROR 2 "Access violation".
+    pub fn access_violation() -> Self {
+        Self::new(ErrorCode::ACCESS_VIOLATION, "Access violation")
+    }
+
+    /// ERROR 3 "Disk full or allocation exceeded".
+    pub fn disk_full() -> Self {
+        Self::new(ErrorCode::DISK_FULL, "Disk full or allocation exceeded")
+    }
+
+    /// ERROR 6 "File already exists".
+    pub fn file_exists() -> Self {
+        Self::new(ErrorCode::FILE_EXISTS, "File already exists")
+    }
+
+    /// ERROR 0 "Server busy, try again later": a limit on sessions or memory was reached.
+    pub fn server_busy() -> Self {
+        Self::new(ErrorCode::NOT_DEFINED, "Server busy, try again later")
+    }
+
+    /// ERROR 8 (RFC 2347): the request's options cannot be accepted.
+    pub fn option_refused(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::OPTION_REFUSED, message)
+    }
+
     /// The encoded packet (at most 516 bytes: messages are cut at 511).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut buf = vec![0u8; 516];

@@ -29,18 +29,23 @@
 //! }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod handler;
 mod runtime;
 mod server;
 
 pub use client::Client;
-pub use handler::{Handler, ReadResponse, WriteResponse};
+pub use handler::{BoxFuture, DynHandler, Handler, ReadResponse, WriteResponse};
 pub use server::Server;
 pub use tftp_common::server::ServerOptions;
 pub use tftp_common::{
-    ClientError, HandlerError, Request, ServerConfig, ServerStats, SessionReport,
+    AdmissionConfig, ClientError, HandlerError, MtuPolicy, Request, ServerConfig, ServerStats,
+    SessionReport, StatsCollector,
 };
+// What handler authors and client users name, so that they need not depend on tftp-proto.
 pub use tftp_proto::{
-    self, ErrorCode, Mode, OptionLimits, OptionValues, RequestKind, SessionStats, TimeoutPolicy,
+    self, Config, ErrorCode, Mode, OptionLimits, OptionValues, Outcome, RequestKind, Rollover,
+    SessionStats, TimeoutPolicy, TransferError, TransferOptions,
 };

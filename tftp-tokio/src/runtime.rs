@@ -2,12 +2,13 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::time::Instant;
 
 use tftp_common::runtime::{self, AsyncUdp, Runtime};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tftp_common::udp;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 
 /// Tasks on the ambient tokio runtime, tokio timers.
 #[derive(Debug, Clone, Copy)]
@@ -44,12 +45,52 @@ impl AsyncUdp for Udp {
         self.0.recv_from(buf).await
     }
 
+    async fn recv_from_to(&self, buf: &mut [u8]) -> io::Result<udp::Received> {
+        loop {
+            self.0.readable().await?;
+            match (self.0).try_io(Interest::READABLE, || udp::recv_from_to(&self.0, buf)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_from_to(
+        &self,
+        buf: &[u8],
+        to: SocketAddr,
+        from: Option<IpAddr>,
+    ) -> io::Result<usize> {
+        if from.is_none() {
+            return self.0.send_to(buf, to).await;
+        }
+        loop {
+            self.0.writable().await?;
+            match (self.0).try_io(Interest::WRITABLE, || {
+                udp::send_from_to(&self.0, buf, to, from)
+            }) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+
     async fn send_segments(&self, contents: &[u8], size: usize, to: SocketAddr) -> io::Result<()> {
+        self.send_segments_from(contents, size, to, None).await
+    }
+
+    async fn send_segments_from(
+        &self,
+        contents: &[u8],
+        size: usize,
+        to: SocketAddr,
+        from: Option<IpAddr>,
+    ) -> io::Result<()> {
         use std::os::fd::AsFd;
         loop {
             self.0.writable().await?;
-            let sent = self.0.try_io(tokio::io::Interest::WRITABLE, || {
-                runtime::send_gso(self.0.as_fd(), contents, size, to)
+            let sent = self.0.try_io(Interest::WRITABLE, || {
+                runtime::send_gso_from(self.0.as_fd(), contents, size, to, from)
             });
             match sent {
                 Ok(_) => return Ok(()),
@@ -58,7 +99,7 @@ impl AsyncUdp for Udp {
             }
         }
         for datagram in contents.chunks(size.max(1)) {
-            self.0.send_to(datagram, to).await?;
+            self.send_from_to(datagram, to, from).await?;
         }
         Ok(())
     }

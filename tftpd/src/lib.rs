@@ -6,13 +6,20 @@
 //! - [`HttpOrigin`]: files streamed from an HTTP(S) origin;
 //! - [`Fallback`]: try one handler, then another when the first has no such file;
 //! - [`NoShadow`]: refuse uploads of names a read would find anywhere in a chain;
-//! - [`metrics_http`]: the bounded HTTP endpoint that serves Prometheus metrics.
+//! - [`metrics_http`]: the bounded HTTP endpoint that serves Prometheus metrics;
+//! - [`session_log`]: one JSON line per finished session;
+//! - [`template_engine`]: the `{{variable}}` rendering behind [`Templates`].
+
+#![forbid(unsafe_code)]
 
 mod chain;
 mod dir;
 mod http;
+pub mod logging;
 pub mod metrics_http;
+pub mod session_log;
 mod shadow;
+pub mod template_engine;
 mod templates;
 
 pub use chain::Fallback;

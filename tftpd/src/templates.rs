@@ -4,8 +4,8 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::template_engine::{Vars, render};
 use tftp_common::fs::{Root, RootOptions};
-use tftp_common::template::{Vars, render};
 use tftp_common::{HandlerError, Request};
 use tftp_tokio::{Handler, ReadResponse};
 
@@ -15,7 +15,7 @@ use crate::dir::blocking;
 const MAX_TEMPLATE: u64 = 1 << 20;
 
 /// Serves each file of a template directory rendered for the requesting client (see
-/// [`tftp_common::template`] for the variables): one GRUB or iPXE configuration serves a whole
+/// [`crate::template_engine`] for the variables): one GRUB or iPXE configuration serves a whole
 /// fleet. A file that is not in the directory is "File not found", so chain it before a
 /// directory with [`crate::Fallback`] (`tftpd --templates DIR --root DIR2`).
 #[derive(Debug, Clone)]

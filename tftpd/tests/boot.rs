@@ -31,20 +31,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fs::{self, File};
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::fs;
+use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process};
+#[path = "support/lab.rs"]
+mod lab;
+
+use lab::{
+    Lab, NETNS_SETUP, Session, TAP_SETUP, TAP_TFTPD, file_size, flat, one_guest, readme_section,
+    require, skip,
+};
 
 /// From qemu's start to the success marker on the serial console. The boots take 6-20 s here.
 const BOOT_LIMIT: Duration = Duration::from_secs(75);
-/// Every process a test starts runs under `timeout` with this limit, should the test die.
-const PROCESS_LIMIT: &str = "300";
 
 const MARK_OK: &str = "TFTPD-BOOT-OK";
 const MARK_FAILED: &str = "TFTPD-BOOT-FAILED";
@@ -54,10 +55,8 @@ const IPXE_EFI: &str = "/usr/lib/ipxe/ipxe.efi";
 const SCRIPTS: &[&str] = &["boot.ipxe", "stage2.ipxe"];
 
 // The command lines, run with the test's directory as the working directory (`root/` holds
-// the served files). The README shows them verbatim (`tftpd` is the built binary).
-
-/// Namespace set-up shared by every test (after `unshare --net`).
-const NETNS_SETUP: &[&str] = &["ip link set lo up", "ip addr add 192.0.2.1/32 dev lo"];
+// the served files). The README shows them verbatim (`tftpd` is the built binary), with
+// `lab::NETNS_SETUP` and, natively, `lab::TAP_SETUP` before them.
 
 const BIOS_TFTPD: &str =
     "tftpd --root root --listen 127.0.0.1:6969 --single-port --session-log sessions.log -v";
@@ -74,16 +73,6 @@ const OVMF_IPXE_QEMU: &str = "qemu-system-x86_64 -machine q35,accel=tcg -m 256 \
      -netdev user,id=n0,bootfile=tftp://10.0.2.2:6969/boot.ipxe \
      -device virtio-net-pci,netdev=n0,bootindex=1";
 
-/// The tap device for the native test (after [`NETNS_SETUP`]). The IPv6 address only lets
-/// dnsmasq send router advertisements: without them iPXE waits about 15 s for IPv6.
-const TAP_SETUP: &[&str] = &[
-    "ip tuntap add dev tap0 mode tap",
-    "ip addr add 192.168.77.1/24 dev tap0",
-    "ip -6 addr add fd77::1/64 dev tap0 nodad",
-    "ip link set tap0 up",
-];
-const NATIVE_TFTPD: &str =
-    "tftpd --root root --listen 192.168.77.1:69 --session-log sessions.log -v";
 /// DHCP only (`--port=0`: no DNS): the firmware gets `ipxe.efi` from 192.168.77.1; iPXE
 /// (user class "iPXE") gets the script's URL.
 const NATIVE_DNSMASQ: &str = "dnsmasq --no-daemon --conf-file=/dev/null --port=0 --user=root \
@@ -140,201 +129,7 @@ const NATIVE_STAGES: Stages = &[
     (MARK_OK, "stage2.ipxe fetches ipxe.efi"),
 ];
 
-static ONE_GUEST: Mutex<()> = Mutex::new(());
-
-/// qemu under TCG wants a core of its own: one guest at a time.
-fn one_guest() -> MutexGuard<'static, ()> {
-    ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn words(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
-/// A missing tool fails the test: CI installs them all.
-fn require(programs: &[&str], files: &[&str]) {
-    for program in programs {
-        assert!(
-            on_path(program),
-            "{program} is not installed: run scripts/test-deps.sh"
-        );
-    }
-    for file in files {
-        assert!(
-            Path::new(file).exists(),
-            "{file} is missing: run scripts/test-deps.sh"
-        );
-    }
-}
-
-/// A process started in the namespace under `timeout`; stopped (SIGTERM, then SIGKILL) on drop.
-struct Proc {
-    name: &'static str,
-    child: Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            // `timeout` passes SIGTERM on to the program.
-            let _ = kill_process(Pid::from_child(&self.child), Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// A network namespace of its own (held by `unshare --net sleep`), a directory with `root/`
-/// and the logs, and the processes started in it.
-struct Lab {
-    procs: Vec<Proc>,
-    dir: tempfile::TempDir,
-    holder: Child,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        // Last started first: qemu, then the servers.
-        while let Some(p) = self.procs.pop() {
-            drop(p);
-        }
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
 impl Lab {
-    /// `Err` (the reason) where the kernel refuses a network namespace.
-    fn new() -> Result<Lab, String> {
-        require(&["unshare", "nsenter", "timeout", "ip", "ss"], &[]);
-        let mut holder = Command::new("unshare")
-            .args(["--net", "sleep", PROCESS_LIMIT])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("unshare");
-        let ours = fs::read_link("/proc/self/ns/net").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = holder.try_wait().unwrap() {
-                let mut err = String::new();
-                let _ = holder.stderr.take().unwrap().read_to_string(&mut err);
-                let err = format!("`unshare --net` failed ({status}): {}", err.trim());
-                if err.contains("Operation not permitted") || err.contains("Permission denied") {
-                    return Err(err);
-                }
-                panic!("{err}");
-            }
-            if fs::read_link(format!("/proc/{}/ns/net", holder.id())).is_ok_and(|ns| ns != ours) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "unshare --net did not start");
-            sleep(Duration::from_millis(10));
-        }
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir(dir.path().join("root")).unwrap();
-        let lab = Lab {
-            procs: Vec::new(),
-            dir,
-            holder,
-        };
-        for line in NETNS_SETUP {
-            lab.run(line)
-                .unwrap_or_else(|e| panic!("namespace set-up: {e}"));
-        }
-        Ok(lab)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `nsenter` into the namespace, in the lab's directory.
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.args(["--target", &self.holder.id().to_string(), "--net", "--"])
-            .arg(program)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, line: &str) -> Result<String, String> {
-        let words = words(line);
-        let out = self.command(words[0]).args(&words[1..]).output().unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "`{line}`: {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    }
-
-    /// Start `line` in the namespace; its output goes to `<name>.log`.
-    fn spawn(&mut self, name: &'static str, line: &str) {
-        let mut words = words(line);
-        let tftpd = env!("CARGO_BIN_EXE_tftpd");
-        if words[0] == "tftpd" {
-            words[0] = tftpd;
-        }
-        let log = File::create(self.path(&format!("{name}.log"))).unwrap();
-        let child = self
-            .command("timeout")
-            .args(["-k", "5", PROCESS_LIMIT])
-            .args(&words)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.procs.push(Proc { name, child });
-    }
-
-    fn read(&self, name: &str) -> String {
-        fs::read(self.path(name))
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// Wait until a UDP socket is bound to `port` in the namespace.
-    fn wait_for_udp_port(&mut self, port: u16, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let bound = self.run("ss -Hlun").unwrap_or_else(|e| panic!("{e}"));
-            if bound.lines().any(|l| {
-                l.split_whitespace()
-                    .any(|w| w.ends_with(&format!(":{port}")))
-            }) {
-                return;
-            }
-            let proc = self.procs.last_mut().unwrap();
-            if let Some(status) = proc.child.try_wait().unwrap() {
-                panic!(
-                    "stage 0 failed: {what} exited ({status}) before listening on port {port}\n{}",
-                    self.diagnostics()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stage 0 failed: {what} is not listening on port {port} after 20 s\n{}",
-                self.diagnostics()
-            );
-            sleep(Duration::from_millis(50));
-        }
-    }
-
     /// The served files: the two scripts and Debian's `ipxe.efi` (a copy: tftpd refuses
     /// symbolic links out of the root).
     fn fill_root(&self) {
@@ -388,149 +183,6 @@ impl Lab {
             sleep(Duration::from_millis(200));
         }
     }
-
-    /// The session log, once every file in `files` has a finished transfer (tftpd writes the
-    /// line when the last ACK arrives, which may be just after the guest prints the marker).
-    fn sessions(&self, files: &[&str]) -> Vec<Session> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let sessions: Vec<Session> = self
-                .read("sessions.log")
-                .lines()
-                .map(Session::parse)
-                .collect();
-            if files.iter().all(|f| {
-                sessions
-                    .iter()
-                    .any(|s| s.file == *f && s.outcome != "size_probe")
-            }) {
-                for s in &sessions {
-                    eprintln!("  {s}");
-                }
-                return sessions;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the guest finished, but tftpd's session log lacks one of {files:?}\n{}",
-                self.diagnostics()
-            );
-            sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn diagnostics(&self) -> String {
-        let mut out = format!("--- in {}", self.dir.path().display());
-        for name in ["serial", "qemu", "tftpd", "dnsmasq", "sessions"] {
-            let file = format!("{name}.log");
-            if !self.path(&file).exists() {
-                continue;
-            }
-            let text = printable(&self.read(&file));
-            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
-            out += &format!(
-                "\n--- {file} (last {} lines)\n{}",
-                tail.len(),
-                tail.join("\n")
-            );
-        }
-        let running: Vec<_> = self.procs.iter().map(|p| p.name).collect();
-        out + &format!("\n--- started: {running:?}")
-    }
-}
-
-/// The console without terminal escape sequences and carriage returns.
-fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\x1b' => {
-                // ESC [ params letter, or ESC and one character.
-                if chars.next() == Some('[') {
-                    for c in chars.by_ref() {
-                        if c.is_ascii_alphabetic() {
-                            break;
-                        }
-                    }
-                }
-            }
-            '\r' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// One line of `--session-log` (the fields the tests need).
-#[derive(Debug)]
-struct Session {
-    file: String,
-    outcome: String,
-    bytes: u64,
-    blksize: u64,
-    windowsize: u64,
-    tsize: Option<u64>,
-    asked_blksize: Option<u64>,
-    asked_windowsize: Option<u64>,
-    asked_tsize: Option<u64>,
-}
-
-impl Session {
-    /// serde writes flat objects in a fixed order, `requested` last; a field is found by name.
-    fn parse(line: &str) -> Session {
-        fn raw<'a>(json: &'a str, key: &str) -> Option<&'a str> {
-            let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-            let rest = &json[at..];
-            if let Some(s) = rest.strip_prefix('"') {
-                return s.find('"').map(|end| &s[..end]);
-            }
-            Some(&rest[..rest.find([',', '}']).unwrap_or(rest.len())])
-        }
-        let num = |json: &str, key: &str| raw(json, key).and_then(|v| v.parse::<u64>().ok());
-        let (top, asked) = line
-            .split_once("\"requested\":")
-            .unwrap_or_else(|| panic!("not a session log line: {line}"));
-        let field = |key: &str| {
-            raw(top, key)
-                .unwrap_or_else(|| panic!("no {key} in {line}"))
-                .to_string()
-        };
-        Session {
-            file: field("file"),
-            outcome: field("outcome"),
-            bytes: num(top, "bytes").unwrap(),
-            blksize: num(top, "blksize").unwrap(),
-            windowsize: num(top, "windowsize").unwrap(),
-            tsize: num(top, "tsize"),
-            asked_blksize: num(asked, "blksize"),
-            asked_windowsize: num(asked, "windowsize"),
-            asked_tsize: num(asked, "tsize"),
-        }
-    }
-}
-
-impl std::fmt::Display for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {} bytes; asked blksize {:?} windowsize {:?} tsize {:?}; \
-             granted blksize {} windowsize {} tsize {:?}",
-            self.file,
-            self.outcome,
-            self.bytes,
-            self.asked_blksize,
-            self.asked_windowsize,
-            self.asked_tsize,
-            self.blksize,
-            self.windowsize,
-            self.tsize
-        )
-    }
-}
-
-fn file_size(lab: &Lab, name: &str) -> u64 {
-    fs::metadata(lab.path("root").join(name)).unwrap().len()
 }
 
 /// iPXE's three transfers: each completed once with the file's size; iPXE asks `tsize` and
@@ -559,10 +211,6 @@ fn assert_nothing_failed(sessions: &[Session]) {
             "a transfer did not complete: {s}"
         );
     }
-}
-
-fn skip(test: &str, why: &str) {
-    eprintln!("skipped {test}: {why}");
 }
 
 #[test]
@@ -607,24 +255,14 @@ fn ovmf_ipxe_over_user_network() {
 fn ovmf_native_pxe_on_port_69() {
     require(&["qemu-system-x86_64", "dnsmasq"], &[OVMF, IPXE_EFI]);
     let _guest = one_guest();
-    if !Path::new("/dev/net/tun").exists() {
-        return skip("ovmf_native_pxe_on_port_69", "no /dev/net/tun");
-    }
     let mut lab = match Lab::new() {
         Ok(lab) => lab,
         Err(why) => return skip("ovmf_native_pxe_on_port_69", &why),
     };
-    if let Err(e) = lab.run(TAP_SETUP[0]) {
-        if e.contains("Operation not permitted") || e.contains("No such device") {
-            return skip("ovmf_native_pxe_on_port_69", &format!("no tap device: {e}"));
-        }
-        panic!("stage 0 failed: {e}");
+    if let Err(why) = lab.add_tap() {
+        return skip("ovmf_native_pxe_on_port_69", &why);
     }
-    for line in &TAP_SETUP[1..] {
-        lab.run(line)
-            .unwrap_or_else(|e| panic!("stage 0 failed: {e}"));
-    }
-    lab.serve(NATIVE_TFTPD, 69);
+    lab.serve(TAP_TFTPD, 69);
     lab.spawn("dnsmasq", NATIVE_DNSMASQ);
     lab.wait_for_udp_port(67, "dnsmasq");
     let took = lab.boot(NATIVE_QEMU, NATIVE_STAGES);
@@ -672,24 +310,14 @@ fn ovmf_native_pxe_on_port_69() {
 /// verbatim.
 #[test]
 fn readme_section_shows_the_commands_the_tests_run() {
-    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let start = readme
-        .find("## Booting real machines")
-        .expect("README has the section");
-    let end = readme[start + 3..]
-        .find("\n## ")
-        .map_or(readme.len(), |i| start + 3 + i);
-    let section = readme[start..end].to_string();
-    // Undo line continuations and shell quoting.
-    let flat = |s: &str| words(&s.replace("\\\n", " ").replace('\'', "")).join(" ");
+    let section = readme_section();
     let text = flat(&section);
-    assert!(text.contains("## Booting real machines"));
     let mut lines: Vec<&str> = vec![
         BIOS_TFTPD,
         BIOS_QEMU,
         OVMF_IPXE_TFTPD,
         OVMF_IPXE_QEMU,
-        NATIVE_TFTPD,
+        TAP_TFTPD,
         NATIVE_DNSMASQ,
         NATIVE_QEMU,
     ];

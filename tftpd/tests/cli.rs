@@ -57,6 +57,14 @@ fn refuses_to_start_with_nothing_to_serve_or_a_bad_flag() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--port-range"));
+    for mtu in ["12", "jumbo", "70000"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+            .args(["--root", ".", "--tftp-mtu", mtu])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--tftp-mtu {mtu}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--tftp-mtu"));
+    }
 }
 
 #[test]
@@ -144,4 +152,131 @@ fn uploads_through_the_binary() {
         100_000,
         "the old file is intact"
     );
+}
+
+#[test]
+fn help_and_version_go_to_standard_output_and_succeed() {
+    for flag in ["--help", "--version"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{flag}: {:?}", out.status);
+        assert!(!out.stdout.is_empty(), "{flag} printed nothing on stdout");
+        assert!(out.stderr.is_empty(), "{flag} wrote to stderr");
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Exit status"), "{help}");
+}
+
+#[test]
+fn exit_status_tells_usage_config_and_runtime_errors_apart() {
+    let status = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tftpd"))
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    // A documented range is enforced, not silently adjusted.
+    assert_eq!(status(&["--root", ".", "--max-blksize", "2"]), Some(64));
+    assert_eq!(status(&["--no-such-flag"]), Some(64));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "bogus-key = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .args(["--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown key `bogus-key`"), "{err}");
+    assert!(
+        !err.contains("--user"),
+        "no tip naming a key the file forbids: {err}"
+    );
+    // Serving fails: nothing to serve.
+    assert_eq!(status(&["--listen", "127.0.0.1:0"]), Some(1));
+}
+
+#[test]
+fn the_command_line_replaces_the_config_files_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let file_port = support::free_udp();
+    let config = dir.path().join("tftpd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"127.0.0.1:{file_port}\"]\nallow-write = true\nroot = \"{}\"\n",
+            root.path().display()
+        ),
+    )
+    .unwrap();
+    // The helper adds `--listen 127.0.0.1:PORT`: that list replaces the file's.
+    let (_d, port) = tftpd(&["--config", config.to_str().unwrap(), "--allow-write=false"]);
+    assert!(
+        std::net::UdpSocket::bind(("127.0.0.1", file_port)).is_ok(),
+        "the file's listen address is not used"
+    );
+    let upload = dir.path().join("up.txt");
+    std::fs::write(&upload, "data").unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-T", upload.to_str().unwrap()])
+        .arg(format!("tftp://127.0.0.1:{port}/up.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "--allow-write=false overrides the file"
+    );
+    assert!(!root.path().join("up.txt").exists());
+}
+
+/// `--log-format journald`: each line starts with its syslog priority, so that the journal
+/// files warnings as warnings (`journalctl -p warning`).
+#[test]
+fn journald_format_marks_warnings_for_the_journal() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f"), vec![7u8; 100_000]).unwrap();
+    let port = support::free_udp();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "journald",
+        ])
+        .args(["--root", root.path().to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    support::wait_ready(port);
+    // A transfer the client aborts: "session failed" is a warning.
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    client
+        .send_to(b"\0\x01f\0octet\0", ("127.0.0.1", port))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let (_, tid) = client.recv_from(&mut buf).unwrap();
+    client.send_to(b"\0\x05\0\0stop\0", tid).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("<4>") && l.contains("session failed")),
+        "{log}"
+    );
+    assert!(log.lines().any(|l| l.starts_with("<6>")), "{log}");
+    assert!(log.lines().all(|l| l.starts_with('<')), "{log}");
 }

@@ -14,11 +14,12 @@
 //! | `nat_works_with_single_port_only` | curl behind the NAT: per-transfer ports fail (the router has no conntrack entry for the new server port), `--single-port` works |
 //! | `nat_to_the_service_address` | `--single-port` behind the NAT, asking at the service address: a reply from the primary is an unknown flow to the NAT too |
 //!
-//! The tests marked `#[ignore]` fail until the listener learns each request's destination
-//! (`tftp_common::udp`, issue 13 phase 2): today a wildcard listener's transfers answer from
-//! the address the kernel picks (the primary for IPv4, the last added for IPv6), templates
-//! see `::`, and block sizes are not clamped. `cargo test -p tftpd --test netbed --
-//! --include-ignored` runs them.
+//! What makes them pass: the listener learns each request's destination and interface
+//! (`tftp_common::udp`, `IP_PKTINFO`/`IPV6_PKTINFO`), binds each transfer socket to the
+//! asked address (or, with `--single-port`, sends from it through the shared socket), and
+//! fits the granted block size to the interface's MTU (`--tftp-mtu`). Without that, a
+//! wildcard listener's transfers answer from the address the kernel picks (the primary for
+//! IPv4, the last added for IPv6), templates see `::`, and block sizes are not clamped.
 //!
 //! Needs root and `ip netns`; without them every test prints why and passes (skips). As root,
 //! a missing tool fails the test: `scripts/test-deps.sh` installs them. The namespaces are
@@ -422,31 +423,26 @@ fn reply_address(test: &str, servers: [&str; 2], single_port: bool) {
 }
 
 #[test]
-#[ignore = "needs the listener on tftp-common::udp (issue 13 phase 2)"]
 fn reply_address_ipv4() {
     reply_address("reply_address_ipv4", SERVER_V4, false);
 }
 
 #[test]
-#[ignore = "needs the listener on tftp-common::udp (issue 13 phase 2)"]
 fn reply_address_ipv6() {
     reply_address("reply_address_ipv6", SERVER_V6, false);
 }
 
 #[test]
-#[ignore = "needs the listener on tftp-common::udp (issue 13 phase 2)"]
 fn reply_address_ipv4_single_port() {
     reply_address("reply_address_ipv4_single_port", SERVER_V4, true);
 }
 
 #[test]
-#[ignore = "needs the listener on tftp-common::udp (issue 13 phase 2)"]
 fn reply_address_ipv6_single_port() {
     reply_address("reply_address_ipv6_single_port", SERVER_V6, true);
 }
 
 #[test]
-#[ignore = "needs the listener on tftp-common::udp (issue 13 phase 2)"]
 fn server_ip_template_renders_the_asked_address() {
     let Some(bed) = bed("server_ip_template_renders_the_asked_address") else {
         return;
@@ -471,7 +467,6 @@ fn server_ip_template_renders_the_asked_address() {
 }
 
 #[test]
-#[ignore = "needs the listener on tftp-common::udp (issue 13 phase 2)"]
 fn blksize_is_clamped_to_the_interface_mtu() {
     let Some(bed) = bed("blksize_is_clamped_to_the_interface_mtu") else {
         return;
@@ -611,7 +606,6 @@ fn load_from_250_client_addresses() {
 }
 
 #[test]
-#[ignore = "needs the listener on tftp-common::udp (issue 13 phase 2)"]
 fn load_to_the_service_address() {
     let Some(bed) = bed("load_to_the_service_address") else {
         return;
@@ -670,7 +664,6 @@ fn nat_works_with_single_port_only() {
 }
 
 #[test]
-#[ignore = "needs the listener on tftp-common::udp (issue 13 phase 2)"]
 fn nat_to_the_service_address() {
     let Some(bed) = bed("nat_to_the_service_address") else {
         return;

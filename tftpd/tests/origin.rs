@@ -376,6 +376,14 @@ fn metrics_are_scraped_during_a_transfer_and_sessions_logged() {
         "{after}"
     );
     assert_eq!(metric(&after, "tftp_bytes_sent_total"), 100_000.0);
+    // Every metric says what it is.
+    for line in after.lines().filter(|l| l.starts_with("# TYPE tftp_")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            after.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP text:\n{after}"
+        );
+    }
     assert_eq!(metric(&after, "tftp_errors_sent_total{code=\"1\"}"), 1.0);
     assert_eq!(
         metric(&after, "tftp_negotiated_blksize_total{blksize=\"512\"}"),

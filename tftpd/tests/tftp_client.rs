@@ -421,3 +421,58 @@ fn an_interrupted_get_leaves_no_temporary_file() {
     assert!(err.contains("interrupted"), "{err}");
     assert_eq!(listing(out.path()), Vec::<String>::new(), "stray files");
 }
+
+/// `tftp get tftp://HOST:PORT/PATH [DEST]`, as curl takes it (the path %-decoded).
+#[test]
+fn a_url_names_the_server_and_the_file() {
+    let s = served("my file.txt", b"by url");
+    let dest = s.out.path().join("got.txt");
+    let out = Command::new(env!("CARGO_BIN_EXE_tftp"))
+        .args(["get", "-q", "--deadline", "20"])
+        .arg(format!("tftp://127.0.0.1:{}/my%20file.txt", s.port))
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&dest).unwrap(), b"by url");
+    // Without DEST, the base name of the path, in the current directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_tftp"))
+        .current_dir(s.out.path())
+        .args(["get", "-q", "--deadline", "20"])
+        .arg(format!("tftp://127.0.0.1:{}/my%20file.txt", s.port))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(s.out.path().join("my file.txt")).unwrap(),
+        b"by url"
+    );
+    // A URL without a file is refused before anything is sent.
+    let out = Command::new(env!("CARGO_BIN_EXE_tftp"))
+        .args(["get", "-q", "tftp://127.0.0.1:9/"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("needs a host and a file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `tftp put -` reads standard input, which has no name: without NAME it is refused instead
+/// of uploading a file called `-`.
+#[test]
+fn put_from_standard_input_needs_a_name() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tftp"))
+        .args(["put", "-q", "--deadline", "5", "127.0.0.1:9", "-"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("put - needs NAME"),
+        "{}",
+        stderr(&out)
+    );
+}

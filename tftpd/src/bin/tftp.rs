@@ -1,5 +1,7 @@
 //! `tftp`: fetch or send one file.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::fs::Permissions;
 use std::io::ErrorKind;
@@ -54,21 +56,72 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Fetch FILE from HOST into DEST (default: the file's base name; `-` for stdout).
+    /// HOST FILE may be given as one URL, `tftp://HOST[:PORT]/FILE`, as curl takes it.
+    #[command(
+        override_usage = "tftp get [OPTIONS] HOST FILE [DEST]\n       tftp get [OPTIONS] tftp://HOST[:PORT]/FILE [DEST]"
+    )]
     Get {
+        /// HOST, HOST:PORT, [IPv6]:PORT, or a tftp:// URL naming the file too.
         host: String,
-        file: String,
+        /// The file to fetch (with a URL: DEST).
+        file: Option<String>,
+        /// Where to write it.
         dest: Option<PathBuf>,
         /// Fail the download once it exceeds BYTES (also when the server announces a larger
         /// tsize): a server can send DATA for ever. DEST is left as it was.
         #[arg(long, value_name = "BYTES")]
         max_size: Option<u64>,
     },
-    /// Send FILE to HOST as NAME (default: the file's base name; FILE `-` for stdin).
+    /// Send FILE to HOST as NAME (default: the file's base name; FILE `-` for stdin, which
+    /// needs a NAME). HOST and NAME may be given as one URL, `tftp://HOST[:PORT]/NAME`.
+    #[command(
+        override_usage = "tftp put [OPTIONS] HOST FILE [NAME]\n       tftp put [OPTIONS] tftp://HOST[:PORT]/NAME FILE"
+    )]
     Put {
+        /// HOST, HOST:PORT, [IPv6]:PORT, or a tftp:// URL naming the upload too.
         host: String,
+        /// The file to send (`-`: standard input).
         file: PathBuf,
+        /// The name to store it under.
         name: Option<String>,
     },
+}
+
+/// `tftp://HOST[:PORT]/PATH` as `(HOST[:PORT], PATH)`, the path percent-decoded as curl does;
+/// `None` for anything that is not a tftp URL.
+fn split_url(arg: &str) -> Option<Result<(String, String), String>> {
+    let rest = arg
+        .strip_prefix("tftp://")
+        .or_else(|| arg.strip_prefix("TFTP://"))?;
+    let Some((host, path)) = rest.split_once('/') else {
+        return Some(Err(format!("{arg}: no file in the URL (tftp://HOST/FILE)")));
+    };
+    if host.is_empty() || path.is_empty() {
+        return Some(Err(format!(
+            "{arg}: a URL needs a host and a file (tftp://HOST/FILE)"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(path.len());
+    let mut raw = path.bytes();
+    while let Some(b) = raw.next() {
+        if b != b'%' {
+            bytes.push(b);
+            continue;
+        }
+        let hex: Vec<u8> = raw.by_ref().take(2).collect();
+        let digit = std::str::from_utf8(&hex)
+            .ok()
+            .filter(|h| h.len() == 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match digit {
+            Some(d) => bytes.push(d),
+            None => return Some(Err(format!("{arg}: bad %-escape in the URL"))),
+        }
+    }
+    match String::from_utf8(bytes) {
+        Ok(path) => Some(Ok((host.to_string(), path))),
+        Err(_) => Some(Err(format!("{arg}: the file name is not UTF-8"))),
+    }
 }
 
 /// `ip`, `ip:port`, `[v6]`, `[v6]:port`, `name` or `name:port` (default port 69).
@@ -413,8 +466,15 @@ async fn run(args: Args) -> Result<(), Failure> {
             p.set_length(size);
         }
     });
-    let host = match &args.command {
-        Command::Get { host, .. } | Command::Put { host, .. } => host.clone(),
+    // Where to, and what: `HOST FILE` or one tftp:// URL.
+    let (host, remote) = match &args.command {
+        Command::Get { host, .. } | Command::Put { host, .. } => match split_url(host) {
+            Some(url) => {
+                let (host, path) = url?;
+                (host, Some(path))
+            }
+            None => (host.clone(), None),
+        },
     };
     let server = within(deadline, resolve(&host)).await.map_err(|cut| {
         cut.failure(
@@ -434,6 +494,18 @@ async fn run(args: Args) -> Result<(), Failure> {
                 if !args.no_tsize {
                     options.tsize = Some(0);
                 }
+                // With a URL the second word is DEST.
+                let (file, dest) = match (remote, file, dest) {
+                    (Some(path), Some(_), Some(_)) => {
+                        return Err(format!("{path}: with a URL, give at most DEST").into());
+                    }
+                    (Some(path), second, None) => (path, second.map(PathBuf::from)),
+                    (Some(path), None, dest) => (path, dest),
+                    (None, Some(file), dest) => (file, dest),
+                    (None, None, _) => {
+                        return Err("get needs FILE (or a tftp:// URL)".to_string().into());
+                    }
+                };
                 let dest = dest.unwrap_or_else(|| {
                     PathBuf::from(file.rsplit(['/', '\\']).next().unwrap_or(&file))
                 });
@@ -461,11 +533,23 @@ async fn run(args: Args) -> Result<(), Failure> {
                 }
             }
             Command::Put { file, name, .. } => {
-                let name = name.unwrap_or_else(|| {
-                    file.file_name()
+                let name = match (remote, name) {
+                    (Some(_), Some(name)) => {
+                        return Err(format!("{name}: the URL names the upload already").into());
+                    }
+                    (Some(path), None) | (None, Some(path)) => path,
+                    // Standard input has no name to store it under: an upload named `-` is
+                    // never what was meant.
+                    (None, None) if file.as_os_str() == "-" => {
+                        return Err("put - needs NAME, the name to store standard input under"
+                            .to_string()
+                            .into());
+                    }
+                    (None, None) => file
+                        .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                });
+                        .unwrap_or_default(),
+                };
                 let reader: Box<dyn AsyncRead + Send + Unpin> = if file.as_os_str() == "-" {
                     Box::new(tokio::io::stdin())
                 } else {

@@ -6,6 +6,8 @@
 //! unprivileged user. SIGHUP re-reads `--config` and swaps in a new server on the same
 //! sockets while transfers in flight finish on the old one; SIGTERM and SIGINT drain.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -13,8 +15,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tftp_common::session_log::SessionLog;
-use tftp_tokio::{Server, ServerConfig, ServerOptions, TimeoutPolicy};
+use tftp_tokio::{MtuPolicy, Server, ServerConfig, ServerOptions, TimeoutPolicy};
+use tftpd::session_log::SessionLog;
 use tftpd::{
     DirHandler, Fallback, HttpOrigin, NoShadow, OriginRedirects, OriginTimeouts, RootOptions,
     Templates,
@@ -22,7 +24,15 @@ use tftpd::{
 
 /// Serve files over TFTP (RFC 1350 with options: blksize, timeout, tsize, windowsize).
 #[derive(Debug, Parser)]
-#[command(version, about, args_override_self = true)]
+#[command(
+    version,
+    about = "Serve files over TFTP (RFC 1350 with options: blksize, timeout, tsize, windowsize).",
+    args_override_self = true,
+    after_help = "Boolean flags take an optional value: --allow-write, --allow-write=false \
+(which overrides `allow-write = true` in --config).\n\nExit status: 0 after a clean shutdown; \
+64 for a command-line error; 78 for an error in the --config file; 1 when serving fails \
+(binding, privileges, the root)."
+)]
 struct Args {
     /// Read settings from a TOML file whose keys are these flags' long names
     /// (`root = "/srv/tftp"`, `max-blksize = 1468`, `allow-write = true`,
@@ -71,13 +81,19 @@ struct Args {
     #[arg(long, value_name = "LOW:HIGH")]
     port_range: Option<String>,
     /// Serve every transfer from the listening port (for NAT, containers, Kubernetes).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     single_port: bool,
-    /// Largest block size granted (8..=65464).
-    #[arg(long, default_value_t = 65464)]
+    /// Largest block size granted (8..=65464, RFC 2348).
+    #[arg(long, default_value_t = 65464, value_parser = clap::value_parser!(u16).range(8..=65464))]
     max_blksize: u16,
-    /// Largest window granted, in blocks.
-    #[arg(long, default_value_t = 64)]
+    /// Fit granted block sizes to an MTU, so that DATA is not fragmented: `auto` (the MTU of
+    /// the interface each request arrived on: 1468 for IPv4 and 1448 for IPv6 on a 1500
+    /// link; loopback's 65536 allows 65464), `off` (only --max-blksize), or a number of bytes
+    /// (that MTU everywhere, e.g. 1400 for a tunnel). The OACK tells the client.
+    #[arg(long, default_value = "auto", value_name = "auto|off|BYTES")]
+    tftp_mtu: String,
+    /// Largest window granted, in blocks (1..=65535, RFC 7440).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     max_windowsize: u16,
     /// Largest window in bytes (bounds each session's memory).
     #[arg(long, default_value_t = 256 * 1024)]
@@ -87,7 +103,7 @@ struct Args {
     timeout: f64,
     /// Acknowledge a client's `timeout` option and retransmit at that fixed interval, as
     /// tftpd-hpa does (default: keep the adaptive timer and leave it out of the OACK).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     honour_timeout: bool,
     /// Retransmissions before a transfer may be abandoned (see --give-up-after).
     #[arg(long, default_value_t = 6)]
@@ -138,20 +154,20 @@ struct Args {
     /// Accept uploads (write requests) into the root. Without --allow-overwrite an upload may
     /// not replace nor hide a file that a read finds (a template, the root's, the origin's;
     /// the origin is asked, and when it cannot answer the upload is refused).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     allow_write: bool,
     /// Let uploads replace existing files (and hide templates' and the origin's).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     allow_overwrite: bool,
     /// Largest upload in bytes.
     #[arg(long)]
     max_upload_size: Option<u64>,
     /// Match file names case-insensitively when the exact name does not exist.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     case_insensitive: bool,
     /// Serve files that have more than one hard link (refused by default: a hard link can
     /// bring a file from outside the root into it).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     follow_hardlinks: bool,
     /// Seconds between server statistics log lines.
     #[arg(long, default_value_t = 60)]
@@ -163,9 +179,22 @@ struct Args {
     /// more help only when one CPU is not enough.
     #[arg(long, default_value_t = 1, value_name = "N")]
     threads: usize,
-    /// More logging (-v: debug, -vv: trace).
+    /// More logging (-v: debug, with a line per request; -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log lines as `text` (with timestamps), `json` (one object per line) or `journald`
+    /// (`<N>` syslog priorities for the systemd journal: `journalctl -p warning` shows the
+    /// warnings).
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text, value_name = "FORMAT")]
+    log_format: LogFormatArg,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+    Journald,
 }
 
 /// `--origin-redirects`.
@@ -242,6 +271,15 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
     config.stats_interval = Duration::from_secs(args.stats_interval.max(1));
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
     config.single_port = args.single_port;
+    config.mtu = match args.tftp_mtu.as_str() {
+        "auto" => MtuPolicy::Interface,
+        "off" => MtuPolicy::Off,
+        bytes => match bytes.parse::<u32>() {
+            // 576: the datagram every IPv4 host must accept (RFC 791).
+            Ok(mtu) if (576..=65536).contains(&mtu) => MtuPolicy::Fixed(mtu),
+            _ => return Err("--tftp-mtu takes auto, off or an MTU in bytes (576..=65536)".into()),
+        },
+    };
     if let Some(range) = &args.port_range {
         let (lo, hi) = range
             .split_once(':')
@@ -253,52 +291,108 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
     Ok(config)
 }
 
-/// The command line with the `--config` file's settings in front, so that flags win.
-fn load_args(cli: &[OsString]) -> Result<Args, String> {
-    let args = Args::try_parse_from(cli).map_err(|e| e.to_string())?;
+/// Why the command line could not be turned into [`Args`].
+#[derive(Debug)]
+enum CliError {
+    /// From clap: a usage error, or `--help`/`--version` (printed to standard output).
+    Usage(clap::Error),
+    /// The `--config` file is unreadable or wrong.
+    Config(String),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(e) => write!(f, "{e}"),
+            CliError::Config(message) => f.write_str(message),
+        }
+    }
+}
+
+impl CliError {
+    /// Print it where it belongs and give the exit status (sysexits: 64 usage, 78 config).
+    fn report(self) -> ExitCode {
+        match self {
+            CliError::Usage(e) => {
+                let _ = e.print();
+                if e.use_stderr() {
+                    ExitCode::from(64)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            CliError::Config(message) => {
+                eprintln!("tftpd: {message}");
+                ExitCode::from(78)
+            }
+        }
+    }
+}
+
+/// The command line over the `--config` file's settings: a setting given on the command line
+/// replaces the file's (a `listen` list too; `--allow-write=false` turns off the file's
+/// `allow-write = true`).
+fn load_args(cli: &[OsString]) -> Result<Args, CliError> {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Args::command();
+    let matches = command
+        .clone()
+        .try_get_matches_from(cli)
+        .map_err(CliError::Usage)?;
+    let args = Args::from_arg_matches(&matches).map_err(CliError::Usage)?;
     let Some(path) = args.config.clone() else {
         return Ok(args);
     };
+    let on_command_line =
+        |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
     let mut merged = vec![cli.first().cloned().unwrap_or_else(|| "tftpd".into())];
-    merged.extend(config_file_args(&path)?);
+    merged.extend(config_file_args(&path, &command, on_command_line)?);
     merged.extend(cli.iter().skip(1).cloned());
-    Args::try_parse_from(merged).map_err(|e| format!("{}: {e}", path.display()))
+    Args::try_parse_from(merged).map_err(|e| CliError::Config(format!("{}: {e}", path.display())))
 }
 
 /// A TOML file as command-line arguments: `key = value` becomes `--key value`, `key = true`
-/// becomes `--key`, arrays repeat the flag.
-fn config_file_args(path: &Path) -> Result<Vec<OsString>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+/// becomes `--key=true`, arrays repeat the flag. Keys the command line sets are left out.
+fn config_file_args(
+    path: &Path,
+    command: &clap::Command,
+    on_command_line: impl Fn(&str) -> bool,
+) -> Result<Vec<OsString>, CliError> {
+    let fail = |message: String| CliError::Config(format!("{}: {message}", path.display()));
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Config(format!("--config {}: {e}", path.display())))?;
+    let table: toml::Table = text.parse().map_err(|e| fail(format!("{e}")))?;
     let mut out = Vec::new();
     for (key, value) in table {
-        let flag = format!("--{}", key.replace('_', "-"));
-        if matches!(key.as_str(), "config" | "user") {
-            return Err(format!(
-                "{}: `{key}` can only be given on the command line",
-                path.display()
-            ));
+        let long = key.replace('_', "-");
+        if matches!(long.as_str(), "config" | "user" | "help" | "version") {
+            return Err(fail(format!(
+                "`{key}` can only be given on the command line"
+            )));
         }
+        let Some(arg) = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()))
+        else {
+            return Err(fail(format!(
+                "unknown key `{key}` (the keys are the long flags of `tftpd --help`)"
+            )));
+        };
+        if on_command_line(arg.get_id().as_str()) {
+            continue;
+        }
+        let flag = format!("--{long}");
         let values = match value {
             toml::Value::Array(items) => items,
             other => vec![other],
         };
         for v in values {
             match v {
-                toml::Value::Boolean(true) => out.push(flag.clone().into()),
-                toml::Value::Boolean(false) => {}
+                toml::Value::Boolean(b) => out.push(format!("{flag}={b}").into()),
                 toml::Value::String(s) => out.extend([flag.clone().into(), s.into()]),
                 toml::Value::Integer(i) => out.extend([flag.clone().into(), i.to_string().into()]),
                 toml::Value::Float(f) => out.extend([flag.clone().into(), f.to_string().into()]),
-                _ => {
-                    return Err(format!(
-                        "{}: `{key}` has an unsupported value",
-                        path.display()
-                    ));
-                }
+                _ => return Err(fail(format!("`{key}` has an unsupported value"))),
             }
         }
     }
@@ -309,10 +403,7 @@ fn main() -> ExitCode {
     let cli: Vec<OsString> = std::env::args_os().collect();
     let args = match load_args(&cli) {
         Ok(args) => args,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return e.report(),
     };
     let level = match args.verbose {
         0 => "info",
@@ -321,11 +412,19 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormatArg::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormatArg::Json => log.json().init(),
+        LogFormatArg::Journald => log
+            .with_ansi(false)
+            .event_format(tftpd::logging::Journald)
+            .init(),
+    }
     match run(args, cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -438,6 +537,7 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
             )
             .and_then(|b| b.install_recorder())
             .map_err(|e| format!("--metrics {addr}: {e}"))?;
+        tftp_common::stats::describe_metrics();
         // The recorder's upkeep (draining histograms), which its own exporter ran every 5 s.
         let upkeep = handle.clone();
         tokio::spawn(async move {
@@ -477,7 +577,8 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
                     return Ok(());
                 }
                 Signal::Reload => {
-                    match load_args(&cli).and_then(|new| build(&new, Vec::new()).map(|_| new)) {
+                    let reloaded = load_args(&cli).map_err(|e| e.to_string());
+                    match reloaded.and_then(|new| build(&new, Vec::new()).map(|_| new)) {
                         Ok(new) => {
                             tracing::info!(config = ?new.config, "reloading; transfers in flight finish on the old configuration");
                             if new.listen != args.listen

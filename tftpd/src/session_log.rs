@@ -1,7 +1,7 @@
 //! A JSON-lines session log: one line per finished session, for log shippers.
 //!
 //! ```
-//! use tftp_common::session_log::SessionLog;
+//! use tftpd::session_log::SessionLog;
 //!
 //! let log = SessionLog::new(Vec::new());
 //! // options.on_session(move |report| log.record(report))
@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tftp_proto::{Outcome, RequestKind, TransferError};
 
-use crate::request::SessionReport;
+use tftp_common::SessionReport;
 
 #[derive(Serialize)]
 struct Line<'a> {
@@ -125,7 +125,7 @@ fn line(report: &SessionReport, now: SystemTime) -> Line<'_> {
         },
         file: &report.filename,
         mode: report.mode.as_str(),
-        outcome: crate::stats::outcome_label(report),
+        outcome: tftp_common::stats::outcome_label(report),
         error,
         bytes: s.bytes,
         blocks: s.blocks,
@@ -173,8 +173,8 @@ fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{HandlerError, Request};
     use std::time::Instant;
+    use tftp_common::{HandlerError, Request};
     use tftp_proto::{IncomingRequest, Mode, OptionLimits, OptionValues};
 
     #[test]
