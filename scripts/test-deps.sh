@@ -21,6 +21,8 @@ command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ss >/dev/null || need+=(iproute2)
 # The namespace test bed (scripts/netbed.sh, tftpd/tests/netbed.rs): its NAT router.
 command -v nft >/dev/null || need+=(nftables)
+# The HTTP origin of tftpd/tests/origin_cache.rs (its access log counts the origin's GETs).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

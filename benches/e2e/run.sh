@@ -39,7 +39,11 @@ usage: benches/e2e/run.sh [options]
   --clients "LIST"     concurrency runs: N (all at once) or N@SECS (started evenly over SECS)
                        (default "1000 10000 10000@10")
   --servers "LIST"     subset of server names (default: all in the table)
-  --skip SECTIONS      comma list of: throughput,concurrency,ceiling,lossy
+  --skip SECTIONS      comma list of: throughput,concurrency,ceiling,lossy,origin
+  --origin-clients N   the origin storm: N clients through tftpd --http-origin (nginx) (default 1000)
+  --origin-size BYTES  the origin storm's file (default 8388608 = 8 MiB)
+  --origin-compare BIN also run the storm through this tftpd binary without a cache (say, a
+                       build from before coalescing), as the column "tftpd-compare"
   --lossy-only         only the lossy section (same as --skip throughput,concurrency,ceiling)
   --lossy-losses "L"   loss probabilities each way for the lossy section (default "0.01")
   --lossy-seeds N      repetitions (proxy seeds 1..N) of each lossy measurement (default 5)
@@ -54,6 +58,7 @@ EOF
 QUICK=0 REPS=3 CONC_REPS=1 BIG=$((64 << 20)) SMALL=$((1 << 20))
 BLKSIZES="512 1468 8192 65464" WINDOWS="8 64" CLIENTS="1000 10000 10000@10"
 ONLY_SERVERS="" SKIP="" PINNED_MODES="unpinned pinned" INSTALL=1 OUT="" INNER=0
+ORIGIN_CLIENTS=1000 ORIGIN_SIZE=$((8 << 20)) ORIGIN_COMPARE=""
 LOSSY_LOSSES="0.01" LOSSY_SEEDS=5 LOSSY_SERVERS="tftpd tftpd-hpa" LOSSY_ONLY=0 LOSSY_DEADLINE_ARG=""
 ARGS=("$@")
 while [[ $# -gt 0 ]]; do
@@ -69,6 +74,9 @@ while [[ $# -gt 0 ]]; do
     --servers) ONLY_SERVERS=$2; shift ;;
     --skip) SKIP=$2; shift ;;
     --lossy-only) LOSSY_ONLY=1 ;;
+    --origin-clients) ORIGIN_CLIENTS=$2; shift ;;
+    --origin-size) ORIGIN_SIZE=$2; shift ;;
+    --origin-compare) ORIGIN_COMPARE=$(realpath "$2"); shift ;;
     --lossy-losses) LOSSY_LOSSES=$2; shift ;;
     --lossy-seeds) LOSSY_SEEDS=$2; shift ;;
     --lossy-servers) LOSSY_SERVERS=$2; shift ;;
@@ -85,6 +93,7 @@ done
 if [[ $QUICK == 1 ]]; then
   # Explicit options given after --quick still win (they were parsed in order, so re-apply).
   BIG=$((8 << 20)) SMALL=$((64 << 10)) REPS=1 CONC_REPS=1 CLIENTS="100 1000 1000@1" LOSSY_SEEDS=1
+  ORIGIN_CLIENTS=200 ORIGIN_SIZE=$((1 << 20))
   set -- "${ARGS[@]}"
   while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -92,12 +101,13 @@ if [[ $QUICK == 1 ]]; then
       --reps) REPS=$2; shift ;; --conc-reps) CONC_REPS=$2; shift ;;
       --big-size) BIG=$2; shift ;; --small-size) SMALL=$2; shift ;;
       --clients) CLIENTS=$2; shift ;;
+      --origin-clients) ORIGIN_CLIENTS=$2; shift ;; --origin-size) ORIGIN_SIZE=$2; shift ;;
     esac
     shift
   done
 fi
 
-if [[ $LOSSY_ONLY == 1 ]]; then SKIP="throughput,concurrency,ceiling"; fi
+if [[ $LOSSY_ONLY == 1 ]]; then SKIP="throughput,concurrency,ceiling,origin"; fi
 
 # atftp (the client) keeps the default socket receive buffer (net.core.rmem_default, about
 # 208 KiB): a window that does not fit is lost at every turn and each loss costs its 5 s
@@ -142,6 +152,10 @@ if [[ $INNER == 0 ]]; then
   command -v jq >/dev/null || need_pkgs+=(jq)
   command -v taskset >/dev/null || need_pkgs+=(util-linux)
   command -v ip >/dev/null || need_pkgs+=(iproute2)
+  # The origin of the origin storm (its access log counts what reached it).
+  if [[ ",$SKIP," != *",origin,"* ]] && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+    need_pkgs+=(nginx-light)
+  fi
   ATFTPD=$SCRATCH/atftpd-root/usr/sbin/atftpd
   [[ -x $ATFTPD ]] || ATFTPD=""
   if [[ ${#need_pkgs[@]} -gt 0 || -z $ATFTPD ]]; then
@@ -181,6 +195,10 @@ if [[ $INNER == 0 ]]; then
       cargo build --release -q -p $pkg
     fi
   done
+  if [[ ",$SKIP," != *",origin,"* ]]; then
+    log "building tftpd for the origin storm (cargo build --release -p tftpd)"
+    cargo build --release -q -p tftpd
+  fi
   TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
   export TFTP_E2E_BIN="$TARGET_DIR/release" TFTP_E2E_ATFTPD="$ATFTPD"
   if [[ -z $OUT ]]; then
@@ -247,6 +265,7 @@ cat "$ROOT/$BIG_NAME" "$ROOT/$SMALL_NAME" > /dev/null  # warm the page cache
   echo "big file: $BIG bytes; small file: $SMALL bytes; reps: $REPS; conc reps: $CONC_REPS"
   echo "blksizes: $BLKSIZES; windows: $WINDOWS; clients: $CLIENTS"
   echo "loadgen retransmission floor in concurrency runs: $CONC_MIN_TIMEOUT_MS ms"
+  echo "origin storm: $ORIGIN_CLIENTS clients, $ORIGIN_SIZE bytes; $(nginx -v 2>&1 | head -n1)"
   echo "lossy: curl, $LOSSY_SIZE bytes at blksize $LOSSY_BLKSIZE through tftp-netem; losses: $LOSSY_LOSSES; seeds 1..$LOSSY_SEEDS; servers: $LOSSY_SERVERS"
 } > "$OUT/env.txt"
 
@@ -583,6 +602,80 @@ if ! skipped lossy; then
     done
     for i in "${LOSSY_IDX[@]}"; do stop_server "$i"; done
   fi
+fi
+
+if ! skipped origin; then
+  # A boot storm through the HTTP origin: ORIGIN_CLIENTS loadgen sessions of one file that
+  # only nginx has, against tftpd --http-origin without a cache (concurrent sessions still
+  # share one fetch), with a cold --origin-cache, then warm (tftpd restarted on the cache the
+  # cold run left). nginx's access log counts the requests and body bytes that reached it.
+  NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+  ORIGIN_DIR=$SCRATCH/origin
+  ORIGIN_PORT=6980
+  rm -rf "$ORIGIN_DIR"
+  mkdir -p "$ORIGIN_DIR/www" "$ORIGIN_DIR/cache"
+  ORIGIN_NAME=initrd-$ORIGIN_SIZE.img
+  head -c "$ORIGIN_SIZE" /dev/urandom > "$ORIGIN_DIR/www/$ORIGIN_NAME"
+  printf '%s\n' \
+    "daemon off;" "master_process off;" "worker_processes 1;" \
+    "pid $ORIGIN_DIR/nginx.pid;" "error_log $LOGS/nginx-error.log;" \
+    "events { worker_connections 4096; }" \
+    "http {" \
+    "  log_format oracle '\$request_method \$uri \$status \$body_bytes_sent';" \
+    "  access_log $ORIGIN_DIR/access.log oracle;" \
+    "  client_body_temp_path $ORIGIN_DIR/tmp;" \
+    "  etag on;" \
+    "  server {" \
+    "    listen 127.0.0.1:$ORIGIN_PORT;" \
+    "    root $ORIGIN_DIR/www;" \
+    "    add_header Cache-Control \"max-age=3600\";" \
+    "  }" \
+    "}" > "$ORIGIN_DIR/nginx.conf"
+  "$NGINX" -p "$ORIGIN_DIR" -c "$ORIGIN_DIR/nginx.conf" -e "$LOGS/nginx-error.log" >>"$LOGS/nginx.log" 2>&1 &
+  NGINX_PID=$!
+  sleep 0.5
+  log "origin storm: $ORIGIN_CLIENTS clients, $ORIGIN_SIZE bytes, nginx at 127.0.0.1:$ORIGIN_PORT"
+  modes="off cold warm"
+  [[ -n $ORIGIN_COMPARE ]] && modes="compare $modes"
+  for mode in $modes; do
+    args=(--http-origin "http://127.0.0.1:$ORIGIN_PORT/")
+    [[ $mode == cold || $mode == warm ]] && args+=(--origin-cache "$ORIGIN_DIR/cache" --origin-cache-size $((4 * ORIGIN_SIZE)))
+    tftpd=$BIN/tftpd column="tftpd cache=$mode"
+    [[ $mode == compare ]] && tftpd=$ORIGIN_COMPARE column=tftpd-compare
+    tag="origin-$mode-c$ORIGIN_CLIENTS"
+    echo "$tftpd ${args[*]} --listen 127.0.0.1:6906 --max-sessions 100000 --max-sessions-per-client 100000 --client-rate 0" >> "$LOGS/servers.txt"
+    "$tftpd" "${args[@]}" --listen 127.0.0.1:6906 --max-sessions 100000 \
+      --max-sessions-per-client 100000 --client-rate 0 >>"$LOGS/tftpd-origin-$mode.log" 2>&1 &
+    tpid=$!
+    sleep 0.5
+    : > "$ORIGIN_DIR/access.log"
+    m='{"failures":null}'
+    if "$LOADGEN" --server 127.0.0.1:6906 --file "$ORIGIN_NAME" --clients "$ORIGIN_CLIENTS" --threads 1 \
+        --blksize 65464 --windowsize 4 --rcvbuf $((1 << 20)) --expect-size "$ORIGIN_SIZE" \
+        --min-timeout-ms "$CONC_MIN_TIMEOUT_MS" --deadline "$CONC_DEADLINE" --server-pid "$tpid" \
+        --label "$tag" --output "$RAW/$tag.json" >/dev/null 2>>"$LOGS/$tag.err"; then
+      gets=$(grep -c '^GET ' "$ORIGIN_DIR/access.log" || true)
+      origin_bytes=$(awk '{ s += $4 } END { printf "%.0f\n", s }' "$ORIGIN_DIR/access.log")
+      m=$(jq -c --argjson gets "$gets" --argjson ob "$origin_bytes" '{
+          origin_gets: $gets,
+          origin_mib: ($ob / 1048576),
+          served_mib: (.bytes / 1048576),
+          wall_secs: .wall_secs,
+          p99_ms: (if .session_secs == null then null else .session_secs.p99 * 1000 end),
+          failures: .failures,
+          server_cpu_secs: .server_usage.cpu_secs
+        }' "$RAW/$tag.json")
+      cp "$ORIGIN_DIR/access.log" "$LOGS/$tag-access.log"
+    else
+      log "  $tag: loadgen failed (see $LOGS/$tag.err)"
+    fi
+    record origin-storm "clients=$ORIGIN_CLIENTS size=$ORIGIN_SIZE" "$column" 1 "" "$m"
+    log "  $tag: $m"
+    kill "$tpid" 2>/dev/null || true
+    wait "$tpid" 2>/dev/null || true
+  done
+  kill "$NGINX_PID" 2>/dev/null || true
+  wait "$NGINX_PID" 2>/dev/null || true
 fi
 
 log "done in $(( $(date +%s) - START_TS )) s"

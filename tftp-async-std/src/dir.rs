@@ -38,7 +38,10 @@ const BUFFER: usize = 64 * 1024;
 impl Handler for DirHandler {
     async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
         let (root, name) = (Arc::clone(&self.root), request.filename.clone());
-        let (file, size) = unblock(move || root.open_read(&name)).await?;
+        // The client gets the terse error; the operator's log says why (rate-limited).
+        let (file, size) = unblock(move || root.open_read(&name))
+            .await
+            .map_err(|e| self.root.refuse(request, e))?;
         let reader = BufReader::with_capacity(BUFFER, Unblock::with_capacity(BUFFER, file));
         Ok(ReadResponse::new(reader, Some(size)))
     }
@@ -49,7 +52,9 @@ impl Handler for DirHandler {
         }
         let (root, name) = (Arc::clone(&self.root), request.filename.clone());
         let (size, max) = (request.options.tsize, self.root.options().max_upload_size);
-        let mut upload = unblock(move || root.create_upload(&name, size)).await?;
+        let mut upload = unblock(move || root.create_upload(&name, size))
+            .await
+            .map_err(|e| self.root.refuse(request, e))?;
         let file = upload.file().try_clone().map_err(HandlerError::from)?;
         let file = Unblock::with_capacity(BUFFER, file);
         let writer = BufWriter::with_capacity(BUFFER, Upload { file, left: max });

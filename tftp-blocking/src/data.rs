@@ -1,214 +1,279 @@
-//! Blocking calls off the session threads: the server's share of the `blocking` thread pool,
-//! and a transfer's data on it — its source read ahead and its sink written in chunks, so
-//! that a session copies blocks from and into memory and hops to a pool thread once per
-//! chunk, not once per block.
+//! A transfer's data, seen from its event loop: a source that fills blocks, a sink that stores
+//! them. Neither blocks the loop: bytes in memory and files (the page cache) are read in place;
+//! a handler's other readers are read a small chunk ahead on the I/O pool, and its writers
+//! are written a chunk at a time on the pool. A block whose bytes are not there yet is
+//! `Pending`, and the loop asks again when the pool's job is done.
 
-use std::io::{self, BufRead, Cursor, Read, Write};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::io::{self, Read, Write};
+use std::task::Poll;
+use std::thread;
 
-use async_lock::{Semaphore, SemaphoreGuardArc};
-use blocking::Task;
-use tftp_common::runtime;
+use tftp_common::HandlerError;
 
-/// Bytes per pool job: 64 KiB, one hop per 44 blocks of 1468 bytes. (32 KiB cost about 15%
-/// more server CPU per transfer in `serve_dir` benchmarks.)
-pub(crate) const CHUNK: usize = 64 * 1024;
-/// Blocks per read-ahead job at least, so that large blocks (65464 bytes) do not cost one
-/// pool hop each.
+use crate::pool::{Done, Jobs, Pool, drop_on, server_error};
+
+/// The least read-ahead chunk, and the least upload chunk is twice it: at blksize 1468 a
+/// download holds at most two chunks (16 KiB), an upload one (16 KiB).
+pub(crate) const CHUNK: usize = 8 * 1024;
+/// Blocks per chunk at least, so that large blocks (65464 bytes) do not cost one pool job
+/// each.
 const BLOCKS_PER_CHUNK: usize = 4;
 
-pub(crate) type Reader<'a> = Box<dyn Read + Send + 'a>;
-pub(crate) type Writer<'a> = Box<dyn Write + Send + 'a>;
-/// A chunk read, and the reader unless it reached the end.
-type Chunk = io::Result<(Option<Reader<'static>>, Vec<u8>)>;
+pub(crate) type Reader = Box<dyn Read + Send>;
+pub(crate) type Writer = Box<dyn Write + Send>;
+/// See [`crate::WriteResponse::on_complete`].
+pub(crate) type OnComplete = Box<dyn FnOnce() -> Result<(), HandlerError> + Send>;
 
-/// One server's share of the `blocking` crate's thread pool: at most as many of its calls at
-/// once as it has permits ([`Server::io_threads`](crate::Server::io_threads)).
-#[derive(Debug, Clone)]
-pub(crate) struct Pool(pub(crate) Arc<Semaphore>);
+/// A chunk read on the pool, and the reader unless it reached the end.
+pub(crate) type Chunk = thread::Result<io::Result<(Option<Reader>, Vec<u8>)>>;
+/// A chunk written on the pool: the writer and the emptied buffer back.
+pub(crate) type Written = thread::Result<Result<(Writer, Vec<u8>), HandlerError>>;
 
-impl Pool {
-    /// Run `f` on the pool once a permit is free.
-    pub(crate) async fn run<T, F>(&self, f: F) -> io::Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> io::Result<T> + Send + 'static,
-    {
-        start(self.0.acquire_arc().await, f).await
-    }
-}
-
-/// Start `f` on the pool, holding `permit`. A panic comes back as an error, which the client
-/// sees as "Server error".
-fn start<T, F>(permit: SemaphoreGuardArc, f: F) -> Task<io::Result<T>>
-where
-    T: Send + 'static,
-    F: FnOnce() -> io::Result<T> + Send + 'static,
-{
-    blocking::unblock(move || {
-        let _permit = permit;
-        let panicked = |_| Err(io::Error::other("a blocking call panicked"));
-        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(panicked)
-    })
-}
-
-/// `Drop` may block too (closing a connection): not on a session thread.
-fn drop_on_pool<T: Send + 'static>(value: Option<T>) {
-    if let Some(value) = value {
-        blocking::unblock(move || drop(value)).detach();
-    }
-}
-
-fn put(writer: &mut (dyn Write + Send + '_), data: &[u8], last: bool) -> io::Result<()> {
-    writer.write_all(data)?;
-    if last {
-        writer.flush()?;
-    }
-    Ok(())
-}
-
-/// A session's data, as the shared server and client see it.
-pub(crate) enum Data<'a> {
-    /// Read in place: bytes in memory, or a client's own reader (its caller may block).
-    Reader(Reader<'a>),
-    /// Written in place: a client's own writer.
-    Writer(Writer<'a>),
-    /// A handler's reader, read on the pool.
-    Source(Source),
-    /// A handler's writer, written on the pool.
-    Sink(Sink),
-}
-
-impl runtime::Data for Data<'_> {
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Data::Reader(reader) => reader.read(buf),
-            Data::Source(source) => source.read(buf).await,
-            Data::Writer(_) | Data::Sink(_) => Ok(0),
-        }
-    }
-
-    async fn write(&mut self, data: &[u8], last: bool) -> io::Result<()> {
-        match self {
-            Data::Writer(writer) => put(writer, data, last),
-            Data::Sink(sink) => sink.write(data, last).await,
-            Data::Reader(_) | Data::Source(_) => Ok(()),
-        }
-    }
-}
-
-/// A reader, read a chunk ahead on the pool: the next chunk is read while this one is sent.
-/// At most two chunks in memory; a small file costs its size.
-pub(crate) struct Source {
-    pool: Pool,
-    /// Between chunks; `None` while one is read, or after the end.
-    reader: Option<Reader<'static>>,
-    /// The next chunk, being read.
-    next: Option<Task<Chunk>>,
-    buf: Cursor<Vec<u8>>,
-}
-
-impl Source {
-    pub(crate) fn new(pool: Pool, reader: Reader<'static>) -> Self {
-        let (reader, next, buf) = (Some(reader), None, Cursor::default());
-        Source {
-            pool,
-            reader,
-            next,
-            buf,
-        }
-    }
-
-    /// Cancel-safe (the session drops a pending read when a datagram arrives): the running
-    /// pool job stays in `next`, and the reader is taken only once a pool permit is held.
-    async fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.buf.fill_buf()?.is_empty() {
-            if self.next.is_none() {
-                if self.reader.is_none() {
-                    return Ok(0);
-                }
-                let permit = self.pool.0.acquire_arc().await;
-                let Some(reader) = self.reader.take() else {
-                    return Ok(0);
-                };
-                self.next = Some(start(permit, fetch(reader, chunk_for(out.len()))));
-            }
-            let Some(next) = self.next.as_mut() else {
-                continue;
-            };
-            let chunk = next.await;
-            self.next = None;
-            let (reader, chunk) = chunk?;
-            (self.reader, self.buf) = (reader, Cursor::new(chunk));
-        }
-        // The next chunk, if a permit is free now (if not, it is read once this one is sent).
-        if self.next.is_none() && self.reader.is_some() {
-            if let Some(permit) = self.pool.0.try_acquire_arc() {
-                self.next = self
-                    .reader
-                    .take()
-                    .map(|reader| start(permit, fetch(reader, chunk_for(out.len()))));
-            }
-        }
-        self.buf.read(out)
-    }
-}
-
-/// The read-ahead chunk for reads of `block` bytes.
+/// The read-ahead chunk for blocks of `block` bytes.
 fn chunk_for(block: usize) -> usize {
     CHUNK.max(block.saturating_mul(BLOCKS_PER_CHUNK))
 }
 
-/// Read up to `len` bytes; keep the reader only if there may be more.
-fn fetch(mut reader: Reader<'static>, len: usize) -> impl FnOnce() -> Chunk + Send + 'static {
-    move || {
-        let mut chunk = Vec::new();
-        reader.by_ref().take(len as u64).read_to_end(&mut chunk)?;
-        Ok(((chunk.len() == len).then_some(reader), chunk))
+/// A session's data.
+pub(crate) enum Data {
+    /// Read on the loop thread: bytes in memory, or a file.
+    Inline(Reader),
+    /// Read on the pool.
+    Source(Source),
+    /// Written on the pool.
+    Sink(Sink),
+}
+
+impl Data {
+    /// Read the next source bytes into `out`; `Ok(0)` at the end (a sink has none).
+    pub(crate) fn fill(&mut self, out: &mut [u8], jobs: &Jobs<'_>) -> Poll<io::Result<usize>> {
+        match self {
+            Data::Inline(reader) => loop {
+                match reader.read(out) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    r => return Poll::Ready(r),
+                }
+            },
+            Data::Source(source) => source.fill(out, jobs),
+            Data::Sink(_) => Poll::Ready(Ok(0)),
+        }
+    }
+
+    /// Store a received block; with `last`, also flush and complete the upload.
+    pub(crate) fn store(
+        &mut self,
+        data: &[u8],
+        last: bool,
+        jobs: &Jobs<'_>,
+    ) -> Poll<Result<(), HandlerError>> {
+        match self {
+            Data::Sink(sink) => sink.store(data, last, jobs),
+            Data::Inline(_) | Data::Source(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// A pool job of this session is done.
+    pub(crate) fn done(&mut self, done: Done, pool: &Pool) {
+        match (self, done) {
+            (Data::Source(source), Done::Chunk(chunk)) => source.fetched(chunk),
+            (Data::Sink(sink), Done::Written(written)) => sink.written(written),
+            (_, other) => drop_on(pool, other),
+        }
+    }
+
+    /// The end of the session: readers and writers are dropped on the pool (closing one may
+    /// block), in-place data here.
+    pub(crate) fn close(self, pool: &Pool) {
+        match self {
+            Data::Inline(reader) => drop(reader),
+            Data::Source(s) => {
+                if let Some(reader) = s.reader {
+                    drop_on(pool, reader);
+                }
+            }
+            Data::Sink(s) => {
+                if let Some(writer) = s.writer {
+                    drop_on(pool, writer);
+                }
+            }
+        }
     }
 }
 
-impl Drop for Source {
-    fn drop(&mut self) {
-        drop_on_pool(self.reader.take());
+/// A handler's reader, read on the pool one chunk ahead: the next chunk is read while this
+/// one is sent. At most two chunks in memory.
+pub(crate) struct Source {
+    /// Between reads; `None` while a chunk is read, or after the end.
+    reader: Option<Reader>,
+    reading: bool,
+    current: Vec<u8>,
+    pos: usize,
+    next: Option<Vec<u8>>,
+    /// An emptied chunk, to read the next one into.
+    spare: Option<Vec<u8>>,
+    error: Option<io::Error>,
+}
+
+impl Source {
+    pub(crate) fn new(reader: Reader) -> Self {
+        Source {
+            reader: Some(reader),
+            reading: false,
+            current: Vec::new(),
+            pos: 0,
+            next: None,
+            spare: None,
+            error: None,
+        }
+    }
+
+    fn fill(&mut self, out: &mut [u8], jobs: &Jobs<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            if self.pos < self.current.len() {
+                let n = out.len().min(self.current.len() - self.pos);
+                out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+                self.pos += n;
+                self.read_ahead(out.len(), jobs);
+                return Poll::Ready(Ok(n));
+            }
+            if let Some(next) = self.next.take() {
+                self.spare = Some(std::mem::replace(&mut self.current, next));
+                self.pos = 0;
+                continue;
+            }
+            if let Some(e) = self.error.take() {
+                return Poll::Ready(Err(e));
+            }
+            if self.reading {
+                return Poll::Pending;
+            }
+            if self.reader.is_none() {
+                return Poll::Ready(Ok(0));
+            }
+            self.read_ahead(out.len(), jobs);
+        }
+    }
+
+    /// Start reading the next chunk, unless one is read or waiting already.
+    fn read_ahead(&mut self, block: usize, jobs: &Jobs<'_>) {
+        if self.reading || self.next.is_some() {
+            return;
+        }
+        let Some(reader) = self.reader.take() else {
+            return;
+        };
+        let buf = self.spare.take().unwrap_or_default();
+        self.reading = true;
+        let len = chunk_for(block);
+        jobs.run(move || fetch(reader, buf, len), Done::Chunk);
+    }
+
+    fn fetched(&mut self, chunk: Chunk) {
+        self.reading = false;
+        let chunk = chunk.unwrap_or_else(|_| Err(io::Error::other("a data source panicked")));
+        match chunk {
+            Ok((reader, chunk)) => {
+                self.reader = reader;
+                if !chunk.is_empty() {
+                    self.next = Some(chunk);
+                }
+            }
+            Err(e) => self.error = Some(e),
+        }
     }
 }
 
-/// A writer, written a chunk at a time on the pool: blocks are stored (acknowledged) once
-/// buffered, except the one that completes a chunk, and the last, which wait for the write
-/// (and the flush).
+/// Read up to `len` bytes into `buf`; keep the reader only if there may be more.
+fn fetch(
+    mut reader: Reader,
+    mut buf: Vec<u8>,
+    len: usize,
+) -> io::Result<(Option<Reader>, Vec<u8>)> {
+    buf.clear();
+    buf.resize(len, 0);
+    let mut filled = 0;
+    while filled < len {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(((filled == len).then_some(reader), buf))
+}
+
+/// A handler's writer, written a chunk at a time on the pool: blocks are stored (acknowledged)
+/// once buffered, except the one that completes a chunk, and the last, which wait for the
+/// write (and the flush and the completion).
 pub(crate) struct Sink {
-    pool: Pool,
-    /// `None` after a failure.
-    writer: Option<Writer<'static>>,
+    /// `None` while a chunk is written, or after a failure.
+    writer: Option<Writer>,
+    complete: Option<OnComplete>,
     buf: Vec<u8>,
+    writing: bool,
+    /// The outcome of the write the pending block started.
+    result: Option<Result<(), HandlerError>>,
 }
 
 impl Sink {
-    pub(crate) fn new(pool: Pool, writer: Writer<'static>) -> Self {
-        let (writer, buf) = (Some(writer), Vec::new());
-        Sink { pool, writer, buf }
-    }
-
-    async fn write(&mut self, data: &[u8], last: bool) -> io::Result<()> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK || last {
-            let mut writer = self.writer.take().ok_or(io::ErrorKind::BrokenPipe)?;
-            let mut chunk = std::mem::take(&mut self.buf);
-            let write = move || {
-                put(&mut writer, &chunk, last)?;
-                chunk.clear();
-                Ok((writer, chunk))
-            };
-            (self.writer, self.buf) = self.pool.run(write).await.map(|(w, b)| (Some(w), b))?;
+    pub(crate) fn new(writer: Writer, complete: Option<OnComplete>) -> Self {
+        Sink {
+            writer: Some(writer),
+            complete,
+            buf: Vec::new(),
+            writing: false,
+            result: None,
         }
-        Ok(())
     }
-}
 
-impl Drop for Sink {
-    fn drop(&mut self) {
-        drop_on_pool(self.writer.take());
+    fn store(
+        &mut self,
+        data: &[u8],
+        last: bool,
+        jobs: &Jobs<'_>,
+    ) -> Poll<Result<(), HandlerError>> {
+        // The same block is offered again until it is stored: its write has finished.
+        if let Some(result) = self.result.take() {
+            return Poll::Ready(result);
+        }
+        if self.writing {
+            return Poll::Pending;
+        }
+        self.buf.extend_from_slice(data);
+        if self.buf.len() < 2 * chunk_for(data.len()) && !last {
+            return Poll::Ready(Ok(()));
+        }
+        let Some(mut writer) = self.writer.take() else {
+            return Poll::Ready(Err(io::Error::from(io::ErrorKind::BrokenPipe).into()));
+        };
+        let mut chunk = std::mem::take(&mut self.buf);
+        let complete = if last { self.complete.take() } else { None };
+        self.writing = true;
+        let write = move || -> Result<(Writer, Vec<u8>), HandlerError> {
+            writer.write_all(&chunk)?;
+            if last {
+                writer.flush()?;
+                if let Some(complete) = complete {
+                    complete()?;
+                }
+            }
+            chunk.clear();
+            Ok((writer, chunk))
+        };
+        jobs.run(write, Done::Written);
+        Poll::Pending
+    }
+
+    fn written(&mut self, written: Written) {
+        self.writing = false;
+        self.result = Some(match written.unwrap_or_else(|_| Err(server_error())) {
+            Ok((writer, buf)) => {
+                (self.writer, self.buf) = (Some(writer), buf);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        });
     }
 }

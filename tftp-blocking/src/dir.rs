@@ -11,7 +11,8 @@ use crate::handler::{Handler, ReadResponse, WriteResponse};
 
 /// Serves files under a root directory, confined to it (see [`tftp_common::fs`]); accepts
 /// uploads into it when [`RootOptions::allow_write`] is set. No buffering is needed: the
-/// server reads and writes in chunks of 64 KiB, on its I/O pool.
+/// server reads files in place on its event loop (the page cache) and writes uploads in
+/// chunks on its I/O pool.
 #[derive(Debug)]
 pub struct DirHandler {
     root: Root,
@@ -28,8 +29,12 @@ impl DirHandler {
 
 impl Handler for DirHandler {
     fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
-        let (file, size) = self.root.open_read(&request.filename)?;
-        Ok(ReadResponse::new(file, Some(size)))
+        // The client gets the terse error; the operator's log says why (rate-limited).
+        let (file, size) = self
+            .root
+            .open_read(&request.filename)
+            .map_err(|e| self.root.refuse(request, e))?;
+        Ok(ReadResponse::file(file, Some(size)))
     }
 
     fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
@@ -38,7 +43,10 @@ impl Handler for DirHandler {
             return Err(HandlerError::write_not_allowed());
         }
         let size = request.options.tsize;
-        let mut upload = self.root.create_upload(&request.filename, size)?;
+        let mut upload = self
+            .root
+            .create_upload(&request.filename, size)
+            .map_err(|e| self.root.refuse(request, e))?;
         let file = upload.file().try_clone()?;
         let sink = Upload {
             file,

@@ -1,19 +1,19 @@
-//! The server: [`tftp_common::serve`] on async-io, its sessions on an executor run by the
-//! thread that calls [`Server::serve`] (and `workers - 1` more), its shutdown.
+//! The server: its listeners bound, its event loops run by the thread that calls
+//! [`Server::serve`] (and `workers - 1` more), its shutdown.
 
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, mpsc};
 
-use async_channel::{Receiver, Sender};
-use async_executor::Executor;
-use async_lock::Semaphore;
+use tftp_common::budget::WindowBudget;
 use tftp_common::server::ServerOptions;
-use tftp_common::{StatsCollector, serve};
+use tftp_common::{ServerCore, StatsCollector};
 
-use crate::data::Pool;
-use crate::handler::{Bridge, Handler};
-use tftp_common::async_io::AsyncIo;
+use crate::event_loop::{Loop, Shared, Stop};
+use crate::handler::Handler;
+use crate::pool::{Inbox, Pool};
+use crate::reactor::Poller;
 
 /// A TFTP server around a [`Handler`] (fbtftp's `BaseServer`), on its own threads.
 ///
@@ -30,20 +30,20 @@ use tftp_common::async_io::AsyncIo;
 /// # ; Ok::<(), std::io::Error>(())
 /// ```
 pub struct Server<H> {
-    inner: serve::Server<AsyncIo, Bridge<H>>,
-    /// Without permits until it serves: then [`Server::io_threads`].
-    pool: Pool,
+    handler: Arc<H>,
+    core: Arc<ServerCore>,
+    listeners: Vec<UdpSocket>,
     workers: usize,
     io_threads: usize,
     shutdown: ShutdownHandle,
-    stopped: Receiver<()>,
 }
 
 impl<H> std::fmt::Debug for Server<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("inner", &self.inner)
+            .field("core", &self.core)
             .field("workers", &self.workers)
+            .field("io_threads", &self.io_threads)
             .finish_non_exhaustive()
     }
 }
@@ -52,58 +52,52 @@ impl<H> std::fmt::Debug for Server<H> {
 /// finish for up to [`tftp_common::ServerConfig::shutdown_grace`], aborts the rest with ERROR
 /// "Server shutting down", and [`Server::serve`] returns. A shutdown before `serve` makes it
 /// return at once.
-#[derive(Debug, Clone)]
-pub struct ShutdownHandle(Sender<()>);
-
-impl Default for ShutdownHandle {
-    /// A handle of no server.
-    fn default() -> Self {
-        ShutdownHandle(async_channel::bounded(1).0)
-    }
-}
+#[derive(Debug, Clone, Default)]
+pub struct ShutdownHandle(Arc<Stop>);
 
 impl ShutdownHandle {
     /// Begin the graceful shutdown (idempotent).
     pub fn shutdown(&self) {
-        // Nothing is ever sent: closing the channel is the signal.
-        self.0.close();
+        self.0.shutdown();
     }
 }
 
 impl<H: Handler> Server<H> {
-    /// Bind the listeners of `options` (on async-io's reactor; nothing runs until
-    /// [`Server::serve`]). One thread for the sessions ([`Server::workers`]), up to 512 blocking
+    /// Bind the listeners of `options` (std sockets in non-blocking mode; nothing runs until
+    /// [`Server::serve`]). One event loop thread ([`Server::workers`]), up to 512 blocking
     /// calls at once ([`Server::io_threads`], as tokio's blocking pool).
     pub fn bind(handler: H, options: ServerOptions) -> io::Result<Self> {
-        let (handler, pool) = (Arc::new(handler), Pool(Arc::new(Semaphore::new(0))));
-        let bridge = Bridge {
-            handler,
-            pool: pool.clone(),
-        };
-        let inner = serve::Server::bind(bridge, options)?;
-        let (tx, stopped) = async_channel::bounded(1);
+        let listeners = (options.bind_all()?.into_iter())
+            .map(|s| Arc::try_unwrap(s).or_else(|s| s.try_clone()))
+            .collect::<io::Result<Vec<_>>>()?;
+        if listeners.is_empty() {
+            let kind = io::ErrorKind::InvalidInput;
+            return Err(io::Error::new(kind, "no address to listen on"));
+        }
         Ok(Server {
-            inner,
-            pool,
+            handler: Arc::new(handler),
+            core: ServerCore::new(&options),
+            listeners,
             workers: 1,
             io_threads: 512,
-            shutdown: ShutdownHandle(tx),
-            stopped,
+            shutdown: ShutdownHandle::default(),
         })
     }
 
-    /// Run the sessions on `n` threads: the one that calls [`Server::serve`] and `n - 1` more,
-    /// all running one executor (a session moves to whichever thread is free). Each waits on
-    /// the same epoll reactor; one of them polls it for all.
+    /// Run `n` event loops, each on its own thread (the one that calls [`Server::serve`] and
+    /// `n - 1` more), each with its own epoll instance. Listener `i` is served by loop
+    /// `i % n`. With a transfer port per session (the default), sessions are dealt to the
+    /// loops in turn and stay on theirs; in single-port mode a session runs on its
+    /// listener's loop, since it shares that socket.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
         self
     }
 
     /// At most `n` handler calls, chunk reads, chunk writes and completions of this server run
-    /// at once, each on a thread of the `blocking` crate's pool (shared by the process, started
-    /// on demand, stopped when idle, at most 500 threads unless `BLOCKING_MAX_THREADS` says
-    /// otherwise). Beyond `n`, calls (and the data of every transfer) wait for a free one.
+    /// at once, each on a thread of this server's I/O pool (threads are started on demand and
+    /// exit after 10 s idle). Beyond `n`, calls (and the data of their transfers) wait for a
+    /// free thread.
     pub fn io_threads(mut self, n: usize) -> Self {
         self.io_threads = n.max(1);
         self
@@ -111,12 +105,12 @@ impl<H: Handler> Server<H> {
 
     /// The addresses the listeners are bound to.
     pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        self.inner.local_addrs()
+        self.listeners.iter().map(|s| s.local_addr()).collect()
     }
 
     /// Running totals (for a metrics endpoint).
     pub fn stats(&self) -> &StatsCollector {
-        self.inner.stats()
+        self.core.stats()
     }
 
     /// A handle that shuts the server down once it serves.
@@ -127,29 +121,74 @@ impl<H: Handler> Server<H> {
     /// Serve on this thread (plus `workers - 1` more) until a [`ShutdownHandle`] is triggered,
     /// then shut down gracefully, report the last partial statistics interval, and return.
     pub fn serve(self) -> io::Result<()> {
-        self.pool.0.add_permits(self.io_threads);
-        let executor = Arc::new(Executor::new());
-        let rt = AsyncIo::Server(Arc::downgrade(&executor));
+        let mut pollers = Vec::new();
+        let mut inboxes = Vec::new();
+        for _ in 0..self.workers {
+            let poller = Poller::new()?;
+            let (tx, rx) = mpsc::channel();
+            inboxes.push(Inbox {
+                tx,
+                waker: poller.waker(),
+            });
+            pollers.push((poller, rx));
+        }
+        let stop = Arc::clone(&self.shutdown.0);
+        {
+            let mut wakers = stop.wakers.lock().unwrap_or_else(|p| p.into_inner());
+            wakers.extend(inboxes.iter().map(|i| Arc::clone(&i.waker)));
+        }
+        let shared = Shared {
+            handler: self.handler,
+            budget: WindowBudget::new(self.core.config.window_memory),
+            core: Arc::clone(&self.core),
+            pool: Pool::new(self.io_threads),
+            stop,
+            inboxes,
+            live: AtomicUsize::new(0),
+            next_loop: AtomicUsize::new(0),
+        };
+        let mut listeners: Vec<Vec<UdpSocket>> = (0..self.workers).map(|_| Vec::new()).collect();
+        for (i, socket) in self.listeners.into_iter().enumerate() {
+            listeners[i % self.workers].push(socket);
+        }
+        let shared = &shared;
         let result = std::thread::scope(|scope| {
-            // The other workers run the executor until this one is done, or fails to start
-            // them: `done` is dropped either way.
-            let (done, finished) = async_channel::bounded::<()>(1);
-            for _ in 1..self.workers {
-                let (executor, finished) = (&executor, finished.clone());
-                let worker = move || async_io::block_on(executor.run(finished.recv()));
-                let thread = std::thread::Builder::new().name("tftp-worker".into());
-                thread.spawn_scoped(scope, worker)?;
+            let mut loops = Vec::new();
+            for (me, ((poller, inbox), listeners)) in pollers.into_iter().zip(listeners).enumerate()
+            {
+                loops.push(Loop::new(shared, me, poller, inbox, listeners)?);
             }
-            let stopped = self.stopped;
-            let stop = async move {
-                let _ = stopped.recv().await;
+            let mut threads = Vec::new();
+            let mut loops = loops.into_iter();
+            let first = loops.next();
+            for event_loop in loops {
+                let thread = std::thread::Builder::new().name("tftp-loop".into());
+                // A loop that fails stops the others: they end once the sessions have.
+                let run = move || event_loop.run().inspect_err(|_| shared.stop.shutdown());
+                match thread.spawn_scoped(scope, run) {
+                    Ok(t) => threads.push(t),
+                    Err(e) => {
+                        shared.stop.shutdown();
+                        return Err(e);
+                    }
+                }
+            }
+            let mut result = match first {
+                Some(event_loop) => event_loop.run().inspect_err(|_| shared.stop.shutdown()),
+                None => Ok(()),
             };
-            let served = async_io::block_on(executor.run(self.inner.serve_until(rt, stop)));
-            drop(done);
-            served
+            for t in threads {
+                let joined = t
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("event loop panicked")));
+                result = result.and(joined);
+            }
+            result
         });
-        // Held until here: its channel closes, the shutdown signal, once no sender is left.
-        drop(self.shutdown);
+        // The statistics outlive the sessions, then report the last partial interval.
+        if self.core.wants_stats() {
+            self.core.report_interval(std::time::Instant::now());
+        }
         result
     }
 

@@ -7,7 +7,7 @@
 //!
 //! Every permit counts against the limits until it is dropped, whatever replaced it: a new
 //! request from a client port that has a session ends that session (its permit's
-//! [`Permit::replaced`] signal fires) but does not get past `max_sessions` or
+//! `Permit::replaced` signal fires) but does not get past `max_sessions` or
 //! `max_sessions_per_client` while the old one still holds its socket and buffers.
 //!
 //! Clients are counted by address, IPv6 clients by prefix ([`AdmissionConfig::ipv6_prefix`],
@@ -121,7 +121,7 @@ struct Bucket {
 struct State {
     /// The listening side: duplicate requests, replacements, routing, the reply budget.
     endpoint: Endpoint,
-    /// Ends each live session when dropped (its permit's [`Permit::replaced`] fires).
+    /// Ends each live session when dropped (its permit's `Permit::replaced` fires).
     ends: HashMap<SessionHandle, crate::runtime::Trigger>,
     /// Permits alive, replaced ones included.
     active: usize,
@@ -224,7 +224,7 @@ impl Admission {
     /// Decide on `datagram`, sent by `peer` to the listening address `local`, at `now`: the
     /// [`Endpoint`] classifies it (only requests are answered; duplicates dropped; a different
     /// request from a port with a live session replaces it, and the replaced session's
-    /// [`Permit::replaced`] fires), then the limits apply to a new request.
+    /// `Permit::replaced` fires), then the limits apply to a new request.
     ///
     /// A replaced session counts against the limits until its permit is dropped.
     pub fn handle(

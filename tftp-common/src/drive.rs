@@ -76,7 +76,7 @@ pub trait SessionIo {
 }
 
 /// How [`drive`] runs a session, beyond the protocol.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct Drive<'a> {
     /// Return as soon as the outcome is known (a client; the caller dallies in the
     /// background), instead of when the session closes.
@@ -91,7 +91,25 @@ pub struct Drive<'a> {
     /// The memory that windows of all sessions may take together; a session whose window does
     /// not fit when data starts to flow is aborted with "Server busy".
     pub budget: Option<&'a WindowBudget>,
+    /// Called with the session's byte count ([`SessionStats::bytes`]) at most once a second
+    /// while it changes, so that a long transfer shows in the counters before it ends.
+    pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
 }
+
+impl std::fmt::Debug for Drive<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Drive")
+            .field("until_finished", &self.until_finished)
+            .field("full_buffer", &self.full_buffer)
+            .field("source_timeout", &self.source_timeout)
+            .field("budget", &self.budget)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// How often [`Drive::progress`] is called at most.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Drive `session` until it closes, or (with [`Drive::until_finished`]) until its outcome is
 /// known. Returns the final statistics (from [`Event::Finished`]).
@@ -106,6 +124,8 @@ pub async fn drive<R, I: SessionIo>(
     let mut reservation = None;
     // The block the source is working on, and when it must have delivered it.
     let mut source_deadline: Option<(u64, Instant)> = None;
+    // When progress was last reported, and the byte count then.
+    let mut progressed = (Instant::now(), 0u64);
     loop {
         let deadline = loop {
             let deadline = session.poll_timeout();
@@ -189,6 +209,16 @@ pub async fn drive<R, I: SessionIo>(
         };
         let wake = io.wait(deadline, &mut buf).await;
         on_wake(session, wake, &buf);
+        if let Some(report) = how.progress {
+            let bytes = session.stats().bytes;
+            let now = Instant::now();
+            if bytes != progressed.1
+                && now.saturating_duration_since(progressed.0) >= PROGRESS_EVERY
+            {
+                progressed = (now, bytes);
+                report(bytes);
+            }
+        }
     }
 }
 

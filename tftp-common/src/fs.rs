@@ -23,7 +23,9 @@
 //! ([`Root::remove_stale_uploads`]).
 //!
 //! Error messages ([`FsError::message`]) are fixed strings: they never contain a server-side
-//! path nor the requested name, so they are safe to send to clients in an ERROR packet.
+//! path nor the requested name, so they are safe to send to clients in an ERROR packet. Why a
+//! request was refused is for the operator: [`FsError::reason`] (a fixed phrase from
+//! [`reason`]), which [`Root::refuse`] logs with the peer and the name, rate-limited.
 
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
@@ -31,7 +33,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 #[cfg(test)]
@@ -40,6 +42,9 @@ use case_index::{CaseIndex, Lookup};
 use rustix::fs::{OFlags, RenameFlags};
 use rustix::io::Errno;
 use tftp_proto::ErrorCode;
+
+use crate::log_limit::LogLimit;
+use crate::request::{HandlerError, Printable, Request};
 
 mod case_index;
 
@@ -117,6 +122,8 @@ pub struct Root {
     options: RootOptions,
     /// Case-folded directory listings, for [`RootOptions::case_insensitive`].
     index: CaseIndex,
+    /// The rate limit of [`Root::refuse`]'s log lines.
+    refusals: LogLimit,
 }
 
 impl Root {
@@ -130,10 +137,12 @@ impl Root {
     /// one). A failure there is logged, not returned: it does not stop the root from serving.
     pub fn open(path: impl AsRef<Path>, options: RootOptions) -> io::Result<Root> {
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
+        check_access(&dir, &options)?;
         let root = Root {
             dir,
             options,
             index: CaseIndex::new(),
+            refusals: LogLimit::default(),
         };
         if root.options.allow_write {
             match root.remove_stale_uploads(STALE_UPLOAD_AGE) {
@@ -177,6 +186,26 @@ impl Root {
             );
         }
         Ok(sweep.removed)
+    }
+
+    /// The client's error for `request`, refused with `error`; logs why for the operator.
+    ///
+    /// The reason ([`FsError::reason`]) is logged at info level with the peer and the
+    /// requested name (control characters escaped), at most one line per reason every
+    /// [`LogLimit::PERIOD`], the next one saying how many were suppressed. "No such file" is
+    /// routine (PXE clients probe many names): logged at debug level only. The client gets
+    /// the error's fixed message, never the reason.
+    pub fn refuse(&self, request: &Request, error: FsError) -> HandlerError {
+        let reason = error.reason();
+        let file = Printable(&request.filename);
+        if error.code == ErrorCode::FILE_NOT_FOUND {
+            tracing::debug!(peer = %request.peer, %file, "not found: {reason}");
+        } else {
+            self.refusals.note(Instant::now(), reason, |suppressed| {
+                tracing::info!(peer = %request.peer, %file, suppressed, "refused: {reason}");
+            });
+        }
+        error.into()
     }
 
     /// How many directory listings case-insensitive lookups have read so far (for tests).
@@ -251,11 +280,14 @@ impl Root {
         announced: Option<u64>,
     ) -> Result<Upload, FsError> {
         if !self.options.allow_write {
-            return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+            return Err(FsError::refused(
+                ErrorCode::ACCESS_VIOLATION,
+                reason::WRITE_DISABLED,
+            ));
         }
         let max_size = self.options.max_upload_size;
         if exceeds(announced, max_size) {
-            return Err(FsError::new(ErrorCode::DISK_FULL));
+            return Err(FsError::refused(ErrorCode::DISK_FULL, reason::TOO_LARGE));
         }
         let components = normalize(tftp_path)?;
         refuse_temp_name(&components)?;
@@ -281,16 +313,22 @@ impl Root {
             Ok((existing, meta)) => {
                 // Resolved case-insensitively to another name: check that one too.
                 if existing.to_str().is_some_and(is_temp_name) {
-                    return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+                    return Err(FsError::refused(
+                        ErrorCode::ACCESS_VIOLATION,
+                        reason::TEMPORARY,
+                    ));
                 }
                 if !(meta.is_file() || meta.is_symlink()) {
-                    return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+                    return Err(FsError::refused(
+                        ErrorCode::ACCESS_VIOLATION,
+                        cap_kind(meta.file_type()),
+                    ));
                 }
                 if meta.is_symlink() {
                     replaceable_link(&parent_dir, &existing)?;
                 }
                 if !self.options.allow_overwrite {
-                    return Err(FsError::new(ErrorCode::FILE_EXISTS));
+                    return Err(FsError::refused(ErrorCode::FILE_EXISTS, reason::EXISTS));
                 }
                 // Replacing a symlink replaces the link itself (rename does not follow it).
                 existing
@@ -395,13 +433,19 @@ impl Root {
             .and_then(|name| name.to_str())
             .is_some_and(is_temp_name)
         {
-            return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+            return Err(FsError::refused(
+                ErrorCode::ACCESS_VIOLATION,
+                reason::TEMPORARY,
+            ));
         }
         // Look before opening, so a device node is never opened (opening some has side
         // effects); the check after opening is the authoritative one.
         let meta = self.dir.metadata(path).map_err(FsError::from_io)?;
         if !meta.is_file() {
-            return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+            return Err(FsError::refused(
+                ErrorCode::ACCESS_VIOLATION,
+                cap_kind(meta.file_type()),
+            ));
         }
         let mut options = OpenOptions::new();
         options.read(true);
@@ -414,10 +458,24 @@ impl Root {
             .into_std();
         let meta = file.metadata().map_err(FsError::from_io)?;
         if !meta.is_file() {
-            return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            return Err(FsError::refused(
+                ErrorCode::ACCESS_VIOLATION,
+                kind(
+                    t.is_dir(),
+                    t.is_fifo(),
+                    t.is_socket(),
+                    t.is_char_device(),
+                    t.is_block_device(),
+                ),
+            ));
         }
         if !self.options.follow_hardlinks && std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
-            return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+            return Err(FsError::refused(
+                ErrorCode::ACCESS_VIOLATION,
+                reason::HARD_LINKED,
+            ));
         }
         // Adapters may read with ordinary blocking calls.
         let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| FsError::from_io(e.into()))?;
@@ -456,7 +514,7 @@ impl Upload {
     /// [`RootOptions::max_upload_size`]; beyond it, [`ErrorCode::DISK_FULL`].
     pub fn check_size(&self, total: u64) -> Result<(), FsError> {
         if exceeds(Some(total), self.max_size) {
-            return Err(FsError::new(ErrorCode::DISK_FULL));
+            return Err(FsError::refused(ErrorCode::DISK_FULL, reason::TOO_LARGE));
         }
         Ok(())
     }
@@ -530,6 +588,8 @@ pub struct FsError {
     /// The message for the ERROR packet. A fixed string per code: never a path nor the
     /// requested name.
     pub message: &'static str,
+    /// Why, for the operator (see [`FsError::reason`]).
+    reason: Option<&'static str>,
     #[source]
     source: Option<io::Error>,
 }
@@ -540,7 +600,58 @@ impl FsError {
         FsError {
             code,
             message: message_for(code),
+            reason: None,
             source: None,
+        }
+    }
+
+    /// An error with `code` and its fixed message, refused for `reason` (one of the
+    /// [`reason`] constants, or another fixed phrase: it is a key of the refusal log's rate
+    /// limit).
+    pub fn refused(code: ErrorCode, reason: &'static str) -> FsError {
+        FsError {
+            reason: Some(reason),
+            ..FsError::new(code)
+        }
+    }
+
+    /// Why the request was refused, for the operator's log (never for the client: it may say
+    /// more about the server than a client should learn). A fixed phrase from [`reason`],
+    /// such as [`reason::HARD_LINKED`] or [`reason::OUTSIDE_ROOT`]; for an I/O error, one
+    /// for its `errno`.
+    pub fn reason(&self) -> &'static str {
+        if let Some(reason) = self.reason {
+            return reason;
+        }
+        let Some(err) = &self.source else {
+            return match self.code {
+                ErrorCode::FILE_NOT_FOUND => reason::NOT_FOUND,
+                ErrorCode::ACCESS_VIOLATION => reason::PERMISSION,
+                ErrorCode::DISK_FULL => reason::NO_SPACE,
+                ErrorCode::FILE_EXISTS => reason::EXISTS,
+                _ => reason::IO,
+            };
+        };
+        match Errno::from_io_error(err) {
+            Some(Errno::NOENT) => reason::NOT_FOUND,
+            Some(Errno::NOTDIR) => reason::NOT_A_DIRECTORY,
+            Some(Errno::ACCESS | Errno::PERM) => reason::PERMISSION,
+            // openat2(RESOLVE_BENEATH): the path left the root.
+            Some(Errno::XDEV) => reason::OUTSIDE_ROOT,
+            Some(Errno::LOOP) => reason::SYMLINK_LOOP,
+            Some(Errno::ISDIR) => reason::DIRECTORY,
+            Some(Errno::ROFS) => reason::READ_ONLY,
+            Some(Errno::NAMETOOLONG) => reason::NAME_TOO_LONG,
+            Some(Errno::NXIO | Errno::NODEV) => reason::DEVICE,
+            Some(Errno::TXTBSY) => reason::BUSY,
+            Some(Errno::NOSPC | Errno::DQUOT | Errno::FBIG) => reason::NO_SPACE,
+            Some(Errno::EXIST) => reason::EXISTS,
+            Some(_) => reason::IO,
+            // cap-std's own resolution reports an escape from the root as PermissionDenied
+            // without an errno.
+            None if err.kind() == io::ErrorKind::PermissionDenied => reason::OUTSIDE_ROOT,
+            None if err.kind() == io::ErrorKind::NotFound => reason::NOT_FOUND,
+            None => reason::IO,
         }
     }
 
@@ -581,6 +692,7 @@ impl FsError {
         FsError {
             code,
             message: message_for(code),
+            reason: None,
             source: Some(err),
         }
     }
@@ -596,6 +708,92 @@ impl FsError {
     pub fn io_error(&self) -> Option<&io::Error> {
         self.source.as_ref()
     }
+}
+
+/// Why a request was refused: the operator-facing phrases of [`FsError::reason`]. Logged,
+/// never sent to the client.
+pub mod reason {
+    /// No such file (or no such parent directory).
+    pub const NOT_FOUND: &str = "no such file";
+    /// A component of the path is not a directory.
+    pub const NOT_A_DIRECTORY: &str = "a component of the path is not a directory";
+    /// The name has no component (empty, or only `/` and `.`).
+    pub const EMPTY: &str = "an empty file name";
+    /// The name has a `..` component.
+    pub const DOT_DOT: &str = "a `..` component in the name";
+    /// The name has a NUL byte.
+    pub const NUL: &str = "a NUL byte in the name";
+    /// The name (or one of its components) is too long.
+    pub const NAME_TOO_LONG: &str = "the name is too long";
+    /// The name has more than [`MAX_COMPONENTS`](super::MAX_COMPONENTS) components.
+    pub const TOO_DEEP: &str = "the name has too many components";
+    /// The name is that of an upload's temporary file.
+    pub const TEMPORARY: &str = "the name of an upload's temporary file";
+    /// The file has more than one hard link, and
+    /// [`RootOptions::follow_hardlinks`](super::RootOptions::follow_hardlinks) is off.
+    pub const HARD_LINKED: &str =
+        "a file with more than one hard link (refused unless hard links are followed)";
+    /// A symlink (or `..` in one) leads out of the root.
+    pub const OUTSIDE_ROOT: &str = "a symlink leading out of the root";
+    /// Too many levels of symbolic links.
+    pub const SYMLINK_LOOP: &str = "a symlink loop";
+    /// The server's user may not read (or search) the file or a directory on its path.
+    pub const PERMISSION: &str = "permission denied to the server's user";
+    /// A directory.
+    pub const DIRECTORY: &str = "a directory, not a regular file";
+    /// A FIFO.
+    pub const FIFO: &str = "a FIFO, not a regular file";
+    /// A socket.
+    pub const SOCKET: &str = "a socket, not a regular file";
+    /// A device node.
+    pub const DEVICE: &str = "a device, not a regular file";
+    /// Anything else but a regular file.
+    pub const SPECIAL: &str = "not a regular file";
+    /// The file is being executed (`ETXTBSY`).
+    pub const BUSY: &str = "the file is busy";
+    /// An upload onto a symlink that cannot be replaced.
+    pub const LINK_NOT_REPLACEABLE: &str =
+        "an upload onto a symlink to a directory, a special file, or out of the root";
+    /// Uploads are off ([`RootOptions::allow_write`](super::RootOptions::allow_write)).
+    pub const WRITE_DISABLED: &str = "uploads are not allowed";
+    /// An upload onto an existing file without
+    /// [`RootOptions::allow_overwrite`](super::RootOptions::allow_overwrite).
+    pub const EXISTS: &str = "the file exists (overwriting is not allowed)";
+    /// An upload over [`RootOptions::max_upload_size`](super::RootOptions::max_upload_size).
+    pub const TOO_LARGE: &str = "the upload is over the size limit";
+    /// No space left, quota exceeded, or file too large for the file system.
+    pub const NO_SPACE: &str = "no space left on the file system (or quota exceeded)";
+    /// A read-only file system.
+    pub const READ_ONLY: &str = "a read-only file system";
+    /// Another I/O error.
+    pub const IO: &str = "an I/O error";
+}
+
+/// The reason for refusing a file of this kind (anything but a regular file).
+fn kind(dir: bool, fifo: bool, socket: bool, char_dev: bool, block_dev: bool) -> &'static str {
+    if dir {
+        reason::DIRECTORY
+    } else if fifo {
+        reason::FIFO
+    } else if socket {
+        reason::SOCKET
+    } else if char_dev || block_dev {
+        reason::DEVICE
+    } else {
+        reason::SPECIAL
+    }
+}
+
+/// [`kind`] of a cap-std file type.
+fn cap_kind(t: cap_std::fs::FileType) -> &'static str {
+    use cap_std::fs::FileTypeExt;
+    kind(
+        t.is_dir(),
+        t.is_fifo(),
+        t.is_socket(),
+        t.is_char_device(),
+        t.is_block_device(),
+    )
 }
 
 /// The fixed client-facing message for `code`.
@@ -620,24 +818,65 @@ fn exceeds(size: Option<u64>, max: Option<u64>) -> bool {
 /// leading `/`). `..` anywhere, NUL, or a name over the limits is an access violation; a
 /// name with no component left is "file not found".
 pub fn normalize(tftp_path: &str) -> Result<Vec<&str>, FsError> {
-    if tftp_path.len() > MAX_NAME_LEN || tftp_path.contains('\0') {
-        return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+    if tftp_path.len() > MAX_NAME_LEN {
+        return Err(FsError::refused(
+            ErrorCode::ACCESS_VIOLATION,
+            reason::NAME_TOO_LONG,
+        ));
+    }
+    if tftp_path.contains('\0') {
+        return Err(FsError::refused(ErrorCode::ACCESS_VIOLATION, reason::NUL));
     }
     let mut components = Vec::new();
     for component in tftp_path.split(['/', '\\']) {
         match component {
             "" | "." => {}
-            ".." => return Err(FsError::new(ErrorCode::ACCESS_VIOLATION)),
+            ".." => {
+                return Err(FsError::refused(
+                    ErrorCode::ACCESS_VIOLATION,
+                    reason::DOT_DOT,
+                ));
+            }
             c => components.push(c),
         }
     }
     if components.len() > MAX_COMPONENTS {
-        return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+        return Err(FsError::refused(
+            ErrorCode::ACCESS_VIOLATION,
+            reason::TOO_DEEP,
+        ));
     }
     if components.is_empty() {
-        return Err(FsError::new(ErrorCode::FILE_NOT_FOUND));
+        return Err(FsError::refused(ErrorCode::FILE_NOT_FOUND, reason::EMPTY));
     }
     Ok(components)
+}
+
+/// Check that the server's user may use the root: search it (look names up in it), and with
+/// [`RootOptions::case_insensitive`] also list it. Opening the root does not check (an
+/// `O_PATH` handle), so without this a root the user cannot read would be served with every
+/// request refused. A writable root the user cannot write into is only warned about: uploads
+/// may go to its subdirectories.
+fn check_access(dir: &Dir, options: &RootOptions) -> io::Result<()> {
+    use rustix::fs::{Access, AtFlags, accessat};
+    let uid = rustix::process::geteuid().as_raw();
+    let (need, what) = match options.case_insensitive {
+        true => (Access::EXEC_OK | Access::READ_OK, "search and list"),
+        false => (Access::EXEC_OK, "search"),
+    };
+    accessat(dir, ".", need, AtFlags::EACCESS).map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("the server's user (uid {uid}) may not {what} the directory ({e})"),
+        )
+    })?;
+    if options.allow_write && accessat(dir, ".", Access::WRITE_OK, AtFlags::EACCESS).is_err() {
+        tracing::warn!(
+            uid,
+            "uploads are allowed, but the server's user may not write into the root itself"
+        );
+    }
+    Ok(())
 }
 
 /// Create a new temporary file for an upload of `name` in `dir`, exclusively (`O_EXCL`, so
@@ -678,7 +917,10 @@ fn replaceable_link(dir: &Dir, name: &OsString) -> Result<(), FsError> {
         Err(e) => FsError::from_io(e).code == ErrorCode::FILE_NOT_FOUND,
     };
     if !replaceable {
-        return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+        return Err(FsError::refused(
+            ErrorCode::ACCESS_VIOLATION,
+            reason::LINK_NOT_REPLACEABLE,
+        ));
     }
     Ok(())
 }
@@ -718,7 +960,10 @@ fn temp_suffix(name: &str) -> Option<(&[u8], &[u8])> {
 /// temporary, so the other components need no check).
 fn refuse_temp_name(components: &[&str]) -> Result<(), FsError> {
     if components.last().is_some_and(|name| is_temp_name(name)) {
-        return Err(FsError::new(ErrorCode::ACCESS_VIOLATION));
+        return Err(FsError::refused(
+            ErrorCode::ACCESS_VIOLATION,
+            reason::TEMPORARY,
+        ));
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod descriptors;
 pub mod drive;
 pub mod fs;
+pub mod log_limit;
 pub mod request;
 pub mod runtime;
 pub mod serve;

@@ -14,6 +14,7 @@ use tftp_proto::{ErrorReply, OptionLimits, Outcome, ServerSession, SessionStats}
 
 use crate::admission::{Admission, Admitted, Permit};
 use crate::config::{MtuPolicy, ServerConfig};
+use crate::log_limit::LogLimit;
 use crate::request::{HandlerError, Printable, Request, SessionReport};
 use crate::stats::{ServerStats, StatsCollector};
 
@@ -400,14 +401,23 @@ impl ServerCore {
             }
         };
         let mut session = self.start_session(request, size, limits, started);
+        // Bytes reported while the transfer runs (the final report counts the rest).
+        let counted = std::sync::atomic::AtomicU64::new(0);
+        let progress = |bytes: u64| {
+            let before = counted.swap(bytes, std::sync::atomic::Ordering::Relaxed);
+            self.stats
+                .transfer_progress(request.kind, bytes.saturating_sub(before));
+        };
         let how = crate::drive::Drive {
             source_timeout: Some(self.config.source_timeout),
             budget: Some(&self.budget),
+            progress: Some(&progress),
             ..crate::drive::Drive::default()
         };
         crate::drive::drive(&mut session, io, how, |event| {
             if let tftp_proto::Event::Finished(stats) = event {
-                self.session_finished(request, stats.clone());
+                let counted = counted.load(std::sync::atomic::Ordering::Relaxed);
+                self.session_finished_after(request, stats.clone(), counted);
             }
         })
         .await;
@@ -429,14 +439,23 @@ impl ServerCore {
         ServerSession::new(&request.incoming(), &config, size, now)
     }
 
-    /// The handler refused `request` with `error` (sent by the adapter): report it.
+    /// The handler refused `request` with `error` (sent by the adapter): report it (the
+    /// statistics, the session callback). Logged at debug level only: the handler says why at
+    /// info level, rate-limited (as [`crate::fs::Root::refuse`] does), so a refusal is not
+    /// logged twice and a flood of them does not flood the log.
     pub fn refused(&self, request: &Request, error: &HandlerError, started: Instant) {
-        tracing::info!(peer = %request.peer, file = %Printable(&request.filename), code = error.code.0, error = %Printable(&error.message), "request refused");
-        self.finish(SessionReport::refused(request, error, started));
+        tracing::debug!(peer = %request.peer, file = %Printable(&request.filename), code = error.code.0, error = %Printable(&error.message), "request refused");
+        self.finish(SessionReport::refused(request, error, started), 0);
     }
 
     /// A session for `request` finished with `stats`: log, count and call back.
     pub fn session_finished(&self, request: &Request, stats: SessionStats) {
+        self.session_finished_after(request, stats, 0);
+    }
+
+    /// A session for `request` finished with `stats`, `counted` of its bytes already counted
+    /// while it ran ([`StatsCollector::transfer_progress`]): log, count the rest and call back.
+    pub fn session_finished_after(&self, request: &Request, stats: SessionStats, counted: u64) {
         let report = SessionReport::new(request, stats);
         let s = &report.stats;
         match &s.outcome {
@@ -449,11 +468,11 @@ impl ServerCore {
                 peer = %report.peer, file = %Printable(&report.filename), kind = ?report.kind,
                 bytes = s.bytes, error = %Printable(&e.to_string()), "session failed"),
         }
-        self.finish(report);
+        self.finish(report, counted);
     }
 
-    fn finish(&self, report: SessionReport) {
-        self.stats.session_finished(&report);
+    fn finish(&self, report: SessionReport, counted: u64) {
+        self.stats.session_finished_after(&report, counted);
         if let Some(cb) = &self.on_session {
             cb(&report);
         }
@@ -472,38 +491,6 @@ impl ServerCore {
     /// Whether a stats callback is installed (adapters skip the timer otherwise).
     pub fn wants_stats(&self) -> bool {
         self.on_stats.is_some()
-    }
-}
-
-/// At most one log line per reason every [`LogLimit::PERIOD`], saying how many were left out:
-/// a flood must not flood the log too.
-#[derive(Debug, Default)]
-pub(crate) struct LogLimit {
-    state: std::sync::Mutex<std::collections::HashMap<&'static str, (Instant, u64)>>,
-}
-
-impl LogLimit {
-    const PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
-
-    /// Call `log` with the number of lines suppressed since the last, if one is due.
-    pub(crate) fn note(&self, now: Instant, reason: &'static str, log: impl FnOnce(u64)) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match s.get_mut(reason) {
-            Some((last, suppressed)) if now.saturating_duration_since(*last) < Self::PERIOD => {
-                *suppressed += 1;
-            }
-            Some((last, suppressed)) => {
-                let n = std::mem::take(suppressed);
-                *last = now;
-                drop(s);
-                log(n);
-            }
-            None => {
-                s.insert(reason, (now, 0));
-                drop(s);
-                log(0);
-            }
-        }
     }
 }
 

@@ -236,19 +236,24 @@ pub fn outcome_label(report: &SessionReport) -> &'static str {
 
 /// Report a finished session to the `metrics` facade (feature `metrics`).
 #[cfg(not(feature = "metrics"))]
-fn emit(_: &SessionReport) {}
+fn emit(_: &SessionReport, _: u64) {}
 
 /// Report a finished session to the `metrics` facade (feature `metrics`).
 #[cfg(feature = "metrics")]
-fn emit(report: &SessionReport) {
+fn emit(report: &SessionReport, counted: u64) {
     let s = &report.stats;
     let outcome = outcome_label(report);
     metrics::counter!("tftp_sessions_total", "outcome" => outcome).increment(1);
     metrics::histogram!("tftp_session_duration_seconds", "outcome" => outcome)
         .record(s.duration().as_secs_f64());
     match report.kind {
-        RequestKind::Read => metrics::counter!("tftp_bytes_sent_total").increment(s.bytes),
-        RequestKind::Write => metrics::counter!("tftp_bytes_received_total").increment(s.bytes),
+        RequestKind::Read => {
+            metrics::counter!("tftp_bytes_sent_total").increment(s.bytes.saturating_sub(counted));
+        }
+        RequestKind::Write => {
+            metrics::counter!("tftp_bytes_received_total")
+                .increment(s.bytes.saturating_sub(counted));
+        }
     }
     metrics::counter!("tftp_packets_sent_total").increment(s.packets_sent);
     metrics::counter!("tftp_packets_received_total").increment(s.packets_received);
@@ -269,11 +274,13 @@ fn emit(report: &SessionReport) {
 }
 
 impl ServerStats {
-    fn record(&mut self, report: &SessionReport) {
+    /// Count a finished session, `counted` of its bytes counted already while it ran.
+    fn record(&mut self, report: &SessionReport, counted: u64) {
         let s = &report.stats;
+        let bytes = s.bytes.saturating_sub(counted);
         match report.kind {
-            RequestKind::Read => self.bytes_sent += s.bytes,
-            RequestKind::Write => self.bytes_received += s.bytes,
+            RequestKind::Read => self.bytes_sent += bytes,
+            RequestKind::Write => self.bytes_received += bytes,
         }
         self.packets_sent += s.packets_sent;
         self.packets_received += s.packets_received;
@@ -380,10 +387,35 @@ impl StatsCollector {
 
     /// A session (or a refusal) ended with `report`.
     pub fn session_finished(&self, report: &SessionReport) {
-        emit(report);
+        self.session_finished_after(report, 0);
+    }
+
+    /// Bytes of a running transfer, counted as they move, so that a long transfer shows in the
+    /// byte counters and the interval's statistics before it ends. Its final report then
+    /// counts only the rest ([`StatsCollector::session_finished_after`]).
+    pub fn transfer_progress(&self, kind: RequestKind, bytes: u64) {
+        #[cfg(feature = "metrics")]
+        match kind {
+            RequestKind::Read => metrics::counter!("tftp_bytes_sent_total").increment(bytes),
+            RequestKind::Write => metrics::counter!("tftp_bytes_received_total").increment(bytes),
+        }
         self.with(|c| {
-            c.total.record(report);
-            c.interval.record(report);
+            for s in [&mut c.total, &mut c.interval] {
+                match kind {
+                    RequestKind::Read => s.bytes_sent += bytes,
+                    RequestKind::Write => s.bytes_received += bytes,
+                }
+            }
+        });
+    }
+
+    /// A session ended with `report`, `counted` of its bytes already reported through
+    /// [`StatsCollector::transfer_progress`].
+    pub fn session_finished_after(&self, report: &SessionReport, counted: u64) {
+        emit(report, counted);
+        self.with(|c| {
+            c.total.record(report, counted);
+            c.interval.record(report, counted);
         });
     }
 
@@ -625,6 +657,30 @@ mod tests {
         let all_windows: std::collections::BTreeSet<_> =
             (1..=u16::MAX).map(windowsize_label).collect();
         assert_eq!(all_windows.len(), 19);
+    }
+
+    #[test]
+    fn bytes_counted_while_a_transfer_runs_are_not_counted_again_at_its_end() {
+        let now = Instant::now();
+        let c = StatsCollector::new(now);
+        c.session_started();
+        c.transfer_progress(RequestKind::Read, 40_000);
+        let first = c.take_interval(now + Duration::from_secs(60));
+        assert_eq!(
+            first.bytes_sent, 40_000,
+            "a long transfer shows before it ends"
+        );
+        c.transfer_progress(RequestKind::Read, 30_000);
+        let mut stats = SessionStats::new(now);
+        stats.bytes = 100_000;
+        stats.blocks = 196;
+        c.session_finished_after(
+            &SessionReport::new(&request(RequestKind::Read), stats),
+            70_000,
+        );
+        let second = c.take_interval(now + Duration::from_secs(120));
+        assert_eq!(second.bytes_sent, 60_000);
+        assert_eq!(c.totals(now).bytes_sent, 100_000);
     }
 
     /// A client chooses `blksize` and `windowsize`: 6,000 requests with 6,000 different values

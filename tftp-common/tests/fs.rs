@@ -1172,3 +1172,62 @@ fn names_of_upload_temporaries_are_refused() {
         set(&["a", "boot.img", "hello.txt", "sub", "x", &temp_name("x")])
     );
 }
+
+/// Each refusal carries a reason for the operator's log; the client's message stays the
+/// fixed one.
+#[test]
+fn refusals_say_why() {
+    use tftp_common::fs::reason;
+    let f = Fixture::new();
+    let r = f.root_path();
+    fs::hard_link(f.base().join("outside/secret"), r.join("hl")).unwrap();
+    symlink("../outside/secret", r.join("out")).unwrap();
+    symlink("/etc/passwd", r.join("abs")).unwrap();
+    symlink("loop", r.join("loop")).unwrap();
+    let root = f.root(RootOptions::default());
+    let why = |name: &str| {
+        let e = root.open_read(name).unwrap_err();
+        assert!(
+            ["Access violation", "File not found"].contains(&e.message),
+            "{name:?}: {e}"
+        );
+        e.reason()
+    };
+    assert_eq!(why("hl"), reason::HARD_LINKED);
+    assert_eq!(why("out"), reason::OUTSIDE_ROOT);
+    assert_eq!(why("abs"), reason::OUTSIDE_ROOT);
+    assert_eq!(why("loop"), reason::SYMLINK_LOOP);
+    assert_eq!(why("sub"), reason::DIRECTORY);
+    assert_eq!(why("../secret"), reason::DOT_DOT);
+    assert_eq!(why("a\0b"), reason::NUL);
+    assert_eq!(why(&"a".repeat(MAX_NAME_LEN + 1)), reason::NAME_TOO_LONG);
+    assert_eq!(why(".x.tftp-0123456789abcdef"), reason::TEMPORARY);
+    assert_eq!(why("missing"), reason::NOT_FOUND);
+    assert_eq!(why("hello.txt/x"), reason::NOT_A_DIRECTORY);
+    let e = root.create_upload("new", None).err().unwrap();
+    assert_eq!(e.reason(), reason::WRITE_DISABLED);
+    let root = f.writable();
+    let e = root.create_upload("hello.txt", None).err().unwrap();
+    assert_eq!(e.reason(), reason::EXISTS);
+    let e = root.create_upload("sub", None).err().unwrap();
+    assert_eq!(e.reason(), reason::DIRECTORY);
+    let e = root.create_upload("out", None).err().unwrap();
+    assert_eq!(e.reason(), reason::LINK_NOT_REPLACEABLE);
+}
+
+/// Opening a root the server's user may not search fails at once, saying so (rather than
+/// serving it with every request refused).
+#[test]
+fn a_root_the_user_cannot_search_does_not_open() {
+    let f = Fixture::new();
+    fs::set_permissions(f.root_path(), fs::Permissions::from_mode(0o600)).unwrap();
+    if fs::read_dir(f.root_path().join("sub")).is_ok() {
+        eprintln!("skipped: running with privileges that bypass file permissions");
+        fs::set_permissions(f.root_path(), fs::Permissions::from_mode(0o755)).unwrap();
+        return;
+    }
+    let e = Root::open(f.root_path(), RootOptions::default()).unwrap_err();
+    fs::set_permissions(f.root_path(), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+    assert!(e.to_string().contains("may not search"), "{e}");
+}

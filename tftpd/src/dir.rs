@@ -46,13 +46,15 @@ impl Handler for DirHandler {
         // of threads). Only a case-insensitive miss in a directory whose index is out of date
         // reads the directory (40 ms for 100,000 entries), on the blocking pool: once per
         // change of the directory, not per miss.
-        let (file, size) = match self.root.open_read_without_scan(&request.filename) {
-            Some(opened) => opened?,
+        let opened = match self.root.open_read_without_scan(&request.filename) {
+            Some(opened) => opened,
             None => {
                 let (root, name) = (Arc::clone(&self.root), request.filename.clone());
-                blocking(move || Ok(root.open_read(&name)?)).await?
+                blocking(move || Ok(root.open_read(&name))).await?
             }
         };
+        // The client gets the terse error; the operator's log says why (rate-limited).
+        let (file, size) = opened.map_err(|e| self.root.refuse(request, e))?;
         Ok(ReadResponse::new(InlineFile(file), Some(size)))
     }
 
@@ -65,7 +67,9 @@ impl Handler for DirHandler {
             request.filename.clone(),
             request.options.tsize,
         );
-        let mut upload = blocking(move || Ok(root.create_upload(&name, size)?)).await?;
+        let mut upload = blocking(move || Ok(root.create_upload(&name, size)))
+            .await?
+            .map_err(|e| self.root.refuse(request, e))?;
         let file = upload.file().try_clone().map_err(HandlerError::from)?;
         let writer = BufWriter::with_capacity(64 * 1024, tokio::fs::File::from_std(file));
         Ok(WriteResponse::new(writer).on_complete(move || blocking(move || Ok(upload.commit()?))))

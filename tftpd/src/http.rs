@@ -1,14 +1,14 @@
 //! Files streamed from an HTTP(S) origin, fbtftp's production use: kernels and images live in
 //! an HTTP repository, not in the TFTP root.
 
-use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
 use tftp_common::{HandlerError, Request};
 use tftp_proto::ErrorCode;
 use tftp_tokio::{Handler, ReadResponse};
-use tokio_util::io::StreamReader;
+
+use crate::origin_cache::{Cache, CacheOptions};
 
 /// Timeouts towards the origin.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +89,7 @@ fn redirect_policy(base: &reqwest::Url, redirects: OriginRedirects) -> reqwest::
 
 /// The client's error for a request that failed before a status: a refused redirect, a
 /// timeout, or the origin unreachable.
-fn request_error(e: &reqwest::Error) -> HandlerError {
+pub(crate) fn request_error(e: &reqwest::Error) -> HandlerError {
     if e.is_redirect() {
         HandlerError::new(ErrorCode::NOT_DEFINED, "Origin redirect refused")
     } else if e.is_timeout() {
@@ -102,8 +102,10 @@ fn request_error(e: &reqwest::Error) -> HandlerError {
 /// Answers a read request for `path` by streaming `BASE/path` from an HTTP(S) origin.
 ///
 /// - `tsize` comes from `Content-Length` when the origin sends one;
-/// - memory per transfer is bounded: the body is streamed, one chunk at a time, never
-///   buffered whole;
+/// - one fetch serves every session reading the same file meanwhile, and with
+///   [`HttpOrigin::with_cache`] a bounded local cache keeps the files (see
+///   [`CacheOptions`]); memory per transfer is bounded: the body goes to a file on disk,
+///   which each session reads at its own pace, one chunk at a time;
 /// - one connection pool is shared by all sessions (keep-alive);
 /// - 404 and 410 become "File not found", 401 and 403 "Access violation", other statuses and
 ///   connection failures a clear ERROR 0 ("Origin error (HTTP 500)", "Origin unavailable");
@@ -119,6 +121,7 @@ fn request_error(e: &reqwest::Error) -> HandlerError {
 pub struct HttpOrigin {
     client: reqwest::Client,
     base: String,
+    cache: Arc<Cache>,
 }
 
 impl HttpOrigin {
@@ -149,7 +152,15 @@ impl HttpOrigin {
         Ok(HttpOrigin {
             client,
             base: base.trim_end_matches('/').to_string(),
+            cache: Cache::open(&CacheOptions::default())?,
         })
+    }
+
+    /// Keep the origin's files in a bounded local cache (see [`CacheOptions`]); without,
+    /// reads of the same file in flight still share one fetch.
+    pub fn with_cache(mut self, options: &CacheOptions) -> Result<Self, String> {
+        self.cache = Cache::open(options)?;
+        Ok(self)
     }
 
     fn url(&self, filename: &str) -> Result<String, HandlerError> {
@@ -194,40 +205,7 @@ impl HttpOrigin {
 impl Handler for HttpOrigin {
     async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
         let url = self.url(&request.filename)?;
-        let response = self.client.get(&url).send().await.map_err(|e| {
-            tracing::warn!(%url, error = %e, "origin request failed");
-            request_error(&e)
-        })?;
-        let status = response.status();
-        match status.as_u16() {
-            200 => {}
-            404 | 410 => return Err(HandlerError::not_found()),
-            401 | 403 => return Err(HandlerError::access_violation()),
-            // Not followed (`OriginRedirects::None`, or a status reqwest does not follow).
-            code @ (301 | 302 | 303 | 307 | 308) => {
-                tracing::warn!(%url, code, "origin redirect not followed");
-                return Err(HandlerError::new(
-                    ErrorCode::NOT_DEFINED,
-                    format!("Origin redirect refused (HTTP {code})"),
-                ));
-            }
-            code => {
-                tracing::warn!(%url, code, "origin error");
-                return Err(HandlerError::new(
-                    ErrorCode::NOT_DEFINED,
-                    format!("Origin error (HTTP {code})"),
-                ));
-            }
-        }
-        let size = response.content_length();
-        let body = response.bytes_stream().map_err(|e| {
-            tracing::warn!(error = %e, "origin body failed");
-            io::Error::other(HandlerError::new(
-                ErrorCode::NOT_DEFINED,
-                "Origin transfer failed",
-            ))
-        });
-        Ok(ReadResponse::new(StreamReader::new(body), size))
+        self.cache.read(&self.client, url).await
     }
 }
 

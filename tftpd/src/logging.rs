@@ -24,7 +24,7 @@ pub fn priority(level: &Level) -> u8 {
     }
 }
 
-/// The event formatter of [`LogFormat::Journald`]: `<N>target: message key=value ...`.
+/// The event formatter of `--log-format journald`: `<N>target: message key=value ...`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Journald;
 

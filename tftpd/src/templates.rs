@@ -38,25 +38,30 @@ impl Templates {
 
 impl Handler for Templates {
     async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
-        let (root, name) = (Arc::clone(&self.root), request.filename.clone());
-        let template = blocking(move || {
-            let (file, size) = root.open_read(&name)?;
-            if size > MAX_TEMPLATE {
-                return Err(HandlerError::new(
-                    tftp_proto::ErrorCode::DISK_FULL,
-                    "Template too large",
-                ));
+        // Inline, as the directory handler does: templates come first in tftpd's chain, so
+        // every request passes here, and most miss. Only a case-insensitive miss in a
+        // directory whose index is out of date reads the directory, on the blocking pool.
+        let opened = match self.root.open_read_without_scan(&request.filename) {
+            Some(opened) => opened,
+            None => {
+                let (root, name) = (Arc::clone(&self.root), request.filename.clone());
+                blocking(move || Ok(root.open_read(&name))).await?
             }
-            let mut text = String::new();
-            file.take(MAX_TEMPLATE)
-                .read_to_string(&mut text)
-                .map_err(|e| HandlerError::from(&e))?;
-            Ok(text)
-        })
-        .await?;
+        };
+        // The client gets the terse error; the operator's log says why (rate-limited).
+        let (file, size) = opened.map_err(|e| self.root.refuse(request, e))?;
+        if size > MAX_TEMPLATE {
+            return Err(HandlerError::new(
+                tftp_proto::ErrorCode::DISK_FULL,
+                "Template too large",
+            ));
+        }
+        // A configuration file of at most 1 MiB from the page cache.
+        let mut text = String::new();
+        file.take(MAX_TEMPLATE)
+            .read_to_string(&mut text)
+            .map_err(|e| HandlerError::from(&e))?;
         let vars = Vars::new(request.peer, request.local, &request.filename);
-        Ok(ReadResponse::from_bytes(
-            render(&template, &vars).into_bytes(),
-        ))
+        Ok(ReadResponse::from_bytes(render(&text, &vars).into_bytes()))
     }
 }

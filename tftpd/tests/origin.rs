@@ -344,8 +344,25 @@ fn metrics_are_scraped_during_a_transfer_and_sessions_logged() {
     let during = scrape(metrics_port);
     assert_eq!(metric(&during, "tftp_active_sessions"), 1.0, "{during}");
     assert!(metric(&during, "tftp_sessions_started_total") >= 1.0);
-    // Finish it.
+    // Acknowledge ten blocks, wait past the one-second progress report, acknowledge one
+    // more: the bytes of the unfinished transfer show in the counter.
     let mut block = 1u16;
+    for _ in 0..10 {
+        client.send_to(&[0, 4, 0, block as u8], tid).unwrap();
+        client.recv_from(&mut buf).unwrap();
+        block += 1;
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    client.send_to(&[0, 4, 0, block as u8], tid).unwrap();
+    client.recv_from(&mut buf).unwrap();
+    block += 1;
+    let moving = scrape(metrics_port);
+    assert!(
+        metric(&moving, "tftp_bytes_sent_total") >= 10.0 * 512.0,
+        "bytes of a running transfer: {moving}"
+    );
+    assert_eq!(metric(&moving, "tftp_active_sessions"), 1.0);
+    // Finish it.
     loop {
         client
             .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 #[path = "support/lab.rs"]
 mod lab;
+mod support;
 
 use lab::{
     Lab, NETNS_SETUP, TAP_SETUP, TAP_TFTPD, flat, one_guest, printable, readme_section, require,

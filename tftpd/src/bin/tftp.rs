@@ -61,7 +61,7 @@ enum Command {
         override_usage = "tftp get [OPTIONS] HOST FILE [DEST]\n       tftp get [OPTIONS] tftp://HOST[:PORT]/FILE [DEST]"
     )]
     Get {
-        /// HOST, HOST:PORT, [IPv6]:PORT, or a tftp:// URL naming the file too.
+        /// HOST or HOST:PORT (an IPv6 address in brackets), or a tftp:// URL naming the file too.
         host: String,
         /// The file to fetch (with a URL: DEST).
         file: Option<String>,
@@ -78,7 +78,7 @@ enum Command {
         override_usage = "tftp put [OPTIONS] HOST FILE [NAME]\n       tftp put [OPTIONS] tftp://HOST[:PORT]/NAME FILE"
     )]
     Put {
-        /// HOST, HOST:PORT, [IPv6]:PORT, or a tftp:// URL naming the upload too.
+        /// HOST or HOST:PORT (an IPv6 address in brackets), or a tftp:// URL naming the upload too.
         host: String,
         /// The file to send (`-`: standard input).
         file: PathBuf,

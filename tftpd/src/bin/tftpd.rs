@@ -58,6 +58,21 @@ struct Args {
     /// tftpd anywhere.
     #[arg(long, value_enum, default_value_t = Redirects::SameOrigin, value_name = "POLICY")]
     origin_redirects: Redirects,
+    /// Keep the origin's files in this directory (one tftpd process per directory), bounded
+    /// by --origin-cache-size, honouring Cache-Control and revalidating with conditional GETs.
+    /// With or without it, concurrent reads of one file share one fetch.
+    #[arg(long, value_name = "DIR")]
+    origin_cache: Option<PathBuf>,
+    /// Bytes the --origin-cache entries may take; least recently used ones are evicted.
+    #[arg(long, default_value_t = tftpd::DEFAULT_CACHE_BYTES, value_name = "BYTES")]
+    origin_cache_size: u64,
+    /// Serve a stale --origin-cache entry when the origin is unreachable or fails.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    origin_stale_if_error: bool,
+    /// Seconds an origin response without Cache-Control max-age or Expires counts as fresh
+    /// (0: revalidated at every read).
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    origin_default_max_age: u64,
     /// Seconds to connect to the origin.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     origin_connect_timeout: f64,
@@ -640,10 +655,19 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         )?,
         read: secs(args.origin_read_timeout, "--origin-read-timeout", false)?,
     };
+    if args.origin_cache.is_some() && args.http_origin.is_none() {
+        return Err("--origin-cache needs --http-origin".into());
+    }
     let origin = match &args.http_origin {
         Some(url) => Some(
             HttpOrigin::with_redirects(url, timeouts, args.origin_redirects.into())
-                .map_err(|e| format!("--http-origin {e}"))?,
+                .map_err(|e| format!("--http-origin {e}"))?
+                .with_cache(&tftpd::CacheOptions {
+                    dir: args.origin_cache.clone(),
+                    max_bytes: Some(args.origin_cache_size),
+                    stale_if_error: args.origin_stale_if_error,
+                    default_max_age: args.origin_default_max_age,
+                })?,
         ),
         None => None,
     };
@@ -681,7 +705,8 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         let log = SessionLog::new(out);
         options = options.on_session(move |report| log.record(report));
     }
-    if sockets.is_empty() {
+    let validating = sockets.is_empty();
+    if validating {
         // Validation only: a throwaway listener.
         options = options.listen(SocketAddr::from(([127, 0, 0, 1], 0)));
     }
@@ -689,8 +714,24 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         options = options.socket(socket);
     }
     let server = Server::bind(handler, options).map_err(|e| e.to_string())?;
-    for addr in server.local_addrs().map_err(|e| e.to_string())? {
-        tracing::debug!(%addr, root = ?args.root, templates = ?args.templates, origin = ?args.http_origin, write = args.allow_write, "listening");
+    if !validating {
+        // One line per address and source, for the operator: what is served where.
+        for addr in server.local_addrs().map_err(|e| e.to_string())? {
+            if let Some(t) = &args.templates {
+                tracing::info!("serving templates {} on {addr}", t.display());
+            }
+            if let Some(root) = &args.root {
+                let write = if args.allow_write {
+                    " (uploads allowed)"
+                } else {
+                    ""
+                };
+                tracing::info!("serving {} on {addr}{write}", root.display());
+            }
+            if let Some(origin) = &args.http_origin {
+                tracing::info!("serving HTTP origin {origin} on {addr}");
+            }
+        }
     }
     Ok(server)
 }

@@ -1,9 +1,10 @@
-//! What the qemu tests (`boot.rs`, `uboot.rs`) share: a network namespace of their own with
-//! the processes started in it ([`Lab`]), the tap device, the one-guest lock, `tftpd`'s JSON
+//! What the qemu tests (`boot.rs`, `uboot.rs`) share: a network namespace of their own (or a
+//! named one, such as the test bed's) with the processes started in it ([`Lab`]), the tap device, the one-guest lock, `tftpd`'s JSON
 //! session log, and the README's "Booting real machines" section.
 //!
 //! Included by path (`#[path = "support/lab.rs"] mod lab;`), not from `support/mod.rs`: only
-//! the qemu tests compile it.
+//! the qemu tests compile it. It builds on `support/mod.rs` (the session log's [`Session`],
+//! stopping a process), so the test also declares `mod support;`.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,7 +16,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process};
+pub use crate::support::{Session, skip};
+use crate::support::{on_path, stop};
 
 /// Every process a test starts runs under `timeout` with this limit, should the test die.
 pub const PROCESS_LIMIT: &str = "300";
@@ -50,11 +52,6 @@ pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
 /// A missing tool fails the test: CI installs them all.
 pub fn require(programs: &[&str], files: &[&str]) {
     for program in programs {
@@ -71,10 +68,6 @@ pub fn require(programs: &[&str], files: &[&str]) {
     }
 }
 
-pub fn skip(test: &str, why: &str) {
-    eprintln!("skipped {test}: {why}");
-}
-
 /// A process started in the namespace under `timeout`; stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Proc {
     pub name: &'static str,
@@ -83,25 +76,21 @@ pub struct Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            // `timeout` passes SIGTERM on to the program.
-            let _ = kill_process(Pid::from_child(&self.child), Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        stop(&mut self.child, Duration::from_secs(5));
     }
 }
 
-/// A network namespace of its own (held by `unshare --net sleep`), a directory with `root/`
-/// and the logs, and the processes started in it.
+/// A network namespace (of its own, held by `unshare --net sleep`, or a named one), a
+/// directory with `root/` and the logs, and the processes started in it.
 pub struct Lab {
     pub procs: Vec<Proc>,
-    dir: tempfile::TempDir,
-    holder: Child,
+    dir: PathBuf,
+    /// `dir`, when the lab made it: removed with the lab.
+    _tmp: Option<tempfile::TempDir>,
+    /// `nsenter`'s argument naming the namespace: `--net=FILE`.
+    net: String,
+    /// `unshare --net sleep`, holding the lab's own namespace.
+    holder: Option<Child>,
 }
 
 impl Drop for Lab {
@@ -110,8 +99,10 @@ impl Drop for Lab {
         while let Some(p) = self.procs.pop() {
             drop(p);
         }
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
+        if let Some(holder) = &mut self.holder {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
     }
 }
 
@@ -144,12 +135,14 @@ impl Lab {
             assert!(Instant::now() < deadline, "unshare --net did not start");
             sleep(Duration::from_millis(10));
         }
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir(dir.path().join("root")).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir(tmp.path().join("root")).unwrap();
         let lab = Lab {
             procs: Vec::new(),
-            dir,
-            holder,
+            dir: tmp.path().to_path_buf(),
+            _tmp: Some(tmp),
+            net: format!("--net=/proc/{}/ns/net", holder.id()),
+            holder: Some(holder),
         };
         for line in NETNS_SETUP {
             lab.run(line)
@@ -158,19 +151,41 @@ impl Lab {
         Ok(lab)
     }
 
+    /// A lab in the existing namespace `ns` (`ip netns add`, e.g. one of the test bed's),
+    /// working in `dir` (with `root/`), which it neither makes nor removes. Labs in a bed's
+    /// namespaces share the bed's directory: one per namespace, all dropped before the bed.
+    pub fn in_netns(ns: &str, dir: &Path) -> Lab {
+        require(&["nsenter", "timeout", "ip", "ss"], &[]);
+        let file = format!("/run/netns/{ns}");
+        assert!(Path::new(&file).exists(), "no network namespace {ns}");
+        Lab {
+            procs: Vec::new(),
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            net: format!("--net={file}"),
+            holder: None,
+        }
+    }
+
     /// [`TAP_SETUP`]: `Err` (the reason) where there is no `/dev/net/tun` or the kernel
     /// refuses a tap device.
     pub fn add_tap(&self) -> Result<(), String> {
+        self.add_tap_with(TAP_SETUP)
+    }
+
+    /// A tap device by `setup`, whose first line creates it (`ip tuntap add ...`): `Err`
+    /// (the reason) where there is no `/dev/net/tun` or the kernel refuses a tap device.
+    pub fn add_tap_with(&self, setup: &[&str]) -> Result<(), String> {
         if !Path::new("/dev/net/tun").exists() {
             return Err("no /dev/net/tun".to_string());
         }
-        if let Err(e) = self.run(TAP_SETUP[0]) {
+        if let Err(e) = self.run(setup[0]) {
             if e.contains("Operation not permitted") || e.contains("No such device") {
                 return Err(format!("no tap device: {e}"));
             }
             panic!("stage 0 failed: {e}");
         }
-        for line in &TAP_SETUP[1..] {
+        for line in &setup[1..] {
             self.run(line)
                 .unwrap_or_else(|e| panic!("stage 0 failed: {e}"));
         }
@@ -178,15 +193,15 @@ impl Lab {
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.dir.join(name)
     }
 
     /// `nsenter` into the namespace, in the lab's directory.
     fn command(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
-        c.args(["--target", &self.holder.id().to_string(), "--net", "--"])
+        c.args([&self.net, "--"])
             .arg(program)
-            .current_dir(self.dir.path())
+            .current_dir(&self.dir)
             .stdin(Stdio::null());
         c
     }
@@ -309,7 +324,7 @@ impl Lab {
     }
 
     pub fn diagnostics(&self) -> String {
-        let mut out = format!("--- in {}", self.dir.path().display());
+        let mut out = format!("--- in {}", self.dir.display());
         for name in ["serial", "qemu", "tftpd", "dnsmasq", "sessions"] {
             let file = format!("{name}.log");
             if !self.path(&file).exists() {
@@ -350,81 +365,6 @@ pub fn printable(s: &str) -> String {
         }
     }
     out
-}
-
-/// One line of `--session-log` (the fields the tests need).
-#[derive(Debug)]
-pub struct Session {
-    pub file: String,
-    pub outcome: String,
-    pub bytes: u64,
-    pub blksize: u64,
-    pub windowsize: u64,
-    pub tsize: Option<u64>,
-    pub duration_ms: Option<f64>,
-    pub packets_received: Option<u64>,
-    pub retransmissions: Option<u64>,
-    pub asked_blksize: Option<u64>,
-    pub asked_windowsize: Option<u64>,
-    pub asked_tsize: Option<u64>,
-    pub asked_timeout: Option<u64>,
-}
-
-impl Session {
-    /// serde writes flat objects in a fixed order, `requested` last; a field is found by name.
-    pub fn parse(line: &str) -> Session {
-        fn raw<'a>(json: &'a str, key: &str) -> Option<&'a str> {
-            let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-            let rest = &json[at..];
-            if let Some(s) = rest.strip_prefix('"') {
-                return s.find('"').map(|end| &s[..end]);
-            }
-            Some(&rest[..rest.find([',', '}']).unwrap_or(rest.len())])
-        }
-        let num = |json: &str, key: &str| raw(json, key).and_then(|v| v.parse::<u64>().ok());
-        let (top, asked) = line
-            .split_once("\"requested\":")
-            .unwrap_or_else(|| panic!("not a session log line: {line}"));
-        let field = |key: &str| {
-            raw(top, key)
-                .unwrap_or_else(|| panic!("no {key} in {line}"))
-                .to_string()
-        };
-        Session {
-            file: field("file"),
-            outcome: field("outcome"),
-            bytes: num(top, "bytes").unwrap(),
-            blksize: num(top, "blksize").unwrap(),
-            windowsize: num(top, "windowsize").unwrap(),
-            tsize: num(top, "tsize"),
-            duration_ms: raw(top, "duration_ms").and_then(|v| v.parse().ok()),
-            packets_received: num(top, "packets_received"),
-            retransmissions: num(top, "retransmissions"),
-            asked_blksize: num(asked, "blksize"),
-            asked_windowsize: num(asked, "windowsize"),
-            asked_tsize: num(asked, "tsize"),
-            asked_timeout: num(asked, "timeout"),
-        }
-    }
-}
-
-impl std::fmt::Display for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {} bytes; asked blksize {:?} windowsize {:?} tsize {:?}; \
-             granted blksize {} windowsize {} tsize {:?}",
-            self.file,
-            self.outcome,
-            self.bytes,
-            self.asked_blksize,
-            self.asked_windowsize,
-            self.asked_tsize,
-            self.blksize,
-            self.windowsize,
-            self.tsize
-        )
-    }
 }
 
 pub fn file_size(lab: &Lab, name: &str) -> u64 {

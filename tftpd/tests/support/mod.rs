@@ -1,12 +1,17 @@
-//! What the `tftpd` integration tests share: a child process killed when dropped, free
-//! loopback ports, and `tftpd` started on one of them and answering.
+//! What the `tftpd` integration tests share: a child process killed when dropped (or stopped
+//! gracefully), free loopback ports, `tftpd` started on one of them and answering, and a line
+//! of its `--session-log`. The network test bed's helpers are in [`netbed`]; the qemu tests'
+//! in `lab.rs` (included by path), which builds on these.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
 use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
 
 /// A child process, killed and reaped when dropped.
 pub struct Daemon(pub Child);
@@ -16,6 +21,30 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Stop `child`: SIGTERM (which `timeout` passes on to its program), up to `grace` to exit,
+/// then SIGKILL; reaped either way.
+pub fn stop(child: &mut Child, grace: Duration) {
+    if child.try_wait().ok().flatten().is_none() {
+        let _ = kill_process(Pid::from_child(child), Signal::TERM);
+        let deadline = Instant::now() + grace;
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// A test that cannot run here says why, and passes.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("skipped {test}: {why}");
 }
 
 /// A UDP port on 127.0.0.1 that was free a moment ago.
@@ -99,3 +128,86 @@ pub fn tftp_get(limit: &str, port: u16, file: &str, dest: &Path, extra: &[&str])
         .output()
         .unwrap()
 }
+
+/// One line of `--session-log` (the fields the tests need), and the line itself.
+#[derive(Debug)]
+pub struct Session {
+    pub file: String,
+    /// The server's address and port (`local`): the address the client asked.
+    pub local: SocketAddr,
+    pub outcome: String,
+    pub bytes: u64,
+    pub blksize: u64,
+    pub windowsize: u64,
+    pub tsize: Option<u64>,
+    pub duration_ms: Option<f64>,
+    pub packets_received: Option<u64>,
+    pub retransmissions: Option<u64>,
+    pub asked_blksize: Option<u64>,
+    pub asked_windowsize: Option<u64>,
+    pub asked_tsize: Option<u64>,
+    pub asked_timeout: Option<u64>,
+    pub line: String,
+}
+
+impl Session {
+    /// serde writes flat objects in a fixed order, `requested` last; a field is found by name.
+    pub fn parse(line: &str) -> Session {
+        fn raw<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+            let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+            let rest = &json[at..];
+            if let Some(s) = rest.strip_prefix('"') {
+                return s.find('"').map(|end| &s[..end]);
+            }
+            Some(&rest[..rest.find([',', '}']).unwrap_or(rest.len())])
+        }
+        let num = |json: &str, key: &str| raw(json, key).and_then(|v| v.parse::<u64>().ok());
+        let (top, asked) = line
+            .split_once("\"requested\":")
+            .unwrap_or_else(|| panic!("not a session log line: {line}"));
+        let field = |key: &str| {
+            raw(top, key)
+                .unwrap_or_else(|| panic!("no {key} in {line}"))
+                .to_string()
+        };
+        Session {
+            file: field("file"),
+            local: field("local").parse().unwrap(),
+            outcome: field("outcome"),
+            bytes: num(top, "bytes").unwrap(),
+            blksize: num(top, "blksize").unwrap(),
+            windowsize: num(top, "windowsize").unwrap(),
+            tsize: num(top, "tsize"),
+            duration_ms: raw(top, "duration_ms").and_then(|v| v.parse().ok()),
+            packets_received: num(top, "packets_received"),
+            retransmissions: num(top, "retransmissions"),
+            asked_blksize: num(asked, "blksize"),
+            asked_windowsize: num(asked, "windowsize"),
+            asked_tsize: num(asked, "tsize"),
+            asked_timeout: num(asked, "timeout"),
+            line: line.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} from {}: {} bytes; asked blksize {:?} windowsize {:?} tsize {:?}; \
+             granted blksize {} windowsize {} tsize {:?}",
+            self.file,
+            self.outcome,
+            self.local,
+            self.bytes,
+            self.asked_blksize,
+            self.asked_windowsize,
+            self.asked_tsize,
+            self.blksize,
+            self.windowsize,
+            self.tsize
+        )
+    }
+}
+
+pub mod netbed;

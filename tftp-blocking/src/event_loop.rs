@@ -1,0 +1,778 @@
+//! An event loop thread: its sockets on one epoll instance, its sessions' deadlines in one
+//! heap, one receive buffer for all of them. The listening side is [`ServerCore::on_datagram`]
+//! (admission, limits, refusals, statistics: the decisions the async server makes); each
+//! transfer is a [`ServerSession`] drained after every input; whatever may block goes to the
+//! I/O pool and comes back as a message.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use tftp_common::budget::{Reservation, WindowBudget};
+use tftp_common::server::{bind_transfer, bind_transfer_on};
+use tftp_common::{Decision, HandlerError, Permit, Request, ServerCore};
+use tftp_proto::timers::Timers;
+use tftp_proto::{ErrorCode, Event, Output, ServerSession, Transmit};
+
+use crate::data::Data;
+use crate::handler::{Handler, Response};
+use crate::pool::{Done, Inbox, Jobs, Msg, Pool, drop_on};
+use crate::reactor::{Poller, WAKER};
+
+/// Keys below this are listeners (their index); sessions count up from it.
+const FIRST_SESSION: u64 = 1 << 32;
+/// After shutdown began, how often a loop looks whether everything has ended.
+const TICK: Duration = Duration::from_millis(50);
+
+/// What all loops of a server share.
+pub(crate) struct Shared<H> {
+    pub(crate) handler: Arc<H>,
+    pub(crate) core: Arc<ServerCore>,
+    pub(crate) pool: Pool,
+    pub(crate) budget: WindowBudget,
+    pub(crate) stop: Arc<Stop>,
+    /// One per loop.
+    pub(crate) inboxes: Vec<Inbox>,
+    /// Requests accepted and not yet ended, on every loop: the loops end together, once it
+    /// is zero after shutdown.
+    pub(crate) live: AtomicUsize,
+    /// Round-robin assignment of sessions to loops.
+    pub(crate) next_loop: AtomicUsize,
+}
+
+/// The shutdown signal: when it was given, and the loops to wake.
+#[derive(Debug, Default)]
+pub(crate) struct Stop {
+    pub(crate) at: Mutex<Option<Instant>>,
+    pub(crate) wakers: Mutex<Vec<Arc<crate::reactor::Waker>>>,
+}
+
+impl Stop {
+    pub(crate) fn shutdown(&self) {
+        let mut at = lock(&self.at);
+        if at.is_none() {
+            *at = Some(Instant::now());
+            drop(at);
+            lock(&self.wakers).iter().for_each(|w| w.wake());
+        }
+    }
+
+    fn stopped_at(&self) -> Option<Instant> {
+        *lock(&self.at)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An accepted request on its way to the loop that serves it.
+pub(crate) struct Accepted {
+    request: Request,
+    permit: Permit,
+    socket: UdpSocket,
+}
+
+struct Listener {
+    socket: UdpSocket,
+    local: SocketAddr,
+    /// Single-port mode: the session of each peer.
+    routes: HashMap<SocketAddr, u64>,
+    /// Registered with the poller.
+    open: bool,
+}
+
+enum Transport {
+    /// Its own socket (RFC 1350 transfer ID), registered under the session's key, bound to the
+    /// address the request was sent to.
+    Own(UdpSocket),
+    /// The listener with this index (single-port mode), and the source address its replies
+    /// must carry (the asked address, when the listener is a wildcard).
+    Listener(usize, Option<IpAddr>),
+}
+
+struct Entry<'s> {
+    request: Request,
+    /// Counts against the admission limits until the session ends.
+    _permit: Permit,
+    transport: Transport,
+    started: Instant,
+    /// `None` while the handler is asked.
+    running: Option<Box<Running<'s>>>,
+    /// Replaced by a new request from the same client port (single-port mode).
+    gone: bool,
+    /// The earliest deadline queued in [`Loop::timers`] for it, if any.
+    scheduled: Option<Instant>,
+}
+
+struct Running<'s> {
+    session: ServerSession,
+    data: Data,
+    reservation: Option<Reservation<'s>>,
+    /// The block the source is working on, and when it must have delivered it.
+    source_deadline: Option<(u64, Instant)>,
+    /// Waiting for source bytes from the pool.
+    starved: bool,
+}
+
+/// One event loop thread's state.
+pub(crate) struct Loop<'s, H> {
+    shared: &'s Shared<H>,
+    me: usize,
+    poller: Poller,
+    inbox: Receiver<Msg>,
+    listeners: Vec<Listener>,
+    sessions: HashMap<u64, Entry<'s>>,
+    /// The latest session of each client port on this loop, which a new request from that
+    /// port replaces.
+    peers: HashMap<SocketAddr, u64>,
+    timers: Timers<Instant, u64>,
+    /// The receive buffer of every socket of this loop.
+    buf: Vec<u8>,
+    next_key: u64,
+    accepting: bool,
+    killed: bool,
+    next_stats: Option<Instant>,
+}
+
+/// What draining a session left it waiting for.
+enum Step {
+    Wait(Option<Instant>),
+    Closed,
+}
+
+impl<'s, H: Handler> Loop<'s, H> {
+    /// Loop `me` of `shared`, serving `listeners`; the first loop reports the statistics.
+    pub(crate) fn new(
+        shared: &'s Shared<H>,
+        me: usize,
+        poller: Poller,
+        inbox: Receiver<Msg>,
+        listeners: Vec<UdpSocket>,
+    ) -> io::Result<Self> {
+        let mut own = Vec::new();
+        for (i, socket) in listeners.into_iter().enumerate() {
+            poller.add(&socket, i as u64)?;
+            let (local, routes, open) = (socket.local_addr()?, HashMap::new(), true);
+            own.push(Listener {
+                socket,
+                local,
+                routes,
+                open,
+            });
+        }
+        let core = &shared.core;
+        let next_stats = (me == 0 && core.wants_stats())
+            .then(|| Instant::now().checked_add(core.config.stats_interval))
+            .flatten();
+        Ok(Loop {
+            shared,
+            me,
+            poller,
+            inbox,
+            listeners: own,
+            sessions: HashMap::new(),
+            peers: HashMap::new(),
+            timers: Timers::new(),
+            buf: vec![0; 65_536],
+            next_key: FIRST_SESSION,
+            accepting: true,
+            killed: false,
+            next_stats,
+        })
+    }
+
+    /// Serve until shutdown and the end of every session of the server.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let result = self.serve();
+        if result.is_err() {
+            // Its sessions end with it; the other loops must not wait for them.
+            let live = &self.shared.live;
+            live.fetch_sub(self.sessions.len(), Ordering::AcqRel);
+        }
+        result
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
+        let mut keys = Vec::with_capacity(256);
+        let mut due = Vec::new();
+        loop {
+            let now = Instant::now();
+            let mut wake = self.timers.next_deadline();
+            wake = earliest(wake, self.next_stats);
+            if let Some(stopped) = self.shared.stop.stopped_at() {
+                if self.accepting {
+                    self.accepting = false;
+                    tracing::info!(
+                        active = self.shared.core.stats().active_sessions(),
+                        "shutting down"
+                    );
+                }
+                self.close_idle_listeners();
+                let grace = stopped.checked_add(self.shared.core.config.shutdown_grace);
+                if !self.killed && grace.is_some_and(|at| now >= at) {
+                    self.kill(now);
+                }
+                if self.shared.live.load(Ordering::Acquire) == 0 && self.sessions.is_empty() {
+                    return Ok(());
+                }
+                wake = earliest(wake, Some(now + TICK));
+                if !self.killed {
+                    wake = earliest(wake, grace);
+                }
+            }
+            let timeout = wake.map(|at| at.saturating_duration_since(now));
+            self.poller.wait(&mut keys, timeout)?;
+            for &key in &keys {
+                match key {
+                    WAKER => {}
+                    k if k < FIRST_SESSION => self.on_listener(k as usize),
+                    k => self.on_readable(k),
+                }
+            }
+            while let Ok(msg) = self.inbox.try_recv() {
+                match msg {
+                    Msg::Done(key, done) => self.on_done(key, done),
+                    Msg::Start(accepted) => self.start(*accepted),
+                    Msg::Replaced(peer) => self.replace_peer(peer),
+                }
+            }
+            let now = Instant::now();
+            due.extend(self.timers.expired(now));
+            for key in due.drain(..) {
+                self.on_timeout(key, now);
+            }
+            if let Some(at) = self.next_stats.filter(|at| now >= *at) {
+                self.shared.core.report_interval(now);
+                self.next_stats = at.checked_add(self.shared.core.config.stats_interval);
+            }
+        }
+    }
+
+    fn new_key(&mut self) -> u64 {
+        self.next_key += 1;
+        self.next_key
+    }
+
+    fn jobs(&self, key: u64) -> Jobs<'_> {
+        let (pool, inbox) = (&self.shared.pool, &self.shared.inboxes[self.me]);
+        Jobs { pool, inbox, key }
+    }
+
+    /// Listener `index` is readable. With a transfer port per session it receives only
+    /// requests: take a burst of them at once (a flood of PXE clients is admitted as fast as
+    /// it comes, not one request per turn of the loop). In single-port mode it carries the
+    /// transfers too: one datagram per turn, one `recv` per datagram.
+    fn on_listener(&mut self, index: usize) {
+        let burst = if self.shared.core.config.single_port {
+            1
+        } else {
+            256
+        };
+        for _ in 0..burst {
+            if !self.on_listener_datagram(index) {
+                return;
+            }
+        }
+    }
+
+    /// One datagram on listener `index`, then the server's decision. False if there was none.
+    fn on_listener_datagram(&mut self, index: usize) -> bool {
+        let Some(listener) = self.listeners.get(index).filter(|l| l.open) else {
+            return false;
+        };
+        // With the address the request was sent to (IP_PKTINFO): replies come from it.
+        let received = match tftp_common::udp::recv_from_to(&listener.socket, &mut self.buf) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                tracing::debug!(error = %e, "listener recv failed");
+                return true;
+            }
+        };
+        let (n, peer) = (received.len.min(self.buf.len()), received.peer);
+        let route = listener.routes.get(&peer).copied();
+        let now = Instant::now();
+        let core = &self.shared.core;
+        let datagram = &self.buf[..n];
+        let asked = received.local_ip.unwrap_or(listener.local.ip());
+        let local = SocketAddr::new(asked, listener.local.port());
+        // Only a wildcard listener has a choice of source address.
+        let from = received
+            .local_ip
+            .filter(|_| listener.local.ip().is_unspecified());
+        let interface = received.interface;
+        match core.on_datagram(local, interface, peer, datagram, now, self.accepting) {
+            Decision::Ignore => {}
+            Decision::Route => {
+                if let Some(key) = route {
+                    self.deliver(key, peer, n, now);
+                }
+            }
+            Decision::Reply(reply) => send_one(&listener.socket, &reply.to_vec(), peer, from),
+            Decision::Accept(request, permit) => {
+                self.accept(index, request, permit, from, interface)
+            }
+        }
+        true
+    }
+
+    /// A datagram of `n` bytes from `peer` is in the buffer, for session `key`.
+    fn deliver(&mut self, key: u64, peer: SocketAddr, n: usize, now: Instant) {
+        let Some(running) = self.sessions.get_mut(&key).and_then(|e| e.running.as_mut()) else {
+            // The handler is still deciding: the peer has nothing to say yet.
+            return;
+        };
+        // Cut to the session's buffer, as the socket would: an oversized DATA is seen as such.
+        let len = n.min(running.session.max_datagram_len());
+        running.session.handle_datagram(now, peer, &self.buf[..len]);
+        self.drain(key);
+    }
+
+    fn on_readable(&mut self, key: u64) {
+        let Some(entry) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let (Transport::Own(socket), Some(running)) = (&entry.transport, &mut entry.running) else {
+            return;
+        };
+        let len = running.session.max_datagram_len().min(self.buf.len());
+        match socket.recv_from(&mut self.buf[..len]) {
+            Ok((n, from)) => {
+                let now = Instant::now();
+                running.session.handle_datagram(now, from, &self.buf[..n]);
+                self.drain(key);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // ICMP errors surface here; they are not the peer's words.
+            Err(e) => tracing::debug!(error = %e, "recv failed"),
+        }
+    }
+
+    fn accept(
+        &mut self,
+        index: usize,
+        request: Request,
+        permit: Permit,
+        from: Option<IpAddr>,
+        interface: Option<u32>,
+    ) {
+        let shared = self.shared;
+        // The admission replaced the client port's session (a new request from a port means
+        // the client gave up on the old transfer), on whichever loop or listener it runs.
+        self.replace_peer(request.peer);
+        for (i, inbox) in shared.inboxes.iter().enumerate() {
+            if i != self.me {
+                let _ = inbox.send(Msg::Replaced(request.peer));
+            }
+        }
+        if shared.core.config.single_port {
+            shared.live.fetch_add(1, Ordering::AcqRel);
+            let key = self.new_key();
+            self.listeners[index].routes.insert(request.peer, key);
+            return self.begin(key, request, permit, Transport::Listener(index, from));
+        }
+        let listener = &mut self.listeners[index];
+        let range = shared.core.config.port_range.as_ref();
+        // On the asked address: the transfer's replies come from it.
+        let asked = request.local.ip();
+        let mut bound = bind_transfer_on(asked, interface, range);
+        if let Err(e) = &bound {
+            if asked != listener.local.ip() && e.kind() != io::ErrorKind::AddrInUse {
+                // The address went away meanwhile: the listener's own, as before.
+                tracing::debug!(%asked, error = %e, "cannot bind a transfer socket on the asked address");
+                bound = bind_transfer(listener.local.ip(), range);
+            }
+        }
+        let socket = match bound.and_then(|s| s.set_nonblocking(true).map(|()| s)) {
+            Ok(socket) => socket,
+            Err(e) => {
+                if let Some(reply) = shared.core.no_transfer_socket(&request, &e) {
+                    send_one(&listener.socket, &reply.to_vec(), request.peer, from);
+                }
+                return;
+            }
+        };
+        shared.live.fetch_add(1, Ordering::AcqRel);
+        let accepted = Accepted {
+            request,
+            permit,
+            socket,
+        };
+        let to = shared.next_loop.fetch_add(1, Ordering::Relaxed) % shared.inboxes.len();
+        if to == self.me {
+            return self.start(accepted);
+        }
+        match shared.inboxes[to].send(Msg::Start(Box::new(accepted))) {
+            Ok(()) => {}
+            // That loop is gone (it failed): serve it here.
+            Err(Msg::Start(accepted)) => self.start(*accepted),
+            Err(_) => {}
+        }
+    }
+
+    /// A new request from `peer` was accepted: its session on this loop, if any, is replaced.
+    fn replace_peer(&mut self, peer: SocketAddr) {
+        if let Some(key) = self.peers.remove(&peer) {
+            self.replaced(key);
+        }
+    }
+
+    /// Session `key` was replaced by a new request from its client port: end it silently.
+    fn replaced(&mut self, key: u64) {
+        let Some(entry) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        entry.gone = true;
+        if let Some(running) = &mut entry.running {
+            running.session.abandon(Instant::now());
+            self.drain(key);
+        }
+    }
+
+    /// Ask the handler about an accepted request (on the pool).
+    fn begin(&mut self, key: u64, request: Request, permit: Permit, transport: Transport) {
+        self.peers.insert(request.peer, key);
+        let entry = Entry {
+            request,
+            _permit: permit,
+            transport,
+            started: Instant::now(),
+            running: None,
+            gone: false,
+            scheduled: None,
+        };
+        if !self.killed {
+            self.jobs(key).ask(&self.shared.handler, &entry.request);
+        }
+        self.sessions.insert(key, entry);
+        if self.killed {
+            self.answered(key, Err(shutting_down()));
+        }
+    }
+
+    /// Serve a request accepted with its own transfer socket on this loop.
+    fn start(&mut self, accepted: Accepted) {
+        let key = self.new_key();
+        let Accepted {
+            request,
+            permit,
+            socket,
+        } = accepted;
+        self.begin(key, request, permit, Transport::Own(socket));
+    }
+
+    fn on_done(&mut self, key: u64, done: Done) {
+        let shared = self.shared;
+        let pool = &shared.pool;
+        let Some(entry) = self.sessions.get_mut(&key) else {
+            // The session ended meanwhile: whatever came back is dropped off the loop.
+            return drop_on(pool, done);
+        };
+        match (done, &mut entry.running) {
+            (Done::Answer(answer), None) => self.answered(key, answer),
+            (done, Some(running)) => {
+                running.data.done(done, pool);
+                self.drain(key);
+            }
+            (done, None) => drop_on(pool, done),
+        }
+    }
+
+    /// The handler answered session `key`: refuse, or start the transfer.
+    fn answered(&mut self, key: u64, answer: Result<Response, HandlerError>) {
+        let shared = self.shared;
+        let core = &shared.core;
+        let Some(entry) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let response = match answer {
+            Ok(response) => response,
+            Err(error) => {
+                let (socket, from) = socket_of(&entry.transport, &self.listeners);
+                send_one(socket, &error.reply().to_vec(), entry.request.peer, from);
+                core.refused(&entry.request, &error, entry.started);
+                return self.remove(key);
+            }
+        };
+        let request = &entry.request;
+        let mut session =
+            core.start_session(request, response.size, response.limits, entry.started);
+        if let Transport::Own(socket) = &entry.transport {
+            if let Err(e) = self.poller.add(socket, key) {
+                tracing::warn!(error = %e, "cannot register a transfer socket");
+                session.abort(Instant::now(), ErrorCode::NOT_DEFINED, "Server error");
+            }
+        }
+        let gone = entry.gone;
+        entry.running = Some(Box::new(Running {
+            session,
+            data: response.into_data(),
+            reservation: None,
+            source_deadline: None,
+            starved: false,
+        }));
+        self.drain(key);
+        // Replaced while the handler decided: its first answer went out (as the async server
+        // does: the client sees every request answered), and it ends now.
+        if gone {
+            self.replaced(key);
+        }
+    }
+
+    fn on_timeout(&mut self, key: u64, now: Instant) {
+        let Some(entry) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if entry.scheduled.is_some_and(|at| at <= now) {
+            entry.scheduled = None;
+        }
+        let Some(running) = &mut entry.running else {
+            return;
+        };
+        let source_late = running.source_deadline.is_some_and(|(_, at)| now >= at);
+        if running.starved && source_late {
+            tracing::warn!(peer = %entry.request.peer, "data source timed out");
+            let message = "Data source timed out";
+            running.session.abort(now, ErrorCode::NOT_DEFINED, message);
+        } else {
+            running.session.handle_timeout(now);
+        }
+        self.drain(key);
+    }
+
+    /// Drain session `key`'s outputs until it waits or closes.
+    fn drain(&mut self, key: u64) {
+        let shared = self.shared;
+        let jobs = Jobs {
+            pool: &shared.pool,
+            inbox: &shared.inboxes[self.me],
+            key,
+        };
+        let Some(entry) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let Some(running) = &mut entry.running else {
+            return;
+        };
+        let (socket, from) = socket_of(&entry.transport, &self.listeners);
+        match drive(shared, running, &entry.request, socket, from, &jobs) {
+            // A later deadline keeps the queued earlier one, which wakes the session early
+            // (a no-op) and then queues the real one: one entry per session in the heap, not
+            // one per packet.
+            Step::Wait(Some(at)) if entry.scheduled.is_none_or(|queued| at < queued) => {
+                self.timers.schedule(at, key);
+                entry.scheduled = Some(at);
+            }
+            Step::Wait(_) => {}
+            Step::Closed => self.remove(key),
+        }
+    }
+
+    /// The end of session `key`: its data, its socket, its route and its permit go.
+    fn remove(&mut self, key: u64) {
+        let Some(entry) = self.sessions.remove(&key) else {
+            return;
+        };
+        if self.peers.get(&entry.request.peer) == Some(&key) {
+            self.peers.remove(&entry.request.peer);
+        }
+        if let Transport::Listener(index, _) = entry.transport {
+            let routes = &mut self.listeners[index].routes;
+            if routes.get(&entry.request.peer) == Some(&key) {
+                routes.remove(&entry.request.peer);
+            }
+        }
+        if let Some(running) = entry.running {
+            let Running {
+                data, reservation, ..
+            } = *running;
+            drop(reservation);
+            data.close(&self.shared.pool);
+        }
+        // Closing the transfer socket takes it out of the poller.
+        self.shared.live.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Shutdown: a listener stops reading once it routes to no session.
+    fn close_idle_listeners(&mut self) {
+        for listener in &mut self.listeners {
+            if listener.open && listener.routes.is_empty() {
+                let _ = self.poller.delete(&listener.socket);
+                listener.open = false;
+            }
+        }
+    }
+
+    /// The grace period is over: abort every session with an ERROR.
+    fn kill(&mut self, now: Instant) {
+        self.killed = true;
+        let keys: Vec<u64> = self.sessions.keys().copied().collect();
+        for key in keys {
+            let Some(entry) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            match &mut entry.running {
+                Some(running) => {
+                    let message = "Server shutting down";
+                    running.session.abort(now, ErrorCode::NOT_DEFINED, message);
+                    self.drain(key);
+                }
+                // A handler still deciding is answered for.
+                None => self.answered(key, Err(shutting_down())),
+            }
+        }
+    }
+}
+
+fn shutting_down() -> HandlerError {
+    HandlerError::new(ErrorCode::NOT_DEFINED, "Server shutting down")
+}
+
+/// The socket a session sends on, and the source address its datagrams must carry.
+fn socket_of<'a>(
+    transport: &'a Transport,
+    listeners: &'a [Listener],
+) -> (&'a UdpSocket, Option<IpAddr>) {
+    match transport {
+        Transport::Own(socket) => (socket, None),
+        Transport::Listener(index, from) => (&listeners[*index].socket, *from),
+    }
+}
+
+/// Drain a running session's outputs until it waits (for a datagram, its deadline, or the
+/// pool) or closes. The window budget is taken when data starts to flow.
+fn drive<'s, H>(
+    shared: &'s Shared<H>,
+    running: &mut Running<'s>,
+    request: &Request,
+    socket: &UdpSocket,
+    from: Option<IpAddr>,
+    jobs: &Jobs<'_>,
+) -> Step {
+    let session = &mut running.session;
+    loop {
+        let now = Instant::now();
+        if running.reservation.is_none() {
+            let bytes = session.window_memory();
+            if bytes > 0 {
+                running.reservation = shared.budget.reserve(bytes);
+                if running.reservation.is_none() {
+                    tracing::warn!(bytes, "window memory budget exhausted");
+                    let busy = "Server busy, try again later";
+                    session.abort(now, ErrorCode::NOT_DEFINED, busy);
+                }
+            }
+        }
+        match session.poll_output(now) {
+            Output::Transmit(t) => send(socket, &t, from),
+            Output::Fill(mut fill) => {
+                let block = fill.block();
+                match running.data.fill(fill.buf(), jobs) {
+                    Poll::Ready(Ok(0)) => fill.finish(),
+                    Poll::Ready(Ok(n)) => {
+                        let _ = fill.advance(n);
+                    }
+                    Poll::Ready(Err(e)) => {
+                        tracing::warn!(peer = %request.peer, error = %e, "data source failed");
+                        let error = HandlerError::from(&e);
+                        session.abort(now, error.code, &error.message);
+                    }
+                    Poll::Pending => {
+                        let limit = match running.source_deadline {
+                            Some((b, at)) if b == block => Some(at),
+                            _ => now.checked_add(shared.core.config.source_timeout),
+                        };
+                        running.source_deadline = limit.map(|at| (block, at));
+                        running.starved = true;
+                        return Step::Wait(earliest(session.poll_timeout(), limit));
+                    }
+                }
+                running.starved = false;
+            }
+            Output::Store(mut store) => {
+                let last = store.is_last();
+                match running.data.store(store.data(), last, jobs) {
+                    Poll::Ready(Ok(())) => store.stored(),
+                    Poll::Ready(Err(error)) => {
+                        tracing::warn!(peer = %request.peer, %error, "data sink failed");
+                        session.abort(now, error.code, &error.message);
+                    }
+                    Poll::Pending => return Step::Wait(session.poll_timeout()),
+                }
+            }
+            Output::Event(Event::Finished(stats)) => shared.core.session_finished(request, stats),
+            Output::Event(_) => {}
+            Output::Wait(deadline) => {
+                running.starved = false;
+                return Step::Wait(deadline);
+            }
+            Output::Closed => return Step::Closed,
+        }
+    }
+}
+
+/// Send a transmit from `from` (if given): a batch with one `sendmsg` (UDP GSO) where the
+/// kernel can, else one by one.
+fn send(socket: &UdpSocket, t: &Transmit<'_>, from: Option<IpAddr>) {
+    if let Some(size) = t.segment_size.filter(|&size| t.contents.len() > size) {
+        let gso = |s: &UdpSocket| {
+            tftp_common::runtime::send_gso_from(s.as_fd(), t.contents, size, t.destination, from)
+        };
+        match gso(socket) {
+            Ok(_) => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if writable(socket) && gso(socket).is_ok() {
+                    return;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    for datagram in t.datagrams() {
+        send_one(socket, datagram, t.destination, from);
+    }
+}
+
+/// Send one datagram, from `from` if given (a wildcard listener answering from the asked
+/// address). A full send buffer gets a short wait; then a failure is a loss, which the
+/// retransmission timer covers.
+fn send_one(socket: &UdpSocket, datagram: &[u8], to: SocketAddr, from: Option<IpAddr>) {
+    let once = || match from {
+        Some(_) => tftp_common::udp::send_from_to(socket, datagram, to, from),
+        None => socket.send_to(datagram, to),
+    };
+    match once() {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            if writable(socket) {
+                let _ = once();
+            }
+        }
+        Err(e) => tracing::debug!(%to, error = %e, "send failed"),
+    }
+}
+
+/// Wait up to 10 ms for room in `socket`'s send buffer.
+fn writable(socket: &UdpSocket) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(socket, PollFlags::OUT)];
+    let timeout = Timespec {
+        tv_sec: 0,
+        tv_nsec: 10_000_000,
+    };
+    rustix::event::poll(&mut fds, Some(&timeout)).is_ok_and(|n| n > 0)
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
