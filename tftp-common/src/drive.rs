@@ -209,7 +209,9 @@ pub async fn drive<R, I: SessionIo>(
         };
         let wake = io.wait(deadline, &mut buf).await;
         on_wake(session, wake, &buf);
-        if let Some(report) = how.progress {
+        // Only while the outcome is open: the final report (at `Event::Finished`) counts the
+        // rest, so a report while dallying after it would count bytes twice.
+        if let (Some(report), None) = (how.progress, session.outcome()) {
             let bytes = session.stats().bytes;
             let now = Instant::now();
             if bytes != progressed.1
