@@ -1,22 +1,30 @@
 //! The client side: a session that sends a request and then reads (get) or writes (put).
 
-use std::net::SocketAddr;
-use std::time::Instant;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
 
 use crate::config::Config;
-use crate::error::EncodeError;
+use crate::error::{EncodeError, UsageError};
 use crate::options::OptionValues;
 use crate::packet::{Mode, Packet, Request};
-use crate::session::Session;
+use crate::session::{Ctrl, Session};
+use crate::storage::{self, Storage};
+use crate::time::Instant;
 
 /// Marker for the client role of a [`Session`].
 #[derive(Debug)]
 pub enum Client {}
 
-/// A session that fetches (get) or sends (put) one file.
-pub type ClientSession = Session<Client>;
+/// A session that fetches (get) or sends (put) one file. `I` is the caller's [`Instant`] type,
+/// `B` where the window lives ([`crate::storage`]); the defaults are [`std::time::Instant`]
+/// (with `std`) and the heap.
+pub type ClientSession<
+    #[cfg(feature = "std")] I = std::time::Instant,
+    #[cfg(not(feature = "std"))] I,
+    B = Vec<u8>,
+> = Session<Client, I, B>;
 
-impl Session<Client> {
+impl<I: Instant> Session<Client, I> {
     /// Read `filename` from the server at `server` (its listening address, usually port 69),
     /// asking for `options` (send `tsize: Some(0)` to learn the size).
     ///
@@ -30,9 +38,18 @@ impl Session<Client> {
         mode: Mode,
         options: OptionValues,
         config: &Config,
-        now: Instant,
+        now: I,
     ) -> Result<Self, EncodeError> {
-        Self::start(server, filename, mode, options, config, now, true)
+        Self::start(
+            server,
+            filename,
+            mode,
+            options,
+            config,
+            now,
+            true,
+            Vec::new(),
+        )
     }
 
     /// Write `filename` to the server at `server`, asking for `options` (set `tsize` to the
@@ -43,19 +60,88 @@ impl Session<Client> {
         mode: Mode,
         options: OptionValues,
         config: &Config,
-        now: Instant,
+        now: I,
     ) -> Result<Self, EncodeError> {
-        Self::start(server, filename, mode, options, config, now, false)
+        Self::start(
+            server,
+            filename,
+            mode,
+            options,
+            config,
+            now,
+            false,
+            Vec::new(),
+        )
+    }
+}
+
+impl<I: Instant, B: Storage> Session<Client, I, B> {
+    /// [`Session::get`] with the window in `storage` the caller owns (a `&mut [u8]`): the
+    /// session allocates nothing (see [`crate::storage`]).
+    ///
+    /// `storage` must hold the window for what is asked, since the server may answer with up
+    /// to that (RFC 2348, RFC 7440) or ignore the options (512-byte blocks, window 1):
+    /// `windowsize × (4 + max(blksize, 512))` bytes, [`UsageError::StorageTooSmall`] if not.
+    #[allow(clippy::too_many_arguments)]
+    pub fn get_with_storage(
+        server: SocketAddr,
+        filename: &str,
+        mode: Mode,
+        options: OptionValues,
+        config: &Config,
+        now: I,
+        storage: B,
+    ) -> Result<Self, UsageError> {
+        Self::check_storage(&options, &storage, false)?;
+        Ok(Self::start(
+            server, filename, mode, options, config, now, true, storage,
+        )?)
     }
 
+    /// [`Session::put`] with the window in `storage` the caller owns. It must hold
+    /// `windowsize × (4 + max(blksize, 512))` bytes for what is asked, and in netascii mode
+    /// another `max(blksize, 512)` to stage the text.
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_with_storage(
+        server: SocketAddr,
+        filename: &str,
+        mode: Mode,
+        options: OptionValues,
+        config: &Config,
+        now: I,
+        storage: B,
+    ) -> Result<Self, UsageError> {
+        Self::check_storage(&options, &storage, mode == Mode::Netascii)?;
+        Ok(Self::start(
+            server, filename, mode, options, config, now, false, storage,
+        )?)
+    }
+
+    fn check_storage(
+        options: &OptionValues,
+        storage: &B,
+        netascii_sender: bool,
+    ) -> Result<(), UsageError> {
+        // Without an OACK the transfer runs at 512 bytes, whatever was asked.
+        let blksize = options.blksize.unwrap_or(512).max(512);
+        let needed = storage::needed(blksize, options.windowsize.unwrap_or(1), netascii_sender);
+        let available = storage.capacity();
+        if available < needed {
+            return Err(UsageError::StorageTooSmall { needed, available });
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn start(
         server: SocketAddr,
         filename: &str,
         mode: Mode,
         options: OptionValues,
         config: &Config,
-        now: Instant,
+        now: I,
         get: bool,
+        storage: B,
     ) -> Result<Self, EncodeError> {
         let packet = options.with_options(|opts| {
             let request = Request {
@@ -68,13 +154,9 @@ impl Session<Client> {
             } else {
                 Packet::Wrq(request)
             };
-            let mut buf = vec![0u8; packet.encoded_len()];
-            packet.encode(&mut buf).map(|n| {
-                buf.truncate(n);
-                buf
-            })
+            Ctrl::encode(&packet)
         })?;
-        let mut s = Session::new_raw(config, server, false, mode, options, now);
+        let mut s = Session::new_raw(config, server, false, mode, options, now, storage);
         s.start_requesting(packet, get);
         Ok(s)
     }

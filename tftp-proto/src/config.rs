@@ -1,6 +1,6 @@
 //! Session configuration shared by servers and clients.
 
-use std::time::Duration;
+use core::time::Duration;
 
 use crate::options::OptionLimits;
 
@@ -61,7 +61,7 @@ impl Rollover {
 /// Timers, retries and limits of a session.
 ///
 /// ```
-/// use std::time::Duration;
+/// use core::time::Duration;
 /// use tftp_proto::Config;
 ///
 /// let mut config = Config::default();

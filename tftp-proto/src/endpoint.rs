@@ -53,9 +53,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::Instant;
+use alloc::collections::BTreeMap;
+use core::net::SocketAddr;
+
+use crate::time::Instant;
 
 use crate::server::{ErrorReply, IncomingRequest, RequestError};
 
@@ -160,8 +161,13 @@ struct Live {
 
 /// The listening side of a server: duplicate detection, replacement, single-port routing and
 /// the rules for answering; see the [module docs](self).
+///
+/// `I` is the caller's [`Instant`] type, as for sessions: [`std::time::Instant`] by default
+/// (with `std`, where [`Endpoint::new`] makes one), any other through
+/// [`Endpoint::with_instant`] (`Endpoint::<Millis>::with_instant(config)`).
 #[derive(Debug)]
-pub struct Endpoint {
+pub struct Endpoint<#[cfg(feature = "std")] I = std::time::Instant, #[cfg(not(feature = "std"))] I>
+{
     config: EndpointConfig,
     accepting: bool,
     /// The live session of each client transfer ID.
@@ -171,12 +177,20 @@ pub struct Endpoint {
     next: u64,
     /// Reply tokens, in millionths, and when they were last refilled.
     tokens: u64,
-    refilled: Option<Instant>,
+    refilled: Option<I>,
 }
 
-impl Endpoint {
-    /// An endpoint with no live sessions, accepting requests.
+#[cfg(feature = "std")]
+impl Endpoint<std::time::Instant> {
+    /// An endpoint with no live sessions, accepting requests, on [`std::time::Instant`].
     pub fn new(config: EndpointConfig) -> Self {
+        Self::with_instant(config)
+    }
+}
+
+impl<I: Instant> Endpoint<I> {
+    /// An endpoint with no live sessions, accepting requests, on the instant type `I`.
+    pub fn with_instant(config: EndpointConfig) -> Self {
         Endpoint {
             config,
             accepting: true,
@@ -190,7 +204,7 @@ impl Endpoint {
 
     /// Whether the listening port may send one more ERROR at `now` (a refusal of the
     /// caller's: server busy, too many transfers); takes it from the budget if so.
-    pub fn may_reply(&mut self, now: Instant) -> bool {
+    pub fn may_reply(&mut self, now: I) -> bool {
         let rate = u64::from(self.config.replies_per_second);
         let capacity = rate.max(1) * 1_000_000;
         if let Some(last) = self.refilled {
@@ -230,7 +244,7 @@ impl Endpoint {
     /// at `now`.
     pub fn handle(
         &mut self,
-        now: Instant,
+        now: I,
         local: SocketAddr,
         peer: SocketAddr,
         datagram: &[u8],
@@ -330,6 +344,7 @@ fn fingerprint(request: &IncomingRequest) -> u64 {
 mod tests {
     use super::*;
     use crate::packet::ErrorCode;
+    use std::time::Instant;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()

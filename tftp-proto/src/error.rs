@@ -8,7 +8,7 @@
 //!   [`TransferError::Local`] the caller's decision (for example an I/O error in the adapter).
 //! - [`UsageError`]: the caller misused the session API; the session state is unchanged.
 
-use std::string::String;
+use alloc::string::String;
 
 use thiserror::Error;
 
@@ -202,4 +202,15 @@ pub enum UsageError {
         /// Bytes that were available.
         available: usize,
     },
+    /// The storage lent for a session's window cannot hold what the transfer may need.
+    #[error("window storage of {available} bytes, {needed} needed")]
+    StorageTooSmall {
+        /// Bytes the transfer may need.
+        needed: usize,
+        /// Bytes the storage holds.
+        available: usize,
+    },
+    /// A request that cannot be encoded (a NUL in the file name, say).
+    #[error("request cannot be encoded: {0}")]
+    Encode(#[from] EncodeError),
 }

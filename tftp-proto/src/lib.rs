@@ -110,9 +110,11 @@
 //!
 //! A session holds one ring of `windowsize × (4 + blksize)` bytes (sending: the DATA packets
 //! of the current window, kept for retransmission so a source is read once; receiving: blocks
-//! not yet stored), a control-packet buffer of at most a few hundred bytes, and about 400 bytes
-//! of state. At blksize 1468 and windowsize 1 that is under 2.5 KiB.
-//! [`OptionLimits::max_window_bytes`] bounds the ring.
+//! not yet stored; a netascii sender adds `blksize` bytes to stage text) and about 1.3 KiB of
+//! state, 516 bytes of it the control packet (request, OACK, ACK or ERROR) kept inline for
+//! retransmission. At blksize 1468 and windowsize 1 that is under 3 KiB.
+//! [`OptionLimits::max_window_bytes`] bounds the ring. By default the ring is on the heap;
+//! [`storage`] puts it in memory the caller owns.
 //!
 //! The ring exists only once data flows: after the client's ACK 0 of a read's OACK, and at
 //! the first DATA of a write. A request that is never answered — spoofed, say — costs its
@@ -122,6 +124,75 @@
 //! ACKs, OACKs and ERRORs can arrive; `4 + blksize + 1` while DATA can); the listening socket's
 //! buffer must hold the largest request the server accepts (RFC 2347 asks clients to keep a
 //! request within 512 bytes; 65,535 takes any datagram).
+//!
+//! # In firmware
+//!
+//! Without its default `std` feature the crate is `#![no_std]` (it needs `alloc`), and a
+//! session can run without touching the heap:
+//!
+//! - time is any [`Instant`]: [`Millis`], a monotonic millisecond count from a tick timer
+//!   (with `std` the default is [`std::time::Instant`]; without it the type is named:
+//!   `ClientSession<Millis, _>`);
+//! - the window lives in a buffer the caller lends ([`ClientSession::get_with_storage`],
+//!   [`ServerSession::with_storage`]; see [`storage`]); the control packet is inline.
+//!
+//! A session on lent storage allocates nothing for a whole transfer, losses and
+//! retransmissions included (`tests/caller_storage.rs` counts). What still allocates:
+//! [`IncomingRequest::parse`] (the file name, one `String`), a failure's message
+//! ([`TransferError::Peer`] and [`TransferError::Local`] carry a `String`), and a request
+//! longer than 516 bytes (RFC 2347 asks for at most 512).
+//!
+//! RAM per session: its state, `size_of::<ClientSession<Millis, &mut [u8]>>()`, measured at
+//! 1,224 bytes on `thumbv7em-none-eabihf` (1,280 on x86-64), plus the ring: at blksize 512
+//! and windowsize 1, 516 bytes (1.7 KiB in all); at blksize 1468 and windowsize 4, 5,888 bytes
+//! (6.9 KiB in all). A client needs a ring for what it asks
+//! (`windowsize × (4 + max(blksize, 512))`); a server answers smaller to fit the ring it has.
+//!
+//! The loop is the one above, on a UDP stack such as smoltcp:
+//!
+//! ```no_run
+//! use core::net::SocketAddr;
+//! use tftp_proto::{ClientSession, Config, Mode, OptionValues, Output, time::Millis};
+//! # fn ticks_ms() -> u64 { 0 }
+//! # fn udp_send(_: SocketAddr, _: &[u8]) {}
+//! # fn udp_recv(_: &mut [u8]) -> Option<(SocketAddr, usize)> { None }
+//! # fn flash_write(_: u64, _: &[u8]) {}
+//! # fn wait_for_packet_or(_: Option<Millis>) {}
+//!
+//! # fn main() -> Result<(), tftp_proto::UsageError> {
+//! let server: SocketAddr = "192.168.1.1:69".parse().unwrap();
+//! let asked = OptionValues { blksize: Some(1468), windowsize: Some(4), ..Default::default() };
+//! let mut ring = [0u8; 4 * (4 + 1468)]; // windowsize × (4 + blksize)
+//! let mut client = ClientSession::get_with_storage(
+//!     server, "firmware.bin", Mode::Octet, asked, &Config::default(),
+//!     Millis(ticks_ms()), &mut ring[..],
+//! )?;
+//! let mut rx = [0u8; 1473]; // client.max_datagram_len() for blksize 1468
+//! let mut offset = 0;
+//! while !client.is_closed() {
+//!     let now = Millis(ticks_ms());
+//!     match client.poll_output(now) {
+//!         Output::Transmit(t) => udp_send(t.destination, t.contents),
+//!         Output::Store(mut block) => {
+//!             let data = block.data();
+//!             flash_write(offset, data);
+//!             offset += data.len() as u64;
+//!             block.stored();
+//!         }
+//!         Output::Event(_) | Output::Fill(_) => {}
+//!         Output::Wait(deadline) => {
+//!             wait_for_packet_or(deadline);
+//!             let now = Millis(ticks_ms());
+//!             match udp_recv(&mut rx) {
+//!                 Some((from, n)) => client.handle_datagram(now, from, &rx[..n]),
+//!                 None => client.handle_timeout(now),
+//!             }
+//!         }
+//!         Output::Closed => break,
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
 //!
 //! # Hostile peers
 //!
@@ -137,8 +208,11 @@
 //! failed: the peer's error, a protocol violation, a timeout, or the caller's abort), and
 //! [`UsageError`] (the caller misused the API). Nothing here panics on any input.
 
+#![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+extern crate alloc;
 
 pub mod client;
 pub mod config;
@@ -152,8 +226,10 @@ mod sender;
 pub mod server;
 pub mod session;
 pub mod stats;
+pub mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod time;
 mod timer;
 pub mod timers;
 
@@ -166,3 +242,5 @@ pub use packet::{ErrorCode, Mode, Packet};
 pub use server::{ErrorReply, IncomingRequest, RequestError, RequestKind, ServerSession};
 pub use session::{Event, Fill, Output, Session, Store, Transmit};
 pub use stats::{Outcome, SessionStats};
+pub use storage::Storage;
+pub use time::{Instant, Millis};

@@ -14,10 +14,14 @@ use core::ops::Range;
 use crate::config::Rollover;
 use crate::netascii;
 use crate::packet::HEADER_LEN;
+use crate::storage::Storage;
 
 #[derive(Debug)]
-pub(crate) struct Receiver {
-    ring: Vec<u8>,
+pub(crate) struct Receiver<B> {
+    /// The ring: `window` slots of `4 + blksize` bytes.
+    storage: B,
+    /// `storage` is prepared: the first block has arrived.
+    prepared: bool,
     pub(crate) blksize: usize,
     window: u64,
     rollover: Rollover,
@@ -55,13 +59,23 @@ pub(crate) enum DataResult {
     TooLarge,
 }
 
-impl Receiver {
-    pub(crate) fn new(blksize: u16, windowsize: u16, rollover: Rollover, netascii: bool) -> Self {
+impl<B: Storage> Receiver<B> {
+    /// A receiver whose ring lives in `storage`, which must hold
+    /// [`crate::storage::needed`]`(blksize, windowsize, false)` bytes.
+    pub(crate) fn new(
+        storage: B,
+        blksize: u16,
+        windowsize: u16,
+        rollover: Rollover,
+        netascii: bool,
+    ) -> Self {
         let blksize = usize::from(blksize);
         let window = u64::from(windowsize.max(1));
         Receiver {
-            // Allocated when the first block arrives: a spoofed write request pins nothing.
-            ring: Vec::new(),
+            // Prepared (allocated) when the first block arrives: a spoofed write request pins
+            // nothing.
+            storage,
+            prepared: false,
             blksize,
             window,
             rollover,
@@ -77,9 +91,13 @@ impl Receiver {
         }
     }
 
-    /// Bytes of the window ring (0 until allocated).
+    /// Bytes of the window ring (0 until the first block arrives).
     pub(crate) fn ring_len(&self) -> usize {
-        self.ring.len()
+        if self.prepared {
+            (HEADER_LEN + self.blksize) * self.window as usize
+        } else {
+            0
+        }
     }
 
     fn slot_start(&self, index: u64) -> usize {
@@ -105,11 +123,12 @@ impl Receiver {
         let lookback = self.next.saturating_sub(self.window + 1);
         if let Some(index) = self.rollover.resolve(block, lookback, window_end) {
             if index == self.next {
-                if self.ring.is_empty() {
-                    self.ring = vec![0; (HEADER_LEN + self.blksize) * self.window as usize];
+                if !self.prepared {
+                    self.prepared = true;
+                    self.storage.prepare(self.ring_len());
                 }
                 let start = self.slot_start(index);
-                self.ring[start + HEADER_LEN..start + HEADER_LEN + payload.len()]
+                self.storage.as_mut_slice()[start + HEADER_LEN..start + HEADER_LEN + payload.len()]
                     .copy_from_slice(payload);
                 if payload.len() < self.blksize {
                     self.eof = Some((index, payload.len()));
@@ -153,7 +172,11 @@ impl Receiver {
                 };
                 let range = match &mut self.netascii {
                     Some(decoder) => {
-                        let r = decoder.decode_in_place(&mut self.ring[..start + len], start, last);
+                        let r = decoder.decode_in_place(
+                            &mut self.storage.as_mut_slice()[..start + len],
+                            start,
+                            last,
+                        );
                         r.start..r.end
                     }
                     None => start..start + len,
@@ -162,7 +185,7 @@ impl Receiver {
                 range
             }
         };
-        Some((index, &self.ring[range], last))
+        Some((index, &self.storage.as_slice()[range], last))
     }
 
     /// The caller stored the block from [`Receiver::pending_block`].
@@ -218,7 +241,7 @@ impl Receiver {
 mod tests {
     use super::*;
 
-    fn store_all(r: &mut Receiver) -> Vec<u8> {
+    fn store_all(r: &mut Receiver<Vec<u8>>) -> Vec<u8> {
         let mut out = Vec::new();
         while let Some((_, data, _)) = r.pending_block() {
             out.extend_from_slice(data);
@@ -229,7 +252,7 @@ mod tests {
 
     #[test]
     fn lockstep_acks_each_block_after_it_is_stored() {
-        let mut r = Receiver::new(4, 1, Rollover::ToZero, false);
+        let mut r = Receiver::new(Vec::new(), 4, 1, Rollover::ToZero, false);
         assert_eq!(r.on_data(1, b"abcd"), DataResult::Accepted);
         assert_eq!(r.take_ack(), None, "not stored yet");
         assert_eq!(store_all(&mut r), b"abcd");
@@ -244,7 +267,7 @@ mod tests {
 
     #[test]
     fn window_acks_at_its_end_and_reports_a_gap_once() {
-        let mut r = Receiver::new(4, 4, Rollover::ToZero, false);
+        let mut r = Receiver::new(Vec::new(), 4, 4, Rollover::ToZero, false);
         assert_eq!(r.on_data(1, b"1111"), DataResult::Accepted);
         assert_eq!(r.on_data(3, b"3333"), DataResult::Gap);
         assert_eq!(r.on_data(4, b"4444"), DataResult::Duplicate);
@@ -268,7 +291,7 @@ mod tests {
 
     #[test]
     fn netascii_is_decoded_across_blocks() {
-        let mut r = Receiver::new(4, 2, Rollover::ToZero, true);
+        let mut r = Receiver::new(Vec::new(), 4, 2, Rollover::ToZero, true);
         r.on_data(1, b"ab\r\n");
         r.on_data(2, b"c\r\0\r");
         let mut out = store_all(&mut r);

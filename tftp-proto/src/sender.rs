@@ -11,16 +11,19 @@
 //! acknowledged block is a duplicate and changes nothing — retransmission happens only on a
 //! timeout (RFC 1123 §4.2.3.1, the Sorcerer's Apprentice rule).
 
-use std::time::Instant;
-
 use crate::config::Rollover;
 use crate::error::UsageError;
 use crate::netascii;
 use crate::packet::{HEADER_LEN, write_data_header};
+use crate::storage::Storage;
+use crate::time::Instant;
 
 #[derive(Debug)]
-pub(crate) struct Sender {
-    ring: Vec<u8>,
+pub(crate) struct Sender<I, B> {
+    /// The ring (`window` slots of `4 + blksize` bytes), then the netascii staging block.
+    storage: B,
+    /// Bytes of the ring in `storage`.
+    ring_len: usize,
     blksize: usize,
     window: u64,
     rollover: Rollover,
@@ -37,7 +40,7 @@ pub(crate) struct Sender {
     /// Netascii translation, when the mode asks for it.
     netascii: Option<NetasciiStage>,
     /// The block whose acknowledgement will give an RTT sample, and when it was sent.
-    probe: Option<(u64, Instant)>,
+    probe: Option<(u64, I)>,
     /// Payload bytes acknowledged.
     pub(crate) bytes_acked: u64,
     /// Source bytes taken so far, and how many the source said it would yield (octet mode).
@@ -48,7 +51,7 @@ pub(crate) struct Sender {
 #[derive(Debug)]
 struct NetasciiStage {
     encoder: netascii::Encoder,
-    staged: Vec<u8>,
+    /// Staged source bytes `start..end`, in the `blksize` bytes after the ring.
     start: usize,
     end: usize,
     source_done: bool,
@@ -67,12 +70,22 @@ pub(crate) enum AckResult {
     Invalid,
 }
 
-impl Sender {
-    pub(crate) fn new(blksize: u16, windowsize: u16, rollover: Rollover, netascii: bool) -> Self {
+impl<I: Instant, B: Storage> Sender<I, B> {
+    /// A sender whose ring lives in `storage`, which must hold
+    /// [`crate::storage::needed`]`(blksize, windowsize, netascii)` bytes.
+    pub(crate) fn new(
+        mut storage: B,
+        blksize: u16,
+        windowsize: u16,
+        rollover: Rollover,
+        netascii: bool,
+    ) -> Self {
+        storage.prepare(crate::storage::needed(blksize, windowsize, netascii));
         let blksize = usize::from(blksize);
         let window = u64::from(windowsize.max(1));
         Sender {
-            ring: vec![0; (HEADER_LEN + blksize) * window as usize],
+            storage,
+            ring_len: (HEADER_LEN + blksize) * window as usize,
             blksize,
             window,
             rollover,
@@ -83,7 +96,6 @@ impl Sender {
             eof: None,
             netascii: netascii.then(|| NetasciiStage {
                 encoder: netascii::Encoder::new(),
-                staged: vec![0; blksize],
                 start: 0,
                 end: 0,
                 source_done: false,
@@ -95,9 +107,9 @@ impl Sender {
         }
     }
 
-    /// Bytes of the window ring (0 until allocated).
+    /// Bytes of storage in use: the ring, and the netascii staging block.
     pub(crate) fn ring_len(&self) -> usize {
-        self.ring.len()
+        self.ring_len + self.netascii.as_ref().map_or(0, |_| self.blksize)
     }
 
     /// Check the source against the `size` it announced (octet mode only).
@@ -144,9 +156,10 @@ impl Sender {
     pub(crate) fn fill_buf(&mut self) -> &mut [u8] {
         let range = self.slot_range(self.filled);
         let from = range.start + HEADER_LEN + self.fill_pos;
-        match &mut self.netascii {
-            Some(n) => &mut n.staged[n.end..],
-            None => &mut self.ring[from..range.end],
+        let (ring, staged) = self.storage.as_mut_slice().split_at_mut(self.ring_len);
+        match &self.netascii {
+            Some(n) => &mut staged[n.end..self.blksize],
+            None => &mut ring[from..range.end],
         }
     }
 
@@ -198,9 +211,10 @@ impl Sender {
             let Some(stage) = self.netascii.as_mut() else {
                 return;
             };
+            let (ring, staged) = self.storage.as_mut_slice().split_at_mut(self.ring_len);
             let (consumed, written) = stage.encoder.encode(
-                &stage.staged[stage.start..stage.end],
-                &mut self.ring[out_from..range.end],
+                &staged[stage.start..stage.end],
+                &mut ring[out_from..range.end],
             );
             stage.start += consumed;
             if stage.start == stage.end {
@@ -222,7 +236,7 @@ impl Sender {
         let range = self.slot_range(self.filled);
         let len = self.fill_pos;
         write_data_header(
-            &mut self.ring[range.clone()],
+            &mut self.storage.as_mut_slice()[range.clone()],
             self.rollover.wire_block(self.filled),
         );
         if len < self.blksize {
@@ -243,7 +257,7 @@ impl Sender {
     /// is returned whenever the window allows one.
     pub(crate) fn next_transmit(
         &mut self,
-        now: Instant,
+        now: I,
         max: usize,
         max_bytes: usize,
     ) -> Option<(&[u8], u64, usize)> {
@@ -276,7 +290,8 @@ impl Sender {
             _ => self.blksize,
         };
         let end = self.slot_range(last).start + HEADER_LEN + last_len;
-        self.ring
+        self.storage
+            .as_slice()
             .get(start..end)
             .map(|p| (p, first, count as usize))
     }
@@ -287,7 +302,7 @@ impl Sender {
     }
 
     /// Handle ACK `block`.
-    pub(crate) fn on_ack(&mut self, block: u16, now: Instant) -> AckResult {
+    pub(crate) fn on_ack(&mut self, block: u16, now: I) -> AckResult {
         let Some(index) = self
             .rollover
             .resolve(block, self.base - 1, self.next_send - 1)
@@ -341,8 +356,9 @@ impl Sender {
 mod tests {
     use super::*;
     use crate::packet::Packet;
+    use std::time::Instant;
 
-    fn fill(s: &mut Sender, data: &[u8]) -> usize {
+    fn fill(s: &mut Sender<Instant, Vec<u8>>, data: &[u8]) -> usize {
         let buf = s.fill_buf();
         let n = buf.len().min(data.len());
         buf[..n].copy_from_slice(&data[..n]);
@@ -360,7 +376,7 @@ mod tests {
     #[test]
     fn exact_multiple_ends_with_empty_block() {
         let now = Instant::now();
-        let mut s = Sender::new(8, 1, Rollover::ToZero, false);
+        let mut s = Sender::new(Vec::new(), 8, 1, Rollover::ToZero, false);
         assert_eq!(fill(&mut s, b"12345678"), 8);
         assert!(!s.wants_fill());
         assert_eq!(
@@ -389,7 +405,7 @@ mod tests {
     #[test]
     fn window_goes_back_on_partial_ack() {
         let now = Instant::now();
-        let mut s = Sender::new(8, 4, Rollover::ToZero, false);
+        let mut s = Sender::new(Vec::new(), 8, 4, Rollover::ToZero, false);
         for _ in 0..4 {
             fill(&mut s, &[7; 8]);
         }
@@ -418,7 +434,7 @@ mod tests {
     #[test]
     fn netascii_expands_across_blocks() {
         let now = Instant::now();
-        let mut s = Sender::new(8, 2, Rollover::ToZero, true);
+        let mut s = Sender::new(Vec::new(), 8, 2, Rollover::ToZero, true);
         let mut text: &[u8] = b"a\nb\nc\nd\ne\n";
         while !text.is_empty() {
             assert!(s.wants_fill());
@@ -443,7 +459,7 @@ mod tests {
     #[test]
     fn a_window_goes_out_as_one_batch_until_the_ring_wraps() {
         let now = Instant::now();
-        let mut s = Sender::new(8, 4, Rollover::ToZero, false);
+        let mut s = Sender::new(Vec::new(), 8, 4, Rollover::ToZero, false);
         for b in 1..=4u8 {
             fill(&mut s, &[b; 8]);
         }
@@ -466,7 +482,7 @@ mod tests {
             "the last block is short"
         );
         // Limits: count and bytes.
-        let mut s = Sender::new(8, 4, Rollover::ToZero, false);
+        let mut s = Sender::new(Vec::new(), 8, 4, Rollover::ToZero, false);
         for b in 1..=4u8 {
             fill(&mut s, &[b; 8]);
         }
@@ -480,7 +496,8 @@ mod tests {
 
     #[test]
     fn overfill_is_a_usage_error() {
-        let mut s = Sender::new(8, 1, Rollover::ToZero, false);
+        let mut s: Sender<Instant, Vec<u8>> =
+            Sender::new(Vec::new(), 8, 1, Rollover::ToZero, false);
         assert!(matches!(s.advance(9), Err(UsageError::Overfill { .. })));
         assert!(s.wants_fill());
     }

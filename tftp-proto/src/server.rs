@@ -6,26 +6,36 @@
 //! with an [`ErrorReply`] or starts a [`ServerSession`] (normally on a fresh socket, whose
 //! port is the server's transfer ID, RFC 1350 §4).
 
-use std::borrow::Cow;
-use std::net::{IpAddr, SocketAddr};
-use std::string::{String, ToString};
-use std::time::Instant;
+use alloc::borrow::Cow;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, SocketAddr};
 
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::error::{DecodeError, TransferError};
+use crate::error::{DecodeError, TransferError, UsageError};
 use crate::options::{Direction, OptionValues, negotiate};
 use crate::packet::{ErrorCode, Mode, Packet};
-use crate::session::Session;
+use crate::session::{Ctrl, Session};
 use crate::stats::Outcome;
+use crate::storage::{self, Storage};
+use crate::time::Instant;
 
 /// Marker for the server role of a [`Session`].
 #[derive(Debug)]
 pub enum Server {}
 
-/// A session serving one read or write request.
-pub type ServerSession = Session<Server>;
+/// A session serving one read or write request. `I` is the caller's [`Instant`] type, `B` where
+/// the window lives ([`crate::storage`]); the defaults are [`std::time::Instant`] (with `std`)
+/// and the heap.
+pub type ServerSession<
+    #[cfg(feature = "std")] I = std::time::Instant,
+    #[cfg(not(feature = "std"))] I,
+    B = Vec<u8>,
+> = Session<Server, I, B>;
 
 /// Whether the client reads (RRQ) or writes (WRQ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -214,7 +224,7 @@ impl IncomingRequest {
     }
 }
 
-impl Session<Server> {
+impl<I: Instant> Session<Server, I> {
     /// Start serving `request` at `now` with `config` (whose `limits` may be adjusted per
     /// request).
     ///
@@ -224,12 +234,49 @@ impl Session<Server> {
     /// The first output is the OACK if any option was acknowledged (RFC 2347), else DATA 1 for
     /// a read (after a [`crate::Output::Fill`]) or ACK 0 for a write. A write whose announced
     /// `tsize` exceeds [`Config::max_transfer_size`] is refused at once with ERROR 3.
-    pub fn new(
+    pub fn new(request: &IncomingRequest, config: &Config, size: Option<u64>, now: I) -> Self {
+        Self::start(request, config, size, now, Vec::new())
+    }
+}
+
+impl<I: Instant, B: Storage> Session<Server, I, B> {
+    /// [`Session::new`] with the window in `storage` the caller owns (a `&mut [u8]`): the
+    /// session allocates nothing (see [`crate::storage`]).
+    ///
+    /// The options are negotiated to fit: `blksize` at most what one slot of `storage` holds,
+    /// `windowsize` at most what the whole holds (RFC 2348 and RFC 7440 let a server answer
+    /// smaller). `storage` must hold a plain RFC 1350 transfer: 516 bytes, and for a netascii
+    /// read another 512 to stage the text; else [`UsageError::StorageTooSmall`].
+    pub fn with_storage(
         request: &IncomingRequest,
         config: &Config,
         size: Option<u64>,
-        now: Instant,
+        now: I,
+        storage: B,
+    ) -> Result<Self, UsageError> {
+        let netascii_sender = request.kind == RequestKind::Read && request.mode == Mode::Netascii;
+        let needed = storage::needed(512, 1, netascii_sender);
+        let available = storage.capacity();
+        if available < needed {
+            return Err(UsageError::StorageTooSmall { needed, available });
+        }
+        let mut config = config.clone();
+        let room = available - crate::packet::HEADER_LEN;
+        let fit = if netascii_sender { room / 2 } else { room };
+        let fit = u16::try_from(fit).unwrap_or(u16::MAX);
+        config.limits.max_blksize = config.limits.max_blksize.min(fit);
+        Ok(Self::start(request, &config, size, now, storage))
+    }
+
+    fn start(
+        request: &IncomingRequest,
+        config: &Config,
+        size: Option<u64>,
+        now: I,
+        storage: B,
     ) -> Self {
+        let netascii_sender = request.kind == RequestKind::Read && request.mode == Mode::Netascii;
+        let capacity = storage.capacity();
         let mut s = Session::new_raw(
             config,
             request.peer,
@@ -237,6 +284,7 @@ impl Session<Server> {
             request.mode,
             request.options,
             now,
+            storage,
         );
         let direction = match request.kind {
             RequestKind::Read => Direction::Read { size },
@@ -256,16 +304,26 @@ impl Session<Server> {
                 return s;
             }
         }
-        let negotiated = negotiate(&request.options, &config.limits, direction);
+        let mut negotiated = negotiate(&request.options, &config.limits, direction);
+        // The window must fit the storage: as many slots as it holds (a heap ring holds any).
+        let blksize = negotiated.transfer.blksize;
+        let stage = if netascii_sender {
+            usize::from(blksize)
+        } else {
+            0
+        };
+        let slots =
+            capacity.saturating_sub(stage) / (crate::packet::HEADER_LEN + usize::from(blksize));
+        let slots = u16::try_from(slots).unwrap_or(u16::MAX).max(1);
+        if negotiated.transfer.windowsize > slots {
+            negotiated.transfer.windowsize = slots;
+            negotiated.oack.windowsize = negotiated.oack.windowsize.map(|w| w.min(slots));
+        }
         s.set_options(negotiated.transfer);
         let oack = (!negotiated.oack.is_empty()).then(|| {
-            negotiated.oack.with_options(|options| {
-                let packet = Packet::Oack(options);
-                let mut buf = vec![0u8; packet.encoded_len()];
-                let n = packet.encode(&mut buf).unwrap_or(0);
-                buf.truncate(n);
-                buf
-            })
+            negotiated
+                .oack
+                .with_options(|options| Ctrl::encode(&Packet::Oack(options)).unwrap_or(Ctrl::EMPTY))
         });
         if let RequestKind::Read = request.kind {
             s.source_size = size;
@@ -275,14 +333,18 @@ impl Session<Server> {
                 s.start_offering();
                 s.queue_ctrl(oack);
             }
-            (RequestKind::Read, None) => s.start_sending(),
+            (RequestKind::Read, None) => {
+                s.start_sending(now);
+            }
             (RequestKind::Write, Some(oack)) => {
-                s.start_receiving();
-                s.queue_ctrl(oack);
+                if s.start_receiving(now) {
+                    s.queue_ctrl(oack);
+                }
             }
             (RequestKind::Write, None) => {
-                s.start_receiving();
-                s.queue_ctrl(crate::packet::ack_bytes(0).to_vec());
+                if s.start_receiving(now) {
+                    s.queue_ack(0);
+                }
             }
         }
         s

@@ -7,18 +7,22 @@
 //! - output: [`Session::poll_output`], which must be drained after every input and mutator,
 //!   until it returns [`Output::Wait`] or [`Output::Closed`].
 
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
 use core::marker::PhantomData;
-use std::net::SocketAddr;
-use std::string::{String, ToString};
-use std::time::Instant;
+use core::net::SocketAddr;
 
 use crate::config::Config;
-use crate::error::{ProtocolError, TransferError, UsageError};
+use crate::error::{EncodeError, ProtocolError, TransferError, UsageError};
 use crate::options::{OptionValues, TransferOptions};
 use crate::packet::{ErrorCode, HEADER_LEN, Mode, Packet, ack_bytes};
 use crate::receiver::{DataResult, Receiver};
 use crate::sender::{AckResult, Sender};
 use crate::stats::{Outcome, SessionStats};
+use crate::storage::{self, Storage};
+use crate::time::Instant;
 use crate::timer::Rto;
 
 /// The most bytes in one batched transmit: what one UDP GSO send can carry.
@@ -64,31 +68,32 @@ impl<'a> Transmit<'a> {
 /// Something the caller should know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event {
+pub enum Event<#[cfg(feature = "std")] I = std::time::Instant, #[cfg(not(feature = "std"))] I> {
     /// The transfer parameters are settled (after the OACK exchange, or the first answer
     /// without one). Emitted once, before any data moves.
     Negotiated(TransferOptions),
     /// The outcome is known. Emitted once. The session may still have work to do (sending a
     /// final ERROR, or dallying to re-acknowledge a repeated last block): keep driving it until
     /// [`Output::Closed`].
-    Finished(SessionStats),
+    Finished(SessionStats<I>),
 }
 
 /// The next thing the caller must do, from [`Session::poll_output`].
 #[derive(Debug)]
 #[must_use]
-pub enum Output<'a> {
+pub enum Output<'a, #[cfg(feature = "std")] I = std::time::Instant, #[cfg(not(feature = "std"))] I>
+{
     /// Send this datagram, then poll again.
     Transmit(Transmit<'a>),
     /// Note this event, then poll again.
-    Event(Event),
+    Event(Event<I>),
     /// Supply source bytes for the next DATA block (sending side), then poll again.
     Fill(Fill<'a>),
     /// Store this received block (receiving side), then confirm, then poll again.
     Store(Store<'a>),
     /// Nothing to do until a datagram arrives or the deadline passes (then call
     /// [`Session::handle_timeout`]). `None`: no deadline.
-    Wait(Option<Instant>),
+    Wait(Option<I>),
     /// The session is over; drop it. Its outcome was reported by [`Event::Finished`].
     Closed,
 }
@@ -101,7 +106,30 @@ pub enum Output<'a> {
 /// nothing; the next poll asks again.
 #[derive(Debug)]
 pub struct Fill<'a> {
-    sender: &'a mut Sender,
+    sender: &'a mut dyn FillTarget,
+}
+
+/// What a [`Fill`] lends: the sender, whatever its instant and storage types.
+trait FillTarget: fmt::Debug + Send + Sync {
+    fn fill_block(&self) -> u64;
+    fn fill_buf(&mut self) -> &mut [u8];
+    fn advance(&mut self, n: usize) -> Result<(), UsageError>;
+    fn finish(&mut self);
+}
+
+impl<I: Instant, B: Storage> FillTarget for Sender<I, B> {
+    fn fill_block(&self) -> u64 {
+        Sender::fill_block(self)
+    }
+    fn fill_buf(&mut self) -> &mut [u8] {
+        Sender::fill_buf(self)
+    }
+    fn advance(&mut self, n: usize) -> Result<(), UsageError> {
+        Sender::advance(self, n)
+    }
+    fn finish(&mut self) {
+        Sender::finish(self)
+    }
 }
 
 impl Fill<'_> {
@@ -144,8 +172,10 @@ impl Fill<'_> {
 /// without the call changes nothing; the next poll offers the same block again.
 #[derive(Debug)]
 pub struct Store<'a> {
-    receiver: &'a mut Receiver,
-    stats: &'a mut SessionStats,
+    receiver: &'a mut dyn StoreTarget,
+    /// `SessionStats::blocks` and `SessionStats::bytes`, updated once stored.
+    blocks: &'a mut u64,
+    bytes: &'a mut u64,
     block: u64,
     last: bool,
 }
@@ -172,24 +202,109 @@ impl Store<'_> {
     /// The block is stored: it may be acknowledged.
     pub fn stored(self) {
         self.receiver.confirm_stored();
-        self.stats.blocks = self.receiver.blocks_stored();
-        self.stats.bytes = self.receiver.bytes_stored;
+        *self.blocks = self.receiver.blocks_stored();
+        *self.bytes = self.receiver.bytes_stored();
+    }
+}
+
+/// What a [`Store`] lends: the receiver, whatever its storage.
+trait StoreTarget: fmt::Debug + Send + Sync {
+    fn pending_block(&mut self) -> Option<(u64, &[u8], bool)>;
+    fn confirm_stored(&mut self);
+    fn blocks_stored(&self) -> u64;
+    fn bytes_stored(&self) -> u64;
+}
+
+impl<B: Storage> StoreTarget for Receiver<B> {
+    fn pending_block(&mut self) -> Option<(u64, &[u8], bool)> {
+        Receiver::pending_block(self)
+    }
+    fn confirm_stored(&mut self) {
+        Receiver::confirm_stored(self)
+    }
+    fn blocks_stored(&self) -> u64 {
+        Receiver::blocks_stored(self)
+    }
+    fn bytes_stored(&self) -> u64 {
+        self.bytes_stored
+    }
+}
+
+/// The last control packet (request, OACK, ACK or ERROR), kept for retransmission: inline up
+/// to 516 bytes, which holds every ACK and OACK, every ERROR but one whose message the caller
+/// made longer than 511 bytes, and any request within RFC 2347's 512-byte advice; anything
+/// longer goes on the heap.
+// Inline on purpose: a control packet must not cost an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Ctrl {
+    Inline {
+        buf: [u8; MAX_CONTROL_LEN],
+        len: u16,
+    },
+    Long(Vec<u8>),
+}
+
+impl Ctrl {
+    pub(crate) const EMPTY: Ctrl = Ctrl::Inline {
+        buf: [0; MAX_CONTROL_LEN],
+        len: 0,
+    };
+
+    pub(crate) fn encode(packet: &Packet<'_>) -> Result<Ctrl, EncodeError> {
+        let mut buf = [0u8; MAX_CONTROL_LEN];
+        match packet.encode(&mut buf) {
+            // `len` fits: at most MAX_CONTROL_LEN.
+            Ok(len) => Ok(Ctrl::Inline {
+                buf,
+                len: len as u16,
+            }),
+            Err(EncodeError::BufferTooSmall { needed }) => {
+                let mut long = vec![0u8; needed];
+                let len = packet.encode(&mut long)?;
+                long.truncate(len);
+                Ok(Ctrl::Long(long))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn from_slice(bytes: &[u8]) -> Ctrl {
+        let mut buf = [0u8; MAX_CONTROL_LEN];
+        let len = bytes.len().min(MAX_CONTROL_LEN);
+        buf[..len].copy_from_slice(&bytes[..len]);
+        Ctrl::Inline {
+            buf,
+            len: len as u16,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Ctrl::Inline { buf, len } => &buf[..usize::from(*len)],
+            Ctrl::Long(bytes) => bytes,
+        }
+    }
+}
+
+impl fmt::Debug for Ctrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Ctrl").field(&self.as_bytes()).finish()
     }
 }
 
 #[derive(Debug)]
-enum State {
+enum State<I, B> {
     /// Client: the request is out, no answer yet.
     Requesting { get: bool },
     /// Server, read request: the OACK is out, ACK 0 has not come (RFC 2347). Nothing of the
     /// window exists yet, so a spoofed request pins no more than the session itself.
     Offered,
     /// Sending DATA.
-    Sending(Sender),
+    Sending(Sender<I, B>),
     /// Receiving DATA.
-    Receiving(Receiver),
+    Receiving(Receiver<B>),
     /// The last DATA is acknowledged; re-acknowledge repeats until the deadline.
-    Dallying(Receiver),
+    Dallying(Receiver<B>),
     /// Over (a final ERROR may still be pending).
     Closed,
 }
@@ -198,8 +313,18 @@ enum State {
 ///
 /// `R` is [`crate::server::Server`] or [`crate::client::Client`]; the constructors live in
 /// those modules.
+///
+/// `I` is the [`Instant`] type the caller's clock gives (with `std`, by default
+/// [`std::time::Instant`]; see [`crate::time`]). `B` is where the window ring lives: by default
+/// on the heap, allocated when data starts to flow; `&mut [u8]` for a buffer the caller owns
+/// (see [`crate::storage`]).
 #[derive(Debug)]
-pub struct Session<R> {
+pub struct Session<
+    R,
+    #[cfg(feature = "std")] I = std::time::Instant,
+    #[cfg(not(feature = "std"))] I,
+    B = Vec<u8>,
+> {
     role: PhantomData<R>,
     config: Config,
     peer: SocketAddr,
@@ -208,9 +333,11 @@ pub struct Session<R> {
     mode: Mode,
     /// What the client asked for (server: from the request; client: what it sent).
     pub(crate) asked: OptionValues,
-    state: State,
+    state: State<I, B>,
+    /// The window's storage until data flows (then the sender or receiver holds it).
+    storage: Option<B>,
     /// The last control packet (request, OACK, ACK or ERROR), kept for retransmission.
-    ctrl: Vec<u8>,
+    ctrl: Ctrl,
     ctrl_pending: bool,
     /// `ctrl` has been sent before: sending it again is a retransmission.
     ctrl_sent: bool,
@@ -218,18 +345,18 @@ pub struct Session<R> {
     stray: Option<SocketAddr>,
     /// Strangers answered so far, and when the last was (see [`MAX_STRAY_REPLIES`]).
     stray_replies: u32,
-    last_stray_reply: Option<Instant>,
+    last_stray_reply: Option<I>,
     /// Server, read request: the size the source will yield, as the application said (and
     /// announced as `tsize`); checked against what the source really yields.
     pub(crate) source_size: Option<u64>,
     rto: Rto,
-    deadline: Option<Instant>,
+    deadline: Option<I>,
     retries: u32,
     /// When the packet whose answer gives an RTT sample left (control packets, ACKs).
-    ctrl_probe: Option<Instant>,
+    ctrl_probe: Option<I>,
     /// Highest DATA index sent so far (anything at or below it is a retransmission).
     highest_sent: u64,
-    stats: SessionStats,
+    stats: SessionStats<I>,
     negotiated_pending: bool,
     finished_pending: bool,
     /// Payload bytes accepted so far (for the size limit).
@@ -237,17 +364,18 @@ pub struct Session<R> {
     /// The outcome is decided (`stats.outcome` is final).
     done: bool,
     /// When the peer last made the transfer progress (for [`Config::give_up_after`]).
-    last_progress: Instant,
+    last_progress: I,
 }
 
-impl<R> Session<R> {
+impl<R, I: Instant, B: Storage> Session<R, I, B> {
     pub(crate) fn new_raw(
         config: &Config,
         peer: SocketAddr,
         peer_locked: bool,
         mode: Mode,
         asked: OptionValues,
-        now: Instant,
+        now: I,
+        storage: B,
     ) -> Self {
         Session {
             role: PhantomData,
@@ -257,7 +385,8 @@ impl<R> Session<R> {
             mode,
             asked,
             state: State::Closed,
-            ctrl: Vec::new(),
+            storage: Some(storage),
+            ctrl: Ctrl::EMPTY,
             ctrl_pending: false,
             ctrl_sent: false,
             stray: None,
@@ -288,20 +417,54 @@ impl<R> Session<R> {
         self.negotiated_pending = true;
     }
 
-    pub(crate) fn start_requesting(&mut self, request: Vec<u8>, get: bool) {
+    pub(crate) fn start_requesting(&mut self, request: Ctrl, get: bool) {
         self.state = State::Requesting { get };
         self.queue_ctrl(request);
     }
 
-    /// Start sending DATA: allocate the window ring.
-    pub(crate) fn start_sending(&mut self) {
+    /// The storage for the window, if it holds what the negotiated options need; otherwise
+    /// the transfer fails (the constructors that take caller storage size the options to it,
+    /// so this is a safeguard, not a path).
+    fn take_storage(&mut self, now: I, netascii_sender: bool) -> Option<B> {
+        let o = self.stats.options;
+        let needed = storage::needed(o.blksize, o.windowsize, netascii_sender);
+        match self.storage.take() {
+            Some(storage) if storage.capacity() >= needed => Some(storage),
+            _ => {
+                let error = TransferError::Local {
+                    code: ErrorCode::DISK_FULL,
+                    message: String::from("window storage too small"),
+                };
+                self.finish(
+                    now,
+                    Outcome::Failed(error),
+                    Some((ErrorCode::DISK_FULL, "Out of window memory")),
+                );
+                None
+            }
+        }
+    }
+
+    /// Start sending DATA: the window ring comes into use. False if the session failed
+    /// instead.
+    pub(crate) fn start_sending(&mut self, now: I) -> bool {
         let o = self.stats.options;
         let netascii = self.mode == Mode::Netascii;
+        let Some(storage) = self.take_storage(now, netascii) else {
+            return false;
+        };
         // In netascii the wire size differs from the source's (RFC 1350 appendix): no check.
         let expected = self.source_size.filter(|_| !netascii);
-        let sender = Sender::new(o.blksize, o.windowsize, self.config.rollover, netascii)
-            .expecting(expected);
+        let sender = Sender::new(
+            storage,
+            o.blksize,
+            o.windowsize,
+            self.config.rollover,
+            netascii,
+        )
+        .expecting(expected);
         self.state = State::Sending(sender);
+        true
     }
 
     /// Server, read request with an OACK: wait for ACK 0 before anything else.
@@ -309,50 +472,47 @@ impl<R> Session<R> {
         self.state = State::Offered;
     }
 
-    pub(crate) fn start_receiving(&mut self) {
+    /// Start receiving DATA (the ring comes into use with the first block). False if the
+    /// session failed instead.
+    pub(crate) fn start_receiving(&mut self, now: I) -> bool {
         let o = self.stats.options;
+        let Some(storage) = self.take_storage(now, false) else {
+            return false;
+        };
         self.state = State::Receiving(Receiver::new(
+            storage,
             o.blksize,
             o.windowsize,
             self.config.rollover,
             self.mode == Mode::Netascii,
         ));
+        true
     }
 
     /// Queue `packet` as the control packet (sent once, kept for retransmission).
-    pub(crate) fn queue_ctrl(&mut self, packet: Vec<u8>) {
+    pub(crate) fn queue_ctrl(&mut self, packet: Ctrl) {
         self.ctrl = packet;
         self.ctrl_pending = true;
         self.ctrl_sent = false;
     }
 
-    fn queue_ack(&mut self, block: u16) {
-        self.ctrl.clear();
-        self.ctrl.extend_from_slice(&ack_bytes(block));
-        self.ctrl_pending = true;
-        self.ctrl_sent = false;
+    pub(crate) fn queue_ack(&mut self, block: u16) {
+        self.queue_ctrl(Ctrl::from_slice(&ack_bytes(block)));
     }
 
     /// Decide the outcome, sending `error` to the peer if given. The first decision wins.
-    pub(crate) fn finish(
-        &mut self,
-        now: Instant,
-        outcome: Outcome,
-        error: Option<(ErrorCode, &str)>,
-    ) {
+    pub(crate) fn finish(&mut self, now: I, outcome: Outcome, error: Option<(ErrorCode, &str)>) {
         if self.done {
             return;
         }
         self.done = true;
         if let Some((code, message)) = error {
-            let packet = Packet::Error { code, message };
-            let mut buf = vec![0u8; packet.encoded_len()];
-            match packet.encode(&mut buf) {
-                Ok(n) => buf.truncate(n),
+            let packet = Ctrl::encode(&Packet::Error { code, message })
                 // Only a NUL inside the message can fail: send the code alone.
-                Err(_) => buf = vec![0, 5, (code.0 >> 8) as u8, code.0 as u8, 0],
-            }
-            self.queue_ctrl(buf);
+                .unwrap_or_else(|_| {
+                    Ctrl::from_slice(&[0, 5, (code.0 >> 8) as u8, code.0 as u8, 0])
+                });
+            self.queue_ctrl(packet);
         } else {
             self.ctrl_pending = false;
         }
@@ -363,7 +523,7 @@ impl<R> Session<R> {
         self.finished_pending = true;
     }
 
-    fn fail(&mut self, now: Instant, error: TransferError) {
+    fn fail(&mut self, now: I, error: TransferError) {
         let reply = match &error {
             TransferError::Protocol(e) => Some(protocol_reply(e)),
             TransferError::TooLarge { .. } => {
@@ -380,7 +540,7 @@ impl<R> Session<R> {
         self.finish(now, Outcome::Failed(error), reply);
     }
 
-    fn succeed(&mut self, now: Instant) {
+    fn succeed(&mut self, now: I) {
         if self.done {
             return;
         }
@@ -414,7 +574,7 @@ impl<R> Session<R> {
     }
 
     /// Live statistics; final once [`Event::Finished`] has been emitted.
-    pub fn stats(&self) -> &SessionStats {
+    pub fn stats(&self) -> &SessionStats<I> {
         &self.stats
     }
 
@@ -433,7 +593,7 @@ impl<R> Session<R> {
     }
 
     /// When [`Session::handle_timeout`] should next be called, if at all.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<I> {
         self.deadline
     }
 
@@ -477,7 +637,7 @@ impl<R> Session<R> {
     /// DATA, ACK or OACK, never for an ERROR (answering ERRORs is how one spoofed datagram makes
     /// two transfers loop forever, CVE-2024-2169), and at most a few times per session, at most
     /// once a second. Then drain [`Session::poll_output`].
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    pub fn handle_datagram(&mut self, now: I, from: SocketAddr, datagram: &[u8]) {
         if self.done && !matches!(self.state, State::Dallying(_)) {
             return;
         }
@@ -525,7 +685,7 @@ impl<R> Session<R> {
     /// Feed the passing of time. Does nothing before the deadline from
     /// [`Session::poll_timeout`], so a spurious wake-up is harmless. Then drain
     /// [`Session::poll_output`].
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, now: I) {
         let Some(deadline) = self.deadline else {
             return;
         };
@@ -577,7 +737,7 @@ impl<R> Session<R> {
     /// [`TransferError::Local`]. If the outcome is already decided (for example the session is
     /// dallying after success), this only closes the session. Then drain
     /// [`Session::poll_output`].
-    pub fn abort(&mut self, now: Instant, code: ErrorCode, message: &str) {
+    pub fn abort(&mut self, now: I, code: ErrorCode, message: &str) {
         if self.done {
             if matches!(self.state, State::Dallying(_)) {
                 self.state = State::Closed;
@@ -596,7 +756,7 @@ impl<R> Session<R> {
     /// same client port, or the process is going away). The outcome is
     /// [`TransferError::Local`] with code 0 and message "abandoned"; nothing is sent. Then
     /// drain [`Session::poll_output`].
-    pub fn abandon(&mut self, now: Instant) {
+    pub fn abandon(&mut self, now: I) {
         if self.done {
             self.state = State::Closed;
             self.deadline = None;
@@ -613,7 +773,7 @@ impl<R> Session<R> {
 
     /// The next thing to do. Drain after every input until [`Output::Wait`] or
     /// [`Output::Closed`]. `now` timestamps what is sent (for the retransmission timer).
-    pub fn poll_output(&mut self, now: Instant) -> Output<'_> {
+    pub fn poll_output(&mut self, now: I) -> Output<'_, I> {
         if let Some(destination) = self.stray.take() {
             return Output::Transmit(Transmit {
                 destination,
@@ -656,7 +816,7 @@ impl<R> Session<R> {
             self.arm_after_ctrl(now);
             return Output::Transmit(Transmit {
                 destination: self.peer,
-                contents: &self.ctrl,
+                contents: self.ctrl.as_bytes(),
                 segment_size: None,
             });
         }
@@ -682,7 +842,7 @@ impl<R> Session<R> {
                         .saturating_sub(first - 1)
                         .min(count as u64);
                     self.highest_sent = self.highest_sent.max(last);
-                    self.deadline = Some(now + rto);
+                    self.deadline = now.checked_add(rto);
                     let slot = usize::from(self.stats.options.blksize) + crate::packet::HEADER_LEN;
                     Output::Transmit(Transmit {
                         destination: self.peer,
@@ -706,7 +866,8 @@ impl<R> Session<R> {
                 if let Some((block, _, last)) = r.pending_block() {
                     return Output::Store(Store {
                         receiver: r,
-                        stats: &mut self.stats,
+                        blocks: &mut self.stats.blocks,
+                        bytes: &mut self.stats.bytes,
                         block,
                         last,
                     });
@@ -724,7 +885,7 @@ impl<R> Session<R> {
     // ---- internals ----
 
     /// RFC 1350 §4 answers a stranger with ERROR 5; see [`MAX_STRAY_REPLIES`] for the bounds.
-    fn maybe_answer_stray(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    fn maybe_answer_stray(&mut self, now: I, from: SocketAddr, datagram: &[u8]) {
         // Only what the lost peer of an old transfer would send: never an ERROR (that is the
         // loop), never a request, never garbage.
         let answerable = matches!(datagram, [0, 3 | 4 | 6, ..]);
@@ -771,10 +932,10 @@ impl<R> Session<R> {
     }
 
     /// Arm the retransmission timer after sending the control packet, if it expects an answer.
-    fn arm_after_ctrl(&mut self, now: Instant) {
+    fn arm_after_ctrl(&mut self, now: I) {
         self.deadline = match &self.state {
-            State::Requesting { .. } | State::Offered => Some(now + self.rto.current()),
-            State::Receiving(r) if r.waiting_for_peer() => Some(now + self.rto.current()),
+            State::Requesting { .. } | State::Offered => now.checked_add(self.rto.current()),
+            State::Receiving(r) if r.waiting_for_peer() => now.checked_add(self.rto.current()),
             State::Receiving(_) => None,
             State::Dallying(_) => {
                 let fixed = self
@@ -785,26 +946,26 @@ impl<R> Session<R> {
                     .unwrap_or_default();
                 // Long enough for the sender to time out and resend the last block a few times
                 // (its timer is about ours): a lost final ACK must not fail the transfer.
-                Some(now + self.config.dally.max(fixed).max(self.rto.current() * 4))
+                now.checked_add(self.config.dally.max(fixed).max(self.rto.current() * 4))
             }
             // Sending arms on DATA; Closed: a final ERROR expects nothing.
             State::Sending(_) | State::Closed => self.deadline,
         };
     }
 
-    fn sample_ctrl_rtt(&mut self, now: Instant) {
+    fn sample_ctrl_rtt(&mut self, now: I) {
         if let Some(sent) = self.ctrl_probe.take() {
             self.rto.sample(now.saturating_duration_since(sent));
         }
     }
 
-    fn progress(&mut self, now: Instant) {
+    fn progress(&mut self, now: I) {
         self.retries = 0;
         self.last_progress = now;
         self.rto.progress();
     }
 
-    fn on_peer_error(&mut self, now: Instant, code: ErrorCode, message: &str) {
+    fn on_peer_error(&mut self, now: I, code: ErrorCode, message: &str) {
         if self.done {
             return;
         }
@@ -821,7 +982,7 @@ impl<R> Session<R> {
         self.finish(now, outcome, None);
     }
 
-    fn on_first_answer(&mut self, now: Instant, get: bool, packet: Packet<'_>) -> State {
+    fn on_first_answer(&mut self, now: I, get: bool, packet: Packet<'_>) -> State<I, B> {
         // No round-trip sample from the request: its answer may be the server's retransmitted
         // OACK (Karn's rule cannot tell), and it includes the server's work on the request
         // (opening a file, asking an origin), so it would inflate the timeout.
@@ -840,10 +1001,11 @@ impl<R> Session<R> {
                     }
                     self.set_options(transfer);
                     if get {
-                        self.start_receiving();
-                        self.queue_ack(0);
+                        if self.start_receiving(now) {
+                            self.queue_ack(0);
+                        }
                     } else {
-                        self.start_sending();
+                        self.start_sending(now);
                     }
                     core::mem::replace(&mut self.state, State::Closed)
                 }
@@ -855,15 +1017,15 @@ impl<R> Session<R> {
             (true, Packet::Data { .. }) => {
                 // No OACK: the server ignored every option (RFC 2347), plain RFC 1350.
                 self.set_options(TransferOptions::default());
-                self.start_receiving();
+                self.start_receiving(now);
                 let State::Receiving(r) = core::mem::replace(&mut self.state, State::Closed) else {
-                    unreachable!()
+                    return State::Closed;
                 };
                 self.on_receiving(now, r, packet)
             }
             (false, Packet::Ack { block: 0 }) => {
                 self.set_options(TransferOptions::default());
-                self.start_sending();
+                self.start_sending(now);
                 core::mem::replace(&mut self.state, State::Closed)
             }
             (_, other) => {
@@ -873,7 +1035,7 @@ impl<R> Session<R> {
         }
     }
 
-    fn on_offered(&mut self, now: Instant, packet: Packet<'_>) -> State {
+    fn on_offered(&mut self, now: I, packet: Packet<'_>) -> State<I, B> {
         match packet {
             Packet::Ack { block: 0 } => {
                 self.sample_ctrl_rtt(now);
@@ -881,7 +1043,7 @@ impl<R> Session<R> {
                 self.deadline = None;
                 // Only now does the window ring exist: the peer has shown it receives at the
                 // address the request came from.
-                self.start_sending();
+                self.start_sending(now);
                 core::mem::replace(&mut self.state, State::Closed)
             }
             Packet::Ack { block } => {
@@ -900,7 +1062,7 @@ impl<R> Session<R> {
         }
     }
 
-    fn on_sending(&mut self, now: Instant, mut sender: Sender, packet: Packet<'_>) -> State {
+    fn on_sending(&mut self, now: I, mut sender: Sender<I, B>, packet: Packet<'_>) -> State<I, B> {
         match packet {
             Packet::Ack { block } => {
                 let result = sender.on_ack(block, now);
@@ -936,13 +1098,13 @@ impl<R> Session<R> {
         State::Sending(sender)
     }
 
-    fn on_receiving(&mut self, now: Instant, mut r: Receiver, packet: Packet<'_>) -> State {
+    fn on_receiving(&mut self, now: I, mut r: Receiver<B>, packet: Packet<'_>) -> State<I, B> {
         match packet {
             Packet::Data { block, data } => match r.on_data(block, data) {
                 DataResult::Accepted => {
                     self.sample_ctrl_rtt(now);
                     self.progress(now);
-                    self.deadline = Some(now + self.rto.current());
+                    self.deadline = now.checked_add(self.rto.current());
                     self.received_bytes += data.len() as u64;
                     if let Some(limit) = self.config.max_transfer_size {
                         if self.received_bytes > limit {
@@ -985,7 +1147,7 @@ impl<R> Session<R> {
                 }
             },
             // The server repeated its OACK: our ACK 0 was lost (client side).
-            Packet::Oack(_) if r.blocks_stored() == 0 && self.ctrl == ack_bytes(0) => {
+            Packet::Oack(_) if r.blocks_stored() == 0 && self.ctrl.as_bytes() == ack_bytes(0) => {
                 self.stats.duplicates += 1;
                 self.ctrl_pending = true;
             }

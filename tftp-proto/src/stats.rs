@@ -1,9 +1,10 @@
 //! Per-session statistics: what fbtftp hands to its session-stats callback, typed.
 
-use std::time::{Duration, Instant};
+use core::time::Duration;
 
 use crate::error::TransferError;
 use crate::options::TransferOptions;
+use crate::time::Instant;
 
 /// How a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,11 +37,14 @@ impl Outcome {
 /// Counters and timings of one session, reported with [`crate::Event::Finished`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct SessionStats {
+pub struct SessionStats<
+    #[cfg(feature = "std")] I = std::time::Instant,
+    #[cfg(not(feature = "std"))] I,
+> {
     /// When the session was created.
-    pub started: Instant,
+    pub started: I,
     /// When the outcome became known.
-    pub finished: Instant,
+    pub finished: I,
     /// The negotiated transfer parameters.
     pub options: TransferOptions,
     /// Payload bytes acknowledged by the peer (sending) or stored by the caller (receiving), as
@@ -62,10 +66,10 @@ pub struct SessionStats {
     pub outcome: Outcome,
 }
 
-impl SessionStats {
+impl<I: Instant> SessionStats<I> {
     /// Zeroed statistics of a session started at `now`, outcome [`Outcome::Completed`].
     /// Adapters use it to report a request refused before any session existed.
-    pub fn new(now: Instant) -> Self {
+    pub fn new(now: I) -> Self {
         SessionStats {
             started: now,
             finished: now,

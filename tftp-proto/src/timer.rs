@@ -2,7 +2,7 @@
 //! the estimator of RFC 6298 §2), or a fixed interval when `timeout` was negotiated
 //! (RFC 2349).
 
-use std::time::Duration;
+use core::time::Duration;
 
 use crate::config::Config;
 

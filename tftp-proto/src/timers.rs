@@ -25,8 +25,8 @@
 //! assert_eq!(timers.len(), 1);
 //! ```
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use alloc::collections::BinaryHeap;
+use core::cmp::Reverse;
 
 /// Deadlines of type `T` (e.g. `std::time::Instant`) for keys `K` (e.g. a session handle).
 #[derive(Debug, Clone)]
