@@ -18,7 +18,7 @@ pub mod scenarios;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-pub use backend::{Backend, Sink, Source};
+pub use backend::{Backend, SIZES, STALL, Sink, Source, TEXT};
 
 /// The README's Rust examples, compiled (and run, unless marked `no_run`) as doctests: this
 /// crate depends on every adapter and runtime they use.
