@@ -19,6 +19,9 @@ command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 # U-Boot's tftpboot (tftpd/tests/uboot.rs): its qemu-x86_64 build, run with qemu -bios.
 [ -e /usr/lib/u-boot/qemu-x86_64/u-boot.rom ] || need+=(u-boot-qemu)
 command -v ss >/dev/null || need+=(iproute2)
+# The .deb smoke test (scripts/deb-smoke.sh): man, systemd-socket-activate, systemd-analyze.
+command -v man >/dev/null || need+=(man-db)
+command -v systemd-socket-activate >/dev/null || need+=(systemd)
 # The namespace test bed (scripts/netbed.sh, tftpd/tests/netbed.rs): its NAT router.
 command -v nft >/dev/null || need+=(nftables)
 # The HTTP origin of tftpd/tests/origin_cache.rs (its access log counts the origin's GETs).

@@ -209,8 +209,8 @@ pub async fn drive<R, I: SessionIo>(
         };
         let wake = io.wait(deadline, &mut buf).await;
         on_wake(session, wake, &buf);
-        // Only while the outcome is open: the final report (at `Event::Finished`) counts the
-        // rest, so a report while dallying after it would count bytes twice.
+        // Only while the transfer runs: once its outcome is known, its final report counts
+        // the rest (a dallying session must not be counted again).
         if let (Some(report), None) = (how.progress, session.outcome()) {
             let bytes = session.stats().bytes;
             let now = Instant::now();

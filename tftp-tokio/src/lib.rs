@@ -31,14 +31,22 @@
 
 #![forbid(unsafe_code)]
 
+mod chain;
 mod client;
+mod dir;
 mod handler;
 mod runtime;
 mod server;
+pub mod template_engine;
+mod templates;
 
+pub use chain::Fallback;
 pub use client::Client;
+pub use dir::DirHandler;
 pub use handler::{BoxFuture, DynHandler, Handler, ReadResponse, WriteResponse};
 pub use server::Server;
+pub use templates::Templates;
+pub use tftp_common::fs::RootOptions;
 pub use tftp_common::server::ServerOptions;
 pub use tftp_common::{
     AdmissionConfig, ClientError, HandlerError, MtuPolicy, Request, ServerConfig, ServerStats,

@@ -13,6 +13,8 @@
 //! `aborted_by_client`, `timed_out`, `refused`, `failed`), `error` (code and message, if any),
 //! `bytes`, `blocks`, `duration_ms`, `packets_sent`, `packets_received`, `retransmissions`,
 //! `duplicates`, `blksize`, `windowsize`, `tsize`, and `requested` (the options asked for).
+//! `file` is the name the client sent; with [`SessionLog::with_remaps`], a request whose name
+//! the remap rules (`--map-file`) changed also has `remapped`: the name that was served.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -22,6 +24,8 @@ use serde::Serialize;
 use tftp_proto::{Outcome, RequestKind, TransferError};
 
 use tftp_common::SessionReport;
+
+use crate::remap::RemapNotes;
 
 #[derive(Serialize)]
 struct Line<'a> {
@@ -45,6 +49,8 @@ struct Line<'a> {
     windowsize: u16,
     tsize: Option<u64>,
     requested: Requested,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remapped: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -65,6 +71,7 @@ struct Requested {
 #[derive(Debug)]
 pub struct SessionLog<W> {
     out: Mutex<W>,
+    remaps: Option<RemapNotes>,
 }
 
 impl<W: Write> SessionLog<W> {
@@ -72,13 +79,25 @@ impl<W: Write> SessionLog<W> {
     pub fn new(out: W) -> Self {
         SessionLog {
             out: Mutex::new(out),
+            remaps: None,
         }
+    }
+
+    /// Add `remapped` to the lines of requests whose name [`Remap`](crate::Remap) changed
+    /// (give it the same `notes`).
+    pub fn with_remaps(mut self, notes: RemapNotes) -> Self {
+        self.remaps = Some(notes);
+        self
     }
 
     /// Append the line for `report`. Write errors are logged and otherwise ignored: the log
     /// must never stop the server.
     pub fn record(&self, report: &SessionReport) {
-        let line = line(report, SystemTime::now());
+        let mut line = line(report, SystemTime::now());
+        line.remapped = self
+            .remaps
+            .as_ref()
+            .and_then(|notes| notes.take(report.peer, &report.filename));
         let Ok(mut json) = serde_json::to_vec(&line) else {
             return;
         };
@@ -143,6 +162,7 @@ fn line(report: &SessionReport, now: SystemTime) -> Line<'_> {
             timeout: report.requested.timeout,
             tsize: report.requested.tsize,
         },
+        remapped: None,
     }
 }
 

@@ -9,7 +9,7 @@ use tftp_common::{HandlerError, Request};
 use tftp_proto::ErrorCode;
 use tftp_tokio::{Handler, ReadResponse, WriteResponse};
 
-use crate::{DirHandler, Fallback, HttpOrigin, Templates};
+use crate::{DirHandler, Fallback, Templates};
 
 /// A handler that can say whether a read of a request's file would find one, without
 /// transferring it.
@@ -18,7 +18,7 @@ pub trait Lookup: Handler {
     /// would answer "File not found", or the error it (or the check) would fail with.
     ///
     /// The default reads and drops what it got: right for local handlers, where opening is
-    /// cheap. Remote ones ask without transferring (see [`HttpOrigin::exists`]).
+    /// cheap. Remote ones ask without transferring (see `HttpOrigin::exists`).
     fn exists(&self, request: &Request) -> impl Future<Output = Result<bool, HandlerError>> + Send {
         async move {
             match self.read(request).await {
@@ -34,9 +34,10 @@ impl Lookup for DirHandler {}
 
 impl Lookup for Templates {}
 
-impl Lookup for HttpOrigin {
+#[cfg(feature = "http-origin")]
+impl Lookup for crate::HttpOrigin {
     async fn exists(&self, request: &Request) -> Result<bool, HandlerError> {
-        HttpOrigin::exists(self, request).await
+        crate::HttpOrigin::exists(self, request).await
     }
 }
 

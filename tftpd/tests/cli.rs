@@ -280,3 +280,50 @@ fn journald_format_marks_warnings_for_the_journal() {
     assert!(log.lines().any(|l| l.starts_with("<6>")), "{log}");
     assert!(log.lines().all(|l| l.starts_with('<')), "{log}");
 }
+
+/// Each binary says what it is, not the crate's description.
+#[test]
+fn each_binary_has_its_own_about() {
+    for (bin, expected) in [
+        (env!("CARGO_BIN_EXE_tftpd"), "Serve files over TFTP"),
+        (env!("CARGO_BIN_EXE_tftp"), "A TFTP client"),
+    ] {
+        let out = Command::new(bin).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.starts_with(expected), "{bin}: {help}");
+    }
+}
+
+/// `tftpd --help` groups its flags the way an operator looks for them.
+#[test]
+fn help_groups_the_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let headings: Vec<&str> = help
+        .lines()
+        .filter(|l| !l.starts_with(' ') && l.ends_with(':'))
+        .collect();
+    for group in [
+        "Network:",
+        "Files:",
+        "Uploads:",
+        "Options and timers:",
+        "Limits:",
+        "Logging and monitoring:",
+        "tftpd-hpa compatibility:",
+    ] {
+        assert!(headings.contains(&group), "{group} missing in {headings:?}");
+    }
+    // Under its heading: the network flags together.
+    let network = help.split("Network:").nth(1).unwrap();
+    let network = network.split("\n\n").next().unwrap();
+    for flag in ["--listen", "--port ", "--single-port", "--tftp-mtu"] {
+        assert!(
+            network.contains(flag),
+            "{flag} not under Network:\n{network}"
+        );
+    }
+}

@@ -8,6 +8,8 @@
 //! without them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Without the http-origin feature the trickling-origin tests, and what only they use, are out.
+#![cfg_attr(not(feature = "http-origin"), allow(unused_imports))]
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,7 +22,7 @@ use serde_json::Value;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 mod support;
-use support::{Daemon, free_tcp, free_udp, wait_ready};
+use support::{Daemon, free_tcp, free_udp, metric, scrape, wait_ready};
 
 /// The binary under test: `TFTPD_BIN` if set, else this crate's `tftpd`.
 fn tftpd_bin() -> String {
@@ -46,35 +48,6 @@ fn content(len: usize) -> Vec<u8> {
     (0..len as u64)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
         .collect()
-}
-
-/// `GET /metrics` from 127.0.0.1:`port` (retrying for up to 10 s while nothing listens).
-fn scrape(port: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() > deadline => panic!("metrics endpoint: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
-}
-
-/// The value of an unlabelled sample (or one with its labels written out), if exported.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// The session log's lines so far.
@@ -541,6 +514,7 @@ fn never_acknowledged_windowed_requests_pin_little_memory() {
 
 // ---- 4. A trickling origin ----
 
+#[cfg(feature = "http-origin")]
 /// An HTTP origin whose `/trickle` announces 10 MB and then sends one byte a second (for at
 /// most a minute, or until the connection breaks). Anything else is 404.
 fn trickling_origin() -> u16 {
@@ -554,6 +528,7 @@ fn trickling_origin() -> u16 {
     port
 }
 
+#[cfg(feature = "http-origin")]
 fn trickle(mut stream: TcpStream) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request_line = String::new();
@@ -590,6 +565,7 @@ fn trickle(mut stream: TcpStream) {
     }
 }
 
+#[cfg(feature = "http-origin")]
 /// RRQ `trickle` (blksize 1468, tsize 0) answered with an OACK within 1 s; ACK 0 sent, so
 /// the session now waits for the origin's first block. The client socket and transfer port.
 fn start_trickling_transfer(port: u16) -> (UdpSocket, SocketAddr) {
@@ -618,6 +594,7 @@ fn start_trickling_transfer(port: u16) -> (UdpSocket, SocketAddr) {
     (s, tid)
 }
 
+#[cfg(feature = "http-origin")]
 /// (a) While the origin trickles, the client's ERROR ends the session at once: it is not stuck
 /// in the read of the first block.
 #[test]
@@ -651,6 +628,7 @@ fn a_client_error_ends_a_session_waiting_on_a_trickling_origin() {
     assert!(took < Duration::from_secs(3));
 }
 
+#[cfg(feature = "http-origin")]
 /// (b) SIGTERM while a session waits on a trickling origin: the process exits within the grace
 /// period (2 s) and 3 s more, the client told "Server shutting down".
 #[test]
@@ -745,6 +723,7 @@ fn the_listener_answers_requests_only() {
     assert!(d.starts_with("\u{0}\u{5}\u{0}\u{4}"), "{d:?}");
 }
 
+#[cfg(feature = "http-origin")]
 /// (c) `--source-timeout 1`: a block the origin cannot supply within a second aborts the
 /// transfer with "Data source timed out", to the client and in the session log.
 #[test]

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -297,24 +297,8 @@ fn local_root_first_then_the_origin_against_python_http_server() {
     assert!(out.stdout == expected(3_000_000));
 }
 
-fn scrape(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
-}
-
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    support::metric(text, name).unwrap_or(0.0)
 }
 
 #[test]
@@ -341,7 +325,7 @@ fn metrics_are_scraped_during_a_transfer_and_sessions_logged() {
         .unwrap();
     let mut buf = [0u8; 600];
     let (_, tid) = client.recv_from(&mut buf).unwrap();
-    let during = scrape(metrics_port);
+    let during = support::scrape(metrics_port);
     assert_eq!(metric(&during, "tftp_active_sessions"), 1.0, "{during}");
     assert!(metric(&during, "tftp_sessions_started_total") >= 1.0);
     // Acknowledge ten blocks, wait past the one-second progress report, acknowledge one
@@ -356,7 +340,7 @@ fn metrics_are_scraped_during_a_transfer_and_sessions_logged() {
     client.send_to(&[0, 4, 0, block as u8], tid).unwrap();
     client.recv_from(&mut buf).unwrap();
     block += 1;
-    let moving = scrape(metrics_port);
+    let moving = support::scrape(metrics_port);
     assert!(
         metric(&moving, "tftp_bytes_sent_total") >= 10.0 * 512.0,
         "bytes of a running transfer: {moving}"
@@ -380,7 +364,7 @@ fn metrics_are_scraped_during_a_transfer_and_sessions_logged() {
         .args(["-s", &format!("tftp://127.0.0.1:{port}/missing")])
         .output();
     std::thread::sleep(Duration::from_millis(300));
-    let after = scrape(metrics_port);
+    let after = support::scrape(metrics_port);
     assert_eq!(metric(&after, "tftp_active_sessions"), 0.0, "{after}");
     assert_eq!(
         metric(&after, "tftp_sessions_total{outcome=\"completed\"}"),

@@ -19,7 +19,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -171,25 +171,12 @@ fn tftpd_env(args: &[&str], env: &[(&str, &Path)]) -> Tftpd {
 
 impl Tftpd {
     fn scrape(&self) -> String {
-        let mut s = TcpStream::connect(("127.0.0.1", self.metrics)).unwrap();
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        body
+        support::scrape(self.metrics)
     }
 
     /// A counter or gauge, `name` with its labels as printed (`x{result="hit"}`).
     fn metric(&self, name: &str) -> u64 {
-        let text = self.scrape();
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0) as u64
+        support::metric(&self.scrape(), name).unwrap_or(0.0) as u64
     }
 
     fn get(&self, file: &str, dest: &Path) -> Output {

@@ -159,9 +159,7 @@ fn main() -> Result<()> {
             .duration
             .is_none_or(|d| start.elapsed().as_secs_f64() < d)
     {
-        if let Some(path) = &args.stats
-            && Instant::now() >= next_write
-        {
+        if let Some(path) = args.stats.as_ref().filter(|_| Instant::now() >= next_write) {
             write_stats(path, &stats_json(&args, &proxy.stats()))?;
             next_write += interval;
         }

@@ -20,8 +20,12 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 
 /// A TFTP client (RFC 1350 with blksize, timeout, tsize and windowsize options).
 #[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
+#[command(
+    name = "tftp",
+    version,
+    about = "A TFTP client (RFC 1350 with blksize, timeout, tsize and windowsize options): get and put, like tftp-hpa's, or with tftp:// URLs like curl."
+)]
+pub(crate) struct Args {
     #[command(subcommand)]
     command: Command,
     /// Block size to ask for (8..=65464).

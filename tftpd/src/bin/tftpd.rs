@@ -17,10 +17,9 @@ use std::time::Duration;
 use clap::Parser;
 use tftp_tokio::{MtuPolicy, Server, ServerConfig, ServerOptions, TimeoutPolicy};
 use tftpd::session_log::SessionLog;
-use tftpd::{
-    DirHandler, Fallback, HttpOrigin, NoShadow, OriginRedirects, OriginTimeouts, RootOptions,
-    Templates,
-};
+use tftpd::{DirHandler, Fallback, NoShadow, RootOptions, Templates};
+#[cfg(feature = "http-origin")]
+use tftpd::{HttpOrigin, OriginRedirects, OriginTimeouts};
 
 /// Serve files over TFTP (RFC 1350 with options: blksize, timeout, tsize, windowsize).
 #[derive(Debug, Parser)]
@@ -33,175 +32,332 @@ use tftpd::{
 64 for a command-line error; 78 for an error in the --config file; 1 when serving fails \
 (binding, privileges, the root)."
 )]
-struct Args {
+pub(crate) struct Args {
     /// Read settings from a TOML file whose keys are these flags' long names
     /// (`root = "/srv/tftp"`, `max-blksize = 1468`, `allow-write = true`,
     /// `listen = ["[::]:69"]`). Flags on the command line win. SIGHUP re-reads it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Operation", long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// After binding the listening sockets, switch to this user (and its group), so that
     /// port 69 can be bound as root without serving as root.
-    #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = "Operation", long, value_name = "NAME")]
     user: Option<String>,
     /// Directory to serve; requests cannot reach outside it.
-    #[arg(long)]
+    #[arg(help_heading = "Files", long)]
     root: Option<PathBuf>,
     /// Directory of templates rendered per client ({{ip}}, {{ip_hex}}, {{path}}, ...),
     /// looked up before --root.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Files", long, value_name = "DIR")]
     templates: Option<PathBuf>,
+    #[cfg(feature = "http-origin")]
     /// Stream files not found locally from this HTTP(S) origin (URL/path), after --root.
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "HTTP origin", long, value_name = "URL")]
     http_origin: Option<String>,
+    #[cfg(feature = "http-origin")]
     /// Which redirects of the origin to follow: `same-origin` (same scheme, host and port, at
     /// most 5 hops) or `none`. Following any would let an open redirect on the origin send
     /// tftpd anywhere.
-    #[arg(long, value_enum, default_value_t = Redirects::SameOrigin, value_name = "POLICY")]
+    #[arg(help_heading = "HTTP origin", long, value_enum, default_value_t = Redirects::SameOrigin, value_name = "POLICY")]
     origin_redirects: Redirects,
+    #[cfg(feature = "http-origin")]
     /// Keep the origin's files in this directory (one tftpd process per directory), bounded
     /// by --origin-cache-size, honouring Cache-Control and revalidating with conditional GETs.
     /// With or without it, concurrent reads of one file share one fetch.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "HTTP origin", long, value_name = "DIR")]
     origin_cache: Option<PathBuf>,
+    #[cfg(feature = "http-origin")]
     /// Bytes the --origin-cache entries may take; least recently used ones are evicted.
-    #[arg(long, default_value_t = tftpd::DEFAULT_CACHE_BYTES, value_name = "BYTES")]
+    #[arg(help_heading = "HTTP origin", long, default_value_t = tftpd::DEFAULT_CACHE_BYTES, value_name = "BYTES")]
     origin_cache_size: u64,
+    #[cfg(feature = "http-origin")]
     /// Serve a stale --origin-cache entry when the origin is unreachable or fails.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(help_heading = "HTTP origin", long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     origin_stale_if_error: bool,
+    #[cfg(feature = "http-origin")]
     /// Seconds an origin response without Cache-Control max-age or Expires counts as fresh
     /// (0: revalidated at every read).
-    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    #[arg(
+        help_heading = "HTTP origin",
+        long,
+        default_value_t = 0,
+        value_name = "SECS"
+    )]
     origin_default_max_age: u64,
+    #[cfg(feature = "http-origin")]
     /// Seconds to connect to the origin.
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    #[arg(
+        help_heading = "HTTP origin",
+        long,
+        default_value_t = 5.0,
+        value_name = "SECS"
+    )]
     origin_connect_timeout: f64,
+    #[cfg(feature = "http-origin")]
     /// Seconds to wait for the origin's headers, and between two chunks of its body.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    #[arg(
+        help_heading = "HTTP origin",
+        long,
+        default_value_t = 10.0,
+        value_name = "SECS"
+    )]
     origin_read_timeout: f64,
     /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9169), at `GET
     /// /metrics`; at most 32 connections, each with 5 s to send its request.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(help_heading = "Logging and monitoring", long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
     /// Append one JSON line per finished session to this file (`-`: standard output).
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Logging and monitoring", long, value_name = "PATH")]
     session_log: Option<PathBuf>,
     /// Address to listen on (repeatable). Default: [::]:PORT, which also accepts IPv4.
-    #[arg(long = "listen", value_name = "ADDR")]
+    #[arg(help_heading = "Network", long = "listen", value_name = "ADDR")]
     listen: Vec<String>,
     /// Port for --listen addresses given without one, and for the default address.
-    #[arg(long, default_value_t = 69)]
+    #[arg(help_heading = "Network", long, default_value_t = 69)]
     port: u16,
     /// Ports for transfer sockets, e.g. 50000:50999 (default: any ephemeral port).
-    #[arg(long, value_name = "LOW:HIGH")]
+    #[arg(help_heading = "Network", long, value_name = "LOW:HIGH")]
     port_range: Option<String>,
     /// Serve every transfer from the listening port (for NAT, containers, Kubernetes).
-    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(help_heading = "Network", long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     single_port: bool,
     /// Largest block size granted (8..=65464, RFC 2348).
-    #[arg(long, default_value_t = 65464, value_parser = clap::value_parser!(u16).range(8..=65464))]
+    #[arg(help_heading = "Options and timers", long, default_value_t = 65464, value_parser = clap::value_parser!(u16).range(8..=65464))]
     max_blksize: u16,
     /// Fit granted block sizes to an MTU, so that DATA is not fragmented: `auto` (the MTU of
     /// the interface each request arrived on: 1468 for IPv4 and 1448 for IPv6 on a 1500
     /// link; loopback's 65536 allows 65464), `off` (only --max-blksize), or a number of bytes
     /// (that MTU everywhere, e.g. 1400 for a tunnel). The OACK tells the client.
-    #[arg(long, default_value = "auto", value_name = "auto|off|BYTES")]
+    #[arg(
+        help_heading = "Network",
+        long,
+        default_value = "auto",
+        value_name = "auto|off|BYTES"
+    )]
     tftp_mtu: String,
     /// Largest window granted, in blocks (1..=65535, RFC 7440).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(help_heading = "Options and timers", long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     max_windowsize: u16,
     /// Largest window in bytes (bounds each session's memory).
-    #[arg(long, default_value_t = 256 * 1024)]
+    #[arg(help_heading = "Options and timers", long, default_value_t = 256 * 1024)]
     max_window_bytes: usize,
     /// Initial retransmission timeout in seconds (adapts to the round trip afterwards).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(help_heading = "Options and timers", long, default_value_t = 1.0)]
     timeout: f64,
     /// Acknowledge a client's `timeout` option and retransmit at that fixed interval, as
     /// tftpd-hpa does (default: keep the adaptive timer and leave it out of the OACK).
-    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(help_heading = "Options and timers", long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     honour_timeout: bool,
     /// Retransmissions before a transfer may be abandoned (see --give-up-after).
-    #[arg(long, default_value_t = 6)]
+    #[arg(help_heading = "Options and timers", long, default_value_t = 6)]
     retries: u32,
     /// Seconds without progress, on top of --retries, before a transfer is abandoned
     /// (0: the retries alone).
-    #[arg(long, default_value_t = 20.0, value_name = "SECS")]
+    #[arg(
+        help_heading = "Options and timers",
+        long,
+        default_value_t = 20.0,
+        value_name = "SECS"
+    )]
     give_up_after: f64,
     /// Floor of the adaptive retransmission timeout, in seconds.
-    #[arg(long, default_value_t = 0.05, value_name = "SECS")]
+    #[arg(
+        help_heading = "Options and timers",
+        long,
+        default_value_t = 0.05,
+        value_name = "SECS"
+    )]
     min_timeout: f64,
     /// Ceiling of the retransmission timeout after backoff, in seconds.
-    #[arg(long, default_value_t = 8.0, value_name = "SECS")]
+    #[arg(
+        help_heading = "Options and timers",
+        long,
+        default_value_t = 8.0,
+        value_name = "SECS"
+    )]
     max_timeout: f64,
     /// Seconds the receiver of an upload's last block keeps answering it again.
-    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    #[arg(
+        help_heading = "Options and timers",
+        long,
+        default_value_t = 1.0,
+        value_name = "SECS"
+    )]
     dally: f64,
     /// Concurrent transfers; more get "Server busy".
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(help_heading = "Limits", long, default_value_t = 10_000)]
     max_sessions: usize,
     /// Concurrent transfers per client address.
-    #[arg(long, default_value_t = 64)]
+    #[arg(help_heading = "Limits", long, default_value_t = 64)]
     max_sessions_per_client: usize,
     /// New transfers per second from one client address (0: no limit); requests over the
     /// rate are dropped silently.
-    #[arg(long, default_value_t = 20.0, value_name = "N")]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        default_value_t = 20.0,
+        value_name = "N"
+    )]
     client_rate: f64,
     /// Burst allowed above --client-rate.
-    #[arg(long, default_value_t = 40, value_name = "N")]
+    #[arg(help_heading = "Limits", long, default_value_t = 40, value_name = "N")]
     client_burst: u32,
     /// Clients are counted by address; IPv6 clients by this prefix length of theirs (a host
     /// usually holds a whole /64 and may send from any address in it; 128: by address).
-    #[arg(long, default_value_t = 64, value_name = "BITS", value_parser = clap::value_parser!(u8).range(0..=128))]
+    #[arg(help_heading = "Limits", long, default_value_t = 64, value_name = "BITS", value_parser = clap::value_parser!(u8).range(0..=128))]
     ipv6_client_prefix: u8,
     /// ERROR answers per second from the listening ports, all clients together (busy,
     /// malformed requests); beyond, requests are dropped unanswered, so the listener cannot
     /// be used to reflect a flood at a spoofed address.
-    #[arg(long, default_value_t = 1000.0, value_name = "N")]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        default_value_t = 1000.0,
+        value_name = "N"
+    )]
     max_replies: f64,
     /// Seconds a data source (a file, the HTTP origin) may take to supply one block before
     /// its transfer is aborted with "Data source timed out".
-    #[arg(long, default_value_t = 20.0, value_name = "SECS")]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        default_value_t = 20.0,
+        value_name = "SECS"
+    )]
     source_timeout: f64,
     /// Bytes all transfers' windows may take together (each windowsize × (blksize + 4) once
     /// data flows); a transfer that does not fit gets "Server busy".
-    #[arg(long, default_value_t = 1 << 30, value_name = "BYTES")]
+    #[arg(help_heading = "Limits", long, default_value_t = 1 << 30, value_name = "BYTES")]
     max_window_memory: usize,
     /// Accept uploads (write requests) into the root. Without --allow-overwrite an upload may
     /// not replace nor hide a file that a read finds (a template, the root's, the origin's;
     /// the origin is asked, and when it cannot answer the upload is refused).
-    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(help_heading = "Uploads", long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     allow_write: bool,
     /// Let uploads replace existing files (and hide templates' and the origin's).
-    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(help_heading = "Uploads", long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     allow_overwrite: bool,
     /// Largest upload in bytes.
-    #[arg(long)]
+    #[arg(help_heading = "Uploads", long)]
     max_upload_size: Option<u64>,
     /// Match file names case-insensitively when the exact name does not exist.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(help_heading = "Files", long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     case_insensitive: bool,
     /// Serve files that have more than one hard link (refused by default: a hard link can
     /// bring a file from outside the root into it).
-    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(help_heading = "Files", long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
     follow_hardlinks: bool,
     /// Seconds between server statistics log lines.
-    #[arg(long, default_value_t = 60)]
+    #[arg(help_heading = "Logging and monitoring", long, default_value_t = 60)]
     stats_interval: u64,
     /// Seconds running transfers get to finish on SIGTERM/SIGINT.
-    #[arg(long, default_value_t = 10)]
+    #[arg(help_heading = "Operation", long, default_value_t = 10)]
     shutdown_grace: u64,
     /// Threads serving transfers (0: one per CPU). One thread drives thousands of transfers;
     /// more help only when one CPU is not enough.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(
+        help_heading = "Operation",
+        long,
+        default_value_t = 1,
+        value_name = "N"
+    )]
     threads: usize,
     /// More logging (-v: debug, with a line per request; -vv: trace).
-    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[arg(help_heading = "Logging and monitoring", short, long, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Log lines as `text` (with timestamps), `json` (one object per line) or `journald`
     /// (`<N>` syslog priorities for the systemd journal: `journalctl -p warning` shows the
     /// warnings).
-    #[arg(long, value_enum, default_value_t = LogFormatArg::Text, value_name = "FORMAT")]
+    #[arg(help_heading = "Logging and monitoring", long, value_enum, default_value_t = LogFormatArg::Text, value_name = "FORMAT")]
     log_format: LogFormatArg,
+    // tftpd-hpa compatibility: new flags, and in.tftpd's short options (see `hpa_compat`).
+    /// Remap requested file names with a rules file in tftpd-hpa's format (`-m`; see
+    /// README, "Coming from tftpd-hpa"). SIGHUP re-reads it.
+    #[arg(help_heading = "Files", long, short = 'm', value_name = "FILE")]
+    map_file: Option<PathBuf>,
+    /// Never acknowledge this option (repeatable): blksize, tsize, timeout, windowsize
+    /// (utimeout, rollover, blksize2 are never acknowledged anyway).
+    #[arg(long, short = 'r', value_name = "OPTION", value_parser = parse_refused, help_heading = "tftpd-hpa compatibility")]
+    #[arg(help_heading = "Options and timers")]
+    refuse: Vec<String>,
+    /// Umask for uploaded files, in octal (uploads are created 0644 minus the mask: 077
+    /// gives 0600). Default: the one tftpd was started with.
+    #[arg(long, short = 'U', value_name = "MASK", value_parser = parse_umask, help_heading = "tftpd-hpa compatibility")]
+    #[arg(help_heading = "Uploads")]
+    umask: Option<u32>,
+    /// Serve only clients in this network (repeatable; CIDR or an address, IPv4 or IPv6).
+    /// Others get ERROR 2 "Access violation".
+    #[arg(long, value_name = "CIDR", value_parser = tftpd::access::parse_net, help_heading = "tftpd-hpa compatibility")]
+    #[arg(help_heading = "Limits")]
+    allow: Vec<ipnet::IpNet>,
+    /// Refuse clients in this network (repeatable), even if --allow lets them in.
+    #[arg(long, value_name = "CIDR", value_parser = tftpd::access::parse_net, help_heading = "tftpd-hpa compatibility")]
+    #[arg(help_heading = "Limits")]
+    deny: Vec<ipnet::IpNet>,
+    /// in.tftpd -s: the DIRECTORY argument is the root (--root DIRECTORY).
+    #[arg(short = 's', help_heading = "tftpd-hpa compatibility")]
+    hpa_secure: bool,
+    /// in.tftpd's directory argument (with -s).
+    #[arg(value_name = "DIRECTORY", hide = true)]
+    hpa_directories: Vec<PathBuf>,
+    /// in.tftpd -c: --allow-write.
+    #[arg(short = 'c', help_heading = "tftpd-hpa compatibility")]
+    hpa_create: bool,
+    /// in.tftpd -a [ADDR][:PORT]: --listen.
+    #[arg(
+        short = 'a',
+        value_name = "ADDR",
+        help_heading = "tftpd-hpa compatibility"
+    )]
+    hpa_address: Vec<String>,
+    /// in.tftpd -u USER: --user.
+    #[arg(
+        short = 'u',
+        value_name = "USER",
+        help_heading = "tftpd-hpa compatibility"
+    )]
+    hpa_user: Option<String>,
+    /// in.tftpd -B BLKSIZE: --max-blksize (512..=65464).
+    #[arg(short = 'B', value_name = "BLKSIZE", value_parser = clap::value_parser!(u16).range(512..=65464), help_heading = "tftpd-hpa compatibility")]
+    hpa_blocksize: Option<u16>,
+    /// in.tftpd -R LOW:HIGH: --port-range.
+    #[arg(
+        short = 'R',
+        value_name = "LOW:HIGH",
+        help_heading = "tftpd-hpa compatibility"
+    )]
+    hpa_port_range: Option<String>,
+    /// in.tftpd -T MICROSECONDS: the initial retransmission timeout (--timeout in seconds).
+    #[arg(short = 'T', value_name = "USECS", value_parser = clap::value_parser!(u64).range(1..), help_heading = "tftpd-hpa compatibility")]
+    hpa_retransmit: Option<u64>,
+    /// in.tftpd -t SECS: how long an inetd-started server waits for more requests; ignored,
+    /// as in.tftpd ignores it when standalone.
+    #[arg(
+        short = 't',
+        value_name = "SECS",
+        help_heading = "tftpd-hpa compatibility"
+    )]
+    hpa_inetd_timeout: Option<u64>,
+    /// in.tftpd -l / -L: standalone (foreground); ignored, tftpd always is.
+    #[arg(
+        short = 'l',
+        short_alias = 'L',
+        help_heading = "tftpd-hpa compatibility"
+    )]
+    hpa_listen: bool,
+    /// in.tftpd -p: ignored: tftpd makes no checks beyond the system's (no o+r / o+w
+    /// requirement), which is what -p asks for.
+    #[arg(short = 'p', help_heading = "tftpd-hpa compatibility")]
+    hpa_permissive: bool,
+    /// in.tftpd -4: IPv4 only (listen on 0.0.0.0 when no --listen is given).
+    #[arg(short = '4', help_heading = "tftpd-hpa compatibility")]
+    hpa_ipv4: bool,
+    /// in.tftpd -6: IPv6 only (listen on [::] when no --listen is given, IPv4 clients refused).
+    #[arg(short = '6', help_heading = "tftpd-hpa compatibility")]
+    hpa_ipv6: bool,
+    /// in.tftpd -P PIDFILE: refused, tftpd writes no pid file (it stays in the foreground
+    /// for its service manager).
+    #[arg(short = 'P', value_name = "PIDFILE", hide = true)]
+    hpa_pidfile: Option<PathBuf>,
 }
 
 /// `--log-format`.
@@ -213,12 +369,14 @@ enum LogFormatArg {
 }
 
 /// `--origin-redirects`.
+#[cfg(feature = "http-origin")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Redirects {
     SameOrigin,
     None,
 }
 
+#[cfg(feature = "http-origin")]
 impl From<Redirects> for OriginRedirects {
     fn from(r: Redirects) -> Self {
         match r {
@@ -275,6 +433,7 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
     if args.honour_timeout {
         s.limits.timeout = TimeoutPolicy::Honour;
     }
+    refuse_options(&args.refuse, &mut s.limits)?;
     config.admission.max_sessions = args.max_sessions;
     config.admission.max_sessions_per_client = args.max_sessions_per_client;
     config.admission.rate_per_client = (args.client_rate > 0.0).then_some(args.client_rate);
@@ -347,7 +506,7 @@ impl CliError {
 /// The command line over the `--config` file's settings: a setting given on the command line
 /// replaces the file's (a `listen` list too; `--allow-write=false` turns off the file's
 /// `allow-write = true`).
-fn load_args(cli: &[OsString]) -> Result<Args, CliError> {
+fn parse_args(cli: &[OsString]) -> Result<Args, CliError> {
     use clap::{CommandFactory, FromArgMatches};
     let command = Args::command();
     let matches = command
@@ -580,10 +739,12 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
         let running = tokio::spawn(server.serve_until(async {
             let _ = stopped.await;
         }));
+        notify_ready();
         loop {
             match next_signal().await {
                 Signal::Stop => {
                     tracing::info!("draining");
+                    notify_stopping();
                     let _ = stop.send(());
                     let _ = running.await;
                     for old in draining {
@@ -592,6 +753,7 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
                     return Ok(());
                 }
                 Signal::Reload => {
+                    notify_reloading();
                     let reloaded = load_args(&cli).map_err(|e| e.to_string());
                     match reloaded.and_then(|new| build(&new, Vec::new()).map(|_| new)) {
                         Ok(new) => {
@@ -610,7 +772,8 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
                             break;
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "reload failed; keeping the running configuration")
+                            tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                            notify_ready();
                         }
                     }
                 }
@@ -619,8 +782,81 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
     }
 }
 
+/// The `--http-origin` handler, with its timeouts and redirect policy, if one is given.
+#[cfg(feature = "http-origin")]
+fn origin(args: &Args) -> Result<Option<HttpOrigin>, String> {
+    let timeouts = OriginTimeouts {
+        connect: secs(
+            args.origin_connect_timeout,
+            "--origin-connect-timeout",
+            false,
+        )?,
+        read: secs(args.origin_read_timeout, "--origin-read-timeout", false)?,
+    };
+    if args.origin_cache.is_some() && args.http_origin.is_none() {
+        return Err("--origin-cache needs --http-origin".into());
+    }
+    args.http_origin
+        .as_ref()
+        .map(|url| {
+            HttpOrigin::with_redirects(url, timeouts, args.origin_redirects.into())
+                .map_err(|e| format!("--http-origin {e}"))?
+                .with_cache(&tftpd::CacheOptions {
+                    dir: args.origin_cache.clone(),
+                    max_bytes: Some(args.origin_cache_size),
+                    stale_if_error: args.origin_stale_if_error,
+                    default_max_age: args.origin_default_max_age,
+                })
+        })
+        .transpose()
+}
+
+/// Built without the `http-origin` feature: never an origin (any `Lookup` type will do).
+#[cfg(not(feature = "http-origin"))]
+fn origin(_args: &Args) -> Result<Option<DirHandler>, String> {
+    Ok(None)
+}
+
+/// `--http-origin`, when this build has it and it is given.
+fn origin_url(args: &Args) -> Option<&str> {
+    #[cfg(feature = "http-origin")]
+    return args.http_origin.as_deref();
+    #[cfg(not(feature = "http-origin"))]
+    {
+        let _ = args;
+        None
+    }
+}
+
+/// systemd `Type=notify` readiness (`sd_notify(3)`): each is a no-op without `NOTIFY_SOCKET`.
+/// READY=1 once the server answers on its sockets (again after a reload), RELOADING=1 when
+/// SIGHUP arrives, STOPPING=1 when draining starts.
+fn notify_ready() {
+    notify(&[sd_notify::NotifyState::Ready]);
+}
+
+fn notify_reloading() {
+    match sd_notify::NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[sd_notify::NotifyState::Reloading, now]),
+        Err(_) => notify(&[sd_notify::NotifyState::Reloading]),
+    }
+}
+
+fn notify_stopping() {
+    notify(&[sd_notify::NotifyState::Stopping]);
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
+}
+
 /// The server for `args` on `sockets` (with no sockets: only check that `args` are usable).
 fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio::Handler>, String> {
+    if !sockets.is_empty() {
+        apply_umask(args);
+    }
     let root_options = RootOptions {
         case_insensitive: args.case_insensitive,
         allow_write: args.allow_write,
@@ -628,7 +864,7 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         max_upload_size: args.max_upload_size,
         follow_hardlinks: args.follow_hardlinks,
     };
-    if args.root.is_none() && args.templates.is_none() && args.http_origin.is_none() {
+    if args.root.is_none() && args.templates.is_none() && origin_url(args).is_none() {
         return Err(
             "nothing to serve: give --root DIR (and/or --templates DIR, --http-origin URL)".into(),
         );
@@ -647,34 +883,12 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
         ),
         None => None,
     };
-    let timeouts = OriginTimeouts {
-        connect: secs(
-            args.origin_connect_timeout,
-            "--origin-connect-timeout",
-            false,
-        )?,
-        read: secs(args.origin_read_timeout, "--origin-read-timeout", false)?,
-    };
-    if args.origin_cache.is_some() && args.http_origin.is_none() {
-        return Err("--origin-cache needs --http-origin".into());
-    }
-    let origin = match &args.http_origin {
-        Some(url) => Some(
-            HttpOrigin::with_redirects(url, timeouts, args.origin_redirects.into())
-                .map_err(|e| format!("--http-origin {e}"))?
-                .with_cache(&tftpd::CacheOptions {
-                    dir: args.origin_cache.clone(),
-                    max_bytes: Some(args.origin_cache_size),
-                    stale_if_error: args.origin_stale_if_error,
-                    default_max_age: args.origin_default_max_age,
-                })?,
-        ),
-        None => None,
-    };
+    let origin = origin(args)?;
     // Uploads land in the root, but may not hide a file that a read finds elsewhere in the
     // chain (a template, the origin) unless overwriting is allowed.
     let handler = NoShadow::new(Fallback::new(templates, Fallback::new(dir, origin)))
         .active(args.allow_write && !args.allow_overwrite && args.root.is_some());
+    let (handler, remaps) = hpa_handler(args, handler)?;
     let mut options = ServerOptions::new().config(config(args)?).on_stats(|s| {
         tracing::info!(
             started = s.sessions_started,
@@ -702,7 +916,7 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
                     .map_err(|e| format!("--session-log {}: {e}", path.display()))?,
             )
         };
-        let log = SessionLog::new(out);
+        let log = SessionLog::new(out).with_remaps(remaps);
         options = options.on_session(move |report| log.record(report));
     }
     let validating = sockets.is_empty();
@@ -728,10 +942,156 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
                 };
                 tracing::info!("serving {} on {addr}{write}", root.display());
             }
-            if let Some(origin) = &args.http_origin {
+            if let Some(origin) = origin_url(args) {
                 tracing::info!("serving HTTP origin {origin} on {addr}");
             }
         }
     }
     Ok(server)
+}
+
+// ---- tftpd-hpa compatibility ----
+
+/// The command line (over the `--config` file), with in.tftpd's spellings turned into ours.
+fn load_args(cli: &[OsString]) -> Result<Args, CliError> {
+    let args = parse_args(cli)?;
+    hpa_compat(args).map_err(|message| {
+        use clap::CommandFactory;
+        CliError::Usage(Args::command().error(clap::error::ErrorKind::ArgumentConflict, message))
+    })
+}
+
+/// in.tftpd's short options as the flags they stand for.
+fn hpa_compat(mut args: Args) -> Result<Args, String> {
+    if let Some(path) = &args.hpa_pidfile {
+        return Err(format!(
+            "-P {}: tftpd writes no pid file; it stays in the foreground for its service manager \
+             (systemd knows its pid)",
+            path.display()
+        ));
+    }
+    match (args.hpa_secure, args.hpa_directories.as_slice()) {
+        (_, []) => {}
+        (true, [dir]) => args.root = Some(dir.clone()),
+        (true, _) => return Err("-s takes exactly one DIRECTORY (the root)".into()),
+        (false, _) => {
+            return Err(
+                "a DIRECTORY argument needs -s: tftpd serves one root, as in.tftpd -s \
+                        DIRECTORY does (or give --root DIRECTORY); in.tftpd without -s serves \
+                        full paths under several directories, which tftpd does not"
+                    .into(),
+            );
+        }
+    }
+    if args.hpa_create {
+        args.allow_write = true;
+    }
+    if let Some(user) = args.hpa_user.take() {
+        args.user = Some(user);
+    }
+    if let Some(blksize) = args.hpa_blocksize {
+        args.max_blksize = blksize;
+    }
+    if let Some(range) = args.hpa_port_range.take() {
+        args.port_range = Some(range);
+    }
+    if let Some(usecs) = args.hpa_retransmit {
+        // in.tftpd -T is in microseconds; --timeout in seconds.
+        args.timeout = usecs as f64 / 1_000_000.0;
+    }
+    let any = if args.hpa_ipv4 { "0.0.0.0" } else { "[::]" };
+    for address in std::mem::take(&mut args.hpa_address) {
+        // in.tftpd -a [ADDR][:PORT]: ":PORT" is every address.
+        args.listen.push(match address.strip_prefix(':') {
+            Some(port) if !port.contains(':') => format!("{any}:{port}"),
+            _ => address,
+        });
+    }
+    if args.hpa_ipv4 && args.hpa_ipv6 {
+        return Err("-4 and -6 exclude each other".into());
+    }
+    if args.listen.is_empty() && args.hpa_ipv4 {
+        args.listen.push("0.0.0.0".into());
+    }
+    if args.hpa_ipv6 {
+        // [::] also receives IPv4 (as IPv4-mapped addresses): refuse those clients.
+        args.deny.push(ipnet::IpNet::V4(ipnet::Ipv4Net::default()));
+    }
+    Ok(args)
+}
+
+/// `--umask` (in.tftpd -U): octal, at most 0777.
+fn parse_umask(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("`{s}` is not an octal umask (e.g. 022, 077)"))
+}
+
+/// Set the process umask (uploads are created 0644 minus it).
+fn apply_umask(args: &Args) {
+    if let Some(mask) = args.umask {
+        rustix::process::umask(rustix::fs::Mode::from_bits_truncate(mask));
+    }
+}
+
+/// The options `--refuse` knows (in.tftpd's list).
+const REFUSABLE: [&str; 7] = [
+    "blksize",
+    "tsize",
+    "timeout",
+    "windowsize",
+    "utimeout",
+    "rollover",
+    "blksize2",
+];
+
+/// A `--refuse` value: one of [`REFUSABLE`], any case.
+fn parse_refused(s: &str) -> Result<String, String> {
+    let name = s.to_ascii_lowercase();
+    match REFUSABLE.contains(&name.as_str()) {
+        true => Ok(name),
+        false => Err(format!("not an option ({})", REFUSABLE.join(", "))),
+    }
+}
+
+/// `--refuse` (in.tftpd -r): options never acknowledged.
+fn refuse_options(names: &[String], limits: &mut tftp_tokio::OptionLimits) -> Result<(), String> {
+    for name in names {
+        match name.as_str() {
+            "blksize" => limits.blksize = false,
+            "windowsize" => limits.windowsize = false,
+            "tsize" => limits.tsize = false,
+            // Adaptive: `timeout` is left out of the OACK (even with --honour-timeout).
+            "timeout" => limits.timeout = TimeoutPolicy::Adaptive,
+            "utimeout" | "rollover" | "blksize2" => {
+                tracing::warn!(option = %name, "--refuse: tftpd never acknowledges this option anyway")
+            }
+            _ => return Err(format!("--refuse {name}: not an option")),
+        }
+    }
+    Ok(())
+}
+
+/// The handler behind `--allow`/`--deny` (outermost: a refused client's request goes no
+/// further) and `--map-file`; and the notes of remapped names for the session log.
+fn hpa_handler<H: tftp_tokio::Handler>(
+    args: &Args,
+    inner: H,
+) -> Result<(tftpd::Access<tftpd::Remap<H>>, tftpd::RemapNotes), String> {
+    let rules = match &args.map_file {
+        Some(path) => {
+            let rules = tftpd::RemapRules::load(path).map_err(|e| format!("--map-file {e}"))?;
+            tracing::debug!(file = %path.display(), rules = rules.len(), "remap rules loaded");
+            rules
+        }
+        None => tftpd::RemapRules::default(),
+    };
+    let notes = tftpd::RemapNotes::default();
+    let mut remap = tftpd::Remap::new(rules, inner);
+    if args.session_log.is_some() {
+        remap = remap.with_notes(notes.clone());
+    }
+    let filter = tftpd::ClientFilter::new(args.allow.clone(), args.deny.clone());
+    Ok((tftpd::Access::new(filter, remap), notes))
 }

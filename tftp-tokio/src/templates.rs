@@ -5,11 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::template_engine::{Vars, render};
+use crate::{Handler, ReadResponse};
 use tftp_common::fs::{Root, RootOptions};
 use tftp_common::{HandlerError, Request};
-use tftp_tokio::{Handler, ReadResponse};
 
-use crate::dir::blocking;
+use crate::dir::open_for_read;
 
 /// The largest template read (templates are configuration files, not images).
 const MAX_TEMPLATE: u64 = 1 << 20;
@@ -39,17 +39,8 @@ impl Templates {
 impl Handler for Templates {
     async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
         // Inline, as the directory handler does: templates come first in tftpd's chain, so
-        // every request passes here, and most miss. Only a case-insensitive miss in a
-        // directory whose index is out of date reads the directory, on the blocking pool.
-        let opened = match self.root.open_read_without_scan(&request.filename) {
-            Some(opened) => opened,
-            None => {
-                let (root, name) = (Arc::clone(&self.root), request.filename.clone());
-                blocking(move || Ok(root.open_read(&name))).await?
-            }
-        };
-        // The client gets the terse error; the operator's log says why (rate-limited).
-        let (file, size) = opened.map_err(|e| self.root.refuse(request, e))?;
+        // every request passes here, and most miss.
+        let (file, size) = open_for_read(&self.root, request).await?;
         if size > MAX_TEMPLATE {
             return Err(HandlerError::new(
                 tftp_proto::ErrorCode::DISK_FULL,

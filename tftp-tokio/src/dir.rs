@@ -10,7 +10,7 @@ use tftp_common::fs::{Root, RootOptions};
 use tftp_common::{HandlerError, Request};
 use tokio::io::{AsyncRead, BufWriter, ReadBuf};
 
-use tftp_tokio::{Handler, ReadResponse, WriteResponse};
+use crate::{Handler, ReadResponse, WriteResponse};
 
 /// Serves files under a root directory, confined to it (see [`tftp_common::fs`]); accepts
 /// uploads into it when [`RootOptions::allow_write`] is set.
@@ -39,22 +39,29 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })
 }
 
+/// Open `request`'s file under `root` for reading, inline: resolving and opening a name under
+/// a local root is a few system calls, cheaper than a blocking-pool hop (1,000 requests at
+/// once started hundreds of threads). Only a case-insensitive miss in a directory whose index
+/// is out of date reads the directory, on the blocking pool: once per change of the
+/// directory, not per miss. A refusal is logged with its reason (rate-limited); the client
+/// gets the terse error.
+pub(crate) async fn open_for_read(
+    root: &Arc<Root>,
+    request: &Request,
+) -> Result<(std::fs::File, u64), HandlerError> {
+    let opened = match root.open_read_without_scan(&request.filename) {
+        Some(opened) => opened,
+        None => {
+            let (scan, name) = (Arc::clone(root), request.filename.clone());
+            blocking(move || Ok(scan.open_read(&name))).await?
+        }
+    };
+    opened.map_err(|e| root.refuse(request, e))
+}
+
 impl Handler for DirHandler {
     async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
-        // Inline: resolving and opening a name under a local root is a few system calls; a
-        // blocking-pool thread per request cost more (1,000 requests at once started hundreds
-        // of threads). Only a case-insensitive miss in a directory whose index is out of date
-        // reads the directory (40 ms for 100,000 entries), on the blocking pool: once per
-        // change of the directory, not per miss.
-        let opened = match self.root.open_read_without_scan(&request.filename) {
-            Some(opened) => opened,
-            None => {
-                let (root, name) = (Arc::clone(&self.root), request.filename.clone());
-                blocking(move || Ok(root.open_read(&name))).await?
-            }
-        };
-        // The client gets the terse error; the operator's log says why (rate-limited).
-        let (file, size) = opened.map_err(|e| self.root.refuse(request, e))?;
+        let (file, size) = open_for_read(&self.root, request).await?;
         Ok(ReadResponse::new(InlineFile(file), Some(size)))
     }
 

@@ -1,8 +1,8 @@
 //! Trying handlers in order.
 
+use crate::{Handler, ReadResponse, WriteResponse};
 use tftp_common::{HandlerError, Request};
 use tftp_proto::ErrorCode;
-use tftp_tokio::{Handler, ReadResponse, WriteResponse};
 
 /// Serve a read from `first`, or from `second` when `first` answers "File not found".
 /// A write goes to `first`, or to `second` when `first` does not take writes (answers
@@ -22,11 +22,13 @@ impl<A, B> Fallback<A, B> {
         Fallback { first, second }
     }
 
-    pub(crate) fn first(&self) -> &A {
+    /// The handler asked first.
+    pub fn first(&self) -> &A {
         &self.first
     }
 
-    pub(crate) fn second(&self) -> &B {
+    /// The handler asked when the first has no such file.
+    pub fn second(&self) -> &B {
         &self.second
     }
 }
