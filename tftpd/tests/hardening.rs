@@ -3,14 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod support;
-use support::{Daemon, free_udp, wait_ready};
+use support::{Daemon, free_udp, udp_ports_of, wait_ready};
 
 fn tftpd(root: &Path, args: &[&str]) -> (Daemon, u16) {
     let root = ["--root", root.to_str().unwrap()];
@@ -34,32 +33,6 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-/// UDP ports of the sockets process `pid` holds (its listener and transfer sockets).
-fn udp_ports_of(pid: u32) -> HashSet<u16> {
-    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .filter_map(|l| {
-                    l.to_str()?
-                        .strip_prefix("socket:[")?
-                        .strip_suffix(']')
-                        .map(String::from)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
-            inodes.contains(*f.get(9)?).then_some(port)
-        })
-        .collect()
 }
 
 #[test]

@@ -22,7 +22,7 @@ use serde_json::Value;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 mod support;
-use support::{Daemon, free_tcp, free_udp, metric, scrape, wait_ready};
+use support::{Daemon, free_tcp, free_udp, metric, scrape, udp_ports_of, wait_ready};
 
 /// The binary under test: `TFTPD_BIN` if set, else this crate's `tftpd`.
 fn tftpd_bin() -> String {
@@ -69,32 +69,6 @@ fn wait_for_log(path: &Path, limit: Duration, done: impl Fn(&[Value]) -> bool) -
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// UDP ports of the sockets process `pid` holds (its listener and transfer sockets).
-fn udp_ports_of(pid: u32) -> HashSet<u16> {
-    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .filter_map(|l| {
-                    l.to_str()?
-                        .strip_prefix("socket:[")?
-                        .strip_suffix(']')
-                        .map(String::from)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
-            inodes.contains(*f.get(9)?).then_some(port)
-        })
-        .collect()
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -31,11 +31,10 @@
 
 use std::fs;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod support;
 use support::netbed::*;
+use support::{loadgen, report_number};
 
 /// Prints the address and port of the first reply to an RRQ sent to port 69 of `host`, and
 /// its opcode; then aborts the transfer with an ERROR. Exits non-zero without a reply in 5 s.
@@ -230,36 +229,6 @@ fn blksize_is_clamped_to_the_interface_mtu() {
     }
 }
 
-/// `tftp-loadgen` (built if needed: it belongs to the `tftp-benches` package).
-fn loadgen() -> PathBuf {
-    let tftpd = Path::new(env!("CARGO_BIN_EXE_tftpd"));
-    let profile_dir = tftpd.parent().unwrap();
-    let target_dir = profile_dir.parent().unwrap();
-    let mut build = Command::new("timeout");
-    build
-        .args([
-            "600",
-            option_env!("CARGO").unwrap_or("cargo"),
-            "build",
-            "-q",
-        ])
-        .args([
-            "-p",
-            "tftp-benches",
-            "--bin",
-            "tftp-loadgen",
-            "--target-dir",
-        ])
-        .arg(target_dir)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().unwrap();
-    assert!(status.success(), "building tftp-loadgen failed: {status}");
-    profile_dir.join("tftp-loadgen")
-}
-
 /// 1,000 sessions from 250 client addresses of `tb-cli`, at `server`; the JSON report.
 fn load(bed: &Bed, server: &str) -> String {
     let loadgen = loadgen();
@@ -296,20 +265,11 @@ fn load(bed: &Bed, server: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A number in the loadgen's pretty JSON report.
-fn report_number(report: &str, key: &str) -> u64 {
-    let at = report
-        .find(&format!("\"{key}\": "))
-        .unwrap_or_else(|| panic!("no {key} in {report}"));
-    let rest = &report[at + key.len() + 4..];
-    rest[..rest.find([',', '\n']).unwrap()].parse().unwrap()
-}
-
 fn assert_no_failure(report: &str) {
-    assert_eq!(report_number(report, "client_addresses"), 250);
-    assert_eq!(report_number(report, "sessions"), 1000, "{report}");
-    assert_eq!(report_number(report, "failures"), 0, "{report}");
-    assert_eq!(report_number(report, "completed"), 1000, "{report}");
+    assert_eq!(report_number::<u64>(report, "client_addresses"), 250);
+    assert_eq!(report_number::<u64>(report, "sessions"), 1000, "{report}");
+    assert_eq!(report_number::<u64>(report, "failures"), 0, "{report}");
+    assert_eq!(report_number::<u64>(report, "completed"), 1000, "{report}");
 }
 
 /// At the primary address: the reply address is right without the listener's help (the
@@ -325,7 +285,7 @@ fn load_from_250_client_addresses() {
     assert_no_failure(&report);
     eprintln!(
         "1000 sessions from 250 addresses: {} retransmissions",
-        report_number(&report, "retransmissions")
+        report_number::<u64>(&report, "retransmissions")
     );
 }
 

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Daemon, free_tcp, free_udp, wait_ready};
+use support::{Daemon, free_tcp, free_udp, loadgen, report_number, wait_ready};
 
 fn byte(i: u64, seed: u64) -> u8 {
     ((i ^ seed).wrapping_mul(2_654_435_761) >> 13) as u8
@@ -184,43 +184,6 @@ impl Tftpd {
     }
 }
 
-/// `tftp-loadgen` (built if needed: it belongs to the `tftp-benches` package).
-fn loadgen() -> PathBuf {
-    let tftpd = Path::new(env!("CARGO_BIN_EXE_tftpd"));
-    let profile_dir = tftpd.parent().unwrap();
-    let target_dir = profile_dir.parent().unwrap();
-    let mut build = Command::new("timeout");
-    build
-        .args([
-            "600",
-            option_env!("CARGO").unwrap_or("cargo"),
-            "build",
-            "-q",
-            "-p",
-            "tftp-benches",
-            "--bin",
-            "tftp-loadgen",
-            "--target-dir",
-        ])
-        .arg(target_dir)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().unwrap();
-    assert!(status.success(), "building tftp-loadgen failed: {status}");
-    profile_dir.join("tftp-loadgen")
-}
-
-/// A number in the loadgen's pretty JSON report.
-fn report_number(report: &str, key: &str) -> f64 {
-    let at = report
-        .find(&format!("\"{key}\": "))
-        .unwrap_or_else(|| panic!("no {key} in {report}"));
-    let rest = &report[at + key.len() + 4..];
-    rest[..rest.find([',', '\n']).unwrap()].parse().unwrap()
-}
-
 /// `clients` sessions of `file` from 250 loopback addresses (4 each at 1,000: well within the
 /// per-client limits), every byte compared with `verify`; the JSON report.
 fn storm(port: u16, file: &str, clients: u32, verify: &Path) -> String {
@@ -243,9 +206,9 @@ fn storm(port: u16, file: &str, clients: u32, verify: &Path) -> String {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(report_number(&report, "failures"), 0.0, "{report}");
+    assert_eq!(report_number::<f64>(&report, "failures"), 0.0, "{report}");
     assert_eq!(
-        report_number(&report, "completed"),
+        report_number::<f64>(&report, "completed"),
         f64::from(clients),
         "{report}"
     );
@@ -296,7 +259,10 @@ fn storm_of_1000_is_one_get_then_one_304() {
     let heads = requests.iter().filter(|r| r.0 == "HEAD").count();
     assert_eq!(gets, [&("GET".to_string(), 200, 8 * MIB)], "{requests:?}");
     assert!(heads <= 1, "{requests:?}");
-    assert_eq!(report_number(&report, "bytes"), (1000 * 8 * MIB) as f64);
+    assert_eq!(
+        report_number::<f64>(&report, "bytes"),
+        (1000 * 8 * MIB) as f64
+    );
     assert_eq!(
         server.metric("tftpd_origin_bytes_fetched_total"),
         8 * MIB,

@@ -5,9 +5,10 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -242,4 +243,73 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// `tftp-loadgen` (built if needed: it belongs to the `tftp-benches` package).
+pub fn loadgen() -> PathBuf {
+    let tftpd = Path::new(env!("CARGO_BIN_EXE_tftpd"));
+    let profile_dir = tftpd.parent().unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let mut build = Command::new("timeout");
+    build
+        .args([
+            "600",
+            option_env!("CARGO").unwrap_or("cargo"),
+            "build",
+            "-q",
+        ])
+        .args([
+            "-p",
+            "tftp-benches",
+            "--bin",
+            "tftp-loadgen",
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().unwrap();
+    assert!(status.success(), "building tftp-loadgen failed: {status}");
+    profile_dir.join("tftp-loadgen")
+}
+
+/// A number in the loadgen's pretty JSON report.
+pub fn report_number<T>(report: &str, key: &str) -> T
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Debug,
+{
+    let at = report
+        .find(&format!("\"{key}\": "))
+        .unwrap_or_else(|| panic!("no {key} in {report}"));
+    let rest = &report[at + key.len() + 4..];
+    rest[..rest.find([',', '\n']).unwrap()].parse().unwrap()
+}
+
+/// UDP ports of the sockets process `pid` holds (its listener and transfer sockets).
+pub fn udp_ports_of(pid: u32) -> HashSet<u16> {
+    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    l.to_str()?
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')
+                        .map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            inodes.contains(*f.get(9)?).then_some(port)
+        })
+        .collect()
 }
