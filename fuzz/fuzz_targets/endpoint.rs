@@ -85,5 +85,8 @@ fuzz_target!(|data: &[u8]| {
     }
     // A burst of one second's worth, then `budget` a second.
     let seconds = now.saturating_duration_since(start).as_secs();
-    assert!(replies <= u64::from(budget) * (seconds + 2), "{replies} replies");
+    assert!(
+        replies <= u64::from(budget) * (seconds + 2),
+        "{replies} replies"
+    );
 });
