@@ -882,6 +882,10 @@ pub fn lossy_link<S: Adapter, C: Adapter>() {
     // 10% each way loses a round trip one time in five; 12 retries make a spurious failure
     // (13 losses in a row) about 4e-10 per block.
     options.config.session.retries = 12;
+    // An upload's final ACK can be lost too: the client then resends its last window when its
+    // own timer fires, which after losses (and under a loaded machine) backs off towards 8 s.
+    // The server must still be there to answer: dally past the client's longest timer.
+    options.config.session.dally = Duration::from_secs(10);
     // Do not wait for dallying sessions at shutdown.
     options.config.shutdown_grace = Duration::from_millis(100);
     let server = S::serve(Arc::clone(&backend), options);
