@@ -92,6 +92,23 @@ fn run(program: &str, args: &[&str]) -> Output {
 }
 
 impl Fixture {
+    /// The session reports once `ready` holds for them. A client exits when it has the last
+    /// block; the server reports the session a moment later (after the final ACK), so tests wait
+    /// for the report instead of racing it.
+    fn reports_when(
+        &self,
+        ready: impl Fn(&[SessionReport]) -> bool,
+    ) -> std::sync::MutexGuard<'_, Vec<SessionReport>> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+            if ready(&reports) || std::time::Instant::now() > deadline {
+                return reports;
+            }
+            drop(reports);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
     fn port(&self) -> String {
         self.addr.port().to_string()
     }
@@ -141,8 +158,8 @@ fn curl_fetches_every_size_at_every_block_size() {
         }
     }
     // The empty file works with curl's defaults because tsize 0 is left out of the OACK.
-    let reports = f.reports.lock().unwrap();
-    let empty = reports.iter().find(|r| r.filename == "f0").unwrap();
+    let reports = f.reports_when(|r| r.iter().any(|r| r.filename == "f0"));
+    let empty = reports.iter().find(|r| r.filename == "f0").expect("a report for f0");
     assert!(empty.stats.outcome.is_success());
 }
 
@@ -175,13 +192,10 @@ fn more_than_65535_blocks_roll_over() {
         String::from_utf8_lossy(&out.stderr)
     );
     f.assert_same("big", &local, "tftp-hpa");
-    let reports = f.reports.lock().unwrap();
-    assert!(
-        reports
-            .iter()
-            .filter(|r| r.filename == "big")
-            .all(|r| r.stats.blocks == 70_001)
-    );
+    let reports = f.reports_when(|r| r.iter().filter(|r| r.filename == "big").count() == 2);
+    let big: Vec<_> = reports.iter().filter(|r| r.filename == "big").collect();
+    assert_eq!(big.len(), 2, "{reports:#?}");
+    assert!(big.iter().all(|r| r.stats.blocks == 70_001), "{big:#?}");
 }
 
 #[test]
@@ -229,8 +243,11 @@ fn tftp_hpa_fetches_every_size_and_netascii() {
     f.assert_same("text.txt", &local, "tftp-hpa netascii");
     // And the wire carried CR LF: atftp in netascii mode keeps what it receives... so check
     // via our own statistics instead: 3 line feeds became CR LF, 3 more bytes on the wire.
-    let reports = f.reports.lock().unwrap();
-    let text = reports.iter().find(|r| r.filename == "text.txt").unwrap();
+    let reports = f.reports_when(|r| r.iter().any(|r| r.filename == "text.txt"));
+    let text = reports
+        .iter()
+        .find(|r| r.filename == "text.txt")
+        .expect("a report for text.txt");
     assert_eq!(
         text.stats.bytes,
         std::fs::metadata(f.root.path().join("text.txt"))
@@ -318,7 +335,8 @@ fn atftp_and_busybox_fetch_with_options() {
         );
         f.assert_same(&name, &local, "atftp windowsize 8");
     }
-    let reports = f.reports.lock().unwrap();
+    // Seven transfers per size: atftp and busybox at three block sizes, atftp windowed.
+    let reports = f.reports_when(|r| r.len() >= SIZES.len() * 7);
     assert!(reports.iter().any(|r| r.stats.options.windowsize == 8));
     assert!(
         reports.iter().all(|r| r.stats.outcome.is_success()),
