@@ -1,15 +1,15 @@
 //! The client: fetch into any `AsyncWrite`, send from any `AsyncRead` (futures-io traits;
-//! [`tftp_common::client::ClientCore`] on async-io).
+//! [`tftp_server::client::ClientCore`] on async-io).
 
 use std::net::SocketAddr;
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use tftp_common::ClientError;
-use tftp_common::client::ClientCore;
+use tftp_server::ClientError;
+use tftp_server::client::ClientCore;
 use tftp_proto::{Config, Mode, OptionValues, SessionStats, TransferOptions};
 
 use crate::runtime::Data;
-use tftp_common::async_io::AsyncIo;
+use tftp_server::async_io::AsyncIo;
 
 /// A TFTP client.
 ///

@@ -10,12 +10,12 @@ use std::task::{Context, Poll, ready};
 use blocking::{Unblock, unblock};
 use futures_lite::AsyncWrite;
 use futures_lite::io::{BufReader, BufWriter};
-use tftp_common::fs::{Root, RootOptions};
-use tftp_common::{HandlerError, Request};
+use tftp_server::fs::{Root, RootOptions};
+use tftp_server::{HandlerError, Request};
 
 use crate::handler::{Handler, ReadResponse, WriteResponse};
 
-/// Serves files under a root directory, confined to it (see [`tftp_common::fs`]); accepts
+/// Serves files under a root directory, confined to it (see [`tftp_server::fs`]); accepts
 /// uploads into it when [`RootOptions::allow_write`] is set. File system calls run on the
 /// `blocking` thread pool.
 #[derive(Debug, Clone)]

@@ -4,8 +4,8 @@ use std::fmt;
 use std::future::Future;
 
 use futures_lite::io::{AsyncRead, AsyncWrite, Cursor};
-use tftp_common::runtime::{Answer, Service};
-use tftp_common::{HandlerError, Request};
+use tftp_server::runtime::{Answer, Service};
+use tftp_server::{HandlerError, Request};
 use tftp_proto::OptionLimits;
 
 use crate::runtime::Data;

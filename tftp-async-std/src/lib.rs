@@ -11,8 +11,8 @@
 //! `blocking` (file I/O on its thread pool) and `async-executor` (the sessions run on an
 //! executor inside the [`Server::serve`] future). Any executor can poll these futures; none
 //! needs to be running. All protocol behaviour comes from [`tftp_proto`] and the shared
-//! server and client loops from [`tftp_common`] (written once for every async runtime over
-//! [`tftp_common::runtime`]); this crate only moves datagrams, timers and bytes.
+//! server and client loops from [`tftp_server`] (written once for every async runtime over
+//! [`tftp_server::runtime`]); this crate only moves datagrams, timers and bytes.
 //!
 //! Under async-std, serving a greeting on loopback and fetching it:
 //!
@@ -77,9 +77,9 @@ pub use client::Client;
 pub use dir::DirHandler;
 pub use handler::{BoxFuture, DynHandler, Handler, ReadResponse, WriteResponse};
 pub use server::Server;
-pub use tftp_common::fs::RootOptions;
-pub use tftp_common::server::ServerOptions;
-pub use tftp_common::{
+pub use tftp_server::fs::RootOptions;
+pub use tftp_server::server::ServerOptions;
+pub use tftp_server::{
     AdmissionConfig, ClientError, HandlerError, MtuPolicy, Request, ServerConfig, ServerStats,
     SessionReport, StatsCollector,
 };

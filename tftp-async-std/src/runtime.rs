@@ -1,11 +1,11 @@
 //! The session data in futures-io traits, under the shared server and client
-//! ([`tftp_common::runtime`], on [`tftp_common::async_io`]).
+//! ([`tftp_server::runtime`], on [`tftp_server::async_io`]).
 
 use std::io;
 use std::pin::Pin;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tftp_common::runtime;
+use tftp_server::runtime;
 
 /// A session's data: a source to send from, or a sink to store into and whether to close it
 /// after the last block.

@@ -1,5 +1,5 @@
 //! The server: listeners, one task per session, statistics, graceful shutdown
-//! ([`tftp_common::serve`] on async-io, its tasks on an executor of its own).
+//! ([`tftp_server::serve`] on async-io, its tasks on an executor of its own).
 
 use std::future::Future;
 use std::io;
@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_executor::Executor;
-use tftp_common::server::ServerOptions;
-use tftp_common::{StatsCollector, serve};
+use tftp_server::server::ServerOptions;
+use tftp_server::{StatsCollector, serve};
 
 use crate::handler::{Bridge, Handler};
-use tftp_common::async_io::AsyncIo;
+use tftp_server::async_io::AsyncIo;
 
 /// A TFTP server around a [`Handler`] (fbtftp's `BaseServer`).
 ///
@@ -50,7 +50,7 @@ impl<H: Handler> Server<H> {
     }
 
     /// Serve until `shutdown` completes; then stop accepting, let running transfers finish
-    /// for up to [`tftp_common::ServerConfig::shutdown_grace`], abort the rest with an ERROR,
+    /// for up to [`tftp_server::ServerConfig::shutdown_grace`], abort the rest with an ERROR,
     /// and return. Dropping the future instead drops every session at once.
     pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let executor = Arc::new(Executor::new());

@@ -5,8 +5,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use tftp_common::client::{ClientCore, into_result, local_addr};
-use tftp_common::{ClientError, HandlerError};
+use tftp_server::client::{ClientCore, into_result, local_addr};
+use tftp_server::{ClientError, HandlerError};
 use tftp_proto::{
     ClientSession, Config, Event, Mode, OptionValues, Output, SessionStats, TransferOptions,
 };

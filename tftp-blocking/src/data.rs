@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::task::Poll;
 use std::thread;
 
-use tftp_common::HandlerError;
+use tftp_server::HandlerError;
 
 use crate::pool::{Done, Jobs, Pool, drop_on, server_error};
 

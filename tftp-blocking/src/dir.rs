@@ -4,12 +4,12 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 
-use tftp_common::fs::{Root, RootOptions};
-use tftp_common::{HandlerError, Request};
+use tftp_server::fs::{Root, RootOptions};
+use tftp_server::{HandlerError, Request};
 
 use crate::handler::{Handler, ReadResponse, WriteResponse};
 
-/// Serves files under a root directory, confined to it (see [`tftp_common::fs`]); accepts
+/// Serves files under a root directory, confined to it (see [`tftp_server::fs`]); accepts
 /// uploads into it when [`RootOptions::allow_write`] is set. No buffering is needed: the
 /// server reads files in place on its event loop (the page cache) and writes uploads in
 /// chunks on its I/O pool.

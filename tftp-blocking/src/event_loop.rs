@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tftp_common::budget::{Reservation, WindowBudget};
-use tftp_common::server::{bind_transfer, bind_transfer_on};
-use tftp_common::{Decision, HandlerError, Permit, Request, ServerCore};
+use tftp_server::budget::{Reservation, WindowBudget};
+use tftp_server::server::{bind_transfer, bind_transfer_on};
+use tftp_server::{Decision, HandlerError, Permit, Request, ServerCore};
 use tftp_proto::timers::Timers;
 use tftp_proto::{ErrorCode, Event, Output, ServerSession, Transmit};
 
@@ -288,7 +288,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             return false;
         };
         // With the address the request was sent to (IP_PKTINFO): replies come from it.
-        let received = match tftp_common::udp::recv_from_to(&listener.socket, &mut self.buf) {
+        let received = match tftp_server::udp::recv_from_to(&listener.socket, &mut self.buf) {
             Ok(r) => r,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) => {
@@ -723,7 +723,7 @@ fn drive<'s, H>(
 fn send(socket: &UdpSocket, t: &Transmit<'_>, from: Option<IpAddr>) {
     if let Some(size) = t.segment_size.filter(|&size| t.contents.len() > size) {
         let gso = |s: &UdpSocket| {
-            tftp_common::runtime::send_gso_from(s.as_fd(), t.contents, size, t.destination, from)
+            tftp_server::runtime::send_gso_from(s.as_fd(), t.contents, size, t.destination, from)
         };
         match gso(socket) {
             Ok(_) => return,
@@ -745,7 +745,7 @@ fn send(socket: &UdpSocket, t: &Transmit<'_>, from: Option<IpAddr>) {
 /// retransmission timer covers.
 fn send_one(socket: &UdpSocket, datagram: &[u8], to: SocketAddr, from: Option<IpAddr>) {
     let once = || match from {
-        Some(_) => tftp_common::udp::send_from_to(socket, datagram, to, from),
+        Some(_) => tftp_server::udp::send_from_to(socket, datagram, to, from),
         None => socket.send_to(datagram, to),
     };
     match once() {

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io::{Cursor, Read, Write};
 
-use tftp_common::{HandlerError, Request};
+use tftp_server::{HandlerError, Request};
 use tftp_proto::OptionLimits;
 
 use crate::data::{Data, OnComplete, Reader, Sink, Source, Writer};

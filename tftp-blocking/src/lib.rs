@@ -11,7 +11,7 @@
 //! behaviour comes from [`tftp_proto`] (each transfer is a sans-IO
 //! [`ServerSession`](tftp_proto::ServerSession), its deadlines in a
 //! [`Timers`](tftp_proto::timers::Timers) heap); admission, limits, refusals, statistics and
-//! confined file access from [`tftp_common`] ([`ServerCore`](tftp_common::ServerCore), the
+//! confined file access from [`tftp_server`] ([`ServerCore`](tftp_server::ServerCore), the
 //! same decisions its async server makes). This crate is only the event loop around them.
 //!
 //! # Threading model
@@ -125,9 +125,9 @@ pub use client::Client;
 pub use dir::DirHandler;
 pub use handler::{Handler, ReadResponse, WriteResponse};
 pub use server::{Server, ShutdownHandle};
-pub use tftp_common::fs::RootOptions;
-pub use tftp_common::server::ServerOptions;
-pub use tftp_common::{
+pub use tftp_server::fs::RootOptions;
+pub use tftp_server::server::ServerOptions;
+pub use tftp_server::{
     ClientError, HandlerError, MtuPolicy, Request, ServerConfig, ServerStats, SessionReport,
 };
 pub use tftp_proto::{

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use tftp_common::{HandlerError, Request};
+use tftp_server::{HandlerError, Request};
 use tftp_proto::ErrorCode;
 
 use crate::data::{Chunk, Written};
@@ -127,7 +127,7 @@ pub(crate) enum Msg {
     /// over the loops).
     Start(Box<crate::event_loop::Accepted>),
     /// A new request from this client port was accepted: it replaces the port's session
-    /// (see [`tftp_common::admission`]), wherever that runs.
+    /// (see [`tftp_server::admission`]), wherever that runs.
     Replaced(std::net::SocketAddr),
 }
 

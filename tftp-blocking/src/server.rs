@@ -6,9 +6,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, mpsc};
 
-use tftp_common::budget::WindowBudget;
-use tftp_common::server::ServerOptions;
-use tftp_common::{ServerCore, StatsCollector};
+use tftp_server::budget::WindowBudget;
+use tftp_server::server::ServerOptions;
+use tftp_server::{ServerCore, StatsCollector};
 
 use crate::event_loop::{Loop, Shared, Stop};
 use crate::handler::Handler;
@@ -49,7 +49,7 @@ impl<H> std::fmt::Debug for Server<H> {
 }
 
 /// Stops a running [`Server`] from any thread: it stops accepting, lets running transfers
-/// finish for up to [`tftp_common::ServerConfig::shutdown_grace`], aborts the rest with ERROR
+/// finish for up to [`tftp_server::ServerConfig::shutdown_grace`], aborts the rest with ERROR
 /// "Server shutting down", and [`Server::serve`] returns. A shutdown before `serve` makes it
 /// return at once.
 #[derive(Debug, Clone, Default)]

@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tftp_common::{HandlerError, Request};
+use tftp_server::{HandlerError, Request};
 use tftp_proto::{ErrorCode, OptionLimits};
 
 /// Sizes of the `f<size>` files: around the 512 and 1468 block boundaries, one 64 KiB block,

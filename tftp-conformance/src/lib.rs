@@ -25,9 +25,9 @@ pub use backend::{Backend, SIZES, STALL, Sink, Source, TEXT};
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
-use tftp_common::ClientError;
-use tftp_common::SessionReport;
-use tftp_common::server::ServerOptions;
+use tftp_server::ClientError;
+use tftp_server::SessionReport;
+use tftp_server::server::ServerOptions;
 use tftp_proto::{Config, Mode, OptionValues, SessionStats};
 
 /// A runtime adapter under test: its server framework and its client.
@@ -126,7 +126,7 @@ impl Reports {
     pub fn options_with_intervals(
         &self,
         interval: std::time::Duration,
-    ) -> (ServerOptions, Arc<Mutex<Vec<tftp_common::ServerStats>>>) {
+    ) -> (ServerOptions, Arc<Mutex<Vec<tftp_server::ServerStats>>>) {
         let intervals = Arc::new(Mutex::new(Vec::new()));
         let i = Arc::clone(&intervals);
         let mut options = self

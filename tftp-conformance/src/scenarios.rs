@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tftp_common::ClientError;
+use tftp_server::ClientError;
 use tftp_proto::{Config, ErrorCode, Mode, OptionValues, Outcome, Packet, TransferError};
 
 use crate::backend::{SIZES, TEXT};
@@ -408,7 +408,7 @@ pub fn stats_once_per_session<S: Adapter, C: Adapter>() {
     assert_eq!(up.kind, tftp_proto::RequestKind::Write);
     drop(server);
     let intervals = intervals.lock().unwrap();
-    let sum = |f: fn(&tftp_common::ServerStats) -> u64| intervals.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&tftp_server::ServerStats) -> u64| intervals.iter().map(f).sum::<u64>();
     assert_eq!(sum(|s| s.sessions_started), 4, "{intervals:#?}");
     assert_eq!(sum(|s| s.sessions_completed), 3);
     assert_eq!(sum(|s| s.requests_refused), 1);
@@ -704,7 +704,7 @@ pub fn replies_from_the_asked_address<S: Adapter, C: Adapter>() {
 /// Granted block sizes fit the MTU policy: a fixed MTU of 1500 grants 1468 over IPv4 and 1448
 /// over IPv6 to a client asking 65464; `Off` and loopback's own MTU (65536) grant 65464.
 pub fn blksize_fits_the_mtu<S: Adapter, C: Adapter>() {
-    use tftp_common::MtuPolicy;
+    use tftp_server::MtuPolicy;
     let backend = Backend::new(false);
     for (listen, mtu, want) in [
         ("127.0.0.1:0", MtuPolicy::Fixed(1500), 1468),

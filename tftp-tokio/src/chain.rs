@@ -1,7 +1,7 @@
 //! Trying handlers in order.
 
 use crate::{Handler, ReadResponse, WriteResponse};
-use tftp_common::{HandlerError, Request};
+use tftp_server::{HandlerError, Request};
 use tftp_proto::ErrorCode;
 
 /// Serve a read from `first`, or from `second` when `first` answers "File not found".

@@ -1,10 +1,10 @@
 //! The client: fetch into any `AsyncWrite`, send from any `AsyncRead`
-//! ([`tftp_common::client::ClientCore`] on tokio).
+//! ([`tftp_server::client::ClientCore`] on tokio).
 
 use std::net::SocketAddr;
 
-use tftp_common::ClientError;
-use tftp_common::client::ClientCore;
+use tftp_server::ClientError;
+use tftp_server::client::ClientCore;
 use tftp_proto::{Config, Mode, OptionValues, SessionStats, TransferOptions};
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -6,13 +6,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tftp_common::fs::{Root, RootOptions};
-use tftp_common::{HandlerError, Request};
+use tftp_server::fs::{Root, RootOptions};
+use tftp_server::{HandlerError, Request};
 use tokio::io::{AsyncRead, BufWriter, ReadBuf};
 
 use crate::{Handler, ReadResponse, WriteResponse};
 
-/// Serves files under a root directory, confined to it (see [`tftp_common::fs`]); accepts
+/// Serves files under a root directory, confined to it (see [`tftp_server::fs`]); accepts
 /// uploads into it when [`RootOptions::allow_write`] is set.
 #[derive(Debug, Clone)]
 pub struct DirHandler {

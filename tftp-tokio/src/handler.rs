@@ -3,8 +3,8 @@
 use std::future::Future;
 use std::io::Cursor;
 
-use tftp_common::runtime::{Answer, Service};
-use tftp_common::{HandlerError, Request};
+use tftp_server::runtime::{Answer, Service};
+use tftp_server::{HandlerError, Request};
 use tftp_proto::OptionLimits;
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -6,7 +6,7 @@
 //! All protocol behaviour comes from [`tftp_proto`]; this crate only moves datagrams, timers
 //! and bytes between tokio and its sessions. Shared, runtime-independent parts (confined file
 //! access, admission limits, statistics, and the server and client loops, written once for
-//! every async runtime over [`tftp_common::runtime`]) come from [`tftp_common`].
+//! every async runtime over [`tftp_server::runtime`]) come from [`tftp_server`].
 //!
 //! ```no_run
 //! use tftp_tokio::{Handler, HandlerError, ReadResponse, Request, Server, ServerOptions};
@@ -46,9 +46,9 @@ pub use dir::DirHandler;
 pub use handler::{BoxFuture, DynHandler, Handler, ReadResponse, WriteResponse};
 pub use server::Server;
 pub use templates::Templates;
-pub use tftp_common::fs::RootOptions;
-pub use tftp_common::server::ServerOptions;
-pub use tftp_common::{
+pub use tftp_server::fs::RootOptions;
+pub use tftp_server::server::ServerOptions;
+pub use tftp_server::{
     AdmissionConfig, ClientError, HandlerError, MtuPolicy, Request, ServerConfig, ServerStats,
     SessionReport, StatsCollector,
 };

@@ -1,4 +1,4 @@
-//! tokio under the shared server and client ([`tftp_common::runtime`]).
+//! tokio under the shared server and client ([`tftp_server::runtime`]).
 
 use std::future::Future;
 use std::io;
@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::time::Instant;
 
-use tftp_common::runtime::{self, AsyncUdp, Runtime};
-use tftp_common::udp;
+use tftp_server::runtime::{self, AsyncUdp, Runtime};
+use tftp_server::udp;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 
 /// Tasks on the ambient tokio runtime, tokio timers.

@@ -1,12 +1,12 @@
 //! The server: listeners, one task per session, statistics, graceful shutdown
-//! ([`tftp_common::serve`] on tokio).
+//! ([`tftp_server::serve`] on tokio).
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
-use tftp_common::server::ServerOptions;
-use tftp_common::{StatsCollector, serve};
+use tftp_server::server::ServerOptions;
+use tftp_server::{StatsCollector, serve};
 
 use crate::handler::{Bridge, Handler};
 use crate::runtime::Tokio;
@@ -61,7 +61,7 @@ impl<H: Handler> Server<H> {
     }
 
     /// Serve until `shutdown` completes; then stop accepting, let running transfers finish
-    /// for up to [`tftp_common::ServerConfig::shutdown_grace`], abort the rest with an ERROR,
+    /// for up to [`tftp_server::ServerConfig::shutdown_grace`], abort the rest with an ERROR,
     /// and return. Dropping the future instead aborts every session at once, with an ERROR.
     pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         self.0.serve_until(Tokio, shutdown).await

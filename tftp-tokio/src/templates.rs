@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::template_engine::{Vars, render};
 use crate::{Handler, ReadResponse};
-use tftp_common::fs::{Root, RootOptions};
-use tftp_common::{HandlerError, Request};
+use tftp_server::fs::{Root, RootOptions};
+use tftp_server::{HandlerError, Request};
 
 use crate::dir::open_for_read;
 

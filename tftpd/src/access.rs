@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use tftp_common::request::Printable;
-use tftp_common::{HandlerError, Request};
+use tftp_server::request::Printable;
+use tftp_server::{HandlerError, Request};
 use tftp_tokio::{Handler, ReadResponse, WriteResponse};
 
 use crate::log_limit::LogLimit;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tftp_common::{HandlerError, Request};
+use tftp_server::{HandlerError, Request};
 use tftp_proto::ErrorCode;
 use tftp_tokio::{Handler, ReadResponse};
 
@@ -164,7 +164,7 @@ impl HttpOrigin {
     }
 
     fn url(&self, filename: &str) -> Result<String, HandlerError> {
-        let components = tftp_common::fs::normalize(filename)?;
+        let components = tftp_server::fs::normalize(filename)?;
         let mut url = self.base.clone();
         for c in components {
             url.push('/');

@@ -41,7 +41,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
-use tftp_common::HandlerError;
+use tftp_server::HandlerError;
 use tftp_proto::ErrorCode;
 use tftp_tokio::ReadResponse;
 use tokio::sync::watch;

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tftp_proto::{Outcome, RequestKind, TransferError};
 
-use tftp_common::SessionReport;
+use tftp_server::SessionReport;
 
 use crate::remap::RemapNotes;
 
@@ -144,7 +144,7 @@ fn line(report: &SessionReport, now: SystemTime) -> Line<'_> {
         },
         file: &report.filename,
         mode: report.mode.as_str(),
-        outcome: tftp_common::stats::outcome_label(report),
+        outcome: tftp_server::stats::outcome_label(report),
         error,
         bytes: s.bytes,
         blocks: s.blocks,
@@ -194,7 +194,7 @@ fn rfc3339(t: SystemTime) -> String {
 mod tests {
     use super::*;
     use std::time::Instant;
-    use tftp_common::{HandlerError, Request};
+    use tftp_server::{HandlerError, Request};
     use tftp_proto::{IncomingRequest, Mode, OptionLimits, OptionValues};
 
     #[test]

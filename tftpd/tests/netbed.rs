@@ -15,7 +15,7 @@
 //! | `nat_to_the_service_address` | `--single-port` behind the NAT, asking at the service address: a reply from the primary is an unknown flow to the NAT too |
 //!
 //! What makes them pass: the listener learns each request's destination and interface
-//! (`tftp_common::udp`, `IP_PKTINFO`/`IPV6_PKTINFO`), binds each transfer socket to the
+//! (`tftp_server::udp`, `IP_PKTINFO`/`IPV6_PKTINFO`), binds each transfer socket to the
 //! asked address (or, with `--single-port`, sends from it through the shared socket), and
 //! fits the granted block size to the interface's MTU (`--tftp-mtu`). Without that, a
 //! wildcard listener's transfers answer from the address the kernel picks (the primary for

@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use tftp_common::server::ServerOptions;
-use tftp_common::{ClientError, HandlerError, Request};
+use tftp_server::server::ServerOptions;
+use tftp_server::{ClientError, HandlerError, Request};
 use tftp_proto::{Config, Mode, OptionValues, SessionStats};
 use tftp_tokio::{Client, Handler, ReadResponse, Server, WriteResponse};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};

@@ -629,7 +629,7 @@ fn listeners(args: &Args) -> Result<Vec<UdpSocket>, String> {
     }
     listen_addrs(args)?
         .into_iter()
-        .map(|addr| tftp_common::server::bind_listener(addr).map_err(|e| e.to_string()))
+        .map(|addr| tftp_server::server::bind_listener(addr).map_err(|e| e.to_string()))
         .collect()
 }
 
@@ -649,7 +649,7 @@ fn drop_privileges(name: &str) -> Result<(), String> {
 fn run(args: Args, cli: Vec<OsString>) -> Result<(), String> {
     // As root, before dropping privileges: raise the hard descriptor limit too (the server
     // caps its concurrent sessions to what the limit allows).
-    tftp_common::descriptors::raise_fd_limit(true);
+    tftp_server::descriptors::raise_fd_limit(true);
     let sockets = listeners(&args)?;
     // Before any thread exists: setuid must apply to the whole process.
     if let Some(user) = &args.user {
@@ -711,7 +711,7 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
             )
             .and_then(|b| b.install_recorder())
             .map_err(|e| format!("--metrics {addr}: {e}"))?;
-        tftp_common::stats::describe_metrics();
+        tftp_server::stats::describe_metrics();
         // The recorder's upkeep (draining histograms), which its own exporter ran every 5 s.
         let upkeep = handle.clone();
         tokio::spawn(async move {

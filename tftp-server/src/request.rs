@@ -212,7 +212,7 @@ impl SessionReport {
 /// (`\n`, `\u{1b}`), so a client cannot forge log lines or drive the operator's terminal.
 ///
 /// ```
-/// use tftp_common::request::Printable;
+/// use tftp_server::request::Printable;
 /// assert_eq!(Printable("a\nb\x1b[31m").to_string(), "a\\nb\\u{1b}[31m");
 /// assert_eq!(Printable("pxelinux.cfg/01-aa").to_string(), "pxelinux.cfg/01-aa");
 /// ```

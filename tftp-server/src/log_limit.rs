@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use tftp_common::log_limit::LogLimit;
+/// use tftp_server::log_limit::LogLimit;
 /// let limit = LogLimit::default();
 /// let t0 = Instant::now();
 /// let mut lines = Vec::new();

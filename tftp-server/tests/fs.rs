@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use tftp_common::fs::{FsError, MAX_COMPONENTS, MAX_NAME_LEN, Root, RootOptions, Upload};
+use tftp_server::fs::{FsError, MAX_COMPONENTS, MAX_NAME_LEN, Root, RootOptions, Upload};
 use tftp_proto::ErrorCode;
 
 const SECRET: &[u8] = b"OUTSIDE THE ROOT: must never be served";
@@ -879,7 +879,7 @@ fn reads_run_concurrently() {
     }
 }
 
-/// How long after its last change a directory's index is trusted (see `tftp_common::fs`):
+/// How long after its last change a directory's index is trusted (see `tftp_server::fs`):
 /// timestamps have a granularity, so a change in the same tick as the index was built would
 /// go unnoticed; an index of a directory changed this recently is rebuilt at the next lookup.
 const SETTLE: Duration = Duration::from_secs(3);
@@ -1177,7 +1177,7 @@ fn names_of_upload_temporaries_are_refused() {
 /// fixed one.
 #[test]
 fn refusals_say_why() {
-    use tftp_common::fs::reason;
+    use tftp_server::fs::reason;
     let f = Fixture::new();
     let r = f.root_path();
     fs::hard_link(f.base().join("outside/secret"), r.join("hl")).unwrap();

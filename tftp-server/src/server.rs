@@ -27,7 +27,7 @@ pub type StatsCallback = Arc<dyn Fn(&ServerStats) + Send + Sync>;
 /// tell. The same for every adapter.
 ///
 /// ```
-/// use tftp_common::server::ServerOptions;
+/// use tftp_server::server::ServerOptions;
 ///
 /// let options = ServerOptions::new()
 ///     .listen("127.0.0.1:6969".parse().unwrap())
