@@ -9,10 +9,11 @@
 //! `async-io` (sockets, timers; its reactor runs in whichever thread blocks in its
 //! `block_on`, else in its own thread), the `futures-io` traits (via `futures-lite`),
 //! `blocking` (file I/O on its thread pool) and `async-executor` (the sessions run on an
-//! executor inside the [`Server::serve`] future). Any executor can poll these futures; none
-//! needs to be running. All protocol behaviour comes from [`tftp_proto`] and the shared
-//! server and client loops from [`tftp_server`] (written once for every async runtime over
-//! [`tftp_server::runtime`]); this crate only moves datagrams, timers and bytes.
+//! executor inside the [`serve`](tftp_server::Server::serve) future). Any executor can poll
+//! these futures; none needs to be running. All protocol behaviour comes from [`tftp_proto`]
+//! and the server, client and handler types from [`tftp_server`], written once for every
+//! async runtime: this crate is their names with async-io ([`AsyncIo`]) filled in, and a
+//! [`Handler`] written here runs unchanged under `tftp-tokio`.
 //!
 //! Under async-std, serving a greeting on loopback and fetching it:
 //!
@@ -67,21 +68,26 @@
 
 #![forbid(unsafe_code)]
 
-mod client;
-mod dir;
-mod handler;
-mod runtime;
-mod server;
+pub use tftp_server::async_io::{AsyncIo, Udp};
 
-pub use client::Client;
-pub use dir::DirHandler;
-pub use handler::{BoxFuture, DynHandler, Handler, ReadResponse, WriteResponse};
-pub use server::Server;
-pub use tftp_server::fs::RootOptions;
+/// A TFTP server on async-io around a [`Handler`] (fbtftp's `BaseServer`):
+/// [`tftp_server::Server`] with [`AsyncIo`] filled in.
+///
+/// Its sessions run on an executor inside the [`serve`](tftp_server::Server::serve) future, so
+/// they make progress on whichever thread polls that future (async-std's, smol's, or a
+/// `block_on`). Uploads into a [`DirHandler`] are written on the `blocking` thread pool.
+pub type Server<H> = tftp_server::Server<AsyncIo, H>;
+
+/// A TFTP client on async-io: fetch into any `AsyncWrite`, send from any `AsyncRead`
+/// ([`tftp_server::Client`] with [`AsyncIo`] filled in). After the last ACK of a download it
+/// dallies on a short-lived thread of its own, since this crate has no runtime to spawn on.
+pub type Client = tftp_server::Client<AsyncIo>;
+
 pub use tftp_server::server::ServerOptions;
 pub use tftp_server::{
-    AdmissionConfig, ClientError, HandlerError, MtuPolicy, Request, ServerConfig, ServerStats,
-    SessionReport, StatsCollector,
+    AdmissionConfig, BoxFuture, ClientError, DirHandler, DynHandler, Fallback, Handler,
+    HandlerError, MtuPolicy, ReadResponse, Request, RootOptions, ServerConfig, ServerStats,
+    SessionReport, StatsCollector, WriteResponse,
 };
 // What handler authors and client users name, so that they need not depend on tftp-proto.
 pub use tftp_proto::{

@@ -5,11 +5,11 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use tftp_server::client::{ClientCore, into_result, local_addr};
-use tftp_server::{ClientError, HandlerError};
 use tftp_proto::{
     ClientSession, Config, Event, Mode, OptionValues, Output, SessionStats, TransferOptions,
 };
+use tftp_server::client::{ClientCore, into_result, local_addr};
+use tftp_server::{ClientError, HandlerError};
 
 /// A blocking TFTP client: one UDP socket per transfer, driven on the calling thread (a
 /// `recv` whose timeout is the session's next deadline). The reader or writer is called on

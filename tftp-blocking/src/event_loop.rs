@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use tftp_proto::timers::Timers;
+use tftp_proto::{ErrorCode, Event, Output, ServerSession, Transmit};
 use tftp_server::budget::{Reservation, WindowBudget};
 use tftp_server::server::{bind_transfer, bind_transfer_on};
 use tftp_server::{Decision, HandlerError, Permit, Request, ServerCore};
-use tftp_proto::timers::Timers;
-use tftp_proto::{ErrorCode, Event, Output, ServerSession, Transmit};
 
 use crate::data::Data;
 use crate::handler::{Handler, Response};

@@ -3,8 +3,8 @@
 use std::fs::File;
 use std::io::{Cursor, Read, Write};
 
-use tftp_server::{HandlerError, Request};
 use tftp_proto::OptionLimits;
+use tftp_server::{HandlerError, Request};
 
 use crate::data::{Data, OnComplete, Reader, Sink, Source, Writer};
 

@@ -122,14 +122,14 @@ mod reactor;
 mod server;
 
 pub use client::Client;
-pub use dir::DirHandler;
 pub use handler::{Handler, ReadResponse, WriteResponse};
 pub use server::{Server, ShutdownHandle};
+pub use tftp_proto::{
+    self, ErrorCode, Mode, OptionLimits, OptionValues, RequestKind, SessionStats, TimeoutPolicy,
+};
+pub use tftp_server::DirHandler;
 pub use tftp_server::fs::RootOptions;
 pub use tftp_server::server::ServerOptions;
 pub use tftp_server::{
     ClientError, HandlerError, MtuPolicy, Request, ServerConfig, ServerStats, SessionReport,
-};
-pub use tftp_proto::{
-    self, ErrorCode, Mode, OptionLimits, OptionValues, RequestKind, SessionStats, TimeoutPolicy,
 };

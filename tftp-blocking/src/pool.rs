@@ -9,8 +9,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use tftp_server::{HandlerError, Request};
 use tftp_proto::ErrorCode;
+use tftp_server::{HandlerError, Request};
 
 use crate::data::{Chunk, Written};
 use crate::handler::Response;

@@ -5,8 +5,8 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tftp_server::{HandlerError, Request};
 use tftp_proto::{ErrorCode, OptionLimits};
+use tftp_server::{HandlerError, Request};
 
 /// Sizes of the `f<size>` files: around the 512 and 1468 block boundaries, one 64 KiB block,
 /// and 1 MiB.

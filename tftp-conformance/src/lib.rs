@@ -25,10 +25,10 @@ pub use backend::{Backend, SIZES, STALL, Sink, Source, TEXT};
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+use tftp_proto::{Config, Mode, OptionValues, SessionStats};
 use tftp_server::ClientError;
 use tftp_server::SessionReport;
 use tftp_server::server::ServerOptions;
-use tftp_proto::{Config, Mode, OptionValues, SessionStats};
 
 /// A runtime adapter under test: its server framework and its client.
 pub trait Adapter: 'static {

@@ -5,8 +5,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tftp_server::ClientError;
 use tftp_proto::{Config, ErrorCode, Mode, OptionValues, Outcome, Packet, TransferError};
+use tftp_server::ClientError;
 
 use crate::backend::{SIZES, TEXT};
 use crate::raw::{Peer, decode};

@@ -26,6 +26,7 @@ pub enum AsyncIo {
 
 impl Runtime for AsyncIo {
     type Socket = Udp;
+    type IoTraits = crate::FuturesIo;
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         match self {
@@ -45,6 +46,22 @@ impl Runtime for AsyncIo {
 
     async fn sleep_until(&self, deadline: Instant) {
         Timer::at(deadline).await;
+    }
+
+    /// The server's sessions run on an executor inside the returned future, so they make
+    /// progress on whichever thread polls it (async-std's, smol's, or a `block_on`).
+    async fn scope<F>(serve: impl FnOnce(Self) -> F + Send) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        let executor = std::sync::Arc::new(Executor::new());
+        let runtime = AsyncIo::Server(std::sync::Arc::downgrade(&executor));
+        executor.run(serve(runtime)).await
+    }
+
+    fn client() -> Self {
+        AsyncIo::Client
     }
 }
 

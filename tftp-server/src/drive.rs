@@ -42,6 +42,10 @@ pub enum Filled {
 /// The I/O of one session, in some runtime.
 pub trait SessionIo {
     /// Send a datagram. Failures are losses (the retransmission timer covers them).
+    /// The clock the session's deadlines are on.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
     fn send(&mut self, to: SocketAddr, bytes: &[u8]) -> impl Future<Output = ()>;
     /// Send `bytes`, several datagrams of `segment_size` bytes back to back (the last may be
     /// shorter; see [`tftp_proto::Transmit::segment_size`]). By default one by one; an
@@ -125,11 +129,11 @@ pub async fn drive<R, I: SessionIo>(
     // The block the source is working on, and when it must have delivered it.
     let mut source_deadline: Option<(u64, Instant)> = None;
     // When progress was last reported, and the byte count then.
-    let mut progressed = (Instant::now(), 0u64);
+    let mut progressed = (io.now(), 0u64);
     loop {
         let deadline = loop {
             let deadline = session.poll_timeout();
-            let now = Instant::now();
+            let now = io.now();
             // Room for the largest datagram the peer may send, plus one byte to see oversize.
             let want = if how.full_buffer {
                 65_536
@@ -172,16 +176,14 @@ pub async fn drive<R, I: SessionIo>(
                         Filled::Read(Err(e)) => {
                             tracing::warn!(error = %e, "data source failed");
                             let error = HandlerError::from(&e);
-                            session.abort(Instant::now(), error.code, &error.message);
+                            session.abort(io.now(), error.code, &error.message);
                         }
-                        Filled::Woken(Wake::Deadline)
-                            if limit.is_some_and(|at| Instant::now() >= at) =>
-                        {
+                        Filled::Woken(Wake::Deadline) if limit.is_some_and(|at| io.now() >= at) => {
                             tracing::warn!(block, "data source timed out");
                             let message = "Data source timed out";
-                            session.abort(Instant::now(), ErrorCode::NOT_DEFINED, message);
+                            session.abort(io.now(), ErrorCode::NOT_DEFINED, message);
                         }
-                        Filled::Woken(wake) => on_wake(session, wake, &buf),
+                        Filled::Woken(wake) => on_wake(session, io.now(), wake, &buf),
                     }
                 }
                 Output::Store(mut store) => {
@@ -190,7 +192,7 @@ pub async fn drive<R, I: SessionIo>(
                         Ok(()) => store.stored(),
                         Err(error) => {
                             tracing::warn!(%error, "data sink failed");
-                            session.abort(Instant::now(), error.code, &error.message);
+                            session.abort(io.now(), error.code, &error.message);
                         }
                     }
                 }
@@ -208,12 +210,12 @@ pub async fn drive<R, I: SessionIo>(
             }
         };
         let wake = io.wait(deadline, &mut buf).await;
-        on_wake(session, wake, &buf);
+        on_wake(session, io.now(), wake, &buf);
         // Only while the transfer runs: once its outcome is known, its final report counts
         // the rest (a dallying session must not be counted again).
         if let (Some(report), None) = (how.progress, session.outcome()) {
             let bytes = session.stats().bytes;
-            let now = Instant::now();
+            let now = io.now();
             if bytes != progressed.1
                 && now.saturating_duration_since(progressed.0) >= PROGRESS_EVERY
             {
@@ -224,8 +226,7 @@ pub async fn drive<R, I: SessionIo>(
     }
 }
 
-fn on_wake<R>(session: &mut Session<R>, wake: Wake, buf: &[u8]) {
-    let now = Instant::now();
+fn on_wake<R>(session: &mut Session<R>, now: Instant, wake: Wake, buf: &[u8]) {
     match wake {
         Wake::Datagram(n, from) => session.handle_datagram(now, from, &buf[..n.min(buf.len())]),
         Wake::Deadline => session.handle_timeout(now),

@@ -510,6 +510,17 @@ impl Upload {
         &mut self.file
     }
 
+    /// A writer into the temporary file that refuses bytes past
+    /// [`RootOptions::max_upload_size`] with [`io::ErrorKind::QuotaExceeded`] (ERROR 3): a
+    /// client need not announce the size, so the limit holds whatever `tsize` said. Every
+    /// adapter's directory handler writes uploads through it.
+    pub fn sink(&mut self) -> io::Result<UploadSink> {
+        Ok(UploadSink {
+            file: self.file.try_clone()?,
+            left: self.max_size,
+        })
+    }
+
     /// Check that `total` bytes received so far are within
     /// [`RootOptions::max_upload_size`]; beyond it, [`ErrorCode::DISK_FULL`].
     pub fn check_size(&self, total: u64) -> Result<(), FsError> {
@@ -567,6 +578,28 @@ impl Upload {
             self.committed = true;
         }
         Ok(())
+    }
+}
+
+/// An upload's temporary file, size-limited (see [`Upload::sink`]).
+#[derive(Debug)]
+pub struct UploadSink {
+    file: std::fs::File,
+    left: Option<u64>,
+}
+
+impl io::Write for UploadSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.left.is_some_and(|left| buf.len() as u64 > left) {
+            return Err(io::ErrorKind::QuotaExceeded.into());
+        }
+        let n = self.file.write(buf)?;
+        self.left = self.left.map(|left| left.saturating_sub(n as u64));
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 

@@ -1,12 +1,31 @@
-//! Runtime-independent building blocks shared by the three server adapters (`tftp-tokio`,
-//! `tftp-async-std`, `tftp-blocking`).
+//! The TFTP server framework (fbtftp's `BaseServer` / `BaseHandler` / `ResponseData`) that
+//! the runtime adapters instantiate: `tftp-tokio` and `tftp-async-std` are this crate's
+//! [`Server`], [`Client`] and [`Handler`] with their runtime filled in, `tftp-blocking` its
+//! own event loop over the same listening side, limits, files and statistics.
 //!
-//! Protocol behaviour lives in `tftp-proto`; this crate holds what every adapter needs that is
-//! not pure: confining paths to a served root, staging uploads, admitting requests under
-//! limits, aggregating statistics, and the server configuration; and, written once over a
-//! small [`runtime::Runtime`] trait, the server ([`serve`]) and client of the async adapters.
-//! It never depends on an async runtime (only on executor-agnostic `async-channel` and
-//! `futures-lite`).
+//! Protocol behaviour lives in `tftp-proto` (sessions, option negotiation, and the listening
+//! side, [`tftp_proto::Endpoint`]); this crate holds what every server needs that is not pure:
+//! admitting requests under limits ([`admission`]), confining paths to a served root and
+//! staging uploads ([`fs`], [`DirHandler`]), statistics and metrics ([`stats`]), the server
+//! configuration; and, with the `async` feature, written once over a small
+//! [`runtime::Runtime`] trait, the server, client and handler types of the async adapters. It
+//! never depends on an async runtime (only on executor-agnostic `async-channel`,
+//! `futures-lite` and `blocking`; tokio's I/O traits with the `tokio` feature).
+//!
+//! A handler is written once and runs under every async runtime:
+//!
+//! ```
+//! use tftp_server::{Handler, HandlerError, ReadResponse, Request};
+//!
+//! struct Hello;
+//!
+//! impl Handler for Hello {
+//!     async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
+//!         let text = format!("hello {}, you asked for {}\n", request.peer.ip(), request.filename);
+//!         Ok(ReadResponse::from_bytes(text.into_bytes()))
+//!     }
+//! }
+//! ```
 
 #![forbid(unsafe_code)]
 
@@ -17,8 +36,11 @@ pub mod budget;
 pub mod client;
 pub mod config;
 pub mod descriptors;
+mod dir;
 pub mod drive;
+mod fallback;
 pub mod fs;
+mod handler;
 pub mod log_limit;
 pub mod request;
 pub mod runtime;
@@ -28,8 +50,17 @@ pub mod stats;
 pub mod udp;
 
 pub use admission::{Admission, AdmissionConfig, Permit, Refusal};
+pub use client::Client;
 pub use client::ClientError;
 pub use config::{MtuPolicy, ServerConfig};
+pub use dir::DirHandler;
+pub use fallback::Fallback;
+pub use fs::RootOptions;
+pub use handler::{
+    BoxFuture, BoxReader, BoxWriter, DynHandler, FuturesIo, Handler, IntoReader, IntoWriter,
+    ReadResponse, TokioIo, WriteResponse,
+};
 pub use request::{HandlerError, Request, SessionReport};
+pub use serve::Server;
 pub use server::{Decision, ServerCore, ServerOptions};
 pub use stats::{ServerStats, StatsCollector};

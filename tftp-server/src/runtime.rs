@@ -1,9 +1,8 @@
 //! What an async adapter supplies, and the session I/O built from it.
 //!
-//! As in quinn's `runtime` module, an adapter implements three small traits — [`Runtime`]
-//! (tasks and timers), [`AsyncUdp`] (a socket) and [`Data`] (its I/O traits' sources and
-//! sinks) — plus [`Service`] to bridge its `Handler`; the server ([`crate::serve`]) and client
-//! ([`crate::client::ClientCore`]) loops are written once over them. Signals between tasks use
+//! As in quinn's `runtime` module, an adapter implements two small traits — [`Runtime`]
+//! (tasks, timers, its clock) and [`AsyncUdp`] (a socket); the server ([`crate::Server`]),
+//! client ([`crate::Client`]) and handler ([`crate::Handler`]) are written once over them. Signals between tasks use
 //! executor-agnostic `event-listener` and `async-channel`, so nothing here needs a particular
 //! executor.
 
@@ -21,12 +20,16 @@ use futures_lite::FutureExt;
 use tftp_proto::OptionLimits;
 
 use crate::drive::{Filled, SessionIo, Wake};
-use crate::request::{HandlerError, Request};
+use crate::request::HandlerError;
 
 /// Tasks and timers of an async runtime.
 pub trait Runtime: Clone + Send + Sync + 'static {
     /// Its UDP socket.
     type Socket: AsyncUdp;
+    /// The I/O traits its users' readers and writers implement, which a
+    /// [`Client`](crate::Client) on it takes: [`FuturesIo`](crate::FuturesIo) or
+    /// [`TokioIo`](crate::TokioIo).
+    type IoTraits;
 
     /// Run `task` in the background. A runtime without an executor at hand may drop it (then
     /// a client does not dally after its last ACK).
@@ -34,6 +37,25 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 
     /// Complete at `deadline`.
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send;
+
+    /// The runtime's clock: every deadline a server computes starts here, so a runtime with a
+    /// virtual clock (tokio's paused time) moves shutdown grace, statistics intervals and
+    /// session timers on it.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// Serve: call `serve` with a handle whose [`Runtime::spawn`] runs tasks for as long as
+    /// the returned future runs (a runtime with a global executor just calls it; one
+    /// without starts an executor inside the future).
+    fn scope<F>(serve: impl FnOnce(Self) -> F + Send) -> impl Future<Output = F::Output> + Send
+    where
+        F: Future + Send,
+        F::Output: Send;
+
+    /// A handle for a client: the background task it spawns is its dally after the last
+    /// ACK of a download.
+    fn client() -> Self;
 }
 
 /// A non-blocking UDP socket registered with a runtime's reactor.
@@ -235,8 +257,7 @@ pub type Completion =
     Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>> + Send>;
 
 /// A handler's answer to an accepted request, whatever its runtime.
-#[non_exhaustive]
-pub struct Answer<D> {
+pub(crate) struct Answer<D> {
     /// The source (reads) or sink (writes).
     pub data: D,
     /// The source's size, if known (answers `tsize`).
@@ -257,7 +278,7 @@ impl<D> std::fmt::Debug for Answer<D> {
 
 impl<D> Answer<D> {
     /// `data`, of `size` if known, under the server's limits, with nothing to complete.
-    pub fn new(data: D, size: Option<u64>) -> Self {
+    pub(crate) fn new(data: D, size: Option<u64>) -> Self {
         let (limits, complete) = (None, None);
         Answer {
             data,
@@ -266,22 +287,6 @@ impl<D> Answer<D> {
             complete,
         }
     }
-}
-
-/// An adapter's `Handler`, seen by the shared server.
-pub trait Service: Send + Sync + 'static {
-    /// Its sources and sinks.
-    type Data: Data + 'static;
-    /// Answer a read request, or refuse it.
-    fn read(
-        &self,
-        request: &Request,
-    ) -> impl Future<Output = Result<Answer<Self::Data>, HandlerError>> + Send;
-    /// Answer a write request, or refuse it.
-    fn write(
-        &self,
-        request: &Request,
-    ) -> impl Future<Output = Result<Answer<Self::Data>, HandlerError>> + Send;
 }
 
 /// A one-shot broadcast (stop accepting, abort sessions), fired when its [`Trigger`] is
@@ -447,6 +452,10 @@ async fn wait_parts<R: Runtime>(
 }
 
 impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
+    fn now(&self) -> Instant {
+        self.rt.now()
+    }
+
     async fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
         let sent = match self.transport.sender() {
             (socket, None) => socket.send_to(bytes, to).await,

@@ -6,7 +6,7 @@ use std::future::{Future, pending};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_channel::Sender;
 use futures_lite::FutureExt;
@@ -14,30 +14,35 @@ use tftp_proto::{ErrorCode, RequestKind};
 use tracing::Instrument;
 
 use crate::admission::Permit;
+use crate::handler::{Data, Handler};
 use crate::request::{HandlerError, Request};
-use crate::runtime::{AsyncUdp, Io, Routed, Runtime, Service, Signal, Transport};
+use crate::runtime::{AsyncUdp, Io, Routed, Runtime, Signal, Transport};
 use crate::server::{Decision, ServerCore, ServerOptions};
 use crate::stats::StatsCollector;
 
 type Routes = Arc<Mutex<HashMap<SocketAddr, Sender<Routed>>>>;
 
-/// A server around `service` on runtime `R`: the body of an async adapter's `Server`.
-pub struct Server<R: Runtime, S> {
-    service: Arc<S>,
+/// A TFTP server around a [`Handler`] (fbtftp's `BaseServer`) on runtime `R`: the async
+/// adapters name it `Server<H>` with their runtime filled in.
+///
+/// Binding needs no running runtime; [`Server::serve`] runs the listeners, one task per
+/// session, and the statistics ticker on `R`.
+pub struct Server<R: Runtime, H> {
+    handler: Arc<H>,
     core: Arc<ServerCore>,
     listeners: Vec<Arc<R::Socket>>,
 }
 
-impl<R: Runtime, S> std::fmt::Debug for Server<R, S> {
+impl<R: Runtime, H> std::fmt::Debug for Server<R, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut d = f.debug_struct("Server");
         d.field("core", &self.core).finish_non_exhaustive()
     }
 }
 
-impl<R: Runtime, S: Service> Server<R, S> {
+impl<R: Runtime, H: Handler> Server<R, H> {
     /// Bind the listeners of `options` and register them with `R`'s reactor.
-    pub fn bind(service: S, options: ServerOptions) -> io::Result<Self> {
+    pub fn bind(handler: H, options: ServerOptions) -> io::Result<Self> {
         let listeners = (options.bind_all()?.into_iter())
             .map(|s| R::Socket::from_std(Arc::try_unwrap(s).or_else(|s| s.try_clone())?))
             .map(|s| s.map(Arc::new))
@@ -46,9 +51,9 @@ impl<R: Runtime, S: Service> Server<R, S> {
             let kind = io::ErrorKind::InvalidInput;
             return Err(io::Error::new(kind, "no address to listen on"));
         }
-        let (service, core) = (Arc::new(service), ServerCore::new(&options));
+        let (handler, core) = (Arc::new(handler), ServerCore::new(&options));
         Ok(Server {
-            service,
+            handler,
             core,
             listeners,
         })
@@ -64,12 +69,22 @@ impl<R: Runtime, S: Service> Server<R, S> {
         self.core.stats()
     }
 
-    /// Serve on `rt` until `shutdown` completes; then stop accepting (a single-port listener
-    /// keeps routing to its sessions), let running transfers finish for up to
+    /// Serve forever.
+    pub async fn serve(self) -> io::Result<()> {
+        self.serve_until(pending()).await
+    }
+
+    /// Serve until `shutdown` completes; then stop accepting (a single-port listener keeps
+    /// routing to its sessions), let running transfers finish for up to
     /// [`crate::ServerConfig::shutdown_grace`], abort the rest with an ERROR, and return.
     ///
-    /// Dropping the future aborts the sessions too: they see the kill signal fire.
-    pub async fn serve_until(self, rt: R, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    /// Dropping the future instead aborts every session at once: they see the kill signal
+    /// fire.
+    pub async fn serve_until(self, shutdown: impl Future<Output = ()> + Send) -> io::Result<()> {
+        R::scope(move |rt| self.run(rt, shutdown)).await
+    }
+
+    async fn run(self, rt: R, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         // Signals fire when dropped, so dropping this future stops and kills too. The `live`
         // channel closes when its last sender, held by listeners and sessions, is dropped.
         let (live, all_ended) = async_channel::bounded::<()>(1);
@@ -80,7 +95,7 @@ impl<R: Runtime, S: Service> Server<R, S> {
                 rt: rt.clone(),
                 socket: Arc::clone(socket),
                 local: socket.local_addr()?,
-                service: Arc::clone(&self.service),
+                handler: Arc::clone(&self.handler),
                 core: Arc::clone(&self.core),
                 routes: Routes::default(),
                 live: live.clone(),
@@ -110,34 +125,34 @@ impl<R: Runtime, S: Service> Server<R, S> {
                 return pending().await;
             }
             let period = core.config.stats_interval;
-            let mut next = Instant::now() + period;
+            let mut next = rt.now() + period;
             loop {
                 rt.sleep_until(next).await;
-                core.report_interval(Instant::now());
+                core.report_interval(rt.now());
                 next += period;
             }
         };
         main.or(ticker).await;
         // The statistics outlive the sessions, then report the last partial interval.
         if core.wants_stats() {
-            core.report_interval(Instant::now());
+            core.report_interval(rt.now());
         }
         Ok(())
     }
 }
 
 async fn sleep<R: Runtime>(rt: &R, duration: Duration) {
-    match Instant::now().checked_add(duration) {
+    match rt.now().checked_add(duration) {
         Some(deadline) => rt.sleep_until(deadline).await,
         None => pending().await,
     }
 }
 
-struct Listener<R: Runtime, S> {
+struct Listener<R: Runtime, H> {
     rt: R,
     socket: Arc<R::Socket>,
     local: SocketAddr,
-    service: Arc<S>,
+    handler: Arc<H>,
     core: Arc<ServerCore>,
     routes: Routes,
     /// Held by the listener and every session: the server waits until all are dropped.
@@ -151,7 +166,7 @@ enum Wake {
     Tick,
 }
 
-impl<R: Runtime, S: Service> Listener<R, S> {
+impl<R: Runtime, H: Handler> Listener<R, H> {
     /// Until `stopped` closes: accept requests. Then, in single-port mode, keep routing
     /// datagrams to the running sessions until they are done.
     async fn run(self, stopped: Arc<Signal>) {
@@ -185,7 +200,7 @@ impl<R: Runtime, S: Service> Listener<R, S> {
             };
             let peer = received.peer;
             let route = lock(&self.routes).get(&peer).cloned();
-            let now = Instant::now();
+            let now = self.rt.now();
             let datagram = &buf[..received.len.min(buf.len())];
             // The address that was asked (RFC 1122 §4.1.3.5: answer from it), and where
             // answers from the shared socket must say so: only a wildcard listener has a
@@ -253,7 +268,7 @@ impl<R: Runtime, S: Service> Listener<R, S> {
             // Debug level: entered on every poll, so at the default level it costs nothing; the
             // session's outcome is logged at info level with the same fields.
             tracing::debug_span!("session", %peer, file = %crate::request::Printable(&request.filename), kind = ?request.kind);
-        let (service, core) = (Arc::clone(&self.service), Arc::clone(&self.core));
+        let (handler, core) = (Arc::clone(&self.handler), Arc::clone(&self.core));
         let (routes, live) = (Arc::clone(&self.routes), self.live.clone());
         let io = Io {
             rt: self.rt.clone(),
@@ -266,7 +281,7 @@ impl<R: Runtime, S: Service> Listener<R, S> {
             gone_listener: None,
         };
         let task = async move {
-            session(&*service, &core, &request, io).await;
+            session(&*handler, &core, &request, io).await;
             let mut routes = lock(&routes);
             if routes.get(&peer).is_some_and(|tx| tx.is_closed()) {
                 routes.remove(&peer);
@@ -277,15 +292,15 @@ impl<R: Runtime, S: Service> Listener<R, S> {
     }
 }
 
-/// Ask the service (a handler still deciding when the grace period ends is answered for),
+/// Ask the handler (a handler still deciding when the grace period ends is answered for),
 /// then serve the request over `io`.
-async fn session<R: Runtime, S: Service>(
-    service: &S,
+async fn session<R: Runtime, H: Handler>(
+    handler: &H,
     core: &ServerCore,
     request: &Request,
-    mut io: Io<R, S::Data>,
+    mut io: Io<R, Data<'static>>,
 ) {
-    let started = Instant::now();
+    let started = io.rt.now();
     let shutting_down = async {
         if let Some(kill) = &io.kill {
             kill.fired().await;
@@ -300,8 +315,8 @@ async fn session<R: Runtime, S: Service>(
     let asked = async {
         let call = async {
             match request.kind {
-                RequestKind::Read => service.read(request).await,
-                RequestKind::Write => service.write(request).await,
+                RequestKind::Read => handler.read(request).await.map(|r| r.into_answer()),
+                RequestKind::Write => handler.write(request).await.map(|w| w.into_answer()),
             }
         };
         match std::panic::AssertUnwindSafe(call).catch_unwind().await {

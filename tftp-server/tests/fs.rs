@@ -13,8 +13,8 @@ use std::thread;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use tftp_server::fs::{FsError, MAX_COMPONENTS, MAX_NAME_LEN, Root, RootOptions, Upload};
 use tftp_proto::ErrorCode;
+use tftp_server::fs::{FsError, MAX_COMPONENTS, MAX_NAME_LEN, Root, RootOptions, Upload};
 
 const SECRET: &[u8] = b"OUTSIDE THE ROOT: must never be served";
 

@@ -3,10 +3,11 @@
 //! by implementing [`Handler`], and receive per-session and periodic server statistics through
 //! callbacks ([`ServerOptions::on_session`], [`ServerOptions::on_stats`]).
 //!
-//! All protocol behaviour comes from [`tftp_proto`]; this crate only moves datagrams, timers
-//! and bytes between tokio and its sessions. Shared, runtime-independent parts (confined file
-//! access, admission limits, statistics, and the server and client loops, written once for
-//! every async runtime over [`tftp_server::runtime`]) come from [`tftp_server`].
+//! All protocol behaviour comes from [`tftp_proto`] and the framework (the server, client and
+//! handler types, admission limits, confined file access, statistics) from [`tftp_server`],
+//! written once for every async runtime: this crate is tokio under them ([`Tokio`], [`Udp`])
+//! and the names with tokio filled in. A [`Handler`] written here runs unchanged under
+//! `tftp-async-std`; responses take tokio's `AsyncRead`/`AsyncWrite` as well as futures-io's.
 //!
 //! ```no_run
 //! use tftp_tokio::{Handler, HandlerError, ReadResponse, Request, Server, ServerOptions};
@@ -31,26 +32,24 @@
 
 #![forbid(unsafe_code)]
 
-mod chain;
-mod client;
-mod dir;
-mod handler;
 mod runtime;
-mod server;
-pub mod template_engine;
-mod templates;
 
-pub use chain::Fallback;
-pub use client::Client;
-pub use dir::DirHandler;
-pub use handler::{BoxFuture, DynHandler, Handler, ReadResponse, WriteResponse};
-pub use server::Server;
-pub use templates::Templates;
-pub use tftp_server::fs::RootOptions;
+pub use runtime::{Tokio, Udp};
+
+/// A TFTP server on tokio around a [`Handler`] (fbtftp's `BaseServer`): [`tftp_server::Server`]
+/// with tokio filled in. Its sessions are tasks on the runtime that polls
+/// [`serve`](tftp_server::Server::serve).
+pub type Server<H> = tftp_server::Server<Tokio, H>;
+
+/// A TFTP client on tokio: fetch into any `AsyncWrite`, send from any `AsyncRead`
+/// ([`tftp_server::Client`] with tokio filled in).
+pub type Client = tftp_server::Client<Tokio>;
+
 pub use tftp_server::server::ServerOptions;
 pub use tftp_server::{
-    AdmissionConfig, ClientError, HandlerError, MtuPolicy, Request, ServerConfig, ServerStats,
-    SessionReport, StatsCollector,
+    AdmissionConfig, BoxFuture, ClientError, DirHandler, DynHandler, Fallback, Handler,
+    HandlerError, MtuPolicy, ReadResponse, Request, RootOptions, ServerConfig, ServerStats,
+    SessionReport, StatsCollector, WriteResponse,
 };
 // What handler authors and client users name, so that they need not depend on tftp-proto.
 pub use tftp_proto::{

@@ -3,19 +3,20 @@
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::time::Instant;
 
 use tftp_server::runtime::{self, AsyncUdp, Runtime};
 use tftp_server::udp;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::io::Interest;
 
-/// Tasks on the ambient tokio runtime, tokio timers.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Tokio;
+/// tokio as a [`Runtime`]: sessions are tasks on the runtime the server is polled on, timers
+/// and the clock are tokio's (so tokio's paused time moves them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tokio;
 
 impl Runtime for Tokio {
     type Socket = Udp;
+    type IoTraits = tftp_server::TokioIo;
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         tokio::spawn(task);
@@ -24,9 +25,27 @@ impl Runtime for Tokio {
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send {
         tokio::time::sleep_until(deadline.into())
     }
+
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    async fn scope<F>(serve: impl FnOnce(Self) -> F + Send) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        serve(Tokio).await
+    }
+
+    fn client() -> Self {
+        Tokio
+    }
 }
 
-pub(crate) struct Udp(tokio::net::UdpSocket);
+/// A tokio UDP socket.
+#[derive(Debug)]
+pub struct Udp(tokio::net::UdpSocket);
 
 impl AsyncUdp for Udp {
     fn from_std(socket: std::net::UdpSocket) -> io::Result<Self> {
@@ -100,36 +119,6 @@ impl AsyncUdp for Udp {
         }
         for datagram in contents.chunks(size.max(1)) {
             self.send_from_to(datagram, to, from).await?;
-        }
-        Ok(())
-    }
-}
-
-/// A session's data: a source to send from, or a sink to store into and whether to shut it
-/// down after the last block.
-pub(crate) enum Data<'a> {
-    Source(Pin<Box<dyn AsyncRead + Send + 'a>>),
-    Sink(Pin<Box<dyn AsyncWrite + Send + 'a>>, bool),
-}
-
-impl runtime::Data for Data<'_> {
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Data::Source(source) => source.read(buf).await,
-            Data::Sink(..) => Ok(0),
-        }
-    }
-
-    async fn write(&mut self, data: &[u8], last: bool) -> io::Result<()> {
-        let Data::Sink(sink, close) = self else {
-            return Ok(());
-        };
-        sink.write_all(data).await?;
-        if last {
-            sink.flush().await?;
-            if *close {
-                sink.shutdown().await?;
-            }
         }
         Ok(())
     }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tftp_server::{HandlerError, Request};
 use tftp_proto::ErrorCode;
+use tftp_server::{HandlerError, Request};
 use tftp_tokio::{Handler, ReadResponse};
 
 use crate::origin_cache::{Cache, CacheOptions};

@@ -1,7 +1,8 @@
 //! The ready server and client built on [`tftp_tokio`]: the `tftpd` and `tftp` binaries, and
-//! the handlers `tftpd` composes — usable from your own server too. The directory handler,
-//! templates and the fallback chain are `tftp_tokio`'s (re-exported here), so a server on
-//! `tftp-tokio` has them without depending on this crate:
+//! the handlers `tftpd` composes — usable from your own server too. The directory handler and
+//! the fallback chain are the framework's ([`tftp_server`], re-exported here and by every
+//! async adapter), so a server on `tftp-tokio` or `tftp-async-std` has them without depending
+//! on this crate:
 //!
 //! - [`DirHandler`]: files under a root directory, confined to it, with uploads;
 //! - [`Templates`]: per-machine files rendered from templates with the client's address;
@@ -29,6 +30,8 @@ mod origin_cache;
 pub mod remap;
 pub mod session_log;
 mod shadow;
+pub mod template_engine;
+mod templates;
 
 pub use access::{Access, ClientFilter};
 #[cfg(feature = "http-origin")]
@@ -37,4 +40,5 @@ pub use http::{HttpOrigin, MAX_REDIRECTS, OriginRedirects, OriginTimeouts};
 pub use origin_cache::{CacheOptions, DEFAULT_CACHE_BYTES};
 pub use remap::{Remap, RemapNotes, RemapRules};
 pub use shadow::{Lookup, NoShadow};
-pub use tftp_tokio::{DirHandler, Fallback, RootOptions, Templates, template_engine};
+pub use templates::Templates;
+pub use tftp_tokio::{DirHandler, Fallback, RootOptions};

@@ -50,9 +50,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use regex::{Captures, Regex, RegexBuilder};
+use tftp_proto::{ErrorCode, RequestKind};
 use tftp_server::request::Printable;
 use tftp_server::{HandlerError, Request};
-use tftp_proto::{ErrorCode, RequestKind};
 use tftp_tokio::{Handler, ReadResponse, WriteResponse};
 
 use crate::log_limit::LogLimit;

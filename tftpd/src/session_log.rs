@@ -194,8 +194,8 @@ fn rfc3339(t: SystemTime) -> String {
 mod tests {
     use super::*;
     use std::time::Instant;
-    use tftp_server::{HandlerError, Request};
     use tftp_proto::{IncomingRequest, Mode, OptionLimits, OptionValues};
+    use tftp_server::{HandlerError, Request};
 
     #[test]
     fn dates() {

@@ -5,8 +5,8 @@
 //! root alone would take an upload of it, and from then on every client would get the upload
 //! instead of the origin's file. [`NoShadow`] asks the whole chain first.
 
-use tftp_server::{HandlerError, Request};
 use tftp_proto::ErrorCode;
+use tftp_server::{HandlerError, Request};
 use tftp_tokio::{Handler, ReadResponse, WriteResponse};
 
 use crate::{DirHandler, Fallback, Templates};

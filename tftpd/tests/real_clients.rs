@@ -159,7 +159,10 @@ fn curl_fetches_every_size_at_every_block_size() {
     }
     // The empty file works with curl's defaults because tsize 0 is left out of the OACK.
     let reports = f.reports_when(|r| r.iter().any(|r| r.filename == "f0"));
-    let empty = reports.iter().find(|r| r.filename == "f0").expect("a report for f0");
+    let empty = reports
+        .iter()
+        .find(|r| r.filename == "f0")
+        .expect("a report for f0");
     assert!(empty.stats.outcome.is_success());
 }
 

@@ -9,9 +9,9 @@ use std::task::{Context, Poll};
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use tftp_async_std::{Client, Handler, ReadResponse, Server, WriteResponse};
+use tftp_proto::{Config, Mode, OptionValues, SessionStats};
 use tftp_server::server::ServerOptions;
 use tftp_server::{ClientError, HandlerError, Request};
-use tftp_proto::{Config, Mode, OptionValues, SessionStats};
 
 use crate::{Adapter, Backend, ServerHandle, Sink, Source};
 

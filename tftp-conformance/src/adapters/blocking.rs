@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tftp_blocking::{Client, Handler, ReadResponse, Server, WriteResponse};
+use tftp_proto::{Config, Mode, OptionValues, SessionStats};
 use tftp_server::server::ServerOptions;
 use tftp_server::{ClientError, HandlerError, Request};
-use tftp_proto::{Config, Mode, OptionValues, SessionStats};
 
 use crate::{Adapter, Backend, ServerHandle};
 

@@ -6,9 +6,9 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+use tftp_proto::{Config, Mode, OptionValues, SessionStats};
 use tftp_server::server::ServerOptions;
 use tftp_server::{ClientError, HandlerError, Request};
-use tftp_proto::{Config, Mode, OptionValues, SessionStats};
 use tftp_tokio::{Client, Handler, ReadResponse, Server, WriteResponse};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 

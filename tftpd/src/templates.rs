@@ -2,14 +2,9 @@
 
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::Arc;
 
 use crate::template_engine::{Vars, render};
-use crate::{Handler, ReadResponse};
-use tftp_server::fs::{Root, RootOptions};
-use tftp_server::{HandlerError, Request};
-
-use crate::dir::open_for_read;
+use tftp_tokio::{DirHandler, Handler, HandlerError, ReadResponse, Request, RootOptions};
 
 /// The largest template read (templates are configuration files, not images).
 const MAX_TEMPLATE: u64 = 1 << 20;
@@ -20,7 +15,7 @@ const MAX_TEMPLATE: u64 = 1 << 20;
 /// directory with [`crate::Fallback`] (`tftpd --templates DIR --root DIR2`).
 #[derive(Debug, Clone)]
 pub struct Templates {
-    root: Arc<Root>,
+    root: DirHandler,
 }
 
 impl Templates {
@@ -31,7 +26,7 @@ impl Templates {
             ..RootOptions::default()
         };
         Ok(Templates {
-            root: Arc::new(Root::open(path, options)?),
+            root: DirHandler::new(path, options)?,
         })
     }
 }
@@ -40,7 +35,7 @@ impl Handler for Templates {
     async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
         // Inline, as the directory handler does: templates come first in tftpd's chain, so
         // every request passes here, and most miss.
-        let (file, size) = open_for_read(&self.root, request).await?;
+        let (file, size) = self.root.open_for_read(request).await?;
         if size > MAX_TEMPLATE {
             return Err(HandlerError::new(
                 tftp_proto::ErrorCode::DISK_FULL,

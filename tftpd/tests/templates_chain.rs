@@ -1,12 +1,13 @@
-//! The handlers `tftpd` composes come with tftp-tokio: a server of one's own serves a
-//! directory behind per-machine templates without depending on the `tftpd` crate.
+//! The handlers `tftpd` composes, in a server of one's own: per-machine templates (tftpd's)
+//! in front of a directory (the framework's, re-exported by tftp-tokio).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use tftp_tokio::{
     Client, ClientError, DirHandler, ErrorCode, Fallback, Mode, OptionValues, RootOptions, Server,
-    ServerOptions, Templates, TransferError,
+    ServerOptions, TransferError,
 };
+use tftpd::Templates;
 
 #[tokio::test]
 async fn templates_then_a_directory() {

@@ -1,8 +1,9 @@
 //! Trying handlers in order.
 
-use crate::{Handler, ReadResponse, WriteResponse};
-use tftp_server::{HandlerError, Request};
 use tftp_proto::ErrorCode;
+
+use crate::handler::{Handler, ReadResponse, WriteResponse};
+use crate::request::{HandlerError, Request};
 
 /// Serve a read from `first`, or from `second` when `first` answers "File not found".
 /// A write goes to `first`, or to `second` when `first` does not take writes (answers

@@ -14,7 +14,7 @@
 //! Unknown variables are left as they are, so templates may contain other `{{...}}` syntax.
 //!
 //! ```
-//! use tftp_tokio::template_engine::{Vars, render};
+//! use tftpd::template_engine::{Vars, render};
 //!
 //! let vars = Vars::new("192.168.10.5:2070".parse().unwrap(), "10.0.0.1:69".parse().unwrap(), "grub.cfg");
 //! let out = render("set net_ip={{ip}} # {{ip_hex}} {{path}} {{other}}", &vars);
