@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::error::{EncodeError, UsageError};
 use crate::options::OptionValues;
 use crate::packet::{Mode, Packet, Request};
+use crate::server::RequestKind;
 use crate::session::{Ctrl, Session};
 use crate::storage::{self, Storage};
 use crate::time::Instant;
@@ -47,7 +48,7 @@ impl<I: Instant> Session<Client, I> {
             options,
             config,
             now,
-            true,
+            RequestKind::Read,
             Vec::new(),
         )
     }
@@ -69,7 +70,7 @@ impl<I: Instant> Session<Client, I> {
             options,
             config,
             now,
-            false,
+            RequestKind::Write,
             Vec::new(),
         )
     }
@@ -94,7 +95,14 @@ impl<I: Instant, B: Storage> Session<Client, I, B> {
     ) -> Result<Self, UsageError> {
         Self::check_storage(&options, &storage, false)?;
         Ok(Self::start(
-            server, filename, mode, options, config, now, true, storage,
+            server,
+            filename,
+            mode,
+            options,
+            config,
+            now,
+            RequestKind::Read,
+            storage,
         )?)
     }
 
@@ -113,7 +121,14 @@ impl<I: Instant, B: Storage> Session<Client, I, B> {
     ) -> Result<Self, UsageError> {
         Self::check_storage(&options, &storage, mode == Mode::Netascii)?;
         Ok(Self::start(
-            server, filename, mode, options, config, now, false, storage,
+            server,
+            filename,
+            mode,
+            options,
+            config,
+            now,
+            RequestKind::Write,
+            storage,
         )?)
     }
 
@@ -140,7 +155,7 @@ impl<I: Instant, B: Storage> Session<Client, I, B> {
         options: OptionValues,
         config: &Config,
         now: I,
-        get: bool,
+        kind: RequestKind,
         storage: B,
     ) -> Result<Self, EncodeError> {
         let packet = options.with_options(|opts| {
@@ -149,15 +164,14 @@ impl<I: Instant, B: Storage> Session<Client, I, B> {
                 mode,
                 options: opts,
             };
-            let packet = if get {
-                Packet::Rrq(request)
-            } else {
-                Packet::Wrq(request)
+            let packet = match kind {
+                RequestKind::Read => Packet::Rrq(request),
+                RequestKind::Write => Packet::Wrq(request),
             };
             Ctrl::encode(&packet)
         })?;
         let mut s = Session::new_raw(config, server, false, mode, options, now, storage);
-        s.start_requesting(packet, get);
+        s.start_requesting(packet, kind);
         Ok(s)
     }
 }

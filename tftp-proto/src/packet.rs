@@ -415,6 +415,9 @@ impl<'a> Packet<'a> {
         let Some(out) = buf.get_mut(..needed) else {
             return Err(EncodeError::BufferTooSmall { needed });
         };
+        if let Packet::Error { code, message } = self {
+            return Ok(write_error(out, *code, message));
+        }
         let mut w = Writer { buf: out, pos: 0 };
         w.put(&(self.opcode() as u16).to_be_bytes());
         match self {
@@ -431,10 +434,8 @@ impl<'a> Packet<'a> {
                 w.put(data);
             }
             Packet::Ack { block } => w.put(&block.to_be_bytes()),
-            Packet::Error { code, message } => {
-                w.put(&code.0.to_be_bytes());
-                w.put_str(message);
-            }
+            // Written above, by the one ERROR encoder.
+            Packet::Error { .. } => {}
             Packet::Oack(options) => {
                 for (name, value) in options.iter() {
                     w.put_str(name);
@@ -458,6 +459,40 @@ pub(crate) fn write_data_header(buf: &mut [u8], block: u16) {
 pub(crate) fn ack_bytes(block: u16) -> [u8; 4] {
     let [hi, lo] = block.to_be_bytes();
     [0, Opcode::Ack as u8, hi, lo]
+}
+
+/// Write an ERROR packet — opcode 5, `code`, `message` and its terminating NUL (RFC 1350 §5) —
+/// at the start of `buf`, and return its length, `5 + message.len()`.
+///
+/// The crate's one ERROR encoder: [`Packet::encode`] calls it (and so [`crate::ErrorReply`]),
+/// sessions call it for the ERRORs they send, and being `const` it builds the prebuilt ones
+/// ([`error_packet`]). It neither checks `message` for a NUL (the callers do) nor writes past
+/// the end of `buf` (a short `buf` holds a cut packet; the callers size it).
+pub(crate) const fn write_error(buf: &mut [u8], code: ErrorCode, message: &str) -> usize {
+    let [op_hi, op_lo] = (Opcode::Error as u16).to_be_bytes();
+    let [code_hi, code_lo] = code.0.to_be_bytes();
+    let text = message.as_bytes();
+    let len = 5 + text.len();
+    let mut i = 0;
+    while i < len && i < buf.len() {
+        buf[i] = match i {
+            0 => op_hi,
+            1 => op_lo,
+            2 => code_hi,
+            3 => code_lo,
+            _ if i - 4 < text.len() => text[i - 4],
+            _ => 0,
+        };
+        i += 1;
+    }
+    len
+}
+
+/// An ERROR packet built at compile time by [`write_error`]; `N` is `5 + message.len()`.
+pub(crate) const fn error_packet<const N: usize>(code: ErrorCode, message: &str) -> [u8; N] {
+    let mut buf = [0u8; N];
+    write_error(&mut buf, code, message);
+    buf
 }
 
 struct Writer<'b> {
@@ -739,5 +774,20 @@ mod tests {
             Packet::decode(&ack_bytes(9)).unwrap(),
             Packet::Ack { block: 9 }
         );
+    }
+
+    #[test]
+    fn the_error_layout_is_rfc_1350s_and_never_overruns() {
+        let code = ErrorCode(0x0102);
+        let mut buf = [0xffu8; 16];
+        let n = write_error(&mut buf, code, "oops");
+        assert_eq!(&buf[..n], b"\x00\x05\x01\x02oops\x00");
+        assert_eq!(buf[n], 0xff, "nothing past the packet");
+        let mut short = [0u8; 6];
+        assert_eq!(write_error(&mut short, code, "oops"), 9);
+        assert_eq!(&short, b"\x00\x05\x01\x02oo");
+        assert_eq!(write_error(&mut [], code, "oops"), 9);
+        const BUILT: [u8; 9] = error_packet(ErrorCode(0x0102), "oops");
+        assert_eq!(&BUILT, b"\x00\x05\x01\x02oops\x00");
     }
 }

@@ -17,9 +17,10 @@ use core::net::SocketAddr;
 use crate::config::Config;
 use crate::error::{EncodeError, ProtocolError, TransferError, UsageError};
 use crate::options::{OptionValues, TransferOptions};
-use crate::packet::{ErrorCode, HEADER_LEN, Mode, Packet, ack_bytes};
+use crate::packet::{ErrorCode, HEADER_LEN, Mode, Packet, ack_bytes, error_packet, write_error};
 use crate::receiver::{DataResult, Receiver};
 use crate::sender::{AckResult, Sender};
+use crate::server::RequestKind;
 use crate::stats::{Outcome, SessionStats};
 use crate::storage::{self, Storage};
 use crate::time::Instant;
@@ -28,8 +29,11 @@ use crate::timer::Rto;
 /// The most bytes in one batched transmit: what one UDP GSO send can carry.
 const MAX_BATCH_BYTES: usize = 65_000;
 
+/// The message of [`UNKNOWN_TID`].
+const UNKNOWN_TID_MESSAGE: &str = "Unknown transfer ID";
 /// The ERROR 5 answer to a datagram from a stranger (RFC 1350 §4), prebuilt.
-const UNKNOWN_TID: &[u8] = b"\x00\x05\x00\x05Unknown transfer ID\x00";
+static UNKNOWN_TID: [u8; 5 + UNKNOWN_TID_MESSAGE.len()] =
+    error_packet(ErrorCode::UNKNOWN_TRANSFER_ID, UNKNOWN_TID_MESSAGE);
 
 /// At most this many strangers are answered with ERROR 5 in a session's life, and at most one
 /// per [`STRAY_REPLY_INTERVAL`]: RFC 1350 §4 asks for the answer, but unbounded answers let one
@@ -268,6 +272,24 @@ impl Ctrl {
         }
     }
 
+    /// ERROR `code` with `message`, which must hold no NUL (the caller drops such a message).
+    fn error(code: ErrorCode, message: &str) -> Ctrl {
+        let len = 5 + message.len();
+        if len <= MAX_CONTROL_LEN {
+            let mut buf = [0u8; MAX_CONTROL_LEN];
+            write_error(&mut buf, code, message);
+            // `len` fits: at most MAX_CONTROL_LEN.
+            Ctrl::Inline {
+                buf,
+                len: len as u16,
+            }
+        } else {
+            let mut long = vec![0u8; len];
+            write_error(&mut long, code, message);
+            Ctrl::Long(long)
+        }
+    }
+
     fn from_slice(bytes: &[u8]) -> Ctrl {
         let mut buf = [0u8; MAX_CONTROL_LEN];
         let len = bytes.len().min(MAX_CONTROL_LEN);
@@ -292,10 +314,130 @@ impl fmt::Debug for Ctrl {
     }
 }
 
+/// Whether the control packet is due to go out, and whether that sending is its first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CtrlSend {
+    /// Not due: it went out already, or there is none, or it was dropped unsent because the
+    /// session ended without a word to the peer (after the peer's ERROR, or
+    /// [`Session::abandon`]).
+    Idle,
+    /// Due for its first sending, which starts a round-trip probe.
+    First,
+    /// Due again: a retransmission, counted as one and never sampled (Karn's rule, RFC 1123
+    /// §4.2.3.2).
+    Again,
+}
+
+/// The last control packet, kept for retransmission, and whether it is due.
+#[derive(Debug)]
+struct CtrlSlot {
+    packet: Ctrl,
+    send: CtrlSend,
+}
+
+impl CtrlSlot {
+    const EMPTY: CtrlSlot = CtrlSlot {
+        packet: Ctrl::EMPTY,
+        send: CtrlSend::Idle,
+    };
+
+    /// A new packet, due for its first sending.
+    fn queue(&mut self, packet: Ctrl) {
+        self.packet = packet;
+        self.send = CtrlSend::First;
+    }
+
+    /// A new packet that repeats one sent before (an ACK for a block acknowledged already):
+    /// due, as a retransmission.
+    fn queue_repeat(&mut self, packet: Ctrl) {
+        self.packet = packet;
+        self.send = CtrlSend::Again;
+    }
+
+    /// Send the packet again; if its first sending is still due, that is all it takes.
+    fn resend(&mut self) {
+        if self.send != CtrlSend::First {
+            self.send = CtrlSend::Again;
+        }
+    }
+
+    /// Nothing is due any more.
+    fn cancel(&mut self) {
+        self.send = CtrlSend::Idle;
+    }
+
+    fn is_due(&self) -> bool {
+        self.send != CtrlSend::Idle
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.packet.as_bytes()
+    }
+}
+
+/// An event decided but not yet returned by [`Session::poll_output`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PendingEvent {
+    /// [`Event::Negotiated`].
+    Negotiated,
+    /// [`Event::Finished`].
+    Finished,
+}
+
+/// The events not yet returned by [`Session::poll_output`], in the order it returns them.
+/// Each comes at most once, and [`Event::Negotiated`] before [`Event::Finished`]: the options
+/// are settled before the outcome is decided (a session that fails while starting reports
+/// both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PendingEvents {
+    Empty,
+    Negotiated,
+    Finished,
+    NegotiatedThenFinished,
+}
+
+impl PendingEvents {
+    /// The options are settled. (They never are after the outcome is decided; were they, the
+    /// news would still come first.)
+    fn negotiated(self) -> Self {
+        match self {
+            PendingEvents::Empty | PendingEvents::Negotiated => PendingEvents::Negotiated,
+            PendingEvents::Finished | PendingEvents::NegotiatedThenFinished => {
+                PendingEvents::NegotiatedThenFinished
+            }
+        }
+    }
+
+    /// The outcome is decided.
+    fn finished(self) -> Self {
+        match self {
+            PendingEvents::Empty | PendingEvents::Finished => PendingEvents::Finished,
+            PendingEvents::Negotiated | PendingEvents::NegotiatedThenFinished => {
+                PendingEvents::NegotiatedThenFinished
+            }
+        }
+    }
+
+    /// The next event to return, taken from the queue.
+    fn pop(&mut self) -> Option<PendingEvent> {
+        let (next, rest) = match *self {
+            PendingEvents::Empty => (None, PendingEvents::Empty),
+            PendingEvents::Negotiated => (Some(PendingEvent::Negotiated), PendingEvents::Empty),
+            PendingEvents::Finished => (Some(PendingEvent::Finished), PendingEvents::Empty),
+            PendingEvents::NegotiatedThenFinished => {
+                (Some(PendingEvent::Negotiated), PendingEvents::Finished)
+            }
+        };
+        *self = rest;
+        next
+    }
+}
+
 #[derive(Debug)]
 enum State<I, B> {
-    /// Client: the request is out, no answer yet.
-    Requesting { get: bool },
+    /// Client: the request (RRQ for [`RequestKind::Read`], WRQ for [`RequestKind::Write`]) is
+    /// out, no answer yet.
+    Requesting { kind: RequestKind },
     /// Server, read request: the OACK is out, ACK 0 has not come (RFC 2347). Nothing of the
     /// window exists yet, so a spoofed request pins no more than the session itself.
     Offered,
@@ -307,6 +449,17 @@ enum State<I, B> {
     Dallying(Receiver<B>),
     /// Over (a final ERROR may still be pending).
     Closed,
+}
+
+impl<I, B> State<I, B> {
+    /// The state after the last block is stored and its ACK queued: a receiver dallies; any
+    /// other state stays as it is.
+    fn into_dallying(self) -> Self {
+        match self {
+            State::Receiving(r) => State::Dallying(r),
+            other => other,
+        }
+    }
 }
 
 /// One transfer, server or client side. See the [crate docs](crate) for a run loop.
@@ -336,11 +489,9 @@ pub struct Session<
     state: State<I, B>,
     /// The window's storage until data flows (then the sender or receiver holds it).
     storage: Option<B>,
-    /// The last control packet (request, OACK, ACK or ERROR), kept for retransmission.
-    ctrl: Ctrl,
-    ctrl_pending: bool,
-    /// `ctrl` has been sent before: sending it again is a retransmission.
-    ctrl_sent: bool,
+    /// The last control packet (request, OACK, ACK or ERROR), kept for retransmission, and
+    /// whether it is due.
+    ctrl: CtrlSlot,
     /// A stranger to answer with ERROR 5.
     stray: Option<SocketAddr>,
     /// Strangers answered so far, and when the last was (see [`MAX_STRAY_REPLIES`]).
@@ -357,8 +508,8 @@ pub struct Session<
     /// Highest DATA index sent so far (anything at or below it is a retransmission).
     highest_sent: u64,
     stats: SessionStats<I>,
-    negotiated_pending: bool,
-    finished_pending: bool,
+    /// Events for [`Session::poll_output`] to return.
+    events: PendingEvents,
     /// Payload bytes accepted so far (for the size limit).
     received_bytes: u64,
     /// The outcome is decided (`stats.outcome` is final).
@@ -386,9 +537,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             asked,
             state: State::Closed,
             storage: Some(storage),
-            ctrl: Ctrl::EMPTY,
-            ctrl_pending: false,
-            ctrl_sent: false,
+            ctrl: CtrlSlot::EMPTY,
             stray: None,
             stray_replies: 0,
             last_stray_reply: None,
@@ -399,8 +548,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             ctrl_probe: None,
             highest_sent: 0,
             stats: SessionStats::new(now),
-            negotiated_pending: false,
-            finished_pending: false,
+            events: PendingEvents::Empty,
             received_bytes: 0,
             done: false,
             last_progress: now,
@@ -414,11 +562,11 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         if let Some(t) = options.timeout {
             self.rto.set_fixed(t);
         }
-        self.negotiated_pending = true;
+        self.events = self.events.negotiated();
     }
 
-    pub(crate) fn start_requesting(&mut self, request: Ctrl, get: bool) {
-        self.state = State::Requesting { get };
+    pub(crate) fn start_requesting(&mut self, request: Ctrl, kind: RequestKind) {
+        self.state = State::Requesting { kind };
         self.queue_ctrl(request);
     }
 
@@ -491,13 +639,17 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
 
     /// Queue `packet` as the control packet (sent once, kept for retransmission).
     pub(crate) fn queue_ctrl(&mut self, packet: Ctrl) {
-        self.ctrl = packet;
-        self.ctrl_pending = true;
-        self.ctrl_sent = false;
+        self.ctrl.queue(packet);
     }
 
     pub(crate) fn queue_ack(&mut self, block: u16) {
         self.queue_ctrl(Ctrl::from_slice(&ack_bytes(block)));
+    }
+
+    /// Queue ACK `block` again, as a retransmission: the peer repeated DATA, or went silent,
+    /// after it was acknowledged.
+    fn queue_ack_again(&mut self, block: u16) {
+        self.ctrl.queue_repeat(Ctrl::from_slice(&ack_bytes(block)));
     }
 
     /// Decide the outcome, sending `error` to the peer if given. The first decision wins.
@@ -507,20 +659,18 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         }
         self.done = true;
         if let Some((code, message)) = error {
-            let packet = Ctrl::encode(&Packet::Error { code, message })
-                // Only a NUL inside the message can fail: send the code alone.
-                .unwrap_or_else(|_| {
-                    Ctrl::from_slice(&[0, 5, (code.0 >> 8) as u8, code.0 as u8, 0])
-                });
-            self.queue_ctrl(packet);
+            // A message with a NUL inside cannot go on the wire (RFC 1350 §5): send the code
+            // alone.
+            let message = if message.contains('\0') { "" } else { message };
+            self.queue_ctrl(Ctrl::error(code, message));
         } else {
-            self.ctrl_pending = false;
+            self.ctrl.cancel();
         }
         self.state = State::Closed;
         self.deadline = None;
         self.stats.finished = now;
         self.stats.outcome = outcome;
-        self.finished_pending = true;
+        self.events = self.events.finished();
     }
 
     fn fail(&mut self, now: I, error: TransferError) {
@@ -547,7 +697,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         self.done = true;
         self.stats.finished = now;
         self.stats.outcome = Outcome::Completed;
-        self.finished_pending = true;
+        self.events = self.events.finished();
     }
 
     // ---- getters ----
@@ -586,10 +736,9 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
     /// True once the session has nothing left to do.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
-            && !self.ctrl_pending
+            && !self.ctrl.is_due()
             && self.stray.is_none()
-            && !self.finished_pending
-            && !self.negotiated_pending
+            && self.events == PendingEvents::Empty
     }
 
     /// When [`Session::handle_timeout`] should next be called, if at all.
@@ -620,9 +769,9 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         let data = match &self.state {
             State::Receiving(r) | State::Dallying(r) => HEADER_LEN + r.blksize,
             // The first DATA carries at most what was asked (RFC 2348), 512 without options.
-            State::Requesting { get: true } => {
-                HEADER_LEN + usize::from(self.asked.blksize.map_or(512, |b| b.max(512)))
-            }
+            State::Requesting {
+                kind: RequestKind::Read,
+            } => HEADER_LEN + usize::from(self.asked.blksize.map_or(512, |b| b.max(512))),
             _ => 0,
         };
         data.max(MAX_CONTROL_LEN) + 1
@@ -662,7 +811,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         }
         let state = core::mem::replace(&mut self.state, State::Closed);
         self.state = match state {
-            State::Requesting { get } => self.on_first_answer(now, get, packet),
+            State::Requesting { kind } => self.on_first_answer(now, kind, packet),
             State::Offered => self.on_offered(now, packet),
             State::Sending(sender) => self.on_sending(now, sender, packet),
             State::Receiving(receiver) => self.on_receiving(now, receiver, packet),
@@ -720,13 +869,10 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             State::Sending(sender) => sender.on_timeout(),
             State::Receiving(r) if r.blocks_stored() > 0 => {
                 let block = r.on_timeout();
-                self.queue_ack(block);
-                self.ctrl_sent = true;
+                self.queue_ack_again(block);
             }
             // The request, the OACK, or the first ACK: send it again.
-            _ => {
-                self.ctrl_pending = true;
-            }
+            _ => self.ctrl.resend(),
         }
     }
 
@@ -777,7 +923,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         if let Some(destination) = self.stray.take() {
             return Output::Transmit(Transmit {
                 destination,
-                contents: UNKNOWN_TID,
+                contents: &UNKNOWN_TID,
                 segment_size: None,
             });
         }
@@ -795,30 +941,27 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                 let complete = r.is_complete();
                 self.queue_ack(block);
                 if complete {
-                    let State::Receiving(r) = core::mem::replace(&mut self.state, State::Closed)
-                    else {
-                        unreachable!()
-                    };
-                    self.state = State::Dallying(r);
+                    self.state = core::mem::replace(&mut self.state, State::Closed).into_dallying();
                     self.succeed(now);
                 }
             }
         }
-        if self.ctrl_pending {
-            self.ctrl_pending = false;
-            self.stats.packets_sent += 1;
-            if self.ctrl_sent {
-                self.stats.retransmissions += 1;
-            } else {
-                self.ctrl_sent = true;
-                self.ctrl_probe = Some(now);
+        match core::mem::replace(&mut self.ctrl.send, CtrlSend::Idle) {
+            CtrlSend::Idle => {}
+            due => {
+                self.stats.packets_sent += 1;
+                if due == CtrlSend::First {
+                    self.ctrl_probe = Some(now);
+                } else {
+                    self.stats.retransmissions += 1;
+                }
+                self.arm_after_ctrl(now);
+                return Output::Transmit(Transmit {
+                    destination: self.peer,
+                    contents: self.ctrl.as_bytes(),
+                    segment_size: None,
+                });
             }
-            self.arm_after_ctrl(now);
-            return Output::Transmit(Transmit {
-                destination: self.peer,
-                contents: self.ctrl.as_bytes(),
-                segment_size: None,
-            });
         }
         // With batching, fill the window before sending it, so that it goes out in one batch
         // rather than block by block as each is filled.
@@ -853,13 +996,14 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                 None => Output::Wait(self.deadline),
             };
         }
-        if self.negotiated_pending {
-            self.negotiated_pending = false;
-            return Output::Event(Event::Negotiated(self.stats.options));
-        }
-        if self.finished_pending {
-            self.finished_pending = false;
-            return Output::Event(Event::Finished(self.stats.clone()));
+        match self.events.pop() {
+            Some(PendingEvent::Negotiated) => {
+                return Output::Event(Event::Negotiated(self.stats.options));
+            }
+            Some(PendingEvent::Finished) => {
+                return Output::Event(Event::Finished(self.stats.clone()));
+            }
+            None => {}
         }
         match &mut self.state {
             State::Receiving(r) => {
@@ -915,11 +1059,16 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         // stray (a late packet to a reused port) cannot capture the transfer.
         // Judged by opcode and block number alone: a malformed OACK from the server is the
         // server's answer too, and fails the transfer with a clear error (not a timeout).
-        let get = matches!(self.state, State::Requesting { get: true });
+        let reading = matches!(
+            self.state,
+            State::Requesting {
+                kind: RequestKind::Read
+            }
+        );
         let answers = match datagram {
             [0, 5 | 6, ..] => true,
-            [0, 3, 0, 1, ..] => get,
-            [0, 4, 0, 0] => !get,
+            [0, 3, 0, 1, ..] => reading,
+            [0, 4, 0, 0] => !reading,
             _ => false,
         };
         if answers && from.ip().to_canonical() == self.peer.ip().to_canonical() && from.port() != 0
@@ -982,17 +1131,17 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         self.finish(now, outcome, None);
     }
 
-    fn on_first_answer(&mut self, now: I, get: bool, packet: Packet<'_>) -> State<I, B> {
+    fn on_first_answer(&mut self, now: I, kind: RequestKind, packet: Packet<'_>) -> State<I, B> {
         // No round-trip sample from the request: its answer may be the server's retransmitted
         // OACK (Karn's rule cannot tell), and it includes the server's work on the request
         // (opening a file, asking an origin), so it would inflate the timeout.
         self.ctrl_probe = None;
         self.progress(now);
-        match (get, packet) {
+        match (kind, packet) {
             (_, Packet::Oack(options)) => match self.asked.check_oack(&options) {
                 Ok(transfer) => {
-                    if let (true, Some(limit), Some(size)) =
-                        (get, self.config.max_transfer_size, transfer.tsize)
+                    if let (RequestKind::Read, Some(limit), Some(size)) =
+                        (kind, self.config.max_transfer_size, transfer.tsize)
                     {
                         if size > limit {
                             self.fail(now, TransferError::TooLarge { limit });
@@ -1000,12 +1149,15 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                         }
                     }
                     self.set_options(transfer);
-                    if get {
-                        if self.start_receiving(now) {
-                            self.queue_ack(0);
+                    match kind {
+                        RequestKind::Read => {
+                            if self.start_receiving(now) {
+                                self.queue_ack(0);
+                            }
                         }
-                    } else {
-                        self.start_sending(now);
+                        RequestKind::Write => {
+                            self.start_sending(now);
+                        }
                     }
                     core::mem::replace(&mut self.state, State::Closed)
                 }
@@ -1014,7 +1166,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                     State::Closed
                 }
             },
-            (true, Packet::Data { .. }) => {
+            (RequestKind::Read, Packet::Data { .. }) => {
                 // No OACK: the server ignored every option (RFC 2347), plain RFC 1350.
                 self.set_options(TransferOptions::default());
                 self.start_receiving(now);
@@ -1023,7 +1175,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                 };
                 self.on_receiving(now, r, packet)
             }
-            (false, Packet::Ack { block: 0 }) => {
+            (RequestKind::Write, Packet::Ack { block: 0 }) => {
                 self.set_options(TransferOptions::default());
                 self.start_sending(now);
                 core::mem::replace(&mut self.state, State::Closed)
@@ -1129,8 +1281,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                 }
                 DataResult::Reack => {
                     self.stats.duplicates += 1;
-                    self.queue_ack(block);
-                    self.ctrl_sent = true;
+                    self.queue_ack_again(block);
                 }
                 DataResult::Gap | DataResult::Duplicate => self.stats.duplicates += 1,
                 DataResult::TooLarge => {
@@ -1149,7 +1300,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             // The server repeated its OACK: our ACK 0 was lost (client side).
             Packet::Oack(_) if r.blocks_stored() == 0 && self.ctrl.as_bytes() == ack_bytes(0) => {
                 self.stats.duplicates += 1;
-                self.ctrl_pending = true;
+                self.ctrl.resend();
             }
             Packet::Rrq(_) | Packet::Wrq(_) | Packet::Oack(_) => self.stats.duplicates += 1,
             other => {
@@ -1181,5 +1332,81 @@ fn protocol_reply(e: &ProtocolError) -> (ErrorCode, &'static str) {
             (ErrorCode::ILLEGAL_OPERATION, "Block larger than blksize")
         }
         ProtocolError::AckOutOfWindow(_) => (ErrorCode::ILLEGAL_OPERATION, "ACK for unsent block"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(packet: &Packet<'_>) -> Vec<u8> {
+        let mut buf = vec![0u8; packet.encoded_len()];
+        let n = packet.encode(&mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn the_prebuilt_unknown_tid_is_the_codecs_error_5() {
+        assert_eq!(&UNKNOWN_TID[..], b"\x00\x05\x00\x05Unknown transfer ID\x00");
+        let packet = Packet::Error {
+            code: ErrorCode::UNKNOWN_TRANSFER_ID,
+            message: UNKNOWN_TID_MESSAGE,
+        };
+        assert_eq!(UNKNOWN_TID[..], encoded(&packet));
+    }
+
+    #[test]
+    fn a_sessions_error_is_the_codecs_inline_or_on_the_heap() {
+        let code = ErrorCode(0x0102);
+        for len in [0, 1, 100, 511, 512, 2000] {
+            let message = "m".repeat(len);
+            let ctrl = Ctrl::error(code, &message);
+            assert_eq!(
+                ctrl.as_bytes(),
+                encoded(&Packet::Error {
+                    code,
+                    message: &message
+                })
+            );
+            assert_eq!(matches!(ctrl, Ctrl::Inline { .. }), len <= 511, "{len}");
+        }
+        // The code alone, for a message with a NUL inside.
+        assert_eq!(Ctrl::error(code, "").as_bytes(), [0, 5, 1, 2, 0]);
+    }
+
+    #[test]
+    fn events_come_once_and_negotiated_first() {
+        let mut events = PendingEvents::Empty;
+        assert_eq!(events.pop(), None);
+        events = events.negotiated().negotiated().finished().finished();
+        assert_eq!(events.pop(), Some(PendingEvent::Negotiated));
+        assert_eq!(events.pop(), Some(PendingEvent::Finished));
+        assert_eq!(events.pop(), None);
+        events = events.finished().negotiated();
+        assert_eq!(events.pop(), Some(PendingEvent::Negotiated));
+        assert_eq!(events.pop(), Some(PendingEvent::Finished));
+        assert_eq!(events, PendingEvents::Empty);
+    }
+
+    #[test]
+    fn a_control_packet_is_sent_first_then_again() {
+        let mut ctrl = CtrlSlot::EMPTY;
+        assert!(!ctrl.is_due());
+        ctrl.queue(Ctrl::from_slice(&ack_bytes(0)));
+        assert_eq!(ctrl.send, CtrlSend::First);
+        // Asked again before its first sending: still the first.
+        ctrl.resend();
+        assert_eq!(ctrl.send, CtrlSend::First);
+        ctrl.send = CtrlSend::Idle; // sent
+        ctrl.resend();
+        assert_eq!(ctrl.send, CtrlSend::Again);
+        ctrl.queue_repeat(Ctrl::from_slice(&ack_bytes(3)));
+        assert_eq!(
+            (ctrl.send, ctrl.as_bytes()),
+            (CtrlSend::Again, &ack_bytes(3)[..])
+        );
+        ctrl.cancel();
+        assert!(!ctrl.is_due());
     }
 }
