@@ -723,7 +723,7 @@ fn drive<'s, H>(
 fn send(socket: &UdpSocket, t: &Transmit<'_>, from: Option<IpAddr>) {
     if let Some(size) = t.segment_size.filter(|&size| t.contents.len() > size) {
         let gso = |s: &UdpSocket| {
-            tftp_server::runtime::send_gso_from(s.as_fd(), t.contents, size, t.destination, from)
+            tftp_server::udp::send_gso_from(s.as_fd(), t.contents, size, t.destination, from)
         };
         match gso(socket) {
             Ok(_) => return,

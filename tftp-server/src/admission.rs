@@ -122,7 +122,7 @@ struct State {
     /// The listening side: duplicate requests, replacements, routing, the reply budget.
     endpoint: Endpoint,
     /// Ends each live session when dropped (its permit's `Permit::replaced` fires).
-    ends: HashMap<SessionHandle, crate::runtime::Trigger>,
+    ends: HashMap<SessionHandle, crate::signal::Trigger>,
     /// Permits alive, replaced ones included.
     active: usize,
     per_client: HashMap<IpAddr, usize>,
@@ -142,7 +142,8 @@ pub struct Permit {
     admission: Arc<Admission>,
     handle: SessionHandle,
     client: IpAddr,
-    replaced: Arc<crate::runtime::Signal>,
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    replaced: Arc<crate::signal::Signal>,
     /// Counts the session as active until the permit is dropped, whatever happens to the
     /// task that holds it (even a panic).
     pub(crate) active: Option<Arc<crate::stats::StatsCollector>>,
@@ -151,7 +152,8 @@ pub struct Permit {
 impl Permit {
     /// Fires when a new request from the same client port replaces this session: the
     /// session should end without a word (the client gave up on it).
-    pub(crate) fn replaced(&self) -> Arc<crate::runtime::Signal> {
+    #[cfg(feature = "async")]
+    pub(crate) fn replaced(&self) -> Arc<crate::signal::Signal> {
         Arc::clone(&self.replaced)
     }
 }
@@ -258,7 +260,7 @@ impl Admission {
                 *s.per_client.entry(client).or_default() += 1;
                 s.active += 1;
                 let handle = s.endpoint.accept(&request);
-                let (end, replaced) = crate::runtime::Signal::new();
+                let (end, replaced) = crate::signal::Signal::new();
                 s.ends.insert(handle, end);
                 let permit = Permit {
                     admission: Arc::clone(self),

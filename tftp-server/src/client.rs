@@ -1,15 +1,19 @@
 //! What the client libraries share: errors, helpers, and the async adapters' client.
 
 use std::io;
+#[cfg(feature = "async")]
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tftp_proto::{
-    ClientSession, Config, Event, Mode, OptionValues, SessionStats, TransferError, TransferOptions,
-};
+#[cfg(feature = "async")]
+use tftp_proto::{ClientSession, Event, Mode, OptionValues, SessionStats};
+use tftp_proto::{Config, TransferError, TransferOptions};
 
+#[cfg(feature = "async")]
 use crate::drive::{Drive, drive};
+#[cfg(feature = "async")]
 use crate::handler::{IntoReader, IntoWriter};
+#[cfg(feature = "async")]
 use crate::runtime::{AsyncUdp, Data, Io, NoData, Runtime, Transport};
 
 /// Why a client transfer failed.
@@ -81,7 +85,10 @@ impl ClientCore {
         self.on_negotiated = Some(Arc::new(f));
         self
     }
+}
 
+#[cfg(feature = "async")]
+impl ClientCore {
     /// Read `filename` from `server` into `dest`.
     pub async fn get<R: Runtime>(
         &self,
@@ -171,91 +178,99 @@ impl ClientCore {
     }
 }
 
-/// A TFTP client on runtime `R`: the async adapters name it `Client` with their runtime
-/// filled in.
-///
-/// A transfer returns as soon as its outcome is known. After the last ACK of a download it
-/// keeps answering a repeated last block for a while (dallying, RFC 1350 §6) in a background
-/// task of its own ([`Runtime::client`]).
-pub struct Client<R> {
-    core: ClientCore,
-    runtime: std::marker::PhantomData<fn() -> R>,
-}
+#[cfg(feature = "async")]
+pub use facade::Client;
 
-impl<R> Clone for Client<R> {
-    fn clone(&self) -> Self {
-        Client {
-            core: self.core.clone(),
-            runtime: std::marker::PhantomData,
-        }
-    }
-}
+#[cfg(feature = "async")]
+mod facade {
+    use super::*;
 
-impl<R> Default for Client<R> {
-    fn default() -> Self {
-        Client::with_config(Config::default())
-    }
-}
-
-impl<R> std::fmt::Debug for Client<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.core.fmt(f)
-    }
-}
-
-impl<R> Client<R> {
-    /// A client with the default configuration.
-    pub fn new() -> Self {
-        Self::default()
+    /// A TFTP client on runtime `R`: the async adapters name it `Client` with their runtime
+    /// filled in.
+    ///
+    /// A transfer returns as soon as its outcome is known. After the last ACK of a download it
+    /// keeps answering a repeated last block for a while (dallying, RFC 1350 §6) in a background
+    /// task of its own ([`Runtime::client`]).
+    pub struct Client<R> {
+        core: ClientCore,
+        runtime: std::marker::PhantomData<fn() -> R>,
     }
 
-    /// A client with `config` (timeouts, retries, rollover, size limit).
-    pub fn with_config(config: Config) -> Self {
-        Client {
-            core: ClientCore::new(config),
-            runtime: std::marker::PhantomData,
+    impl<R> Clone for Client<R> {
+        fn clone(&self) -> Self {
+            Client {
+                core: self.core.clone(),
+                runtime: std::marker::PhantomData,
+            }
         }
     }
 
-    /// Call `f` once the transfer parameters are known (e.g. `tsize`, for a progress bar).
-    pub fn on_negotiated(self, f: impl Fn(&TransferOptions) + Send + Sync + 'static) -> Self {
-        Client {
-            core: self.core.on_negotiated(f),
-            runtime: std::marker::PhantomData,
+    impl<R> Default for Client<R> {
+        fn default() -> Self {
+            Client::with_config(Config::default())
         }
     }
-}
 
-impl<R: Runtime> Client<R> {
-    /// Read `filename` from `server` into `dest` (an `AsyncWrite` of the runtime's I/O
-    /// traits, [`Runtime::IoTraits`]; flushed, not closed). Ask for `tsize: Some(0)` to learn the size.
-    pub async fn get<'a>(
-        &self,
-        server: SocketAddr,
-        filename: &str,
-        mode: Mode,
-        options: OptionValues,
-        dest: impl IntoWriter<'a, R::IoTraits>,
-    ) -> Result<SessionStats, ClientError> {
-        let dest = crate::handler::Data::Sink(dest.into_writer(), false);
-        (self.core)
-            .get(&R::client(), server, filename, mode, options, dest)
-            .await
+    impl<R> std::fmt::Debug for Client<R> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.core.fmt(f)
+        }
     }
 
-    /// Write `source` to `server` as `filename` (an `AsyncRead` of the runtime's I/O traits,
-    /// [`Runtime::IoTraits`]). Set `tsize` to the size if known.
-    pub async fn put<'a>(
-        &self,
-        server: SocketAddr,
-        filename: &str,
-        mode: Mode,
-        options: OptionValues,
-        source: impl IntoReader<'a, R::IoTraits>,
-    ) -> Result<SessionStats, ClientError> {
-        let source = crate::handler::Data::Source(source.into_reader());
-        (self.core)
-            .put(&R::client(), server, filename, mode, options, source)
-            .await
+    impl<R> Client<R> {
+        /// A client with the default configuration.
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// A client with `config` (timeouts, retries, rollover, size limit).
+        pub fn with_config(config: Config) -> Self {
+            Client {
+                core: ClientCore::new(config),
+                runtime: std::marker::PhantomData,
+            }
+        }
+
+        /// Call `f` once the transfer parameters are known (e.g. `tsize`, for a progress bar).
+        pub fn on_negotiated(self, f: impl Fn(&TransferOptions) + Send + Sync + 'static) -> Self {
+            Client {
+                core: self.core.on_negotiated(f),
+                runtime: std::marker::PhantomData,
+            }
+        }
+    }
+
+    impl<R: Runtime> Client<R> {
+        /// Read `filename` from `server` into `dest` (an `AsyncWrite` of the runtime's I/O
+        /// traits, [`Runtime::IoTraits`]; flushed, not closed). Ask for `tsize: Some(0)` to learn the size.
+        pub async fn get<'a>(
+            &self,
+            server: SocketAddr,
+            filename: &str,
+            mode: Mode,
+            options: OptionValues,
+            dest: impl IntoWriter<'a, R::IoTraits>,
+        ) -> Result<SessionStats, ClientError> {
+            let dest = crate::handler::Data::Sink(dest.into_writer(), false);
+            (self.core)
+                .get(&R::client(), server, filename, mode, options, dest)
+                .await
+        }
+
+        /// Write `source` to `server` as `filename` (an `AsyncRead` of the runtime's I/O traits,
+        /// [`Runtime::IoTraits`]). Set `tsize` to the size if known.
+        pub async fn put<'a>(
+            &self,
+            server: SocketAddr,
+            filename: &str,
+            mode: Mode,
+            options: OptionValues,
+            source: impl IntoReader<'a, R::IoTraits>,
+        ) -> Result<SessionStats, ClientError> {
+            let source = crate::handler::Data::Source(source.into_reader());
+            (self.core)
+                .put(&R::client(), server, filename, mode, options, source)
+                .await
+        }
     }
 }

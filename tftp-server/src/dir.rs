@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::fs::{Root, RootOptions};
+#[cfg(feature = "async")]
 use crate::request::{HandlerError, Request};
 
 /// Serves files under a root directory, confined to it (see [`crate::fs`]); accepts uploads

@@ -37,30 +37,40 @@ pub mod client;
 pub mod config;
 pub mod descriptors;
 mod dir;
+#[cfg(feature = "async")]
 pub mod drive;
+#[cfg(feature = "async")]
 mod fallback;
 pub mod fs;
+#[cfg(feature = "async")]
 mod handler;
 pub mod log_limit;
 pub mod request;
+#[cfg(feature = "async")]
 pub mod runtime;
+#[cfg(feature = "async")]
 pub mod serve;
 pub mod server;
+mod signal;
 pub mod stats;
 pub mod udp;
 
 pub use admission::{Admission, AdmissionConfig, Permit, Refusal};
+#[cfg(feature = "async")]
 pub use client::Client;
 pub use client::ClientError;
 pub use config::{MtuPolicy, ServerConfig};
 pub use dir::DirHandler;
+#[cfg(feature = "async")]
 pub use fallback::Fallback;
 pub use fs::RootOptions;
+#[cfg(feature = "async")]
 pub use handler::{
     BoxFuture, BoxReader, BoxWriter, DynHandler, FuturesIo, Handler, IntoReader, IntoWriter,
     ReadResponse, TokioIo, WriteResponse,
 };
 pub use request::{HandlerError, Request, SessionReport};
+#[cfg(feature = "async")]
 pub use serve::Server;
 pub use server::{Decision, ServerCore, ServerOptions};
 pub use stats::{ServerStats, StatsCollector};

@@ -11,16 +11,18 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::Instant;
 
 use async_channel::Receiver;
-use event_listener::Event;
+
 use futures_lite::FutureExt;
 use tftp_proto::OptionLimits;
 
 use crate::drive::{Filled, SessionIo, Wake};
 use crate::request::HandlerError;
+pub(crate) use crate::signal::Signal;
+pub use crate::udp::{send_gso, send_gso_from};
 
 /// Tasks and timers of an async runtime.
 pub trait Runtime: Clone + Send + Sync + 'static {
@@ -140,106 +142,6 @@ pub trait AsyncUdp: Send + Sync + Sized + 'static {
     }
 }
 
-/// UDP generic segmentation offload: send `contents` as datagrams of `segment_size` bytes
-/// with one `sendmsg` (Linux 4.18+, `UDP_SEGMENT`). Non-blocking: may fail with `WouldBlock`.
-/// After another error (an old kernel, a device that refuses), GSO is not tried again in this
-/// process and the caller should send the datagrams one by one. Allocates nothing.
-pub fn send_gso(
-    socket: std::os::fd::BorrowedFd<'_>,
-    contents: &[u8],
-    segment_size: usize,
-    to: SocketAddr,
-) -> io::Result<usize> {
-    send_gso_from(socket, contents, segment_size, to, None)
-}
-
-/// [`send_gso`] from local address `from` (see [`crate::udp::send_from_to`]): the same
-/// `sendmsg` carries the segment size and the source address (`IP_PKTINFO` or
-/// `IPV6_PKTINFO`), so single-port mode on a wildcard listener keeps its batches. An error
-/// with a source address does not turn GSO off (the address may be what failed); the caller
-/// sends one by one then.
-pub fn send_gso_from(
-    socket: std::os::fd::BorrowedFd<'_>,
-    contents: &[u8],
-    segment_size: usize,
-    to: SocketAddr,
-    from: Option<std::net::IpAddr>,
-) -> io::Result<usize> {
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (socket, contents, segment_size, to, from);
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "UDP GSO is Linux's",
-        ))
-    }
-    #[cfg(target_os = "linux")]
-    send_gso_linux(socket, contents, segment_size, to, from)
-}
-
-/// The `sendmsg` of [`send_gso_from`]: its control-message layout is Linux's (`UDP_SEGMENT`).
-#[cfg(target_os = "linux")]
-fn send_gso_linux(
-    socket: std::os::fd::BorrowedFd<'_>,
-    contents: &[u8],
-    segment_size: usize,
-    to: SocketAddr,
-    from: Option<std::net::IpAddr>,
-) -> io::Result<usize> {
-    if !GSO_WORKS.load(Ordering::Relaxed) {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "UDP GSO unavailable",
-        ));
-    }
-    let segment =
-        u16::try_from(segment_size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // One control message, laid out as the kernel reads it (struct cmsghdr, then the data):
-    // cmsg_len = CMSG_LEN(2), cmsg_level = SOL_UDP, cmsg_type = UDP_SEGMENT, then the u16 size,
-    // padded to CMSG_SPACE(2); then, with `from`, the packet-info message.
-    const WORD: usize = std::mem::size_of::<usize>();
-    const HDR: usize = WORD + 8;
-    const SPACE: usize = HDR + WORD;
-    const SOL_UDP: i32 = 17;
-    const UDP_SEGMENT: i32 = 103;
-    let mut control = [0u8; SPACE + 128];
-    control[..HDR - 8].copy_from_slice(&(HDR + 2).to_ne_bytes());
-    control[HDR - 8..HDR - 4].copy_from_slice(&SOL_UDP.to_ne_bytes());
-    control[HDR - 4..HDR].copy_from_slice(&UDP_SEGMENT.to_ne_bytes());
-    control[HDR..HDR + 2].copy_from_slice(&segment.to_ne_bytes());
-    let from = from.filter(|ip| !ip.is_unspecified());
-    let mut len = SPACE;
-    if let Some(from) = from {
-        let mut info = [0u8; 128];
-        let n = crate::udp::source_control(&socket, from, &mut info)?;
-        control[SPACE..SPACE + n].copy_from_slice(&info[..n]);
-        len += n;
-    }
-    let to = match from {
-        Some(_) => crate::udp::in_socket_family(&socket, to)?,
-        None => to,
-    };
-    let addr = socket2::SockAddr::from(to);
-    let iov = [io::IoSlice::new(contents)];
-    let msg = socket2::MsgHdr::new()
-        .with_addr(&addr)
-        .with_buffers(&iov)
-        .with_control(&control[..len]);
-    match socket2::SockRef::from(&socket).sendmsg(&msg, 0) {
-        Ok(n) => Ok(n),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
-        Err(e) if from.is_some() => Err(e),
-        Err(e) => {
-            GSO_WORKS.store(false, Ordering::Relaxed);
-            tracing::info!(error = %e, "UDP GSO unavailable; sending datagrams one by one");
-            Err(e)
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-static GSO_WORKS: AtomicBool = AtomicBool::new(true);
-
 /// A session's data in an adapter's I/O traits: a source to send from, or a sink to store into.
 pub trait Data: Send {
     /// Read source bytes; `Ok(0)` is the end (a sink has none). Cancel-safe: dropped before it
@@ -286,49 +188,6 @@ impl<D> Answer<D> {
             limits,
             complete,
         }
-    }
-}
-
-/// A one-shot broadcast (stop accepting, abort sessions), fired when its [`Trigger`] is
-/// dropped. Waiting for it allocates nothing, so a session can wait on it for every packet.
-#[derive(Debug, Default)]
-pub(crate) struct Signal {
-    fired: AtomicBool,
-    event: Event,
-}
-
-impl Signal {
-    /// A signal and what fires it.
-    pub(crate) fn new() -> (Trigger, Arc<Signal>) {
-        let signal = Arc::new(Signal::default());
-        (Trigger(Arc::clone(&signal)), signal)
-    }
-
-    /// Whether it has fired.
-    pub(crate) fn is_fired(&self) -> bool {
-        self.fired.load(Ordering::SeqCst)
-    }
-
-    /// Complete once fired.
-    pub(crate) async fn fired(&self) {
-        while !self.fired.load(Ordering::SeqCst) {
-            event_listener::listener!(self.event => listener);
-            if self.fired.load(Ordering::SeqCst) {
-                return;
-            }
-            listener.await;
-        }
-    }
-}
-
-/// Fires its [`Signal`] when dropped.
-#[derive(Debug)]
-pub(crate) struct Trigger(Arc<Signal>);
-
-impl Drop for Trigger {
-    fn drop(&mut self) {
-        self.0.fired.store(true, Ordering::SeqCst);
-        self.0.event.notify(usize::MAX);
     }
 }
 

@@ -224,6 +224,7 @@ pub struct ServerCore {
     /// The configuration.
     pub config: ServerConfig,
     admission: Arc<Admission>,
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     budget: crate::budget::WindowBudget,
     log_limit: LogLimit,
     stats: Arc<StatsCollector>,
@@ -383,6 +384,7 @@ impl ServerCore {
         self.admission.may_reply(now).then(|| refusal.reply())
     }
 
+    #[cfg(feature = "async")]
     /// Serve an accepted `request` over `io`, given the handler's `answer` (the source's size
     /// for reads, and per-request limits): send its refusal, or drive the session to the end
     /// (`io` carries the handler's source or sink). Reports the outcome either way.
