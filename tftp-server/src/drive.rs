@@ -1,12 +1,11 @@
 //! The session loop shared by the async adapters: drain the session's outputs, then wait for
-//! a datagram, the deadline, or a kill. An adapter supplies only the I/O ([`SessionIo`]),
-//! whatever its runtime.
+//! a datagram, the deadline, or a kill. The I/O is a [`Runtime`]'s socket, timers and clock
+//! and the handler's source or sink ([`Io`]).
 //!
 //! A slow source never wedges a session: while the loop waits for source bytes it keeps
 //! receiving the peer's datagrams (its ERROR ends the transfer at once), honours the kill
 //! signal, and gives the source [`Drive::source_timeout`] per block before it aborts.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use tftp_proto::{ErrorCode, Event, Output, Session, SessionStats};
 
 use crate::budget::WindowBudget;
 use crate::request::HandlerError;
+use crate::runtime::{Data, Io, Runtime};
 
 /// What ended a wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,46 +37,6 @@ pub enum Filled {
     Read(io::Result<usize>),
     /// Something else came first (the read was dropped before it took any byte).
     Woken(Wake),
-}
-
-/// The I/O of one session, in some runtime.
-pub trait SessionIo {
-    /// Send a datagram. Failures are losses (the retransmission timer covers them).
-    /// The clock the session's deadlines are on.
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-    fn send(&mut self, to: SocketAddr, bytes: &[u8]) -> impl Future<Output = ()>;
-    /// Send `bytes`, several datagrams of `segment_size` bytes back to back (the last may be
-    /// shorter; see [`tftp_proto::Transmit::segment_size`]). By default one by one; an
-    /// adapter with UDP GSO sends them with one system call.
-    fn send_batch(
-        &mut self,
-        to: SocketAddr,
-        bytes: &[u8],
-        segment_size: usize,
-    ) -> impl Future<Output = ()> {
-        async move {
-            for datagram in bytes.chunks(segment_size.max(1)) {
-                self.send(to, datagram).await;
-            }
-        }
-    }
-    /// Read source bytes into `block` (sending side); `Ok(0)` is the end — or, whichever
-    /// comes first, receive a datagram into `buf`, see the deadline pass, or a kill. The read
-    /// must be cancel-safe: when something else comes first it is dropped, and the source
-    /// must not have consumed any byte (true of every `AsyncRead`).
-    fn read(
-        &mut self,
-        block: &mut [u8],
-        deadline: Option<Instant>,
-        buf: &mut [u8],
-    ) -> impl Future<Output = Filled>;
-    /// Store a received block (receiving side); with `last`, also finish the upload (flush,
-    /// move into place) before returning.
-    fn write(&mut self, data: &[u8], last: bool) -> impl Future<Output = Result<(), HandlerError>>;
-    /// Wait for a datagram (into `buf`), the deadline, or a kill.
-    fn wait(&mut self, deadline: Option<Instant>, buf: &mut [u8]) -> impl Future<Output = Wake>;
 }
 
 /// How [`drive`] runs a session, beyond the protocol.
@@ -117,9 +77,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Drive `session` until it closes, or (with [`Drive::until_finished`]) until its outcome is
 /// known. Returns the final statistics (from [`Event::Finished`]).
-pub async fn drive<R, I: SessionIo>(
-    session: &mut Session<R>,
-    io: &mut I,
+pub(crate) async fn drive<P, R: Runtime, D: Data>(
+    session: &mut Session<P>,
+    io: &mut Io<R, D>,
     how: Drive<'_>,
     mut on_event: impl FnMut(&Event),
 ) -> Option<SessionStats> {

@@ -38,7 +38,7 @@ pub mod config;
 pub mod descriptors;
 mod dir;
 #[cfg(feature = "async")]
-pub mod drive;
+pub(crate) mod drive;
 #[cfg(feature = "async")]
 mod fallback;
 pub mod fs;

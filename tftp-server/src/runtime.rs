@@ -19,7 +19,7 @@ use async_channel::Receiver;
 use futures_lite::FutureExt;
 use tftp_proto::OptionLimits;
 
-use crate::drive::{Filled, SessionIo, Wake};
+use crate::drive::{Filled, Wake};
 use crate::request::HandlerError;
 pub(crate) use crate::signal::Signal;
 pub use crate::udp::{send_gso, send_gso_from};
@@ -310,12 +310,15 @@ async fn wait_parts<R: Runtime>(
     received.or(expired).or(killed).or(replaced).await
 }
 
-impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
-    fn now(&self) -> Instant {
+/// The I/O of one session: its runtime's socket, timers and clock, and the handler's
+/// source or sink.
+impl<R: Runtime, D: Data> Io<R, D> {
+    /// The clock the session's deadlines are on.
+    pub(crate) fn now(&self) -> Instant {
         self.rt.now()
     }
 
-    async fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
+    pub(crate) async fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
         let sent = match self.transport.sender() {
             (socket, None) => socket.send_to(bytes, to).await,
             (socket, from) => socket.send_from_to(bytes, to, from).await,
@@ -325,7 +328,7 @@ impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
         }
     }
 
-    async fn send_batch(&mut self, to: SocketAddr, bytes: &[u8], segment_size: usize) {
+    pub(crate) async fn send_batch(&mut self, to: SocketAddr, bytes: &[u8], segment_size: usize) {
         let sent = match self.transport.sender() {
             (socket, None) => socket.send_segments(bytes, segment_size, to).await,
             (socket, from) => {
@@ -339,7 +342,7 @@ impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
         }
     }
 
-    async fn read(
+    pub(crate) async fn read(
         &mut self,
         block: &mut [u8],
         deadline: Option<Instant>,
@@ -372,7 +375,7 @@ impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
         read.or(woken).await
     }
 
-    async fn write(&mut self, data: &[u8], last: bool) -> Result<(), HandlerError> {
+    pub(crate) async fn write(&mut self, data: &[u8], last: bool) -> Result<(), HandlerError> {
         let Io {
             data: sink,
             complete,
@@ -407,7 +410,7 @@ impl<R: Runtime, D: Data> SessionIo for Io<R, D> {
         store.or(killed).await
     }
 
-    async fn wait(&mut self, deadline: Option<Instant>, buf: &mut [u8]) -> Wake {
+    pub(crate) async fn wait(&mut self, deadline: Option<Instant>, buf: &mut [u8]) -> Wake {
         let Io {
             rt,
             transport,

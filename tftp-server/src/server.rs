@@ -388,11 +388,11 @@ impl ServerCore {
     /// Serve an accepted `request` over `io`, given the handler's `answer` (the source's size
     /// for reads, and per-request limits): send its refusal, or drive the session to the end
     /// (`io` carries the handler's source or sink). Reports the outcome either way.
-    pub async fn serve<I: crate::drive::SessionIo>(
+    pub(crate) async fn serve<R: crate::runtime::Runtime, D: crate::runtime::Data>(
         &self,
         request: &Request,
         answer: Result<(Option<u64>, Option<OptionLimits>), HandlerError>,
-        io: &mut I,
+        io: &mut crate::runtime::Io<R, D>,
         started: Instant,
     ) {
         let (size, limits) = match answer {

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tftp_tokio::{
-    Handler, HandlerError, ReadResponse, Request, Server, ServerConfig, ServerOptions,
-    ServerStats, SessionReport,
+    Handler, HandlerError, ReadResponse, Request, Server, ServerConfig, ServerOptions, ServerStats,
+    SessionReport,
 };
 use tokio::net::UdpSocket;
 
@@ -45,7 +45,10 @@ async fn a_session_and_the_statistics_run_on_tokio_time() {
 
     // A client of raw datagrams (no timers of its own): RRQ, the one DATA, its ACK.
     let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    client.send_to(b"\x00\x01f\x00octet\x00", addr).await.unwrap();
+    client
+        .send_to(b"\x00\x01f\x00octet\x00", addr)
+        .await
+        .unwrap();
     let mut buf = [0u8; 600];
     let (n, from) = client.recv_from(&mut buf).await.unwrap();
     assert_eq!(&buf[..n], b"\x00\x03\x00\x01x", "DATA 1");
@@ -61,13 +64,24 @@ async fn a_session_and_the_statistics_run_on_tokio_time() {
     let reports = reports.lock().unwrap();
     let took = reports[0].stats.duration();
     assert!(reports[0].stats.outcome.is_success(), "{reports:#?}");
-    assert!(took >= Duration::from_secs(100), "the session took {took:?} of tokio's time");
+    assert!(
+        took >= Duration::from_secs(100),
+        "the session took {took:?} of tokio's time"
+    );
     let periods = periods.lock().unwrap();
     assert!(periods.len() >= 3, "{} statistics periods", periods.len());
     assert_eq!(periods.iter().map(|p| p.sessions_completed).sum::<u64>(), 1);
     for period in &periods[..periods.len() - 1] {
         let off = period.period.abs_diff(Duration::from_secs(60));
-        assert!(off < Duration::from_secs(1), "a period of {:?}", period.period);
+        assert!(
+            off < Duration::from_secs(1),
+            "a period of {:?}",
+            period.period
+        );
     }
-    assert!(real.elapsed() < Duration::from_secs(20), "{:?} of real time", real.elapsed());
+    assert!(
+        real.elapsed() < Duration::from_secs(20),
+        "{:?} of real time",
+        real.elapsed()
+    );
 }
