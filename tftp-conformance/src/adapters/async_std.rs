@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use tftp_async_std::{Client, Handler, ReadResponse, Server, WriteResponse};
+use tftp_async_std::{Client, Server};
 use tftp_proto::{Config, Mode, OptionValues, SessionStats};
+use tftp_server::ClientError;
 use tftp_server::server::ServerOptions;
-use tftp_server::{ClientError, HandlerError, Request};
 
+use super::{IoTraits, TestHandler};
 use crate::{Adapter, Backend, ServerHandle, Sink, Source};
 
 /// tftp-async-std, its server spawned on async-std's executor, its client in `block_on`.
@@ -23,10 +24,8 @@ pub struct AsyncStd;
 #[derive(Debug)]
 pub struct Smol;
 
-struct TestHandler(Arc<Backend>);
-
 /// The in-memory source never blocks, so reading it inline is fine.
-struct MemReader(Source);
+pub(super) struct MemReader(pub(super) Source);
 
 impl AsyncRead for MemReader {
     fn poll_read(
@@ -42,7 +41,7 @@ impl AsyncRead for MemReader {
     }
 }
 
-struct MemWriter(Sink);
+pub(super) struct MemWriter(pub(super) Sink);
 
 impl AsyncWrite for MemWriter {
     fn poll_write(
@@ -60,23 +59,6 @@ impl AsyncWrite for MemWriter {
     }
 }
 
-impl Handler for TestHandler {
-    async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
-        let (source, size, limits) = self.0.read(request)?;
-        let response = ReadResponse::new(MemReader(source), size);
-        Ok(match limits {
-            Some(l) => response.with_limits(l),
-            None => response,
-        })
-    }
-
-    async fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
-        let sink = self.0.write(request)?;
-        let commit = sink.clone();
-        Ok(WriteResponse::new(MemWriter(sink)).on_complete(move || async move { commit.commit() }))
-    }
-}
-
 type Serving = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
 /// Bind, then hand the serving future to `run` (which spawns it on an executor and waits for
@@ -86,7 +68,7 @@ fn serve(
     options: ServerOptions,
     run: fn(Serving) -> io::Result<()>,
 ) -> ServerHandle {
-    let server = Server::bind(TestHandler(backend), options).unwrap();
+    let server = Server::bind(TestHandler(backend, IoTraits::FuturesIo), options).unwrap();
     let addrs = server.local_addrs().unwrap();
     let (stop, stopped) = smol::channel::bounded::<()>(1);
     let serving = server.serve_until(async move {

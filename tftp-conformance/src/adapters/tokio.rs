@@ -7,21 +7,20 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use tftp_proto::{Config, Mode, OptionValues, SessionStats};
+use tftp_server::ClientError;
 use tftp_server::server::ServerOptions;
-use tftp_server::{ClientError, HandlerError, Request};
-use tftp_tokio::{Client, Handler, ReadResponse, Server, WriteResponse};
+use tftp_tokio::{Client, Server};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::{IoTraits, TestHandler};
 use crate::{Adapter, Backend, ServerHandle, Sink, Source};
 
 /// The tokio adapter.
 #[derive(Debug)]
 pub struct Tokio;
 
-struct TestHandler(Arc<Backend>);
-
 /// The in-memory source never blocks, so reading it inline is fine.
-struct MemReader(Source);
+pub(super) struct MemReader(pub(super) Source);
 
 impl AsyncRead for MemReader {
     fn poll_read(
@@ -39,7 +38,7 @@ impl AsyncRead for MemReader {
     }
 }
 
-struct MemWriter(Sink);
+pub(super) struct MemWriter(pub(super) Sink);
 
 impl AsyncWrite for MemWriter {
     fn poll_write(
@@ -54,23 +53,6 @@ impl AsyncWrite for MemWriter {
     }
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
-    }
-}
-
-impl Handler for TestHandler {
-    async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
-        let (source, size, limits) = self.0.read(request)?;
-        let response = ReadResponse::new(MemReader(source), size);
-        Ok(match limits {
-            Some(l) => response.with_limits(l),
-            None => response,
-        })
-    }
-
-    async fn write(&self, request: &Request) -> Result<WriteResponse, HandlerError> {
-        let sink = self.0.write(request)?;
-        let commit = sink.clone();
-        Ok(WriteResponse::new(MemWriter(sink)).on_complete(move || async move { commit.commit() }))
     }
 }
 
@@ -95,7 +77,7 @@ impl Adapter for Tokio {
             .build()
             .unwrap();
         let server = rt
-            .block_on(async { Server::bind(TestHandler(backend), options) })
+            .block_on(async { Server::bind(TestHandler(backend, IoTraits::Tokio), options) })
             .unwrap();
         let addrs = server.local_addrs().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
