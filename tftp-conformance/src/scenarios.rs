@@ -107,7 +107,8 @@ pub fn option_matrix<S: Adapter, C: Adapter>() {
     let all = reports.wait_for(n + 1);
     assert_eq!(all.len(), n + 1);
     assert!(
-        all.iter().all(|r| r.stats.outcome == Outcome::Completed),
+        all.iter()
+            .all(|r| r.stats.outcome == Some(Outcome::Completed)),
         "{all:#?}"
     );
 }
@@ -273,7 +274,7 @@ pub fn wrong_transfer_id<S: Adapter, C: Adapter>() {
     lockstep_rest(&client, tid, &mut data);
     assert!(data == **backend.file("f1469"));
     let r = reports.wait_for(1);
-    assert_eq!(r[0].stats.outcome, Outcome::Completed);
+    assert_eq!(r[0].stats.outcome, Some(Outcome::Completed));
     assert_eq!(r[0].stats.stray_packets, 1);
 }
 
@@ -315,7 +316,7 @@ pub fn vanishing_client_frees_the_session<S: Adapter, C: Adapter>() {
     assert_eq!(r.len(), 1, "the session ended");
     assert_eq!(
         r[0].stats.outcome,
-        Outcome::Failed(TransferError::TimedOut { retries: 3 })
+        Some(Outcome::Failed(TransferError::TimedOut { retries: 3 }))
     );
     assert_eq!(
         r[0].stats.packets_sent, 4,
@@ -345,7 +346,7 @@ pub fn handler_error_reaches_the_client<S: Adapter, C: Adapter>() {
     let r = reports.wait_for(2);
     assert!(r.iter().all(|r| matches!(
         r.stats.outcome,
-        Outcome::Failed(TransferError::Local { .. })
+        Some(Outcome::Failed(TransferError::Local { .. }))
     )));
 }
 
@@ -360,7 +361,7 @@ pub fn source_failure_mid_transfer<S: Adapter, C: Adapter>() {
     let r = reports.wait_for(1);
     assert!(matches!(
         r[0].stats.outcome,
-        Outcome::Failed(TransferError::Local { .. })
+        Some(Outcome::Failed(TransferError::Local { .. }))
     ));
 }
 
@@ -444,7 +445,10 @@ pub fn five_hundred_concurrent_transfers<S: Adapter, C: Adapter>() {
     }
     let r = reports.wait_for(500);
     assert_eq!(r.len(), 500);
-    assert!(r.iter().all(|r| r.stats.outcome == Outcome::Completed));
+    assert!(
+        r.iter()
+            .all(|r| r.stats.outcome == Some(Outcome::Completed))
+    );
 }
 
 /// The PXE/UEFI size check: tsize asked, OACK received, ERROR sent; then the real download.
@@ -470,13 +474,13 @@ pub fn size_probe_is_counted_as_a_probe<S: Adapter, C: Adapter>() {
     let r = reports.wait_for(2);
     assert_eq!(
         r.iter()
-            .filter(|r| r.stats.outcome == Outcome::SizeProbe)
+            .filter(|r| r.stats.outcome == Some(Outcome::SizeProbe))
             .count(),
         1
     );
     assert_eq!(
         r.iter()
-            .filter(|r| r.stats.outcome == Outcome::Completed)
+            .filter(|r| r.stats.outcome == Some(Outcome::Completed))
             .count(),
         1
     );
@@ -547,7 +551,8 @@ pub fn single_port_mode<S: Adapter, C: Adapter>() {
     }
     let r = reports.wait_for(17);
     assert!(
-        r.iter().all(|r| r.stats.outcome == Outcome::Completed),
+        r.iter()
+            .all(|r| r.stats.outcome == Some(Outcome::Completed)),
         "{r:#?}"
     );
 }
@@ -612,7 +617,7 @@ pub fn graceful_shutdown_lets_transfers_finish<S: Adapter, C: Adapter>() {
         assert_eq!(aborted, !finishes, "grace {grace:?}");
         if finishes {
             assert_eq!(block, 128);
-            assert_eq!(reports.all()[0].stats.outcome, Outcome::Completed);
+            assert_eq!(reports.all()[0].stats.outcome, Some(Outcome::Completed));
         } else {
             assert!(waited < Duration::from_secs(2), "{waited:?}");
         }
@@ -957,7 +962,7 @@ pub fn lossy_link<S: Adapter, C: Adapter>() {
         let all = reports.all();
         let done = |name: &String| {
             all.iter()
-                .any(|r| &r.filename == name && r.stats.outcome == Outcome::Completed)
+                .any(|r| &r.filename == name && r.stats.outcome == Some(Outcome::Completed))
         };
         uploads.iter().all(done)
     };
@@ -1010,7 +1015,7 @@ pub fn strangers_get_bounded_answers<S: Adapter, C: Adapter>() {
     lockstep_rest(&client, tid, &mut data);
     assert!(data == **backend.file("f1469"));
     let r = reports.wait_for(1);
-    assert_eq!(r[0].stats.outcome, Outcome::Completed);
+    assert_eq!(r[0].stats.outcome, Some(Outcome::Completed));
     assert_eq!(r[0].stats.stray_packets, 21);
 }
 
@@ -1096,7 +1101,7 @@ pub fn a_stalled_source_does_not_wedge_its_session<S: Adapter, C: Adapter>() {
     assert!(
         matches!(
             r[0].stats.outcome,
-            Outcome::Failed(TransferError::Peer { .. })
+            Some(Outcome::Failed(TransferError::Peer { .. }))
         ),
         "{:?}",
         r[0].stats.outcome
@@ -1135,7 +1140,7 @@ pub fn a_stalled_source_does_not_wedge_its_session<S: Adapter, C: Adapter>() {
     let r = reports.wait_for(1);
     assert!(matches!(
         r[0].stats.outcome,
-        Outcome::Failed(TransferError::Local { .. })
+        Some(Outcome::Failed(TransferError::Local { .. }))
     ));
     assert!(started.elapsed() < Duration::from_secs(15));
 }
@@ -1205,7 +1210,7 @@ pub fn a_panic_fails_only_its_own_request<S: Adapter, C: Adapter>() {
     assert!(
         r.iter().all(|r| matches!(
             r.stats.outcome,
-            Outcome::Failed(TransferError::Local { .. })
+            Some(Outcome::Failed(TransferError::Local { .. }))
         )),
         "{r:#?}"
     );

@@ -52,7 +52,7 @@
 //!                 received.extend_from_slice(block.data());
 //!                 block.stored();
 //!             }
-//!             Output::Event(Event::Finished(stats)) => assert!(stats.outcome.is_success()),
+//!             Output::Event(Event::Finished(stats)) => assert!(stats.is_success()),
 //!             Output::Event(_) | Output::Fill(_) => {}
 //!             Output::Wait(_) | Output::Closed => break,
 //!         }

@@ -512,8 +512,6 @@ pub struct Session<
     events: PendingEvents,
     /// Payload bytes accepted so far (for the size limit).
     received_bytes: u64,
-    /// The outcome is decided (`stats.outcome` is final).
-    done: bool,
     /// When the peer last made the transfer progress (for [`Config::give_up_after`]).
     last_progress: I,
 }
@@ -550,7 +548,6 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             stats: SessionStats::new(now),
             events: PendingEvents::Empty,
             received_bytes: 0,
-            done: false,
             last_progress: now,
         }
     }
@@ -654,10 +651,9 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
 
     /// Decide the outcome, sending `error` to the peer if given. The first decision wins.
     pub(crate) fn finish(&mut self, now: I, outcome: Outcome, error: Option<(ErrorCode, &str)>) {
-        if self.done {
+        if self.done() {
             return;
         }
-        self.done = true;
         if let Some((code, message)) = error {
             // A message with a NUL inside cannot go on the wire (RFC 1350 §5): send the code
             // alone.
@@ -669,7 +665,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         self.state = State::Closed;
         self.deadline = None;
         self.stats.finished = now;
-        self.stats.outcome = outcome;
+        self.stats.outcome = Some(outcome);
         self.events = self.events.finished();
     }
 
@@ -691,12 +687,11 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
     }
 
     fn succeed(&mut self, now: I) {
-        if self.done {
+        if self.done() {
             return;
         }
-        self.done = true;
         self.stats.finished = now;
-        self.stats.outcome = Outcome::Completed;
+        self.stats.outcome = Some(Outcome::Completed);
         self.events = self.events.finished();
     }
 
@@ -730,7 +725,12 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
 
     /// The outcome, once decided.
     pub fn outcome(&self) -> Option<&Outcome> {
-        self.done.then_some(&self.stats.outcome)
+        self.stats.outcome.as_ref()
+    }
+
+    /// The outcome is decided (`stats.outcome` is `Some`, and final).
+    fn done(&self) -> bool {
+        self.stats.outcome.is_some()
     }
 
     /// True once the session has nothing left to do.
@@ -787,7 +787,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
     /// two transfers loop forever, CVE-2024-2169), and at most a few times per session, at most
     /// once a second. Then drain [`Session::poll_output`].
     pub fn handle_datagram(&mut self, now: I, from: SocketAddr, datagram: &[u8]) {
-        if self.done && !matches!(self.state, State::Dallying(_)) {
+        if self.done() && !matches!(self.state, State::Dallying(_)) {
             return;
         }
         if !self.accept_source(from, datagram) {
@@ -799,7 +799,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         let packet = match Packet::decode(datagram) {
             Ok(p) => p,
             Err(e) => {
-                if !self.done {
+                if !self.done() {
                     self.fail(now, ProtocolError::Malformed(e).into());
                 }
                 return;
@@ -826,7 +826,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             }
             State::Closed => State::Closed,
         };
-        if self.done && !matches!(self.state, State::Dallying(_)) {
+        if self.done() && !matches!(self.state, State::Dallying(_)) {
             self.state = State::Closed;
         }
     }
@@ -884,7 +884,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
     /// dallying after success), this only closes the session. Then drain
     /// [`Session::poll_output`].
     pub fn abort(&mut self, now: I, code: ErrorCode, message: &str) {
-        if self.done {
+        if self.done() {
             if matches!(self.state, State::Dallying(_)) {
                 self.state = State::Closed;
                 self.deadline = None;
@@ -903,7 +903,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
     /// [`TransferError::Local`] with code 0 and message "abandoned"; nothing is sent. Then
     /// drain [`Session::poll_output`].
     pub fn abandon(&mut self, now: I) {
-        if self.done {
+        if self.done() {
             self.state = State::Closed;
             self.deadline = None;
             return;
@@ -1115,7 +1115,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
     }
 
     fn on_peer_error(&mut self, now: I, code: ErrorCode, message: &str) {
-        if self.done {
+        if self.done() {
             return;
         }
         // The PXE/UEFI size check: tsize asked, OACK sent, ERROR instead of ACK 0.

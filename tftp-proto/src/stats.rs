@@ -43,7 +43,7 @@ pub struct SessionStats<
 > {
     /// When the session was created.
     pub started: I,
-    /// When the outcome became known.
+    /// When the outcome became known; equal to `started` while the transfer is under way.
     pub finished: I,
     /// The negotiated transfer parameters.
     pub options: TransferOptions,
@@ -60,15 +60,21 @@ pub struct SessionStats<
     pub retransmissions: u64,
     /// Duplicate DATA or ACK packets received (ignored, or answered with the last ACK).
     pub duplicates: u64,
-    /// Datagrams from other addresses or ports, answered with ERROR 5 (RFC 1350 §4).
+    /// Datagrams from other addresses or ports (all counted, none processed). RFC 1350 §4 asks
+    /// for an ERROR 5 answer to each; a session answers at most 3 in its life, at most one a
+    /// second, and only strays that a lost peer could have sent (DATA, ACK, OACK), so that a
+    /// spoofed datagram cannot start a packet loop between two transfers (CVE-2024-2169).
     pub stray_packets: u64,
-    /// How it ended.
-    pub outcome: Outcome,
+    /// How it ended: `None` while the transfer is under way, `Some` from the moment the
+    /// outcome is decided (when the session emits [`crate::Event::Finished`], whose statistics
+    /// always carry `Some`). Never changes once `Some`.
+    pub outcome: Option<Outcome>,
 }
 
 impl<I: Instant> SessionStats<I> {
-    /// Zeroed statistics of a session started at `now`, outcome [`Outcome::Completed`].
-    /// Adapters use it to report a request refused before any session existed.
+    /// Zeroed statistics of a session started at `now`, no outcome yet (`outcome` is `None`).
+    /// Adapters also use it to report a request refused before any session existed, and then
+    /// set `outcome` to `Some(Outcome::Failed(..))`.
     pub fn new(now: I) -> Self {
         SessionStats {
             started: now,
@@ -81,8 +87,25 @@ impl<I: Instant> SessionStats<I> {
             retransmissions: 0,
             duplicates: 0,
             stray_packets: 0,
-            outcome: Outcome::Completed,
+            outcome: None,
         }
+    }
+
+    /// True once the outcome is decided (successful or not).
+    pub fn is_finished(&self) -> bool {
+        self.outcome.is_some()
+    }
+
+    /// True if the outcome is decided and is a success ([`Outcome::Completed`] or
+    /// [`Outcome::SizeProbe`]). False while the transfer is under way.
+    pub fn is_success(&self) -> bool {
+        self.outcome.as_ref().is_some_and(Outcome::is_success)
+    }
+
+    /// The failure, if the outcome is decided and is [`Outcome::Failed`]. `None` while the
+    /// transfer is under way.
+    pub fn error(&self) -> Option<&TransferError> {
+        self.outcome.as_ref().and_then(Outcome::error)
     }
 
     /// Time from start to outcome.

@@ -17,7 +17,7 @@
 //! });
 //! let report = pair.run();
 //! assert_eq!(report.received, file);
-//! assert!(report.client.outcome.is_success() && report.server.unwrap().outcome.is_success());
+//! assert!(report.client.is_success() && report.server.unwrap().is_success());
 //! ```
 
 use std::collections::BinaryHeap;

@@ -99,7 +99,7 @@ fn transfer(file: &[u8], put: bool, mode: Mode, asked: OptionValues, drop_every:
                     block.stored();
                 }
                 Output::Event(Event::Finished(stats)) => {
-                    assert!(stats.outcome.is_success(), "{:?}", stats.outcome);
+                    assert!(stats.is_success(), "{:?}", stats.outcome);
                     retransmissions += stats.retransmissions;
                     outcomes += 1;
                 }
@@ -151,7 +151,7 @@ fn transfer(file: &[u8], put: bool, mode: Mode, asked: OptionValues, drop_every:
                         block.stored();
                     }
                     Output::Event(Event::Finished(stats)) => {
-                        assert!(stats.outcome.is_success(), "{:?}", stats.outcome);
+                        assert!(stats.is_success(), "{:?}", stats.outcome);
                         retransmissions += stats.retransmissions;
                         outcomes += 1;
                     }

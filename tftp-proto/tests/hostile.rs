@@ -78,7 +78,7 @@ fn drain<R>(s: &mut Session<R>, now: Instant, source: &mut &[u8]) -> Drained {
                 }
             }
             Output::Store(store) => store.stored(),
-            Output::Event(Event::Finished(stats)) => d.finished = Some(stats.outcome),
+            Output::Event(Event::Finished(stats)) => d.finished = stats.outcome,
             Output::Event(_) => {}
             Output::Wait(_) | Output::Closed => return d,
         }

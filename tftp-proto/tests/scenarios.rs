@@ -43,16 +43,12 @@ fn patient() -> Config {
 fn assert_success(report: &Report, file: &[u8], what: &str) {
     assert!(!report.timed_out, "{what}: ran out of virtual time");
     assert!(
-        report.client.outcome.is_success(),
+        report.client.is_success(),
         "{what}: client {:?}",
         report.client.outcome
     );
     let server = report.server.as_ref().expect("server session");
-    assert!(
-        server.outcome.is_success(),
-        "{what}: server {:?}",
-        server.outcome
-    );
+    assert!(server.is_success(), "{what}: server {:?}", server.outcome);
     assert!(
         report.received.len() == file.len() && report.received == file,
         "{what}: data differs"
@@ -238,7 +234,7 @@ fn retries_are_bounded_then_the_transfer_times_out() {
     let server = report.server.unwrap();
     assert_eq!(
         server.outcome,
-        Outcome::Failed(TransferError::TimedOut { retries: 4 })
+        Some(Outcome::Failed(TransferError::TimedOut { retries: 4 }))
     );
     assert_eq!(
         server.packets_sent, 5,
@@ -279,7 +275,7 @@ fn a_silent_peer_gets_patience_then_a_bounded_number_of_packets() {
     let server = report.server.unwrap();
     assert!(matches!(
         server.outcome,
-        Outcome::Failed(TransferError::TimedOut { .. })
+        Some(Outcome::Failed(TransferError::TimedOut { .. }))
     ));
     let took = server.duration();
     assert!(
@@ -506,15 +502,15 @@ fn an_error_after_the_oack_is_a_size_probe() {
         server.handle_datagram(now, CLIENT_ADDR, &buf[..n]);
         let stats = finished(&mut server, now);
         if expect_probe {
-            assert_eq!(stats.outcome, Outcome::SizeProbe);
-            assert!(stats.outcome.is_success());
+            assert_eq!(stats.outcome, Some(Outcome::SizeProbe));
+            assert!(stats.is_success());
         } else {
             assert!(matches!(
                 stats.outcome,
-                Outcome::Failed(TransferError::Peer {
+                Some(Outcome::Failed(TransferError::Peer {
                     code: ErrorCode::OPTION_REFUSED,
                     ..
-                })
+                }))
             ));
         }
         assert!(server.is_closed());
@@ -715,15 +711,15 @@ fn uploads_beyond_the_size_limit_get_error_3() {
     let s = report.server.unwrap();
     assert_eq!(
         s.outcome,
-        Outcome::Failed(TransferError::TooLarge { limit: 5000 })
+        Some(Outcome::Failed(TransferError::TooLarge { limit: 5000 }))
     );
     assert_eq!(s.bytes, 0);
     assert!(matches!(
         report.client.outcome,
-        Outcome::Failed(TransferError::Peer {
+        Some(Outcome::Failed(TransferError::Peer {
             code: ErrorCode::DISK_FULL,
             ..
-        })
+        }))
     ));
     // Not announced: refused once the limit is crossed, having stored no more than it.
     let report = Pair::put(PairConfig {
@@ -735,15 +731,15 @@ fn uploads_beyond_the_size_limit_get_error_3() {
     let s = report.server.unwrap();
     assert_eq!(
         s.outcome,
-        Outcome::Failed(TransferError::TooLarge { limit: 5000 })
+        Some(Outcome::Failed(TransferError::TooLarge { limit: 5000 }))
     );
     assert!(s.bytes <= 5000);
     assert!(matches!(
         report.client.outcome,
-        Outcome::Failed(TransferError::Peer {
+        Some(Outcome::Failed(TransferError::Peer {
             code: ErrorCode::DISK_FULL,
             ..
-        })
+        }))
     ));
 }
 
@@ -878,8 +874,72 @@ fn abandon_ends_without_a_word() {
     let stats = finished(&mut server, now);
     assert!(matches!(
         stats.outcome,
-        Outcome::Failed(TransferError::Local { .. })
+        Some(Outcome::Failed(TransferError::Local { .. }))
     ));
     assert!(drain(&mut server, now, &mut &[][..]).is_empty());
     assert!(server.is_closed());
+}
+
+#[test]
+fn the_outcome_is_absent_until_decided() {
+    let now = Instant::now();
+    let fresh = tftp_proto::SessionStats::new(now);
+    assert_eq!(fresh.outcome, None);
+    assert!(!fresh.is_finished() && !fresh.is_success() && fresh.error().is_none());
+
+    // Fresh sessions, and sessions under way, have no outcome yet.
+    let mut server = ServerSession::new(
+        &request(OptionValues::default()),
+        &Config::default(),
+        Some(1000),
+        now,
+    );
+    let mut client = ClientSession::get(
+        SERVER_ADDR,
+        "f",
+        Mode::Octet,
+        OptionValues::default(),
+        &Config::default(),
+        now,
+    )
+    .unwrap();
+    for stats in [server.stats(), client.stats()] {
+        assert_eq!(stats.outcome, None);
+        assert!(!stats.is_finished() && !stats.is_success() && stats.error().is_none());
+    }
+    assert_eq!(server.outcome(), None);
+    assert_eq!(client.outcome(), None);
+    assert!(!drain(&mut server, now, &mut &[7u8; 1000][..]).is_empty());
+    assert!(!drain(&mut client, now, &mut &[][..]).is_empty());
+    assert_eq!(
+        server.stats().outcome,
+        None,
+        "DATA 1 sent, not yet acknowledged"
+    );
+    assert_eq!(
+        client.stats().outcome,
+        None,
+        "request sent, not yet answered"
+    );
+
+    // A failed session reports its error.
+    server.abandon(now);
+    let stats = finished(&mut server, now);
+    assert!(stats.is_finished() && !stats.is_success());
+    assert!(matches!(stats.error(), Some(TransferError::Local { .. })));
+    assert_eq!(server.outcome(), stats.outcome.as_ref());
+
+    // A completed transfer reports Completed on both sides.
+    let file = random_file(2000, 21);
+    let report = Pair::get(PairConfig {
+        file: file.clone(),
+        ..PairConfig::default()
+    })
+    .run();
+    assert_success(&report, &file, "outcome");
+    let server = report.server.expect("server session");
+    for stats in [&report.client, &server] {
+        assert_eq!(stats.outcome, Some(Outcome::Completed));
+        assert!(stats.is_finished() && stats.is_success() && stats.error().is_none());
+    }
 }

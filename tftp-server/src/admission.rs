@@ -152,7 +152,7 @@ pub struct Permit {
 impl Permit {
     /// Fires when a new request from the same client port replaces this session: the
     /// session should end without a word (the client gave up on it).
-    #[cfg(feature = "async")]
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub(crate) fn replaced(&self) -> Arc<crate::signal::Signal> {
         Arc::clone(&self.replaced)
     }

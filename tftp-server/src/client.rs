@@ -41,14 +41,26 @@ pub fn local_addr(server: std::net::SocketAddr) -> std::net::SocketAddr {
 }
 
 /// A finished client transfer as a `Result`.
+///
+/// Statistics without an outcome (the session stopped before deciding one, which a
+/// [`ClientSession`] driven to its end never does) are an error: [`TransferError::Local`] with
+/// code 0 and the message [`NO_OUTCOME`], as for a transfer ended on this side.
 pub fn into_result(
     stats: tftp_proto::SessionStats,
 ) -> Result<tftp_proto::SessionStats, ClientError> {
     match stats.outcome {
-        tftp_proto::Outcome::Failed(e) => Err(e.into()),
-        tftp_proto::Outcome::Completed | tftp_proto::Outcome::SizeProbe => Ok(stats),
+        Some(tftp_proto::Outcome::Failed(e)) => Err(e.into()),
+        Some(tftp_proto::Outcome::Completed | tftp_proto::Outcome::SizeProbe) => Ok(stats),
+        None => Err(TransferError::Local {
+            code: tftp_proto::ErrorCode::NOT_DEFINED,
+            message: NO_OUTCOME.into(),
+        }
+        .into()),
     }
 }
+
+/// The message of the error [`into_result`] makes of statistics without an outcome.
+pub const NO_OUTCOME: &str = "transfer ended without an outcome";
 
 /// Called once the transfer parameters are known.
 pub type NegotiatedCallback = Arc<dyn Fn(&TransferOptions) + Send + Sync>;
@@ -271,6 +283,38 @@ mod facade {
             (self.core)
                 .put(&R::client(), server, filename, mode, options, source)
                 .await
+        }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tftp_proto::{Outcome, SessionStats};
+
+    #[test]
+    fn into_result_needs_a_successful_outcome() {
+        let now = std::time::Instant::now();
+        let mut stats = SessionStats::new(now);
+        match into_result(stats.clone()) {
+            Err(ClientError::Transfer(TransferError::Local { code, message })) => {
+                assert_eq!(code, tftp_proto::ErrorCode::NOT_DEFINED);
+                assert_eq!(message, NO_OUTCOME);
+            }
+            other => panic!("undecided: {other:?}"),
+        }
+        stats.outcome = Some(Outcome::Failed(TransferError::TimedOut { retries: 5 }));
+        assert!(matches!(
+            into_result(stats.clone()),
+            Err(ClientError::Transfer(TransferError::TimedOut {
+                retries: 5
+            }))
+        ));
+        for outcome in [Outcome::Completed, Outcome::SizeProbe] {
+            stats.outcome = Some(outcome.clone());
+            assert_eq!(
+                into_result(stats.clone()).ok().and_then(|s| s.outcome),
+                Some(outcome)
+            );
         }
     }
 }

@@ -192,14 +192,14 @@ impl SessionReport {
     }
 
     /// The report of a request refused with `error` before any session started: one ERROR
-    /// packet sent, outcome [`TransferError::Local`].
+    /// packet sent, outcome `Some(`[`Outcome::Failed`]`(`[`TransferError::Local`]`))`.
     pub fn refused(request: &Request, error: &HandlerError, started: Instant) -> Self {
         let mut stats = SessionStats::new(started);
         stats.packets_sent = 1;
-        stats.outcome = Outcome::Failed(TransferError::Local {
+        stats.outcome = Some(Outcome::Failed(TransferError::Local {
             code: error.code,
             message: error.message.to_string(),
-        });
+        }));
         SessionReport {
             refused: true,
             ..Self::new(request, stats)

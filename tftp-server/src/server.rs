@@ -461,14 +461,17 @@ impl ServerCore {
         let report = SessionReport::new(request, stats);
         let s = &report.stats;
         match &s.outcome {
-            Outcome::Completed | Outcome::SizeProbe => tracing::info!(
+            Some(outcome @ (Outcome::Completed | Outcome::SizeProbe)) => tracing::info!(
                 peer = %report.peer, file = %Printable(&report.filename), kind = ?report.kind,
                 bytes = s.bytes, blksize = s.options.blksize, windowsize = s.options.windowsize,
                 retransmissions = s.retransmissions, ms = s.duration().as_millis() as u64,
-                outcome = ?s.outcome, "session finished"),
-            Outcome::Failed(e) => tracing::warn!(
+                outcome = ?outcome, "session finished"),
+            Some(Outcome::Failed(e)) => tracing::warn!(
                 peer = %report.peer, file = %Printable(&report.filename), kind = ?report.kind,
                 bytes = s.bytes, error = %Printable(&e.to_string()), "session failed"),
+            None => tracing::warn!(
+                peer = %report.peer, file = %Printable(&report.filename), kind = ?report.kind,
+                bytes = s.bytes, "session ended without an outcome"),
         }
         self.finish(report, counted);
     }

@@ -21,7 +21,7 @@ impl Signal {
     }
 
     /// Whether it has fired.
-    #[cfg(feature = "async")]
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub(crate) fn is_fired(&self) -> bool {
         self.fired.load(Ordering::SeqCst)
     }

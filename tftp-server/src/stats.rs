@@ -225,12 +225,14 @@ pub fn describe_metrics() {
 pub fn outcome_label(report: &SessionReport) -> &'static str {
     let s = &report.stats;
     match &s.outcome {
-        Outcome::Completed => "completed",
-        Outcome::SizeProbe => "size_probe",
-        Outcome::Failed(TransferError::Peer { .. }) => "aborted_by_client",
-        Outcome::Failed(TransferError::TimedOut { .. }) => "timed_out",
-        Outcome::Failed(_) if report.refused => "refused",
-        Outcome::Failed(_) => "failed",
+        Some(Outcome::Completed) => "completed",
+        Some(Outcome::SizeProbe) => "size_probe",
+        Some(Outcome::Failed(TransferError::Peer { .. })) => "aborted_by_client",
+        Some(Outcome::Failed(TransferError::TimedOut { .. })) => "timed_out",
+        Some(Outcome::Failed(_)) if report.refused => "refused",
+        // A report without an outcome (a session that ended undecided, which the sessions of
+        // tftp-proto never do) did not succeed: counted as failed.
+        Some(Outcome::Failed(_)) | None => "failed",
     }
 }
 
@@ -259,7 +261,7 @@ fn emit(report: &SessionReport, counted: u64) {
     metrics::counter!("tftp_packets_received_total").increment(s.packets_received);
     metrics::counter!("tftp_retransmissions_total").increment(s.retransmissions);
     metrics::counter!("tftp_stray_packets_total").increment(s.stray_packets);
-    if let Outcome::Failed(e) = &s.outcome {
+    if let Some(e) = s.error() {
         if let (Some(code), false) = (e.code(), matches!(e, TransferError::Peer { .. })) {
             #[cfg(feature = "metrics")]
             metrics::counter!("tftp_errors_sent_total", "code" => code.0.to_string()).increment(1);
@@ -288,10 +290,14 @@ impl ServerStats {
         self.stray_packets += s.stray_packets;
         let mut sent_error = None;
         match &s.outcome {
-            Outcome::Completed => self.sessions_completed += 1,
-            Outcome::SizeProbe => self.size_probes += 1,
-            Outcome::Failed(TransferError::Peer { .. }) => self.sessions_aborted_by_client += 1,
-            Outcome::Failed(e) => {
+            Some(Outcome::Completed) => self.sessions_completed += 1,
+            Some(Outcome::SizeProbe) => self.size_probes += 1,
+            Some(Outcome::Failed(TransferError::Peer { .. })) => {
+                self.sessions_aborted_by_client += 1
+            }
+            // Undecided (see `outcome_label`): failed, no ERROR known to have been sent.
+            None => self.sessions_failed += 1,
+            Some(Outcome::Failed(e)) => {
                 self.sessions_failed += 1;
                 if matches!(e, TransferError::TimedOut { .. }) {
                     self.sessions_timed_out += 1;
@@ -514,7 +520,7 @@ mod tests {
         for outcome in outcomes {
             c.session_started();
             let mut stats = SessionStats::new(now);
-            stats.outcome = outcome;
+            stats.outcome = Some(outcome);
             stats.bytes = 100;
             stats.blocks = 1;
             c.session_finished(&SessionReport::new(&request(RequestKind::Read), stats));
@@ -522,11 +528,19 @@ mod tests {
         }
         c.session_started();
         let req = request(RequestKind::Read);
-        c.session_finished(&SessionReport::refused(
-            &req,
-            &HandlerError::not_found(),
-            now,
+        let refused = SessionReport::refused(&req, &HandlerError::not_found(), now);
+        assert!(matches!(
+            refused.stats.outcome,
+            Some(Outcome::Failed(TransferError::Local { .. }))
         ));
+        assert_eq!(outcome_label(&refused), "refused");
+        let undecided = SessionReport::new(&req, SessionStats::new(now));
+        assert_eq!(
+            outcome_label(&undecided),
+            "failed",
+            "undecided is not a success"
+        );
+        c.session_finished(&refused);
         c.session_ended();
         let s = c.take_interval(now + Duration::from_secs(60));
         assert_eq!(s.period, Duration::from_secs(60));
@@ -672,6 +686,7 @@ mod tests {
         );
         c.transfer_progress(RequestKind::Read, 30_000);
         let mut stats = SessionStats::new(now);
+        stats.outcome = Some(Outcome::Completed);
         stats.bytes = 100_000;
         stats.blocks = 196;
         c.session_finished_after(
@@ -694,7 +709,7 @@ mod tests {
         metrics::with_local_recorder(&labels, || {
             for i in 0..6000u16 {
                 let mut stats = SessionStats::new(now);
-                stats.outcome = Outcome::Completed;
+                stats.outcome = Some(Outcome::Completed);
                 stats.blocks = 1;
                 stats.options.blksize = 8 + i * 10;
                 stats.options.windowsize = 1 + i * 10;

@@ -650,7 +650,7 @@ mod tests {
             let contents: Vec<u8> = (0..250u8).collect();
             let deadline = Instant::now() + Duration::from_secs(5);
             let sent = loop {
-                match crate::runtime::send_gso_from(server.as_fd(), &contents, 100, to, from) {
+                match super::send_gso_from(server.as_fd(), &contents, 100, to, from) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         assert!(Instant::now() < deadline);
                     }

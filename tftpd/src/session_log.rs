@@ -123,7 +123,7 @@ impl<W: Write> SessionLog<W> {
 fn line(report: &SessionReport, now: SystemTime) -> Line<'_> {
     let s = &report.stats;
     let error = match &s.outcome {
-        Outcome::Failed(e) => Some(ErrorField {
+        Some(Outcome::Failed(e)) => Some(ErrorField {
             code: e.code().map(|c| c.0),
             message: match e {
                 TransferError::Peer { message, .. } | TransferError::Local { message, .. } => {
@@ -132,7 +132,13 @@ fn line(report: &SessionReport, now: SystemTime) -> Line<'_> {
                 other => other.to_string(),
             },
         }),
-        _ => None,
+        Some(Outcome::Completed | Outcome::SizeProbe) => None,
+        // A report without an outcome (never made by tftp-server's sessions) is logged as
+        // `failed` (see `outcome_label`), with this explanation.
+        None => Some(ErrorField {
+            code: None,
+            message: "ended without an outcome".into(),
+        }),
     };
     Line {
         time: rfc3339(now),
@@ -233,14 +239,17 @@ mod tests {
             Instant::now(),
         ));
         let mut ok = tftp_proto::SessionStats::new(Instant::now());
+        ok.outcome = Some(tftp_proto::Outcome::Completed);
         ok.bytes = 42;
+        log.record(&SessionReport::new(&request, ok.clone()));
+        ok.outcome = None;
         log.record(&SessionReport::new(&request, ok));
         let text = String::from_utf8(log.into_inner()).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(lines.len(), 2);
+        assert_eq!(lines.len(), 3);
         assert_eq!(lines[0]["outcome"], "refused");
         assert_eq!(lines[0]["error"]["code"], 1);
         assert_eq!(lines[0]["error"]["message"], "File not found");
@@ -249,5 +258,8 @@ mod tests {
         assert_eq!(lines[1]["peer"], "10.0.0.7:2000");
         assert_eq!(lines[1]["requested"]["tsize"], 0);
         assert!(lines[1].get("error").is_none());
+        assert_eq!(lines[2]["outcome"], "failed", "undecided is not a success");
+        assert_eq!(lines[2]["error"]["message"], "ended without an outcome");
+        assert!(lines[2]["error"]["code"].is_null());
     }
 }

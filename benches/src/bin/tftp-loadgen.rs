@@ -252,7 +252,7 @@ fn bind_addr(args: &Args, i: u32) -> SocketAddr {
 }
 
 fn failure_of(plan: &Plan, stats: &SessionStats, slot: &Slot) -> Option<String> {
-    if let Some(e) = stats.outcome.error() {
+    if let Some(e) = stats.error() {
         return Some(e.to_string());
     }
     if let Some(off) = slot.mismatch_at {
