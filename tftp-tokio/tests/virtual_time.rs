@@ -85,3 +85,47 @@ async fn a_session_and_the_statistics_run_on_tokio_time() {
         real.elapsed()
     );
 }
+
+/// Never answers within the test: holds its request past any grace period.
+struct Stuck;
+
+impl Handler for Stuck {
+    async fn read(&self, _: &Request) -> Result<ReadResponse, HandlerError> {
+        tokio::time::sleep(Duration::from_secs(10_000)).await;
+        Ok(ReadResponse::from_bytes(b"late".to_vec()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_out_the_grace_period_on_tokio_time() {
+    let real = std::time::Instant::now();
+    let mut config = ServerConfig::default();
+    config.shutdown_grace = Duration::from_secs(30);
+    let options = ServerOptions::new()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .config(config);
+    let server = Server::bind(Stuck, options).unwrap();
+    let addr = server.local_addrs().unwrap()[0];
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve_until(async move {
+        let _ = stopped.await;
+    }));
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.send_to(b"\x00\x01f\x00octet\x00", addr).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let asked = tokio::time::Instant::now();
+    drop(stop);
+    serving.await.unwrap().unwrap();
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30) && waited < Duration::from_secs(40),
+        "shutdown took {waited:?} of tokio's time, the grace is 30 s"
+    );
+    // The request still deciding when the grace ran out is answered, not left to time out.
+    let mut buf = [0u8; 600];
+    let (n, _) = client.recv_from(&mut buf).await.unwrap();
+    assert_eq!(&buf[..4], b"\x00\x05\x00\x00", "ERROR 0: {:?}", &buf[..n]);
+    assert!(buf[4..n].starts_with(b"Server shutting down"));
+    assert!(real.elapsed() < Duration::from_secs(20), "{:?} of real time", real.elapsed());
+}
