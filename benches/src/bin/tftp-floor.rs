@@ -11,8 +11,8 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::fs;
-use std::io::{self, ErrorKind};
+use std::fs::File;
+use std::io::{self, ErrorKind, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
@@ -28,8 +28,8 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 const RETRIES: u32 = 5;
 
 /// A parsed read request.
-#[derive(Default)]
 struct Request {
+    peer: SocketAddr,
     file: String,
     /// The blksize asked for, clamped to 8..=65464; None: not asked (or unusable).
     blksize: Option<usize>,
@@ -41,26 +41,28 @@ fn opcode(p: &[u8]) -> Option<u16> {
 }
 
 /// `RRQ file\0 mode\0 [option\0 value\0]*`; None for anything else or malformed.
-fn parse_rrq(p: &[u8]) -> Option<Request> {
+fn parse_rrq(p: &[u8], peer: SocketAddr) -> Option<Request> {
     if opcode(p)? != RRQ {
         return None;
     }
     let mut fields = std::str::from_utf8(&p[2..]).ok()?.split('\0');
     let file = fields.next()?.to_string();
-    let mut req = Request {
-        file,
-        ..Request::default()
-    };
     let _mode = fields.next()?;
+    let (mut blksize, mut tsize) = (None, false);
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         if name.eq_ignore_ascii_case("blksize") {
             let b: usize = value.parse().unwrap_or(0);
-            req.blksize = (b >= 8).then(|| b.min(MAX_BLKSIZE));
+            blksize = (b >= 8).then(|| b.min(MAX_BLKSIZE));
         } else if name.eq_ignore_ascii_case("tsize") {
-            req.tsize = true;
+            tsize = true;
         }
     }
-    Some(req)
+    Some(Request {
+        peer,
+        file,
+        blksize,
+        tsize,
+    })
 }
 
 /// `root/file`, refusing absolute paths' escapes and `..`.
@@ -104,22 +106,22 @@ fn exchange(s: &UdpSocket, to: SocketAddr, p: &[u8], blk: u16, buf: &mut [u8]) -
     }
 }
 
-/// One transfer, from the RRQ to the last ACK.
-fn serve(listener: &UdpSocket, root: &Path, req: &Request, peer: SocketAddr) -> io::Result<()> {
+/// One transfer, from the RRQ to the last ACK. `data` is the file's buffer, kept from one
+/// transfer to the next (a fresh allocation would page-fault on every transfer).
+fn serve(listener: &UdpSocket, root: &Path, req: &Request, data: &mut Vec<u8>) -> io::Result<()> {
+    let peer = req.peer;
     let sock = UdpSocket::bind(SocketAddr::new(listener.local_addr()?.ip(), 0))?;
     sock.set_read_timeout(Some(TIMEOUT))?;
-    let data = match resolve(root, &req.file).and_then(fs::read) {
-        Ok(d) => d,
-        Err(e) => {
-            let code = if e.kind() == ErrorKind::NotFound {
-                1
-            } else {
-                2
-            };
-            sock.send_to(&error_packet(code, &e.to_string()), peer)?;
-            return Err(e);
-        }
-    };
+    data.clear();
+    if let Err(e) = resolve(root, &req.file).and_then(|path| File::open(path)?.read_to_end(data)) {
+        let code = if e.kind() == ErrorKind::NotFound {
+            1
+        } else {
+            2
+        };
+        sock.send_to(&error_packet(code, &e.to_string()), peer)?;
+        return Err(e);
+    }
     let mut buf = vec![0u8; MAX_BLKSIZE + 4];
     let blksize = req.blksize.unwrap_or(512);
     if req.blksize.is_some() || req.tsize {
@@ -162,12 +164,12 @@ fn run() -> io::Result<Infallible> {
         return Err(usage());
     };
     let listener = UdpSocket::bind(listen)?;
-    let (mut buf, mut served) = (vec![0u8; 65536], HashMap::new());
+    let (mut buf, mut data, mut served) = (vec![0u8; 65536], Vec::new(), HashMap::new());
     loop {
         let Ok((n, peer)) = listener.recv_from(&mut buf) else {
             continue;
         };
-        let Some(req) = parse_rrq(&buf[..n]) else {
+        let Some(req) = parse_rrq(&buf[..n], peer) else {
             // A write request or junk: refused.
             _ = listener.send_to(&error_packet(4, "read requests only"), peer);
             continue;
@@ -176,7 +178,7 @@ fn run() -> io::Result<Infallible> {
         // client port once, or the duplicates queue up transfers nobody waits for.
         served.retain(|_, at: &mut Instant| at.elapsed() < Duration::from_secs(60));
         if served.insert(peer, Instant::now()).is_none()
-            && let Err(e) = serve(&listener, &root, &req, peer)
+            && let Err(e) = serve(&listener, &root, &req, &mut data)
         {
             eprintln!("tftp-floor: {peer} {}: {e}", req.file);
         }
