@@ -107,12 +107,16 @@ fn exchange(s: &UdpSocket, to: SocketAddr, p: &[u8], blk: u16, buf: &mut [u8]) -
 }
 
 /// One transfer, from the RRQ to the last ACK. `data` is the file's buffer, kept from one
-/// transfer to the next (a fresh allocation would page-fault on every transfer).
+/// transfer to the next (a fresh allocation would page-fault on every transfer): 4 spare
+/// bytes, then the file. Each DATA is sent from it in place, its header written over the last
+/// 4 bytes of the block before (acknowledged: never sent again), so the file is copied once
+/// into memory and once into the kernel, as a server that reads a block and sends it.
 fn serve(listener: &UdpSocket, root: &Path, req: &Request, data: &mut Vec<u8>) -> io::Result<()> {
     let peer = req.peer;
     let sock = UdpSocket::bind(SocketAddr::new(listener.local_addr()?.ip(), 0))?;
     sock.set_read_timeout(Some(TIMEOUT))?;
     data.clear();
+    data.extend_from_slice(&[0; 4]);
     if let Err(e) = resolve(root, &req.file).and_then(|path| File::open(path)?.read_to_end(data)) {
         let code = if e.kind() == ErrorKind::NotFound {
             1
@@ -130,21 +134,18 @@ fn serve(listener: &UdpSocket, root: &Path, req: &Request, data: &mut Vec<u8>) -
             oack.extend_from_slice(format!("blksize\0{b}\0").as_bytes());
         }
         if req.tsize {
-            oack.extend_from_slice(format!("tsize\0{}\0", data.len()).as_bytes());
+            oack.extend_from_slice(format!("tsize\0{}\0", data.len() - 4).as_bytes());
         }
         exchange(&sock, peer, &oack, 0, &mut buf)?;
     }
     // Blocks 1..=n; the last is shorter than blksize (empty when the size is a multiple).
-    let blocks = data.len() / blksize + 1;
-    let mut pkt = Vec::with_capacity(blksize + 4);
-    for i in 1..=blocks {
+    let len = data.len() - 4;
+    for i in 1..=len / blksize + 1 {
         let wire = (i % 65536) as u16; // rolls over to 0
-        let chunk = &data[(i - 1) * blksize..(i * blksize).min(data.len())];
-        pkt.clear();
-        pkt.extend_from_slice(&DATA.to_be_bytes());
-        pkt.extend_from_slice(&wire.to_be_bytes());
-        pkt.extend_from_slice(chunk);
-        exchange(&sock, peer, &pkt, wire, &mut buf)?;
+        let (start, end) = ((i - 1) * blksize, 4 + (i * blksize).min(len));
+        data[start..start + 2].copy_from_slice(&DATA.to_be_bytes());
+        data[start + 2..start + 4].copy_from_slice(&wire.to_be_bytes());
+        exchange(&sock, peer, &data[start..end], wire, &mut buf)?;
     }
     Ok(())
 }
