@@ -12,17 +12,28 @@
 set -euo pipefail
 
 # ---------------------------------------------------------------------------------------------
-# The servers. One line each: name | port | supports windowsize | cargo package to build | command.
+# The servers. One line each:
+#   name | port | features | cargo package to build | command | lifted limits | default limits
+# features, comma-separated: "window" (windowsize, RFC 7440: the windowed rows), "concurrent"
+# (serves many transfers at once: the concurrency and lossy sections). Every server takes part
+# in the lock-step throughput rows.
 # In the command, $ROOT is the directory served, $PORT the port, $BIN the cargo release dir,
-# $ATFTPD the unpacked atftpd binary. The command must stay in the foreground.
+# $ATFTPD the unpacked atftpd binary, $LOGS the logs directory. The command must stay in the
+# foreground. The last two columns are appended to it: "lifted limits" everywhere (every
+# client comes from 127.0.0.1, so per-client and global session limits would measure the
+# limit, not the server), "default limits" instead in the multi-address concurrency rows,
+# which run each server at its out-of-the-box limits.
 # dnsmasq's TFTP port is fixed at 69, which is why everything runs in a network namespace.
 # ---------------------------------------------------------------------------------------------
 SERVERS=(
-  "tftpd-hpa|6901|no||in.tftpd --foreground --secure --address 127.0.0.1:\$PORT \$ROOT"
-  "atftpd|6902|yes||\$ATFTPD --daemon --no-fork --port \$PORT --bind-address 127.0.0.1 --logfile /dev/null --maxthread 20000 \$ROOT"
-  "dnsmasq|69|no||dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --enable-tftp --tftp-root=\$ROOT --tftp-max=20000 --edns-packet-max=65535 --listen-address=127.0.0.1 --bind-interfaces --pid-file= --quiet-tftp --log-facility=\$LOGS/dnsmasq.log --user=nobody"
-  "tftpd|6904|yes|tftpd|\$BIN/tftpd --root \$ROOT --listen 127.0.0.1:\$PORT --max-sessions 100000 --max-sessions-per-client 100000 --client-rate 0 --max-window-bytes 8388608 --session-log \$LOGS/tftpd-sessions.jsonl"
-  "tftpd-blocking|6905|yes|tftp-blocking --example serve_dir|\$BIN/examples/serve_dir --root \$ROOT --listen 127.0.0.1:\$PORT"
+  "tftpd-hpa|6901|concurrent||in.tftpd --foreground --secure --address 127.0.0.1:\$PORT \$ROOT||"
+  "atftpd|6902|window,concurrent||\$ATFTPD --daemon --no-fork --port \$PORT --bind-address 127.0.0.1 --logfile /dev/null \$ROOT|--maxthread 20000|"
+  "dnsmasq|69|concurrent||dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --enable-tftp --tftp-root=\$ROOT --edns-packet-max=65535 --listen-address=127.0.0.1 --bind-interfaces --pid-file= --quiet-tftp --log-facility=\$LOGS/dnsmasq.log --user=nobody|--tftp-max=20000|"
+  "tftpd|6904|window,concurrent|tftpd|\$BIN/tftpd --root \$ROOT --listen 127.0.0.1:\$PORT --max-window-bytes 8388608 --session-log \$LOGS/tftpd-sessions.jsonl|--max-sessions 100000 --max-sessions-per-client 100000 --client-rate 0|"
+  "tftpd-blocking|6905|window,concurrent|tftp-blocking --example serve_dir|\$BIN/examples/serve_dir --root \$ROOT --listen 127.0.0.1:\$PORT||--default-limits"
+  # The kernel floor (benches/src/bin/tftp-floor.rs, built with the load tools): one transfer
+  # at a time, blocking recv_from/send_to, nothing else. Lock-step rows only.
+  "floor|6907|||\$BIN/tftp-floor --root \$ROOT --listen 127.0.0.1:\$PORT||"
 )
 BASELINE=tftpd-hpa
 
@@ -38,8 +49,12 @@ usage: benches/e2e/run.sh [options]
   --windows "LIST"     windowsizes > 1 to test on servers that support it (default "8 64")
   --clients "LIST"     concurrency runs: N (all at once) or N@SECS (started evenly over SECS)
                        (default "1000 10000 10000@10")
+  --multi-clients "L"  concurrency runs from many client addresses, servers at their default
+                       limits: N or N@SECS (default "1000 10000")
+  --sources N          client addresses of those runs, 127.0.1.1 onwards (default 250)
   --servers "LIST"     subset of server names (default: all in the table)
-  --skip SECTIONS      comma list of: throughput,concurrency,ceiling,lossy,origin
+  --skip SECTIONS      comma list of: throughput,concurrency,concurrency-multi,ceiling,lossy,origin
+                       (concurrency also skips concurrency-multi)
   --origin-clients N   the origin storm: N clients through tftpd --http-origin (nginx) (default 1000)
   --origin-size BYTES  the origin storm's file (default 8388608 = 8 MiB)
   --origin-compare BIN also run the storm through this tftpd binary without a cache (say, a
@@ -57,6 +72,7 @@ EOF
 
 QUICK=0 REPS=3 CONC_REPS=1 BIG=$((64 << 20)) SMALL=$((1 << 20))
 BLKSIZES="512 1468 8192 65464" WINDOWS="8 64" CLIENTS="1000 10000 10000@10"
+MULTI_CLIENTS="1000 10000" SOURCES=250
 ONLY_SERVERS="" SKIP="" PINNED_MODES="unpinned pinned" INSTALL=1 OUT="" INNER=0
 ORIGIN_CLIENTS=1000 ORIGIN_SIZE=$((8 << 20)) ORIGIN_COMPARE=""
 LOSSY_LOSSES="0.01" LOSSY_SEEDS=5 LOSSY_SERVERS="tftpd tftpd-hpa" LOSSY_ONLY=0 LOSSY_DEADLINE_ARG=""
@@ -71,6 +87,8 @@ while [[ $# -gt 0 ]]; do
     --blksizes) BLKSIZES=$2; shift ;;
     --windows) WINDOWS=$2; shift ;;
     --clients) CLIENTS=$2; shift ;;
+    --multi-clients) MULTI_CLIENTS=$2; shift ;;
+    --sources) SOURCES=$2; shift ;;
     --servers) ONLY_SERVERS=$2; shift ;;
     --skip) SKIP=$2; shift ;;
     --lossy-only) LOSSY_ONLY=1 ;;
@@ -93,6 +111,7 @@ done
 if [[ $QUICK == 1 ]]; then
   # Explicit options given after --quick still win (they were parsed in order, so re-apply).
   BIG=$((8 << 20)) SMALL=$((64 << 10)) REPS=1 CONC_REPS=1 CLIENTS="100 1000 1000@1" LOSSY_SEEDS=1
+  MULTI_CLIENTS="1000"
   ORIGIN_CLIENTS=200 ORIGIN_SIZE=$((1 << 20))
   set -- "${ARGS[@]}"
   while [[ $# -gt 0 ]]; do
@@ -101,13 +120,20 @@ if [[ $QUICK == 1 ]]; then
       --reps) REPS=$2; shift ;; --conc-reps) CONC_REPS=$2; shift ;;
       --big-size) BIG=$2; shift ;; --small-size) SMALL=$2; shift ;;
       --clients) CLIENTS=$2; shift ;;
+      --multi-clients) MULTI_CLIENTS=$2; shift ;;
       --origin-clients) ORIGIN_CLIENTS=$2; shift ;; --origin-size) ORIGIN_SIZE=$2; shift ;;
     esac
     shift
   done
 fi
 
-if [[ $LOSSY_ONLY == 1 ]]; then SKIP="throughput,concurrency,ceiling,origin"; fi
+if [[ $LOSSY_ONLY == 1 ]]; then SKIP="throughput,concurrency,concurrency-multi,ceiling,origin"; fi
+[[ $SOURCES =~ ^[0-9]+$ && $SOURCES -ge 1 && $SOURCES -le 65536 ]] || {
+  echo "--sources: 1 to 65536 addresses" >&2; exit 2; }
+# The multi-address rows' clients: SOURCES addresses from 127.0.1.1 on (all of 127.0.0.0/8 is
+# local on Linux, so binding them needs no configuration; 127.0.0.1 is left out).
+ip4() { echo "$(($1 >> 24 & 255)).$(($1 >> 16 & 255)).$(($1 >> 8 & 255)).$(($1 & 255))"; }
+MULTI_FROM="127.0.1.1-$(ip4 $(((127 << 24) + (1 << 8) + SOURCES)))"
 
 # atftp (the client) keeps the default socket receive buffer (net.core.rmem_default, about
 # 208 KiB): a window that does not fit is lost at every turn and each loss costs its 5 s
@@ -188,7 +214,7 @@ if [[ $INNER == 0 ]]; then
   log "building the load tools (cargo build --release -p tftp-benches)"
   cargo build --release -q -p tftp-benches --bins
   for entry in "${SERVERS[@]}"; do
-    IFS='|' read -r name _ _ pkg _ <<<"$entry"
+    IFS='|' read -r name _ _ pkg _ _ _ <<<"$entry"
     if [[ -n $pkg && ( -z $ONLY_SERVERS || " $ONLY_SERVERS " == *" $name "* ) ]]; then
       log "building $name (cargo build --release -p $pkg)"
       # shellcheck disable=SC2086 # "PACKAGE [--example NAME]"
@@ -264,18 +290,21 @@ cat "$ROOT/$BIG_NAME" "$ROOT/$SMALL_NAME" > /dev/null  # warm the page cache
   echo "curl: $(curl --version | head -n1)"
   echo "big file: $BIG bytes; small file: $SMALL bytes; reps: $REPS; conc reps: $CONC_REPS"
   echo "blksizes: $BLKSIZES; windows: $WINDOWS; clients: $CLIENTS"
+  echo "multi-address clients: $MULTI_CLIENTS from $SOURCES addresses ($MULTI_FROM), servers at default limits"
   echo "loadgen retransmission floor in concurrency runs: $CONC_MIN_TIMEOUT_MS ms"
   echo "origin storm: $ORIGIN_CLIENTS clients, $ORIGIN_SIZE bytes; $(nginx -v 2>&1 | head -n1)"
   echo "lossy: curl, $LOSSY_SIZE bytes at blksize $LOSSY_BLKSIZE through tftp-netem; losses: $LOSSY_LOSSES; seeds 1..$LOSSY_SEEDS; servers: $LOSSY_SERVERS"
 } > "$OUT/env.txt"
 
 # The servers selected.
-declare -a S_NAME S_PORT S_WIN S_CMD
+declare -a S_NAME S_PORT S_FEAT S_CMD S_LIFTED S_DEFAULT
 for entry in "${SERVERS[@]}"; do
-  IFS='|' read -r name port win _ cmd <<<"$entry"
+  IFS='|' read -r name port feat _ cmd lifted default <<<"$entry"
   if [[ -n $ONLY_SERVERS && " $ONLY_SERVERS " != *" $name "* ]]; then continue; fi
-  S_NAME+=("$name"); S_PORT+=("$port"); S_WIN+=("$win"); S_CMD+=("$cmd")
+  S_NAME+=("$name"); S_PORT+=("$port"); S_FEAT+=("$feat"); S_CMD+=("$cmd")
+  S_LIFTED+=("$lifted"); S_DEFAULT+=("$default")
 done
+has() { [[ ",${S_FEAT[$1]}," == *",$2,"* ]]; } # index feature
 [[ ${#S_NAME[@]} -gt 0 ]] || die "no server selected"
 
 # cgroups, so the servers' CPU time includes children the kernel reaped for them (tftpd-hpa
@@ -288,11 +317,13 @@ fi
 if [[ -n $CG_BASE ]] && ! mkdir -p "$CG_BASE" 2>/dev/null; then CG_BASE=""; fi
 [[ -n $CG_BASE ]] || log "warning: no cgroup; tftpd-hpa's CPU time will be undercounted"
 
-declare -A PID CG
-start_server() { # index pinned|unpinned
-  local i=$1 mode=$2 name=${S_NAME[$1]} PORT=${S_PORT[$1]} cmd pin=""
+declare -A PID CG LIMITS
+start_server() { # index pinned|unpinned [lifted|default]
+  local i=$1 mode=$2 limits=${3:-lifted} name=${S_NAME[$1]} PORT=${S_PORT[$1]} cmd pin=""
   [[ $mode == pinned ]] && pin="taskset -c 0"
   cmd=$(eval "echo \"${S_CMD[$i]}\"")
+  if [[ $limits == default ]]; then cmd+=" ${S_DEFAULT[$i]}"; else cmd+=" ${S_LIFTED[$i]}"; fi
+  LIMITS[$name]=$limits
   echo "$pin $cmd" >> "$LOGS/servers.txt"
   # shellcheck disable=SC2086
   ( exec $pin $cmd >>"$LOGS/$name.log" 2>&1 ) &
@@ -322,14 +353,18 @@ stop_server() { # index
   fi
   PID[$name]=""
 }
-start_all() { for i in "${!S_NAME[@]}"; do start_server "$i" "$1" || true; done; }
+start_all() { # pinned|unpinned [lifted|default [feature]]: the servers (with that feature)
+  for i in "${!S_NAME[@]}"; do
+    if [[ -z ${3:-} ]] || has "$i" "$3"; then start_server "$i" "$1" "${2:-lifted}" || true; fi
+  done
+}
 stop_all() { for i in "${!S_NAME[@]}"; do stop_server "$i"; done; }
 ensure_up() { # index mode: restart a server that died (atftpd past fd 1024, for example)
   local name=${S_NAME[$1]}
   if ! kill -0 "${PID[$name]:-0}" 2>/dev/null; then
     log "$name is not running: restarting it"
     echo "{\"event\":\"restart\",\"server\":\"$name\",\"at\":$(date +%s)}" >> "$LOGS/events.jsonl"
-    stop_server "$1"; start_server "$1" "$2" || return 1
+    stop_server "$1"; start_server "$1" "$2" "${LIMITS[$name]:-lifted}" || return 1
   fi
 }
 cleanup() {
@@ -417,17 +452,23 @@ throughput_run() { # index client blksize window mode rep
   record server-cpu-per-mb "$config" "$name" "$rep" "$ref" "{\"cpu_ms_per_mb\":$cpu}"
 }
 
-concurrency_run() { # index clients[@ramp] rep
-  local i=$1 n=${2%@*} ramp=0 rep=$3 name=${S_NAME[$1]} port=${S_PORT[$1]}
+concurrency_run() { # index clients[@ramp] rep [multi]
+  local i=$1 n=${2%@*} ramp=0 rep=$3 multi=${4:-} name=${S_NAME[$1]} port=${S_PORT[$1]}
   [[ $2 == *@* ]] && ramp=${2#*@}
-  local tag="conc-$name-c$n-ramp$ramp-r$rep" cgarg=() config="clients=$n"
+  local tag="conc-$name-c$n-ramp$ramp-r$rep" cgarg=() fromarg=() config="clients=$n"
   [[ $ramp != 0 ]] && config="clients=$n ramp=${ramp}s"
+  if [[ -n $multi ]]; then
+    # Many client addresses, the server at its default limits.
+    tag="conc-$name-c$n-ramp$ramp-src$SOURCES-r$rep"
+    config+=" from $SOURCES addrs, default limits"
+    fromarg=(--bind-from "$MULTI_FROM")
+  fi
   if ! ensure_up "$i" unpinned; then
     record concurrency "$config" "$name" "$rep" "" '{"failures":null}'
     return
   fi
   [[ -n ${CG[$name]:-} ]] && cgarg=(--server-cgroup "${CG[$name]}")
-  if ! "$LOADGEN" --server "127.0.0.1:$port" --file "$SMALL_NAME" --clients "$n" --ramp "$ramp" --threads 1 \
+  if ! "$LOADGEN" --server "127.0.0.1:$port" "${fromarg[@]}" --file "$SMALL_NAME" --clients "$n" --ramp "$ramp" --threads 1 \
       --blksize 1468 --expect-size "$SMALL" --deadline "$((CONC_DEADLINE + ${ramp%.*}))" \
       --min-timeout-ms "$CONC_MIN_TIMEOUT_MS" \
       --server-pid "${PID[$name]}" "${cgarg[@]}" --pss --label "$tag" \
@@ -533,7 +574,7 @@ if ! skipped throughput; then
           for client in atftp loadgen; do
             if [[ $client == atftp && $((ws * (bs + 4))) -gt $ATFTP_MAX_WINDOW_BYTES ]]; then continue; fi
             for i in "${!S_NAME[@]}"; do
-              [[ ${S_WIN[$i]} == yes ]] && throughput_run "$i" "$client" "$bs" "$ws" "$mode" "$rep"
+              if has "$i" window; then throughput_run "$i" "$client" "$bs" "$ws" "$mode" "$rep"; fi
             done
           done
         done
@@ -545,12 +586,30 @@ fi
 
 if ! skipped concurrency; then
   log "concurrency: starting servers"
-  start_all unpinned
+  start_all unpinned lifted concurrent
   for n in $CLIENTS; do
     for rep in $(seq "$CONC_REPS"); do
       for i in "${!S_NAME[@]}"; do
+        has "$i" concurrent || continue
         log "concurrency: ${S_NAME[$i]}, $n clients, repetition $rep/$CONC_REPS"
         concurrency_run "$i" "$n" "$rep"
+      done
+    done
+  done
+  stop_all
+fi
+
+if ! skipped concurrency && ! skipped concurrency-multi; then
+  # The same loads from SOURCES client addresses, every server at its default limits (the
+  # last column of SERVERS): what a network of many machines gets out of the box.
+  log "concurrency from $SOURCES addresses ($MULTI_FROM), default limits: starting servers"
+  start_all unpinned default concurrent
+  for n in $MULTI_CLIENTS; do
+    for rep in $(seq "$CONC_REPS"); do
+      for i in "${!S_NAME[@]}"; do
+        has "$i" concurrent || continue
+        log "concurrency: ${S_NAME[$i]}, $n clients from $SOURCES addresses, default limits, repetition $rep/$CONC_REPS"
+        concurrency_run "$i" "$n" "$rep" multi
       done
     done
   done
@@ -584,7 +643,8 @@ if ! skipped lossy; then
   # the same seeds for every server, servers alternating within each seed.
   declare -a LOSSY_IDX=()
   for i in "${!S_NAME[@]}"; do
-    [[ " $LOSSY_SERVERS " == *" ${S_NAME[$i]} "* ]] && LOSSY_IDX+=("$i")
+    # Servers of one transfer at a time (the floor) are left out.
+    if [[ " $LOSSY_SERVERS " == *" ${S_NAME[$i]} "* ]] && has "$i" concurrent; then LOSSY_IDX+=("$i"); fi
   done
   if [[ ${#LOSSY_IDX[@]} -eq 0 ]]; then
     log "lossy: none of \"$LOSSY_SERVERS\" is selected: skipped"

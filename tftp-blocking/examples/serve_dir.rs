@@ -1,38 +1,51 @@
 //! Serve a directory with the blocking (epoll) server: the benchmark's `tftpd-blocking`.
 //!
 //! ```sh
-//! cargo run --release -p tftp-blocking --example serve_dir -- --root example-root --listen 127.0.0.1:6969 [--workers 2]
+//! cargo run --release -p tftp-blocking --example serve_dir -- --root example-root --listen 127.0.0.1:6969 [--workers 2] [--default-limits]
 //! ```
+//!
+//! The admission limits are lifted (all of a benchmark's load comes from one address) unless
+//! `--default-limits` keeps the framework's defaults (`AdmissionConfig::default()`).
 
 use std::process::ExitCode;
 
 use tftp_blocking::{DirHandler, RootOptions, Server, ServerOptions};
 
+const USAGE: &str =
+    "usage: serve_dir --root DIR --listen ADDR:PORT [--workers N] [--default-limits]";
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
-    let (mut root, mut listen, mut workers) = (None, None, 1usize);
+    let (mut root, mut listen, mut workers, mut default_limits) = (None, None, 1usize, false);
     while let Some(flag) = args.next() {
+        if flag == "--default-limits" {
+            default_limits = true;
+            continue;
+        }
         let value = args.next();
         match (flag.as_str(), value) {
             ("--root", Some(v)) => root = Some(v),
             ("--listen", Some(v)) => listen = v.parse().ok(),
             ("--workers", Some(v)) => workers = v.parse().unwrap_or(1),
             _ => {
-                eprintln!("usage: serve_dir --root DIR --listen ADDR:PORT [--workers N]");
+                eprintln!("{USAGE}");
                 return ExitCode::FAILURE;
             }
         }
     }
     let (Some(root), Some(listen)) = (root, listen) else {
-        eprintln!("usage: serve_dir --root DIR --listen ADDR:PORT [--workers N]");
+        eprintln!("{USAGE}");
         return ExitCode::FAILURE;
     };
-    // A benchmark server: all the load comes from 127.0.0.1, so the per-client limits are off,
-    // and windows may be as large as tftpd --max-window-bytes 8388608 allows.
+    // A benchmark server: all the load comes from 127.0.0.1, so the per-client limits are off
+    // (unless --default-limits), and windows may be as large as tftpd --max-window-bytes
+    // 8388608 allows.
     let mut options = ServerOptions::new().listen(listen);
-    options.config.admission.rate_per_client = None;
-    options.config.admission.max_sessions_per_client = usize::MAX;
-    options.config.admission.max_sessions = 100_000;
+    if !default_limits {
+        options.config.admission.rate_per_client = None;
+        options.config.admission.max_sessions_per_client = usize::MAX;
+        options.config.admission.max_sessions = 100_000;
+    }
     options.config.session.limits.max_window_bytes = 8 << 20;
     let result = DirHandler::new(&root, RootOptions::default())
         .and_then(|h| Server::bind(h, options))

@@ -11,6 +11,10 @@
 //! windowsize that tftpd-hpa does not support is compared with its windowsize 1). Rows of
 //! the metrics `failed` and `resends` are left out of the table while they are zero
 //! everywhere.
+//!
+//! Where the kernel floor (`tftp-floor`, column `floor`) was measured, a last column gives
+//! tftpd's ratio to it. After the tables, the performance issue's targets are checked against
+//! the medians of this run, one PASS/FAIL/n/a line each (n/a: a number is missing).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,6 +28,127 @@ use serde::{Deserialize, Serialize};
 const BASELINE: &str = "tftpd-hpa";
 /// Metrics shown only when some value is not zero.
 const HIDE_IF_ZERO: &[&str] = &["failed", "resends"];
+/// Our server, whose targets are checked.
+const TFTPD: &str = "tftpd";
+/// Our blocking server: within 10% of tftpd on every row.
+const BLOCKING: &str = "tftpd-blocking";
+/// The kernel floor (`tftp-floor`): lock-step rows only.
+const FLOOR: &str = "floor";
+/// Columns that are not peers of tftpd in the targets: ours, the floor, the UDP ceiling.
+fn is_peer(server: &str) -> bool {
+    !(server == TFTPD
+        || server == BLOCKING
+        || server == FLOOR
+        || server == "udp"
+        || server.starts_with("tftpd ")
+        || server.starts_with("tftpd-compare"))
+}
+
+/// Which way a metric is better: Some(true) higher, Some(false) lower, None: it does not rank
+/// servers (the load client's own CPU, the proxy's drops, the origin storm's volumes).
+fn higher_is_better(metric: &str) -> Option<bool> {
+    match metric {
+        "mb_per_sec" | "sessions_per_sec" | "datagrams_per_sec" => Some(true),
+        "failed"
+        | "failures"
+        | "resends"
+        | "cpu_ms_per_mb"
+        | "p50_ms"
+        | "p99_ms"
+        | "max_ms"
+        | "retransmissions"
+        | "wall_secs"
+        | "server_cpu_secs"
+        | "server_cpu_ms_per_mb"
+        | "server_peak_rss_mib"
+        | "server_peak_pss_mib"
+        | "server_peak_procs_or_threads"
+        | "secs"
+        | "server_retransmissions"
+        | "client_retransmissions" => Some(false),
+        _ => None,
+    }
+}
+
+/// How much worse `ours` is than `theirs`: the rate ratio theirs/ours for higher-is-better
+/// metrics, the cost ratio ours/theirs otherwise; 1 when equal, above 1 when worse.
+fn worse_by(ours: f64, theirs: f64, higher: bool) -> f64 {
+    let (num, den) = if higher {
+        (theirs, ours)
+    } else {
+        (ours, theirs)
+    };
+    if num == den {
+        1.0
+    } else if den == 0.0 {
+        f64::INFINITY
+    } else {
+        num / den
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Verdict {
+    Pass,
+    Fail,
+    NotAvailable,
+}
+
+impl Verdict {
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::NotAvailable => "n/a",
+        }
+    }
+}
+
+/// `ours / theirs` against a bound: at least `min` or at most `max`.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+/// One target line: the verdict, what is checked, the numbers.
+fn ratio_line(
+    out: &mut String,
+    what: &str,
+    ours: Option<f64>,
+    theirs: Option<f64>,
+    their_name: &str,
+    bound: Bound,
+) -> Verdict {
+    let (verdict, detail) = match (ours, theirs) {
+        (Some(o), Some(t)) if t != 0.0 => {
+            let r = o / t;
+            let ok = match bound {
+                Bound::AtLeast(b) => r >= b,
+                Bound::AtMost(b) => r <= b,
+            };
+            let v = if ok { Verdict::Pass } else { Verdict::Fail };
+            (
+                v,
+                format!(
+                    "{TFTPD} {} / {their_name} {} = ×{r:.2}",
+                    fmt_value(o),
+                    fmt_value(t)
+                ),
+            )
+        }
+        _ => (
+            Verdict::NotAvailable,
+            format!(
+                "{TFTPD} {}, {their_name} {}",
+                ours.map_or("missing".into(), fmt_value),
+                theirs.map_or("missing".into(), fmt_value)
+            ),
+        ),
+    };
+    let _ = writeln!(out, "{:4}  {what}  ({detail})", verdict.label());
+    verdict
+}
 
 #[derive(Debug, Deserialize)]
 struct Record {
@@ -49,6 +174,8 @@ struct Row {
     ratio_vs_baseline: Option<f64>,
     /// The tftpd-hpa config the ratio was taken against, when not the same.
     baseline_config: Option<String>,
+    /// median / the kernel floor's median (same config), where the floor was measured.
+    ratio_vs_floor: Option<f64>,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -162,6 +289,7 @@ fn main() -> Result<()> {
             max,
             ratio_vs_baseline: None,
             baseline_config: None,
+            ratio_vs_floor: None,
         });
     }
     let baseline = |test: &str, config: &str, metric: &str| -> Option<(f64, Option<String>)> {
@@ -186,6 +314,18 @@ fn main() -> Result<()> {
         {
             row.ratio_vs_baseline = Some(row.median / b);
             row.baseline_config = rc;
+        }
+        let floor_key = (
+            row.test.clone(),
+            row.config.clone(),
+            row.metric.clone(),
+            FLOOR.to_string(),
+        );
+        if let Some(f) = medians.get(&floor_key)
+            && *f != 0.0
+            && f.is_finite()
+        {
+            row.ratio_vs_floor = Some(row.median / f);
         }
     }
 
@@ -215,10 +355,21 @@ fn main() -> Result<()> {
             .unwrap_or(10)
             .max(12);
         let col_w = 20usize;
-        let _ = writeln!(table, "\n== {test} (median; ×ratio vs {BASELINE})");
+        // tftpd's ratio to the kernel floor, where both were measured (lock-step rows).
+        let floor_col = [TFTPD, FLOOR]
+            .iter()
+            .all(|n| test_servers.iter().any(|s| s.as_str() == *n));
+        let _ = write!(table, "\n== {test} (median; ×ratio vs {BASELINE}");
+        if floor_col {
+            let _ = write!(table, "; last column: {TFTPD}'s ×ratio vs {FLOOR}");
+        }
+        let _ = writeln!(table, ")");
         let _ = write!(table, "{:label_w$}", "config / metric");
         for s in &test_servers {
             let _ = write!(table, " {s:>col_w$}");
+        }
+        if floor_col {
+            let _ = write!(table, " {:>12}", format!("{TFTPD}/{FLOOR}"));
         }
         let _ = writeln!(table);
         for (t, config, metric) in test_rows {
@@ -240,6 +391,15 @@ fn main() -> Result<()> {
                 };
                 let _ = write!(table, " {cell:>col_w$}");
             }
+            if floor_col {
+                let ours = medians.get(&(t.clone(), config.clone(), metric.clone(), TFTPD.into()));
+                let floor = medians.get(&(t.clone(), config.clone(), metric.clone(), FLOOR.into()));
+                let cell = match (ours, floor) {
+                    (Some(o), Some(f)) if *f != 0.0 && f.is_finite() => format!("×{:.2}", o / f),
+                    _ => String::new(),
+                };
+                let _ = write!(table, " {cell:>12}");
+            }
             let _ = writeln!(table);
         }
     }
@@ -249,6 +409,7 @@ fn main() -> Result<()> {
             "\n* ratio against tftpd-hpa in a comparable config it supports (see baseline_config in summary.csv)"
         );
     }
+    targets(&mut table, &rows, &rows_order, &medians, &servers);
     print!("{table}");
 
     fs::create_dir_all(&outdir)?;
@@ -258,12 +419,12 @@ fn main() -> Result<()> {
         serde_json::to_string_pretty(&rows)? + "\n",
     )?;
     let mut csv = String::from(
-        "test,config,metric,server,n,median,min,max,ratio_vs_tftpd_hpa,baseline_config\n",
+        "test,config,metric,server,n,median,min,max,ratio_vs_tftpd_hpa,baseline_config,ratio_vs_floor\n",
     );
     for r in &rows {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{}",
             csv_field(&r.test),
             csv_field(&r.config),
             csv_field(&r.metric),
@@ -276,8 +437,226 @@ fn main() -> Result<()> {
                 .map(|x| x.to_string())
                 .unwrap_or_default(),
             csv_field(r.baseline_config.as_deref().unwrap_or("")),
+            r.ratio_vs_floor.map(|x| x.to_string()).unwrap_or_default(),
         );
     }
     fs::write(outdir.join("summary.csv"), csv)?;
     Ok(())
+}
+
+type Key = (String, String, String, String);
+
+/// The performance issue's targets, from this run's medians: one line each, PASS, FAIL or n/a
+/// (a number is missing: never PASS).
+fn targets(
+    out: &mut String,
+    rows: &[Row],
+    rows_order: &[(String, String, String)],
+    medians: &BTreeMap<Key, f64>,
+    servers: &[String],
+) {
+    let med = |test: &str, config: &str, metric: &str, server: &str| -> Option<f64> {
+        let key = (test.into(), config.into(), metric.into(), server.into());
+        medians.get(&key).copied().filter(|m| m.is_finite())
+    };
+    let worst = |test: &str, config: &str, metric: &str, server: &str| -> Option<f64> {
+        rows.iter()
+            .find(|r| {
+                r.test == test && r.config == config && r.metric == metric && r.server == server
+            })
+            .map(|r| r.max)
+    };
+    // The rows the specific targets cover; every other row gets the 5% rule.
+    let mut covered: Vec<(String, String, String)> = Vec::new();
+    let _ = writeln!(out, "\n== targets (this run's medians; n/a: not measured)");
+
+    // Lock-step with curl at 512 and 1468: throughput and CPU against tftpd-hpa and the floor.
+    for bs in [512, 1468] {
+        for mode in ["unpinned", "pinned"] {
+            let config = format!("bs={bs} ws=1 curl {mode}");
+            let tput = |s: &str| med("throughput", &config, "mb_per_sec", s);
+            let cpu = |s: &str| med("server-cpu-per-mb", &config, "cpu_ms_per_mb", s);
+            let what = |w: &str| format!("lock-step {config}: {w}");
+            ratio_line(
+                out,
+                &what("tftpd MB/s ≥ 1.00× tftpd-hpa"),
+                tput(TFTPD),
+                tput(BASELINE),
+                BASELINE,
+                Bound::AtLeast(1.0),
+            );
+            ratio_line(
+                out,
+                &what("tftpd CPU/MB ≤ 0.85× tftpd-hpa"),
+                cpu(TFTPD),
+                cpu(BASELINE),
+                BASELINE,
+                Bound::AtMost(0.85),
+            );
+            ratio_line(
+                out,
+                &what("tftpd CPU/MB ≤ 1.15× floor"),
+                cpu(TFTPD),
+                cpu(FLOOR),
+                FLOOR,
+                Bound::AtMost(1.15),
+            );
+            covered.push(("throughput".into(), config.clone(), "mb_per_sec".into()));
+            covered.push(("server-cpu-per-mb".into(), config, "cpu_ms_per_mb".into()));
+        }
+    }
+
+    // Concurrency, 1,000 and 10,000 clients all at once (from one address with the limits
+    // lifted, and from many at default limits): against dnsmasq, and no failure.
+    const CONC: &str = "concurrency";
+    for n in [1000, 10000] {
+        let configs: Vec<&String> = rows_order
+            .iter()
+            .filter(|(t, _, _)| t == CONC)
+            .map(|(_, c, _)| c)
+            .filter(|c| {
+                let mut words = c.split_whitespace();
+                words.next() == Some(format!("clients={n}").as_str()) && !c.contains("ramp=")
+            })
+            .fold(Vec::new(), |mut v, c| {
+                if !v.contains(&c) {
+                    v.push(c);
+                }
+                v
+            });
+        if configs.is_empty() {
+            let _ = writeln!(out, "n/a   concurrency clients={n}: not measured");
+        }
+        for config in configs {
+            let what = |w: &str| format!("concurrency {config}: {w}");
+            let m = |metric: &str, s: &str| med(CONC, config, metric, s);
+            ratio_line(
+                out,
+                &what("tftpd sessions/s ≥ 1.20× dnsmasq"),
+                m("sessions_per_sec", TFTPD),
+                m("sessions_per_sec", "dnsmasq"),
+                "dnsmasq",
+                Bound::AtLeast(1.2),
+            );
+            ratio_line(
+                out,
+                &what("tftpd CPU/MB ≤ 0.80× dnsmasq"),
+                m("server_cpu_ms_per_mb", TFTPD),
+                m("server_cpu_ms_per_mb", "dnsmasq"),
+                "dnsmasq",
+                Bound::AtMost(0.8),
+            );
+            let fails = worst(CONC, config, "failures", TFTPD);
+            let verdict = match fails {
+                Some(0.0) => Verdict::Pass,
+                Some(_) => Verdict::Fail,
+                None => Verdict::NotAvailable,
+            };
+            let detail = fails.map_or("missing".into(), |f| format!("{f:.0}"));
+            let _ = writeln!(
+                out,
+                "{:4}  {}  (tftpd failures: {detail})",
+                verdict.label(),
+                what("tftpd failures = 0")
+            );
+            for metric in ["sessions_per_sec", "server_cpu_ms_per_mb", "failures"] {
+                covered.push((CONC.into(), config.clone(), metric.into()));
+            }
+        }
+    }
+
+    // Every other row: no peer ahead of tftpd by more than 5%.
+    let (mut compared, mut missing, mut behind) = (0usize, 0usize, Vec::new());
+    for (t, c, m) in rows_order {
+        let Some(higher) = higher_is_better(m) else {
+            continue;
+        };
+        if covered.iter().any(|k| (&k.0, &k.1, &k.2) == (t, c, m)) {
+            continue;
+        }
+        let peers: Vec<(&String, f64)> = servers
+            .iter()
+            .filter(|s| is_peer(s))
+            .filter_map(|s| med(t, c, m, s).map(|v| (s, v)))
+            .collect();
+        if peers.is_empty() {
+            continue;
+        }
+        let Some(ours) = med(t, c, m, TFTPD) else {
+            missing += 1;
+            continue;
+        };
+        compared += 1;
+        for (s, v) in peers {
+            let w = worse_by(ours, v, higher);
+            if w > 1.05 {
+                behind.push(format!(
+                    "{t} | {c} | {m}: {s} {} vs tftpd {} (tftpd worse ×{w:.2})",
+                    fmt_value(v),
+                    fmt_value(ours)
+                ));
+            }
+        }
+    }
+    summary_line(
+        out,
+        "every other row: no peer ahead of tftpd by more than 5%",
+        compared,
+        missing,
+        &behind,
+    );
+
+    // The blocking server within 10% of tftpd on every row (not behind by more than 10%),
+    // in the tests it took part in.
+    let (mut compared, mut missing, mut behind) = (0usize, 0usize, Vec::new());
+    for (t, c, m) in rows_order {
+        let Some(higher) = higher_is_better(m) else {
+            continue;
+        };
+        let in_test = rows.iter().any(|r| &r.test == t && r.server == BLOCKING);
+        match (med(t, c, m, BLOCKING), med(t, c, m, TFTPD)) {
+            (Some(b), Some(ours)) => {
+                compared += 1;
+                let w = worse_by(b, ours, higher);
+                if w > 1.10 {
+                    behind.push(format!(
+                        "{t} | {c} | {m}: {BLOCKING} {} vs tftpd {} (worse ×{w:.2})",
+                        fmt_value(b),
+                        fmt_value(ours)
+                    ));
+                }
+            }
+            (None, None) => {}
+            _ if in_test => missing += 1,
+            _ => {}
+        }
+    }
+    summary_line(
+        out,
+        "tftpd-blocking within 10% of tftpd on every row",
+        compared,
+        missing,
+        &behind,
+    );
+}
+
+/// A target over many rows: FAIL if any row fails, else n/a if a row lacks a number or none
+/// was compared, else PASS; the failing rows follow, indented.
+fn summary_line(out: &mut String, what: &str, compared: usize, missing: usize, failing: &[String]) {
+    let verdict = if !failing.is_empty() {
+        Verdict::Fail
+    } else if missing > 0 || compared == 0 {
+        Verdict::NotAvailable
+    } else {
+        Verdict::Pass
+    };
+    let _ = writeln!(
+        out,
+        "{:4}  {what}  ({compared} rows compared, {} behind, {missing} missing a value)",
+        verdict.label(),
+        failing.len()
+    );
+    for f in failing {
+        let _ = writeln!(out, "        {f}");
+    }
 }
