@@ -15,6 +15,8 @@ use rustix::event::{EventfdFlags, epoll};
 
 /// The key the waker's readiness is reported under.
 pub(crate) const WAKER: u64 = u64::MAX;
+/// The most readiness events one wait returns.
+pub(crate) const EVENTS: usize = 256;
 
 /// An epoll instance and its waker.
 #[derive(Debug)]
@@ -72,7 +74,7 @@ impl Poller {
         let mut events = [epoll::Event {
             flags: epoll::EventFlags::empty(),
             data: epoll::EventData::new_u64(0),
-        }; 256];
+        }; EVENTS];
         // Milliseconds, rounded up: waking before the deadline only costs another wait.
         let timeout = timeout.map(|t| {
             let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i64;
