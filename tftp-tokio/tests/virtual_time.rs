@@ -111,7 +111,10 @@ async fn shutdown_waits_out_the_grace_period_on_tokio_time() {
         let _ = stopped.await;
     }));
     let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    client.send_to(b"\x00\x01f\x00octet\x00", addr).await.unwrap();
+    client
+        .send_to(b"\x00\x01f\x00octet\x00", addr)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     let asked = tokio::time::Instant::now();
@@ -127,5 +130,9 @@ async fn shutdown_waits_out_the_grace_period_on_tokio_time() {
     let (n, _) = client.recv_from(&mut buf).await.unwrap();
     assert_eq!(&buf[..4], b"\x00\x05\x00\x00", "ERROR 0: {:?}", &buf[..n]);
     assert!(buf[4..n].starts_with(b"Server shutting down"));
-    assert!(real.elapsed() < Duration::from_secs(20), "{:?} of real time", real.elapsed());
+    assert!(
+        real.elapsed() < Duration::from_secs(20),
+        "{:?} of real time",
+        real.elapsed()
+    );
 }
