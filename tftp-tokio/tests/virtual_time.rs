@@ -13,6 +13,26 @@ use tftp_tokio::{
 };
 use tokio::net::UdpSocket;
 
+type Serving = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// `handler` served on loopback under `options`, and a raw client (no timers of its own) that
+/// has sent it a read request for `f`: the client, what stops the server, the server's task.
+async fn serve_and_ask(
+    handler: impl Handler,
+    options: ServerOptions,
+) -> (UdpSocket, tokio::sync::oneshot::Sender<()>, Serving) {
+    let server = Server::bind(handler, options.listen("127.0.0.1:0".parse().unwrap())).unwrap();
+    let addr = server.local_addrs().unwrap()[0];
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve_until(async move {
+        let _ = stopped.await;
+    }));
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rrq = b"\x00\x01f\x00octet\x00";
+    client.send_to(rrq, addr).await.unwrap();
+    (client, stop, serving)
+}
+
 /// Takes 100 s (of tokio's clock) to decide, then serves one byte.
 struct Slow;
 
@@ -32,23 +52,11 @@ async fn a_session_and_the_statistics_run_on_tokio_time() {
     let mut config = ServerConfig::default();
     config.stats_interval = Duration::from_secs(60);
     let options = ServerOptions::new()
-        .listen("127.0.0.1:0".parse().unwrap())
         .config(config)
         .on_session(move |report| r.lock().unwrap().push(report.clone()))
         .on_stats(move |stats| p.lock().unwrap().push(stats.clone()));
-    let server = Server::bind(Slow, options).unwrap();
-    let addr = server.local_addrs().unwrap()[0];
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve_until(async move {
-        let _ = stopped.await;
-    }));
-
-    // A client of raw datagrams (no timers of its own): RRQ, the one DATA, its ACK.
-    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    client
-        .send_to(b"\x00\x01f\x00octet\x00", addr)
-        .await
-        .unwrap();
+    // The request, the one DATA, its ACK.
+    let (client, stop, serving) = serve_and_ask(Slow, options).await;
     let mut buf = [0u8; 600];
     let (n, from) = client.recv_from(&mut buf).await.unwrap();
     assert_eq!(&buf[..n], b"\x00\x03\x00\x01x", "DATA 1");
@@ -101,20 +109,8 @@ async fn shutdown_waits_out_the_grace_period_on_tokio_time() {
     let real = std::time::Instant::now();
     let mut config = ServerConfig::default();
     config.shutdown_grace = Duration::from_secs(30);
-    let options = ServerOptions::new()
-        .listen("127.0.0.1:0".parse().unwrap())
-        .config(config);
-    let server = Server::bind(Stuck, options).unwrap();
-    let addr = server.local_addrs().unwrap()[0];
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve_until(async move {
-        let _ = stopped.await;
-    }));
-    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    client
-        .send_to(b"\x00\x01f\x00octet\x00", addr)
-        .await
-        .unwrap();
+    let options = ServerOptions::new().config(config);
+    let (client, stop, serving) = serve_and_ask(Stuck, options).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     let asked = tokio::time::Instant::now();
