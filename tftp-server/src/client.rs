@@ -65,8 +65,8 @@ pub const NO_OUTCOME: &str = "transfer ended without an outcome";
 /// Called once the transfer parameters are known.
 pub type NegotiatedCallback = Arc<dyn Fn(&TransferOptions) + Send + Sync>;
 
-/// The client of the async adapters, written once over a [`Runtime`]: configuration, the
-/// negotiation callback, and a transfer driven until its outcome is known.
+/// A client's configuration and negotiation callback, shared by every adapter's client (the
+/// async adapters' [`Client`] drives its transfers with them).
 #[derive(Clone, Default)]
 pub struct ClientCore {
     /// Timeouts, retries, rollover, size limit.
@@ -101,36 +101,6 @@ impl ClientCore {
 
 #[cfg(feature = "async")]
 impl ClientCore {
-    /// Read `filename` from `server` into `dest`.
-    pub async fn get<R: Runtime>(
-        &self,
-        rt: &R,
-        server: SocketAddr,
-        filename: &str,
-        mode: Mode,
-        options: OptionValues,
-        dest: impl Data,
-    ) -> Result<SessionStats, ClientError> {
-        let now = rt.now();
-        let session = ClientSession::get(server, filename, mode, options, &self.config, now)?;
-        self.run(rt, session, dest).await
-    }
-
-    /// Write `source` to `server` as `filename`.
-    pub async fn put<R: Runtime>(
-        &self,
-        rt: &R,
-        server: SocketAddr,
-        filename: &str,
-        mode: Mode,
-        options: OptionValues,
-        source: impl Data,
-    ) -> Result<SessionStats, ClientError> {
-        let now = rt.now();
-        let session = ClientSession::put(server, filename, mode, options, &self.config, now)?;
-        self.run(rt, session, source).await
-    }
-
     /// Drive `session` on a socket of its own until its outcome is known; then let it dally
     /// in the background (re-acknowledge a repeated last block, RFC 1350 §6) if `rt` can
     /// spawn.
@@ -263,10 +233,10 @@ mod facade {
             options: OptionValues,
             dest: impl IntoWriter<'a, R::IoTraits>,
         ) -> Result<SessionStats, ClientError> {
+            let (rt, config) = (R::client(), &self.core.config);
+            let session = ClientSession::get(server, filename, mode, options, config, rt.now())?;
             let dest = crate::handler::Data::Sink(dest.into_writer(), false);
-            (self.core)
-                .get(&R::client(), server, filename, mode, options, dest)
-                .await
+            self.core.run(&rt, session, dest).await
         }
 
         /// Write `source` to `server` as `filename` (an `AsyncRead` of the runtime's I/O traits,
@@ -279,13 +249,14 @@ mod facade {
             options: OptionValues,
             source: impl IntoReader<'a, R::IoTraits>,
         ) -> Result<SessionStats, ClientError> {
+            let (rt, config) = (R::client(), &self.core.config);
+            let session = ClientSession::put(server, filename, mode, options, config, rt.now())?;
             let source = crate::handler::Data::Source(source.into_reader());
-            (self.core)
-                .put(&R::client(), server, filename, mode, options, source)
-                .await
+            self.core.run(&rt, session, source).await
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
