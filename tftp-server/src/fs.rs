@@ -517,7 +517,8 @@ impl Upload {
     pub fn sink(&mut self) -> io::Result<UploadSink> {
         Ok(UploadSink {
             file: self.file.try_clone()?,
-            left: self.max_size,
+            written: 0,
+            max_size: self.max_size,
         })
     }
 
@@ -585,16 +586,19 @@ impl Upload {
 #[derive(Debug)]
 pub struct UploadSink {
     file: std::fs::File,
-    left: Option<u64>,
+    written: u64,
+    max_size: Option<u64>,
 }
 
 impl io::Write for UploadSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.left.is_some_and(|left| buf.len() as u64 > left) {
+        // The rule of `Root::create_upload` and `Upload::check_size`, on the running total.
+        let total = self.written.saturating_add(buf.len() as u64);
+        if exceeds(Some(total), self.max_size) {
             return Err(io::ErrorKind::QuotaExceeded.into());
         }
         let n = self.file.write(buf)?;
-        self.left = self.left.map(|left| left.saturating_sub(n as u64));
+        self.written += n as u64;
         Ok(n)
     }
 

@@ -765,6 +765,27 @@ fn upload_size_cap() {
 }
 
 #[test]
+fn the_upload_sink_holds_the_cap() {
+    let f = Fixture::new();
+    let root = f.root(RootOptions {
+        allow_write: true,
+        max_upload_size: Some(1000),
+        ..RootOptions::default()
+    });
+    // A client that announced nothing: the sink every adapter writes through refuses the
+    // byte past the cap, and the refusal is ERROR 3.
+    let mut up = root.create_upload("big", None).unwrap();
+    let mut sink = up.sink().unwrap();
+    sink.write_all(&[1u8; 600]).unwrap();
+    sink.write_all(&[1u8; 400]).unwrap();
+    let e = sink.write_all(&[1u8]).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::QuotaExceeded);
+    assert_eq!(FsError::from_write_error(e).code, ErrorCode::DISK_FULL);
+    drop((sink, up));
+    assert_eq!(names(&f.root_path()), set(&["a", "hello.txt", "sub", "x"]));
+}
+
+#[test]
 fn write_errors_map_to_disk_full() {
     // /dev/full fails every write with ENOSPC.
     let Ok(mut full) = fs::OpenOptions::new().write(true).open("/dev/full") else {
