@@ -120,11 +120,9 @@ impl AsyncUdp for Udp {
         let gso = self
             .0
             .write_with(|s| runtime::send_gso_from(s.as_fd(), contents, size, to, from));
-        if gso.await.is_err() {
-            for datagram in contents.chunks(size.max(1)) {
-                self.send_from_to(datagram, to, from).await?;
-            }
+        match gso.await {
+            Ok(_) => Ok(()),
+            Err(_) => runtime::send_one_by_one(self, contents, size, to, from).await,
         }
-        Ok(())
     }
 }

@@ -113,12 +113,7 @@ pub trait AsyncUdp: Send + Sync + Sized + 'static {
         segment_size: usize,
         to: SocketAddr,
     ) -> impl Future<Output = io::Result<()>> + Send {
-        async move {
-            for datagram in contents.chunks(segment_size.max(1)) {
-                self.send_to(datagram, to).await?;
-            }
-            Ok(())
-        }
+        send_one_by_one(self, contents, segment_size, to, None)
     }
     /// [`AsyncUdp::send_segments`] from local address `from` (single-port mode on a wildcard
     /// listener). By default one by one with [`AsyncUdp::send_from_to`]; implement it with
@@ -134,12 +129,25 @@ pub trait AsyncUdp: Send + Sync + Sized + 'static {
             if from.is_none() {
                 return self.send_segments(contents, segment_size, to).await;
             }
-            for datagram in contents.chunks(segment_size.max(1)) {
-                self.send_from_to(datagram, to, from).await?;
-            }
-            Ok(())
+            send_one_by_one(self, contents, segment_size, to, from).await
         }
     }
+}
+
+/// Send `contents` as datagrams of `segment_size` bytes (the last may be shorter), one
+/// [`AsyncUdp::send_from_to`] each: what [`AsyncUdp::send_segments`] does without GSO, and
+/// an adapter's fallback when the kernel refuses a GSO batch.
+pub async fn send_one_by_one<S: AsyncUdp>(
+    socket: &S,
+    contents: &[u8],
+    segment_size: usize,
+    to: SocketAddr,
+    from: Option<IpAddr>,
+) -> io::Result<()> {
+    for datagram in contents.chunks(segment_size.max(1)) {
+        socket.send_from_to(datagram, to, from).await?;
+    }
+    Ok(())
 }
 
 /// A session's data in an adapter's I/O traits: a source to send from, or a sink to store into.

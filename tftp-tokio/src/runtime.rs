@@ -117,9 +117,6 @@ impl AsyncUdp for Udp {
                 Err(_) => break,
             }
         }
-        for datagram in contents.chunks(size.max(1)) {
-            self.send_from_to(datagram, to, from).await?;
-        }
-        Ok(())
+        runtime::send_one_by_one(self, contents, size, to, from).await
     }
 }
