@@ -129,9 +129,13 @@ impl ReadResponse {
     /// Serve a local file, read on the event loop thread straight into the session's window
     /// (no chunk, no pool job: files are read from the page cache, as tftpd-hpa does); `size`,
     /// if known, answers a `tsize` request. A file on a slow or network file system blocks the
-    /// loop while it is read: give those to [`ReadResponse::new`] instead.
+    /// loop while it is read: give those to [`ReadResponse::new`] instead. The file is read
+    /// from its current position; its descriptor is shared with every other transfer of the
+    /// same file, and small blocks are read ahead while memory allows (see
+    /// [`FileSource`](tftp_server::file::FileSource)).
     pub fn file(file: File, size: Option<u64>) -> Self {
-        ReadResponse(Response::new(Body::Inline(Box::new(file)), size))
+        let source = tftp_server::file::FileSource::new(file);
+        ReadResponse(Response::new(Body::Inline(Box::new(source)), size))
     }
 
     /// Negotiate this transfer under `limits` instead of the server's (start from

@@ -24,7 +24,7 @@ pub struct Reservation<'a> {
 
 impl WindowBudget {
     /// A budget of `limit` bytes.
-    pub fn new(limit: usize) -> Self {
+    pub const fn new(limit: usize) -> Self {
         WindowBudget {
             limit,
             used: AtomicUsize::new(0),

@@ -1,6 +1,12 @@
-//! File descriptors: every transfer holds two (its socket and its file or upload), so a server
-//! with thousands of concurrent transfers needs a higher limit than the usual 1,024, and must
-//! not admit more transfers than its limit allows.
+//! File descriptors: every transfer holds its socket, so a server with thousands of concurrent
+//! transfers needs a higher limit than the usual 1,024, and must not admit more transfers than
+//! its limit allows.
+//!
+//! A download of a local file holds no descriptor of its own: every transfer of a file reads
+//! through one shared descriptor ([`crate::file::FileSource`]). An upload, or a handler's
+//! reader that keeps a descriptor (a connection to an origin), holds a second one, opened when
+//! the request is answered, before the transfer starts: where none is left, the request gets
+//! "Server busy" then (`EMFILE` and `ENFILE` map to it), never a transfer cut half-way.
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
@@ -36,9 +42,10 @@ pub fn raise_fd_limit(raise_hard: bool) -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
-/// How many concurrent transfers `fd_limit` descriptors allow (two each, after a reserve).
+/// How many concurrent transfers `fd_limit` descriptors allow (a socket each, after a
+/// reserve).
 pub fn session_budget(fd_limit: u64) -> usize {
-    usize::try_from(fd_limit.saturating_sub(RESERVED) / 2)
+    usize::try_from(fd_limit.saturating_sub(RESERVED))
         .unwrap_or(usize::MAX)
         .max(1)
 }
@@ -66,9 +73,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_budget_is_two_descriptors_a_session_after_a_reserve() {
-        assert_eq!(session_budget(20_000), 9_936);
-        assert_eq!(session_budget(1_024), 448);
+    fn the_budget_is_a_descriptor_a_session_after_a_reserve() {
+        assert_eq!(session_budget(20_000), 19_872);
+        assert_eq!(session_budget(1_024), 896);
         assert_eq!(session_budget(10), 1);
         assert_eq!(fit_sessions(1), 1);
     }

@@ -726,9 +726,18 @@ impl FsError {
                 _ => ErrorCode::NOT_DEFINED,
             },
         };
+        // Out of descriptors: a passing shortage, not the file's fault.
+        let busy = matches!(
+            Errno::from_io_error(&err),
+            Some(Errno::MFILE | Errno::NFILE)
+        );
         FsError {
             code,
-            message: message_for(code),
+            message: if busy {
+                "Server busy, try again later"
+            } else {
+                message_for(code)
+            },
             reason: None,
             source: Some(err),
         }

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Cursor};
 use tftp_proto::OptionLimits;
 
+use crate::file::FileSource;
 use crate::request::{HandlerError, Request};
 use crate::runtime::{self, Answer};
 
@@ -191,17 +192,22 @@ impl ReadResponse {
         ))
     }
 
-    /// Serve a local file of `size` bytes, read in place on the session's task, straight
-    /// into its block buffer.
+    /// Serve a local file of `size` bytes from its current position, read in place on the
+    /// session's task, straight into its block buffer.
     ///
     /// A read from the page cache takes about a microsecond: cheaper than a hop to a blocking
-    /// pool per block, and it needs no buffer of its own (a 64 KiB read-ahead buffer per
-    /// session would be most of a session's memory). Boot images are read again and again,
-    /// so they are in the page cache; a file on slow or network storage holds a runtime
-    /// thread for as long as a read takes (serve those with [`ReadResponse::new`] and a
-    /// reader on a blocking pool).
+    /// pool per block. The file's descriptor is shared with every other transfer of the same
+    /// file, and small blocks are read ahead while memory allows (see [`FileSource`]). Boot
+    /// images are read again and again, so they are in the page cache; a file on slow or
+    /// network storage holds a runtime thread for as long as a read takes (serve those with
+    /// [`ReadResponse::new`] and a reader on a blocking pool).
+    ///
+    /// [`FileSource`]: crate::file::FileSource
     pub fn from_file(file: std::fs::File, size: Option<u64>) -> Self {
-        ReadResponse(Answer::new(Data::Source(Box::pin(InlineFile(file))), size))
+        ReadResponse(Answer::new(
+            Data::Source(Box::pin(InlineFile(FileSource::new(file)))),
+            size,
+        ))
     }
 
     /// Negotiate this transfer under `limits` instead of the server's (start from
@@ -355,7 +361,7 @@ mod from_tokio {
 }
 
 /// A local file read in place (see [`ReadResponse::from_file`]).
-struct InlineFile(std::fs::File);
+struct InlineFile(FileSource);
 
 impl AsyncRead for InlineFile {
     fn poll_read(

@@ -41,6 +41,7 @@ mod dir;
 pub(crate) mod drive;
 #[cfg(feature = "async")]
 mod fallback;
+pub mod file;
 pub mod fs;
 #[cfg(feature = "async")]
 mod handler;

@@ -136,6 +136,14 @@ impl From<&io::Error> for HandlerError {
             io::ErrorKind::AlreadyExists => Self::file_exists(),
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Self::disk_full(),
             io::ErrorKind::TimedOut => Self::new(ErrorCode::NOT_DEFINED, "Origin timed out"),
+            // Out of descriptors for now.
+            _ if matches!(
+                rustix::io::Errno::from_io_error(e),
+                Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE)
+            ) =>
+            {
+                Self::new(ErrorCode::NOT_DEFINED, "Server busy, try again later")
+            }
             _ => Self::new(ErrorCode::NOT_DEFINED, "Server error"),
         }
     }

@@ -1252,3 +1252,17 @@ fn a_root_the_user_cannot_search_does_not_open() {
     assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
     assert!(e.to_string().contains("may not search"), "{e}");
 }
+
+#[test]
+fn running_out_of_descriptors_is_server_busy_not_an_io_error() {
+    for errno in [24, 23] {
+        // EMFILE, ENFILE: the root could not open the file, the handler could not open its
+        // own: the client is told to come back.
+        let fs = FsError::from_io(std::io::Error::from_raw_os_error(errno));
+        assert_eq!(fs.message, "Server busy, try again later");
+        let handler = tftp_server::HandlerError::from(std::io::Error::from_raw_os_error(errno));
+        assert_eq!(handler.message, "Server busy, try again later");
+    }
+    let other = FsError::from_io(std::io::Error::from_raw_os_error(5));
+    assert_eq!(other.message, "I/O error");
+}
