@@ -22,6 +22,7 @@ use tftp_proto::OptionLimits;
 use crate::drive::{Filled, Wake};
 use crate::request::HandlerError;
 pub(crate) use crate::signal::Signal;
+use crate::signal::{Fired, Listening};
 pub use crate::udp::{send_gso, send_gso_from};
 
 /// Tasks and timers of an async runtime.
@@ -261,34 +262,22 @@ pub(crate) struct Io<R: Runtime, D> {
     pub(crate) kill: Option<Arc<Signal>>,
     /// Registered with `kill` at the first wait and kept: registering anew for every packet
     /// cost a lock and a list insertion per wait.
-    pub(crate) kill_listener: Option<event_listener::EventListener>,
+    pub(crate) kill_listener: Option<Listening>,
     /// Fires when a new request from the same client port replaces this transfer.
     pub(crate) gone: Option<Arc<Signal>>,
-    pub(crate) gone_listener: Option<event_listener::EventListener>,
+    pub(crate) gone_listener: Option<Listening>,
 }
 
 /// Complete once `signal` (if any) has fired, keeping the listener registered across calls.
-async fn fired(signal: &Option<Arc<Signal>>, listener: &mut Option<event_listener::EventListener>) {
-    match signal {
-        Some(signal) => {
-            while !signal.is_fired() {
-                let l = listener.get_or_insert_with(|| signal.event.listen());
-                l.await;
-                *listener = None;
-            }
-        }
-        None => pending().await,
-    }
+fn fired<'a>(signal: &'a Option<Arc<Signal>>, listening: &'a mut Option<Listening>) -> Fired<'a> {
+    Fired { signal, listening }
 }
 
 /// Wait for a datagram on `transport` (into `buf`), the deadline, a kill or a replacement.
 async fn wait_parts<R: Runtime>(
     rt: &R,
     transport: &mut Transport<R::Socket>,
-    signals: [(
-        &Option<Arc<Signal>>,
-        &mut Option<event_listener::EventListener>,
-    ); 2],
+    signals: [(&Option<Arc<Signal>>, &mut Option<Listening>); 2],
     deadline: Option<Instant>,
     buf: &mut [u8],
 ) -> Wake {
