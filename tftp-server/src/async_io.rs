@@ -6,6 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::sync::Weak;
 use std::time::Instant;
 
@@ -46,6 +47,16 @@ impl Runtime for AsyncIo {
 
     async fn sleep_until(&self, deadline: Instant) {
         Timer::at(deadline).await;
+    }
+
+    type Timer = Deadline;
+
+    fn timer(&self, deadline: Instant) -> Deadline {
+        Deadline(Timer::at(deadline))
+    }
+
+    fn reset(mut timer: Pin<&mut Deadline>, deadline: Instant) {
+        timer.0.set_at(deadline);
     }
 
     /// The server's sessions run on an executor inside the returned future, so they make
@@ -124,5 +135,17 @@ impl AsyncUdp for Udp {
             Ok(_) => Ok(()),
             Err(_) => runtime::send_one_by_one(self, contents, size, to, from).await,
         }
+    }
+}
+
+/// An async-io timer as a future of `()`.
+#[derive(Debug)]
+pub struct Deadline(Timer);
+
+impl Future for Deadline {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
     }
 }

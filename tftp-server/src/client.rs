@@ -123,6 +123,7 @@ impl ClientCore {
             kill_listener: None,
             gone: None,
             gone_listener: None,
+            timer: None,
         };
         let how = Drive {
             until_finished: true,
@@ -147,6 +148,7 @@ impl ClientCore {
                 kill_listener: None,
                 gone: None,
                 gone_listener: None,
+                timer: None,
             };
             let how = Drive {
                 full_buffer: true,

@@ -41,6 +41,19 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// Complete at `deadline`.
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send;
 
+    /// A timer a session keeps for its life and moves with [`Runtime::reset`], instead of
+    /// arming a new one for every wait: a lock-step transfer moves its deadline with every
+    /// datagram, and a runtime that can move a deadline later without touching its timer
+    /// wheel (tokio) then does no timer work per datagram. Polled after it fired, a timer
+    /// may stay pending until it is reset.
+    type Timer: Future<Output = ()> + Send + 'static;
+
+    /// A timer that fires at `deadline`.
+    fn timer(&self, deadline: Instant) -> Self::Timer;
+
+    /// Make `timer` fire at `deadline` (again, if it fired already).
+    fn reset(timer: Pin<&mut Self::Timer>, deadline: Instant);
+
     /// The runtime's clock: every deadline a server computes starts here, so a runtime with a
     /// virtual clock (tokio's paused time) moves shutdown grace, statistics intervals and
     /// session timers on it.
@@ -266,7 +279,12 @@ pub(crate) struct Io<R: Runtime, D> {
     /// Fires when a new request from the same client port replaces this transfer.
     pub(crate) gone: Option<Arc<Signal>>,
     pub(crate) gone_listener: Option<Listening>,
+    /// The session's timer, and the deadline it is armed for (`None`: it fired).
+    pub(crate) timer: SessionTimer<R>,
 }
+
+/// See [`Io::timer`].
+pub(crate) type SessionTimer<R> = Option<(Pin<Box<<R as Runtime>::Timer>>, Option<Instant>)>;
 
 /// Complete once `signal` (if any) has fired, keeping the listener registered across calls.
 fn fired<'a>(signal: &'a Option<Arc<Signal>>, listening: &'a mut Option<Listening>) -> Fired<'a> {
@@ -276,6 +294,7 @@ fn fired<'a>(signal: &'a Option<Arc<Signal>>, listening: &'a mut Option<Listenin
 /// Wait for a datagram on `transport` (into `buf`), the deadline, a kill or a replacement.
 async fn wait_parts<R: Runtime>(
     rt: &R,
+    timer: &mut SessionTimer<R>,
     transport: &mut Transport<R::Socket>,
     signals: [(&Option<Arc<Signal>>, &mut Option<Listening>); 2],
     deadline: Option<Instant>,
@@ -298,7 +317,16 @@ async fn wait_parts<R: Runtime>(
     };
     let expired = async {
         match deadline {
-            Some(deadline) => rt.sleep_until(deadline).await,
+            Some(deadline) => {
+                let (timer, armed) =
+                    timer.get_or_insert_with(|| (Box::pin(rt.timer(deadline)), Some(deadline)));
+                if *armed != Some(deadline) {
+                    R::reset(timer.as_mut(), deadline);
+                    *armed = Some(deadline);
+                }
+                timer.as_mut().await;
+                *armed = None;
+            }
             None => pending().await,
         }
         Wake::Deadline
@@ -347,6 +375,7 @@ impl<R: Runtime, D: Data> Io<R, D> {
     ) -> Filled {
         let Io {
             rt,
+            timer,
             transport,
             data,
             kill,
@@ -367,7 +396,7 @@ impl<R: Runtime, D: Data> Io<R, D> {
         };
         let signals = [(&*kill, kill_listener), (&*gone, gone_listener)];
         let woken =
-            async { Filled::Woken(wait_parts(rt, transport, signals, deadline, buf).await) };
+            async { Filled::Woken(wait_parts(rt, timer, transport, signals, deadline, buf).await) };
         // The source first: a ready source never waits behind the socket.
         read.or(woken).await
     }
@@ -410,6 +439,7 @@ impl<R: Runtime, D: Data> Io<R, D> {
     pub(crate) async fn wait(&mut self, deadline: Option<Instant>, buf: &mut [u8]) -> Wake {
         let Io {
             rt,
+            timer,
             transport,
             kill,
             kill_listener,
@@ -418,6 +448,6 @@ impl<R: Runtime, D: Data> Io<R, D> {
             ..
         } = self;
         let signals = [(&*kill, kill_listener), (&*gone, gone_listener)];
-        wait_parts(rt, transport, signals, deadline, buf).await
+        wait_parts(rt, timer, transport, signals, deadline, buf).await
     }
 }

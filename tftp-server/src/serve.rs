@@ -279,6 +279,7 @@ impl<R: Runtime, H: Handler> Listener<R, H> {
             kill_listener: None,
             gone: Some(permit.replaced()),
             gone_listener: None,
+            timer: None,
         };
         let task = async move {
             session(&*handler, &core, &request, io).await;

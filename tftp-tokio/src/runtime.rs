@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::time::Instant;
 
 use tftp_server::runtime::{self, AsyncUdp, Runtime};
@@ -24,6 +25,18 @@ impl Runtime for Tokio {
 
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send {
         tokio::time::sleep_until(deadline.into())
+    }
+
+    type Timer = tokio::time::Sleep;
+
+    fn timer(&self, deadline: Instant) -> Self::Timer {
+        tokio::time::sleep_until(deadline.into())
+    }
+
+    /// A later deadline only updates the timer's state; tokio moves it in its wheel when the
+    /// earlier one comes.
+    fn reset(timer: Pin<&mut Self::Timer>, deadline: Instant) {
+        timer.reset(deadline.into());
     }
 
     fn now(&self) -> Instant {
