@@ -11,7 +11,7 @@
 //! Small blocks are read ahead: at blksize 512 or 1468 (what PXE ROMs ask for) a read per
 //! block is a system call per datagram, a third of what a lock-step transfer costs the
 //! kernel. A source reads [`READ_AHEAD`] bytes at a time instead, into a buffer taken from a
-//! process-wide budget of [`READ_AHEAD_BUDGET`] bytes (512 transfers at once) and given back
+//! process-wide budget of [`READ_AHEAD_BUDGET`] bytes (256 transfers at once) and given back
 //! at the end of the file; transfers beyond the budget read block by block, so memory per
 //! transfer stays bounded at any scale.
 
@@ -23,11 +23,13 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 
 use crate::budget::{Reservation, WindowBudget};
 
-/// Bytes read at a time for blocks smaller than half of it.
-pub const READ_AHEAD: usize = 32 * 1024;
+/// Bytes read at a time for blocks smaller than half of it (11 blocks of 1468 bytes, 32 of
+/// 512).
+pub const READ_AHEAD: usize = 16 * 1024;
 
-/// Read-ahead memory of all sources together (16 MiB: 512 transfers).
-pub const READ_AHEAD_BUDGET: usize = 16 << 20;
+/// Read-ahead memory of all sources together (4 MiB: 256 transfers; at a thousand at once the
+/// rest read block by block, and a session stays a few KiB).
+pub const READ_AHEAD_BUDGET: usize = 4 << 20;
 
 static BUDGET: WindowBudget = WindowBudget::new(READ_AHEAD_BUDGET);
 
