@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Interleaved A/B of server builds: the same measurement against each build in turn, several
+# rounds, medians. For before/after comparisons of one change on a noisy machine, where two
+# separate runs of run.sh differ by more than the change.
+#
+#   benches/e2e/ab.sh lockstep [--reps N] [--blksize B] NAME=CMD ...
+#       one 64 MiB curl download at a time, server and curl pinned to CPU 0; prints the
+#       server's CPU per MB (all its threads, from /proc/PID/task/*/schedstat) and MB/s
+#   benches/e2e/ab.sh concurrency [--reps N] [--clients N] NAME=CMD ...
+#       tftp-loadgen: N clients × 1 MiB at once (blksize 1468); prints sessions/s and the
+#       server's CPU per MB
+#
+# CMD is a server command line with the words ROOT and PORT in it, e.g.
+#   benches/e2e/ab.sh lockstep before="/tmp/old/tftpd --root ROOT --listen 127.0.0.1:PORT" \
+#                             after="target/release/tftpd --root ROOT --listen 127.0.0.1:PORT"
+# Runs as root in a network namespace of its own (loopback only); needs curl, taskset,
+# python3 and the load tools (cargo build --release -p tftp-benches).
+set -euo pipefail
+
+MODE=${1:-}
+[[ $MODE == lockstep || $MODE == concurrency ]] || { sed -n '2,17p' "$0"; exit 64; }
+shift
+REPS=5 BLKSIZE=1468 CLIENTS=1000
+SERVERS=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --reps) REPS=$2; shift ;;
+    --blksize) BLKSIZE=$2; shift ;;
+    --clients) CLIENTS=$2; shift ;;
+    *=*) SERVERS+=("$1") ;;
+    *) echo "unknown argument: $1" >&2; exit 64 ;;
+  esac
+  shift
+done
+[[ ${#SERVERS[@]} -gt 0 ]] || { echo "no servers (NAME=CMD)" >&2; exit 64; }
+
+HERE=$(cd "$(dirname "$0")/../.." && pwd)
+LOADGEN=${LOADGEN:-$HERE/target/release/tftp-loadgen}
+
+if [[ ${AB_INNER:-} != 1 ]]; then
+  [[ $(id -u) == 0 ]] || { echo "run as root (network namespace)" >&2; exit 64; }
+  ROOT=$(mktemp -d /tmp/tftp-ab.XXXXXX)
+  trap 'rm -rf "$ROOT"' EXIT
+  head -c $((64 << 20)) /dev/urandom > "$ROOT/big"
+  head -c $((1 << 20)) /dev/urandom > "$ROOT/small"
+  AB_INNER=1 AB_ROOT=$ROOT unshare --net -- bash "$0" "$MODE" --reps "$REPS" --blksize "$BLKSIZE" \
+    --clients "$CLIENTS" "${SERVERS[@]}"
+  exit
+fi
+
+ip link set lo up
+ROOT=$AB_ROOT
+RES=$ROOT/results
+: > "$RES"
+declare -a NAMES PIDS PORTS
+pin=()
+[[ $MODE == lockstep ]] && pin=(taskset -c 0)
+i=0
+for s in "${SERVERS[@]}"; do
+  name=${s%%=*} cmd=${s#*=} port=$((7400 + i))
+  cmd=${cmd//ROOT/$ROOT}; cmd=${cmd//PORT/$port}
+  # shellcheck disable=SC2086
+  "${pin[@]}" $cmd > "$ROOT/$name.log" 2>&1 &
+  NAMES[i]=$name PIDS[i]=$! PORTS[i]=$port
+  i=$((i + 1))
+done
+trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
+sleep 1
+
+cpu_ns() { local t=0 a _; for f in /proc/"$1"/task/*/schedstat; do read -r a _ < "$f"; t=$((t + a)); done; echo "$t"; }
+
+for _ in $(seq "$REPS"); do
+  for j in "${!NAMES[@]}"; do
+    if [[ $MODE == lockstep ]]; then
+      a=$(cpu_ns "${PIDS[j]}") s=$(date +%s%N)
+      taskset -c 0 curl -s --tftp-blksize "$BLKSIZE" -o /dev/null "tftp://127.0.0.1:${PORTS[j]}/big"
+      e=$(date +%s%N) b=$(cpu_ns "${PIDS[j]}")
+      echo "${NAMES[j]} $(((b - a) / 64 / 1000)) $((64 * 1000000000 / (e - s)))" >> "$RES"
+    else
+      "$LOADGEN" --server "127.0.0.1:${PORTS[j]}" --file small --clients "$CLIENTS" --threads 1 \
+        --blksize 1468 --expect-size $((1 << 20)) --deadline 120 --min-timeout-ms 1000 \
+        --server-pid "${PIDS[j]}" --output "$ROOT/one.json" > /dev/null 2>&1
+      python3 -c "import json; d = json.load(open('$ROOT/one.json')); \
+print('${NAMES[j]}', round(d['server_usage']['cpu_secs_per_mb'] * 1e6), d['sessions_per_sec'], d['failures'])" >> "$RES"
+    fi
+  done
+done
+
+MODE=$MODE python3 - "$RES" <<'EOF'
+import collections, os, statistics, sys
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    name, *values = line.split()
+    rows[name].append([float(v) for v in values])
+base = None
+for name, runs in rows.items():
+    cpu = statistics.median(r[0] for r in runs) / 1000  # ms per MB
+    other = statistics.median(r[1] for r in runs)
+    base = base or (cpu, other)
+    unit = "MB/s" if os.environ["MODE"] == "lockstep" else "sessions/s"
+    extra = "" if os.environ["MODE"] == "lockstep" else f"  failures {[int(r[2]) for r in runs]}"
+    print(f"{name:12s} cpu {cpu:7.2f} ms/MB ×{cpu / base[0]:.3f}   {other:8.1f} {unit} ×{other / base[1]:.3f}"
+          f"   (n={len(runs)}){extra}")
+EOF
