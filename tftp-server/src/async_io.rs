@@ -45,10 +45,6 @@ impl Runtime for AsyncIo {
         }
     }
 
-    async fn sleep_until(&self, deadline: Instant) {
-        Timer::at(deadline).await;
-    }
-
     type Timer = Deadline;
 
     fn timer(&self, deadline: Instant) -> Deadline {

@@ -38,17 +38,14 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// a client does not dally after its last ACK).
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static);
 
-    /// Complete at `deadline`.
-    fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send;
-
-    /// A timer a session keeps for its life and moves with [`Runtime::reset`], instead of
-    /// arming a new one for every wait: a lock-step transfer moves its deadline with every
-    /// datagram, and a runtime that can move a deadline later without touching its timer
-    /// wheel (tokio) then does no timer work per datagram. Polled after it fired, a timer
-    /// may stay pending until it is reset.
+    /// A timer: completes at its deadline. A session keeps one for its life and moves it with
+    /// [`Runtime::reset`], instead of arming a new one for every wait: a lock-step transfer
+    /// moves its deadline with every datagram, and a runtime that can move a deadline later
+    /// without touching its timer wheel (tokio) then does no timer work per datagram. Polled
+    /// after it fired, a timer may stay pending until it is reset.
     type Timer: Future<Output = ()> + Send + 'static;
 
-    /// A timer that fires at `deadline`.
+    /// A timer that fires at `deadline` (await it to sleep until then).
     fn timer(&self, deadline: Instant) -> Self::Timer;
 
     /// Make `timer` fire at `deadline` (again, if it fired already).

@@ -127,7 +127,7 @@ impl<R: Runtime, H: Handler> Server<R, H> {
             let period = core.config.stats_interval;
             let mut next = rt.now() + period;
             loop {
-                rt.sleep_until(next).await;
+                rt.timer(next).await;
                 core.report_interval(rt.now());
                 next += period;
             }
@@ -143,7 +143,7 @@ impl<R: Runtime, H: Handler> Server<R, H> {
 
 async fn sleep<R: Runtime>(rt: &R, duration: Duration) {
     match rt.now().checked_add(duration) {
-        Some(deadline) => rt.sleep_until(deadline).await,
+        Some(deadline) => rt.timer(deadline).await,
         None => pending().await,
     }
 }

@@ -23,10 +23,6 @@ impl Runtime for Tokio {
         tokio::spawn(task);
     }
 
-    fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send {
-        tokio::time::sleep_until(deadline.into())
-    }
-
     type Timer = tokio::time::Sleep;
 
     fn timer(&self, deadline: Instant) -> Self::Timer {
