@@ -679,8 +679,8 @@ fn drive<'s, H>(
                 running.reservation = shared.budget.reserve(bytes);
                 if running.reservation.is_none() {
                     tracing::warn!(bytes, "window memory budget exhausted");
-                    let busy = "Server busy, try again later";
-                    session.abort(now, ErrorCode::NOT_DEFINED, busy);
+                    let busy = HandlerError::server_busy();
+                    session.abort(now, busy.code, &busy.message);
                 }
             }
         }

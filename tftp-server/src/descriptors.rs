@@ -42,6 +42,16 @@ pub fn raise_fd_limit(raise_hard: bool) -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
+/// Whether `error` is the process or the system out of descriptors (`EMFILE`, `ENFILE`): a
+/// passing shortage, answered "Server busy", not the file's or the request's fault.
+pub(crate) fn exhausted(error: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        Errno::from_io_error(error),
+        Some(Errno::MFILE | Errno::NFILE)
+    )
+}
+
 /// How many concurrent transfers `fd_limit` descriptors allow (a socket each, after a
 /// reserve).
 pub fn session_budget(fd_limit: u64) -> usize {

@@ -109,7 +109,7 @@ pub(crate) async fn drive<P, R: Runtime, D: Data>(
                     reservation = budget.reserve(bytes);
                     if reservation.is_none() {
                         tracing::warn!(bytes, "window memory budget exhausted");
-                        let busy = "Server busy, try again later";
+                        let busy = crate::request::SERVER_BUSY;
                         session.abort(now, ErrorCode::NOT_DEFINED, busy);
                     }
                 }

@@ -134,11 +134,6 @@ impl FileSource {
             ahead: Ahead::default(),
         })
     }
-
-    /// Read-ahead memory all sources hold now.
-    pub fn read_ahead_in_use() -> usize {
-        BUDGET.used()
-    }
 }
 
 impl Read for FileSource {

@@ -726,15 +726,10 @@ impl FsError {
                 _ => ErrorCode::NOT_DEFINED,
             },
         };
-        // Out of descriptors: a passing shortage, not the file's fault.
-        let busy = matches!(
-            Errno::from_io_error(&err),
-            Some(Errno::MFILE | Errno::NFILE)
-        );
         FsError {
             code,
-            message: if busy {
-                "Server busy, try again later"
+            message: if crate::descriptors::exhausted(&err) {
+                crate::request::SERVER_BUSY
             } else {
                 message_for(code)
             },

@@ -77,6 +77,9 @@ pub struct HandlerError {
     pub message: Cow<'static, str>,
 }
 
+/// The text of [`HandlerError::server_busy`] (and of tftp-proto's `ErrorReply::server_busy`).
+pub(crate) const SERVER_BUSY: &str = "Server busy, try again later";
+
 impl HandlerError {
     /// An error with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
@@ -112,6 +115,11 @@ impl HandlerError {
         Self::new(ErrorCode::NOT_DEFINED, "Server error")
     }
 
+    /// Error 0, "Server busy, try again later": a limit was reached, or descriptors ran out.
+    pub fn server_busy() -> Self {
+        Self::new(ErrorCode::NOT_DEFINED, SERVER_BUSY)
+    }
+
     /// Error 6, "File already exists".
     pub fn file_exists() -> Self {
         Self::new(ErrorCode::FILE_EXISTS, "File already exists")
@@ -136,14 +144,7 @@ impl From<&io::Error> for HandlerError {
             io::ErrorKind::AlreadyExists => Self::file_exists(),
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Self::disk_full(),
             io::ErrorKind::TimedOut => Self::new(ErrorCode::NOT_DEFINED, "Origin timed out"),
-            // Out of descriptors for now.
-            _ if matches!(
-                rustix::io::Errno::from_io_error(e),
-                Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE)
-            ) =>
-            {
-                Self::new(ErrorCode::NOT_DEFINED, "Server busy, try again later")
-            }
+            _ if crate::descriptors::exhausted(e) => Self::server_busy(),
             _ => Self::new(ErrorCode::NOT_DEFINED, "Server error"),
         }
     }

@@ -375,10 +375,7 @@ impl ServerCore {
     ) -> Option<ErrorReply> {
         tracing::warn!(%error, "cannot open a transfer socket");
         self.stats.request_rejected("no_transfer_socket");
-        let refusal = HandlerError::new(
-            tftp_proto::ErrorCode::NOT_DEFINED,
-            "Server busy, try again later",
-        );
+        let refusal = HandlerError::server_busy();
         let now = Instant::now();
         self.refused(request, &refusal, now);
         self.admission.may_reply(now).then(|| refusal.reply())
