@@ -91,9 +91,27 @@ struct Ahead {
     buf: Option<(Box<[u8]>, Reservation<'static>)>,
     pos: usize,
     len: usize,
-    /// No buffer could be had: read block by block from now on (asking the budget again
+    /// No buffer could be had, or the end was reached: read block by block from now on (asking the budget again
     /// for every block would cost more than it saves).
     refused: bool,
+}
+
+impl Ahead {
+    /// The read-ahead buffer, taken from the budget on first use; `None` once the budget said
+    /// no (or the end was reached).
+    fn buffer(&mut self) -> Option<&mut [u8]> {
+        if self.refused {
+            return None;
+        }
+        if self.buf.is_none() {
+            let Some(reservation) = BUDGET.reserve(READ_AHEAD) else {
+                self.refused = true;
+                return None;
+            };
+            self.buf = Some((vec![0; READ_AHEAD].into_boxed_slice(), reservation));
+        }
+        self.buf.as_mut().map(|(buf, _)| &mut buf[..])
+    }
 }
 
 impl std::fmt::Debug for FileSource {
@@ -150,26 +168,17 @@ impl Read for FileSource {
             return Ok(0);
         }
         if ahead.pos == ahead.len {
-            if out.len() >= READ_AHEAD / 2 || ahead.refused {
+            let buffer = if out.len() >= READ_AHEAD / 2 {
+                None
+            } else {
+                ahead.buffer()
+            };
+            let Some(buffer) = buffer else {
                 let n = read_at(file, out, *offset)?;
                 *offset += n as u64;
                 return Ok(n);
-            }
-            if ahead.buf.is_none() {
-                match BUDGET.reserve(READ_AHEAD) {
-                    Some(reservation) => {
-                        ahead.buf = Some((vec![0; READ_AHEAD].into_boxed_slice(), reservation))
-                    }
-                    None => {
-                        ahead.refused = true;
-                        return self.read(out);
-                    }
-                }
-            }
-            let Some((buf, _)) = &mut ahead.buf else {
-                return Ok(0);
             };
-            let n = read_at(file, buf, *offset)?;
+            let n = read_at(file, buffer, *offset)?;
             *offset += n as u64;
             (ahead.pos, ahead.len) = (0, n);
             if n == 0 {
