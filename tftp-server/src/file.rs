@@ -91,8 +91,8 @@ struct Ahead {
     buf: Option<(Box<[u8]>, Reservation<'static>)>,
     pos: usize,
     len: usize,
-    /// No buffer could be had, or the end was reached: read block by block from now on (asking the budget again
-    /// for every block would cost more than it saves).
+    /// No buffer could be had, or the end was reached: read block by block from now on
+    /// (asking the budget again for every block would cost more than it saves).
     refused: bool,
 }
 
