@@ -145,6 +145,98 @@ pub fn recv_from_to(socket: &impl AsFd, buf: &mut [u8]) -> io::Result<Received> 
     })
 }
 
+/// What [`recv_pair`] received: a datagram in the first buffer, perhaps one more in the
+/// second, and whether the socket's receive queue was empty after them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pair {
+    /// Bytes written to the first buffer (truncated as by `recv_from`), and the sender.
+    pub first: (usize, SocketAddr),
+    /// The next datagram, in the second buffer, if one was queued.
+    pub second: Option<(usize, SocketAddr)>,
+    /// `true` when nothing more was queued after the datagrams received: the socket was no
+    /// longer readable. An edge-triggered runtime (tokio, which keeps a socket marked readable
+    /// after every successful receive) may clear its readiness then, instead of learning it
+    /// from one more receive that fails with `EAGAIN` — a system call saved per datagram
+    /// when a peer sends one datagram per round trip (a lock-step TFTP transfer: RFC 1350
+    /// §2, one ACK per DATA). Always `false` where this is not known (not Linux).
+    pub drained: bool,
+}
+
+/// Receive up to two datagrams without blocking, with one system call (`recvmmsg(2)` on
+/// Linux; one `recvfrom` elsewhere): the first into `buf`, a second into `spare`. Fails with
+/// [`io::ErrorKind::WouldBlock`] when nothing is queued.
+///
+/// Asking for two is how the call tells that the queue is empty without a failing receive:
+/// if only one comes back, the second `recvmsg` inside the kernel found nothing
+/// ([`Pair::drained`]). A datagram that arrives after the call makes the socket readable
+/// again, so a runtime that clears readiness with the state it observed before the call
+/// (tokio's readiness ticks) misses nothing. Allocates two small header arrays per call (nix's
+/// `MultiHeaders`, which must start afresh each time: a reused one keeps the previous
+/// sender's address length).
+pub fn recv_pair(socket: &impl AsFd, buf: &mut [u8], spare: &mut [u8]) -> io::Result<Pair> {
+    #[cfg(target_os = "linux")]
+    {
+        let fd = socket.as_fd();
+        let mut tries = 0;
+        let (first, second) = loop {
+            match recv_mmsg_two(fd.as_raw_fd(), buf, spare) {
+                Err(nix::errno::Errno::EINTR) if tries < EINTR_RETRIES => tries += 1,
+                other => break other.map_err(io::Error::from)?,
+            }
+        };
+        let first = first.ok_or_else(|| io::Error::from(io::ErrorKind::WouldBlock))?;
+        let drained = second.is_none();
+        match first {
+            Some(first) => Ok(Pair {
+                first,
+                // A second one without an IP sender cannot be (the socket is UDP); if it
+                // were, it is dropped as the first would be.
+                second: second.flatten(),
+                drained,
+            }),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "datagram without an IP sender",
+            )),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = spare;
+        let received = recv_from_to(socket, buf)?;
+        Ok(Pair {
+            first: (received.len, received.peer),
+            second: None,
+            drained: false,
+        })
+    }
+}
+
+/// A received datagram's length and sender (`None`: not an IP sender).
+#[cfg(target_os = "linux")]
+type Got = Option<(usize, SocketAddr)>;
+
+/// One `recvmmsg` of up to two datagrams: what came into `buf`, and into `spare`.
+#[cfg(target_os = "linux")]
+fn recv_mmsg_two(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    spare: &mut [u8],
+) -> nix::Result<(Option<Got>, Option<Got>)> {
+    use nix::sys::socket::{MultiHeaders, recvmmsg};
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(2, None);
+    let mut slices = [[IoSliceMut::new(buf)], [IoSliceMut::new(spare)]];
+    let received = recvmmsg(
+        fd,
+        &mut headers,
+        slices.iter_mut(),
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    )?;
+    let mut got = received.map(|msg| socket_addr(msg.address.as_ref()).map(|p| (msg.bytes, p)));
+    Ok((got.next(), got.next()))
+}
+
 /// Send `buf` to `to` without blocking, from `from_ip` if given (an address of this host, or
 /// the kernel refuses with `EINVAL`/`EADDRNOTAVAIL`); otherwise, or for an unspecified
 /// address, from what the routing table picks, as `send_to` does. Either address may be
@@ -524,6 +616,39 @@ mod tests {
                 Err(e) => panic!("recv_from_to: {e}"),
             }
         }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn recv_pair_takes_two_and_says_when_the_queue_is_empty() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = server.local_addr().unwrap();
+        let (mut buf, mut spare) = ([0u8; 16], [0u8; 16]);
+        let e = recv_pair(&server, &mut buf, &mut spare).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+
+        for datagram in [&b"one"[..], b"two", b"three is longer than sixteen bytes"] {
+            client.send_to(datagram, to).unwrap();
+        }
+        // Loopback queues at once; a moment for a busy machine.
+        std::thread::sleep(Duration::from_millis(50));
+        let from = client.local_addr().unwrap();
+        let pair = recv_pair(&server, &mut buf, &mut spare).unwrap();
+        assert_eq!(pair.first, (3, from));
+        assert_eq!(pair.second, Some((3, from)));
+        assert!(!pair.drained, "a third datagram is queued");
+        assert_eq!((&buf[..3], &spare[..3]), (&b"one"[..], &b"two"[..]));
+
+        // The last one alone, truncated to the buffer as recv_from truncates: the queue is
+        // then known to be empty.
+        let pair = recv_pair(&server, &mut buf, &mut spare).unwrap();
+        assert_eq!(pair.first, (16, from));
+        assert_eq!((pair.second, pair.drained), (None, true));
+        assert_eq!(&buf[..], &b"three is longer "[..]);
+        let e = recv_pair(&server, &mut buf, &mut spare).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
     }
 
     fn dual_stack() -> UdpSocket {
