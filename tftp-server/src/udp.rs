@@ -170,16 +170,21 @@ pub struct Pair {
 /// if only one comes back, the second `recvmsg` inside the kernel found nothing
 /// ([`Pair::drained`]). A datagram that arrives after the call makes the socket readable
 /// again, so a runtime that clears readiness with the state it observed before the call
-/// (tokio's readiness ticks) misses nothing. Allocates two small header arrays per call (nix's
-/// `MultiHeaders`, which must start afresh each time: a reused one keeps the previous
-/// sender's address length).
-pub fn recv_pair(socket: &impl AsFd, buf: &mut [u8], spare: &mut [u8]) -> io::Result<Pair> {
+/// (tokio's readiness ticks) misses nothing. `family` must be the socket's ([`Family::of`]
+/// its local address; a socket's family never changes): the call's headers are kept per
+/// thread and family, so nothing is allocated per datagram.
+pub fn recv_pair(
+    socket: &impl AsFd,
+    family: Family,
+    buf: &mut [u8],
+    spare: &mut [u8],
+) -> io::Result<Pair> {
     #[cfg(target_os = "linux")]
     {
         let fd = socket.as_fd();
         let mut tries = 0;
         let (first, second) = loop {
-            match recv_mmsg_two(fd.as_raw_fd(), buf, spare) {
+            match recv_mmsg_two(fd.as_raw_fd(), family, buf, spare) {
                 Err(nix::errno::Errno::EINTR) if tries < EINTR_RETRIES => tries += 1,
                 other => break other.map_err(io::Error::from)?,
             }
@@ -202,7 +207,7 @@ pub fn recv_pair(socket: &impl AsFd, buf: &mut [u8], spare: &mut [u8]) -> io::Re
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = spare;
+        let _ = (family, spare);
         let received = recv_from_to(socket, buf)?;
         Ok(Pair {
             first: (received.len, received.peer),
@@ -216,25 +221,58 @@ pub fn recv_pair(socket: &impl AsFd, buf: &mut [u8], spare: &mut [u8]) -> io::Re
 #[cfg(target_os = "linux")]
 type Got = Option<(usize, SocketAddr)>;
 
-/// One `recvmmsg` of up to two datagrams: what came into `buf`, and into `spare`.
+/// A socket's address family, as [`recv_pair`] needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// An `AF_INET` socket.
+    V4,
+    /// An `AF_INET6` socket (dual-stack ones included: their IPv4 peers are IPv4-mapped).
+    V6,
+}
+
+impl Family {
+    /// The family of a socket bound to `local` (its `local_addr`).
+    pub fn of(local: SocketAddr) -> Self {
+        match local {
+            SocketAddr::V4(_) => Family::V4,
+            SocketAddr::V6(_) => Family::V6,
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+thread_local! {
+    /// `recvmmsg` headers for two datagrams, one set per family, made once per thread. The
+    /// kernel leaves each header's address length at the last sender's, which is the same
+    /// for every datagram of one family (16 bytes for `AF_INET`, 28 for `AF_INET6`), so a set
+    /// is reused only for sockets of its family.
+    static HEADERS: std::cell::RefCell<[Option<nix::sys::socket::MultiHeaders<SockaddrStorage>>; 2]> =
+        const { std::cell::RefCell::new([None, None]) };
+}
+
+/// One `recvmmsg` of up to two datagrams on a socket of `family`: what came into `buf`, and
+/// into `spare`. A sender of another family than the socket's (a caller naming the wrong
+/// one) reads as no IP sender.
 #[cfg(target_os = "linux")]
 fn recv_mmsg_two(
     fd: std::os::fd::RawFd,
+    family: Family,
     buf: &mut [u8],
     spare: &mut [u8],
 ) -> nix::Result<(Option<Got>, Option<Got>)> {
     use nix::sys::socket::{MultiHeaders, recvmmsg};
-    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(2, None);
-    let mut slices = [[IoSliceMut::new(buf)], [IoSliceMut::new(spare)]];
-    let received = recvmmsg(
-        fd,
-        &mut headers,
-        slices.iter_mut(),
-        MsgFlags::MSG_DONTWAIT,
-        None,
-    )?;
-    let mut got = received.map(|msg| socket_addr(msg.address.as_ref()).map(|p| (msg.bytes, p)));
-    Ok((got.next(), got.next()))
+    HEADERS.with_borrow_mut(|sets| {
+        let headers =
+            sets[family as usize].get_or_insert_with(|| MultiHeaders::preallocate(2, None));
+        let mut slices = [[IoSliceMut::new(buf)], [IoSliceMut::new(spare)]];
+        let received = recvmmsg(fd, headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
+        let mut got = received.map(|msg| {
+            let peer = socket_addr(msg.address.as_ref());
+            let peer = peer.filter(|p| Family::of(*p) == family);
+            peer.map(|p| (msg.bytes, p))
+        });
+        Ok((got.next(), got.next()))
+    })
 }
 
 /// Send `buf` to `to` without blocking, from `from_ip` if given (an address of this host, or
@@ -626,7 +664,7 @@ mod tests {
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = server.local_addr().unwrap();
         let (mut buf, mut spare) = ([0u8; 16], [0u8; 16]);
-        let e = recv_pair(&server, &mut buf, &mut spare).unwrap_err();
+        let e = recv_pair(&server, Family::V4, &mut buf, &mut spare).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
 
         for datagram in [&b"one"[..], b"two", b"three is longer than sixteen bytes"] {
@@ -635,7 +673,7 @@ mod tests {
         // Loopback queues at once; a moment for a busy machine.
         std::thread::sleep(Duration::from_millis(50));
         let from = client.local_addr().unwrap();
-        let pair = recv_pair(&server, &mut buf, &mut spare).unwrap();
+        let pair = recv_pair(&server, Family::V4, &mut buf, &mut spare).unwrap();
         assert_eq!(pair.first, (3, from));
         assert_eq!(pair.second, Some((3, from)));
         assert!(!pair.drained, "a third datagram is queued");
@@ -643,11 +681,11 @@ mod tests {
 
         // The last one alone, truncated to the buffer as recv_from truncates: the queue is
         // then known to be empty.
-        let pair = recv_pair(&server, &mut buf, &mut spare).unwrap();
+        let pair = recv_pair(&server, Family::V4, &mut buf, &mut spare).unwrap();
         assert_eq!(pair.first, (16, from));
         assert_eq!((pair.second, pair.drained), (None, true));
         assert_eq!(&buf[..], &b"three is longer "[..]);
-        let e = recv_pair(&server, &mut buf, &mut spare).unwrap_err();
+        let e = recv_pair(&server, Family::V4, &mut buf, &mut spare).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
     }
 

@@ -65,8 +65,18 @@ impl Runtime for Tokio {
 #[derive(Debug)]
 pub struct Udp {
     socket: tokio::net::UdpSocket,
+    /// Its address family (for [`udp::recv_pair`]).
+    family: udp::Family,
     /// A datagram received with the one before it and not yet taken, and its sender.
-    stashed: Mutex<Option<(Box<[u8]>, SocketAddr)>>,
+    stashed: Mutex<Stash>,
+}
+
+/// A datagram kept for the next receive; its buffer is reused (allocated at the first pair,
+/// grown to the largest receive buffer asked for).
+#[derive(Debug, Default)]
+struct Stash {
+    bytes: Vec<u8>,
+    held: Option<(usize, SocketAddr)>,
 }
 
 thread_local! {
@@ -78,13 +88,10 @@ thread_local! {
 impl Udp {
     /// The stashed datagram, copied into `buf` (truncated to it, as `recv_from` truncates).
     fn take_stashed(&self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
-        let (bytes, from) = self
-            .stashed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()?;
-        let n = bytes.len().min(buf.len());
-        buf[..n].copy_from_slice(&bytes[..n]);
+        let mut stash = self.stashed.lock().unwrap_or_else(|p| p.into_inner());
+        let (len, from) = stash.held.take()?;
+        let n = len.min(buf.len());
+        buf[..n].copy_from_slice(&stash.bytes[..n]);
         Some((n, from))
     }
 
@@ -101,10 +108,12 @@ impl Udp {
             if spare.len() < buf.len() {
                 spare.resize(buf.len(), 0);
             }
-            let pair = udp::recv_pair(&self.socket, buf, &mut spare[..buf.len()])?;
+            let pair = udp::recv_pair(&self.socket, self.family, buf, &mut spare[..buf.len()])?;
             if let Some((n, from)) = pair.second {
-                let bytes = spare[..n].into();
-                *self.stashed.lock().unwrap_or_else(|p| p.into_inner()) = Some((bytes, from));
+                let mut stash = self.stashed.lock().unwrap_or_else(|p| p.into_inner());
+                stash.bytes.clear();
+                stash.bytes.extend_from_slice(&spare[..n]);
+                stash.held = Some((n, from));
             }
             Ok::<_, io::Error>(pair)
         })?;
@@ -118,9 +127,14 @@ impl Udp {
 
 impl AsyncUdp for Udp {
     fn from_std(socket: std::net::UdpSocket) -> io::Result<Self> {
+        let family = udp::Family::of(socket.local_addr()?);
         let socket = tokio::net::UdpSocket::from_std(socket)?;
-        let stashed = Mutex::new(None);
-        Ok(Udp { socket, stashed })
+        let stashed = Mutex::default();
+        Ok(Udp {
+            socket,
+            family,
+            stashed,
+        })
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
