@@ -134,7 +134,13 @@ impl ReadResponse {
     /// same file, and small blocks are read ahead while memory allows (see
     /// [`FileSource`](tftp_server::file::FileSource)).
     pub fn file(file: File, size: Option<u64>) -> Self {
-        let source = tftp_server::file::FileSource::new(file);
+        Self::from_file_source(tftp_server::file::FileSource::new(file), size)
+    }
+
+    /// Serve a file already wrapped as a [`FileSource`](tftp_server::file::FileSource), as
+    /// [`ReadResponse::file`] does (e.g. the source of an async handler's
+    /// `ReadResponse::from_file`, taken apart with `into_parts`).
+    pub fn from_file_source(source: tftp_server::file::FileSource, size: Option<u64>) -> Self {
         ReadResponse(Response::new(Body::Inline(Box::new(source)), size))
     }
 

@@ -73,7 +73,7 @@ impl std::fmt::Debug for Drive<'_> {
 }
 
 /// How often [`Drive::progress`] is called at most.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+use crate::stats::PROGRESS_EVERY;
 
 /// Drive `session` until it closes, or (with [`Drive::until_finished`]) until its outcome is
 /// known. Returns the final statistics (from [`Event::Finished`]).

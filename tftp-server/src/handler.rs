@@ -166,7 +166,7 @@ impl<H: Handler> Handler for std::sync::Arc<H> {
 }
 
 /// What a read request returns: a reader and, if known, its size (sent as `tsize`).
-pub struct ReadResponse(Answer<Data<'static>>);
+pub struct ReadResponse(ReadParts);
 
 impl fmt::Debug for ReadResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -180,14 +180,14 @@ impl ReadResponse {
     /// `AsyncRead`); `size`, if known, answers a `tsize` request. A reader that yields more
     /// or less than `size` fails the transfer instead of passing for a whole file.
     pub fn new<M>(reader: impl IntoReader<'static, M>, size: Option<u64>) -> Self {
-        ReadResponse(Answer::new(Data::Source(reader.into_reader()), size))
+        ReadResponse(ReadParts::new(Source::Reader(reader.into_reader()), size))
     }
 
     /// Serve these bytes.
     pub fn from_bytes(data: impl AsRef<[u8]> + Unpin + Send + 'static) -> Self {
         let size = data.as_ref().len() as u64;
-        ReadResponse(Answer::new(
-            Data::Source(Box::pin(Cursor::new(data))),
+        ReadResponse(ReadParts::new(
+            Source::Bytes(Bytes(Box::new(data))),
             Some(size),
         ))
     }
@@ -201,13 +201,8 @@ impl ReadResponse {
     /// images are read again and again, so they are in the page cache; a file on slow or
     /// network storage holds a runtime thread for as long as a read takes (serve those with
     /// [`ReadResponse::new`] and a reader on a blocking pool).
-    ///
-    /// [`FileSource`]: crate::file::FileSource
     pub fn from_file(file: std::fs::File, size: Option<u64>) -> Self {
-        ReadResponse(Answer::new(
-            Data::Source(Box::pin(InlineFile(FileSource::new(file)))),
-            size,
-        ))
+        ReadResponse(ReadParts::new(Source::File(FileSource::new(file)), size))
     }
 
     /// Negotiate this transfer under `limits` instead of the server's (start from
@@ -217,8 +212,86 @@ impl ReadResponse {
         self
     }
 
-    pub(crate) fn into_answer(self) -> Answer<Data<'static>> {
+    /// This response taken apart: for a server that asks its handlers on an async runtime and
+    /// moves the data on another engine (`tftpd` transfers on `tftp-blocking`'s event loops:
+    /// a file or bytes are read in place there, any other reader is polled to completion
+    /// block by block on its I/O pool).
+    pub fn into_parts(self) -> ReadParts {
         self.0
+    }
+
+    pub(crate) fn into_answer(self) -> Answer<Data<'static>> {
+        let ReadParts {
+            source,
+            size,
+            limits,
+        } = self.0;
+        let reader: BoxReader<'static> = match source {
+            Source::File(file) => Box::pin(InlineFile(file)),
+            Source::Bytes(bytes) => Box::pin(Cursor::new(bytes)),
+            Source::Reader(reader) => reader,
+        };
+        let mut answer = Answer::new(Data::Source(reader), size);
+        answer.limits = limits;
+        answer
+    }
+}
+
+/// A [`ReadResponse`] taken apart ([`ReadResponse::into_parts`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ReadParts {
+    /// What is sent.
+    pub source: Source,
+    /// Its size, if known (answers `tsize`).
+    pub size: Option<u64>,
+    /// Per-request option limits, replacing the server's.
+    pub limits: Option<OptionLimits>,
+}
+
+impl ReadParts {
+    fn new(source: Source, size: Option<u64>) -> Self {
+        let limits = None;
+        ReadParts {
+            source,
+            size,
+            limits,
+        }
+    }
+}
+
+/// What a [`ReadResponse`] sends, as it was given.
+pub enum Source {
+    /// A local file ([`ReadResponse::from_file`]).
+    File(FileSource),
+    /// Bytes in memory ([`ReadResponse::from_bytes`]).
+    Bytes(Bytes),
+    /// Any other reader ([`ReadResponse::new`]).
+    Reader(BoxReader<'static>),
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(file) => f.debug_tuple("File").field(file).finish(),
+            Source::Bytes(bytes) => bytes.fmt(f),
+            Source::Reader(_) => f.write_str("Reader"),
+        }
+    }
+}
+
+/// The bytes of [`ReadResponse::from_bytes`], whatever type held them.
+pub struct Bytes(Box<dyn AsRef<[u8]> + Unpin + Send>);
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Bytes({} bytes)", self.as_ref().len())
+    }
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        (*self.0).as_ref()
     }
 }
 
@@ -259,8 +332,47 @@ impl WriteResponse {
         self
     }
 
+    /// This response taken apart (see [`ReadResponse::into_parts`]): the sink is to be
+    /// written, flushed and closed, then the completion run, before the final ACK.
+    pub fn into_parts(self) -> WriteParts {
+        let Answer {
+            data,
+            limits,
+            complete,
+            ..
+        } = self.0;
+        let sink = match data {
+            Data::Sink(sink, _) => sink,
+            // Only `new` makes one, with a sink.
+            Data::Source(_) => Box::pin(futures_lite::io::sink()),
+        };
+        WriteParts {
+            sink,
+            complete,
+            limits,
+        }
+    }
+
     pub(crate) fn into_answer(self) -> Answer<Data<'static>> {
         self.0
+    }
+}
+
+/// A [`WriteResponse`] taken apart ([`WriteResponse::into_parts`]).
+#[non_exhaustive]
+pub struct WriteParts {
+    /// Where the upload goes; flush and close it after the last block.
+    pub sink: BoxWriter<'static>,
+    /// Run after the sink is closed, before the final ACK.
+    pub complete: Option<runtime::Completion>,
+    /// Per-request option limits, replacing the server's.
+    pub limits: Option<OptionLimits>,
+}
+
+impl fmt::Debug for WriteParts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("WriteParts");
+        d.field("limits", &self.limits).finish_non_exhaustive()
     }
 }
 
@@ -411,5 +523,52 @@ impl runtime::Data for Data<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn responses_come_apart_as_they_were_given() {
+        let limits = OptionLimits {
+            max_blksize: 1024,
+            ..OptionLimits::default()
+        };
+        let parts = ReadResponse::from_bytes(b"abc".to_vec())
+            .with_limits(limits)
+            .into_parts();
+        assert!(matches!(&parts.source, Source::Bytes(b) if b.as_ref() == b"abc"));
+        assert_eq!((parts.size, parts.limits), (Some(3), Some(limits)));
+
+        let file = tempfile::tempfile().unwrap();
+        let parts = ReadResponse::from_file(file, Some(0)).into_parts();
+        assert!(matches!(parts.source, Source::File(_)));
+        assert_eq!((parts.size, parts.limits), (Some(0), None));
+
+        let reader = futures_lite::io::Cursor::new(vec![1u8; 10]);
+        let parts = ReadResponse::new(reader, None).into_parts();
+        assert!(matches!(parts.source, Source::Reader(_)));
+
+        let parts = WriteResponse::new(futures_lite::io::sink())
+            .on_complete(|| async { Err(HandlerError::not_found()) })
+            .into_parts();
+        let complete = parts.complete.unwrap();
+        let done = futures_lite::future::block_on(complete());
+        assert_eq!(done.unwrap_err(), HandlerError::not_found());
+    }
+
+    /// Taken apart or not, a response serves the same bytes.
+    #[test]
+    fn bytes_are_served_from_the_answer() {
+        use crate::runtime::Data as _;
+        let answer = ReadResponse::from_bytes(b"hello".to_vec()).into_answer();
+        let mut data = answer.data;
+        let mut buf = [0u8; 16];
+        let n = futures_lite::future::block_on(data.read(&mut buf)).unwrap();
+        assert_eq!(&buf[..n], b"hello");
     }
 }

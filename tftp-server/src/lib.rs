@@ -67,8 +67,8 @@ pub use fallback::Fallback;
 pub use fs::RootOptions;
 #[cfg(feature = "async")]
 pub use handler::{
-    BoxFuture, BoxReader, BoxWriter, DynHandler, FuturesIo, Handler, IntoReader, IntoWriter,
-    ReadResponse, TokioIo, WriteResponse,
+    BoxFuture, BoxReader, BoxWriter, Bytes, DynHandler, FuturesIo, Handler, IntoReader, IntoWriter,
+    ReadParts, ReadResponse, Source, TokioIo, WriteParts, WriteResponse,
 };
 pub use request::{HandlerError, Request, SessionReport};
 #[cfg(feature = "async")]

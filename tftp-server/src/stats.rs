@@ -104,6 +104,10 @@ pub struct ServerStats {
 /// Block sizes counted exactly: 512 (RFC 1350's), 1024, those that fill an Ethernet frame
 /// (1468 = 1500 − 20 IPv4 − 8 UDP − 4 TFTP) or one with a tunnel's or IPv6's overhead (1408,
 /// 1428, 1432, 1456), powers of two, and 65464 (RFC 2348's largest).
+/// How often a running transfer's bytes are counted at most
+/// ([`StatsCollector::transfer_progress`]), by every server of the framework.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
 const COMMON_BLKSIZES: [u16; 13] = [
     512, 1024, 1408, 1428, 1432, 1456, 1468, 2048, 4096, 8192, 16384, 32768, 65464,
 ];

@@ -15,11 +15,13 @@
 //! - [`session_log`]: one JSON line per finished session;
 //! - [`template_engine`]: the `{{variable}}` rendering behind [`Templates`];
 //! - [`remap`]: file name remapping in tftpd-hpa's rule language ([`Remap`]);
-//! - [`access`]: allowing and denying clients by network ([`Access`]).
+//! - [`access`]: allowing and denying clients by network ([`Access`]);
+//! - [`engine`]: these (async) handlers on tftp-blocking's epoll event loops ([`engine::OnLoops`]).
 
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod engine;
 #[cfg(feature = "http-origin")]
 mod http;
 mod log_limit;

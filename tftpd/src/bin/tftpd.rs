@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tftp_tokio::{MtuPolicy, Server, ServerConfig, ServerOptions, TimeoutPolicy};
+use tftpd::engine::OnLoops;
 use tftpd::session_log::SessionLog;
 use tftpd::{DirHandler, Fallback, NoShadow, RootOptions, Templates};
 #[cfg(feature = "http-origin")]
@@ -261,6 +262,13 @@ pub(crate) struct Args {
         value_name = "N"
     )]
     threads: usize,
+    /// What runs the transfers: `epoll` (event loops, one `epoll_wait` for every ready
+    /// transfer: the least CPU per packet), `tokio` (a task per transfer), or `auto`: epoll,
+    /// unless `--http-origin` is given (an origin's streams wait on the network, which tokio's
+    /// tasks do without holding a thread). Handlers run on tokio either way; `--threads` is
+    /// the number of event loops or of tokio's workers.
+    #[arg(help_heading = "Operation", long, value_enum, default_value_t = EngineArg::Auto, value_name = "ENGINE")]
+    engine: EngineArg,
     /// More logging (-v: debug, with a line per request; -vv: trace).
     #[arg(help_heading = "Logging and monitoring", short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -358,6 +366,14 @@ pub(crate) struct Args {
     /// for its service manager).
     #[arg(short = 'P', value_name = "PIDFILE", hide = true)]
     hpa_pidfile: Option<PathBuf>,
+}
+
+/// `--engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EngineArg {
+    Auto,
+    Epoll,
+    Tokio,
 }
 
 /// `--log-format`.
@@ -655,10 +671,7 @@ fn run(args: Args, cli: Vec<OsString>) -> Result<(), String> {
     if let Some(user) = &args.user {
         drop_privileges(user)?;
     }
-    let threads = match args.threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        n => n,
-    };
+    let threads = threads(&args);
     // One thread: a current-thread runtime, no hand-offs between workers.
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -672,6 +685,58 @@ fn run(args: Args, cli: Vec<OsString>) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     runtime.block_on(serve(args, cli, sockets))
+}
+
+/// `--threads`, with 0 as one per CPU.
+fn threads(args: &Args) -> usize {
+    match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    }
+}
+
+/// A server built by [`build`], on the engine `--engine` chose.
+enum Built<H: tftp_tokio::Handler> {
+    Tokio(Server<H>),
+    Epoll(tftp_blocking::Server<OnLoops<H>>),
+}
+
+/// A server serving: how to stop it (gracefully), and its end.
+struct Running {
+    stop: Box<dyn FnOnce() + Send>,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl<H: tftp_tokio::Handler> Built<H> {
+    fn local_addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
+        match self {
+            Built::Tokio(server) => server.local_addrs(),
+            Built::Epoll(server) => server.local_addrs(),
+        }
+    }
+
+    /// Serve: tokio's on a task, the event loops on a thread of tokio's blocking pool (and
+    /// `--threads` - 1 more of their own).
+    fn start(self) -> Running {
+        match self {
+            Built::Tokio(server) => {
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let done = tokio::spawn(server.serve_until(async {
+                    let _ = stopped.await;
+                }));
+                let stop = Box::new(move || {
+                    let _ = stop.send(());
+                });
+                Running { stop, done }
+            }
+            Built::Epoll(server) => {
+                let handle = server.shutdown_handle();
+                let done = tokio::task::spawn_blocking(move || server.serve());
+                let stop = Box::new(move || handle.shutdown());
+                Running { stop, done }
+            }
+        }
+    }
 }
 
 enum Signal {
@@ -734,19 +799,15 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
             .iter()
             .map(UdpSocket::try_clone)
             .collect::<Result<Vec<_>, _>>();
-        let server = build(&args, clones.map_err(|e| e.to_string())?)?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(server.serve_until(async {
-            let _ = stopped.await;
-        }));
+        let running = build(&args, clones.map_err(|e| e.to_string())?)?.start();
         notify_ready();
         loop {
             match next_signal().await {
                 Signal::Stop => {
                     tracing::info!("draining");
                     notify_stopping();
-                    let _ = stop.send(());
-                    let _ = running.await;
+                    (running.stop)();
+                    let _ = running.done.await;
                     for old in draining {
                         let _ = old.await;
                     }
@@ -767,8 +828,8 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
                                 );
                             }
                             args = new;
-                            let _ = stop.send(());
-                            draining.push(running);
+                            (running.stop)();
+                            draining.push(running.done);
                             break;
                         }
                         Err(e) => {
@@ -853,7 +914,7 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 }
 
 /// The server for `args` on `sockets` (with no sockets: only check that `args` are usable).
-fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio::Handler>, String> {
+fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Built<impl tftp_tokio::Handler>, String> {
     if !sockets.is_empty() {
         apply_umask(args);
     }
@@ -927,7 +988,18 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Server<impl tftp_tokio:
     for socket in sockets {
         options = options.socket(socket);
     }
-    let server = Server::bind(handler, options).map_err(|e| e.to_string())?;
+    let epoll = match args.engine {
+        EngineArg::Epoll => true,
+        EngineArg::Tokio => false,
+        EngineArg::Auto => origin_url(args).is_none(),
+    };
+    let server = if epoll {
+        let handler = OnLoops::new(handler, tokio::runtime::Handle::current());
+        let server = tftp_blocking::Server::bind(handler, options).map_err(|e| e.to_string())?;
+        Built::Epoll(server.workers(threads(args)))
+    } else {
+        Built::Tokio(Server::bind(handler, options).map_err(|e| e.to_string())?)
+    };
     if !validating {
         // One line per address and source, for the operator: what is served where.
         for addr in server.local_addrs().map_err(|e| e.to_string())? {
