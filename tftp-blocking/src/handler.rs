@@ -131,7 +131,7 @@ impl ReadResponse {
     /// if known, answers a `tsize` request. A file on a slow or network file system blocks the
     /// loop while it is read: give those to [`ReadResponse::new`] instead. The file is read
     /// from its current position; its descriptor is shared with every other transfer of the
-    /// same file, and small blocks are read ahead while memory allows (see
+    /// same file, and small blocks are read in chunks shared by its readers (see
     /// [`FileSource`](tftp_server::file::FileSource)).
     pub fn file(file: File, size: Option<u64>) -> Self {
         Self::from_file_source(tftp_server::file::FileSource::new(file), size)

@@ -197,10 +197,10 @@ impl ReadResponse {
     ///
     /// A read from the page cache takes about a microsecond: cheaper than a hop to a blocking
     /// pool per block. The file's descriptor is shared with every other transfer of the same
-    /// file, and small blocks are read ahead while memory allows (see [`FileSource`]). Boot
-    /// images are read again and again, so they are in the page cache; a file on slow or
-    /// network storage holds a runtime thread for as long as a read takes (serve those with
-    /// [`ReadResponse::new`] and a reader on a blocking pool).
+    /// file, and small blocks are read in 16 KiB chunks shared by its readers (see
+    /// [`FileSource`]). Boot images are read again and again, so they are in the page cache;
+    /// a file on slow or network storage holds a runtime thread for as long as a read takes
+    /// (serve those with [`ReadResponse::new`] and a reader on a blocking pool).
     pub fn from_file(file: std::fs::File, size: Option<u64>) -> Self {
         ReadResponse(ReadParts::new(Source::File(FileSource::new(file)), size))
     }
