@@ -49,14 +49,20 @@ struct OpenFiles {
 }
 
 impl OpenFiles {
-    /// The shared file for `key`, or `file` made the shared one.
-    fn share(&mut self, key: (u64, u64), file: File) -> Arc<SharedFile> {
-        if let Some(shared) = self.files.get(&key).and_then(Weak::upgrade) {
+    /// The shared file for `key` if it was opened as the file is now (`stamp`), or `file`
+    /// made the shared one.
+    fn share(&mut self, key: (u64, u64), stamp: Stamp, file: File) -> Arc<SharedFile> {
+        let shared = self.files.get(&key).and_then(Weak::upgrade);
+        if let Some(shared) = shared.filter(|s| s.stamp == stamp) {
             // `file` is closed here: the transfer reads through the shared description.
             return shared;
         }
+        // New, or changed in place since (`cp` over a boot file keeps its inode): the readers
+        // of before keep theirs, chunks and all; from now on transfers share this one, so a
+        // transfer never mixes chunks of before with blocks of after.
         let file = Arc::new(SharedFile {
             file,
+            stamp,
             chunks: Mutex::default(),
         });
         self.files.insert(key, Arc::downgrade(&file));
@@ -71,7 +77,21 @@ impl OpenFiles {
 /// A regular file open once for all its readers, and its chunks that some reader holds.
 struct SharedFile {
     file: File,
+    /// The file as it was when opened.
+    stamp: Stamp,
     chunks: Mutex<Chunks>,
+}
+
+/// Size, modification and change times (to the nanosecond): a file written in place since it
+/// was shared has another.
+type Stamp = (u64, i64, i64, i64, i64);
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    let (m, c) = (
+        (meta.mtime(), meta.mtime_nsec()),
+        (meta.ctime(), meta.ctime_nsec()),
+    );
+    (meta.size(), m.0, m.1, c.0, c.1)
 }
 
 /// Published chunks by index (offset / [`READ_AHEAD`]); dead ones swept as in [`OpenFiles`].
@@ -177,10 +197,10 @@ impl FileSource {
             return FileSource(Inner::Plain(file));
         };
         let key = (meta.dev(), meta.ino());
-        let file = OPEN
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .share(key, file);
+        let file =
+            OPEN.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .share(key, stamp(&meta), file);
         FileSource(Inner::Shared {
             file,
             offset,
@@ -336,6 +356,25 @@ mod tests {
         assert!(
             chunk(&a).is_none() && chunk(&b).is_none(),
             "given back at the end"
+        );
+    }
+
+    #[test]
+    fn a_file_written_in_place_is_not_mixed_with_the_chunks_of_before() {
+        let _turn = turn();
+        let (mut f, data) = file_of(3 * READ_AHEAD);
+        let mut before = FileSource::new(File::open(f.path()).unwrap());
+        let mut first = [0u8; 512];
+        before.read_exact(&mut first).unwrap();
+        // Rewritten in place, same size: `before` holds chunk 0 of the old bytes.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let new: Vec<u8> = data.iter().map(|b| b ^ 0xff).collect();
+        f.as_file_mut().write_all_at(&new, 0).unwrap();
+        let mut after = FileSource::new(File::open(f.path()).unwrap());
+        assert_eq!(
+            read_all(&mut after, 512),
+            new,
+            "a transfer that starts now sees the new file"
         );
     }
 
