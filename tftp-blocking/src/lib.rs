@@ -51,8 +51,10 @@
 //! The session (see [`tftp_proto`]: its window ring, `windowsize × (4 + blksize)` bytes once
 //! data flows, plus about 2.5 KiB), the loop's bookkeeping (the request, the socket: about
 //! 0.5 KiB), and for a handler's reader at most two read-ahead chunks (16 KiB at blksize
-//! 1468; a small source costs its size), for a writer one chunk (16 KiB). Files and bytes
-//! need no buffer. Receive buffers are one per loop, not per transfer. Measured with
+//! 1468; a small source costs its size), for a writer one chunk (16 KiB). Bytes need no
+//! buffer; a file's small blocks come from 16 KiB chunks its readers share (a transfer holds
+//! at most one, 4 MiB for all: see [`FileSource`](tftp_server::file::FileSource)). Receive
+//! buffers are one per loop, not per transfer. Measured with
 //! `examples/serve_dir.rs` and 1,000 concurrent lock-step downloads of 1 MiB at blksize 1468
 //! (`tftp-loadgen`): peak RSS 7.6 MiB (2.5 MiB idle), about 5 KiB per transfer; the same
 //! files given as readers ([`ReadResponse::new`], read ahead on the pool): 22.6 MiB, about
