@@ -18,7 +18,7 @@ use tftp_proto::timers::Timers;
 use tftp_proto::{ErrorCode, Event, Output, ServerSession, Transmit};
 use tftp_server::budget::{Reservation, WindowBudget};
 use tftp_server::server::{bind_transfer, bind_transfer_on};
-use tftp_server::stats::PROGRESS_EVERY;
+use tftp_server::stats::Progress;
 use tftp_server::{Decision, HandlerError, Permit, Request, ServerCore};
 
 use crate::data::Data;
@@ -123,9 +123,8 @@ struct Running<'s> {
     source_deadline: Option<(u64, Instant)>,
     /// Waiting for source bytes from the pool.
     starved: bool,
-    /// When the transfer's bytes were last counted while it ran, and how many were counted
-    /// ([`tftp_server::StatsCollector::transfer_progress`]; the final report counts the rest).
-    progressed: (Instant, u64),
+    /// The transfer's bytes counted while it runs (the final report counts the rest).
+    progress: Progress,
 }
 
 /// One event loop thread's state.
@@ -535,7 +534,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             reservation: None,
             source_deadline: None,
             starved: false,
-            progressed: (Instant::now(), 0),
+            progress: Progress::new(Instant::now()),
         }));
         self.drain(key);
         // Replaced while the handler decided: its first answer went out (as the async server
@@ -727,23 +726,15 @@ fn drive<'s, H>(
                 }
             }
             Output::Event(Event::Finished(stats)) => {
-                let counted = running.progressed.1;
+                let counted = running.progress.counted();
                 shared.core.session_finished_after(request, stats, counted);
             }
             Output::Event(_) => {}
             Output::Wait(deadline) => {
                 running.starved = false;
-                // Only while the transfer runs: once its outcome is known, its final report
-                // counts the rest.
-                let bytes = session.stats().bytes;
-                let (at, counted) = running.progressed;
-                if session.outcome().is_none()
-                    && bytes != counted
-                    && now.saturating_duration_since(at) >= PROGRESS_EVERY
-                {
-                    let stats = shared.core.stats();
-                    stats.transfer_progress(request.kind, bytes.saturating_sub(counted));
-                    running.progressed = (now, bytes);
+                let (bytes, runs) = (session.stats().bytes, session.outcome().is_none());
+                if let Some(new) = running.progress.due(now, bytes, runs) {
+                    shared.core.stats().transfer_progress(request.kind, new);
                 }
                 return Step::Wait(deadline);
             }

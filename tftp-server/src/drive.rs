@@ -15,6 +15,7 @@ use tftp_proto::{ErrorCode, Event, Output, Session, SessionStats};
 use crate::budget::WindowBudget;
 use crate::request::HandlerError;
 use crate::runtime::{Data, Io, Runtime};
+use crate::stats::Progress;
 
 /// What ended a wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +56,9 @@ pub struct Drive<'a> {
     /// The memory that windows of all sessions may take together; a session whose window does
     /// not fit when data starts to flow is aborted with "Server busy".
     pub budget: Option<&'a WindowBudget>,
-    /// Called with the session's byte count ([`SessionStats::bytes`]) at most once a second
-    /// while it changes, so that a long transfer shows in the counters before it ends.
+    /// Called with the session's byte count ([`SessionStats::bytes`]) when a count is due
+    /// ([`Progress::due`]: at most once a second while it changes and the transfer runs), so
+    /// that a long transfer shows in the counters before it ends.
     pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
 }
 
@@ -72,9 +74,6 @@ impl std::fmt::Debug for Drive<'_> {
     }
 }
 
-/// How often [`Drive::progress`] is called at most.
-use crate::stats::PROGRESS_EVERY;
-
 /// Drive `session` until it closes, or (with [`Drive::until_finished`]) until its outcome is
 /// known. Returns the final statistics (from [`Event::Finished`]).
 pub(crate) async fn drive<P, R: Runtime, D: Data>(
@@ -88,8 +87,7 @@ pub(crate) async fn drive<P, R: Runtime, D: Data>(
     let mut reservation = None;
     // The block the source is working on, and when it must have delivered it.
     let mut source_deadline: Option<(u64, Instant)> = None;
-    // When progress was last reported, and the byte count then.
-    let mut progressed = (io.now(), 0u64);
+    let mut progress = Progress::new(io.now());
     loop {
         let deadline = loop {
             let deadline = session.poll_timeout();
@@ -171,15 +169,9 @@ pub(crate) async fn drive<P, R: Runtime, D: Data>(
         };
         let wake = io.wait(deadline, &mut buf).await;
         on_wake(session, io.now(), wake, &buf);
-        // Only while the transfer runs: once its outcome is known, its final report counts
-        // the rest (a dallying session must not be counted again).
-        if let (Some(report), None) = (how.progress, session.outcome()) {
-            let bytes = session.stats().bytes;
-            let now = io.now();
-            if bytes != progressed.1
-                && now.saturating_duration_since(progressed.0) >= PROGRESS_EVERY
-            {
-                progressed = (now, bytes);
+        if let Some(report) = how.progress {
+            let (bytes, runs) = (session.stats().bytes, session.outcome().is_none());
+            if progress.due(io.now(), bytes, runs).is_some() {
                 report(bytes);
             }
         }

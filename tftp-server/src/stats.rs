@@ -101,13 +101,54 @@ pub struct ServerStats {
     pub requests_rejected: BTreeMap<&'static str, u64>,
 }
 
-/// Block sizes counted exactly: 512 (RFC 1350's), 1024, those that fill an Ethernet frame
-/// (1468 = 1500 − 20 IPv4 − 8 UDP − 4 TFTP) or one with a tunnel's or IPv6's overhead (1408,
-/// 1428, 1432, 1456), powers of two, and 65464 (RFC 2348's largest).
 /// How often a running transfer's bytes are counted at most
 /// ([`StatsCollector::transfer_progress`]), by every server of the framework.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+/// When a running transfer's bytes were last counted, and how many: each server's session
+/// loop asks [`Progress::due`] after every wake-up, counts what it returns
+/// ([`StatsCollector::transfer_progress`]), and reports the transfer's end with
+/// [`Progress::counted`] ([`StatsCollector::session_finished_after`] counts the rest).
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    at: Instant,
+    counted: u64,
+}
+
+impl Progress {
+    /// Nothing counted yet, as of `now` (the transfer's start).
+    pub fn new(now: Instant) -> Self {
+        Progress {
+            at: now,
+            counted: 0,
+        }
+    }
+
+    /// The transfer has moved `bytes` in all by `now`: the bytes to count now, if a count is
+    /// due — at most every [`PROGRESS_EVERY`], only when some moved, and only while it
+    /// `runs` (once its outcome is known its final report counts the rest, and a dallying
+    /// session must not be counted again).
+    pub fn due(&mut self, now: Instant, bytes: u64, runs: bool) -> Option<u64> {
+        let due = runs
+            && bytes != self.counted
+            && now.saturating_duration_since(self.at) >= PROGRESS_EVERY;
+        if !due {
+            return None;
+        }
+        let new = bytes.saturating_sub(self.counted);
+        (self.at, self.counted) = (now, bytes);
+        Some(new)
+    }
+
+    /// The bytes counted so far.
+    pub fn counted(&self) -> u64 {
+        self.counted
+    }
+}
+
+/// Block sizes counted exactly: 512 (RFC 1350's), 1024, those that fill an Ethernet frame
+/// (1468 = 1500 − 20 IPv4 − 8 UDP − 4 TFTP) or one with a tunnel's or IPv6's overhead (1408,
+/// 1428, 1432, 1456), powers of two, and 65464 (RFC 2348's largest).
 const COMMON_BLKSIZES: [u16; 13] = [
     512, 1024, 1408, 1428, 1432, 1456, 1468, 2048, 4096, 8192, 16384, 32768, 65464,
 ];
