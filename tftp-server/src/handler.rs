@@ -300,7 +300,7 @@ impl AsRef<[u8]> for Bytes {
 /// The upload succeeded when the sink flushed and closed without error and the completion
 /// (if any) returned `Ok`; only then does the client get its final ACK. A failed or abandoned
 /// upload just drops the response: clean up in `Drop`.
-pub struct WriteResponse(Answer<Data<'static>>);
+pub struct WriteResponse(WriteParts);
 
 impl fmt::Debug for WriteResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -312,7 +312,11 @@ impl WriteResponse {
     /// Write the upload into `writer` (a futures-io or, with the `tokio` feature, a tokio
     /// `AsyncWrite`); it is flushed and closed after the last block.
     pub fn new<M>(writer: impl IntoWriter<'static, M>) -> Self {
-        WriteResponse(Answer::new(Data::Sink(writer.into_writer(), true), None))
+        WriteResponse(WriteParts {
+            sink: writer.into_writer(),
+            complete: None,
+            limits: None,
+        })
     }
 
     /// Run `f` after the last byte is written and flushed, before the final ACK (e.g. move
@@ -335,26 +339,18 @@ impl WriteResponse {
     /// This response taken apart (see [`ReadResponse::into_parts`]): the sink is to be
     /// written, flushed and closed, then the completion run, before the final ACK.
     pub fn into_parts(self) -> WriteParts {
-        let Answer {
-            data,
-            limits,
-            complete,
-            ..
-        } = self.0;
-        let sink = match data {
-            Data::Sink(sink, _) => sink,
-            // Only `new` makes one, with a sink.
-            Data::Source(_) => Box::pin(futures_lite::io::sink()),
-        };
-        WriteParts {
-            sink,
-            complete,
-            limits,
-        }
+        self.0
     }
 
     pub(crate) fn into_answer(self) -> Answer<Data<'static>> {
-        self.0
+        let WriteParts {
+            sink,
+            complete,
+            limits,
+        } = self.0;
+        let mut answer = Answer::new(Data::Sink(sink, true), None);
+        (answer.limits, answer.complete) = (limits, complete);
+        answer
     }
 }
 
