@@ -42,18 +42,41 @@ static BUDGET: WindowBudget = WindowBudget::new(READ_AHEAD_BUDGET);
 /// ones are swept when the map has doubled since the last sweep.
 static OPEN: LazyLock<Mutex<OpenFiles>> = LazyLock::new(Default::default);
 
-#[derive(Default)]
-struct OpenFiles {
-    files: HashMap<(u64, u64), Weak<SharedFile>>,
+type OpenFiles = WeakMap<(u64, u64), SharedFile>;
+
+/// Values by key while something else holds them: entries die with their last holder, and
+/// dead ones are swept when the map has doubled since the last sweep.
+struct WeakMap<K, V> {
+    live: HashMap<K, Weak<V>>,
     swept_at: usize,
+}
+
+impl<K, V> Default for WeakMap<K, V> {
+    fn default() -> Self {
+        let (live, swept_at) = (HashMap::new(), 0);
+        WeakMap { live, swept_at }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> WeakMap<K, V> {
+    fn get(&self, key: &K) -> Option<Arc<V>> {
+        self.live.get(key).and_then(Weak::upgrade)
+    }
+
+    fn insert(&mut self, key: K, value: &Arc<V>) {
+        self.live.insert(key, Arc::downgrade(value));
+        if self.live.len() >= 2 * self.swept_at.max(32) {
+            self.live.retain(|_, v| v.strong_count() > 0);
+            self.swept_at = self.live.len();
+        }
+    }
 }
 
 impl OpenFiles {
     /// The shared file for `key` if it was opened as the file is now (`stamp`), or `file`
     /// made the shared one.
     fn share(&mut self, key: (u64, u64), stamp: Stamp, file: File) -> Arc<SharedFile> {
-        let shared = self.files.get(&key).and_then(Weak::upgrade);
-        if let Some(shared) = shared.filter(|s| s.stamp == stamp) {
+        if let Some(shared) = self.get(&key).filter(|s| s.stamp == stamp) {
             // `file` is closed here: the transfer reads through the shared description.
             return shared;
         }
@@ -65,11 +88,7 @@ impl OpenFiles {
             stamp,
             chunks: Mutex::default(),
         });
-        self.files.insert(key, Arc::downgrade(&file));
-        if self.files.len() >= 2 * self.swept_at.max(32) {
-            self.files.retain(|_, f| f.strong_count() > 0);
-            self.swept_at = self.files.len();
-        }
+        self.insert(key, &file);
         file
     }
 }
@@ -87,19 +106,15 @@ struct SharedFile {
 type Stamp = (u64, i64, i64, i64, i64);
 
 fn stamp(meta: &std::fs::Metadata) -> Stamp {
-    let (m, c) = (
+    let (mtime, ctime) = (
         (meta.mtime(), meta.mtime_nsec()),
         (meta.ctime(), meta.ctime_nsec()),
     );
-    (meta.size(), m.0, m.1, c.0, c.1)
+    (meta.size(), mtime.0, mtime.1, ctime.0, ctime.1)
 }
 
-/// Published chunks by index (offset / [`READ_AHEAD`]); dead ones swept as in [`OpenFiles`].
-#[derive(Default)]
-struct Chunks {
-    live: HashMap<u64, Weak<Chunk>>,
-    swept_at: usize,
-}
+/// Published chunks by index (offset / [`READ_AHEAD`]).
+type Chunks = WeakMap<u64, Chunk>;
 
 /// `READ_AHEAD` bytes of a file from offset `index × READ_AHEAD` (fewer at the end of the file
 /// as it was when read), and their share of the budget.
@@ -114,7 +129,7 @@ impl SharedFile {
     /// room for another chunk.
     fn chunk(&self, index: u64) -> io::Result<Option<Arc<Chunk>>> {
         let lock = || self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(chunk) = lock().live.get(&index).and_then(Weak::upgrade) {
+        if let Some(chunk) = lock().get(&index) {
             return Ok(Some(chunk));
         }
         let Some(reservation) = BUDGET.reserve(READ_AHEAD) else {
@@ -130,12 +145,7 @@ impl SharedFile {
             bytes: bytes.into_boxed_slice(),
             _reservation: reservation,
         });
-        let mut chunks = lock();
-        chunks.live.insert(index, Arc::downgrade(&chunk));
-        if chunks.live.len() >= 2 * chunks.swept_at.max(32) {
-            chunks.live.retain(|_, c| c.strong_count() > 0);
-            chunks.swept_at = chunks.live.len();
-        }
+        lock().insert(index, &chunk);
         Ok(Some(chunk))
     }
 }
