@@ -72,6 +72,19 @@ impl Stop {
 /// How many full batches of readiness events in a row may hold the timers back.
 const MAX_BACKLOG_ROUNDS: u32 = 16;
 
+/// Lone mode (see [`Loop::lone`]): how long one blocking receive on the lone transfer's socket
+/// may wait for the peer (its `SO_RCVTIMEO`), which is how late the loop's other sources (the
+/// listener, the inbox, the timers) can be seen when the peer falls silent.
+const LONE_WAIT: Duration = Duration::from_millis(2);
+/// Lone mode: how long receives on the lone socket may go on before one turn through the
+/// poller (requests on the listener, messages from other loops and the pool).
+const LONE_TURN: Duration = Duration::from_millis(1);
+/// Lone mode: after a receive that timed out (a peer slower than [`LONE_WAIT`], a loss), turns
+/// through the poller before lone receives are tried again; doubled per miss in a row up to
+/// [`LONE_MAX_BACKOFF`], so a slow peer costs a wasted receive every thousand packets at most.
+const LONE_BACKOFF: u32 = 16;
+const LONE_MAX_BACKOFF: u32 = 1024;
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -113,6 +126,9 @@ struct Entry<'s> {
     gone: bool,
     /// The earliest deadline queued in [`Loop::timers`] for it, if any.
     scheduled: Option<Instant>,
+    /// Its own socket was switched to blocking receives with [`LONE_WAIT`] as their timeout
+    /// (every other call on it passes `MSG_DONTWAIT`).
+    blocking: bool,
 }
 
 struct Running<'s> {
@@ -125,6 +141,9 @@ struct Running<'s> {
     starved: bool,
     /// The transfer's bytes counted while it runs (the final report counts the rest).
     progress: Progress,
+    /// The last drain left it waiting only for its peer or its deadline (no source or sink
+    /// work pending on the pool).
+    awaiting_peer: bool,
 }
 
 /// One event loop thread's state.
@@ -145,6 +164,10 @@ pub(crate) struct Loop<'s, H> {
     accepting: bool,
     killed: bool,
     next_stats: Option<Instant>,
+    /// Lone mode: turns through the poller left before lone receives are tried again, and
+    /// the backoff the next miss sets.
+    lone_skip: u32,
+    lone_backoff: u32,
 }
 
 /// What draining a session left it waiting for.
@@ -191,6 +214,8 @@ impl<'s, H: Handler> Loop<'s, H> {
             accepting: true,
             killed: false,
             next_stats,
+            lone_skip: 0,
+            lone_backoff: LONE_BACKOFF,
         })
     }
 
@@ -210,11 +235,25 @@ impl<'s, H: Handler> Loop<'s, H> {
         let mut due = Vec::new();
         // Rounds in a row that left readiness events for the next wait (see below).
         let mut backlog = 0u32;
+        // Lone mode: until when receives on the lone socket may skip the poller.
+        let mut turn_ends: Option<Instant> = None;
         loop {
             let now = Instant::now();
             let mut wake = self.timers.next_deadline();
             wake = earliest(wake, self.next_stats);
-            if let Some(stopped) = self.shared.stop.stopped_at() {
+            let stopping = self.shared.stop.stopped_at();
+            if stopping.is_none() && wake.is_none_or(|at| at > now) {
+                if let Some(key) = self.lone() {
+                    let ends = *turn_ends.get_or_insert(now + LONE_TURN);
+                    if now < ends && self.lone_receive(key) {
+                        continue;
+                    }
+                }
+            }
+            turn_ends = None;
+            self.lone_skip = self.lone_skip.saturating_sub(1);
+            let now = Instant::now();
+            if let Some(stopped) = stopping {
                 if self.accepting {
                     self.accepting = false;
                     tracing::info!(
@@ -268,6 +307,66 @@ impl<'s, H: Handler> Loop<'s, H> {
             if let Some(at) = self.next_stats.filter(|at| now >= *at) {
                 self.shared.core.report_interval(now);
                 self.next_stats = at.checked_add(self.shared.core.config.stats_interval);
+            }
+        }
+    }
+
+    /// The loop's one transfer, if it has exactly one, on its own socket, waiting for its
+    /// peer: lone mode. A lock-step transfer (windowsize 1: what PXE ROMs do) then costs two
+    /// system calls a packet, a blocking `recvfrom` of the ACK and a `sendto` of the next
+    /// DATA, instead of three with an `epoll_wait` between: the least a server can spend.
+    /// The other sources (a listener, other loops' messages, the timers) are looked at every
+    /// [`LONE_TURN`], and after [`LONE_WAIT`] of silence from the peer.
+    fn lone(&self) -> Option<u64> {
+        if self.sessions.len() != 1 || self.lone_skip > 0 {
+            return None;
+        }
+        let (&key, entry) = self.sessions.iter().next()?;
+        let waiting = entry.running.as_ref().is_some_and(|r| r.awaiting_peer);
+        let own = matches!(entry.transport, Transport::Own(_));
+        (waiting && own && !entry.gone).then_some(key)
+    }
+
+    /// One blocking receive on lone session `key`'s socket (at most [`LONE_WAIT`]), and the
+    /// datagram's handling. False if none came: the poller's turn.
+    fn lone_receive(&mut self, key: u64) -> bool {
+        let Some(entry) = self.sessions.get_mut(&key) else {
+            return false;
+        };
+        let (Transport::Own(socket), Some(running)) = (&entry.transport, &mut entry.running) else {
+            return false;
+        };
+        if !entry.blocking {
+            // The timeout first: a blocking socket without one could hold the loop forever.
+            let switched = socket.set_read_timeout(Some(LONE_WAIT));
+            if let Err(e) = switched.and_then(|()| socket.set_nonblocking(false)) {
+                tracing::debug!(error = %e, "no blocking receives on a transfer socket");
+                self.lone_skip = u32::MAX;
+                return false;
+            }
+            entry.blocking = true;
+        }
+        let len = running.session.max_datagram_len().min(self.buf.len());
+        match recv(
+            socket,
+            &mut self.buf[..len],
+            rustix::net::RecvFlags::empty(),
+        ) {
+            Ok((n, from)) => {
+                self.lone_backoff = LONE_BACKOFF;
+                let now = Instant::now();
+                running.session.handle_datagram(now, from, &self.buf[..n]);
+                self.drain(key);
+                true
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    tracing::debug!(error = %e, "recv failed");
+                }
+                // The peer is slow or a datagram was lost: back to the poller for a while.
+                self.lone_skip = self.lone_backoff;
+                self.lone_backoff = (self.lone_backoff * 2).min(LONE_MAX_BACKOFF);
+                false
             }
         }
     }
@@ -360,7 +459,11 @@ impl<'s, H: Handler> Loop<'s, H> {
             return;
         };
         let len = running.session.max_datagram_len().min(self.buf.len());
-        match socket.recv_from(&mut self.buf[..len]) {
+        match recv(
+            socket,
+            &mut self.buf[..len],
+            rustix::net::RecvFlags::DONTWAIT,
+        ) {
             Ok((n, from)) => {
                 let now = Instant::now();
                 running.session.handle_datagram(now, from, &self.buf[..n]);
@@ -407,7 +510,8 @@ impl<'s, H: Handler> Loop<'s, H> {
                 bound = bind_transfer(listener.local.ip(), range);
             }
         }
-        let socket = match bound.and_then(|s| s.set_nonblocking(true).map(|()| s)) {
+        // Non-blocking already (bind_transfer_on).
+        let socket = match bound {
             Ok(socket) => socket,
             Err(e) => {
                 if let Some(reply) = shared.core.no_transfer_socket(&request, &e) {
@@ -464,6 +568,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             running: None,
             gone: false,
             scheduled: None,
+            blocking: false,
         };
         if !self.killed {
             self.jobs(key).ask(&self.shared.handler, &entry.request);
@@ -535,6 +640,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             source_deadline: None,
             starved: false,
             progress: Progress::new(Instant::now()),
+            awaiting_peer: false,
         }));
         self.drain(key);
         // Replaced while the handler decided: its first answer went out (as the async server
@@ -675,6 +781,7 @@ fn drive<'s, H>(
     jobs: &Jobs<'_>,
 ) -> Step {
     let session = &mut running.session;
+    running.awaiting_peer = false;
     loop {
         let now = Instant::now();
         if running.reservation.is_none() {
@@ -732,6 +839,7 @@ fn drive<'s, H>(
             Output::Event(_) => {}
             Output::Wait(deadline) => {
                 running.starved = false;
+                running.awaiting_peer = true;
                 let (bytes, runs) = (session.stats().bytes, session.outcome().is_none());
                 if let Some(new) = running.progress.due(now, bytes, runs) {
                     shared.core.stats().transfer_progress(request.kind, new);
@@ -771,7 +879,13 @@ fn send(socket: &UdpSocket, t: &Transmit<'_>, from: Option<IpAddr>) {
 fn send_one(socket: &UdpSocket, datagram: &[u8], to: SocketAddr, from: Option<IpAddr>) {
     let once = || match from {
         Some(_) => tftp_server::udp::send_from_to(socket, datagram, to, from),
-        None => socket.send_to(datagram, to),
+        // Never blocking, on a lone transfer's blocking socket either.
+        None => Ok(rustix::net::sendto(
+            socket,
+            datagram,
+            rustix::net::SendFlags::DONTWAIT,
+            &to,
+        )?),
     };
     match once() {
         Ok(_) => {}
@@ -793,6 +907,19 @@ fn writable(socket: &UdpSocket) -> bool {
         tv_nsec: 10_000_000,
     };
     rustix::event::poll(&mut fds, Some(&timeout)).is_ok_and(|n| n > 0)
+}
+
+/// Receive one datagram with `flags` (`DONTWAIT` but on a lone socket): its length and sender.
+fn recv(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    flags: rustix::net::RecvFlags,
+) -> io::Result<(usize, SocketAddr)> {
+    // The bytes written (a longer datagram is cut to `buf`, as `recv_from` cuts it).
+    let (n, _, from) = rustix::net::recvfrom(socket, buf, flags)?;
+    let from = from.and_then(|a| SocketAddr::try_from(a).ok());
+    let from = from.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no IP sender"))?;
+    Ok((n, from))
 }
 
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {

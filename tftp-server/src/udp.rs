@@ -88,6 +88,10 @@ pub fn prepare_listener(socket: &impl AsFd) -> io::Result<()> {
 #[repr(C, align(8))]
 struct Control([u8; 128]);
 
+/// `MSG_DONTWAIT`: the sends here never block, on a blocking socket either (tftp-blocking
+/// switches a lone transfer's socket to blocking receives and keeps sending on it).
+const DONTWAIT: i32 = MsgFlags::MSG_DONTWAIT.bits();
+
 /// `EINTR` retries before giving up with [`io::ErrorKind::Interrupted`]: a signal storm
 /// must not spin a task forever.
 const EINTR_RETRIES: usize = 8;
@@ -179,7 +183,7 @@ pub fn send_from_to(
         .with_control(control);
     let mut tries = 0;
     loop {
-        match sock.sendmsg(&msg, 0) {
+        match sock.sendmsg(&msg, DONTWAIT) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted && tries < EINTR_RETRIES => tries += 1,
             other => return other,
         }
@@ -488,7 +492,7 @@ fn send_gso_linux(
         .with_addr(&addr)
         .with_buffers(&iov)
         .with_control(&control[..len]);
-    match socket2::SockRef::from(&socket).sendmsg(&msg, 0) {
+    match socket2::SockRef::from(&socket).sendmsg(&msg, DONTWAIT) {
         Ok(n) => Ok(n),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
         Err(e) if from.is_some() => Err(e),
