@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -51,6 +51,8 @@ pub(crate) struct Shared<H> {
 #[derive(Debug, Default)]
 pub(crate) struct Stop {
     pub(crate) at: Mutex<Option<Instant>>,
+    /// Set with `at`: what the loops look at every turn, without the lock.
+    given: AtomicBool,
     pub(crate) wakers: Mutex<Vec<Arc<crate::reactor::Waker>>>,
 }
 
@@ -59,12 +61,16 @@ impl Stop {
         let mut at = lock(&self.at);
         if at.is_none() {
             *at = Some(Instant::now());
+            self.given.store(true, Ordering::Release);
             drop(at);
             lock(&self.wakers).iter().for_each(|w| w.wake());
         }
     }
 
     fn stopped_at(&self) -> Option<Instant> {
+        if !self.given.load(Ordering::Acquire) {
+            return None;
+        }
         *lock(&self.at)
     }
 }
@@ -235,18 +241,23 @@ impl<'s, H: Handler> Loop<'s, H> {
         let mut due = Vec::new();
         // Rounds in a row that left readiness events for the next wait (see below).
         let mut backlog = 0u32;
-        // Lone mode: until when receives on the lone socket may skip the poller.
+        // Lone mode: until when receives on the lone socket may skip the poller, and the
+        // time of the last lone receive (a clock read a packet, not one per use).
         let mut turn_ends: Option<Instant> = None;
+        let mut received_at: Option<Instant> = None;
         loop {
-            let now = Instant::now();
+            let now = received_at.take().unwrap_or_else(Instant::now);
             let mut wake = self.timers.next_deadline();
             wake = earliest(wake, self.next_stats);
             let stopping = self.shared.stop.stopped_at();
             if stopping.is_none() && wake.is_none_or(|at| at > now) {
                 if let Some(key) = self.lone() {
                     let ends = *turn_ends.get_or_insert(now + LONE_TURN);
-                    if now < ends && self.lone_receive(key) {
-                        continue;
+                    if now < ends {
+                        received_at = self.lone_receive(key);
+                        if received_at.is_some() {
+                            continue;
+                        }
                     }
                 }
             }
@@ -328,13 +339,11 @@ impl<'s, H: Handler> Loop<'s, H> {
     }
 
     /// One blocking receive on lone session `key`'s socket (at most [`LONE_WAIT`]), and the
-    /// datagram's handling. False if none came: the poller's turn.
-    fn lone_receive(&mut self, key: u64) -> bool {
-        let Some(entry) = self.sessions.get_mut(&key) else {
-            return false;
-        };
+    /// datagram's handling: when it came. None if none came: the poller's turn.
+    fn lone_receive(&mut self, key: u64) -> Option<Instant> {
+        let entry = self.sessions.get_mut(&key)?;
         let (Transport::Own(socket), Some(running)) = (&entry.transport, &mut entry.running) else {
-            return false;
+            return None;
         };
         if !entry.blocking {
             // The timeout first: a blocking socket without one could hold the loop forever.
@@ -342,7 +351,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             if let Err(e) = switched.and_then(|()| socket.set_nonblocking(false)) {
                 tracing::debug!(error = %e, "no blocking receives on a transfer socket");
                 self.lone_skip = u32::MAX;
-                return false;
+                return None;
             }
             entry.blocking = true;
         }
@@ -356,8 +365,8 @@ impl<'s, H: Handler> Loop<'s, H> {
                 self.lone_backoff = LONE_BACKOFF;
                 let now = Instant::now();
                 running.session.handle_datagram(now, from, &self.buf[..n]);
-                self.drain(key);
-                true
+                self.drain(key, now);
+                Some(now)
             }
             Err(e) => {
                 if e.kind() != io::ErrorKind::WouldBlock {
@@ -366,7 +375,7 @@ impl<'s, H: Handler> Loop<'s, H> {
                 // The peer is slow or a datagram was lost: back to the poller for a while.
                 self.lone_skip = self.lone_backoff;
                 self.lone_backoff = (self.lone_backoff * 2).min(LONE_MAX_BACKOFF);
-                false
+                None
             }
         }
     }
@@ -448,7 +457,7 @@ impl<'s, H: Handler> Loop<'s, H> {
         // Cut to the session's buffer, as the socket would: an oversized DATA is seen as such.
         let len = n.min(running.session.max_datagram_len());
         running.session.handle_datagram(now, peer, &self.buf[..len]);
-        self.drain(key);
+        self.drain(key, now);
     }
 
     fn on_readable(&mut self, key: u64) {
@@ -467,7 +476,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             Ok((n, from)) => {
                 let now = Instant::now();
                 running.session.handle_datagram(now, from, &self.buf[..n]);
-                self.drain(key);
+                self.drain(key, now);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             // ICMP errors surface here; they are not the peer's words.
@@ -552,8 +561,9 @@ impl<'s, H: Handler> Loop<'s, H> {
         };
         entry.gone = true;
         if let Some(running) = &mut entry.running {
-            running.session.abandon(Instant::now());
-            self.drain(key);
+            let now = Instant::now();
+            running.session.abandon(now);
+            self.drain(key, now);
         }
     }
 
@@ -601,7 +611,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             (Done::Answer(answer), None) => self.answered(key, answer),
             (done, Some(running)) => {
                 running.data.done(done, pool);
-                self.drain(key);
+                self.drain(key, Instant::now());
             }
             (done, None) => drop_on(pool, done),
         }
@@ -642,7 +652,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             progress: Progress::new(Instant::now()),
             awaiting_peer: false,
         }));
-        self.drain(key);
+        self.drain(key, Instant::now());
         // Replaced while the handler decided: its first answer went out (as the async server
         // does: the client sees every request answered), and it ends now.
         if gone {
@@ -668,11 +678,12 @@ impl<'s, H: Handler> Loop<'s, H> {
         } else {
             running.session.handle_timeout(now);
         }
-        self.drain(key);
+        self.drain(key, now);
     }
 
-    /// Drain session `key`'s outputs until it waits or closes.
-    fn drain(&mut self, key: u64) {
+    /// Drain session `key`'s outputs until it waits or closes; `now` is when its input came
+    /// (what it sends is timestamped with it: one clock read a packet).
+    fn drain(&mut self, key: u64, now: Instant) {
         let shared = self.shared;
         let jobs = Jobs {
             pool: &shared.pool,
@@ -686,7 +697,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             return;
         };
         let (socket, from) = socket_of(&entry.transport, &self.listeners);
-        match drive(shared, running, &entry.request, socket, from, &jobs) {
+        match drive(shared, running, &entry.request, socket, from, &jobs, now) {
             // A later deadline keeps the queued earlier one, which wakes the session early
             // (a no-op) and then queues the real one: one entry per session in the heap, not
             // one per packet.
@@ -746,7 +757,7 @@ impl<'s, H: Handler> Loop<'s, H> {
                 Some(running) => {
                     let message = "Server shutting down";
                     running.session.abort(now, ErrorCode::NOT_DEFINED, message);
-                    self.drain(key);
+                    self.drain(key, now);
                 }
                 // A handler still deciding is answered for.
                 None => self.answered(key, Err(shutting_down())),
@@ -771,7 +782,10 @@ fn socket_of<'a>(
 }
 
 /// Drain a running session's outputs until it waits (for a datagram, its deadline, or the
-/// pool) or closes. The window budget is taken when data starts to flow.
+/// pool) or closes. The window budget is taken when data starts to flow. `now` is the time
+/// of the input that started the drain: a clock read for each output would cost more than
+/// the rest of the loop's own work a packet (on a VM's vDSO clock), and the microseconds a
+/// drain takes only make the measured round trip as much longer.
 fn drive<'s, H>(
     shared: &'s Shared<H>,
     running: &mut Running<'s>,
@@ -779,11 +793,11 @@ fn drive<'s, H>(
     socket: &UdpSocket,
     from: Option<IpAddr>,
     jobs: &Jobs<'_>,
+    now: Instant,
 ) -> Step {
     let session = &mut running.session;
     running.awaiting_peer = false;
     loop {
-        let now = Instant::now();
         if running.reservation.is_none() {
             let bytes = session.window_memory();
             if bytes > 0 {
