@@ -10,7 +10,8 @@
 #       tftp-loadgen: N clients × 1 MiB at once (blksize 1468); prints sessions/s and the
 #       server's CPU per MB
 #
-# CMD is a server command line with the words ROOT and PORT in it, e.g.
+# CMD is a server command line with the words ROOT and PORT in it (NAME:N=CMD: the server
+# listens on port N whatever its command says, as dnsmasq on 69), e.g.
 #   benches/e2e/ab.sh lockstep before="/tmp/old/tftpd --root ROOT --listen 127.0.0.1:PORT" \
 #                             after="target/release/tftpd --root ROOT --listen 127.0.0.1:PORT"
 # Runs as root in a network namespace of its own (loopback only); needs curl, taskset,
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 MODE=${1:-}
-[[ $MODE == lockstep || $MODE == concurrency ]] || { sed -n '2,17p' "$0"; exit 64; }
+[[ $MODE == lockstep || $MODE == concurrency ]] || { sed -n '2,18p' "$0"; exit 64; }
 shift
 REPS=5 BLKSIZE=1468 CLIENTS=1000
 SERVERS=()
@@ -58,6 +59,8 @@ pin=()
 i=0
 for s in "${SERVERS[@]}"; do
   name=${s%%=*} cmd=${s#*=} port=$((7400 + i))
+  # NAME:PORT=CMD: a server on a port of its own (dnsmasq's TFTP is on 69 only).
+  if [[ $name == *:* ]]; then port=${name#*:} name=${name%%:*}; fi
   cmd=${cmd//ROOT/$ROOT}; cmd=${cmd//PORT/$port}
   # shellcheck disable=SC2086
   "${pin[@]}" $cmd > "$ROOT/$name.log" 2>&1 &

@@ -15,8 +15,8 @@ set -euo pipefail
 # The servers. One line each:
 #   name | port | features | cargo package to build | command | lifted limits | default limits
 # features, comma-separated: "window" (windowsize, RFC 7440: the windowed rows), "concurrent"
-# (serves many transfers at once: the concurrency and lossy sections). Every server takes part
-# in the lock-step throughput rows.
+# (serves many transfers at once: the concurrency and lossy sections), "nothroughput" (left out
+# of the throughput rows). Every other server takes part in the lock-step throughput rows.
 # In the command, $ROOT is the directory served, $PORT the port, $BIN the cargo release dir,
 # $ATFTPD the unpacked atftpd binary, $LOGS the logs directory. The command must stay in the
 # foreground. The last two columns are appended to it: "lifted limits" everywhere (every
@@ -34,6 +34,9 @@ SERVERS=(
   # The kernel floor (benches/src/bin/tftp-floor.rs, built with the load tools): one transfer
   # at a time, blocking recv_from/send_to, nothing else. Lock-step rows only.
   "floor|6907|||\$BIN/tftp-floor --root \$ROOT --listen 127.0.0.1:\$PORT||"
+  # The concurrency rows' floor: every transfer on one epoll thread, a port per transfer, one
+  # recvfrom and one sendmsg a packet, nothing else. Concurrency rows only (nothroughput).
+  "floor-epoll|6908|concurrent,nothroughput||\$BIN/tftp-floor --concurrent --root \$ROOT --listen 127.0.0.1:\$PORT||"
 )
 BASELINE=tftpd-hpa
 
@@ -355,6 +358,7 @@ stop_server() { # index
 }
 start_all() { # pinned|unpinned [lifted|default [feature]]: the servers (with that feature)
   for i in "${!S_NAME[@]}"; do
+    if [[ -z ${3:-} ]] && has "$i" nothroughput; then continue; fi
     if [[ -z ${3:-} ]] || has "$i" "$3"; then start_server "$i" "$1" "${2:-lifted}" || true; fi
   done
 }
@@ -392,6 +396,7 @@ num_or_null() { [[ $1 =~ ^[0-9.eE+-]+$ ]] && echo "$1" || echo null; }
 # One big-file transfer. Prints nothing; appends records.
 throughput_run() { # index client blksize window mode rep
   local i=$1 client=$2 bs=$3 ws=$4 mode=$5 rep=$6
+  has "$i" nothroughput && return 0
   local name=${S_NAME[$i]} port=${S_PORT[$i]} pin="" ref=""
   [[ $mode == pinned ]] && pin="taskset -c 0"
   local config="bs=$bs ws=$ws $client $mode"

@@ -14,7 +14,10 @@
 //!
 //! Where the kernel floor (`tftp-floor`, column `floor`) was measured, a last column gives
 //! tftpd's ratio to it. After the tables, the performance issue's targets are checked against
-//! the medians of this run, one PASS/FAIL/n/a line each (n/a: a number is missing).
+//! the medians of this run, one PASS/FAIL/n/a line each (n/a: a number is missing). Where the
+//! concurrency floor (`tftp-floor --concurrent`, column `floor-epoll`) was measured, a FLOOR
+//! line per concurrency target says whether the target lies within or beyond what that
+//! floor reaches against the same peer in the same run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,11 +37,15 @@ const TFTPD: &str = "tftpd";
 const BLOCKING: &str = "tftpd-blocking";
 /// The kernel floor (`tftp-floor`): lock-step rows only.
 const FLOOR: &str = "floor";
+/// The concurrency rows' floor (`tftp-floor --concurrent`): every transfer on one epoll
+/// thread, one `recvfrom` and one `sendmsg` a packet, nothing else.
+const FLOOR_EPOLL: &str = "floor-epoll";
 /// Columns that are not peers of tftpd in the targets: ours, the floor, the UDP ceiling.
 fn is_peer(server: &str) -> bool {
     !(server == TFTPD
         || server == BLOCKING
         || server == FLOOR
+        || server == FLOOR_EPOLL
         || server == "udp"
         || server.starts_with("tftpd ")
         || server.starts_with("tftpd-compare"))
@@ -546,6 +553,35 @@ fn targets(
                 "dnsmasq",
                 Bound::AtMost(0.8),
             );
+            // Where the concurrency floor ran: how far the targets are from what any server
+            // with a port per transfer can reach on this kernel path.
+            for (metric, target, label) in [
+                ("sessions_per_sec", Bound::AtLeast(1.2), "sessions/s"),
+                ("server_cpu_ms_per_mb", Bound::AtMost(0.8), "CPU/MB"),
+            ] {
+                let (Some(floor), Some(peer)) = (m(metric, FLOOR_EPOLL), m(metric, "dnsmasq"))
+                else {
+                    continue;
+                };
+                let r = floor / peer;
+                let (beyond, bound) = match target {
+                    Bound::AtLeast(b) => (r < b, b),
+                    Bound::AtMost(b) => (r > b, b),
+                };
+                let tftpd =
+                    m(metric, TFTPD).map_or("missing".into(), |t| format!("×{:.2}", t / floor));
+                let _ = writeln!(
+                    out,
+                    "{:4}  {}  ({FLOOR_EPOLL} {} / dnsmasq {} = ×{r:.2}; tftpd {tftpd} of {FLOOR_EPOLL})",
+                    "FLOOR",
+                    what(&format!(
+                        "{label} ×{bound:.2} dnsmasq is {} the floor",
+                        if beyond { "beyond" } else { "within" }
+                    )),
+                    fmt_value(floor),
+                    fmt_value(peer),
+                );
+            }
             let fails = worst(CONC, config, "failures", TFTPD);
             let verdict = match fails {
                 Some(0.0) => Verdict::Pass,

@@ -8,6 +8,15 @@
 //! packet is resent, at most 5 times). Only `blksize` and `tsize` are negotiated (an OACK when
 //! either is asked); other options are ignored. Block numbers roll over to 0 after 65535.
 //! Modes are not told apart (octet). Not a server to deploy: no limits, no concurrency.
+//!
+//! `tftp-floor --concurrent --root DIR --listen ADDR:PORT`: the floor of the concurrency rows,
+//! the least CPU a server with a transfer port per session (RFC 1350's TIDs, as tftpd's
+//! default, dnsmasq and tftpd-hpa) can spend per packet on Linux's readiness API. Every
+//! transfer at once on one thread: each on its own socket in one level-triggered epoll, one
+//! `recvfrom` per ACK and one `sendmsg` per DATA (header and block as two buffers: no copy of
+//! the file in user space; files are read whole on their first request and kept), the
+//! listener read in bursts, `epoll_wait` amortized over the ready sockets. Resends after 1 s
+//! (5 times, then the transfer is dropped), checked every 100 ms. Same options as above.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -151,10 +160,15 @@ fn serve(listener: &UdpSocket, root: &Path, req: &Request, data: &mut Vec<u8>) -
 }
 
 fn run() -> io::Result<Infallible> {
-    let usage = || io::Error::other("usage: tftp-floor --root DIR --listen ADDR:PORT");
-    let (mut root, mut listen) = (None, None);
+    let usage =
+        || io::Error::other("usage: tftp-floor [--concurrent] --root DIR --listen ADDR:PORT");
+    let (mut root, mut listen, mut concurrent) = (None, None, false);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--concurrent" {
+            concurrent = true;
+            continue;
+        }
         match (flag.as_str(), args.next()) {
             ("--root", Some(v)) => root = Some(PathBuf::from(v)),
             ("--listen", Some(v)) => listen = Some(v.parse::<SocketAddr>().map_err(|_| usage())?),
@@ -165,6 +179,9 @@ fn run() -> io::Result<Infallible> {
         return Err(usage());
     };
     let listener = UdpSocket::bind(listen)?;
+    if concurrent {
+        return concurrent::run(listener, &root);
+    }
     let (mut buf, mut data, mut served) = (vec![0u8; 65536], Vec::new(), HashMap::new());
     loop {
         let Ok((n, peer)) = listener.recv_from(&mut buf) else {
@@ -190,4 +207,269 @@ fn main() -> ExitCode {
     let Err(e) = run();
     eprintln!("tftp-floor: {e}");
     ExitCode::FAILURE
+}
+
+/// `--concurrent`: every transfer at once on one thread, on one level-triggered epoll.
+mod concurrent {
+    use super::{
+        ACK, DATA, ERROR, OACK, RETRIES, Request, TIMEOUT, error_packet, opcode, parse_rrq, resolve,
+    };
+    use std::collections::HashMap;
+    use std::convert::Infallible;
+    use std::fs;
+    use std::io::{self, ErrorKind, IoSlice};
+    use std::net::{SocketAddr, UdpSocket};
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use rustix::event::epoll;
+    use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
+
+    /// The listener's key; a transfer's is its slot + 1.
+    const LISTENER: u64 = 0;
+    /// How often the resend deadlines are looked at.
+    const SWEEP: Duration = Duration::from_millis(100);
+
+    struct Transfer {
+        sock: UdpSocket,
+        peer: SocketAddr,
+        file: Arc<[u8]>,
+        blksize: usize,
+        /// The block whose ACK is awaited (0: the OACK's), counted without rollover.
+        block: usize,
+        /// The last block's number (the first shorter than blksize).
+        last: usize,
+        /// The OACK, while it is what was sent last.
+        oack: Option<Vec<u8>>,
+        sent_at: Instant,
+        resends: u32,
+    }
+
+    impl Transfer {
+        /// Send what `block` is: the OACK (0) or DATA.
+        fn send(&self) -> io::Result<()> {
+            let flags = SendFlags::DONTWAIT;
+            if let (0, Some(oack)) = (self.block, &self.oack) {
+                rustix::net::sendto(&self.sock, oack, flags, &self.peer)?;
+                return Ok(());
+            }
+            let start = ((self.block - 1) * self.blksize).min(self.file.len());
+            let end = (start + self.blksize).min(self.file.len());
+            let wire = (self.block % 65536) as u16;
+            let [b0, b1] = wire.to_be_bytes();
+            let [d0, d1] = DATA.to_be_bytes();
+            let header = [d0, d1, b0, b1];
+            let iov = [IoSlice::new(&header), IoSlice::new(&self.file[start..end])];
+            let mut control = SendAncillaryBuffer::default();
+            rustix::net::sendmsg_addr(&self.sock, &self.peer, &iov, &mut control, flags)?;
+            Ok(())
+        }
+    }
+
+    struct Floor<'r> {
+        root: &'r Path,
+        epoll: std::os::fd::OwnedFd,
+        listener: UdpSocket,
+        slots: Vec<Option<Transfer>>,
+        free: Vec<usize>,
+        /// The transfer of each client port, while it runs: a resent RRQ starts nothing.
+        peers: HashMap<SocketAddr, usize>,
+        files: HashMap<String, Arc<[u8]>>,
+        buf: Vec<u8>,
+    }
+
+    pub(super) fn run(listener: UdpSocket, root: &Path) -> io::Result<Infallible> {
+        listener.set_nonblocking(true)?;
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let data = epoll::EventData::new_u64(LISTENER);
+        epoll::add(&epoll, &listener, data, epoll::EventFlags::IN)?;
+        let mut floor = Floor {
+            root,
+            epoll,
+            listener,
+            slots: Vec::new(),
+            free: Vec::new(),
+            peers: HashMap::new(),
+            files: HashMap::new(),
+            buf: vec![0; 65536],
+        };
+        let mut events = vec![
+            epoll::Event {
+                flags: epoll::EventFlags::empty(),
+                data: epoll::EventData::new_u64(0),
+            };
+            1024
+        ];
+        let timeout = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: SWEEP.as_nanos() as i64,
+        };
+        let mut swept = Instant::now();
+        loop {
+            let n = match epoll::wait(&floor.epoll, &mut events[..], Some(&timeout)) {
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => 0,
+                Err(e) => return Err(e.into()),
+            };
+            for event in &events[..n] {
+                match event.data.u64() {
+                    LISTENER => floor.on_listener(),
+                    key => floor.on_ack(key as usize - 1),
+                }
+            }
+            if swept.elapsed() >= SWEEP {
+                floor.sweep();
+                swept = Instant::now();
+            }
+        }
+    }
+
+    impl Floor<'_> {
+        /// Requests, in a burst.
+        fn on_listener(&mut self) {
+            for _ in 0..256 {
+                let (n, peer) = match self.listener.recv_from(&mut self.buf) {
+                    Ok(r) => r,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                    Err(_) => continue,
+                };
+                if self.peers.contains_key(&peer) {
+                    continue;
+                }
+                let Some(req) = parse_rrq(&self.buf[..n], peer) else {
+                    let refusal = error_packet(4, "read requests only");
+                    _ = self.listener.send_to(&refusal, peer);
+                    continue;
+                };
+                if let Err(e) = self.start(&req) {
+                    eprintln!("tftp-floor: {peer} {}: {e}", req.file);
+                }
+            }
+        }
+
+        fn file(&mut self, name: &str) -> io::Result<Arc<[u8]>> {
+            if let Some(file) = self.files.get(name) {
+                return Ok(Arc::clone(file));
+            }
+            let file: Arc<[u8]> = fs::read(resolve(self.root, name)?)?.into();
+            self.files.insert(name.to_string(), Arc::clone(&file));
+            Ok(file)
+        }
+
+        fn start(&mut self, req: &Request) -> io::Result<()> {
+            let sock = UdpSocket::bind(SocketAddr::new(self.listener.local_addr()?.ip(), 0))?;
+            sock.set_nonblocking(true)?;
+            let file = match self.file(&req.file) {
+                Ok(file) => file,
+                Err(e) => {
+                    let code = if e.kind() == ErrorKind::NotFound {
+                        1
+                    } else {
+                        2
+                    };
+                    sock.send_to(&error_packet(code, &e.to_string()), req.peer)?;
+                    return Err(e);
+                }
+            };
+            let blksize = req.blksize.unwrap_or(512);
+            let oack = (req.blksize.is_some() || req.tsize).then(|| {
+                let mut oack = OACK.to_be_bytes().to_vec();
+                if let Some(b) = req.blksize {
+                    oack.extend_from_slice(format!("blksize\0{b}\0").as_bytes());
+                }
+                if req.tsize {
+                    oack.extend_from_slice(format!("tsize\0{}\0", file.len()).as_bytes());
+                }
+                oack
+            });
+            let last = file.len() / blksize + 1;
+            let block = if oack.is_some() { 0 } else { 1 };
+            let transfer = Transfer {
+                sock,
+                peer: req.peer,
+                file,
+                blksize,
+                block,
+                last,
+                oack,
+                sent_at: Instant::now(),
+                resends: 0,
+            };
+            transfer.send()?;
+            let slot = self.free.pop().unwrap_or(self.slots.len());
+            let data = epoll::EventData::new_u64(slot as u64 + 1);
+            epoll::add(&self.epoll, &transfer.sock, data, epoll::EventFlags::IN)?;
+            if slot == self.slots.len() {
+                self.slots.push(None);
+            }
+            self.peers.insert(req.peer, slot);
+            self.slots[slot] = Some(transfer);
+            Ok(())
+        }
+
+        /// One datagram on transfer `slot`'s socket: the next DATA for the awaited ACK.
+        fn on_ack(&mut self, slot: usize) {
+            let Some(Some(t)) = self.slots.get_mut(slot) else {
+                return;
+            };
+            let (n, from) =
+                match rustix::net::recvfrom(&t.sock, &mut self.buf[..], RecvFlags::DONTWAIT) {
+                    Ok((n, _, Some(from))) => match SocketAddr::try_from(from) {
+                        Ok(from) => (n, from),
+                        Err(_) => return,
+                    },
+                    _ => return,
+                };
+            let p = &self.buf[..n];
+            if from != t.peer {
+                return; // another port: not this transfer
+            }
+            match opcode(p) {
+                Some(ACK)
+                    if n >= 4 && u16::from_be_bytes([p[2], p[3]]) == (t.block % 65536) as u16 =>
+                {
+                    if t.block == t.last {
+                        return self.end(slot);
+                    }
+                    t.block += 1;
+                    t.oack = None;
+                    t.resends = 0;
+                    t.sent_at = Instant::now();
+                    if t.send().is_err() {
+                        self.end(slot);
+                    }
+                }
+                Some(ERROR) => self.end(slot),
+                _ => {} // a duplicate ACK (never answered: Sorcerer's Apprentice) or junk
+            }
+        }
+
+        /// Resend what waited past [`TIMEOUT`]; drop what waited [`RETRIES`] times.
+        fn sweep(&mut self) {
+            let mut dead = Vec::new();
+            for (slot, t) in self.slots.iter_mut().enumerate() {
+                let Some(t) = t else { continue };
+                if t.sent_at.elapsed() < TIMEOUT {
+                    continue;
+                }
+                t.resends += 1;
+                t.sent_at = Instant::now();
+                if t.resends > RETRIES || t.send().is_err() {
+                    dead.push(slot);
+                }
+            }
+            for slot in dead {
+                self.end(slot);
+            }
+        }
+
+        fn end(&mut self, slot: usize) {
+            if let Some(t) = self.slots.get_mut(slot).and_then(Option::take) {
+                // Closing the socket takes it out of the epoll set.
+                self.peers.remove(&t.peer);
+                self.free.push(slot);
+            }
+        }
+    }
 }
