@@ -25,6 +25,20 @@ pub(crate) struct Poller {
     waker: Arc<Waker>,
 }
 
+/// What one [`Poller::wait`] returns: made once by the thread that waits (an epoll event's
+/// data may be a pointer, so it stays on that thread), not zeroed again for every wait.
+pub(crate) struct Events(Vec<epoll::Event>);
+
+impl Events {
+    pub(crate) fn new() -> Self {
+        let event = epoll::Event {
+            flags: epoll::EventFlags::empty(),
+            data: epoll::EventData::new_u64(0),
+        };
+        Events(vec![event; EVENTS])
+    }
+}
+
 /// Wakes a [`Poller`] from any thread.
 #[derive(Debug)]
 pub(crate) struct Waker(OwnedFd);
@@ -69,12 +83,14 @@ impl Poller {
 
     /// Wait until a source is ready or `timeout` passes (`None`: no limit); put the keys of
     /// the ready sources in `keys` (the waker's is [`WAKER`]; it is reset here).
-    pub(crate) fn wait(&self, keys: &mut Vec<u64>, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn wait(
+        &self,
+        events: &mut Events,
+        keys: &mut Vec<u64>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
         keys.clear();
-        let mut events = [epoll::Event {
-            flags: epoll::EventFlags::empty(),
-            data: epoll::EventData::new_u64(0),
-        }; EVENTS];
+        let events = &mut events.0;
         // Milliseconds, rounded up: waking before the deadline only costs another wait.
         let timeout = timeout.map(|t| {
             let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i64;
