@@ -610,9 +610,14 @@ fn targets(
         if covered.iter().any(|k| (&k.0, &k.1, &k.2) == (t, c, m)) {
             continue;
         }
+        // A peer that failed sessions of this config did not do the same work: its time,
+        // memory and latency there are not comparable (atftpd's CPU seconds are zero when
+        // it refused every client); its failures row is compared.
+        let failed =
+            |s: &String| m != "failures" && med(t, c, "failures", s).is_some_and(|f| f > 0.0);
         let peers: Vec<(&String, f64)> = servers
             .iter()
-            .filter(|s| is_peer(s))
+            .filter(|s| is_peer(s) && !failed(s))
             .filter_map(|s| med(t, c, m, s).map(|v| (s, v)))
             .collect();
         if peers.is_empty() {
