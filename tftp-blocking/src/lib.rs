@@ -23,6 +23,14 @@
 //!   and ephemeral port (the RFC 1350 transfer ID; sessions are dealt to the loops in turn
 //!   and stay there), or shares the listener in single-port mode (it then runs on its
 //!   listener's loop). A loop never calls user code that may block.
+//! - **Lone mode**: a loop whose only transfer is waiting for its peer (one PXE client in
+//!   lock-step, a lone `curl`) stops asking epoll: it receives on that transfer's socket with
+//!   a blocking `recvfrom` of at most 2 ms, so a packet costs two system calls, the ACK's
+//!   receive and the next DATA's send, as the least a server can spend (`benches/e2e`'s
+//!   kernel floor) rather than three. The loop still looks at its other sources (a listener,
+//!   transfers handed over by other loops, the pool's results, the timers, the shutdown)
+//!   every millisecond and whenever the peer is silent for 2 ms; a peer slower than that
+//!   sends the loop back to epoll for 16 to 1,024 turns (`tests/lone.rs`).
 //! - **I/O pool**: handler calls, source reads, sink writes and upload completions run on a
 //!   pool of std threads, started on demand up to [`Server::io_threads`] and stopped after
 //!   10 s idle; each result goes back to its loop through a channel and an eventfd.
