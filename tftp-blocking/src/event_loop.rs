@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tftp_proto::timers::Timers;
 use tftp_proto::{ErrorCode, Event, Output, ServerSession, Transmit};
 use tftp_server::budget::{Reservation, WindowBudget};
+use tftp_server::connect::Catcher;
 use tftp_server::server::{bind_transfer, bind_transfer_on};
 use tftp_server::stats::Progress;
 use tftp_server::{Decision, HandlerError, Permit, Request, ServerCore};
@@ -28,6 +29,8 @@ use crate::reactor::{Poller, WAKER};
 
 /// Keys below this are listeners (their index); sessions count up from it.
 const FIRST_SESSION: u64 = 1 << 32;
+/// A session's key with this bit set is its catcher's (see [`tftp_server::connect`]).
+const CATCHER: u64 = 1 << 62;
 /// After shutdown began, how often a loop looks whether everything has ended.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -125,6 +128,7 @@ pub(crate) struct Accepted {
     request: Request,
     permit: Permit,
     socket: UdpSocket,
+    catcher: Option<Catcher>,
 }
 
 struct Listener {
@@ -138,8 +142,9 @@ struct Listener {
 
 enum Transport {
     /// Its own socket (RFC 1350 transfer ID), registered under the session's key, bound to the
-    /// address the request was sent to.
-    Own(UdpSocket),
+    /// address the request was sent to; connected to the peer when it has a catcher, which is
+    /// registered under the key with [`CATCHER`] set.
+    Own(UdpSocket, Option<Catcher>),
     /// The listener with this index (single-port mode), and the source address its replies
     /// must carry (the asked address, when the listener is a wildcard).
     Listener(usize, Option<IpAddr>),
@@ -317,7 +322,8 @@ impl<'s, H: Handler> Loop<'s, H> {
                 match key {
                     WAKER => {}
                     k if k < FIRST_SESSION => self.on_listener(k as usize),
-                    k => self.on_readable(k),
+                    k if k & CATCHER != 0 => self.on_readable(k & !CATCHER, true),
+                    k => self.on_readable(k, false),
                 }
             }
             while let Ok(msg) = self.inbox.try_recv() {
@@ -360,7 +366,7 @@ impl<'s, H: Handler> Loop<'s, H> {
         }
         let (&key, entry) = self.sessions.iter().next()?;
         let waiting = entry.running.as_ref().is_some_and(|r| r.awaiting_peer);
-        let own = matches!(entry.transport, Transport::Own(_));
+        let own = matches!(entry.transport, Transport::Own(..));
         (waiting && own && !entry.gone).then_some(key)
     }
 
@@ -368,7 +374,8 @@ impl<'s, H: Handler> Loop<'s, H> {
     /// datagram's handling: when it came. None if none came: the poller's turn.
     fn lone_receive(&mut self, key: u64) -> Option<Instant> {
         let entry = self.sessions.get_mut(&key)?;
-        let (Transport::Own(socket), Some(running)) = (&entry.transport, &mut entry.running) else {
+        let (Transport::Own(socket, _), Some(running)) = (&entry.transport, &mut entry.running)
+        else {
             return None;
         };
         if !entry.blocking {
@@ -466,7 +473,9 @@ impl<'s, H: Handler> Loop<'s, H> {
                     self.deliver(key, peer, n, now);
                 }
             }
-            Decision::Reply(reply) => send_one(&listener.socket, &reply.to_vec(), peer, from),
+            Decision::Reply(reply) => {
+                send_one(Out::new(&listener.socket, from), &reply.to_vec(), peer)
+            }
             Decision::Accept(request, permit) => {
                 self.accept(index, request, permit, from, interface)
             }
@@ -486,12 +495,21 @@ impl<'s, H: Handler> Loop<'s, H> {
         self.drain(key, now);
     }
 
-    fn on_readable(&mut self, key: u64) {
+    /// Session `key`'s socket is readable, or its catcher's (`catcher`: a stranger wrote
+    /// to its port, which the session answers and counts as it would on one socket).
+    fn on_readable(&mut self, key: u64, catcher: bool) {
         let Some(entry) = self.sessions.get_mut(&key) else {
             return;
         };
-        let (Transport::Own(socket), Some(running)) = (&entry.transport, &mut entry.running) else {
+        let (Transport::Own(socket, caught), Some(running)) =
+            (&entry.transport, &mut entry.running)
+        else {
             return;
+        };
+        let socket = match (catcher, caught) {
+            (false, _) => socket,
+            (true, Some(caught)) => caught.socket(),
+            (true, None) => return,
         };
         let len = running.session.max_datagram_len().min(self.buf.len());
         match recv(
@@ -550,16 +568,23 @@ impl<'s, H: Handler> Loop<'s, H> {
             Ok(socket) => socket,
             Err(e) => {
                 if let Some(reply) = shared.core.no_transfer_socket(&request, &e) {
-                    send_one(&listener.socket, &reply.to_vec(), request.peer, from);
+                    send_one(
+                        Out::new(&listener.socket, from),
+                        &reply.to_vec(),
+                        request.peer,
+                    );
                 }
                 return;
             }
         };
+        // Before anything is sent from it: the peer learns the port from the first answer.
+        let catcher = shared.core.connect_transfer(&socket, request.peer);
         shared.live.fetch_add(1, Ordering::AcqRel);
         let accepted = Accepted {
             request,
             permit,
             socket,
+            catcher,
         };
         let to = shared.next_loop.fetch_add(1, Ordering::Relaxed) % shared.inboxes.len();
         if to == self.me {
@@ -622,8 +647,9 @@ impl<'s, H: Handler> Loop<'s, H> {
             request,
             permit,
             socket,
+            catcher,
         } = accepted;
-        self.begin(key, request, permit, Transport::Own(socket));
+        self.begin(key, request, permit, Transport::Own(socket, catcher));
     }
 
     fn on_done(&mut self, key: u64, done: Done) {
@@ -653,8 +679,8 @@ impl<'s, H: Handler> Loop<'s, H> {
         let response = match answer {
             Ok(response) => response,
             Err(error) => {
-                let (socket, from) = socket_of(&entry.transport, &self.listeners);
-                send_one(socket, &error.reply().to_vec(), entry.request.peer, from);
+                let out = out_of(&entry.transport, &self.listeners, entry.request.peer);
+                send_one(out, &error.reply().to_vec(), entry.request.peer);
                 core.refused(&entry.request, &error, entry.started);
                 return self.remove(key);
             }
@@ -662,8 +688,12 @@ impl<'s, H: Handler> Loop<'s, H> {
         let request = &entry.request;
         let mut session =
             core.start_session(request, response.size, response.limits, entry.started);
-        if let Transport::Own(socket) = &entry.transport {
-            if let Err(e) = self.poller.add(socket, key) {
+        if let Transport::Own(socket, catcher) = &entry.transport {
+            let registered = self.poller.add(socket, key).and_then(|()| match catcher {
+                Some(catcher) => self.poller.add(catcher.socket(), key | CATCHER),
+                None => Ok(()),
+            });
+            if let Err(e) = registered {
                 tracing::warn!(error = %e, "cannot register a transfer socket");
                 session.abort(Instant::now(), ErrorCode::NOT_DEFINED, "Server error");
             }
@@ -722,8 +752,8 @@ impl<'s, H: Handler> Loop<'s, H> {
         let Some(running) = &mut entry.running else {
             return;
         };
-        let (socket, from) = socket_of(&entry.transport, &self.listeners);
-        match drive(shared, running, &entry.request, socket, from, &jobs, now) {
+        let out = out_of(&entry.transport, &self.listeners, entry.request.peer);
+        match drive(shared, running, &entry.request, out, &jobs, now) {
             // A later deadline keeps the queued earlier one, which wakes the session early
             // (a no-op) and then queues the real one: one entry per session in the heap, not
             // one per packet.
@@ -796,14 +826,38 @@ fn shutting_down() -> HandlerError {
     HandlerError::new(ErrorCode::NOT_DEFINED, "Server shutting down")
 }
 
-/// The socket a session sends on, and the source address its datagrams must carry.
-fn socket_of<'a>(
-    transport: &'a Transport,
-    listeners: &'a [Listener],
-) -> (&'a UdpSocket, Option<IpAddr>) {
+/// Where a session's datagrams go out.
+#[derive(Clone, Copy)]
+struct Out<'a> {
+    socket: &'a UdpSocket,
+    /// The source address they must carry (a wildcard listener answering from the asked
+    /// address).
+    from: Option<IpAddr>,
+    /// The peer the socket is connected to: sent to without an address, on the connection's
+    /// route.
+    connected: Option<SocketAddr>,
+}
+
+impl<'a> Out<'a> {
+    fn new(socket: &'a UdpSocket, from: Option<IpAddr>) -> Self {
+        let connected = None;
+        Out {
+            socket,
+            from,
+            connected,
+        }
+    }
+}
+
+/// How session transport `transport` to `peer` sends.
+fn out_of<'a>(transport: &'a Transport, listeners: &'a [Listener], peer: SocketAddr) -> Out<'a> {
     match transport {
-        Transport::Own(socket) => (socket, None),
-        Transport::Listener(index, from) => (&listeners[*index].socket, *from),
+        Transport::Own(socket, catcher) => Out {
+            socket,
+            from: None,
+            connected: catcher.as_ref().map(|_| peer),
+        },
+        Transport::Listener(index, from) => Out::new(&listeners[*index].socket, *from),
     }
 }
 
@@ -816,8 +870,7 @@ fn drive<'s, H>(
     shared: &'s Shared<H>,
     running: &mut Running<'s>,
     request: &Request,
-    socket: &UdpSocket,
-    from: Option<IpAddr>,
+    out: Out<'_>,
     jobs: &Jobs<'_>,
     now: Instant,
 ) -> Step {
@@ -836,7 +889,7 @@ fn drive<'s, H>(
             }
         }
         match session.poll_output(now) {
-            Output::Transmit(t) => send(socket, &t, from),
+            Output::Transmit(t) => send(out, &t),
             Output::Fill(mut fill) => {
                 let block = fill.block();
                 match running.data.fill(fill.buf(), jobs) {
@@ -893,7 +946,8 @@ fn drive<'s, H>(
 
 /// Send a transmit from `from` (if given): a batch with one `sendmsg` (UDP GSO) where the
 /// kernel can, else one by one.
-fn send(socket: &UdpSocket, t: &Transmit<'_>, from: Option<IpAddr>) {
+fn send(out: Out<'_>, t: &Transmit<'_>) {
+    let (socket, from) = (out.socket, out.from);
     if let Some(size) = t.segment_size.filter(|&size| t.contents.len() > size) {
         let gso = |s: &UdpSocket| {
             tftp_server::udp::send_gso_from(s.as_fd(), t.contents, size, t.destination, from)
@@ -909,29 +963,39 @@ fn send(socket: &UdpSocket, t: &Transmit<'_>, from: Option<IpAddr>) {
         }
     }
     for datagram in t.datagrams() {
-        send_one(socket, datagram, t.destination, from);
+        send_one(out, datagram, t.destination);
     }
 }
 
 /// Send one datagram, from `from` if given (a wildcard listener answering from the asked
 /// address). A full send buffer gets a short wait; then a failure is a loss, which the
 /// retransmission timer covers.
-fn send_one(socket: &UdpSocket, datagram: &[u8], to: SocketAddr, from: Option<IpAddr>) {
+fn send_one(out: Out<'_>, datagram: &[u8], to: SocketAddr) {
+    let Out {
+        socket,
+        from,
+        connected,
+    } = out;
+    // Never blocking, on a lone transfer's blocking socket either.
+    let flags = rustix::net::SendFlags::DONTWAIT;
     let once = || match from {
+        _ if connected == Some(to) => Ok(rustix::net::send(socket, datagram, flags)?),
         Some(_) => tftp_server::udp::send_from_to(socket, datagram, to, from),
-        // Never blocking, on a lone transfer's blocking socket either.
-        None => Ok(rustix::net::sendto(
-            socket,
-            datagram,
-            rustix::net::SendFlags::DONTWAIT,
-            &to,
-        )?),
+        None => Ok(rustix::net::sendto(socket, datagram, flags, &to)?),
     };
     match once() {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             if writable(socket) {
                 let _ = once();
+            }
+        }
+        // A connected socket reports an ICMP error (port unreachable, possibly forged) on
+        // the next call, which this send took; the datagram itself was not sent. Once more,
+        // or a lock-step transfer would wait a whole retransmission timeout.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            if let Err(e) = once() {
+                tracing::debug!(%to, error = %e, "send failed");
             }
         }
         Err(e) => tracing::debug!(%to, error = %e, "send failed"),

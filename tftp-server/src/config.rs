@@ -38,6 +38,14 @@ pub struct ServerConfig {
     /// How granted block sizes fit the path: by default a request's `max_blksize` is lowered
     /// to what fits the MTU of the interface it arrived on, so that DATA is not fragmented.
     pub mtu: MtuPolicy,
+    /// `connect()` each transfer socket to its peer, as tftpd-hpa does (default on): the
+    /// kernel finds the route once per transfer instead of once per DATA. Strangers' datagrams
+    /// to the transfer's port still get their ERROR (RFC 1350 §4) and are counted, through a
+    /// second socket on the port, which costs a second descriptor: transfers are connected
+    /// only while the descriptor limit has more than one per session (see
+    /// [`crate::connect`]). tftp-blocking's event loops (tftpd's default engine) do it; the
+    /// async adapters leave transfer sockets unconnected.
+    pub connect_transfers: bool,
 }
 
 /// Whether and how a request's largest block size is fitted to an MTU: `MTU − IP header (20
@@ -87,6 +95,7 @@ impl Default for ServerConfig {
             source_timeout: Duration::from_secs(20),
             window_memory: 1 << 30,
             mtu: MtuPolicy::Interface,
+            connect_transfers: true,
         }
     }
 }

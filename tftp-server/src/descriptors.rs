@@ -78,6 +78,12 @@ pub fn fit_sessions(max_sessions: usize) -> usize {
     max_sessions
 }
 
+/// The descriptors beyond one for each of `max_sessions` transfers (after the reserve): what
+/// connected transfers may take for their second socket (see [`crate::connect`]).
+pub fn spare_descriptors(max_sessions: usize) -> usize {
+    session_budget(raise_fd_limit(false)).saturating_sub(max_sessions)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,7 @@ pub mod async_io;
 pub mod budget;
 pub mod client;
 pub mod config;
+pub mod connect;
 pub mod descriptors;
 mod dir;
 #[cfg(feature = "async")]

@@ -232,6 +232,8 @@ pub struct ServerCore {
     on_stats: Option<StatsCallback>,
     /// Interface MTUs for [`MtuPolicy::Interface`], with when each was read.
     mtus: std::sync::Mutex<std::collections::HashMap<u32, (Instant, Option<u32>)>>,
+    /// Descriptors for connected transfers' catchers.
+    spare: crate::connect::Spare,
 }
 
 impl fmt::Debug for ServerCore {
@@ -253,6 +255,10 @@ impl ServerCore {
         let mut config = options.config.clone();
         config.admission.max_sessions =
             crate::descriptors::fit_sessions(config.admission.max_sessions);
+        let spare = match config.connect_transfers && !config.single_port {
+            true => crate::descriptors::spare_descriptors(config.admission.max_sessions),
+            false => 0,
+        };
         Arc::new(ServerCore {
             admission: Admission::new(config.admission.clone(), config.single_port),
             budget: crate::budget::WindowBudget::new(config.window_memory),
@@ -262,7 +268,19 @@ impl ServerCore {
             on_session: options.on_session.clone(),
             on_stats: options.on_stats.clone(),
             mtus: Default::default(),
+            spare: crate::connect::Spare::new(spare),
         })
+    }
+
+    /// Connect a new transfer socket to its peer, with its catcher, if
+    /// [`ServerConfig::connect_transfers`] and a spare descriptor allow (see
+    /// [`crate::connect`]); else leave it unconnected and return `None`.
+    pub fn connect_transfer(
+        &self,
+        socket: &UdpSocket,
+        peer: SocketAddr,
+    ) -> Option<crate::connect::Catcher> {
+        self.spare.connect(socket, peer)
     }
 
     /// The statistics collector (running totals for metrics endpoints).
