@@ -34,9 +34,10 @@ SERVERS=(
   # The kernel floor (benches/src/bin/tftp-floor.rs, built with the load tools): one transfer
   # at a time, blocking recv_from/send_to, nothing else. Lock-step rows only.
   "floor|6907|||\$BIN/tftp-floor --root \$ROOT --listen 127.0.0.1:\$PORT||"
-  # The concurrency rows' floor: every transfer on one epoll thread, a port per transfer, one
-  # recvfrom and one sendmsg a packet, nothing else. Concurrency rows only (nothroughput).
-  "floor-epoll|6908|concurrent,nothroughput||\$BIN/tftp-floor --concurrent --root \$ROOT --listen 127.0.0.1:\$PORT||"
+  # The concurrency rows' floor: every transfer on one epoll thread, a port per transfer
+  # connected to its peer (as tftpd's), one recvfrom and one sendmsg a packet, nothing else.
+  # Concurrency rows only (nothroughput).
+  "floor-epoll|6908|concurrent,nothroughput||\$BIN/tftp-floor --concurrent --connected --root \$ROOT --listen 127.0.0.1:\$PORT||"
 )
 BASELINE=tftpd-hpa
 

@@ -17,6 +17,9 @@
 //! the file in user space; files are read whole on their first request and kept), the
 //! listener read in bursts, `epoll_wait` amortized over the ready sockets. Resends after 1 s
 //! (5 times, then the transfer is dropped), checked every 100 ms. Same options as above.
+//! With `--connected` each transfer socket is `connect()`ed to its peer (as tftpd-hpa's are,
+//! and tftpd's since its catcher sockets: `tftp_server::connect`), so the kernel routes once
+//! per transfer rather than once per DATA; the floor of `run.sh`'s concurrency rows.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -160,13 +163,20 @@ fn serve(listener: &UdpSocket, root: &Path, req: &Request, data: &mut Vec<u8>) -
 }
 
 fn run() -> io::Result<Infallible> {
-    let usage =
-        || io::Error::other("usage: tftp-floor [--concurrent] --root DIR --listen ADDR:PORT");
-    let (mut root, mut listen, mut concurrent) = (None, None, false);
+    let usage = || {
+        io::Error::other(
+            "usage: tftp-floor [--concurrent [--connected]] --root DIR --listen ADDR:PORT",
+        )
+    };
+    let (mut root, mut listen, mut concurrent, mut connected) = (None, None, false, false);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--concurrent" {
             concurrent = true;
+            continue;
+        }
+        if flag == "--connected" {
+            connected = true;
             continue;
         }
         match (flag.as_str(), args.next()) {
@@ -180,7 +190,10 @@ fn run() -> io::Result<Infallible> {
     };
     let listener = UdpSocket::bind(listen)?;
     if concurrent {
-        return concurrent::run(listener, &root);
+        return concurrent::run(listener, &root, connected);
+    }
+    if connected {
+        return Err(usage());
     }
     let (mut buf, mut data, mut served) = (vec![0u8; 65536], Vec::new(), HashMap::new());
     loop {
@@ -244,6 +257,8 @@ mod concurrent {
         oack: Option<Vec<u8>>,
         sent_at: Instant,
         resends: u32,
+        /// `sock` is connected to `peer`: sent to without an address.
+        connected: bool,
     }
 
     impl Transfer {
@@ -251,7 +266,10 @@ mod concurrent {
         fn send(&self) -> io::Result<()> {
             let flags = SendFlags::DONTWAIT;
             if let (0, Some(oack)) = (self.block, &self.oack) {
-                rustix::net::sendto(&self.sock, oack, flags, &self.peer)?;
+                match self.connected {
+                    true => rustix::net::send(&self.sock, oack, flags)?,
+                    false => rustix::net::sendto(&self.sock, oack, flags, &self.peer)?,
+                };
                 return Ok(());
             }
             let start = ((self.block - 1) * self.blksize).min(self.file.len());
@@ -262,7 +280,12 @@ mod concurrent {
             let header = [d0, d1, b0, b1];
             let iov = [IoSlice::new(&header), IoSlice::new(&self.file[start..end])];
             let mut control = SendAncillaryBuffer::default();
-            rustix::net::sendmsg_addr(&self.sock, &self.peer, &iov, &mut control, flags)?;
+            match self.connected {
+                true => rustix::net::sendmsg(&self.sock, &iov, &mut control, flags)?,
+                false => {
+                    rustix::net::sendmsg_addr(&self.sock, &self.peer, &iov, &mut control, flags)?
+                }
+            };
             Ok(())
         }
     }
@@ -277,9 +300,10 @@ mod concurrent {
         peers: HashMap<SocketAddr, usize>,
         files: HashMap<String, Arc<[u8]>>,
         buf: Vec<u8>,
+        connected: bool,
     }
 
-    pub(super) fn run(listener: UdpSocket, root: &Path) -> io::Result<Infallible> {
+    pub(super) fn run(listener: UdpSocket, root: &Path, connected: bool) -> io::Result<Infallible> {
         listener.set_nonblocking(true)?;
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let data = epoll::EventData::new_u64(LISTENER);
@@ -293,6 +317,7 @@ mod concurrent {
             peers: HashMap::new(),
             files: HashMap::new(),
             buf: vec![0; 65536],
+            connected,
         };
         let mut events = vec![
             epoll::Event {
@@ -360,6 +385,9 @@ mod concurrent {
         fn start(&mut self, req: &Request) -> io::Result<()> {
             let sock = UdpSocket::bind(SocketAddr::new(self.listener.local_addr()?.ip(), 0))?;
             sock.set_nonblocking(true)?;
+            if self.connected {
+                sock.connect(req.peer)?;
+            }
             let file = match self.file(&req.file) {
                 Ok(file) => file,
                 Err(e) => {
@@ -395,6 +423,7 @@ mod concurrent {
                 oack,
                 sent_at: Instant::now(),
                 resends: 0,
+                connected: self.connected,
             };
             transfer.send()?;
             let slot = self.free.pop().unwrap_or(self.slots.len());
