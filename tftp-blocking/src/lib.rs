@@ -23,6 +23,15 @@
 //!   and ephemeral port (the RFC 1350 transfer ID; sessions are dealt to the loops in turn
 //!   and stay there), or shares the listener in single-port mode (it then runs on its
 //!   listener's loop). A loop never calls user code that may block.
+//! - **Connected transfer sockets**: a transfer's socket is `connect()`ed to its peer, as
+//!   tftpd-hpa's are, so the kernel routes once per transfer rather than once per DATA (×0.96
+//!   of the CPU per lock-step packet). Strangers' datagrams to its port, which RFC 1350 §4
+//!   answers with an ERROR and the session counts, arrive on a second socket bound to the same
+//!   port (`SO_REUSEPORT`; the kernel gives the peer's datagrams to the connected one), in the
+//!   same epoll under the session's key with a flag bit, read into the same session. That
+//!   second descriptor is taken only from descriptors beyond one per `max_sessions`
+//!   ([`tftp_server::connect`]); [`ServerConfig::connect_transfers`] turns it off
+//!   (`tests/connected.rs`).
 //! - **Lone mode**: a loop whose only transfer is waiting for its peer (one PXE client in
 //!   lock-step, a lone `curl`) stops asking epoll: it receives on that transfer's socket with
 //!   a blocking `recvfrom` of at most 2 ms, so a packet costs two system calls, the ACK's

@@ -259,6 +259,19 @@ impl ServerCore {
             true => crate::descriptors::spare_descriptors(config.admission.max_sessions),
             false => 0,
         };
+        if config.connect_transfers && !config.single_port {
+            let max = config.admission.max_sessions;
+            if spare < max {
+                tracing::info!(
+                    connected = spare,
+                    max_sessions = max,
+                    "descriptors for connected transfer sockets (a second one each) beyond \
+                     max_sessions: only this many transfers at once are connected to their \
+                     peers, the others cost the kernel a route lookup per packet (raise \
+                     RLIMIT_NOFILE, e.g. LimitNOFILE=, or lower max_sessions)"
+                );
+            }
+        }
         Arc::new(ServerCore {
             admission: Admission::new(config.admission.clone(), config.single_port),
             budget: crate::budget::WindowBudget::new(config.window_memory),
