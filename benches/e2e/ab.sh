@@ -84,7 +84,9 @@ for _ in $(seq "$REPS"); do
         --blksize 1468 --expect-size $((1 << 20)) --deadline 120 --min-timeout-ms 1000 \
         --server-pid "${PIDS[j]}" --output "$ROOT/one.json" > /dev/null 2>&1
       python3 -c "import json; d = json.load(open('$ROOT/one.json')); \
-print('${NAMES[j]}', round(d['server_usage']['cpu_secs_per_mb'] * 1e6), d['sessions_per_sec'], d['failures'])" >> "$RES"
+u = d['server_usage']; \
+print('${NAMES[j]}', round(u['cpu_secs_per_mb'] * 1e6), d['sessions_per_sec'], d['failures'], \
+u.get('peak_rss_kib', 0), u.get('peak_threads', 0))" >> "$RES"
     fi
   done
 done
@@ -101,7 +103,10 @@ for name, runs in rows.items():
     other = statistics.median(r[1] for r in runs)
     base = base or (cpu, other)
     unit = "MB/s" if os.environ["MODE"] == "lockstep" else "sessions/s"
-    extra = "" if os.environ["MODE"] == "lockstep" else f"  failures {[int(r[2]) for r in runs]}"
+    extra = "" if os.environ["MODE"] == "lockstep" else (
+        f"  failures {[int(r[2]) for r in runs]}"
+        f"  peak RSS {statistics.median(r[3] for r in runs) / 1024:.1f} MiB"
+        f"  threads {statistics.median(r[4] for r in runs):.0f}")
     print(f"{name:12s} cpu {cpu:7.2f} ms/MB ×{cpu / base[0]:.3f}   {other:8.1f} {unit} ×{other / base[1]:.3f}"
           f"   (n={len(runs)}){extra}")
 EOF

@@ -42,7 +42,11 @@
 //!   sends the loop back to epoll for 16 to 1,024 turns (`tests/lone.rs`).
 //! - **I/O pool**: handler calls, source reads, sink writes and upload completions run on a
 //!   pool of std threads, started on demand up to [`Server::io_threads`] and stopped after
-//!   10 s idle; each result goes back to its loop through a channel and an eventfd.
+//!   10 s idle; each result goes back to its loop through a channel and an eventfd. The
+//!   first few threads (the CPU count, at least 4) start as soon as a call finds none free;
+//!   past them, one more starts each time the oldest waiting call has waited 2 ms, so a
+//!   thousand requests at once are answered by a handful of threads when the handler is
+//!   quick, and by more when it stalls.
 //! - The session and statistics callbacks run on the loop threads: keep them quick (hand slow
 //!   work to a channel).
 //!

@@ -1,13 +1,21 @@
 //! The I/O pool: std threads, spawned on demand up to a bound and stopped when idle, that run
 //! the calls which may block (handlers, source reads, sink writes, upload completions). Each
 //! job's result goes back to the event loop that owns the session, through its [`Inbox`].
+//!
+//! Growth: up to [`eager`] threads start as soon as a job finds none idle; past that, a
+//! watcher thread starts one more only when the oldest queued job has waited [`GRACE`]. Most
+//! jobs are short (opening a cached file takes microseconds), and a boot storm's thousand
+//! requests at once used to start a thread for each request queued behind busy ones (64
+//! threads at 1,000 clients, each with its stack and malloc arena); now a burst of short jobs
+//! is drained by the few threads there are, while jobs that stall (an NFS root, a slow
+//! handler) still get fresh threads, one per [`GRACE`], up to the bound.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tftp_proto::ErrorCode;
 use tftp_server::{HandlerError, Request};
@@ -19,6 +27,16 @@ use crate::reactor::Waker;
 /// How long an idle pool thread waits for work before it exits.
 const IDLE: Duration = Duration::from_secs(10);
 
+/// How long the oldest queued job waits, with every thread busy and the eager threads
+/// started, before the watcher starts one more thread.
+const GRACE: Duration = Duration::from_millis(2);
+
+/// Threads started without waiting: the machine's parallelism, at least 4.
+fn eager(max: usize) -> usize {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    cpus.max(4).min(max)
+}
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// A bounded pool of threads.
@@ -28,15 +46,29 @@ pub(crate) struct Pool(Arc<Shared>);
 #[derive(Debug)]
 struct Shared {
     max: usize,
+    eager: usize,
     state: Mutex<State>,
+    /// Idle workers wait here for jobs.
     work: Condvar,
+    /// The watcher waits here for a queue that does not drain.
+    watch: Condvar,
 }
 
 #[derive(Default)]
 struct State {
-    jobs: VecDeque<Job>,
+    /// Queued jobs, each with when it was queued.
+    jobs: VecDeque<(Instant, Job)>,
     threads: usize,
     idle: usize,
+    /// Whether the watcher thread runs.
+    watching: bool,
+}
+
+impl State {
+    /// Jobs are queued beyond what idle threads will take, and the bound allows one more.
+    fn short(&self, max: usize) -> bool {
+        self.jobs.len() > self.idle && self.threads < max
+    }
 }
 
 impl std::fmt::Debug for State {
@@ -55,27 +87,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Pool {
     /// A pool of at most `max` threads (none started yet).
     pub(crate) fn new(max: usize) -> Self {
+        let max = max.max(1);
         Pool(Arc::new(Shared {
-            max: max.max(1),
+            max,
+            eager: eager(max),
             state: Mutex::default(),
             work: Condvar::new(),
+            watch: Condvar::new(),
         }))
     }
 
-    /// Run `job` on a pool thread: an idle one, a new one if all are busy and the bound
-    /// allows, or else the first to become free.
+    /// Run `job` on a pool thread: an idle one; a new one if all are busy and fewer than the
+    /// eager count run; else the first to become free, or one the watcher starts if none
+    /// does within [`GRACE`].
     pub(crate) fn spawn(&self, job: impl FnOnce() + Send + 'static) {
         let mut state = lock(&self.0.state);
-        state.jobs.push_back(Box::new(job));
-        if state.jobs.len() > state.idle && state.threads < self.0.max {
-            state.threads += 1;
-            let shared = Arc::clone(&self.0);
-            let spawned = thread::Builder::new()
-                .name("tftp-io".into())
-                .spawn(move || work(&shared));
-            if let Err(e) = spawned {
-                state.threads -= 1;
-                tracing::warn!(error = %e, threads = state.threads, "cannot start an I/O thread");
+        state.jobs.push_back((Instant::now(), Box::new(job)));
+        if state.short(self.0.max) {
+            if state.threads < self.0.eager {
+                // On failure the job waits for a busy thread, as past the bound.
+                let _ = start_worker(&self.0, &mut state);
+            } else if state.watching {
+                self.0.watch.notify_one();
+            } else {
+                start_watcher(&self.0, &mut state);
             }
         }
         drop(state);
@@ -83,11 +118,39 @@ impl Pool {
     }
 }
 
+/// Start a worker thread (counted before it runs); false if the system refused one.
+fn start_worker(shared: &Arc<Shared>, state: &mut State) -> bool {
+    state.threads += 1;
+    let pool = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name("tftp-io".into())
+        .spawn(move || work(&pool));
+    if let Err(e) = spawned {
+        state.threads -= 1;
+        tracing::warn!(error = %e, threads = state.threads, "cannot start an I/O thread");
+        return false;
+    }
+    true
+}
+
+/// Start the watcher thread. If that fails, a worker, so that the job is not left waiting.
+fn start_watcher(shared: &Arc<Shared>, state: &mut State) {
+    state.watching = true;
+    let pool = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name("tftp-io-watch".into())
+        .spawn(move || watch(&pool));
+    if spawned.is_err() {
+        state.watching = false;
+        let _ = start_worker(shared, state);
+    }
+}
+
 fn work(shared: &Shared) {
     loop {
         let mut state = lock(&shared.state);
         let job = loop {
-            if let Some(job) = state.jobs.pop_front() {
+            if let Some((_, job)) = state.jobs.pop_front() {
                 break job;
             }
             state.idle += 1;
@@ -106,6 +169,40 @@ fn work(shared: &Shared) {
         // Jobs catch their own panics (see `Jobs::run`); this keeps the thread count right
         // if one slips through.
         let _ = catch_unwind(AssertUnwindSafe(job));
+    }
+}
+
+/// The watcher: while jobs wait with no thread free, start a worker each time the oldest has
+/// waited [`GRACE`]; exit after [`IDLE`] with nothing to watch.
+fn watch(shared: &Arc<Shared>) {
+    let mut state = lock(&shared.state);
+    loop {
+        let wait = if !state.short(shared.max) {
+            IDLE
+        } else {
+            let age = state
+                .jobs
+                .front()
+                .map_or(Duration::ZERO, |(at, _)| at.elapsed());
+            if age < GRACE {
+                GRACE - age
+            } else if start_worker(shared, &mut state) {
+                shared.work.notify_one();
+                GRACE
+            } else {
+                // Out of threads (the failure is logged): try again later, not every GRACE.
+                GRACE * 100
+            }
+        };
+        let (s, waited) = shared
+            .watch
+            .wait_timeout(state, wait)
+            .unwrap_or_else(|p| p.into_inner());
+        state = s;
+        if wait == IDLE && waited.timed_out() && !state.short(shared.max) {
+            state.watching = false;
+            return;
+        }
     }
 }
 
@@ -191,4 +288,82 @@ pub(crate) fn server_error() -> HandlerError {
 /// Drop `value` on the pool: dropping a reader or writer may block (closing a connection).
 pub(crate) fn drop_on(pool: &Pool, value: impl Send + 'static) {
     pool.spawn(move || drop(value));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// The threads that ran `jobs` jobs of `each` on `pool`, all queued at once.
+    fn burst(pool: &Pool, jobs: usize, each: Duration) -> HashSet<thread::ThreadId> {
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            pool.spawn(move || {
+                thread::sleep(each);
+                let _ = tx.send(thread::current().id());
+            });
+        }
+        drop(tx);
+        rx.iter().collect()
+    }
+
+    #[test]
+    fn a_burst_of_short_jobs_does_not_start_a_thread_each() {
+        // 300 jobs of 1 ms at once, bound 512: the pool that started a thread for each job
+        // queued behind busy ones ran them on 128 threads (2 vCPUs); now the eager threads
+        // and about one more per GRACE drain them (19 threads there).
+        let pool = Pool::new(512);
+        let threads = burst(&pool, 300, Duration::from_millis(1));
+        assert!(
+            threads.len() <= pool.0.eager + 40,
+            "{} threads ran 300 short jobs",
+            threads.len()
+        );
+    }
+
+    #[test]
+    fn stalled_jobs_do_not_hold_up_the_others() {
+        // Every eager thread and then some blocked: the next job still runs, on a thread the
+        // watcher starts.
+        let pool = Pool::new(512);
+        let stalled = pool.0.eager + 3;
+        let (release, stall) = mpsc::channel::<()>();
+        let stall = Arc::new(Mutex::new(stall));
+        let (started, starts) = mpsc::channel();
+        for _ in 0..stalled {
+            let (stall, started) = (Arc::clone(&stall), started.clone());
+            pool.spawn(move || {
+                let _ = started.send(());
+                let _ = lock(&stall).recv();
+            });
+        }
+        for _ in 0..stalled {
+            starts
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a stalled job started");
+        }
+        let (tx, rx) = mpsc::channel();
+        pool.spawn(move || {
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("a job behind stalled ones ran");
+        drop(release);
+    }
+
+    #[test]
+    fn the_bound_holds() {
+        // Past the bound, jobs wait for a thread instead of starting one.
+        let pool = Pool::new(2);
+        let threads = burst(&pool, 20, Duration::from_millis(5));
+        assert!(
+            threads.len() <= 2,
+            "{} threads with a bound of 2",
+            threads.len()
+        );
+    }
 }

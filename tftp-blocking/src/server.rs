@@ -96,8 +96,9 @@ impl<H: Handler> Server<H> {
 
     /// At most `n` handler calls, chunk reads, chunk writes and completions of this server run
     /// at once, each on a thread of this server's I/O pool (threads are started on demand and
-    /// exit after 10 s idle). Beyond `n`, calls (and the data of their transfers) wait for a
-    /// free thread.
+    /// exit after 10 s idle: the CPU count, at least 4, at once; more only while the oldest
+    /// waiting call has waited 2 ms). Beyond `n`, calls (and the data of their transfers) wait
+    /// for a free thread.
     pub fn io_threads(mut self, n: usize) -> Self {
         self.io_threads = n.max(1);
         self
