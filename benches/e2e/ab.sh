@@ -6,6 +6,10 @@
 #   benches/e2e/ab.sh lockstep [--reps N] [--blksize B] NAME=CMD ...
 #       one 64 MiB curl download at a time, server and curl pinned to CPU 0; prints the
 #       server's CPU per MB (all its threads, from /proc/PID/task/*/schedstat) and MB/s
+#   benches/e2e/ab.sh window [--reps N] [--blksize B] [--windowsize W] [--size MiB] [--pinned] NAME=CMD ...
+#       one tftp-loadgen download of a --size MiB file (default 256: at 2 GB/s a 64 MiB
+#       transfer lasts 30 ms, shorter than the scheduler's noise), unpinned unless --pinned
+#       (server and client on CPU 0); prints the server's CPU per MB and MB/s
 #   benches/e2e/ab.sh concurrency [--reps N] [--clients N] NAME=CMD ...
 #       tftp-loadgen: N clients × 1 MiB at once (blksize 1468); prints sessions/s and the
 #       server's CPU per MB
@@ -19,15 +23,18 @@
 set -euo pipefail
 
 MODE=${1:-}
-[[ $MODE == lockstep || $MODE == concurrency ]] || { sed -n '2,18p' "$0"; exit 64; }
+[[ $MODE == lockstep || $MODE == window || $MODE == concurrency ]] || { sed -n '2,22p' "$0"; exit 64; }
 shift
-REPS=5 BLKSIZE=1468 CLIENTS=1000
+REPS=5 BLKSIZE=1468 CLIENTS=1000 WINDOWSIZE=64 SIZE=256 PINNED=0
 SERVERS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --reps) REPS=$2; shift ;;
     --blksize) BLKSIZE=$2; shift ;;
     --clients) CLIENTS=$2; shift ;;
+    --windowsize) WINDOWSIZE=$2; shift ;;
+    --size) SIZE=$2; shift ;;
+    --pinned) PINNED=1 ;;
     *=*) SERVERS+=("$1") ;;
     *) echo "unknown argument: $1" >&2; exit 64 ;;
   esac
@@ -41,11 +48,14 @@ LOADGEN=${LOADGEN:-$HERE/target/release/tftp-loadgen}
 if [[ ${AB_INNER:-} != 1 ]]; then
   [[ $(id -u) == 0 ]] || { echo "run as root (network namespace)" >&2; exit 64; }
   ROOT=$(mktemp -d /tmp/tftp-ab.XXXXXX)
+  chmod 755 "$ROOT" # servers that drop privileges (atftpd runs as nobody) read it too
   trap 'rm -rf "$ROOT"' EXIT
   head -c $((64 << 20)) /dev/urandom > "$ROOT/big"
   head -c $((1 << 20)) /dev/urandom > "$ROOT/small"
+  [[ $MODE != window ]] || head -c $((SIZE << 20)) /dev/urandom > "$ROOT/window"
+  pinned=(); [[ $PINNED == 1 ]] && pinned=(--pinned)
   AB_INNER=1 AB_ROOT=$ROOT unshare --net -- bash "$0" "$MODE" --reps "$REPS" --blksize "$BLKSIZE" \
-    --clients "$CLIENTS" "${SERVERS[@]}"
+    --clients "$CLIENTS" --windowsize "$WINDOWSIZE" --size "$SIZE" "${pinned[@]}" "${SERVERS[@]}"
   exit
 fi
 
@@ -55,7 +65,7 @@ RES=$ROOT/results
 : > "$RES"
 declare -a NAMES PIDS PORTS
 pin=()
-[[ $MODE == lockstep ]] && pin=(taskset -c 0)
+[[ $MODE == lockstep || $PINNED == 1 ]] && pin=(taskset -c 0)
 i=0
 for s in "${SERVERS[@]}"; do
   name=${s%%=*} cmd=${s#*=} port=$((7400 + i))
@@ -79,6 +89,16 @@ for _ in $(seq "$REPS"); do
       taskset -c 0 curl -s --tftp-blksize "$BLKSIZE" -o /dev/null "tftp://127.0.0.1:${PORTS[j]}/big"
       e=$(date +%s%N) b=$(cpu_ns "${PIDS[j]}")
       echo "${NAMES[j]} $(((b - a) / 64 / 1000)) $((64 * 1000000000 / (e - s)))" >> "$RES"
+    elif [[ $MODE == window ]]; then
+      a=$(cpu_ns "${PIDS[j]}")
+      "${pin[@]}" "$LOADGEN" --server "127.0.0.1:${PORTS[j]}" --file window --clients 1 \
+        --blksize "$BLKSIZE" --windowsize "$WINDOWSIZE" --expect-size $((SIZE << 20)) \
+        --rcvbuf $((32 << 20)) --deadline 120 --output "$ROOT/one.json" > /dev/null 2>&1 \
+        || echo "${NAMES[j]}: failed" >&2
+      b=$(cpu_ns "${PIDS[j]}")
+      # CPU per MiB; MB/s as the loadgen measured it (from its first request to the last block).
+      echo "${NAMES[j]} $(((b - a) / SIZE / 1000)) $(python3 -c "import json; \
+print(json.load(open('$ROOT/one.json'))['mb_per_sec'])")" >> "$RES"
     else
       "$LOADGEN" --server "127.0.0.1:${PORTS[j]}" --file small --clients "$CLIENTS" --threads 1 \
         --blksize 1468 --expect-size $((1 << 20)) --deadline 120 --min-timeout-ms 1000 \
@@ -102,11 +122,13 @@ for name, runs in rows.items():
     cpu = statistics.median(r[0] for r in runs) / 1000  # ms per MB
     other = statistics.median(r[1] for r in runs)
     base = base or (cpu, other)
-    unit = "MB/s" if os.environ["MODE"] == "lockstep" else "sessions/s"
-    extra = "" if os.environ["MODE"] == "lockstep" else (
+    unit = "sessions/s" if os.environ["MODE"] == "concurrency" else "MB/s"
+    extra = "" if os.environ["MODE"] != "concurrency" else (
         f"  failures {[int(r[2]) for r in runs]}"
         f"  peak RSS {statistics.median(r[3] for r in runs) / 1024:.1f} MiB"
         f"  threads {statistics.median(r[4] for r in runs):.0f}")
     print(f"{name:12s} cpu {cpu:7.2f} ms/MB ×{cpu / base[0]:.3f}   {other:8.1f} {unit} ×{other / base[1]:.3f}"
           f"   (n={len(runs)}){extra}")
+    if os.environ.get("AB_VERBOSE"):
+        print(f"{'':12s} {unit}: {' '.join(f'{r[1]:.0f}' for r in runs)}")
 EOF
