@@ -280,6 +280,25 @@ pub fn wrong_transfer_id<S: Adapter, C: Adapter>() {
 
 /// Having received DATA 1 (512-byte blocks) from `tid`, acknowledge and receive the rest in
 /// lock-step into `data`, checking every block comes from `tid` in order.
+/// The states of this network namespace's IPv4 UDP sockets bound to local port `port`, from
+/// `/proc/net/udp`: "01" (established) for a connected socket, "07" for an unconnected one.
+fn udp_states_on(port: u16) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    let port_of = |addr: &str| {
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (port_of(fields.get(1)?)? == port).then(|| fields.get(3).map(|s| s.to_string()))?
+        })
+        .collect()
+}
+
 fn lockstep_rest(client: &Peer, tid: SocketAddr, data: &mut Vec<u8>) {
     let mut block = 1;
     loop {
@@ -974,11 +993,17 @@ pub fn lossy_link<S: Adapter, C: Adapter>() {
 
 /// A stranger at a transfer port: its ERROR is never answered (answering ERRORs is how one
 /// spoofed datagram makes two transfers loop, CVE-2024-2169), and a flood of its ACKs gets
-/// one ERROR 5, not one per datagram; the transfer goes on and counts every stray.
+/// one ERROR 5, not one per datagram; the transfer goes on and counts every stray. The
+/// transfer socket is connected to its peer (`ServerConfig::connect_transfers`), so the
+/// stranger's datagrams reach the session through the catcher socket on the same port
+/// (`tftp_server::connect`): every adapter connects its transfers and reads its catchers.
 pub fn strangers_get_bounded_answers<S: Adapter, C: Adapter>() {
     let backend = Backend::new(false);
     let reports = Reports::default();
-    let server = S::serve(Arc::clone(&backend), reports.options());
+    let mut options = reports.options();
+    // Far fewer sessions than any descriptor limit: descriptors to spare for catchers.
+    options.config.admission.max_sessions = 16;
+    let server = S::serve(Arc::clone(&backend), options);
     let client = Peer::new(server.addr());
     let stranger = Peer::new(server.addr());
     stranger.timeout(Duration::from_millis(300));
@@ -988,6 +1013,13 @@ pub fn strangers_get_bounded_answers<S: Adapter, C: Adapter>() {
         panic!("expected DATA 1")
     };
     let mut data = d.to_vec();
+    let mut states = udp_states_on(tid.port());
+    states.sort();
+    assert_eq!(
+        states,
+        ["01", "07"],
+        "a connected transfer socket and its catcher"
+    );
     stranger.error(tid, ErrorCode::UNKNOWN_TRANSFER_ID, "Unknown transfer ID");
     assert!(stranger.try_recv().is_none(), "an ERROR was answered");
     for _ in 0..20 {

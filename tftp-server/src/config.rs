@@ -43,8 +43,9 @@ pub struct ServerConfig {
     /// to the transfer's port still get their ERROR (RFC 1350 §4) and are counted, through a
     /// second socket on the port, which costs a second descriptor: transfers are connected
     /// only while the descriptor limit has more than one per session (see
-    /// [`crate::connect`]). tftp-blocking's event loops (tftpd's default engine) do it; the
-    /// async adapters leave transfer sockets unconnected.
+    /// [`crate::connect`]). Every adapter does it: tftp-blocking's event loops (tftpd's
+    /// default engine), tftp-tokio and tftp-async-std (whose sessions read the catcher beside
+    /// the transfer socket). Single-port mode has no transfer sockets to connect.
     pub connect_transfers: bool,
 }
 

@@ -64,8 +64,8 @@ impl Spare {
         }
         match connect(socket, peer) {
             Ok(socket) => Some(Catcher {
-                socket,
-                spare: self.clone(),
+                socket: Some(socket),
+                spare: Some(self.clone()),
             }),
             Err(e) => {
                 self.give_back();
@@ -78,22 +78,51 @@ impl Spare {
 
 /// The unconnected socket on a connected transfer's port: datagrams from anyone but the
 /// transfer's peer arrive here. Gives its descriptor back to the [`Spare`] when dropped.
+///
+/// `S` is the socket's type: a std one (non-blocking) as [`Spare::connect`] makes it, or a
+/// runtime's after [`Catcher::register`].
 #[derive(Debug)]
-pub struct Catcher {
-    socket: UdpSocket,
-    spare: Spare,
+pub struct Catcher<S = UdpSocket> {
+    /// Always there but inside [`Catcher::register`].
+    socket: Option<S>,
+    /// The descriptor it holds (taken out by [`Catcher::register`] for the new catcher).
+    spare: Option<Spare>,
 }
 
-impl Catcher {
-    /// The socket (non-blocking).
-    pub fn socket(&self) -> &UdpSocket {
-        &self.socket
+impl<S> Catcher<S> {
+    /// The socket.
+    pub fn socket(&self) -> &S {
+        match &self.socket {
+            Some(socket) => socket,
+            None => unreachable!("only register takes the socket, and it consumes the catcher"),
+        }
+    }
+
+    /// The same catcher with its socket turned into another type by `register` (a runtime's
+    /// registration, such as tokio's `UdpSocket::from_std`). If that fails, the socket is
+    /// gone and the descriptor given back.
+    pub fn register<T>(
+        mut self,
+        register: impl FnOnce(S) -> io::Result<T>,
+    ) -> io::Result<Catcher<T>> {
+        let (socket, spare) = (self.socket.take(), self.spare.take());
+        match socket.map(register).transpose() {
+            Ok(socket) => Ok(Catcher { socket, spare }),
+            Err(e) => {
+                if let Some(spare) = spare {
+                    spare.give_back();
+                }
+                Err(e)
+            }
+        }
     }
 }
 
-impl Drop for Catcher {
+impl<S> Drop for Catcher<S> {
     fn drop(&mut self) {
-        self.spare.give_back();
+        if let Some(spare) = self.spare.take() {
+            spare.give_back();
+        }
     }
 }
 
@@ -197,6 +226,35 @@ mod tests {
         let range = port..=port;
         let again = crate::server::bind_transfer("127.0.0.1".parse().unwrap(), Some(&range));
         assert_eq!(again.unwrap_err().kind(), io::ErrorKind::AddrInUse);
+    }
+
+    /// A catcher registered with a runtime keeps its descriptor; one whose registration
+    /// fails gives it back.
+    #[test]
+    fn register_keeps_or_gives_back_the_descriptor() {
+        let spare = Spare::new(2);
+        let client = peer();
+        let to = client.local_addr().unwrap();
+        let (a, b) = (
+            crate::server::bind_transfer("127.0.0.1".parse().unwrap(), None).unwrap(),
+            crate::server::bind_transfer("127.0.0.1".parse().unwrap(), None).unwrap(),
+        );
+        let kept = spare.connect(&a, to).unwrap().register(|s| Ok(Box::new(s)));
+        let kept = kept.unwrap();
+        assert!(kept.socket().local_addr().is_ok());
+        assert_eq!(spare.left(), 1);
+        let failed = spare
+            .connect(&b, to)
+            .unwrap()
+            .register(|_| -> io::Result<()> { Err(io::Error::other("no reactor")) });
+        assert!(failed.is_err());
+        assert_eq!(
+            spare.left(),
+            1,
+            "the failed registration's descriptor is back"
+        );
+        drop(kept);
+        assert_eq!(spare.left(), 2);
     }
 
     /// Without a spare descriptor the socket stays as it was: unconnected.

@@ -80,6 +80,16 @@ pub trait AsyncUdp: Send + Sync + Sized + 'static {
     /// Send one datagram.
     fn send_to(&self, buf: &[u8], to: SocketAddr)
     -> impl Future<Output = io::Result<usize>> + Send;
+    /// Send one datagram on a socket `connect()`ed to `to` (a transfer's, see
+    /// [`crate::connect`]): without an address, so that the kernel uses the connection's
+    /// route. By default as [`AsyncUdp::send_to`] (correct, at the cost of a route lookup).
+    fn send_connected(
+        &self,
+        buf: &[u8],
+        to: SocketAddr,
+    ) -> impl Future<Output = io::Result<usize>> + Send {
+        self.send_to(buf, to)
+    }
     /// Receive one datagram.
     fn recv_from(
         &self,
@@ -229,6 +239,9 @@ pub(crate) type Routed = (Vec<u8>, SocketAddr);
 pub(crate) enum Transport<S> {
     /// Its own socket (RFC 1350 transfer ID).
     Socket(S),
+    /// Its own socket connected to the peer, and the catcher that receives everyone else's
+    /// datagrams to its port (see [`crate::connect`]), and the peer.
+    Connected(S, crate::connect::Catcher<S>, SocketAddr),
     /// The listening socket, shared; datagrams routed here by the listener (single-port
     /// mode). Sent from the address the request was sent to, if the listener is a wildcard
     /// one (`None`: the socket's own address).
@@ -239,7 +252,7 @@ impl<S: AsyncUdp> Transport<S> {
     /// The socket to send on, and the source address to send from.
     fn sender(&self) -> (&S, Option<IpAddr>) {
         match self {
-            Transport::Socket(s) => (s, None),
+            Transport::Socket(s) | Transport::Connected(s, ..) => (s, None),
             Transport::Routed(s, _, from) => (s, *from),
         }
     }
@@ -253,6 +266,35 @@ impl<S: AsyncUdp> Transport<S> {
                     Err(e) => tracing::debug!(error = %e, "recv failed"),
                 }
             },
+            Transport::Connected(s, catcher, _) => {
+                // A stranger's datagram matters only by its opcode (the session answers the
+                // few an old transfer's peer would send, RFC 1350 §4, and counts them all).
+                let mut stray = [0u8; 64];
+                let peer = async {
+                    loop {
+                        match s.recv_from(buf).await {
+                            Ok((n, from)) => return (n, from, false),
+                            // An ICMP error for an earlier send: not the peer's words.
+                            Err(e) => tracing::debug!(error = %e, "recv failed"),
+                        }
+                    }
+                };
+                let stranger = async {
+                    loop {
+                        match catcher.socket().recv_from(&mut stray).await {
+                            Ok((n, from)) => return (n, from, true),
+                            Err(e) => tracing::debug!(error = %e, "recv failed"),
+                        }
+                    }
+                };
+                let (n, from, caught) = futures_lite::future::or(peer, stranger).await;
+                if caught {
+                    let n = n.min(stray.len()).min(buf.len());
+                    buf[..n].copy_from_slice(&stray[..n]);
+                    return Some((n, from));
+                }
+                Some((n, from))
+            }
             Transport::Routed(_, rx, _) => {
                 let (bytes, from) = rx.recv().await.ok()?;
                 let n = bytes.len().min(buf.len());
@@ -341,9 +383,20 @@ impl<R: Runtime, D: Data> Io<R, D> {
     }
 
     pub(crate) async fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
-        let sent = match self.transport.sender() {
-            (socket, None) => socket.send_to(bytes, to).await,
-            (socket, from) => socket.send_from_to(bytes, to, from).await,
+        let sent = match (&self.transport, self.transport.sender()) {
+            (Transport::Connected(socket, _, peer), _) if *peer == to => {
+                match socket.send_connected(bytes, to).await {
+                    // An ICMP error (port unreachable, possibly forged) for an earlier send
+                    // is reported on the next call, this one, which then did not send: once
+                    // more, or a lock-step transfer would wait a whole timeout.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        socket.send_connected(bytes, to).await
+                    }
+                    sent => sent,
+                }
+            }
+            (_, (socket, None)) => socket.send_to(bytes, to).await,
+            (_, (socket, from)) => socket.send_from_to(bytes, to, from).await,
         };
         if let Err(e) = sent {
             tracing::debug!(%to, error = %e, "send failed");

@@ -254,8 +254,24 @@ impl<R: Runtime, H: Handler> Listener<R, H> {
                     bound = crate::server::bind_transfer(self.local.ip(), range);
                 }
             }
-            match bound.and_then(R::Socket::from_std) {
-                Ok(socket) => Transport::Socket(socket),
+            // Connected to the peer, with a catcher for strangers, where a spare descriptor
+            // allows (see [`crate::connect`]).
+            let registered = bound.and_then(|socket| {
+                let catcher = self.core.connect_transfer(&socket, peer);
+                let socket = R::Socket::from_std(socket)?;
+                Ok(match catcher.map(|c| c.register(R::Socket::from_std)) {
+                    Some(Ok(catcher)) => Transport::Connected(socket, catcher, peer),
+                    // Connected without its catcher: strangers get the kernel's ICMP
+                    // instead of an ERROR; the transfer is unaffected.
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "cannot register a catcher");
+                        Transport::Socket(socket)
+                    }
+                    None => Transport::Socket(socket),
+                })
+            });
+            match registered {
+                Ok(transport) => transport,
                 Err(e) => {
                     if let Some(reply) = self.core.no_transfer_socket(&request, &e) {
                         self.reply(&reply.to_vec(), peer, from).await;

@@ -69,6 +69,10 @@ impl AsyncUdp for Udp {
         self.0.send_to(buf, to).await
     }
 
+    async fn send_connected(&self, buf: &[u8], _to: SocketAddr) -> io::Result<usize> {
+        self.0.send(buf).await
+    }
+
     async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.0.recv_from(buf).await
     }
