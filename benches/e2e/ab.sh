@@ -60,10 +60,20 @@ if [[ ${AB_INNER:-} != 1 ]]; then
 fi
 
 ip link set lo up
+# tftpd-hpa resolves its --address with AI_ADDRCONFIG, which wants an address beyond
+# loopback's own 127.0.0.1 (else it exits 66 at once).
+ip addr add 127.0.0.2/8 dev lo 2>/dev/null || true
 ROOT=$AB_ROOT
 RES=$ROOT/results
 : > "$RES"
-declare -a NAMES PIDS PORTS
+declare -a NAMES PIDS PORTS CGS
+# Each server in a cgroup of its own, so that its CPU time counts the children it forks and
+# the threads that exit (tftpd-hpa's and atftpd's transfers): v2, else v1 cpuacct.
+CG_BASE=""
+if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then CG_BASE=/sys/fs/cgroup/tftp-ab.$$
+elif [[ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]]; then CG_BASE=/sys/fs/cgroup/cpuacct/tftp-ab.$$
+fi
+[[ -n $CG_BASE ]] && ! mkdir -p "$CG_BASE" 2>/dev/null && CG_BASE=""
 pin=()
 [[ $MODE == lockstep || $PINNED == 1 ]] && pin=(taskset -c 0)
 i=0
@@ -74,35 +84,57 @@ for s in "${SERVERS[@]}"; do
   cmd=${cmd//ROOT/$ROOT}; cmd=${cmd//PORT/$port}
   # shellcheck disable=SC2086
   "${pin[@]}" $cmd > "$ROOT/$name.log" 2>&1 &
-  NAMES[i]=$name PIDS[i]=$! PORTS[i]=$port
+  NAMES[i]=$name PIDS[i]=$! PORTS[i]=$port CGS[i]=""
+  if [[ -n $CG_BASE ]] && mkdir -p "$CG_BASE/$i" && echo "${PIDS[i]}" > "$CG_BASE/$i/cgroup.procs"; then
+    CGS[i]=$CG_BASE/$i
+  fi
   i=$((i + 1))
 done
-trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
+cleanup() {
+  kill "${PIDS[@]}" 2>/dev/null || true
+  [[ -n $CG_BASE ]] || return 0
+  sleep 0.3
+  for cg in "$CG_BASE"/*/; do
+    while read -r p; do kill -9 "$p" 2>/dev/null || true; done < "$cg/cgroup.procs"
+  done
+  sleep 0.2
+  rmdir "$CG_BASE"/* "$CG_BASE" 2>/dev/null || true
+}
+trap cleanup EXIT
 sleep 1
 
-cpu_ns() { local t=0 a _; for f in /proc/"$1"/task/*/schedstat; do read -r a _ < "$f"; t=$((t + a)); done; echo "$t"; }
+# CPU ns of server $1 (an index): its cgroup's counter, else its live threads' schedstat.
+cpu_ns() {
+  local cg=${CGS[$1]} t=0 a _
+  if [[ -n $cg && -f $cg/cpuacct.usage ]]; then cat "$cg/cpuacct.usage"; return; fi
+  if [[ -n $cg && -f $cg/cpu.stat ]]; then
+    awk '$1 == "usage_usec" { printf "%d\n", $2 * 1000 }' "$cg/cpu.stat"; return
+  fi
+  for f in /proc/"${PIDS[$1]}"/task/*/schedstat; do read -r a _ < "$f"; t=$((t + a)); done
+  echo "$t"
+}
 
 for _ in $(seq "$REPS"); do
   for j in "${!NAMES[@]}"; do
     if [[ $MODE == lockstep ]]; then
-      a=$(cpu_ns "${PIDS[j]}") s=$(date +%s%N)
-      taskset -c 0 curl -s --tftp-blksize "$BLKSIZE" -o /dev/null "tftp://127.0.0.1:${PORTS[j]}/big"
-      e=$(date +%s%N) b=$(cpu_ns "${PIDS[j]}")
+      a=$(cpu_ns "$j") s=$(date +%s%N)
+      taskset -c 0 curl -s --max-time 120 --tftp-blksize "$BLKSIZE" -o /dev/null "tftp://127.0.0.1:${PORTS[j]}/big"
+      e=$(date +%s%N) b=$(cpu_ns "$j")
       echo "${NAMES[j]} $(((b - a) / 64 / 1000)) $((64 * 1000000000 / (e - s)))" >> "$RES"
     elif [[ $MODE == window ]]; then
-      a=$(cpu_ns "${PIDS[j]}")
+      a=$(cpu_ns "$j")
       "${pin[@]}" "$LOADGEN" --server "127.0.0.1:${PORTS[j]}" --file window --clients 1 \
         --blksize "$BLKSIZE" --windowsize "$WINDOWSIZE" --expect-size $((SIZE << 20)) \
         --rcvbuf $((32 << 20)) --deadline 120 --output "$ROOT/one.json" > /dev/null 2>&1 \
         || echo "${NAMES[j]}: failed" >&2
-      b=$(cpu_ns "${PIDS[j]}")
+      b=$(cpu_ns "$j")
       # CPU per MiB; MB/s as the loadgen measured it (from its first request to the last block).
       echo "${NAMES[j]} $(((b - a) / SIZE / 1000)) $(python3 -c "import json; \
 print(json.load(open('$ROOT/one.json'))['mb_per_sec'])")" >> "$RES"
     else
       "$LOADGEN" --server "127.0.0.1:${PORTS[j]}" --file small --clients "$CLIENTS" --threads 1 \
         --blksize 1468 --expect-size $((1 << 20)) --deadline 120 --min-timeout-ms 1000 \
-        --server-pid "${PIDS[j]}" --output "$ROOT/one.json" > /dev/null 2>&1
+        --server-pid "${PIDS[j]}" ${CGS[j]:+--server-cgroup "${CGS[j]}"} --output "$ROOT/one.json" > /dev/null 2>&1
       python3 -c "import json; d = json.load(open('$ROOT/one.json')); \
 u = d['server_usage']; \
 print('${NAMES[j]}', round(u['cpu_secs_per_mb'] * 1e6), d['sessions_per_sec'], d['failures'], \
