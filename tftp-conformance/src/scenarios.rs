@@ -278,8 +278,6 @@ pub fn wrong_transfer_id<S: Adapter, C: Adapter>() {
     assert_eq!(r[0].stats.stray_packets, 1);
 }
 
-/// Having received DATA 1 (512-byte blocks) from `tid`, acknowledge and receive the rest in
-/// lock-step into `data`, checking every block comes from `tid` in order.
 /// The states of this network namespace's IPv4 UDP sockets bound to local port `port`, from
 /// `/proc/net/udp`: "01" (established) for a connected socket, "07" for an unconnected one.
 fn udp_states_on(port: u16) -> Vec<String> {
@@ -299,6 +297,8 @@ fn udp_states_on(port: u16) -> Vec<String> {
         .collect()
 }
 
+/// Having received DATA 1 (512-byte blocks) from `tid`, acknowledge and receive the rest in
+/// lock-step into `data`, checking every block comes from `tid` in order.
 fn lockstep_rest(client: &Peer, tid: SocketAddr, data: &mut Vec<u8>) {
     let mut block = 1;
     loop {
