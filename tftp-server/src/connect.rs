@@ -64,8 +64,8 @@ impl Spare {
         }
         match connect(socket, peer) {
             Ok(socket) => Some(Catcher {
-                socket: Some(socket),
-                spare: Some(self.clone()),
+                socket,
+                held: Held(self.clone()),
             }),
             Err(e) => {
                 self.give_back();
@@ -83,46 +83,35 @@ impl Spare {
 /// runtime's after [`Catcher::register`].
 #[derive(Debug)]
 pub struct Catcher<S = UdpSocket> {
-    /// Always there but inside [`Catcher::register`].
-    socket: Option<S>,
-    /// The descriptor it holds (taken out by [`Catcher::register`] for the new catcher).
-    spare: Option<Spare>,
+    socket: S,
+    held: Held,
+}
+
+/// A descriptor taken from a [`Spare`], given back when dropped.
+#[derive(Debug)]
+struct Held(Spare);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.give_back();
+    }
 }
 
 impl<S> Catcher<S> {
     /// The socket.
     pub fn socket(&self) -> &S {
-        match &self.socket {
-            Some(socket) => socket,
-            None => unreachable!("only register takes the socket, and it consumes the catcher"),
-        }
+        &self.socket
     }
 
     /// The same catcher with its socket turned into another type by `register` (a runtime's
     /// registration, such as tokio's `UdpSocket::from_std`). If that fails, the socket is
     /// gone and the descriptor given back.
-    pub fn register<T>(
-        mut self,
-        register: impl FnOnce(S) -> io::Result<T>,
-    ) -> io::Result<Catcher<T>> {
-        let (socket, spare) = (self.socket.take(), self.spare.take());
-        match socket.map(register).transpose() {
-            Ok(socket) => Ok(Catcher { socket, spare }),
-            Err(e) => {
-                if let Some(spare) = spare {
-                    spare.give_back();
-                }
-                Err(e)
-            }
-        }
-    }
-}
-
-impl<S> Drop for Catcher<S> {
-    fn drop(&mut self) {
-        if let Some(spare) = self.spare.take() {
-            spare.give_back();
-        }
+    pub fn register<T>(self, register: impl FnOnce(S) -> io::Result<T>) -> io::Result<Catcher<T>> {
+        let Catcher { socket, held } = self;
+        Ok(Catcher {
+            socket: register(socket)?,
+            held,
+        })
     }
 }
 
