@@ -259,39 +259,17 @@ impl<S: AsyncUdp> Transport<S> {
 
     async fn recv(&mut self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
         match self {
-            Transport::Socket(s) => loop {
-                match s.recv_from(buf).await {
-                    Ok(r) => return Some(r),
-                    // ICMP errors surface here on some systems; they are not the peer's words.
-                    Err(e) => tracing::debug!(error = %e, "recv failed"),
-                }
-            },
+            Transport::Socket(s) => Some(recv_datagram(s, buf).await),
             Transport::Connected(s, catcher, _) => {
                 // A stranger's datagram matters only by its opcode (the session answers the
                 // few an old transfer's peer would send, RFC 1350 §4, and counts them all).
                 let mut stray = [0u8; 64];
-                let peer = async {
-                    loop {
-                        match s.recv_from(buf).await {
-                            Ok((n, from)) => return (n, from, false),
-                            // An ICMP error for an earlier send: not the peer's words.
-                            Err(e) => tracing::debug!(error = %e, "recv failed"),
-                        }
-                    }
-                };
-                let stranger = async {
-                    loop {
-                        match catcher.socket().recv_from(&mut stray).await {
-                            Ok((n, from)) => return (n, from, true),
-                            Err(e) => tracing::debug!(error = %e, "recv failed"),
-                        }
-                    }
-                };
-                let (n, from, caught) = futures_lite::future::or(peer, stranger).await;
+                let peer = async { (recv_datagram(s, buf).await, false) };
+                let stranger = async { (recv_datagram(catcher.socket(), &mut stray).await, true) };
+                let ((n, from), caught) = futures_lite::future::or(peer, stranger).await;
                 if caught {
                     let n = n.min(stray.len()).min(buf.len());
                     buf[..n].copy_from_slice(&stray[..n]);
-                    return Some((n, from));
                 }
                 Some((n, from))
             }
@@ -301,6 +279,18 @@ impl<S: AsyncUdp> Transport<S> {
                 buf[..n].copy_from_slice(&bytes[..n]);
                 Some((n, from))
             }
+        }
+    }
+}
+
+/// Receive one datagram on `socket` into `buf`, logging and skipping errors: ICMP errors for
+/// earlier sends surface here (always on a connected socket, on some systems on others);
+/// they are not the peer's words.
+async fn recv_datagram<S: AsyncUdp>(socket: &S, buf: &mut [u8]) -> (usize, SocketAddr) {
+    loop {
+        match socket.recv_from(buf).await {
+            Ok(received) => return received,
+            Err(e) => tracing::debug!(error = %e, "recv failed"),
         }
     }
 }
@@ -383,8 +373,8 @@ impl<R: Runtime, D: Data> Io<R, D> {
     }
 
     pub(crate) async fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
-        let sent = match (&self.transport, self.transport.sender()) {
-            (Transport::Connected(socket, _, peer), _) if *peer == to => {
+        let sent = match &self.transport {
+            Transport::Connected(socket, _, peer) if *peer == to => {
                 match socket.send_connected(bytes, to).await {
                     // An ICMP error (port unreachable, possibly forged) for an earlier send
                     // is reported on the next call, this one, which then did not send: once
@@ -395,8 +385,10 @@ impl<R: Runtime, D: Data> Io<R, D> {
                     sent => sent,
                 }
             }
-            (_, (socket, None)) => socket.send_to(bytes, to).await,
-            (_, (socket, from)) => socket.send_from_to(bytes, to, from).await,
+            transport => match transport.sender() {
+                (socket, None) => socket.send_to(bytes, to).await,
+                (socket, from) => socket.send_from_to(bytes, to, from).await,
+            },
         };
         if let Err(e) = sent {
             tracing::debug!(%to, error = %e, "send failed");
