@@ -124,9 +124,14 @@ fn first_reply(bed: &Bed, server: &str, file: &str) -> (IpAddr, u16, u16) {
 }
 
 fn reply_address(test: &str, servers: [&str; 2], single_port: bool) {
+    let args: &[&str] = if single_port { &["--single-port"] } else { &[] };
+    reply_address_with(test, servers, single_port, args);
+}
+
+/// [`reply_address`] with tftpd's `args` (say, another engine).
+fn reply_address_with(test: &str, servers: [&str; 2], single_port: bool, args: &[&str]) {
     let Some(bed) = bed(test) else { return };
     let want = bed.file("hello.bin", 100_000);
-    let args: &[&str] = if single_port { &["--single-port"] } else { &[] };
     let _tftpd = bed.tftpd(args);
     let mut seen = 0;
     for server in servers {
@@ -153,6 +158,20 @@ fn reply_address_ipv4() {
 #[test]
 fn reply_address_ipv6() {
     reply_address("reply_address_ipv6", SERVER_V6, false);
+}
+
+/// The tokio engine (tftpd's with `--http-origin`): its transfer sockets are connected to
+/// their clients too, each beside a catcher, on the asked address of a multi-address host.
+#[test]
+fn reply_address_ipv4_tokio_engine() {
+    let args = ["--engine", "tokio"];
+    reply_address_with("reply_address_ipv4_tokio_engine", SERVER_V4, false, &args);
+}
+
+#[test]
+fn reply_address_ipv6_tokio_engine() {
+    let args = ["--engine", "tokio"];
+    reply_address_with("reply_address_ipv6_tokio_engine", SERVER_V6, false, &args);
 }
 
 #[test]
