@@ -22,17 +22,19 @@ set -euo pipefail
 # foreground. The last two columns are appended to it: "lifted limits" everywhere (every
 # client comes from 127.0.0.1, so per-client and global session limits would measure the
 # limit, not the server), "default limits" instead in the multi-address concurrency rows,
-# which run each server at its out-of-the-box limits. tftpd's lifted --max-sessions is 20,000
-# (twice the largest row), not more: its transfers are connected to their peers only with a
-# descriptor to spare for each beyond --max-sessions (tftp_server::connect), and the run's
-# limit is 65,536.
+# which run each server at its out-of-the-box limits. tftpd's lifted --max-sessions is
+# $TFTPD_MAX_SESSIONS: twice the largest row where the descriptor limit allows (65,536 gives
+# 20,000 for 10,000 clients), else the largest row: its transfers are connected to their peers
+# only with a descriptor to spare for each beyond --max-sessions (tftp_server::connect), so
+# 20,000 under a hard limit of 20,000 (a container that cannot raise it) would connect none of
+# them, which the rows would then measure.
 # dnsmasq's TFTP port is fixed at 69, which is why everything runs in a network namespace.
 # ---------------------------------------------------------------------------------------------
 SERVERS=(
   "tftpd-hpa|6901|concurrent||in.tftpd --foreground --secure --address 127.0.0.1:\$PORT \$ROOT||"
   "atftpd|6902|window,concurrent||\$ATFTPD --daemon --no-fork --port \$PORT --bind-address 127.0.0.1 --logfile /dev/null \$ROOT|--maxthread 20000|"
   "dnsmasq|69|concurrent||dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --enable-tftp --tftp-root=\$ROOT --edns-packet-max=65535 --listen-address=127.0.0.1 --bind-interfaces --pid-file= --quiet-tftp --log-facility=\$LOGS/dnsmasq.log --user=nobody|--tftp-max=20000|"
-  "tftpd|6904|window,concurrent|tftpd|\$BIN/tftpd --root \$ROOT --listen 127.0.0.1:\$PORT --max-window-bytes 8388608 --session-log \$LOGS/tftpd-sessions.jsonl|--max-sessions 20000 --max-sessions-per-client 100000 --client-rate 0|"
+  "tftpd|6904|window,concurrent|tftpd|\$BIN/tftpd --root \$ROOT --listen 127.0.0.1:\$PORT --max-window-bytes 8388608 --session-log \$LOGS/tftpd-sessions.jsonl|--max-sessions \$TFTPD_MAX_SESSIONS --max-sessions-per-client 100000 --client-rate 0|"
   "tftpd-blocking|6905|window,concurrent|tftp-blocking --example serve_dir|\$BIN/examples/serve_dir --root \$ROOT --listen 127.0.0.1:\$PORT||--default-limits"
   # The kernel floor (benches/src/bin/tftp-floor.rs, built with the load tools): one transfer
   # at a time, blocking recv_from/send_to, nothing else. Lock-step rows only.
@@ -262,6 +264,15 @@ ip link set lo up
 ip addr add 127.0.0.2/8 dev lo
 ulimit -Hn 65536 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)"
+# tftpd's lifted --max-sessions (see SERVERS): twice the most clients of any row, but no more
+# sessions than can each have a second descriptor (a catcher), and never fewer than that row.
+MOST_CLIENTS=0
+for c in $CLIENTS $MULTI_CLIENTS; do
+  if ((${c%@*} > MOST_CLIENTS)); then MOST_CLIENTS=${c%@*}; fi
+done
+FD_ROOM=$((($(ulimit -n) - 128) / 2))
+TFTPD_MAX_SESSIONS=$((2 * MOST_CLIENTS < FD_ROOM ? 2 * MOST_CLIENTS : FD_ROOM))
+if ((TFTPD_MAX_SESSIONS < MOST_CLIENTS)); then TFTPD_MAX_SESSIONS=$MOST_CLIENTS; fi
 
 RESULTS=$OUT/results.jsonl
 RAW=$OUT/raw
@@ -299,6 +310,7 @@ cat "$ROOT/$BIG_NAME" "$ROOT/$SMALL_NAME" > /dev/null  # warm the page cache
   echo "blksizes: $BLKSIZES; windows: $WINDOWS; clients: $CLIENTS"
   echo "multi-address clients: $MULTI_CLIENTS from $SOURCES addresses ($MULTI_FROM), servers at default limits"
   echo "loadgen retransmission floor in concurrency runs: $CONC_MIN_TIMEOUT_MS ms"
+  echo "descriptor limit: $(ulimit -n); tftpd's lifted --max-sessions: $TFTPD_MAX_SESSIONS"
   echo "origin storm: $ORIGIN_CLIENTS clients, $ORIGIN_SIZE bytes; $(nginx -v 2>&1 | head -n1)"
   echo "lossy: curl, $LOSSY_SIZE bytes at blksize $LOSSY_BLKSIZE through tftp-netem; losses: $LOSSY_LOSSES; seeds 1..$LOSSY_SEEDS; servers: $LOSSY_SERVERS"
 } > "$OUT/env.txt"
@@ -329,7 +341,8 @@ start_server() { # index pinned|unpinned [lifted|default]
   local i=$1 mode=$2 limits=${3:-lifted} name=${S_NAME[$1]} PORT=${S_PORT[$1]} cmd pin=""
   [[ $mode == pinned ]] && pin="taskset -c 0"
   cmd=$(eval "echo \"${S_CMD[$i]}\"")
-  if [[ $limits == default ]]; then cmd+=" ${S_DEFAULT[$i]}"; else cmd+=" ${S_LIFTED[$i]}"; fi
+  if [[ $limits == default ]]; then cmd+=" ${S_DEFAULT[$i]}"
+  else cmd+=" $(eval "echo \"${S_LIFTED[$i]}\"")"; fi
   LIMITS[$name]=$limits
   echo "$pin $cmd" >> "$LOGS/servers.txt"
   # shellcheck disable=SC2086
