@@ -162,6 +162,11 @@ struct Entry<'s> {
     gone: bool,
     /// The earliest deadline queued in [`Loop::timers`] for it, if any.
     scheduled: Option<Instant>,
+    /// What the last drain left it waiting for (its session's deadline or its source's):
+    /// a queued entry that fires before it only queues this one, without touching the
+    /// session (at 10,000 transfers, most entries fire early: a transfer's deadline moves on
+    /// with every ACK, its queued entry does not).
+    deadline: Option<Instant>,
     /// Its own socket was switched to blocking receives with [`LONE_WAIT`] as their timeout
     /// (every other call on it passes `MSG_DONTWAIT`).
     blocking: bool,
@@ -629,6 +634,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             running: None,
             gone: false,
             scheduled: None,
+            deadline: None,
             blocking: false,
         };
         if !self.killed {
@@ -723,6 +729,21 @@ impl<'s, H: Handler> Loop<'s, H> {
         if entry.scheduled.is_some_and(|at| at <= now) {
             entry.scheduled = None;
         }
+        if entry.running.is_some() {
+            match entry.deadline {
+                // Early: the session's deadline moved on since this entry was queued.
+                Some(at) if at > now => {
+                    if entry.scheduled.is_none() {
+                        self.timers.schedule(at, key);
+                        entry.scheduled = Some(at);
+                    }
+                    return;
+                }
+                // Waiting for nothing but input (its session has no deadline).
+                None => return,
+                Some(_) => {}
+            }
+        }
         let Some(running) = &mut entry.running else {
             return;
         };
@@ -753,10 +774,14 @@ impl<'s, H: Handler> Loop<'s, H> {
             return;
         };
         let out = out_of(&entry.transport, &self.listeners, entry.request.peer);
-        match drive(shared, running, &entry.request, out, &jobs, now) {
-            // A later deadline keeps the queued earlier one, which wakes the session early
-            // (a no-op) and then queues the real one: one entry per session in the heap, not
-            // one per packet.
+        let step = drive(shared, running, &entry.request, out, &jobs, now);
+        if let Step::Wait(deadline) = step {
+            entry.deadline = deadline;
+        }
+        match step {
+            // A later deadline keeps the queued earlier one, which fires early and then
+            // queues the real one ([`Loop::on_timeout`]): one entry per session in the heap,
+            // not one per packet.
             Step::Wait(Some(at)) if entry.scheduled.is_none_or(|queued| at < queued) => {
                 self.timers.schedule(at, key);
                 entry.scheduled = Some(at);
