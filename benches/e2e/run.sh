@@ -22,8 +22,8 @@ set -euo pipefail
 # foreground. The last two columns are appended to it: "lifted limits" everywhere (every
 # client comes from 127.0.0.1, so per-client and global session limits would measure the
 # limit, not the server), "default limits" instead in the multi-address concurrency rows,
-# which run each server at its out-of-the-box limits. tftpd's lifted --max-sessions is
-# $TFTPD_MAX_SESSIONS: twice the largest row where the descriptor limit allows (65,536 gives
+# which run each server at its out-of-the-box limits. tftpd's lifted --max-sessions (and the
+# blocking server's) is $TFTPD_MAX_SESSIONS: twice the largest row where the descriptor limit allows (65,536 gives
 # 20,000 for 10,000 clients), else the largest row: its transfers are connected to their peers
 # only with a descriptor to spare for each beyond --max-sessions (tftp_server::connect), so
 # 20,000 under a hard limit of 20,000 (a container that cannot raise it) would connect none of
@@ -35,7 +35,7 @@ SERVERS=(
   "atftpd|6902|window,concurrent||\$ATFTPD --daemon --no-fork --port \$PORT --bind-address 127.0.0.1 --logfile /dev/null \$ROOT|--maxthread 20000|"
   "dnsmasq|69|concurrent||dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --enable-tftp --tftp-root=\$ROOT --edns-packet-max=65535 --listen-address=127.0.0.1 --bind-interfaces --pid-file= --quiet-tftp --log-facility=\$LOGS/dnsmasq.log --user=nobody|--tftp-max=20000|"
   "tftpd|6904|window,concurrent|tftpd|\$BIN/tftpd --root \$ROOT --listen 127.0.0.1:\$PORT --max-window-bytes 8388608 --session-log \$LOGS/tftpd-sessions.jsonl|--max-sessions \$TFTPD_MAX_SESSIONS --max-sessions-per-client 100000 --client-rate 0|"
-  "tftpd-blocking|6905|window,concurrent|tftp-blocking --example serve_dir|\$BIN/examples/serve_dir --root \$ROOT --listen 127.0.0.1:\$PORT||--default-limits"
+  "tftpd-blocking|6905|window,concurrent|tftp-blocking --example serve_dir|\$BIN/examples/serve_dir --root \$ROOT --listen 127.0.0.1:\$PORT|--max-sessions \$TFTPD_MAX_SESSIONS|--default-limits"
   # The kernel floor (benches/src/bin/tftp-floor.rs, built with the load tools): one transfer
   # at a time, blocking recv_from/send_to, nothing else. Lock-step rows only.
   "floor|6907|||\$BIN/tftp-floor --root \$ROOT --listen 127.0.0.1:\$PORT||"

@@ -1,22 +1,26 @@
 //! Serve a directory with the blocking (epoll) server: the benchmark's `tftpd-blocking`.
 //!
 //! ```sh
-//! cargo run --release -p tftp-blocking --example serve_dir -- --root example-root --listen 127.0.0.1:6969 [--workers 2] [--default-limits]
+//! cargo run --release -p tftp-blocking --example serve_dir -- --root example-root --listen 127.0.0.1:6969 [--workers 2] [--max-sessions N] [--default-limits]
 //! ```
 //!
 //! The admission limits are lifted (all of a benchmark's load comes from one address) unless
-//! `--default-limits` keeps the framework's defaults (`AdmissionConfig::default()`).
+//! `--default-limits` keeps the framework's defaults (`AdmissionConfig::default()`). Lifted,
+//! at most `--max-sessions` transfers run at once (default 100,000, cut to what the descriptor
+//! limit allows); a transfer is connected to its peer only with a descriptor to spare beyond
+//! them (`tftp_server::connect`), so a benchmark under a low hard limit passes its largest row.
 
 use std::process::ExitCode;
 
 use tftp_blocking::{DirHandler, RootOptions, Server, ServerOptions};
 
-const USAGE: &str =
-    "usage: serve_dir --root DIR --listen ADDR:PORT [--workers N] [--default-limits]";
+const USAGE: &str = "usage: serve_dir --root DIR --listen ADDR:PORT [--workers N] \
+     [--max-sessions N] [--default-limits]";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut root, mut listen, mut workers, mut default_limits) = (None, None, 1usize, false);
+    let mut max_sessions = 100_000usize;
     while let Some(flag) = args.next() {
         if flag == "--default-limits" {
             default_limits = true;
@@ -27,6 +31,13 @@ fn main() -> ExitCode {
             ("--root", Some(v)) => root = Some(v),
             ("--listen", Some(v)) => listen = v.parse().ok(),
             ("--workers", Some(v)) => workers = v.parse().unwrap_or(1),
+            ("--max-sessions", Some(v)) => match v.parse::<usize>() {
+                Ok(n) if n > 0 => max_sessions = n,
+                _ => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::FAILURE;
+                }
+            },
             _ => {
                 eprintln!("{USAGE}");
                 return ExitCode::FAILURE;
@@ -44,7 +55,7 @@ fn main() -> ExitCode {
     if !default_limits {
         options.config.admission.rate_per_client = None;
         options.config.admission.max_sessions_per_client = usize::MAX;
-        options.config.admission.max_sessions = 100_000;
+        options.config.admission.max_sessions = max_sessions;
     }
     options.config.session.limits.max_window_bytes = 8 << 20;
     let result = DirHandler::new(&root, RootOptions::default())
