@@ -23,11 +23,11 @@ set -euo pipefail
 # client comes from 127.0.0.1, so per-client and global session limits would measure the
 # limit, not the server), "default limits" instead in the multi-address concurrency rows,
 # which run each server at its out-of-the-box limits. tftpd's lifted --max-sessions (and the
-# blocking server's) is $TFTPD_MAX_SESSIONS: twice the largest row where the descriptor limit allows (65,536 gives
-# 20,000 for 10,000 clients), else the largest row: its transfers are connected to their peers
-# only with a descriptor to spare for each beyond --max-sessions (tftp_server::connect), so
-# 20,000 under a hard limit of 20,000 (a container that cannot raise it) would connect none of
-# them, which the rows would then measure.
+# blocking server's) is $TFTPD_MAX_SESSIONS: twice the largest row where the descriptor limit
+# allows (65,536 gives 20,000 for 10,000 clients), else the largest row: their transfers are
+# connected to their peers only with a descriptor to spare for each beyond --max-sessions
+# (tftp_server::connect), so 20,000 under a hard limit of 20,000 (a container that cannot
+# raise it) would connect none of them, which the rows would then measure.
 # dnsmasq's TFTP port is fixed at 69, which is why everything runs in a network namespace.
 # ---------------------------------------------------------------------------------------------
 SERVERS=(
