@@ -172,6 +172,19 @@ struct Entry<'s> {
     blocking: bool,
 }
 
+impl Entry<'_> {
+    /// Wake session `key` at `at`, unless an entry at or before it is queued already: a
+    /// later deadline keeps the queued earlier one, which fires early and then queues the
+    /// real one ([`Loop::on_timeout`]), so the heap holds one entry per session, not one per
+    /// packet.
+    fn wake_at(&mut self, timers: &mut Timers<Instant, u64>, key: u64, at: Instant) {
+        if self.scheduled.is_none_or(|queued| at < queued) {
+            timers.schedule(at, key);
+            self.scheduled = Some(at);
+        }
+    }
+}
+
 struct Running<'s> {
     session: ServerSession,
     data: Data,
@@ -729,24 +742,16 @@ impl<'s, H: Handler> Loop<'s, H> {
         if entry.scheduled.is_some_and(|at| at <= now) {
             entry.scheduled = None;
         }
-        if entry.running.is_some() {
-            match entry.deadline {
-                // Early: the session's deadline moved on since this entry was queued.
-                Some(at) if at > now => {
-                    if entry.scheduled.is_none() {
-                        self.timers.schedule(at, key);
-                        entry.scheduled = Some(at);
-                    }
-                    return;
-                }
-                // Waiting for nothing but input (its session has no deadline).
-                None => return,
-                Some(_) => {}
-            }
-        }
         let Some(running) = &mut entry.running else {
             return;
         };
+        match entry.deadline {
+            // Early: the session's deadline moved on since this entry was queued.
+            Some(at) if at > now => return entry.wake_at(&mut self.timers, key, at),
+            // Waiting for nothing but input (its session has no deadline).
+            None => return,
+            Some(_) => {}
+        }
         let source_late = running.source_deadline.is_some_and(|(_, at)| now >= at);
         if running.starved && source_late {
             tracing::warn!(peer = %entry.request.peer, "data source timed out");
@@ -774,19 +779,13 @@ impl<'s, H: Handler> Loop<'s, H> {
             return;
         };
         let out = out_of(&entry.transport, &self.listeners, entry.request.peer);
-        let step = drive(shared, running, &entry.request, out, &jobs, now);
-        if let Step::Wait(deadline) = step {
-            entry.deadline = deadline;
-        }
-        match step {
-            // A later deadline keeps the queued earlier one, which fires early and then
-            // queues the real one ([`Loop::on_timeout`]): one entry per session in the heap,
-            // not one per packet.
-            Step::Wait(Some(at)) if entry.scheduled.is_none_or(|queued| at < queued) => {
-                self.timers.schedule(at, key);
-                entry.scheduled = Some(at);
+        match drive(shared, running, &entry.request, out, &jobs, now) {
+            Step::Wait(deadline) => {
+                entry.deadline = deadline;
+                if let Some(at) = deadline {
+                    entry.wake_at(&mut self.timers, key, at);
+                }
             }
-            Step::Wait(_) => {}
             Step::Closed => self.remove(key),
         }
     }
