@@ -38,6 +38,24 @@ pub const READ_AHEAD_BUDGET: usize = 4 << 20;
 
 static BUDGET: WindowBudget = WindowBudget::new(READ_AHEAD_BUDGET);
 
+/// Chunk buffers kept for the next chunks, at most (64 KiB beyond the budget). A transfer
+/// lets its chunk go and takes the next every 11 blocks of 1468 bytes: a kept buffer is
+/// taken again, not allocated and zeroed again (a 16 KiB `calloc` and `free` per 11 DATA:
+/// in a lock-step download, 1% of the server's CPU samples and 37% of its user-space
+/// instructions counted by callgrind).
+const SPARE_CHUNKS: usize = 4;
+
+static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// A [`READ_AHEAD`]-byte buffer for a chunk: a spare one if there is one.
+fn chunk_buffer() -> Vec<u8> {
+    let spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner).pop();
+    let mut bytes = spare.unwrap_or_default();
+    // A no-op for a spare that held a whole chunk.
+    bytes.resize(READ_AHEAD, 0);
+    bytes
+}
+
 /// The open regular files, by device and inode. Entries die with their last reader; dead
 /// ones are swept when the map has doubled since the last sweep.
 static OPEN: LazyLock<Mutex<OpenFiles>> = LazyLock::new(Default::default);
@@ -120,8 +138,22 @@ type Chunks = WeakMap<u64, Chunk>;
 /// as it was when read), and their share of the budget.
 struct Chunk {
     index: u64,
-    bytes: Box<[u8]>,
+    /// Capacity [`READ_AHEAD`], length what was read.
+    bytes: Vec<u8>,
     _reservation: Reservation<'static>,
+}
+
+impl Drop for Chunk {
+    /// The buffer is kept for the next chunk while there are fewer than [`SPARE_CHUNKS`].
+    fn drop(&mut self) {
+        let bytes = std::mem::take(&mut self.bytes);
+        if bytes.capacity() == READ_AHEAD {
+            let mut spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner);
+            if spare.len() < SPARE_CHUNKS {
+                spare.push(bytes);
+            }
+        }
+    }
 }
 
 impl SharedFile {
@@ -137,12 +169,12 @@ impl SharedFile {
         };
         // Read outside the lock; two readers missing at once both read, and the later one
         // is published (the bytes are the same).
-        let mut bytes = vec![0; READ_AHEAD];
+        let mut bytes = chunk_buffer();
         let n = read_full(&self.file, &mut bytes, index * READ_AHEAD as u64)?;
         bytes.truncate(n);
         let chunk = Arc::new(Chunk {
             index,
-            bytes: bytes.into_boxed_slice(),
+            bytes,
             _reservation: reservation,
         });
         lock().insert(index, &chunk);
@@ -408,6 +440,38 @@ mod tests {
         let rest = read_all(&mut source, 512);
         assert_eq!(buf.len() + rest.len(), data.len());
         assert!(matches!(&source.0, Inner::Shared { chunk: None, .. }));
+    }
+
+    #[test]
+    fn chunk_buffers_are_kept_for_the_next_chunks_and_no_more() {
+        let _turn = turn();
+        let spare = || SPARE.lock().unwrap().len();
+        // A short file leaves a short chunk; the buffer it gives back serves a whole one.
+        let (short, short_data) = file_of(100);
+        let (long, long_data) = file_of(3 * READ_AHEAD + 7);
+        for _ in 0..3 {
+            let mut source = FileSource::new(File::open(short.path()).unwrap());
+            assert_eq!(read_all(&mut source, 512), short_data);
+            assert!(spare() >= 1, "the short chunk's buffer is kept");
+            let mut source = FileSource::new(File::open(long.path()).unwrap());
+            assert_eq!(read_all(&mut source, 1468), long_data);
+        }
+        // Many chunks at once give back no more than SPARE_CHUNKS buffers.
+        let (many, many_data) = file_of(10 * READ_AHEAD);
+        let mut readers: Vec<_> = (0..10)
+            .map(|i| {
+                let mut file = File::open(many.path()).unwrap();
+                file.seek(SeekFrom::Start((i * READ_AHEAD) as u64)).unwrap();
+                FileSource::new(file)
+            })
+            .collect();
+        for (i, reader) in readers.iter_mut().enumerate() {
+            let mut block = [0u8; 512];
+            reader.read_exact(&mut block).unwrap();
+            assert_eq!(block[..], many_data[i * READ_AHEAD..i * READ_AHEAD + 512]);
+        }
+        drop(readers);
+        assert_eq!(spare(), SPARE_CHUNKS);
     }
 
     #[test]
