@@ -557,7 +557,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
     pub(crate) fn set_options(&mut self, options: TransferOptions) {
         self.stats.options = options;
         if let Some(t) = options.timeout {
-            self.rto.set_fixed(t);
+            self.rto.set_fixed(t, &self.config);
         }
         self.events = self.events.negotiated();
     }
@@ -863,7 +863,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             return;
         }
         self.retries += 1;
-        self.rto.back_off();
+        self.rto.back_off(&self.config);
         self.ctrl_probe = None;
         match &mut self.state {
             State::Sending(sender) => sender.on_timeout(),
@@ -1104,14 +1104,15 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
 
     fn sample_ctrl_rtt(&mut self, now: I) {
         if let Some(sent) = self.ctrl_probe.take() {
-            self.rto.sample(now.saturating_duration_since(sent));
+            self.rto
+                .sample(now.saturating_duration_since(sent), &self.config);
         }
     }
 
     fn progress(&mut self, now: I) {
         self.retries = 0;
         self.last_progress = now;
-        self.rto.progress();
+        self.rto.progress(&self.config);
     }
 
     fn on_peer_error(&mut self, now: I, code: ErrorCode, message: &str) {
@@ -1223,7 +1224,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                 match result {
                     AckResult::Progress(sample) | AckResult::Done(sample) => {
                         if let Some(rtt) = sample {
-                            self.rto.sample(rtt);
+                            self.rto.sample(rtt, &self.config);
                         }
                         self.progress(now);
                         if !sender.outstanding() {

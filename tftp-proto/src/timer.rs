@@ -14,32 +14,35 @@ pub(crate) struct Rto {
     /// Consecutive timeouts: the timeout doubles with each (RFC 6298 §5.5), adaptive mode only.
     backoff: u32,
     fixed: Option<Duration>,
-    initial: Duration,
-    min: Duration,
-    max: Duration,
+    /// [`Rto::current`], worked out when an input changes rather than for every packet sent
+    /// (`Duration` arithmetic is a hundred instructions, a packet's user-space work two
+    /// thousand). The bounds are the session's [`Config`], passed in: not copied here, so the
+    /// cache costs no RAM.
+    current: Duration,
 }
 
 impl Rto {
     pub(crate) fn new(config: &Config) -> Self {
-        Rto {
+        let mut rto = Rto {
             srtt: None,
             rttvar: Duration::ZERO,
             backoff: 0,
             fixed: None,
-            initial: config.initial_timeout,
-            min: config.min_timeout,
-            max: config.max_timeout.max(config.min_timeout),
-        }
+            current: Duration::ZERO,
+        };
+        rto.update(config);
+        rto
     }
 
     /// Retransmit at exactly `secs` seconds from now on (the `timeout` option, RFC 2349).
-    pub(crate) fn set_fixed(&mut self, secs: u8) {
+    pub(crate) fn set_fixed(&mut self, secs: u8, config: &Config) {
         self.fixed = Some(Duration::from_secs(u64::from(secs)));
+        self.update(config);
     }
 
     /// A round-trip sample from a packet that was sent once (Karn's rule: never sample a
     /// retransmitted packet).
-    pub(crate) fn sample(&mut self, rtt: Duration) {
+    pub(crate) fn sample(&mut self, rtt: Duration, config: &Config) {
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
@@ -51,29 +54,47 @@ impl Rto {
                 self.srtt = Some((srtt * 7 + rtt) / 8);
             }
         }
+        self.update(config);
     }
 
     /// The peer answered: forget the backoff.
-    pub(crate) fn progress(&mut self) {
-        self.backoff = 0;
+    pub(crate) fn progress(&mut self, config: &Config) {
+        if self.backoff != 0 {
+            self.backoff = 0;
+            self.update(config);
+        }
     }
 
     /// A timeout fired: double the next interval (adaptive mode only).
-    pub(crate) fn back_off(&mut self) {
+    pub(crate) fn back_off(&mut self, config: &Config) {
         self.backoff = self.backoff.saturating_add(1).min(16);
+        self.update(config);
     }
 
     /// The interval to wait for an answer to a packet sent now.
     pub(crate) fn current(&self) -> Duration {
+        self.current
+    }
+
+    /// Work out [`Rto::current`] again (after any change of its inputs).
+    fn update(&mut self, config: &Config) {
+        self.current = self.compute(config);
+    }
+
+    fn compute(&self, config: &Config) -> Duration {
         if let Some(fixed) = self.fixed {
             return fixed;
         }
         let base = match self.srtt {
-            None => self.initial,
+            None => config.initial_timeout,
             Some(srtt) => srtt + (self.rttvar * 4).max(Duration::from_millis(1)),
         };
-        let base = base.clamp(self.min, self.max);
-        base.saturating_mul(1 << self.backoff).min(self.max)
+        let (min, max) = (
+            config.min_timeout,
+            config.max_timeout.max(config.min_timeout),
+        );
+        let base = base.clamp(min, max);
+        base.saturating_mul(1 << self.backoff).min(max)
     }
 }
 
@@ -87,18 +108,23 @@ mod tests {
         let mut rto = Rto::new(&config);
         assert_eq!(rto.current(), config.initial_timeout);
         for _ in 0..20 {
-            rto.sample(Duration::from_micros(100));
+            rto.sample(Duration::from_micros(100), &config);
         }
         assert_eq!(rto.current(), config.min_timeout);
-        rto.back_off();
+        rto.back_off(&config);
         assert_eq!(rto.current(), config.min_timeout * 2);
         for _ in 0..40 {
-            rto.back_off();
+            rto.back_off(&config);
         }
         assert_eq!(rto.current(), config.max_timeout);
-        rto.progress();
+        rto.progress(&config);
+        assert_eq!(
+            rto.current(),
+            config.min_timeout,
+            "the backoff is forgotten"
+        );
         for _ in 0..100 {
-            rto.sample(Duration::from_millis(300));
+            rto.sample(Duration::from_millis(300), &config);
         }
         let c = rto.current();
         assert!(
@@ -109,10 +135,12 @@ mod tests {
 
     #[test]
     fn fixed_timeout_ignores_samples_and_backoff() {
-        let mut rto = Rto::new(&Config::default());
-        rto.set_fixed(6);
-        rto.sample(Duration::from_millis(1));
-        rto.back_off();
+        let config = Config::default();
+        let mut rto = Rto::new(&config);
+        rto.set_fixed(6, &config);
+        assert_eq!(rto.current(), Duration::from_secs(6));
+        rto.sample(Duration::from_millis(1), &config);
+        rto.back_off(&config);
         assert_eq!(rto.current(), Duration::from_secs(6));
     }
 }

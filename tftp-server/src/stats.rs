@@ -111,7 +111,9 @@ pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// [`Progress::counted`] ([`StatsCollector::session_finished_after`] counts the rest).
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
-    at: Instant,
+    /// When the next count may be due ([`PROGRESS_EVERY`] after the last): a comparison per
+    /// packet, not a subtraction. `None` only past the end of the clock's range.
+    next: Option<Instant>,
     counted: u64,
 }
 
@@ -119,7 +121,7 @@ impl Progress {
     /// Nothing counted yet, as of `now` (the transfer's start).
     pub fn new(now: Instant) -> Self {
         Progress {
-            at: now,
+            next: now.checked_add(PROGRESS_EVERY),
             counted: 0,
         }
     }
@@ -129,14 +131,12 @@ impl Progress {
     /// `runs` (once its outcome is known its final report counts the rest, and a dallying
     /// session must not be counted again).
     pub fn due(&mut self, now: Instant, bytes: u64, runs: bool) -> Option<u64> {
-        let due = runs
-            && bytes != self.counted
-            && now.saturating_duration_since(self.at) >= PROGRESS_EVERY;
+        let due = runs && bytes != self.counted && self.next.is_some_and(|next| now >= next);
         if !due {
             return None;
         }
         let new = bytes.saturating_sub(self.counted);
-        (self.at, self.counted) = (now, bytes);
+        (self.next, self.counted) = (now.checked_add(PROGRESS_EVERY), bytes);
         Some(new)
     }
 
