@@ -9,8 +9,11 @@ use crate::config::Config;
 /// Retransmission timeout state of one session.
 #[derive(Debug, Clone)]
 pub(crate) struct Rto {
-    srtt: Option<Duration>,
-    rttvar: Duration,
+    /// The smoothed round trip and its variation, in nanoseconds (integer arithmetic: a sample
+    /// per ACK in lock-step, where `Duration`'s checked multiplications and divisions cost a
+    /// few percent of the server's user-space work; saturating, so no sample can overflow).
+    srtt: Option<u64>,
+    rttvar: u64,
     /// Consecutive timeouts: the timeout doubles with each (RFC 6298 §5.5), adaptive mode only.
     backoff: u32,
     fixed: Option<Duration>,
@@ -25,7 +28,7 @@ impl Rto {
     pub(crate) fn new(config: &Config) -> Self {
         let mut rto = Rto {
             srtt: None,
-            rttvar: Duration::ZERO,
+            rttvar: 0,
             backoff: 0,
             fixed: None,
             current: Duration::ZERO,
@@ -43,18 +46,22 @@ impl Rto {
     /// A round-trip sample from a packet that was sent once (Karn's rule: never sample a
     /// retransmitted packet).
     pub(crate) fn sample(&mut self, rtt: Duration, config: &Config) {
+        let rtt = nanos(rtt);
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
                 self.rttvar = rtt / 2;
             }
+            // RFC 6298 §2.3: RTTVAR <- 3/4 RTTVAR + 1/4 |SRTT - R'|, SRTT <- 7/8 SRTT + 1/8 R'.
             Some(srtt) => {
                 let delta = srtt.abs_diff(rtt);
-                self.rttvar = (self.rttvar * 3 + delta) / 4;
-                self.srtt = Some((srtt * 7 + rtt) / 8);
+                self.rttvar = self.rttvar.saturating_mul(3).saturating_add(delta) / 4;
+                self.srtt = Some(srtt.saturating_mul(7).saturating_add(rtt) / 8);
             }
         }
-        self.update(config);
+        if self.fixed.is_none() {
+            self.update(config);
+        }
     }
 
     /// The peer answered: forget the backoff.
@@ -85,17 +92,26 @@ impl Rto {
         if let Some(fixed) = self.fixed {
             return fixed;
         }
+        let min = nanos(config.min_timeout);
+        let max = nanos(config.max_timeout).max(min);
+        // RFC 6298 §2.3: RTO <- SRTT + max(G, 4 RTTVAR), with a clock granularity G of 1 ms.
         let base = match self.srtt {
-            None => config.initial_timeout,
-            Some(srtt) => srtt + (self.rttvar * 4).max(Duration::from_millis(1)),
+            None => nanos(config.initial_timeout),
+            Some(srtt) => srtt.saturating_add(self.rttvar.saturating_mul(4).max(MS)),
         };
-        let (min, max) = (
-            config.min_timeout,
-            config.max_timeout.max(config.min_timeout),
-        );
-        let base = base.clamp(min, max);
-        base.saturating_mul(1 << self.backoff).min(max)
+        let backed_off = base.clamp(min, max).saturating_mul(1 << self.backoff);
+        Duration::from_nanos(backed_off.min(max))
     }
+}
+
+/// One millisecond in nanoseconds.
+const MS: u64 = 1_000_000;
+
+/// `d` in nanoseconds, at most `u64::MAX` (584 years).
+fn nanos(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
 }
 
 #[cfg(test)]
@@ -131,6 +147,20 @@ mod tests {
             c >= Duration::from_millis(300) && c < Duration::from_millis(400),
             "{c:?}"
         );
+    }
+
+    #[test]
+    fn absurd_samples_saturate_within_bounds() {
+        let config = Config::default();
+        let mut rto = Rto::new(&config);
+        for rtt in [Duration::MAX, Duration::ZERO, Duration::MAX, Duration::MAX] {
+            rto.sample(rtt, &config);
+            let c = rto.current();
+            assert!(c >= config.min_timeout && c <= config.max_timeout, "{c:?}");
+        }
+        assert_eq!(rto.current(), config.max_timeout);
+        assert_eq!(nanos(Duration::from_millis(1)), MS);
+        assert_eq!(nanos(Duration::MAX), u64::MAX);
     }
 
     #[test]
