@@ -43,6 +43,9 @@ SERVERS=(
   # connected to its peer (as tftpd's), one recvfrom and one sendmsg a packet, nothing else.
   # Concurrency rows only (nothroughput).
   "floor-epoll|6908|concurrent,nothroughput||\$BIN/tftp-floor --concurrent --connected --root \$ROOT --listen 127.0.0.1:\$PORT||"
+  # The same floor on io_uring: multishot receives, one io_uring_enter for many transfers'
+  # receives and sends (issue 15's io_uring lever, measured before building an engine on it).
+  "floor-uring|6909|concurrent,nothroughput||\$BIN/tftp-floor --concurrent --connected --uring --root \$ROOT --listen 127.0.0.1:\$PORT||"
 )
 BASELINE=tftpd-hpa
 

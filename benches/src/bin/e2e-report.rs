@@ -15,9 +15,9 @@
 //! Where the kernel floor (`tftp-floor`, column `floor`) was measured, a last column gives
 //! tftpd's ratio to it. After the tables, the performance issue's targets are checked against
 //! the medians of this run, one PASS/FAIL/n/a line each (n/a: a number is missing). Where the
-//! concurrency floor (`tftp-floor --concurrent`, column `floor-epoll`) was measured, a FLOOR
-//! line per concurrency target says whether the target lies within or beyond what that
-//! floor reaches against the same peer in the same run.
+//! concurrency floor (`tftp-floor --concurrent`, column `floor-epoll`; on io_uring,
+//! `floor-uring`) was measured, a FLOOR line per concurrency target and floor says whether the
+//! target lies within or beyond what that floor reaches against the same peer in the same run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -40,12 +40,15 @@ const FLOOR: &str = "floor";
 /// The concurrency rows' floor (`tftp-floor --concurrent`): every transfer on one epoll
 /// thread, one `recvfrom` and one `sendmsg` a packet, nothing else.
 const FLOOR_EPOLL: &str = "floor-epoll";
+/// The same floor on io_uring (`tftp-floor --concurrent --connected --uring`).
+const FLOOR_URING: &str = "floor-uring";
 /// Columns that are not peers of tftpd in the targets: ours, the floor, the UDP ceiling.
 fn is_peer(server: &str) -> bool {
     !(server == TFTPD
         || server == BLOCKING
         || server == FLOOR
         || server == FLOOR_EPOLL
+        || server == FLOOR_URING
         || server == "udp"
         || server.starts_with("tftpd ")
         || server.starts_with("tftpd-compare"))
@@ -555,11 +558,16 @@ fn targets(
             );
             // Where the concurrency floor ran: how far the targets are from what any server
             // with a port per transfer can reach on this kernel path.
-            for (metric, target, label) in [
-                ("sessions_per_sec", Bound::AtLeast(1.2), "sessions/s"),
-                ("server_cpu_ms_per_mb", Bound::AtMost(0.8), "CPU/MB"),
-            ] {
-                let (Some(floor), Some(peer)) = (m(metric, FLOOR_EPOLL), m(metric, "dnsmasq"))
+            for (floor_name, (metric, target, label)) in
+                [FLOOR_EPOLL, FLOOR_URING].into_iter().flat_map(|f| {
+                    [
+                        ("sessions_per_sec", Bound::AtLeast(1.2), "sessions/s"),
+                        ("server_cpu_ms_per_mb", Bound::AtMost(0.8), "CPU/MB"),
+                    ]
+                    .map(|t| (f, t))
+                })
+            {
+                let (Some(floor), Some(peer)) = (m(metric, floor_name), m(metric, "dnsmasq"))
                 else {
                     continue;
                 };
@@ -572,10 +580,10 @@ fn targets(
                     m(metric, TFTPD).map_or("missing".into(), |t| format!("×{:.2}", t / floor));
                 let _ = writeln!(
                     out,
-                    "{:4}  {}  ({FLOOR_EPOLL} {} / dnsmasq {} = ×{r:.2}; tftpd {tftpd} of {FLOOR_EPOLL})",
+                    "{:4}  {}  ({floor_name} {} / dnsmasq {} = ×{r:.2}; tftpd {tftpd} of {floor_name})",
                     "FLOOR",
                     what(&format!(
-                        "{label} ×{bound:.2} dnsmasq is {} the floor",
+                        "{label} ×{bound:.2} dnsmasq is {} the {floor_name} floor",
                         if beyond { "beyond" } else { "within" }
                     )),
                     fmt_value(floor),
