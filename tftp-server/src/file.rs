@@ -20,6 +20,7 @@
 //! sources read block by block, so memory stays bounded at any scale (a transfer holds at most
 //! one chunk, shared or not).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek};
@@ -38,22 +39,43 @@ pub const READ_AHEAD_BUDGET: usize = 4 << 20;
 
 static BUDGET: WindowBudget = WindowBudget::new(READ_AHEAD_BUDGET);
 
-/// Chunk buffers kept for the next chunks, at most (64 KiB beyond the budget). A transfer
-/// lets its chunk go and takes the next every 11 blocks of 1468 bytes: a kept buffer is
-/// taken again, not allocated and zeroed again (a 16 KiB `calloc` and `free` per 11 DATA:
-/// in a lock-step download, 1% of the server's CPU samples and 37% of its user-space
-/// instructions counted by callgrind).
+/// Chunk buffers kept for the next chunks, at most, by each thread (64 KiB beyond the budget
+/// a thread). A transfer lets its chunk go and takes the next every 11 blocks of 1468 bytes: a
+/// kept buffer is taken again, not allocated and zeroed again (a 16 KiB `calloc` and `free`
+/// per 11 DATA: in a lock-step download, 1% of the server's CPU samples and 37% of its
+/// user-space instructions counted by callgrind). Per thread: no lock, and a thread's spares
+/// go with it; an event loop reads and lets go of its transfers' chunks itself.
 const SPARE_CHUNKS: usize = 4;
 
-static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+thread_local! {
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
 
-/// A [`READ_AHEAD`]-byte buffer for a chunk: a spare one if there is one.
+/// A [`READ_AHEAD`]-byte buffer for a chunk: a spare one if this thread has one.
 fn chunk_buffer() -> Vec<u8> {
-    let spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner).pop();
+    let spare = SPARE
+        .try_with(|spare| spare.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten();
     let mut bytes = spare.unwrap_or_default();
     // A no-op for a spare that held a whole chunk.
     bytes.resize(READ_AHEAD, 0);
     bytes
+}
+
+/// Keep `bytes` for the next chunk, if this thread has fewer than [`SPARE_CHUNKS`] spares.
+fn give_back(bytes: Vec<u8>) {
+    if bytes.capacity() != READ_AHEAD {
+        return;
+    }
+    // Not at all while the thread's storage is being torn down.
+    let _ = SPARE.try_with(|spare| {
+        if let Ok(mut spare) = spare.try_borrow_mut() {
+            if spare.len() < SPARE_CHUNKS {
+                spare.push(bytes);
+            }
+        }
+    });
 }
 
 /// The open regular files, by device and inode. Entries die with their last reader; dead
@@ -144,15 +166,9 @@ struct Chunk {
 }
 
 impl Drop for Chunk {
-    /// The buffer is kept for the next chunk while there are fewer than [`SPARE_CHUNKS`].
+    /// The buffer is kept for the next chunk (see [`SPARE_CHUNKS`]).
     fn drop(&mut self) {
-        let bytes = std::mem::take(&mut self.bytes);
-        if bytes.capacity() == READ_AHEAD {
-            let mut spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner);
-            if spare.len() < SPARE_CHUNKS {
-                spare.push(bytes);
-            }
-        }
+        give_back(std::mem::take(&mut self.bytes));
     }
 }
 
@@ -445,7 +461,8 @@ mod tests {
     #[test]
     fn chunk_buffers_are_kept_for_the_next_chunks_and_no_more() {
         let _turn = turn();
-        let spare = || SPARE.lock().unwrap().len();
+        // The spares are this thread's: what other tests do meanwhile does not count here.
+        let spare = || SPARE.with(|s| s.borrow().len());
         // A short file leaves a short chunk; the buffer it gives back serves a whole one.
         let (short, short_data) = file_of(100);
         let (long, long_data) = file_of(3 * READ_AHEAD + 7);
