@@ -138,6 +138,36 @@ fn cached(
     Ok(file)
 }
 
+/// What [`next_request`] found on a non-blocking listener.
+enum Next {
+    /// Nothing more to read now.
+    Drained,
+    /// A datagram that starts nothing: a client port already served, or not a read request
+    /// (refused with ERROR 4).
+    Skipped,
+    Request(Request),
+}
+
+/// The next request on the concurrent floors' listener, `buf` its receive buffer, `peers`
+/// the client ports with a transfer running (their resent RRQs start nothing).
+fn next_request<V>(listener: &UdpSocket, buf: &mut [u8], peers: &HashMap<SocketAddr, V>) -> Next {
+    let (n, peer) = match listener.recv_from(buf) {
+        Ok(r) => r,
+        Err(e) if e.kind() == ErrorKind::WouldBlock => return Next::Drained,
+        Err(_) => return Next::Skipped,
+    };
+    if peers.contains_key(&peer) {
+        return Next::Skipped;
+    }
+    match parse_rrq(&buf[..n], peer) {
+        Some(req) => Next::Request(req),
+        None => {
+            _ = listener.send_to(&error_packet(4, "read requests only"), peer);
+            Next::Skipped
+        }
+    }
+}
+
 fn exchange(s: &UdpSocket, to: SocketAddr, p: &[u8], blk: u16, buf: &mut [u8]) -> io::Result<()> {
     s.send_to(p, to)?;
     let mut resends = 0;
@@ -267,12 +297,12 @@ fn main() -> ExitCode {
 /// `--concurrent`: every transfer at once on one thread, on one level-triggered epoll.
 mod concurrent {
     use super::{
-        ACK, DATA, ERROR, RETRIES, Request, TIMEOUT, cached, error_code, error_packet, oack,
-        opcode, parse_rrq,
+        ACK, DATA, ERROR, Next, RETRIES, Request, TIMEOUT, cached, error_code, error_packet,
+        next_request, oack, opcode,
     };
     use std::collections::HashMap;
     use std::convert::Infallible;
-    use std::io::{self, ErrorKind, IoSlice};
+    use std::io::{self, IoSlice};
     use std::net::{SocketAddr, UdpSocket};
     use std::path::Path;
     use std::sync::Arc;
@@ -396,21 +426,14 @@ mod concurrent {
         /// Requests, in a burst.
         fn on_listener(&mut self) {
             for _ in 0..256 {
-                let (n, peer) = match self.listener.recv_from(&mut self.buf) {
-                    Ok(r) => r,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                    Err(_) => continue,
-                };
-                if self.peers.contains_key(&peer) {
-                    continue;
-                }
-                let Some(req) = parse_rrq(&self.buf[..n], peer) else {
-                    let refusal = error_packet(4, "read requests only");
-                    _ = self.listener.send_to(&refusal, peer);
-                    continue;
-                };
-                if let Err(e) = self.start(&req) {
-                    eprintln!("tftp-floor: {peer} {}: {e}", req.file);
+                match next_request(&self.listener, &mut self.buf, &self.peers) {
+                    Next::Drained => return,
+                    Next::Skipped => {}
+                    Next::Request(req) => {
+                        if let Err(e) = self.start(&req) {
+                            eprintln!("tftp-floor: {} {}: {e}", req.peer, req.file);
+                        }
+                    }
                 }
             }
         }
@@ -538,12 +561,12 @@ mod concurrent {
 /// ×1.06 at 10,000 (2 and 3 rounds): not an engine that would lift tftpd past the epoll floor.
 mod uring {
     use super::{
-        ACK, DATA, ERROR, RETRIES, Request, TIMEOUT, cached, error_code, error_packet, oack,
-        opcode, parse_rrq,
+        ACK, DATA, ERROR, Next, RETRIES, Request, TIMEOUT, cached, error_code, error_packet,
+        next_request, oack, opcode,
     };
     use std::collections::HashMap;
     use std::convert::Infallible;
-    use std::io::{self, ErrorKind};
+    use std::io;
     use std::net::{SocketAddr, UdpSocket};
     use std::os::fd::AsRawFd;
     use std::path::Path;
@@ -737,21 +760,14 @@ mod uring {
 
         fn on_listener(&mut self) {
             for _ in 0..256 {
-                let (n, peer) = match self.listener.recv_from(&mut self.buf) {
-                    Ok(r) => r,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                    Err(_) => continue,
-                };
-                if self.peers.contains_key(&peer) {
-                    continue;
-                }
-                let Some(req) = parse_rrq(&self.buf[..n], peer) else {
-                    let refusal = error_packet(4, "read requests only");
-                    _ = self.listener.send_to(&refusal, peer);
-                    continue;
-                };
-                if let Err(e) = self.start(&req) {
-                    eprintln!("tftp-floor: {peer} {}: {e}", req.file);
+                match next_request(&self.listener, &mut self.buf, &self.peers) {
+                    Next::Drained => return,
+                    Next::Skipped => {}
+                    Next::Request(req) => {
+                        if let Err(e) = self.start(&req) {
+                            eprintln!("tftp-floor: {} {}: {e}", req.peer, req.file);
+                        }
+                    }
                 }
             }
         }
