@@ -10,9 +10,10 @@
 #       one tftp-loadgen download of a --size MiB file (default 256: at 2 GB/s a 64 MiB
 #       transfer lasts 30 ms, shorter than the scheduler's noise), unpinned unless --pinned
 #       (server and client on CPU 0); prints the server's CPU per MB and MB/s
-#   benches/e2e/ab.sh concurrency [--reps N] [--clients N] NAME=CMD ...
+#   benches/e2e/ab.sh concurrency [--reps N] [--clients N] [--bind-from RANGE] NAME=CMD ...
 #       tftp-loadgen: N clients × 1 MiB at once (blksize 1468); prints sessions/s and the
-#       server's CPU per MB
+#       server's CPU per MB; --bind-from spreads the clients over source addresses, as
+#       run.sh's multi-address rows do (127.0.1.1-127.0.1.250: loopback owns all of 127/8)
 #
 # CMD is a server command line with the words ROOT and PORT in it (NAME:N=CMD: the server
 # listens on port N whatever its command says, as dnsmasq on 69), e.g.
@@ -23,9 +24,9 @@
 set -euo pipefail
 
 MODE=${1:-}
-[[ $MODE == lockstep || $MODE == window || $MODE == concurrency ]] || { sed -n '2,22p' "$0"; exit 64; }
+[[ $MODE == lockstep || $MODE == window || $MODE == concurrency ]] || { sed -n '2,23p' "$0"; exit 64; }
 shift
-REPS=5 BLKSIZE=1468 CLIENTS=1000 WINDOWSIZE=64 SIZE=256 PINNED=0
+REPS=5 BLKSIZE=1468 CLIENTS=1000 WINDOWSIZE=64 SIZE=256 PINNED=0 BIND_FROM=
 SERVERS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -35,6 +36,7 @@ while [[ $# -gt 0 ]]; do
     --windowsize) WINDOWSIZE=$2; shift ;;
     --size) SIZE=$2; shift ;;
     --pinned) PINNED=1 ;;
+    --bind-from) BIND_FROM=$2; shift ;;
     *=*) SERVERS+=("$1") ;;
     *) echo "unknown argument: $1" >&2; exit 64 ;;
   esac
@@ -54,6 +56,7 @@ if [[ ${AB_INNER:-} != 1 ]]; then
   head -c $((1 << 20)) /dev/urandom > "$ROOT/small"
   [[ $MODE != window ]] || head -c $((SIZE << 20)) /dev/urandom > "$ROOT/window"
   pinned=(); [[ $PINNED == 1 ]] && pinned=(--pinned)
+  [[ -n $BIND_FROM ]] && pinned+=(--bind-from "$BIND_FROM")
   AB_INNER=1 AB_ROOT=$ROOT unshare --net -- bash "$0" "$MODE" --reps "$REPS" --blksize "$BLKSIZE" \
     --clients "$CLIENTS" --windowsize "$WINDOWSIZE" --size "$SIZE" "${pinned[@]}" "${SERVERS[@]}"
   exit
@@ -133,6 +136,7 @@ for _ in $(seq "$REPS"); do
 print(json.load(open('$ROOT/one.json'))['mb_per_sec'])")" >> "$RES"
     else
       "$LOADGEN" --server "127.0.0.1:${PORTS[j]}" --file small --clients "$CLIENTS" --threads 1 \
+        ${BIND_FROM:+--bind-from "$BIND_FROM"} \
         --blksize 1468 --expect-size $((1 << 20)) --deadline 120 --min-timeout-ms 1000 \
         --server-pid "${PIDS[j]}" ${CGS[j]:+--server-cgroup "${CGS[j]}"} --output "$ROOT/one.json" > /dev/null 2>&1
       python3 -c "import json; d = json.load(open('$ROOT/one.json')); \
