@@ -46,7 +46,7 @@ pub(crate) struct Sender<I, B> {
     /// segment sent twice, and the backed-off timeout kept until a valid sample), on
     /// measurement (2026-12-03; tftpd pinned to one CPU, 10,000 clients × 1 MiB at once):
     /// - Karn's rule alone, no sample from a resent window: 323,000 to 1.2 million DATA
-    ///   resent per run against 36,000 to 69,000 as here. A timeout that fires because the
+    ///   resent per run against 30,000 to 69,000 as here. A timeout that fires because the
     ///   round trip grew under load is followed by another at the old estimate, and every
     ///   resent block's ACK is ambiguous, so the estimate never learns the longer trip.
     /// - The whole algorithm (backoff kept until a valid sample): 40,000 to 78,000 resent
