@@ -55,10 +55,11 @@ if [[ ${AB_INNER:-} != 1 ]]; then
   head -c $((64 << 20)) /dev/urandom > "$ROOT/big"
   head -c $((1 << 20)) /dev/urandom > "$ROOT/small"
   [[ $MODE != window ]] || head -c $((SIZE << 20)) /dev/urandom > "$ROOT/window"
-  pinned=(); [[ $PINNED == 1 ]] && pinned=(--pinned)
-  [[ -n $BIND_FROM ]] && pinned+=(--bind-from "$BIND_FROM")
+  # The options without a default, passed on to the inner run only when given.
+  given=(); [[ $PINNED == 1 ]] && given=(--pinned)
+  [[ -n $BIND_FROM ]] && given+=(--bind-from "$BIND_FROM")
   AB_INNER=1 AB_ROOT=$ROOT unshare --net -- bash "$0" "$MODE" --reps "$REPS" --blksize "$BLKSIZE" \
-    --clients "$CLIENTS" --windowsize "$WINDOWSIZE" --size "$SIZE" "${pinned[@]}" "${SERVERS[@]}"
+    --clients "$CLIENTS" --windowsize "$WINDOWSIZE" --size "$SIZE" "${given[@]}" "${SERVERS[@]}"
   exit
 fi
 

@@ -41,10 +41,11 @@ pub(crate) struct Sender<I, B> {
     netascii: Option<NetasciiStage>,
     /// The block whose acknowledgement will give an RTT sample, and when it was sent.
     ///
-    /// A window sent again after a timeout is probed too, from its resending, and any ACK
-    /// resets the backoff. That bends Karn's algorithm (RFC 6298 §3: no sample from a
-    /// segment sent twice, and the backed-off timeout kept until a valid sample), on
-    /// measurement (2026-12-03; tftpd pinned to one CPU, 10,000 clients × 1 MiB at once):
+    /// A window sent again (after a timeout, or going back on a short ACK) is probed too,
+    /// from its resending, and an ACK of new blocks resets the backoff (`Session::progress`).
+    /// That bends Karn's algorithm (RFC 6298 §3: no sample from a segment sent twice, and
+    /// the backed-off timeout kept until a valid sample), on measurement (2026-12-03; tftpd
+    /// pinned to one CPU, 10,000 clients × 1 MiB at once):
     /// - Karn's rule alone, no sample from a resent window: 323,000 to 1.2 million DATA
     ///   resent per run against 30,000 to 69,000 as here. A timeout that fires because the
     ///   round trip grew under load is followed by another at the old estimate, and every
