@@ -226,11 +226,11 @@ fn serve(listener: &UdpSocket, root: &Path, req: &Request, data: &mut Vec<u8>) -
 fn run() -> io::Result<Infallible> {
     let usage = || {
         io::Error::other(
-            "usage: tftp-floor [--concurrent [--connected [--uring]]] --root DIR --listen ADDR:PORT",
+            "usage: tftp-floor [--concurrent [--connected [--uring] | --single-port]] --root DIR --listen ADDR:PORT",
         )
     };
     let (mut root, mut listen, mut concurrent, mut connected) = (None, None, false, false);
-    let mut uring = false;
+    let (mut uring, mut single_port) = (false, false);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--concurrent" {
@@ -239,6 +239,10 @@ fn run() -> io::Result<Infallible> {
         }
         if flag == "--uring" {
             uring = true;
+            continue;
+        }
+        if flag == "--single-port" {
+            single_port = true;
             continue;
         }
         if flag == "--connected" {
@@ -260,6 +264,12 @@ fn run() -> io::Result<Infallible> {
             return Err(usage());
         }
         return uring::run(listener, &root);
+    }
+    if single_port {
+        if !concurrent || connected {
+            return Err(usage());
+        }
+        return single::run(listener, &root);
     }
     if concurrent {
         return concurrent::run(listener, &root, connected);
@@ -917,6 +927,298 @@ mod uring {
             if !t.send_pending {
                 self.slots[slot] = None;
                 self.free.push(slot);
+            }
+        }
+    }
+}
+
+/// `--concurrent --single-port`: every transfer on the listening socket itself (dnsmasq's
+/// `--tftp-single-port`, tftpd's `--single-port`), so the ACKs of many clients are read with
+/// one `recvmmsg` and their DATA sent with one `sendmmsg`: issue 15's batching lever, the
+/// least a single-port server can spend per packet. The receive blocks for the first datagram
+/// (`MSG_WAITFORONE`, [`SWEEP`] at most) and takes what else is queued, up to [`BATCH`]; each
+/// datagram is looked up by its sender (a transfer's ACK, else a request); the answers go
+/// out together. Resends as in `--concurrent`.
+mod single {
+    use super::{
+        ACK, DATA, ERROR, RETRIES, TIMEOUT, cached, error_code, error_packet, oack, opcode,
+        parse_rrq,
+    };
+    use std::collections::HashMap;
+    use std::convert::Infallible;
+    use std::io;
+    use std::net::{SocketAddr, UdpSocket};
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const SWEEP: Duration = Duration::from_millis(100);
+    /// Datagrams a `recvmmsg` takes, and DATA a `sendmmsg` sends, at most.
+    const BATCH: usize = 64;
+    /// A request fits (RFC 2347 options included); an ACK is 4 bytes.
+    const SLOT: usize = 2048;
+
+    struct Transfer {
+        file: Arc<[u8]>,
+        blksize: usize,
+        block: usize,
+        last: usize,
+        oack: Option<Vec<u8>>,
+        sent_at: Instant,
+        resends: u32,
+    }
+
+    /// What to send: a transfer's current packet (by peer), or a refusal.
+    enum Out {
+        Transfer(SocketAddr),
+        Refusal(SocketAddr, Vec<u8>),
+    }
+
+    fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+        // SAFETY: an all-zero sockaddr_storage is a valid value.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = match addr {
+            SocketAddr::V4(a) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(a.ip().octets()),
+                    },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+                unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: a.flowinfo(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
+                    sin6_scope_id: a.scope_id(),
+                };
+                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+                unsafe {
+                    std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6)
+                };
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        (storage, len as libc::socklen_t)
+    }
+
+    fn from_sockaddr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+        match s.ss_family as libc::c_int {
+            libc::AF_INET => {
+                // SAFETY: the family says it holds a sockaddr_in.
+                let sin = unsafe { &*(s as *const _ as *const libc::sockaddr_in) };
+                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                Some(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says it holds a sockaddr_in6.
+                let sin6 = unsafe { &*(s as *const _ as *const libc::sockaddr_in6) };
+                let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                Some(SocketAddr::new(ip.into(), u16::from_be(sin6.sin6_port)))
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn run(listener: UdpSocket, root: &Path) -> io::Result<Infallible> {
+        listener.set_read_timeout(Some(SWEEP))?;
+        let fd = listener.as_raw_fd();
+        let mut transfers: HashMap<SocketAddr, Transfer> = HashMap::new();
+        let mut files = HashMap::new();
+        let mut bufs = vec![[0u8; SLOT]; BATCH];
+        // SAFETY: all-zero sockaddr_storage values are valid.
+        let mut names: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
+        let mut outs: Vec<Out> = Vec::with_capacity(BATCH);
+        let mut swept = Instant::now();
+        loop {
+            let mut iovs: Vec<libc::iovec> = bufs
+                .iter_mut()
+                .map(|b| libc::iovec {
+                    iov_base: b.as_mut_ptr().cast(),
+                    iov_len: SLOT,
+                })
+                .collect();
+            let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+                .map(|i| {
+                    // SAFETY: an all-zero msghdr is valid; the pointers set below outlive it.
+                    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+                    hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+                    hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+                    hdr.msg_iov = &mut iovs[i];
+                    hdr.msg_iovlen = 1;
+                    libc::mmsghdr {
+                        msg_hdr: hdr,
+                        msg_len: 0,
+                    }
+                })
+                .collect();
+            // SAFETY: `msgs` points into `names`, `iovs` and `bufs`, alive for the call.
+            let n = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    msgs.as_mut_ptr(),
+                    BATCH as u32,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            let n = if n < 0 { 0 } else { n as usize };
+            let now = Instant::now();
+            for i in 0..n {
+                let len = (msgs[i].msg_len as usize).min(SLOT);
+                let Some(peer) = from_sockaddr(&names[i]) else {
+                    continue;
+                };
+                let p = &bufs[i][..len];
+                if let Some(t) = transfers.get_mut(&peer) {
+                    match opcode(p) {
+                        Some(ACK)
+                            if len >= 4
+                                && u16::from_be_bytes([p[2], p[3]])
+                                    == (t.block % 65536) as u16 =>
+                        {
+                            if t.block == t.last {
+                                transfers.remove(&peer);
+                                continue;
+                            }
+                            t.block += 1;
+                            t.oack = None;
+                            t.resends = 0;
+                            t.sent_at = now;
+                            outs.push(Out::Transfer(peer));
+                        }
+                        Some(ERROR) => {
+                            transfers.remove(&peer);
+                        }
+                        _ => {} // a duplicate ACK, a resent RRQ, or junk
+                    }
+                    continue;
+                }
+                let Some(req) = parse_rrq(p, peer) else {
+                    outs.push(Out::Refusal(peer, error_packet(4, "read requests only")));
+                    continue;
+                };
+                let file = match cached(&mut files, root, &req.file) {
+                    Ok(file) => file,
+                    Err(e) => {
+                        let refusal = error_packet(error_code(&e), &e.to_string());
+                        outs.push(Out::Refusal(peer, refusal));
+                        continue;
+                    }
+                };
+                let blksize = req.blksize.unwrap_or(512);
+                let oack = oack(&req, file.len());
+                let last = file.len() / blksize + 1;
+                let block = if oack.is_some() { 0 } else { 1 };
+                let t = Transfer {
+                    file,
+                    blksize,
+                    block,
+                    last,
+                    oack,
+                    sent_at: now,
+                    resends: 0,
+                };
+                transfers.insert(peer, t);
+                outs.push(Out::Transfer(peer));
+            }
+            if swept.elapsed() >= SWEEP {
+                let mut dead = Vec::new();
+                for (peer, t) in &mut transfers {
+                    if t.sent_at.elapsed() < TIMEOUT {
+                        continue;
+                    }
+                    t.resends += 1;
+                    t.sent_at = Instant::now();
+                    if t.resends > RETRIES {
+                        dead.push(*peer);
+                    } else {
+                        outs.push(Out::Transfer(*peer));
+                    }
+                }
+                for peer in dead {
+                    transfers.remove(&peer);
+                }
+                swept = Instant::now();
+            }
+            for chunk in outs.chunks(BATCH) {
+                send_batch(fd, chunk, &transfers);
+            }
+            outs.clear();
+        }
+    }
+
+    /// One `sendmmsg` (more if the kernel takes fewer) for `outs`.
+    fn send_batch(fd: libc::c_int, outs: &[Out], transfers: &HashMap<SocketAddr, Transfer>) {
+        let mut headers = [[0u8; 4]; BATCH];
+        let mut addrs = Vec::with_capacity(outs.len());
+        let mut iovs: Vec<[libc::iovec; 2]> = Vec::with_capacity(outs.len());
+        for (i, out) in outs.iter().enumerate() {
+            let (peer, parts): (&SocketAddr, [&[u8]; 2]) = match out {
+                Out::Refusal(peer, p) => (peer, [p, &[]]),
+                Out::Transfer(peer) => {
+                    let Some(t) = transfers.get(peer) else {
+                        continue;
+                    };
+                    match (t.block, &t.oack) {
+                        (0, Some(oack)) => (peer, [oack, &[]]),
+                        _ => {
+                            let start = ((t.block - 1) * t.blksize).min(t.file.len());
+                            let end = (start + t.blksize).min(t.file.len());
+                            let [b0, b1] = ((t.block % 65536) as u16).to_be_bytes();
+                            let [d0, d1] = DATA.to_be_bytes();
+                            headers[i] = [d0, d1, b0, b1];
+                            (peer, [&headers[i][..], &t.file[start..end]])
+                        }
+                    }
+                }
+            };
+            addrs.push(sockaddr(peer));
+            iovs.push(parts.map(|part| libc::iovec {
+                iov_base: part.as_ptr() as *mut libc::c_void,
+                iov_len: part.len(),
+            }));
+        }
+        let mut msgs: Vec<libc::mmsghdr> = (0..iovs.len())
+            .map(|i| {
+                // SAFETY: an all-zero msghdr is valid; the pointers set below outlive it.
+                let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+                hdr.msg_name = (&mut addrs[i].0 as *mut libc::sockaddr_storage).cast();
+                hdr.msg_namelen = addrs[i].1;
+                hdr.msg_iov = iovs[i].as_mut_ptr();
+                hdr.msg_iovlen = if iovs[i][1].iov_len == 0 { 1 } else { 2 };
+                libc::mmsghdr {
+                    msg_hdr: hdr,
+                    msg_len: 0,
+                }
+            })
+            .collect();
+        let mut sent = 0;
+        while sent < msgs.len() {
+            // SAFETY: `msgs` points into `addrs`, `iovs`, `headers` and the files, alive here.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    msgs[sent..].as_mut_ptr(),
+                    (msgs.len() - sent) as u32,
+                    0,
+                )
+            };
+            if n <= 0 {
+                // A failed datagram is a loss: skip it, the resend covers it.
+                sent += 1;
+            } else {
+                sent += n as usize;
             }
         }
     }
