@@ -64,6 +64,17 @@ impl Transfer {
 
 #[test]
 fn thousands_of_concurrent_transfers_on_one_loop() {
+    concurrent_transfers(false);
+}
+
+/// Single-port mode: every client's ACKs come in on the listener, read in batches of up to
+/// 32 a `recvmmsg`, the DATA they cause sent with one `sendmmsg` a batch.
+#[test]
+fn thousands_of_concurrent_transfers_on_one_single_port_loop() {
+    concurrent_transfers(true);
+}
+
+fn concurrent_transfers(single_port: bool) {
     let reports = Arc::new(Mutex::new(Vec::new()));
     let r = Arc::clone(&reports);
     let mut options = ServerOptions::new()
@@ -71,6 +82,7 @@ fn thousands_of_concurrent_transfers_on_one_loop() {
         .on_session(move |report| r.lock().unwrap().push(report.stats.outcome.clone()));
     options.config.admission.rate_per_client = None;
     options.config.admission.max_sessions_per_client = CLIENTS;
+    options.config.single_port = single_port;
     let server = Server::bind(Fixed, options).unwrap();
     let addr = server.local_addrs().unwrap()[0];
     let stop = server.shutdown_handle();
@@ -135,6 +147,10 @@ fn thousands_of_concurrent_transfers_on_one_loop() {
     let took = started.elapsed();
     println!("{CLIENTS} transfers of {SIZE} bytes: {took:?}, up to {most_active} at once");
     assert!(transfers.iter().all(|t| t.data == vec![7u8; SIZE]));
+    if single_port {
+        let port = addr.port();
+        assert!(transfers.iter().all(|t| t.session.peer().port() == port));
+    }
     stop.shutdown();
     serving.join().unwrap().unwrap();
     let reports = reports.lock().unwrap();

@@ -32,6 +32,7 @@
 pub mod admission;
 #[cfg(feature = "async-io")]
 pub mod async_io;
+pub mod batch;
 pub mod budget;
 pub mod client;
 pub mod config;

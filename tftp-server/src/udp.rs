@@ -94,7 +94,7 @@ const DONTWAIT: i32 = MsgFlags::MSG_DONTWAIT.bits();
 
 /// `EINTR` retries before giving up with [`io::ErrorKind::Interrupted`]: a signal storm
 /// must not spin a task forever.
-const EINTR_RETRIES: usize = 8;
+pub(crate) const EINTR_RETRIES: usize = 8;
 
 /// Receive one datagram without blocking: its sender, and (on a socket prepared with
 /// [`prepare_listener`]) the local address it was sent to and the interface it came in on.
@@ -118,9 +118,19 @@ pub fn recv_from_to(socket: &impl AsFd, buf: &mut [u8]) -> io::Result<Received> 
     let peer = socket_addr(msg.address.as_ref()).ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidData, "datagram without an IP sender")
     })?;
-    let (mut v4, mut v6, mut interface) = (None, None, None);
     // A truncated control buffer (it cannot be: the space fits both) reads as no messages.
-    for cmsg in msg.cmsgs().into_iter().flatten() {
+    Ok(received(msg.bytes, peer, msg.cmsgs().into_iter().flatten()))
+}
+
+/// What [`recv_from_to`] (and [`crate::batch::RecvBatch`]) report of a datagram of `len`
+/// bytes from `peer` with control messages `cmsgs`.
+pub(crate) fn received(
+    len: usize,
+    peer: SocketAddr,
+    cmsgs: impl Iterator<Item = ControlMessageOwned>,
+) -> Received {
+    let (mut v4, mut v6, mut interface) = (None, None, None);
+    for cmsg in cmsgs {
         match cmsg {
             ControlMessageOwned::Ipv4PacketInfo(info) => {
                 v4 = Some(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)));
@@ -141,12 +151,12 @@ pub fn recv_from_to(socket: &impl AsFd, buf: &mut [u8]) -> io::Result<Received> 
         SocketAddr::V6(_) => v4.map(|a| a.to_ipv6_mapped()).or(v6).map(IpAddr::V6),
     }
     .filter(|ip| !ip.is_unspecified());
-    Ok(Received {
-        len: msg.bytes,
+    Received {
+        len,
         peer,
         local_ip,
         interface,
-    })
+    }
 }
 
 /// Send `buf` to `to` without blocking, from `from_ip` if given (an address of this host, or
@@ -231,7 +241,7 @@ pub(crate) fn in_socket_family(socket: &impl AsFd, addr: SocketAddr) -> io::Resu
     in_family(addr, is_v6(socket)?)
 }
 
-fn is_v6(socket: &impl AsFd) -> io::Result<bool> {
+pub(crate) fn is_v6(socket: &impl AsFd) -> io::Result<bool> {
     match SockRef::from(&socket.as_fd()).domain()? {
         Domain::IPV4 => Ok(false),
         Domain::IPV6 => Ok(true),
@@ -245,7 +255,7 @@ fn not_udp_ip() -> io::Error {
 
 /// `addr` in a socket's family: IPv4 as IPv4-mapped on an IPv6 socket; IPv4-mapped as IPv4
 /// on an IPv4 socket; IPv6 on an IPv4 socket is an error.
-fn in_family(addr: SocketAddr, v6: bool) -> io::Result<SocketAddr> {
+pub(crate) fn in_family(addr: SocketAddr, v6: bool) -> io::Result<SocketAddr> {
     match (addr, v6) {
         (SocketAddr::V4(a), true) => Ok(SocketAddr::new(a.ip().to_ipv6_mapped().into(), a.port())),
         (SocketAddr::V6(a), false) => match a.ip().to_ipv4_mapped() {
@@ -259,7 +269,7 @@ fn in_family(addr: SocketAddr, v6: bool) -> io::Result<SocketAddr> {
     }
 }
 
-fn socket_addr(addr: Option<&SockaddrStorage>) -> Option<SocketAddr> {
+pub(crate) fn socket_addr(addr: Option<&SockaddrStorage>) -> Option<SocketAddr> {
     let addr = addr?;
     if let Some(a) = addr.as_sockaddr_in() {
         return Some(SocketAddr::V4(SocketAddrV4::from(*a)));

@@ -1003,9 +1003,7 @@ mod single {
                     sin6_scope_id: a.scope_id(),
                 };
                 // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-                unsafe {
-                    std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6)
-                };
+                unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
                 std::mem::size_of::<libc::sockaddr_in6>()
             }
         };
@@ -1084,8 +1082,7 @@ mod single {
                     match opcode(p) {
                         Some(ACK)
                             if len >= 4
-                                && u16::from_be_bytes([p[2], p[3]])
-                                    == (t.block % 65536) as u16 =>
+                                && u16::from_be_bytes([p[2], p[3]]) == (t.block % 65536) as u16 =>
                         {
                             if t.block == t.last {
                                 transfers.remove(&peer);
@@ -1207,12 +1204,7 @@ mod single {
         while sent < msgs.len() {
             // SAFETY: `msgs` points into `addrs`, `iovs`, `headers` and the files, alive here.
             let n = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    msgs[sent..].as_mut_ptr(),
-                    (msgs.len() - sent) as u32,
-                    0,
-                )
+                libc::sendmmsg(fd, msgs[sent..].as_mut_ptr(), (msgs.len() - sent) as u32, 0)
             };
             if n <= 0 {
                 // A failed datagram is a loss: skip it, the resend covers it.
