@@ -35,6 +35,10 @@ SERVERS=(
   "atftpd|6902|window,concurrent||\$ATFTPD --daemon --no-fork --port \$PORT --bind-address 127.0.0.1 --logfile /dev/null \$ROOT|--maxthread 20000|"
   "dnsmasq|69|concurrent||dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --enable-tftp --tftp-root=\$ROOT --edns-packet-max=65535 --listen-address=127.0.0.1 --bind-interfaces --pid-file= --quiet-tftp --log-facility=\$LOGS/dnsmasq.log --user=nobody|--tftp-max=20000|"
   "tftpd|6904|window,concurrent|tftpd|\$BIN/tftpd --root \$ROOT --listen 127.0.0.1:\$PORT --max-window-bytes 8388608 --session-log \$LOGS/tftpd-sessions.jsonl|--max-sessions \$TFTPD_MAX_SESSIONS --max-sessions-per-client 100000 --client-rate 0|"
+  # tftpd in single-port mode (dnsmasq's --tftp-single-port): every transfer on the listener,
+  # read with recvmmsg and answered with sendmmsg (issue 15's batching lever). Concurrency
+  # rows only.
+  "tftpd-sp|6911|concurrent,nothroughput|tftpd|\$BIN/tftpd --root \$ROOT --listen 127.0.0.1:\$PORT --single-port --max-window-bytes 8388608|--max-sessions \$TFTPD_MAX_SESSIONS --max-sessions-per-client 100000 --client-rate 0|"
   "tftpd-blocking|6905|window,concurrent|tftp-blocking --example serve_dir|\$BIN/examples/serve_dir --root \$ROOT --listen 127.0.0.1:\$PORT|--max-sessions \$TFTPD_MAX_SESSIONS|--default-limits"
   # The kernel floor (benches/src/bin/tftp-floor.rs, built with the load tools): one transfer
   # at a time, blocking recv_from/send_to, nothing else. Lock-step rows only.
@@ -46,6 +50,9 @@ SERVERS=(
   # The same floor on io_uring: multishot receives, one io_uring_enter for many transfers'
   # receives and sends (issue 15's io_uring lever, measured before building an engine on it).
   "floor-uring|6909|concurrent,nothroughput||\$BIN/tftp-floor --concurrent --connected --uring --root \$ROOT --listen 127.0.0.1:\$PORT||"
+  # The floor of a single-port server: every transfer on the listening socket, one recvmmsg
+  # for many clients' ACKs and one sendmmsg for their DATA (tftpd-sp's floor).
+  "floor-single|6910|concurrent,nothroughput||\$BIN/tftp-floor --concurrent --single-port --root \$ROOT --listen 127.0.0.1:\$PORT||"
 )
 BASELINE=tftpd-hpa
 

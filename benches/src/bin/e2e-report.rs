@@ -18,6 +18,8 @@
 //! concurrency floor (`tftp-floor --concurrent`, column `floor-epoll`; on io_uring,
 //! `floor-uring`) was measured, a FLOOR line per concurrency target and floor says whether the
 //! target lies within or beyond what that floor reaches against the same peer in the same run.
+//! Where tftpd ran in single-port mode too (column `tftpd-sp`), the concurrency targets are
+//! checked for it as well, with its own floor (`floor-single`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -29,6 +31,8 @@ use serde::{Deserialize, Serialize};
 
 /// The server every ratio is taken against.
 const BASELINE: &str = "tftpd-hpa";
+/// The concurrency rows' test.
+const CONC: &str = "concurrency";
 /// Metrics shown only when some value is not zero.
 const HIDE_IF_ZERO: &[&str] = &["failed", "resends"];
 /// Our server, whose targets are checked.
@@ -42,6 +46,11 @@ const FLOOR: &str = "floor";
 const FLOOR_EPOLL: &str = "floor-epoll";
 /// The same floor on io_uring (`tftp-floor --concurrent --connected --uring`).
 const FLOOR_URING: &str = "floor-uring";
+/// tftpd in single-port mode (`--single-port`: every transfer on the listener, batched).
+const TFTPD_SP: &str = "tftpd-sp";
+/// Its floor (`tftp-floor --concurrent --single-port`): one `recvmmsg` and one `sendmmsg`
+/// for many transfers' packets, nothing else.
+const FLOOR_SINGLE: &str = "floor-single";
 /// Columns that are not peers of tftpd in the targets: ours, the floor, the UDP ceiling.
 fn is_peer(server: &str) -> bool {
     !(server == TFTPD
@@ -49,6 +58,8 @@ fn is_peer(server: &str) -> bool {
         || server == FLOOR
         || server == FLOOR_EPOLL
         || server == FLOOR_URING
+        || server == FLOOR_SINGLE
+        || server == TFTPD_SP
         || server == "udp"
         || server.starts_with("tftpd ")
         || server.starts_with("tftpd-compare"))
@@ -130,6 +141,19 @@ fn ratio_line(
     their_name: &str,
     bound: Bound,
 ) -> Verdict {
+    ratio_line_of(out, what, TFTPD, ours, theirs, their_name, bound)
+}
+
+/// [`ratio_line`] for our server `our_name` (tftpd, or tftpd in single-port mode).
+fn ratio_line_of(
+    out: &mut String,
+    what: &str,
+    our_name: &str,
+    ours: Option<f64>,
+    theirs: Option<f64>,
+    their_name: &str,
+    bound: Bound,
+) -> Verdict {
     let (verdict, detail) = match (ours, theirs) {
         (Some(o), Some(t)) if t != 0.0 => {
             let r = o / t;
@@ -141,7 +165,7 @@ fn ratio_line(
             (
                 v,
                 format!(
-                    "{TFTPD} {} / {their_name} {} = ×{r:.2}",
+                    "{our_name} {} / {their_name} {} = ×{r:.2}",
                     fmt_value(o),
                     fmt_value(t)
                 ),
@@ -150,7 +174,7 @@ fn ratio_line(
         _ => (
             Verdict::NotAvailable,
             format!(
-                "{TFTPD} {}, {their_name} {}",
+                "{our_name} {}, {their_name} {}",
                 ours.map_or("missing".into(), fmt_value),
                 theirs.map_or("missing".into(), fmt_value)
             ),
@@ -518,7 +542,6 @@ fn targets(
 
     // Concurrency, 1,000 and 10,000 clients all at once (from one address with the limits
     // lifted, and from many at default limits): against dnsmasq, and no failure.
-    const CONC: &str = "concurrency";
     for n in [1000, 10000] {
         let configs: Vec<&String> = rows_order
             .iter()
@@ -540,69 +563,13 @@ fn targets(
         for config in configs {
             let what = |w: &str| format!("concurrency {config}: {w}");
             let m = |metric: &str, s: &str| med(CONC, config, metric, s);
-            ratio_line(
-                out,
-                &what("tftpd sessions/s ≥ 1.20× dnsmasq"),
-                m("sessions_per_sec", TFTPD),
-                m("sessions_per_sec", "dnsmasq"),
-                "dnsmasq",
-                Bound::AtLeast(1.2),
-            );
-            ratio_line(
-                out,
-                &what("tftpd CPU/MB ≤ 0.80× dnsmasq"),
-                m("server_cpu_ms_per_mb", TFTPD),
-                m("server_cpu_ms_per_mb", "dnsmasq"),
-                "dnsmasq",
-                Bound::AtMost(0.8),
-            );
-            // Where the concurrency floor ran: how far the targets are from what any server
-            // with a port per transfer can reach on this kernel path.
-            for (floor_name, (metric, target, label)) in
-                [FLOOR_EPOLL, FLOOR_URING].into_iter().flat_map(|f| {
-                    [
-                        ("sessions_per_sec", Bound::AtLeast(1.2), "sessions/s"),
-                        ("server_cpu_ms_per_mb", Bound::AtMost(0.8), "CPU/MB"),
-                    ]
-                    .map(|t| (f, t))
-                })
-            {
-                let (Some(floor), Some(peer)) = (m(metric, floor_name), m(metric, "dnsmasq"))
-                else {
+            // tftpd, and where it ran, tftpd in single-port mode.
+            for ours in [TFTPD, TFTPD_SP] {
+                if ours != TFTPD && rows.iter().all(|r| r.server != ours) {
                     continue;
-                };
-                let r = floor / peer;
-                let (beyond, bound) = match target {
-                    Bound::AtLeast(b) => (r < b, b),
-                    Bound::AtMost(b) => (r > b, b),
-                };
-                let tftpd =
-                    m(metric, TFTPD).map_or("missing".into(), |t| format!("×{:.2}", t / floor));
-                let _ = writeln!(
-                    out,
-                    "{:4}  {}  ({floor_name} {} / dnsmasq {} = ×{r:.2}; tftpd {tftpd} of {floor_name})",
-                    "FLOOR",
-                    what(&format!(
-                        "{label} ×{bound:.2} dnsmasq is {} the {floor_name} floor",
-                        if beyond { "beyond" } else { "within" }
-                    )),
-                    fmt_value(floor),
-                    fmt_value(peer),
-                );
+                }
+                concurrency_lines(out, &what, &m, &worst, config, ours);
             }
-            let fails = worst(CONC, config, "failures", TFTPD);
-            let verdict = match fails {
-                Some(0.0) => Verdict::Pass,
-                Some(_) => Verdict::Fail,
-                None => Verdict::NotAvailable,
-            };
-            let detail = fails.map_or("missing".into(), |f| format!("{f:.0}"));
-            let _ = writeln!(
-                out,
-                "{:4}  {}  (tftpd failures: {detail})",
-                verdict.label(),
-                what("tftpd failures = 0")
-            );
             for metric in ["sessions_per_sec", "server_cpu_ms_per_mb", "failures"] {
                 covered.push((CONC.into(), config.clone(), metric.into()));
             }
@@ -686,6 +653,84 @@ fn targets(
         compared,
         missing,
         &behind,
+    );
+}
+
+/// The concurrency targets of `ours` (tftpd or tftpd-sp) in `config`: sessions/s and CPU per
+/// MB against dnsmasq, the floors' verdict on them, and no failures.
+fn concurrency_lines(
+    out: &mut String,
+    what: &dyn Fn(&str) -> String,
+    m: &dyn Fn(&str, &str) -> Option<f64>,
+    worst: &dyn Fn(&str, &str, &str, &str) -> Option<f64>,
+    config: &str,
+    ours: &str,
+) {
+    ratio_line_of(
+        out,
+        &what(&format!("{ours} sessions/s ≥ 1.20× dnsmasq")),
+        ours,
+        m("sessions_per_sec", ours),
+        m("sessions_per_sec", "dnsmasq"),
+        "dnsmasq",
+        Bound::AtLeast(1.2),
+    );
+    ratio_line_of(
+        out,
+        &what(&format!("{ours} CPU/MB ≤ 0.80× dnsmasq")),
+        ours,
+        m("server_cpu_ms_per_mb", ours),
+        m("server_cpu_ms_per_mb", "dnsmasq"),
+        "dnsmasq",
+        Bound::AtMost(0.8),
+    );
+    // Where a floor of this mode ran: how far the targets are from what any server of the
+    // mode (a port per transfer; one port for all) can reach on this kernel path.
+    let floors: &[&str] = if ours == TFTPD_SP {
+        &[FLOOR_SINGLE]
+    } else {
+        &[FLOOR_EPOLL, FLOOR_URING]
+    };
+    for (floor_name, (metric, target, label)) in floors.iter().flat_map(|f| {
+        [
+            ("sessions_per_sec", Bound::AtLeast(1.2), "sessions/s"),
+            ("server_cpu_ms_per_mb", Bound::AtMost(0.8), "CPU/MB"),
+        ]
+        .map(|t| (*f, t))
+    }) {
+        let (Some(floor), Some(peer)) = (m(metric, floor_name), m(metric, "dnsmasq")) else {
+            continue;
+        };
+        let r = floor / peer;
+        let (beyond, bound) = match target {
+            Bound::AtLeast(b) => (r < b, b),
+            Bound::AtMost(b) => (r > b, b),
+        };
+        let tftpd = m(metric, ours).map_or("missing".into(), |t| format!("×{:.2}", t / floor));
+        let _ = writeln!(
+            out,
+            "{:4}  {}  ({floor_name} {} / dnsmasq {} = ×{r:.2}; {ours} {tftpd} of {floor_name})",
+            "FLOOR",
+            what(&format!(
+                "{label} ×{bound:.2} dnsmasq is {} the {floor_name} floor",
+                if beyond { "beyond" } else { "within" }
+            )),
+            fmt_value(floor),
+            fmt_value(peer),
+        );
+    }
+    let fails = worst(CONC, config, "failures", ours);
+    let verdict = match fails {
+        Some(0.0) => Verdict::Pass,
+        Some(_) => Verdict::Fail,
+        None => Verdict::NotAvailable,
+    };
+    let detail = fails.map_or("missing".into(), |f| format!("{f:.0}"));
+    let _ = writeln!(
+        out,
+        "{:4}  {}  ({ours} failures: {detail})",
+        verdict.label(),
+        what(&format!("{ours} failures = 0"))
     );
 }
 
