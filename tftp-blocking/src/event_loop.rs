@@ -550,7 +550,8 @@ impl<'s, H: Handler> Loop<'s, H> {
         // Single-port mode: what is not a request, from a client port with a session here,
         // is that session's (the admission would say so: its endpoint routes the same ports,
         // accepted and ended with these routes). Most datagrams at a listener are, and go
-        // without the admission's lock and map (at 1,000 clients: 2% of the loop's CPU).
+        // without the admission's lock and its endpoint's ordered map (a profile at 1,000
+        // clients: about 2% of the server's CPU; five interleaved rounds: x0.975 CPU per MB).
         if let Some(key) = route.filter(|_| !IncomingRequest::is_request(datagram)) {
             return self.deliver(key, peer, datagram, now);
         }

@@ -86,9 +86,9 @@ impl RecvBatch {
         }
     }
 
-    /// Read the datagrams queued on `socket`, without blocking: how many (at least one; none
-    /// is [`io::ErrorKind::WouldBlock`]). The previous batch is forgotten. A datagram whose
-    /// sender is not an IP address (it cannot be, on a UDP socket) is skipped.
+    /// Read the datagrams queued on `socket`, without blocking: how many (none queued is
+    /// [`io::ErrorKind::WouldBlock`]). The previous batch is forgotten. A datagram whose
+    /// sender is not an IP address (it cannot be, on a UDP socket) is skipped, uncounted.
     pub fn recv(&mut self, socket: &impl AsFd) -> io::Result<usize> {
         self.got.clear();
         self.recv_into(socket)?;
