@@ -256,7 +256,10 @@ impl<'s, H: Handler> Loop<'s, H> {
         for (i, socket) in listeners.into_iter().enumerate() {
             poller.add(&socket, i as u64)?;
             let (local, routes, open) = (socket.local_addr()?, HashMap::new(), true);
-            let queue = single_port.then(RefCell::default);
+            let queue = match single_port {
+                true => Some(RefCell::new(SendQueue::for_socket(&socket)?)),
+                false => None,
+            };
             own.push(Listener {
                 socket,
                 local,

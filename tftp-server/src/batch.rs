@@ -161,9 +161,10 @@ impl RecvBatch {
 
 /// Datagrams waiting to go out of one socket with one `sendmmsg` ([`SendQueue::flush`]),
 /// each to its own peer, from its own local address if given (see
-/// [`crate::udp::send_from_to`]). Datagrams are copied in; nothing is sent until a flush,
-/// which keeps their order. Plain memory: [`Send`], so it may live in a structure that moves
-/// to another thread.
+/// [`crate::udp::send_from_to`]). Made for a socket ([`SendQueue::for_socket`]): its address
+/// family is learnt once, not at every flush. Datagrams are copied in; nothing is sent until
+/// a flush, which keeps their order. Plain memory: [`Send`], so it may live in a structure
+/// that moves to another thread.
 ///
 /// ```
 /// use std::net::UdpSocket;
@@ -171,7 +172,7 @@ impl RecvBatch {
 ///
 /// let server = UdpSocket::bind("127.0.0.1:0")?;
 /// let client = UdpSocket::bind("127.0.0.1:0")?;
-/// let mut queue = SendQueue::default();
+/// let mut queue = SendQueue::for_socket(&server)?;
 /// queue.push(b"\0\x03\0\x01hello", client.local_addr()?, None);
 /// queue.push(b"\0\x03\0\x02", client.local_addr()?, None);
 /// assert_eq!(queue.flush(&server)?, 2);
@@ -180,8 +181,10 @@ impl RecvBatch {
 /// assert_eq!(client.recv(&mut buf)?, 4);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SendQueue {
+    /// The socket's family is IPv6: IPv4 addresses go as IPv4-mapped.
+    v6: bool,
     bytes: Vec<u8>,
     queued: Vec<Queued>,
     /// Queued datagrams before this one were sent (or dropped).
@@ -201,6 +204,17 @@ impl SendQueue {
     pub const BATCH: usize = 64;
     /// Queued bytes past which [`SendQueue::is_full`] says so (a few windows of big blocks).
     pub const BYTES: usize = 256 * 1024;
+
+    /// An empty queue for `socket` (an IPv4 or IPv6 UDP socket), or for any socket of its
+    /// address family.
+    pub fn for_socket(socket: &impl AsFd) -> io::Result<Self> {
+        Ok(SendQueue {
+            v6: crate::udp::is_v6(socket)?,
+            bytes: Vec::new(),
+            queued: Vec::new(),
+            next: 0,
+        })
+    }
 
     /// Queue `datagram` for `to`, from local address `from` if given.
     pub fn push(&mut self, datagram: &[u8], to: SocketAddr, from: Option<IpAddr>) {
@@ -247,7 +261,7 @@ impl SendQueue {
     /// buffer full) returns with the rest still queued, for a later flush or
     /// [`SendQueue::clear`].
     pub fn flush(&mut self, socket: &impl AsFd) -> io::Result<usize> {
-        let v6 = crate::udp::is_v6(socket)?;
+        let v6 = self.v6;
         let mut sent = 0;
         while self.next < self.queued.len() {
             // A run of datagrams from the same source: one call carries one control message.
@@ -438,7 +452,7 @@ mod tests {
         let server = UdpSocket::bind("0.0.0.0:0").unwrap();
         let c = client();
         let to = c.local_addr().unwrap();
-        let mut queue = SendQueue::default();
+        let mut queue = SendQueue::for_socket(&server).unwrap();
         let two = Some(Ipv4Addr::new(127, 0, 0, 2).into());
         let three = Some(Ipv4Addr::new(127, 0, 0, 3).into());
         for (i, from) in [two, two, None, three, two].into_iter().enumerate() {
@@ -474,7 +488,7 @@ mod tests {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         let c = client();
         let to = c.local_addr().unwrap();
-        let mut queue = SendQueue::default();
+        let mut queue = SendQueue::for_socket(&server).unwrap();
         let n = SendQueue::BATCH * 2 + 7;
         for i in 0..n {
             queue.push(&(i as u16).to_be_bytes(), to, None);
@@ -493,7 +507,7 @@ mod tests {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         let c = client();
         let to = c.local_addr().unwrap();
-        let mut queue = SendQueue::default();
+        let mut queue = SendQueue::for_socket(&server).unwrap();
         queue.push(b"a", to, None);
         // IPv6 from an IPv4 socket; a source address this host does not have.
         queue.push(b"b", "[2001:db8::1]:69".parse().unwrap(), None);
@@ -513,7 +527,8 @@ mod tests {
 
     #[test]
     fn clear_forgets_what_waits() {
-        let mut queue = SendQueue::default();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut queue = SendQueue::for_socket(&server).unwrap();
         let to = "127.0.0.1:9".parse().unwrap();
         queue.push(&[0; 1000], to, None);
         queue.push(&[0; 10], to, None);
