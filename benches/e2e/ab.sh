@@ -12,19 +12,21 @@
 #       (server and client on CPU 0); prints the server's CPU per MB and MB/s
 #   benches/e2e/ab.sh concurrency [--reps N] [--clients N] [--bind-from RANGE] NAME=CMD ...
 #       tftp-loadgen: N clients × 1 MiB at once (blksize 1468); prints sessions/s and the
-#       server's CPU per MB; --bind-from spreads the clients over source addresses, as
+#       server's CPU per MB, all of it and in user mode (its own code, without the kernel's
+#       per-packet work, which is most of it and the same for every server); --bind-from spreads the clients over source addresses, as
 #       run.sh's multi-address rows do (127.0.1.1-127.0.1.250: loopback owns all of 127/8)
 #
 # CMD is a server command line with the words ROOT and PORT in it (NAME:N=CMD: the server
 # listens on port N whatever its command says, as dnsmasq on 69), e.g.
 #   benches/e2e/ab.sh lockstep before="/tmp/old/tftpd --root ROOT --listen 127.0.0.1:PORT" \
 #                             after="target/release/tftpd --root ROOT --listen 127.0.0.1:PORT"
+# Rounds alternate the servers' order. AB_VERBOSE=1 prints every round's figures too.
 # Runs as root in a network namespace of its own (loopback only); needs curl, taskset,
 # python3 and the load tools (cargo build --release -p tftp-benches).
 set -euo pipefail
 
 MODE=${1:-}
-[[ $MODE == lockstep || $MODE == window || $MODE == concurrency ]] || { sed -n '2,23p' "$0"; exit 64; }
+[[ $MODE == lockstep || $MODE == window || $MODE == concurrency ]] || { sed -n '2,26p' "$0"; exit 64; }
 shift
 REPS=5 BLKSIZE=1468 CLIENTS=1000 WINDOWSIZE=64 SIZE=256 PINNED=0 BIND_FROM=
 SERVERS=()
@@ -118,8 +120,25 @@ cpu_ns() {
   echo "$t"
 }
 
-for _ in $(seq "$REPS"); do
-  for j in "${!NAMES[@]}"; do
+# User-mode CPU ticks (1/100 s) of server $1, its threads and reaped children (utime +
+# cutime): the part of its CPU that is its own code, apart from the kernel's per-packet work.
+user_ticks() {
+  local stat
+  stat=$(cat "/proc/${PIDS[$1]}/stat" 2>/dev/null) || { echo 0; return; }
+  stat=${stat##*) }
+  awk '{ print $12 + $14 }' <<< "$stat"
+}
+
+# Every other round in reverse order: whichever server runs right after another pays for
+# what the first left behind (sockets in teardown, dirty caches), and a fixed order hands that
+# cost to the same server every round (two 5-round A/Bs of one pair, swapped, each put the
+# second of the pair behind, x1.07 and x1.03; alternating keeps such a cost, whatever its
+# cause, out of the ratio).
+order=("${!NAMES[@]}") reversed=()
+for ((j = ${#order[@]} - 1; j >= 0; j--)); do reversed+=("${order[j]}"); done
+for round in $(seq "$REPS"); do
+  turn=("${order[@]}"); ((round % 2 == 0)) && turn=("${reversed[@]}")
+  for j in "${turn[@]}"; do
     if [[ $MODE == lockstep ]]; then
       a=$(cpu_ns "$j") s=$(date +%s%N)
       taskset -c 0 curl -s --max-time 120 --tftp-blksize "$BLKSIZE" -o /dev/null "tftp://127.0.0.1:${PORTS[j]}/big"
@@ -136,6 +155,7 @@ for _ in $(seq "$REPS"); do
       echo "${NAMES[j]} $(((b - a) / SIZE / 1000)) $(python3 -c "import json; \
 print(json.load(open('$ROOT/one.json'))['mb_per_sec'])")" >> "$RES"
     else
+      ua=$(user_ticks "$j")
       "$LOADGEN" --server "127.0.0.1:${PORTS[j]}" --file small --clients "$CLIENTS" --threads 1 \
         ${BIND_FROM:+--bind-from "$BIND_FROM"} \
         --blksize 1468 --expect-size $((1 << 20)) --deadline 120 --min-timeout-ms 1000 \
@@ -143,7 +163,8 @@ print(json.load(open('$ROOT/one.json'))['mb_per_sec'])")" >> "$RES"
       python3 -c "import json; d = json.load(open('$ROOT/one.json')); \
 u = d['server_usage']; \
 print('${NAMES[j]}', round(u['cpu_secs_per_mb'] * 1e6), d['sessions_per_sec'], d['failures'], \
-u.get('peak_rss_kib', 0), u.get('peak_threads', 0))" >> "$RES"
+u.get('peak_rss_kib', 0), u.get('peak_threads', 0), \
+round(($(user_ticks "$j") - $ua) * 1e4 / (d['bytes'] / 1e6 or 1)))" >> "$RES"
     fi
   done
 done
@@ -163,9 +184,13 @@ for name, runs in rows.items():
     extra = "" if os.environ["MODE"] != "concurrency" else (
         f"  failures {[int(r[2]) for r in runs]}"
         f"  peak RSS {statistics.median(r[3] for r in runs) / 1024:.1f} MiB"
-        f"  threads {statistics.median(r[4] for r in runs):.0f}")
+        f"  threads {statistics.median(r[4] for r in runs):.0f}"
+        f"  user {statistics.median(r[5] for r in runs) / 1000:.2f} ms/MB")
     print(f"{name:12s} cpu {cpu:7.2f} ms/MB ×{cpu / base[0]:.3f}   {other:8.1f} {unit} ×{other / base[1]:.3f}"
           f"   (n={len(runs)}){extra}")
     if os.environ.get("AB_VERBOSE"):
+        print(f"{'':12s} ms/MB: {' '.join(f'{r[0] / 1000:.2f}' for r in runs)}")
+        if os.environ["MODE"] == "concurrency":
+            print(f"{'':12s} user ms/MB: {' '.join(f'{r[5] / 1000:.2f}' for r in runs)}")
         print(f"{'':12s} {unit}: {' '.join(f'{r[1]:.0f}' for r in runs)}")
 EOF
