@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tftp_proto::timers::Timers;
+use tftp_proto::timers::Wheel;
 use tftp_proto::{ErrorCode, Event, IncomingRequest, Output, ServerSession, Transmit};
 use tftp_server::batch::{RecvBatch, SendQueue};
 use tftp_server::budget::{Reservation, WindowBudget};
@@ -189,7 +189,7 @@ impl Entry<'_> {
     /// later deadline keeps the queued earlier one, which fires early and then queues the
     /// real one ([`Loop::on_timeout`]), so the heap holds one entry per session, not one per
     /// packet.
-    fn wake_at(&mut self, timers: &mut Timers<Instant, u64>, key: u64, at: Instant) {
+    fn wake_at(&mut self, timers: &mut Wheel<Instant, u64>, key: u64, at: Instant) {
         if self.scheduled.is_none_or(|queued| at < queued) {
             timers.schedule(at, key);
             self.scheduled = Some(at);
@@ -223,7 +223,7 @@ pub(crate) struct Loop<'s, H> {
     /// The latest session of each client port on this loop, which a new request from that
     /// port replaces.
     peers: HashMap<SocketAddr, u64>,
-    timers: Timers<Instant, u64>,
+    timers: Wheel<Instant, u64>,
     /// The receive buffer of every socket of this loop.
     buf: Vec<u8>,
     next_key: u64,
@@ -280,7 +280,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             listeners: own,
             sessions: HashMap::default(),
             peers: HashMap::new(),
-            timers: Timers::new(),
+            timers: Wheel::new(Instant::now()),
             buf: vec![0; 65_536],
             next_key: FIRST_SESSION,
             accepting: true,

@@ -9,8 +9,8 @@
 //! [`std::io::Write`]), and receive per-session and periodic server statistics through
 //! callbacks ([`ServerOptions::on_session`], [`ServerOptions::on_stats`]). All protocol
 //! behaviour comes from [`tftp_proto`] (each transfer is a sans-IO
-//! [`ServerSession`](tftp_proto::ServerSession), its deadlines in a
-//! [`Timers`](tftp_proto::timers::Timers) heap); admission, limits, refusals, statistics and
+//! [`ServerSession`](tftp_proto::ServerSession), its deadlines on a loop's
+//! [`Wheel`](tftp_proto::timers::Wheel) of 1 ms ticks); admission, limits, refusals, statistics and
 //! confined file access from [`tftp_server`] ([`ServerCore`](tftp_server::ServerCore), the
 //! same decisions its async server makes). This crate is only the event loop around them.
 //!
