@@ -100,8 +100,9 @@ impl ServerOptions {
     /// come from the address that was asked.
     pub fn bind_all(&self) -> io::Result<Vec<Arc<UdpSocket>>> {
         let mut out = self.sockets.clone();
+        let buffer = listener_buffer(&self.config);
         for addr in &self.listen {
-            out.push(Arc::new(bind_listener(*addr)?));
+            out.push(Arc::new(bind_listener_sized(*addr, buffer)?));
         }
         for s in &out {
             s.set_nonblocking(true)?;
@@ -114,15 +115,53 @@ impl ServerOptions {
     }
 }
 
-/// Bind a listening socket. `[::]` is bound dual-stack (IPv4 clients arrive as mapped
-/// addresses). A permission error on a privileged port says how to get past it.
+/// A listener's receive buffer, as asked of the kernel (which doubles it for its own
+/// accounting): room for a burst of requests (many PXE clients at once), and in single-port
+/// mode for every transfer's ACK too — there the listener is every transfer's socket, and
+/// in lock-step each session may have an ACK waiting in it while the loop works through the
+/// others. An ACK takes about 1 KiB of the kernel's accounting (its `truesize`), so 2 KiB a
+/// session asked leaves room for two. Measured (single-port, 10,000 clients × 1 MiB, lifted
+/// limits): with 4 MiB asked (8 MiB granted) the kernel dropped 164,000 ACKs for a full
+/// listener (`UdpRcvbufErrors`; each one a client's 1 s retransmission timeout, 432,000 in
+/// all), with 32 MiB none (188,000).
+pub fn listener_buffer(config: &ServerConfig) -> usize {
+    const REQUESTS: usize = 4 << 20;
+    const PER_SESSION: usize = 2 << 10;
+    const MOST: usize = 64 << 20;
+    match config.single_port {
+        true => (config.admission.max_sessions.saturating_mul(PER_SESSION)).clamp(REQUESTS, MOST),
+        false => REQUESTS,
+    }
+}
+
+/// Bind a listening socket with the receive buffer of the default configuration (see
+/// [`bind_listener_sized`]).
 pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
+    bind_listener_sized(addr, listener_buffer(&ServerConfig::default()))
+}
+
+/// Bind a listening socket whose receive buffer holds `buffer` bytes (see
+/// [`listener_buffer`]): `SO_RCVBUFFORCE` when the process may (root, `CAP_NET_ADMIN`: the
+/// size the service needs whatever `net.core.rmem_max` says), else `SO_RCVBUF`, which the
+/// kernel caps at `net.core.rmem_max` (212,992 bytes on a stock system; a warning then says
+/// so). `[::]` is bound dual-stack (IPv4 clients arrive as mapped addresses). A permission
+/// error on a privileged port says how to get past it.
+pub fn bind_listener_sized(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() && addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
         socket.set_only_v6(false)?;
     }
-    // Many PXE clients at once: room for a burst of requests.
-    let _ = socket.set_recv_buffer_size(4 << 20);
+    // The kernel reports twice what was asked (half of it for its own overhead).
+    let granted = crate::udp::set_receive_buffer(&socket, buffer) / 2;
+    if granted < buffer {
+        let message = "the listener's receive buffer is smaller than asked: run as root (or \
+                       with CAP_NET_ADMIN), or raise net.core.rmem_max";
+        // Short of what single-port mode needs for its transfers: that costs retransmissions.
+        match buffer > listener_buffer(&ServerConfig::default()) {
+            true => tracing::warn!(%addr, asked = buffer, granted, "{message}"),
+            false => tracing::debug!(%addr, asked = buffer, granted, "{message}"),
+        }
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into()).map_err(|e| {
         if e.kind() == io::ErrorKind::PermissionDenied && addr.port() < 1024 {
@@ -530,6 +569,38 @@ impl ServerCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_single_port_listener_has_room_for_every_sessions_ack() {
+        let mut config = ServerConfig::default();
+        assert_eq!(listener_buffer(&config), 4 << 20);
+        config.single_port = true;
+        // The default 10,000 sessions: 2 KiB each.
+        assert_eq!(config.admission.max_sessions, 10_000);
+        assert_eq!(listener_buffer(&config), 10_000 * 2048);
+        config.admission.max_sessions = 100;
+        assert_eq!(listener_buffer(&config), 4 << 20);
+        config.admission.max_sessions = usize::MAX;
+        assert_eq!(listener_buffer(&config), 64 << 20);
+    }
+
+    #[test]
+    fn a_listener_gets_its_buffer_past_rmem_max_when_privileged() {
+        let asked = 24 << 20;
+        let socket = bind_listener_sized("127.0.0.1:0".parse().unwrap(), asked).unwrap();
+        let granted = crate::udp::set_receive_buffer(&socket, asked);
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let root = status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        // Root (as CI runs) gets it whatever net.core.rmem_max says; anyone else what it allows.
+        let expected = if root { asked } else { asked.min(rmem_max) };
+        assert_eq!(granted, 2 * expected, "root {root}, rmem_max {rmem_max}");
+    }
 
     #[test]
     fn port_range_searches_start_anywhere() {

@@ -43,7 +43,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+    ControlMessageOwned, MsgFlags, SockaddrStorage, getsockopt, recvmsg, setsockopt, sockopt,
 };
 use socket2::{Domain, MsgHdr, SockAddr, SockRef};
 
@@ -62,6 +62,18 @@ pub struct Received {
     pub local_ip: Option<IpAddr>,
     /// The index of the interface it arrived on, if the kernel said (see [`interface_mtu`]).
     pub interface: Option<u32>,
+}
+
+/// Set `socket`'s receive buffer to `bytes` with `SO_RCVBUFFORCE` if the process may (root
+/// or `CAP_NET_ADMIN`), else with `SO_RCVBUF` (capped by `net.core.rmem_max`); returns what
+/// the kernel granted, as it reports it (twice what it will hold in payload; 0 if it did not
+/// say).
+pub fn set_receive_buffer(socket: &impl AsFd, bytes: usize) -> usize {
+    let fd = socket.as_fd();
+    if setsockopt(&fd, sockopt::RcvBufForce, &bytes).is_err() {
+        let _ = setsockopt(&fd, sockopt::RcvBuf, &bytes);
+    }
+    getsockopt(&fd, sockopt::RcvBuf).unwrap_or(0)
 }
 
 /// Ask the kernel to report each datagram's destination address and interface: `IP_PKTINFO`

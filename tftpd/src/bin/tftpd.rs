@@ -643,9 +643,13 @@ fn listeners(args: &Args) -> Result<Vec<UdpSocket>, String> {
         );
         return Ok(sockets);
     }
+    // Sized before privileges are dropped (SO_RCVBUFFORCE needs them).
+    let buffer = tftp_server::server::listener_buffer(&config(args)?);
     listen_addrs(args)?
         .into_iter()
-        .map(|addr| tftp_server::server::bind_listener(addr).map_err(|e| e.to_string()))
+        .map(|addr| {
+            tftp_server::server::bind_listener_sized(addr, buffer).map_err(|e| e.to_string())
+        })
         .collect()
 }
 
