@@ -737,3 +737,67 @@ pub mod fuzz {
         }
     }
 }
+
+/// A model of [`crate::timers::Wheel`] on whole-millisecond instants ([`crate::time::Millis`]),
+/// for its property test and its fuzz target: a key is due once `now` reaches its deadline
+/// (or, scheduled for a tick an earlier [`WheelModel::expired`] already passed, the next
+/// tick); keys come out by tick, then in the order they were scheduled.
+#[derive(Debug, Clone)]
+pub struct WheelModel<K> {
+    origin: u64,
+    /// The first tick not yet expired.
+    cursor: u64,
+    /// `(tick, key)` in scheduling order; ticks count from `origin`.
+    entries: Vec<(u64, K)>,
+}
+
+impl<K: Copy> WheelModel<K> {
+    /// An empty model whose tick 0 is `origin`.
+    pub fn new(origin: crate::time::Millis) -> Self {
+        WheelModel {
+            origin: origin.0,
+            cursor: 0,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Wake `key` at `at`.
+    pub fn schedule(&mut self, at: crate::time::Millis, key: K) {
+        let tick = at.0.saturating_sub(self.origin).max(self.cursor);
+        self.entries.push((tick, key));
+    }
+
+    /// The keys due at `now`, removed: by tick, then in scheduling order.
+    pub fn expired(&mut self, now: crate::time::Millis) -> Vec<K> {
+        let now_tick = now.0.saturating_sub(self.origin);
+        if now_tick < self.cursor {
+            return Vec::new();
+        }
+        let mut due: Vec<(u64, K)> = self
+            .entries
+            .iter()
+            .copied()
+            .filter(|e| e.0 <= now_tick)
+            .collect();
+        self.entries.retain(|e| e.0 > now_tick);
+        self.cursor = now_tick + 1;
+        due.sort_by_key(|e| e.0); // stable: scheduling order within a tick
+        due.into_iter().map(|e| e.1).collect()
+    }
+
+    /// The earliest tick with a key, as an instant (`None` past the end of time).
+    pub fn next_deadline(&self) -> Option<crate::time::Millis> {
+        let first = self.entries.iter().map(|e| e.0).min()?;
+        self.origin.checked_add(first).map(crate::time::Millis)
+    }
+
+    /// Keys queued.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

@@ -334,6 +334,7 @@ mod tests {
         assert!(t.is_empty());
     }
 
+    use crate::testing::WheelModel;
     use crate::time::Millis;
     use proptest::prelude::*;
     use std::vec::Vec;
@@ -426,8 +427,8 @@ mod tests {
             ops in proptest::collection::vec(op(), 1..200),
         ) {
             let mut w = Wheel::new(Millis(origin));
-            let mut model: Vec<(u64, usize)> = Vec::new(); // (tick, key), in schedule order
-            let (mut now, mut cursor, mut next_key) = (origin, 0u64, 0usize);
+            let mut model = WheelModel::new(Millis(origin));
+            let (mut now, mut next_key) = (origin, 0usize);
             for op in ops {
                 match op.clone() {
                     Op::Schedule(_) | Op::ScheduleAt(_) => {
@@ -437,27 +438,17 @@ mod tests {
                             Op::Advance(_) => unreachable!(),
                         };
                         w.schedule(Millis(at), next_key);
-                        model.push((at.saturating_sub(origin).max(cursor), next_key));
+                        model.schedule(Millis(at), next_key);
                         next_key += 1;
                     }
                     Op::Advance(by) => {
                         now += by;
-                        let now_tick = now - origin;
                         let got: Vec<usize> = w.expired(Millis(now)).collect();
-                        let mut want: Vec<(u64, usize)> = Vec::new();
-                        if now_tick >= cursor {
-                            want = model.iter().copied().filter(|e| e.0 <= now_tick).collect();
-                            model.retain(|e| e.0 > now_tick);
-                            cursor = now_tick + 1;
-                        }
-                        want.sort_by_key(|e| e.0); // stable: schedule order within a tick
-                        let want: Vec<usize> = want.into_iter().map(|e| e.1).collect();
-                        prop_assert_eq!(got, want);
+                        prop_assert_eq!(got, model.expired(Millis(now)));
                     }
                 }
                 prop_assert_eq!(w.len(), model.len());
-                let first = model.iter().map(|e| e.0).min().map(|t| Millis(origin + t));
-                prop_assert_eq!(w.next_deadline(), first);
+                prop_assert_eq!(w.next_deadline(), model.next_deadline());
             }
         }
     }
