@@ -125,19 +125,22 @@ impl ServerOptions {
 /// listener (`UdpRcvbufErrors`; each one a client's 1 s retransmission timeout, 432,000 in
 /// all), with 32 MiB none (188,000).
 pub fn listener_buffer(config: &ServerConfig) -> usize {
-    const REQUESTS: usize = 4 << 20;
     const PER_SESSION: usize = 2 << 10;
     const MOST: usize = 64 << 20;
     match config.single_port {
-        true => (config.admission.max_sessions.saturating_mul(PER_SESSION)).clamp(REQUESTS, MOST),
-        false => REQUESTS,
+        true => (config.admission.max_sessions.saturating_mul(PER_SESSION))
+            .clamp(LISTENER_REQUESTS, MOST),
+        false => LISTENER_REQUESTS,
     }
 }
+
+/// A listener's receive buffer for requests alone (see [`listener_buffer`]).
+const LISTENER_REQUESTS: usize = 4 << 20;
 
 /// Bind a listening socket with the receive buffer of the default configuration (see
 /// [`bind_listener_sized`]).
 pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
-    bind_listener_sized(addr, listener_buffer(&ServerConfig::default()))
+    bind_listener_sized(addr, LISTENER_REQUESTS)
 }
 
 /// Bind a listening socket whose receive buffer holds `buffer` bytes (see
@@ -157,7 +160,7 @@ pub fn bind_listener_sized(addr: SocketAddr, buffer: usize) -> io::Result<UdpSoc
         let message = "the listener's receive buffer is smaller than asked: run as root (or \
                        with CAP_NET_ADMIN), or raise net.core.rmem_max";
         // Short of what single-port mode needs for its transfers: that costs retransmissions.
-        match buffer > listener_buffer(&ServerConfig::default()) {
+        match buffer > LISTENER_REQUESTS {
             true => tracing::warn!(%addr, asked = buffer, granted, "{message}"),
             false => tracing::debug!(%addr, asked = buffer, granted, "{message}"),
         }
