@@ -77,9 +77,11 @@ impl Server {
     fn sessions(&self, file: &str, n: usize) -> Vec<Session> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let all: Vec<Session> = std::fs::read_to_string(&self.log)
-                .unwrap_or_default()
-                .lines()
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            // Complete lines only: the last may still be being written.
+            let all: Vec<Session> = log
+                .split_inclusive('\n')
+                .filter_map(|line| line.strip_suffix('\n'))
                 .map(Session::parse)
                 .filter(|s| s.file == file)
                 .collect();

@@ -299,11 +299,7 @@ impl Lab {
     pub fn sessions(&self, files: &[&str]) -> Vec<Session> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let sessions: Vec<Session> = self
-                .read("sessions.log")
-                .lines()
-                .map(Session::parse)
-                .collect();
+            let sessions = Session::parse_log(&self.read("sessions.log"));
             if files.iter().all(|f| {
                 sessions
                     .iter()

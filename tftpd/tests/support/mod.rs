@@ -153,6 +153,17 @@ pub struct Session {
 }
 
 impl Session {
+    /// The complete lines of a session log read while the server may be writing it: a last
+    /// line without its newline is still being written and is left for the next read (a
+    /// test reading it half-written, cut after `"packets_sent":196,`, failed as "not a
+    /// session log line").
+    pub fn parse_log(text: &str) -> Vec<Session> {
+        text.split_inclusive('\n')
+            .filter_map(|line| line.strip_suffix('\n'))
+            .map(Session::parse)
+            .collect()
+    }
+
     /// serde writes flat objects in a fixed order, `requested` last; a field is found by name.
     pub fn parse(line: &str) -> Session {
         fn raw<'a>(json: &'a str, key: &str) -> Option<&'a str> {

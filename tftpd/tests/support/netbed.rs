@@ -193,10 +193,8 @@ impl Bed {
     pub fn session(&self, file: &str, n: usize) -> Session {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let found: Vec<Session> = self
-                .read("sessions.log")
-                .lines()
-                .map(Session::parse)
+            let found: Vec<Session> = Session::parse_log(&self.read("sessions.log"))
+                .into_iter()
                 .filter(|s| s.file == file)
                 .collect();
             if let Some(s) = found.into_iter().nth(n) {
