@@ -90,13 +90,51 @@ impl RecvBatch {
     /// [`io::ErrorKind::WouldBlock`]). The previous batch is forgotten. A datagram whose
     /// sender is not an IP address (it cannot be, on a UDP socket) is skipped, uncounted.
     pub fn recv(&mut self, socket: &impl AsFd) -> io::Result<usize> {
+        self.recv_with(socket, |_, _| true)
+    }
+
+    /// [`RecvBatch::recv`], reporting the local address and interface
+    /// ([`Received::local_ip`], [`Received::interface`]) only of the datagrams for which
+    /// `addressed(sender, datagram)` says true; the others have `None` there. For a caller
+    /// that knows which datagrams it answers from a chosen address (a single-port
+    /// listener's requests) and which it only routes (its transfers' ACKs): decoding the
+    /// kernel's control messages was about 7% of such a server's own instructions a
+    /// datagram (callgrind, 200 transfers at once).
+    ///
+    /// ```
+    /// use std::net::UdpSocket;
+    /// use tftp_server::batch::RecvBatch;
+    ///
+    /// let server = UdpSocket::bind("127.0.0.1:0")?;
+    /// tftp_server::udp::prepare_listener(&server)?;
+    /// server.set_nonblocking(true)?;
+    /// let client = UdpSocket::bind("127.0.0.1:0")?;
+    /// client.send_to(b"\0\x01boot\0octet\0", server.local_addr()?)?;
+    /// client.send_to(b"\0\x04\0\x01", server.local_addr()?)?;
+    /// # std::thread::sleep(std::time::Duration::from_millis(20));
+    /// let mut batch = RecvBatch::new(32, 1500);
+    /// // Only requests (opcode 1 or 2) need to know the address they were sent to.
+    /// assert_eq!(batch.recv_with(&server, |_, d| matches!(d, [0, 1 | 2, ..]))?, 2);
+    /// assert!(batch.get(0).unwrap().0.local_ip.is_some());
+    /// assert_eq!(batch.get(1).unwrap().0.local_ip, None);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn recv_with(
+        &mut self,
+        socket: &impl AsFd,
+        addressed: impl FnMut(SocketAddr, &[u8]) -> bool,
+    ) -> io::Result<usize> {
         self.got.clear();
-        self.recv_into(socket)?;
+        self.recv_into(socket, addressed)?;
         Ok(self.got.len())
     }
 
     #[cfg(target_os = "linux")]
-    fn recv_into(&mut self, socket: &impl AsFd) -> io::Result<()> {
+    fn recv_into(
+        &mut self,
+        socket: &impl AsFd,
+        mut addressed: impl FnMut(SocketAddr, &[u8]) -> bool,
+    ) -> io::Result<()> {
         use nix::sys::socket::{MsgFlags, recvmmsg};
         use std::io::IoSliceMut;
         use std::os::fd::AsRawFd;
@@ -121,14 +159,23 @@ impl RecvBatch {
             let Some(peer) = crate::udp::socket_addr(msg.address.as_ref()) else {
                 continue;
             };
-            let cmsgs = msg.cmsgs().into_iter().flatten();
-            got.push((i, crate::udp::received(msg.bytes, peer, cmsgs)));
+            // The datagram as `get` will cut it: the slot's bytes (one slot, one slice).
+            let datagram = msg.iovs().next().unwrap_or_default();
+            let received = match addressed(peer, datagram) {
+                true => crate::udp::received(msg.bytes, peer, msg.cmsgs().into_iter().flatten()),
+                false => crate::udp::received(msg.bytes, peer, std::iter::empty()),
+            };
+            got.push((i, received));
         }
         Ok(())
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn recv_into(&mut self, socket: &impl AsFd) -> io::Result<()> {
+    fn recv_into(
+        &mut self,
+        socket: &impl AsFd,
+        _addressed: impl FnMut(SocketAddr, &[u8]) -> bool,
+    ) -> io::Result<()> {
         for i in 0..self.count {
             let at = i * self.slot;
             match crate::udp::recv_from_to(socket, &mut self.buf[at..at + self.slot]) {
@@ -427,6 +474,42 @@ mod tests {
         let e = batch.recv(&server).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn a_batch_decodes_the_address_asked_only_where_it_is_wanted() {
+        let server = UdpSocket::bind("0.0.0.0:0").unwrap();
+        crate::udp::prepare_listener(&server).unwrap();
+        let port = server.local_addr().unwrap().port();
+        let (a, b) = (client(), client());
+        a.send_to(&[1; 40], ("127.0.0.1", port)).unwrap();
+        b.send_to(b"\x00\x04\x00\x07", ("127.0.0.3", port)).unwrap();
+        readable(&server);
+        let mut batch = RecvBatch::new(8, 16);
+        let mut seen = Vec::new();
+        let n = batch
+            .recv_with(&server, |peer, datagram| {
+                seen.push((peer, datagram.to_vec()));
+                peer == b.local_addr().unwrap()
+            })
+            .unwrap();
+        assert_eq!(n, 2);
+        // What the choice saw is what `get` gives: the datagram cut to its slot.
+        let a_peer = a.local_addr().unwrap();
+        let b_peer = b.local_addr().unwrap();
+        assert_eq!(
+            seen,
+            [
+                (a_peer, vec![1; 16]),
+                (b_peer, b"\x00\x04\x00\x07".to_vec())
+            ]
+        );
+        let (r, d) = batch.get(0).unwrap();
+        assert_eq!((r.peer, r.len, d), (a_peer, 16, &[1u8; 16][..]));
+        assert_eq!((r.local_ip, r.interface), (None, None));
+        let (r, _) = batch.get(1).unwrap();
+        assert_eq!(r.local_ip, Some(Ipv4Addr::new(127, 0, 0, 3).into()));
+        assert!(r.interface.is_some());
     }
 
     #[test]
