@@ -562,6 +562,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             }
             // One clock read a batch: they all arrived before the receive.
             let now = Instant::now();
+            self.prefetch_batch();
             for i in 0..batch.len() {
                 // Still the route, unless a datagram before it in the batch started or ended
                 // a session here.
@@ -582,6 +583,21 @@ impl<'s, H: Handler> Loop<'s, H> {
             }
         }
         true
+    }
+
+    /// Read the state of the sessions the batch's datagrams go to (see
+    /// [`tftp_proto::Session::prefetch`]) before handling any of them.
+    fn prefetch_batch(&self) {
+        for key in self.found.iter().flatten() {
+            let Some(entry) = self.sessions.get(key) else {
+                continue;
+            };
+            let Some(running) = entry.running.as_ref() else {
+                continue;
+            };
+            running.session.prefetch();
+            std::hint::black_box((entry.deadline, entry.scheduled, running.progress.counted()));
+        }
     }
 
     /// One datagram on listener `index`, then the server's decision. False if there was none.
