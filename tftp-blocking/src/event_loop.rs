@@ -403,6 +403,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             }
             let timeout = wake.map(|at| at.saturating_duration_since(now));
             self.poller.wait(&mut events, &mut keys, timeout)?;
+            self.prefetch_sessions(&keys);
             let mut queued = false;
             for &key in &keys {
                 match key {
@@ -588,7 +589,13 @@ impl<'s, H: Handler> Loop<'s, H> {
     /// Read the state of the sessions the batch's datagrams go to (see
     /// [`tftp_proto::Session::prefetch`]) before handling any of them.
     fn prefetch_batch(&self) {
-        for key in self.found.iter().flatten() {
+        self.prefetch_sessions(self.found.iter().flatten());
+    }
+
+    /// Read the state of sessions `keys` (see [`tftp_proto::Session::prefetch`]); keys of
+    /// no running session (listeners, catchers, the waker, ended sessions) are passed over.
+    fn prefetch_sessions<'k>(&self, keys: impl IntoIterator<Item = &'k u64>) {
+        for key in keys {
             let Some(entry) = self.sessions.get(key) else {
                 continue;
             };
