@@ -748,10 +748,11 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
 
     /// Read the state that handling this session's next datagram reads first (its peer,
     /// window, retransmission timer and counters), changing nothing. For a caller about to
-    /// handle a batch of datagrams of many sessions (a single-port server's `recvmmsg`):
-    /// calling this for each of them first lets their cache misses overlap instead of
-    /// coming one after the other. At a thousand transfers at once a session's state has
-    /// left the CPU's caches by the time its next ACK comes.
+    /// handle a batch of datagrams of many sessions (a single-port server's `recvmmsg`, or
+    /// an `epoll_wait` that returns many ready transfer sockets): calling this for each of
+    /// them first lets their cache misses overlap instead of coming one after the other. At
+    /// a thousand transfers at once a session's state has left the CPU's caches by the time
+    /// its next ACK comes (tftp-blocking's event loop: ×0.80–0.88 of its user-mode CPU).
     pub fn prefetch(&self) {
         let window = match &self.state {
             State::Sending(s) => Some((s.base, s.outstanding(), s.bytes_acked)),
