@@ -563,7 +563,8 @@ impl<'s, H: Handler> Loop<'s, H> {
             }
             // One clock read a batch: they all arrived before the receive.
             let now = Instant::now();
-            self.prefetch_batch();
+            // The sessions the batch's datagrams go to, read before any is handled.
+            self.prefetch_sessions(self.found.iter().flatten());
             for i in 0..batch.len() {
                 // Still the route, unless a datagram before it in the batch started or ended
                 // a session here.
@@ -584,12 +585,6 @@ impl<'s, H: Handler> Loop<'s, H> {
             }
         }
         true
-    }
-
-    /// Read the state of the sessions the batch's datagrams go to (see
-    /// [`tftp_proto::Session::prefetch`]) before handling any of them.
-    fn prefetch_batch(&self) {
-        self.prefetch_sessions(self.found.iter().flatten());
     }
 
     /// Read the state of sessions `keys` (see [`tftp_proto::Session::prefetch`]); keys of
