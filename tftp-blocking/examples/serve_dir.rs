@@ -1,8 +1,10 @@
 //! Serve a directory with the blocking (epoll) server: the benchmark's `tftpd-blocking`.
 //!
 //! ```sh
-//! cargo run --release -p tftp-blocking --example serve_dir -- --root example-root --listen 127.0.0.1:6969 [--workers 2] [--max-sessions N] [--default-limits]
+//! cargo run --release -p tftp-blocking --example serve_dir -- --root example-root --listen 127.0.0.1:6969 [--workers N] [--max-sessions N] [--default-limits]
 //! ```
+//!
+//! `--workers`: event loops (default: the framework's, one a CPU, as tftpd's `--threads 0`).
 //!
 //! The admission limits are lifted (all of a benchmark's load comes from one address) unless
 //! `--default-limits` keeps the framework's defaults (`AdmissionConfig::default()`). Lifted,
@@ -19,7 +21,7 @@ const USAGE: &str = "usage: serve_dir --root DIR --listen ADDR:PORT [--workers N
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
-    let (mut root, mut listen, mut workers, mut default_limits) = (None, None, 1usize, false);
+    let (mut root, mut listen, mut workers, mut default_limits) = (None, None, None, false);
     let mut max_sessions = 100_000usize;
     while let Some(flag) = args.next() {
         if flag == "--default-limits" {
@@ -30,7 +32,13 @@ fn main() -> ExitCode {
         match (flag.as_str(), value) {
             ("--root", Some(v)) => root = Some(v),
             ("--listen", Some(v)) => listen = v.parse().ok(),
-            ("--workers", Some(v)) => workers = v.parse().unwrap_or(1),
+            ("--workers", Some(v)) => match v.parse::<usize>() {
+                Ok(n) if n > 0 => workers = Some(n),
+                _ => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::FAILURE;
+                }
+            },
             ("--max-sessions", Some(v)) => match v.parse::<usize>() {
                 Ok(n) if n > 0 => max_sessions = n,
                 _ => {
@@ -60,7 +68,10 @@ fn main() -> ExitCode {
     options.config.session.limits.max_window_bytes = 8 << 20;
     let result = DirHandler::new(&root, RootOptions::default())
         .and_then(|h| Server::bind(h, options))
-        .and_then(|s| s.workers(workers).serve());
+        .and_then(|s| match workers {
+            Some(n) => s.workers(n).serve(),
+            None => s.serve(),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -17,7 +17,8 @@
 //! # Threading model
 //!
 //! - **Event loops**: [`Server::serve`] runs an event loop on the calling thread, and
-//!   [`Server::workers`]`(n)` `n - 1` more on threads of their own. Each loop owns an epoll
+//!   [`Server::workers`]`(n)` `n - 1` more on threads of their own (by default one loop a
+//!   CPU the process may run on). Each loop owns an epoll
 //!   instance (level-triggered: a datagram costs one `recv`, nothing is re-armed), a heap of
 //!   its sessions' deadlines and one 64 KiB receive buffer. Each transfer has its own socket
 //!   and ephemeral port (the RFC 1350 transfer ID; sessions are dealt to the loops in turn

@@ -62,10 +62,15 @@ impl ShutdownHandle {
     }
 }
 
+/// One event loop a CPU, at least one.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 impl<H: Handler> Server<H> {
     /// Bind the listeners of `options` (std sockets in non-blocking mode; nothing runs until
-    /// [`Server::serve`]). One event loop thread ([`Server::workers`]), up to 512 blocking
-    /// calls at once ([`Server::io_threads`], as tokio's blocking pool).
+    /// [`Server::serve`]). One event loop a CPU ([`Server::workers`], as `tftpd --threads 0`),
+    /// up to 512 blocking calls at once ([`Server::io_threads`], as tokio's blocking pool).
     pub fn bind(handler: H, options: ServerOptions) -> io::Result<Self> {
         let listeners = (options.bind_all()?.into_iter())
             .map(|s| Arc::try_unwrap(s).or_else(|s| s.try_clone()))
@@ -78,14 +83,17 @@ impl<H: Handler> Server<H> {
             handler: Arc::new(handler),
             core: ServerCore::new(&options),
             listeners,
-            workers: 1,
+            workers: default_workers(),
             io_threads: 512,
             shutdown: ShutdownHandle::default(),
         })
     }
 
     /// Run `n` event loops, each on its own thread (the one that calls [`Server::serve`] and
-    /// `n - 1` more), each with its own epoll instance. Listener `i` is served by loop
+    /// `n - 1` more), each with its own epoll instance. By default one a CPU this process may
+    /// run on ([`std::thread::available_parallelism`], which honours its CPU affinity). On two
+    /// CPUs, one transfer at windowsize 64 and blksize 65464 took ×0.88 and ×0.94 of one
+    /// loop's CPU per MB in two interleaved runs, at ×1.07 and ×1.00 its MB/s. Listener `i` is served by loop
     /// `i % n`. With a transfer port per session (the default), sessions are dealt to the
     /// loops in turn and stay on theirs; in single-port mode a session runs on its
     /// listener's loop, since it shares that socket.

@@ -83,7 +83,8 @@ fn concurrent_transfers(single_port: bool) {
     options.config.admission.rate_per_client = None;
     options.config.admission.max_sessions_per_client = CLIENTS;
     options.config.single_port = single_port;
-    let server = Server::bind(Fixed, options).unwrap();
+    // One event loop thread (the default is one a CPU): all of them on it.
+    let server = Server::bind(Fixed, options).unwrap().workers(1);
     let addr = server.local_addrs().unwrap()[0];
     let stop = server.shutdown_handle();
     let serving = thread::spawn(move || server.serve());

@@ -99,10 +99,11 @@ fn slow_handlers_sources_and_sinks_do_not_stall_other_transfers() {
         },
         options,
     )
-    .unwrap();
+    .unwrap()
+    // One event loop thread (the default is one a CPU): what stalls must not stall it.
+    .workers(1);
     let addr = server.local_addrs().unwrap()[0];
     let stop = server.shutdown_handle();
-    // One event loop thread.
     let serving = thread::spawn(move || server.serve());
 
     let started = Instant::now();
