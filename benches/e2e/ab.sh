@@ -3,9 +3,10 @@
 # rounds, medians. For before/after comparisons of one change on a noisy machine, where two
 # separate runs of run.sh differ by more than the change.
 #
-#   benches/e2e/ab.sh lockstep [--reps N] [--blksize B] NAME=CMD ...
-#       one 64 MiB curl download at a time, server and curl pinned to CPU 0; prints the
-#       server's CPU per MB (all its threads, from /proc/PID/task/*/schedstat) and MB/s
+#   benches/e2e/ab.sh lockstep [--reps N] [--blksize B] [--unpinned] NAME=CMD ...
+#       one 64 MiB curl download at a time, server and curl pinned to CPU 0 (unless
+#       --unpinned: run.sh's unpinned rows); prints the server's CPU per MB (all its threads,
+#       from /proc/PID/task/*/schedstat) and MB/s
 #   benches/e2e/ab.sh window [--reps N] [--blksize B] [--windowsize W] [--size MiB] [--pinned] NAME=CMD ...
 #       one tftp-loadgen download of a --size MiB file (default 256: at 2 GB/s a 64 MiB
 #       transfer lasts 30 ms, shorter than the scheduler's noise), unpinned unless --pinned
@@ -28,7 +29,7 @@ set -euo pipefail
 MODE=${1:-}
 [[ $MODE == lockstep || $MODE == window || $MODE == concurrency ]] || { sed -n '2,26p' "$0"; exit 64; }
 shift
-REPS=5 BLKSIZE=1468 CLIENTS=1000 WINDOWSIZE=64 SIZE=256 PINNED=0 BIND_FROM=
+REPS=5 BLKSIZE=1468 CLIENTS=1000 WINDOWSIZE=64 SIZE=256 PINNED=0 UNPINNED=0 BIND_FROM=
 SERVERS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -38,6 +39,7 @@ while [[ $# -gt 0 ]]; do
     --windowsize) WINDOWSIZE=$2; shift ;;
     --size) SIZE=$2; shift ;;
     --pinned) PINNED=1 ;;
+    --unpinned) UNPINNED=1 ;;
     --bind-from) BIND_FROM=$2; shift ;;
     *=*) SERVERS+=("$1") ;;
     *) echo "unknown argument: $1" >&2; exit 64 ;;
@@ -59,6 +61,7 @@ if [[ ${AB_INNER:-} != 1 ]]; then
   [[ $MODE != window ]] || head -c $((SIZE << 20)) /dev/urandom > "$ROOT/window"
   # The options without a default, passed on to the inner run only when given.
   given=(); [[ $PINNED == 1 ]] && given=(--pinned)
+  [[ $UNPINNED == 1 ]] && given+=(--unpinned)
   [[ -n $BIND_FROM ]] && given+=(--bind-from "$BIND_FROM")
   AB_INNER=1 AB_ROOT=$ROOT unshare --net -- bash "$0" "$MODE" --reps "$REPS" --blksize "$BLKSIZE" \
     --clients "$CLIENTS" --windowsize "$WINDOWSIZE" --size "$SIZE" "${given[@]}" "${SERVERS[@]}"
@@ -81,7 +84,7 @@ elif [[ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]]; then CG_BASE=/sys/fs/cgroup/
 fi
 [[ -n $CG_BASE ]] && ! mkdir -p "$CG_BASE" 2>/dev/null && CG_BASE=""
 pin=()
-[[ $MODE == lockstep || $PINNED == 1 ]] && pin=(taskset -c 0)
+[[ ($MODE == lockstep && $UNPINNED == 0) || $PINNED == 1 ]] && pin=(taskset -c 0)
 i=0
 for s in "${SERVERS[@]}"; do
   name=${s%%=*} cmd=${s#*=} port=$((7400 + i))
@@ -141,7 +144,7 @@ for round in $(seq "$REPS"); do
   for j in "${turn[@]}"; do
     if [[ $MODE == lockstep ]]; then
       a=$(cpu_ns "$j") s=$(date +%s%N)
-      taskset -c 0 curl -s --max-time 120 --tftp-blksize "$BLKSIZE" -o /dev/null "tftp://127.0.0.1:${PORTS[j]}/big"
+      "${pin[@]}" curl -s --max-time 120 --tftp-blksize "$BLKSIZE" -o /dev/null "tftp://127.0.0.1:${PORTS[j]}/big"
       e=$(date +%s%N) b=$(cpu_ns "$j")
       echo "${NAMES[j]} $(((b - a) / 64 / 1000)) $((64 * 1000000000 / (e - s)))" >> "$RES"
     elif [[ $MODE == window ]]; then
