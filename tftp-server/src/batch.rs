@@ -48,6 +48,8 @@ use crate::udp::Received;
 pub struct RecvBatch {
     buf: Vec<u8>,
     slot: usize,
+    /// Bytes from a slot's start to the next's (see [`stride`]).
+    stride: usize,
     count: usize,
     got: Vec<(usize, Received)>,
     #[cfg(target_os = "linux")]
@@ -70,9 +72,11 @@ impl RecvBatch {
     /// touches one page a slot.
     pub fn new(count: usize, slot: usize) -> Self {
         let (count, slot) = (count.max(1), slot.max(1));
+        let stride = stride(slot);
         RecvBatch {
-            buf: vec![0; count * slot],
+            buf: vec![0; count * stride],
             slot,
+            stride,
             count,
             got: Vec::with_capacity(count),
             #[cfg(target_os = "linux")]
@@ -142,13 +146,14 @@ impl RecvBatch {
         let RecvBatch {
             buf,
             slot,
+            stride,
             headers,
             got,
             ..
         } = self;
         let mut slices: Vec<[IoSliceMut<'_>; 1]> = buf
-            .chunks_mut(*slot)
-            .map(|s| [IoSliceMut::new(s)])
+            .chunks_mut(*stride)
+            .map(|s| [IoSliceMut::new(&mut s[..*slot])])
             .collect();
         let fd = socket.as_fd().as_raw_fd();
         // Non-blocking: a signal cannot interrupt it midway (`EINTR` is reported as
@@ -177,7 +182,7 @@ impl RecvBatch {
         _addressed: impl FnMut(SocketAddr, &[u8]) -> bool,
     ) -> io::Result<()> {
         for i in 0..self.count {
-            let at = i * self.slot;
+            let at = i * self.stride;
             match crate::udp::recv_from_to(socket, &mut self.buf[at..at + self.slot]) {
                 Ok(received) => self.got.push((i, received)),
                 Err(e) if i > 0 && e.kind() == io::ErrorKind::WouldBlock => break,
@@ -200,9 +205,22 @@ impl RecvBatch {
     /// Datagram `i` of the last [`RecvBatch::recv`]: what the kernel said of it, and its bytes.
     pub fn get(&self, i: usize) -> Option<(&Received, &[u8])> {
         let (at, received) = self.got.get(i)?;
-        let start = at * self.slot;
+        let start = at * self.stride;
         let len = received.len.min(self.slot);
         Some((received, self.buf.get(start..start + len)?))
+    }
+}
+
+/// The distance between the starts of two receive slots of `slot` bytes: `slot` rounded up to
+/// a cache line, and a line more if that is a multiple of a page. Slots a multiple of 4 KiB
+/// apart (64 KiB ones: a single-port listener's, any datagram fits) start in the same cache
+/// set, and a batch of 32 datagrams would evict one another's first line (the one a
+/// datagram's header and an ACK are in) from an 8-way L1 and a 16-way L2.
+fn stride(slot: usize) -> usize {
+    let lines = slot.next_multiple_of(64);
+    match lines % 4096 {
+        0 => lines + 64,
+        _ => lines,
     }
 }
 
@@ -425,6 +443,24 @@ mod tests {
     use super::*;
     use std::net::{Ipv4Addr, UdpSocket};
     use std::time::Duration;
+
+    /// A single-port listener's batch (32 slots of 64 KiB): no two slots start in the same
+    /// cache set of a 4 KiB-way cache (32 KiB 8-way L1, and every larger one), and every slot
+    /// still holds `slot` bytes and starts on a cache line.
+    #[test]
+    fn receive_slots_start_in_different_cache_sets() {
+        for slot in [1, 4, 516, 1500, 4096, 65_536, 65_507] {
+            let batch = RecvBatch::new(32, slot);
+            assert!(batch.stride >= slot && batch.stride % 64 == 0, "{slot}");
+            assert!(batch.buf.len() >= 31 * batch.stride + slot, "{slot}");
+            let sets: std::collections::HashSet<usize> =
+                (0..32).map(|i| (i * batch.stride) % 4096 / 64).collect();
+            // Slots of a page or more: each in a set of its own; smaller ones share a page.
+            if slot >= 4096 {
+                assert_eq!(sets.len(), 32, "{slot}");
+            }
+        }
+    }
 
     fn client() -> UdpSocket {
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
