@@ -1,5 +1,5 @@
-//! An event loop thread: its sockets on one epoll instance, its sessions' deadlines in one
-//! heap, one receive buffer for all of them. The listening side is [`ServerCore::on_datagram`]
+//! An event loop thread: its sockets on one epoll instance, its sessions' deadlines on one
+//! timing wheel, one receive buffer for all of them. The listening side is [`ServerCore::on_datagram`]
 //! (admission, limits, refusals, statistics: the decisions the async server makes); each
 //! transfer is a [`ServerSession`] drained after every input; whatever may block goes to the
 //! I/O pool and comes back as a message.
@@ -221,7 +221,7 @@ struct Entry<'s> {
 impl Entry<'_> {
     /// Wake session `key` at `at`, unless an entry at or before it is queued already: a
     /// later deadline keeps the queued earlier one, which fires early and then queues the
-    /// real one ([`Loop::on_timeout`]), so the heap holds one entry per session, not one per
+    /// real one ([`Loop::on_timeout`]), so the wheel holds one entry per session, not one per
     /// packet.
     fn wake_at(&mut self, timers: &mut Wheel<Instant, u64>, key: u64, at: Instant) {
         if self.scheduled.is_none_or(|queued| at < queued) {

@@ -18,9 +18,10 @@
 //!
 //! - **Event loops**: [`Server::serve`] runs an event loop on the calling thread, and
 //!   [`Server::workers`]`(n)` `n - 1` more on threads of their own (by default one loop a
-//!   CPU the process may run on). Each loop owns an epoll
-//!   instance (level-triggered: a datagram costs one `recv`, nothing is re-armed), a heap of
-//!   its sessions' deadlines and one 64 KiB receive buffer. Each transfer has its own socket
+//!   CPU the process may run on). Each loop owns an epoll instance (level-triggered: a
+//!   datagram costs one `recv`, nothing is re-armed), a timing wheel of its sessions'
+//!   deadlines ([`tftp_proto::timers::Wheel`]) and one 64 KiB receive buffer (in single-port
+//!   mode a batch of them for `recvmmsg`). Each transfer has its own socket
 //!   and ephemeral port (the RFC 1350 transfer ID; sessions are dealt to the loops in turn
 //!   and stay there), or shares the listener in single-port mode (it then runs on its
 //!   listener's loop). A loop never calls user code that may block.

@@ -90,13 +90,15 @@ impl<H: Handler> Server<H> {
     }
 
     /// Run `n` event loops, each on its own thread (the one that calls [`Server::serve`] and
-    /// `n - 1` more), each with its own epoll instance. By default one a CPU this process may
-    /// run on ([`std::thread::available_parallelism`], which honours its CPU affinity). On two
-    /// CPUs, one transfer at windowsize 64 and blksize 65464 took ×0.88 and ×0.94 of one
-    /// loop's CPU per MB in two interleaved runs, at ×1.07 and ×1.00 its MB/s. Listener `i` is served by loop
+    /// `n - 1` more), each with its own epoll instance. Listener `i` is served by loop
     /// `i % n`. With a transfer port per session (the default), sessions are dealt to the
     /// loops in turn and stay on theirs; in single-port mode a session runs on its
     /// listener's loop, since it shares that socket.
+    ///
+    /// By default one loop a CPU this process may run on
+    /// ([`std::thread::available_parallelism`], which honours its CPU affinity). On two CPUs,
+    /// one transfer at windowsize 64 and blksize 65464 took ×0.88 and ×0.94 of one loop's CPU
+    /// per MB in two interleaved runs, at ×1.07 and ×1.00 its MB/s.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
         self

@@ -446,7 +446,7 @@ mod tests {
 
     /// A single-port listener's batch (32 slots of 64 KiB): no two slots start in the same
     /// cache set of a 4 KiB-way cache (32 KiB 8-way L1, and every larger one), and every slot
-    /// still holds `slot` bytes and starts on a cache line.
+    /// still holds `slot` bytes, whole cache lines from the first.
     #[test]
     fn receive_slots_start_in_different_cache_sets() {
         for slot in [1, 4, 516, 1500, 4096, 65_536, 65_507] {
