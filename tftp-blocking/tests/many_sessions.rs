@@ -68,7 +68,7 @@ fn thousands_of_concurrent_transfers_on_one_loop() {
 }
 
 /// Single-port mode: every client's ACKs come in on the listener, read in batches of up to
-/// 32 a `recvmmsg`, the DATA they cause sent with one `sendmmsg` a batch.
+/// 64 a `recvmmsg`, the DATA they cause sent with one `sendmmsg` a batch.
 #[test]
 fn thousands_of_concurrent_transfers_on_one_single_port_loop() {
     concurrent_transfers(true);
