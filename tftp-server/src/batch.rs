@@ -214,7 +214,7 @@ impl RecvBatch {
 /// The distance between the starts of two receive slots of `slot` bytes: `slot` rounded up to
 /// a cache line, and a line more if that is a multiple of a page. Slots a multiple of 4 KiB
 /// apart (64 KiB ones: a single-port listener's, any datagram fits) start in the same cache
-/// set, and a batch of 32 datagrams would evict one another's first line (the one a
+/// set, and a batch of tens of datagrams would evict one another's first line (the one a
 /// datagram's header and an ACK are in) from an 8-way L1 and a 16-way L2.
 fn stride(slot: usize) -> usize {
     let lines = slot.next_multiple_of(64);
