@@ -335,17 +335,18 @@ for entry in "${SERVERS[@]}"; do
   S_LIFTED+=("$lifted"); S_DEFAULT+=("$default")
 done
 has() { [[ ",${S_FEAT[$1]}," == *",$2,"* ]]; } # index feature
-# The servers' indices in table order for odd repetitions, reversed for even ones: whichever
+# The indices given, in their order for odd repetitions and reversed for even ones: whichever
 # server runs right after another pays for what the first left behind (sockets in teardown,
 # a loaded page cache, a client that failed and is still retransmitting), and a fixed order
 # hands that cost to the same server every time (ab.sh, which alternates, measured a fixed
 # order's second server of a pair ×1.03–1.07 behind).
-rep_order() { # rep
-  local k
-  if (( $1 % 2 == 1 )); then
-    for ((k = 0; k < ${#S_NAME[@]}; k++)); do echo "$k"; done
+in_turn() { # rep index...
+  local rep=$1 k
+  shift
+  if (( rep % 2 == 1 )); then
+    printf '%s\n' "$@"
   else
-    for ((k = ${#S_NAME[@]} - 1; k >= 0; k--)); do echo "$k"; done
+    for ((k = $#; k >= 1; k--)); do echo "${!k}"; done
   fi
 }
 [[ ${#S_NAME[@]} -gt 0 ]] || die "no server selected"
@@ -635,7 +636,7 @@ if ! skipped concurrency; then
   start_all unpinned lifted concurrent
   for n in $CLIENTS; do
     for rep in $(seq "$CONC_REPS"); do
-      for i in $(rep_order "$rep"); do
+      for i in $(in_turn "$rep" "${!S_NAME[@]}"); do
         has "$i" concurrent || continue
         log "concurrency: ${S_NAME[$i]}, $n clients, repetition $rep/$CONC_REPS"
         concurrency_run "$i" "$n" "$rep"
@@ -652,7 +653,7 @@ if ! skipped concurrency && ! skipped concurrency-multi; then
   start_all unpinned default concurrent
   for n in $MULTI_CLIENTS; do
     for rep in $(seq "$CONC_REPS"); do
-      for i in $(rep_order "$rep"); do
+      for i in $(in_turn "$rep" "${!S_NAME[@]}"); do
         has "$i" concurrent || continue
         log "concurrency: ${S_NAME[$i]}, $n clients from $SOURCES addresses, default limits, repetition $rep/$CONC_REPS"
         concurrency_run "$i" "$n" "$rep" multi
@@ -699,11 +700,7 @@ if ! skipped lossy; then
     for i in "${LOSSY_IDX[@]}"; do start_server "$i" unpinned || true; done
     for loss in $LOSSY_LOSSES; do
       for seed in $(seq "$LOSSY_SEEDS"); do
-        order=("${LOSSY_IDX[@]}")
-        if (( seed % 2 == 0 )); then
-          order=(); for ((k = ${#LOSSY_IDX[@]} - 1; k >= 0; k--)); do order+=("${LOSSY_IDX[$k]}"); done
-        fi
-        for i in "${order[@]}"; do lossy_run "$i" "$loss" "$seed"; done
+        for i in $(in_turn "$seed" "${LOSSY_IDX[@]}"); do lossy_run "$i" "$loss" "$seed"; done
       done
     done
     for i in "${LOSSY_IDX[@]}"; do stop_server "$i"; done
