@@ -444,20 +444,24 @@ mod tests {
     use std::net::{Ipv4Addr, UdpSocket};
     use std::time::Duration;
 
-    /// A single-port listener's batch (32 slots of 64 KiB): no two slots start in the same
-    /// cache set of a 4 KiB-way cache (32 KiB 8-way L1, and every larger one), and every slot
-    /// still holds `slot` bytes, whole cache lines from the first.
+    /// A single-port listener's batch (64 slots of 64 KiB, as tftp-blocking reads them): no
+    /// two slots start in the same cache set of a 4 KiB-way cache (32 KiB 8-way L1, and every
+    /// larger one), and every slot still holds `slot` bytes, whole cache lines from the first.
     #[test]
     fn receive_slots_start_in_different_cache_sets() {
+        const COUNT: usize = 64;
         for slot in [1, 4, 516, 1500, 4096, 65_536, 65_507] {
-            let batch = RecvBatch::new(32, slot);
+            let batch = RecvBatch::new(COUNT, slot);
             assert!(batch.stride >= slot && batch.stride % 64 == 0, "{slot}");
-            assert!(batch.buf.len() >= 31 * batch.stride + slot, "{slot}");
+            assert!(
+                batch.buf.len() >= (COUNT - 1) * batch.stride + slot,
+                "{slot}"
+            );
             let sets: std::collections::HashSet<usize> =
-                (0..32).map(|i| (i * batch.stride) % 4096 / 64).collect();
+                (0..COUNT).map(|i| (i * batch.stride) % 4096 / 64).collect();
             // Slots of a page or more: each in a set of its own; smaller ones share a page.
             if slot >= 4096 {
-                assert_eq!(sets.len(), 32, "{slot}");
+                assert_eq!(sets.len(), COUNT, "{slot}");
             }
         }
     }
