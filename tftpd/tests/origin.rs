@@ -301,6 +301,19 @@ fn metric(text: &str, name: &str) -> f64 {
     support::metric(text, name).unwrap_or(0.0)
 }
 
+/// Scrape the metrics endpoint on `port` until `ready` holds of what it says, for 10 s at
+/// most: the last scrape.
+fn scrape_until(port: u16, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = support::scrape(port);
+        if ready(&text) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn metrics_are_scraped_during_a_transfer_and_sessions_logged() {
     let root = tempfile::tempdir().unwrap();
@@ -328,19 +341,34 @@ fn metrics_are_scraped_during_a_transfer_and_sessions_logged() {
     let during = support::scrape(metrics_port);
     assert_eq!(metric(&during, "tftp_active_sessions"), 1.0, "{during}");
     assert!(metric(&during, "tftp_sessions_started_total") >= 1.0);
+    // ACK `block` and wait for the next DATA (its length), passing over copies of earlier
+    // blocks: the server retransmits while this client sleeps, and those copies wait in
+    // its socket, so the next datagram read is not proof that the ACK was handled.
+    let ack = |block: u16, buf: &mut [u8]| -> usize {
+        client
+            .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
+            .unwrap();
+        loop {
+            let (n, _) = client.recv_from(buf).unwrap();
+            if n >= 4 && buf[1] == 3 && u16::from_be_bytes([buf[2], buf[3]]) == block + 1 {
+                return n;
+            }
+        }
+    };
     // Acknowledge ten blocks, wait past the one-second progress report, acknowledge one
     // more: the bytes of the unfinished transfer show in the counter.
     let mut block = 1u16;
     for _ in 0..10 {
-        client.send_to(&[0, 4, 0, block as u8], tid).unwrap();
-        client.recv_from(&mut buf).unwrap();
+        ack(block, &mut buf);
         block += 1;
     }
     std::thread::sleep(Duration::from_millis(1100));
-    client.send_to(&[0, 4, 0, block as u8], tid).unwrap();
-    client.recv_from(&mut buf).unwrap();
+    ack(block, &mut buf);
     block += 1;
-    let moving = support::scrape(metrics_port);
+    // Counted as that ACK's DATA goes out: scraped until it shows (a loaded machine).
+    let moving = scrape_until(metrics_port, |m| {
+        metric(m, "tftp_bytes_sent_total") >= 10.0 * 512.0
+    });
     assert!(
         metric(&moving, "tftp_bytes_sent_total") >= 10.0 * 512.0,
         "bytes of a running transfer: {moving}"
@@ -348,11 +376,8 @@ fn metrics_are_scraped_during_a_transfer_and_sessions_logged() {
     assert_eq!(metric(&moving, "tftp_active_sessions"), 1.0);
     // Finish it.
     loop {
-        client
-            .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
-            .unwrap();
-        let (n, _) = client.recv_from(&mut buf).unwrap();
-        block = u16::from_be_bytes([buf[2], buf[3]]);
+        let n = ack(block, &mut buf);
+        block += 1;
         if n < 516 {
             client
                 .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
@@ -363,8 +388,10 @@ fn metrics_are_scraped_during_a_transfer_and_sessions_logged() {
     let _ = Command::new("curl")
         .args(["-s", &format!("tftp://127.0.0.1:{port}/missing")])
         .output();
-    std::thread::sleep(Duration::from_millis(300));
-    let after = support::scrape(metrics_port);
+    let after = scrape_until(metrics_port, |m| {
+        metric(m, "tftp_active_sessions") == 0.0
+            && metric(m, "tftp_sessions_total{outcome=\"refused\"}") == 1.0
+    });
     assert_eq!(metric(&after, "tftp_active_sessions"), 0.0, "{after}");
     assert_eq!(
         metric(&after, "tftp_sessions_total{outcome=\"completed\"}"),
