@@ -268,15 +268,34 @@ fn journald_format_marks_warnings_for_the_journal() {
     let mut buf = [0u8; 1024];
     let (_, tid) = client.recv_from(&mut buf).unwrap();
     client.send_to(b"\0\x05\0\0stop\0", tid).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Read the log as it is written until the warning shows (10 s at most: a loaded
+    // machine), then stop the server.
+    let stderr = child.stderr.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut log = Vec::new();
+    while !log
+        .iter()
+        .any(|l: &String| l.starts_with("<4>") && l.contains("session failed"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(_) => panic!("no <4> session failed line in 10 s:\n{}", log.join("\n")),
+        }
+    }
     let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        log.lines()
-            .any(|l| l.starts_with("<4>") && l.contains("session failed")),
-        "{log}"
-    );
+    let _ = child.wait();
+    let log = log.join("\n");
     assert!(log.lines().any(|l| l.starts_with("<6>")), "{log}");
     assert!(log.lines().all(|l| l.starts_with('<')), "{log}");
 }

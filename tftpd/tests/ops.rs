@@ -4,7 +4,7 @@
 
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod support;
 use support::{Daemon, curl, free_udp, wait_ready};
@@ -39,9 +39,16 @@ fn slow_transfer(port: u16, file: &str, pace: Duration) -> std::thread::JoinHand
             std::thread::sleep(pace);
             s.send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
                 .unwrap();
-            let (n, _) = s.recv_from(&mut buf).unwrap();
-            assert_eq!(buf[1], 3, "expected DATA, got {:?}", &buf[..n]);
-            block = u16::from_be_bytes([buf[2], buf[3]]);
+            // The next block; a copy of this one (the server retransmits when this thread
+            // is late on a loaded machine) is passed over, not appended twice.
+            let n = loop {
+                let (n, _) = s.recv_from(&mut buf).unwrap();
+                assert_eq!(buf[1], 3, "expected DATA, got {:?}", &buf[..n]);
+                if u16::from_be_bytes([buf[2], buf[3]]) == block + 1 {
+                    break n;
+                }
+            };
+            block += 1;
             data.extend_from_slice(&buf[4..n]);
             last = n;
         }
@@ -49,6 +56,24 @@ fn slow_transfer(port: u16, file: &str, pace: Duration) -> std::thread::JoinHand
             .unwrap();
         data
     })
+}
+
+/// Whether a read request of `f` to `port` is answered with its first DATA within 200 ms
+/// (such a transfer is ended at once with an ERROR, so that it holds no drain up).
+fn served(port: u16) -> bool {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.send_to(b"\x00\x01f\x00octet\x00", ("127.0.0.1", port))
+        .unwrap();
+    let mut buf = [0u8; 600];
+    match s.recv_from(&mut buf) {
+        Ok((n, tid)) if n >= 4 && buf[..2] == [0, 3] => {
+            s.send_to(b"\x00\x05\x00\x00probe\x00", tid).unwrap();
+            true
+        }
+        _ => false,
+    }
 }
 
 #[test]
@@ -68,10 +93,23 @@ fn sigterm_drains_running_transfers_then_exits() {
         .spawn()
         .unwrap();
     wait_ready(port);
-    let transfer = slow_transfer(port, "f", Duration::from_millis(10));
+    // 20 ms a block, 79 blocks: 1.6 s, longer than the signal takes to be seen.
+    let transfer = slow_transfer(port, "f", Duration::from_millis(20));
     std::thread::sleep(Duration::from_millis(100));
     signal(&child, "TERM");
-    std::thread::sleep(Duration::from_millis(100));
+    // Once the signal is handled (a loaded machine may take a while), a new request goes
+    // unserved while the running transfer goes on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served(port) {
+        assert!(
+            Instant::now() < deadline,
+            "new requests were still served 10 s after SIGTERM"
+        );
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "tftpd exited before the running transfer finished"
+    );
     assert!(
         !curl(port, "f").0,
         "a new request was served while draining"
@@ -115,12 +153,12 @@ fn sighup_reloads_the_config_file_without_dropping_transfers() {
     let transfer = slow_transfer(port, "f", Duration::from_millis(10));
     std::fs::write(config.path(), format!("root = {:?}\n", b.path())).unwrap();
     signal(&child.0, "HUP");
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        curl(port, "only-in-b"),
-        (true, b"B".to_vec()),
-        "the new root is served"
-    );
+    // The new root is served once the reload is done (a loaded machine may take a while).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while curl(port, "only-in-b") != (true, b"B".to_vec()) {
+        assert!(Instant::now() < deadline, "SIGHUP did not switch roots");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(
         transfer.join().unwrap(),
         file,

@@ -385,6 +385,10 @@ fn metrics_are_scraped_during_a_transfer_and_sessions_logged() {
             break;
         }
     }
+    // Ended (and logged) before the next request, so that the log's order is known.
+    scrape_until(metrics_port, |m| {
+        metric(m, "tftp_sessions_total{outcome=\"completed\"}") == 1.0
+    });
     let _ = Command::new("curl")
         .args(["-s", &format!("tftp://127.0.0.1:{port}/missing")])
         .output();
