@@ -50,11 +50,12 @@ fn content(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The session log's lines so far.
+/// The session log's complete lines so far (one being written is left for the next look).
 fn session_log(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
-        .lines()
+        .split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
