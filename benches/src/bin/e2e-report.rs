@@ -190,6 +190,8 @@ struct Record {
     config: String,
     server: String,
     #[serde(default)]
+    rep: Option<u32>,
+    #[serde(default)]
     ref_config: Option<String>,
     metrics: Vec<(String, Option<f64>)>,
 }
@@ -444,6 +446,7 @@ fn main() -> Result<()> {
         );
     }
     targets(&mut table, &rows, &rows_order, &medians, &servers);
+    repetitions(&mut table, &records);
     print!("{table}");
 
     fs::create_dir_all(&outdir)?;
@@ -479,6 +482,42 @@ fn main() -> Result<()> {
 }
 
 type Key = (String, String, String, String);
+
+/// The concurrency rows' repetitions one by one, in the order they ran, when there were
+/// several: the medians hide how far one repetition strays (a noisy minute of the machine, a
+/// server run right after another's failing clients), which is what to look at before
+/// believing a ratio.
+fn repetitions(out: &mut String, records: &[Record]) {
+    let conc: Vec<&Record> = records.iter().filter(|r| r.test == CONC).collect();
+    if !conc.iter().any(|r| r.rep.is_some_and(|n| n > 1)) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n== {CONC}, per repetition in the order run (sessions/s, server CPU ms per MB, load client CPU s, wall s)"
+    );
+    let width = conc.iter().map(|r| r.config.len()).max().unwrap_or(0);
+    for r in conc {
+        let metric = |name: &str| {
+            r.metrics
+                .iter()
+                .find(|(m, _)| m == name)
+                .and_then(|(_, v)| *v)
+                .map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"))
+        };
+        let _ = writeln!(
+            out,
+            "{:width$}  {:14} r{}: {:>9} s/s {:>8} ms/MB  client {:>7} s  wall {:>7} s",
+            r.config,
+            r.server,
+            r.rep.map_or_else(|| "?".to_string(), |n| n.to_string()),
+            metric("sessions_per_sec"),
+            metric("server_cpu_ms_per_mb"),
+            metric("client_cpu_secs"),
+            metric("wall_secs"),
+        );
+    }
+}
 
 /// The performance issue's targets, from this run's medians: one line each, PASS, FAIL or n/a
 /// (a number is missing: never PASS).
@@ -752,5 +791,56 @@ fn summary_line(out: &mut String, what: &str, compared: usize, missing: usize, f
     );
     for f in failing {
         let _ = writeln!(out, "        {f}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(server: &str, rep: u32, cpu: f64) -> Record {
+        Record {
+            test: CONC.into(),
+            config: "clients=1000".into(),
+            server: server.into(),
+            rep: Some(rep),
+            ref_config: None,
+            metrics: vec![
+                ("sessions_per_sec".into(), Some(200.0)),
+                ("server_cpu_ms_per_mb".into(), Some(cpu)),
+            ],
+        }
+    }
+
+    #[test]
+    fn repetitions_are_listed_in_the_order_run_when_there_are_several() {
+        let records = [
+            record("dnsmasq", 1, 5.5),
+            record("tftpd", 1, 4.5),
+            record("tftpd", 2, 4.25),
+            record("dnsmasq", 2, 6.0),
+        ];
+        let mut out = String::new();
+        repetitions(&mut out, &records);
+        let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("clients=")).collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        assert!(
+            lines[2].contains("tftpd") && lines[2].contains("r2:"),
+            "{out}"
+        );
+        assert!(lines[2].contains("4.250 ms/MB"), "{out}");
+        assert!(
+            lines[3].contains("dnsmasq") && lines[3].contains("6.000 ms/MB"),
+            "{out}"
+        );
+        // A metric not measured says so.
+        assert!(lines[0].contains("client     n/a s"), "{out}");
+    }
+
+    #[test]
+    fn one_repetition_adds_nothing_to_the_medians() {
+        let mut out = String::new();
+        repetitions(&mut out, &[record("tftpd", 1, 4.5)]);
+        assert!(out.is_empty(), "{out}");
     }
 }
