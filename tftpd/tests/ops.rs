@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Daemon, curl, free_udp, wait_ready};
+use support::{Daemon, ack_for_next, curl, free_udp, wait_ready};
 
 fn signal(child: &Child, sig: &str) {
     assert!(
@@ -37,17 +37,9 @@ fn slow_transfer(port: u16, file: &str, pace: Duration) -> std::thread::JoinHand
         let mut last = n;
         while last == 516 {
             std::thread::sleep(pace);
-            s.send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
-                .unwrap();
-            // The next block; a copy of this one (the server retransmits when this thread
-            // is late on a loaded machine) is passed over, not appended twice.
-            let n = loop {
-                let (n, _) = s.recv_from(&mut buf).unwrap();
-                assert_eq!(buf[1], 3, "expected DATA, got {:?}", &buf[..n]);
-                if u16::from_be_bytes([buf[2], buf[3]]) == block + 1 {
-                    break n;
-                }
-            };
+            // A resent copy of this block (this thread late on a loaded machine) is passed
+            // over, not appended twice.
+            let n = ack_for_next(&s, tid, block, &mut buf);
             block += 1;
             data.extend_from_slice(&buf[4..n]);
             last = n;

@@ -341,20 +341,9 @@ fn metrics_are_scraped_during_a_transfer_and_sessions_logged() {
     let during = support::scrape(metrics_port);
     assert_eq!(metric(&during, "tftp_active_sessions"), 1.0, "{during}");
     assert!(metric(&during, "tftp_sessions_started_total") >= 1.0);
-    // ACK `block` and wait for the next DATA (its length), passing over copies of earlier
-    // blocks: the server retransmits while this client sleeps, and those copies wait in
-    // its socket, so the next datagram read is not proof that the ACK was handled.
-    let ack = |block: u16, buf: &mut [u8]| -> usize {
-        client
-            .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
-            .unwrap();
-        loop {
-            let (n, _) = client.recv_from(buf).unwrap();
-            if n >= 4 && buf[1] == 3 && u16::from_be_bytes([buf[2], buf[3]]) == block + 1 {
-                return n;
-            }
-        }
-    };
+    // Each ACK waits for the DATA it causes (`ack_for_next`): the server resends while this
+    // client sleeps, and a stale copy read at once would let the scrape race the ACK.
+    let ack = |block: u16, buf: &mut [u8]| support::ack_for_next(&client, tid, block, buf);
     // Acknowledge ten blocks, wait past the one-second progress report, acknowledge one
     // more: the bytes of the unfinished transfer show in the counter.
     let mut block = 1u16;

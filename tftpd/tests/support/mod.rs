@@ -223,6 +223,22 @@ impl std::fmt::Display for Session {
     }
 }
 
+/// A hand-driven read: ACK `block` to `tid` and wait for DATA `block + 1` in `buf`, returning
+/// its length. Copies of earlier blocks are passed over: the server retransmits while a slow
+/// (or descheduled) client dawdles, those copies wait in its socket, and the next datagram
+/// read is no proof that the ACK was handled. Anything but DATA fails the test.
+pub fn ack_for_next(s: &UdpSocket, tid: SocketAddr, block: u16, buf: &mut [u8]) -> usize {
+    s.send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
+        .unwrap();
+    loop {
+        let (n, _) = s.recv_from(buf).unwrap();
+        assert!(n >= 4 && buf[1] == 3, "expected DATA, got {:?}", &buf[..n]);
+        if u16::from_be_bytes([buf[2], buf[3]]) == block.wrapping_add(1) {
+            return n;
+        }
+    }
+}
+
 pub mod netbed;
 
 /// `GET /metrics` from tftpd's endpoint on 127.0.0.1:`port` (retrying for up to 10 s while
