@@ -13,6 +13,7 @@
 //! | `load_to_the_service_address` | the same, asking at the service address: `tftp-proto`'s client, like PXE ROMs, drops replies from another address |
 //! | `nat_works_with_single_port_only` | curl behind the NAT: per-transfer ports fail (the router has no conntrack entry for the new server port), `--single-port` works |
 //! | `nat_to_the_service_address` | `--single-port` behind the NAT, asking at the service address: a reply from the primary is an unknown flow to the NAT too |
+//! | `smaller_path_mtu_gets_its_blocks_fragmented` | blksize 1468 over a route of MTU 1280 (per-transfer ports and `--single-port`) and through the NAT with its client link at MTU 1280 (learned from ICMP): the DATA leave fragmented, although the server forbids fragmentation for a cheaper IP identification |
 //!
 //! What makes them pass: the listener learns each request's destination and interface
 //! (`tftp_server::udp`, `IP_PKTINFO`/`IPV6_PKTINFO`), binds each transfer socket to the
@@ -374,4 +375,127 @@ fn nat_to_the_service_address() {
     let want = bed.file("nat.bin", 50_000);
     let _tftpd = bed.tftpd(&["--single-port"]);
     curl_through_nat(&bed, SERVICE_V4, "nat.bin", &want).unwrap();
+}
+
+/// Puts back what [`smaller_path_mtu_gets_its_blocks_fragmented`] changes in the bed, even
+/// after a panic: the route, the router's link MTU, and the path MTU `tb-srv` learned.
+struct PathMtuReset;
+
+impl Drop for PathMtuReset {
+    fn drop(&mut self) {
+        for args in [
+            &["-n", "tb-srv", "route", "del", "198.18.1.200/32"][..],
+            &["-n", "tb-nat", "link", "set", "eth1", "mtu", "1500"][..],
+            &["-n", "tb-srv", "route", "flush", "cache"][..],
+        ] {
+            let _ = std::process::Command::new("ip").args(args).status();
+        }
+    }
+}
+
+/// A path whose MTU is below the interface's (a tunnel, a smaller link beyond a router):
+/// the block size fits the interface (1468 on MTU 1500), so each DATA is longer than the
+/// path allows. The listeners (and unconnected transfer sockets) forbid fragmentation, for
+/// an IP identification of 0 instead of the kernel's shared generator's
+/// (`tftp_server::udp::set_dont_fragment`); the kernel then refuses such a datagram
+/// (`EMSGSIZE`) and the server must send it again fragmented, as it would without the
+/// option. Two paths: a route with `mtu 1280` on the server (its first DATA already too
+/// long), and the router's link to its clients at MTU 1280, which the server learns from
+/// the router's ICMP "fragmentation needed" (RFC 1191) after its first DATA is dropped.
+#[test]
+fn smaller_path_mtu_gets_its_blocks_fragmented() {
+    let Some(bed) = bed("smaller_path_mtu_gets_its_blocks_fragmented") else {
+        return;
+    };
+    let want = bed.file("mtu.bin", 200_000);
+    let verify = bed.path("root/mtu.bin");
+    let _reset = PathMtuReset;
+    let ip = |args: &[&str]| {
+        let status = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip {args:?}: {status}");
+    };
+    ip(&[
+        "-n",
+        "tb-srv",
+        "route",
+        "replace",
+        "198.18.1.200/32",
+        "dev",
+        "eth0",
+        "mtu",
+        "1280",
+    ]);
+    ip(&["-n", "tb-nat", "link", "set", "eth1", "mtu", "1280"]);
+    let loadgen = loadgen();
+    for args in [&[][..], &["--single-port"][..]] {
+        let _tftpd = bed.tftpd(args);
+        let out = bed.run(
+            "tb-cli",
+            loadgen.to_str().unwrap(),
+            &[
+                "--server",
+                &format!("{PRIMARY_V4}:69"),
+                "--file",
+                "mtu.bin",
+                "--clients",
+                "1",
+                "--bind-from",
+                "198.18.1.200-198.18.1.200",
+                "--blksize",
+                "1468",
+                "--verify",
+                verify.to_str().unwrap(),
+                "--deadline",
+                "15",
+            ],
+        );
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && report_number::<u64>(&report, "failures") == 0,
+            "{args:?} over a route of MTU 1280: {}: {report} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The session log starts anew with each server.
+        let s = bed.session("mtu.bin", 0);
+        assert_eq!(
+            (s.blksize, s.bytes),
+            (1468, want.len() as u64),
+            "{}",
+            s.line
+        );
+    }
+    // Only single-port mode passes a NAT (see `nat_works_with_single_port_only`).
+    let _tftpd = bed.tftpd(&["--single-port"]);
+    let _ = fs::remove_file(bed.path("out"));
+    let url = format!("tftp://{PRIMARY_V4}/mtu.bin");
+    let out = bed.run(
+        "tb-natcli",
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "15",
+            "--tftp-blksize",
+            "1468",
+            "-o",
+            "out",
+            &url,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "curl through a router with an MTU 1280 link: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    assert!(
+        fs::read(bed.path("out")).unwrap() == want,
+        "the copy differs"
+    );
+    let s = bed.session("mtu.bin", 0);
+    assert_eq!(s.blksize, 1468, "{}", s.line);
 }
