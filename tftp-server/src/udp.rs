@@ -520,8 +520,9 @@ mod netlink {
 
 /// UDP generic segmentation offload: send `contents` as datagrams of `segment_size` bytes
 /// with one `sendmsg` (Linux 4.18+, `UDP_SEGMENT`). Non-blocking: may fail with `WouldBlock`.
-/// After another error (an old kernel, a device that refuses), GSO is not tried again in this
-/// process and the caller should send the datagrams one by one. Allocates nothing.
+/// A segment longer than the path to `to` allows fails that call only (`EMSGSIZE` or
+/// `EINVAL`); after another error (a device that refuses), GSO is not tried again in this
+/// process. Either way the caller should send the datagrams one by one. Allocates nothing.
 pub fn send_gso(
     socket: std::os::fd::BorrowedFd<'_>,
     contents: &[u8],
@@ -607,6 +608,10 @@ fn send_gso_linux(
         Ok(n) => Ok(n),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
         Err(e) if from.is_some() => Err(e),
+        // Segments longer than this peer's path allows (a route's MTU, or one learned from
+        // an ICMP "fragmentation needed", which anybody can forge): that send's failure, not
+        // GSO's, or one peer's path would turn it off for all.
+        Err(e) if is_too_big(&e) || e.raw_os_error() == Some(nix::libc::EINVAL) => Err(e),
         Err(e) => {
             GSO_WORKS.store(false, Ordering::Relaxed);
             tracing::info!(error = %e, "UDP GSO unavailable; sending datagrams one by one");

@@ -432,41 +432,51 @@ fn smaller_path_mtu_gets_its_blocks_fragmented() {
     let loadgen = loadgen();
     for args in [&[][..], &["--single-port"][..]] {
         let _tftpd = bed.tftpd(args);
-        let out = bed.run(
-            "tb-cli",
-            loadgen.to_str().unwrap(),
-            &[
-                "--server",
-                &format!("{PRIMARY_V4}:69"),
-                "--file",
-                "mtu.bin",
-                "--clients",
-                "1",
-                "--bind-from",
-                "198.18.1.200-198.18.1.200",
-                "--blksize",
-                "1468",
-                "--verify",
-                verify.to_str().unwrap(),
-                "--deadline",
-                "15",
-            ],
-        );
-        let report = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && report_number::<u64>(&report, "failures") == 0,
-            "{args:?} over a route of MTU 1280: {}: {report} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // The session log starts anew with each server.
-        let s = bed.session("mtu.bin", 0);
-        assert_eq!(
-            (s.blksize, s.bytes),
-            (1468, want.len() as u64),
-            "{}",
-            s.line
-        );
+        // Lock-step, then windows of 8 (sent with UDP GSO where the path allows).
+        for (n, window) in ["1", "8"].into_iter().enumerate() {
+            let out = bed.run(
+                "tb-cli",
+                loadgen.to_str().unwrap(),
+                &[
+                    "--server",
+                    &format!("{PRIMARY_V4}:69"),
+                    "--file",
+                    "mtu.bin",
+                    "--clients",
+                    "1",
+                    "--bind-from",
+                    "198.18.1.200-198.18.1.200",
+                    "--blksize",
+                    "1468",
+                    "--windowsize",
+                    window,
+                    "--verify",
+                    verify.to_str().unwrap(),
+                    "--deadline",
+                    "15",
+                ],
+            );
+            let report = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && report_number::<u64>(&report, "failures") == 0,
+                "{args:?}, windowsize {window}, over a route of MTU 1280: {}: {report} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // The session log starts anew with each server.
+            let s = bed.session("mtu.bin", n);
+            assert_eq!(
+                (s.blksize, s.windowsize, s.bytes),
+                (1468, window.parse().unwrap(), want.len() as u64),
+                "{}",
+                s.line
+            );
+        }
+        // A window too long for one peer's path is that send's business: GSO stays on for
+        // every other peer (it was turned off for the whole process, and a forged ICMP
+        // "fragmentation needed" could do that).
+        let log = bed.read("tftpd.log");
+        assert!(!log.contains("GSO unavailable"), "{args:?}: {log}");
     }
     // Only single-port mode passes a NAT (see `nat_works_with_single_port_only`).
     let _tftpd = bed.tftpd(&["--single-port"]);
