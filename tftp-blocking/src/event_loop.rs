@@ -298,12 +298,6 @@ impl<'s, H: Handler> Loop<'s, H> {
         let single_port = shared.core.config.single_port;
         for (i, socket) in listeners.into_iter().enumerate() {
             poller.add(&socket, i as u64)?;
-            // IP identification 0 on what a listener sends, not the kernel's shared
-            // generator's: most of a single-port server's datagrams (and a refusal's). A
-            // failure only leaves the default.
-            if let Err(e) = tftp_server::udp::set_dont_fragment(&socket) {
-                tracing::debug!(error = %e, "cannot set don't-fragment on a listener");
-            }
             let (local, routes, open) = (socket.local_addr()?, HashMap::new(), true);
             let queue = match single_port {
                 true => Some(RefCell::new(SendQueue::for_socket(&socket)?)),
@@ -783,13 +777,6 @@ impl<'s, H: Handler> Loop<'s, H> {
         };
         // Before anything is sent from it: the peer learns the port from the first answer.
         let catcher = shared.core.connect_transfer(&socket, request.peer);
-        if catcher.is_none() {
-            // Unconnected: IP identification 0, not the kernel's shared generator's (a
-            // connected socket counts its own). A failure only leaves the default.
-            if let Err(e) = tftp_server::udp::set_dont_fragment(&socket) {
-                tracing::debug!(error = %e, "cannot set don't-fragment on a transfer socket");
-            }
-        }
         shared.live.fetch_add(1, Ordering::AcqRel);
         let accepted = Accepted {
             request,
@@ -1258,13 +1245,6 @@ fn send_one(out: Out<'_>, datagram: &[u8], to: SocketAddr) {
         // or a lock-step transfer would wait a whole retransmission timeout.
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             if let Err(e) = once() {
-                tracing::debug!(%to, error = %e, "send failed");
-            }
-        }
-        // Longer than its path allows unfragmented on a socket that forbids fragmentation
-        // (`set_dont_fragment`, on listeners and unconnected transfer sockets): fragmented.
-        Err(e) if tftp_server::udp::is_too_big(&e) => {
-            if let Err(e) = tftp_server::udp::send_fragmenting(socket, datagram, to, from) {
                 tracing::debug!(%to, error = %e, "send failed");
             }
         }

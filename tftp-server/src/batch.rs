@@ -322,9 +322,7 @@ impl SendQueue {
     /// Send what waits on `socket` without blocking, in order, [`SendQueue::BATCH`] a call:
     /// how many datagrams left. A datagram the kernel refuses (its destination unreachable
     /// from this socket's family, a source address not of this host) is dropped and the
-    /// rest go on, as a loss the sender's retransmission covers (one longer than its path
-    /// allows on a socket that forbids fragmentation, `EMSGSIZE`, is sent again fragmented:
-    /// [`crate::udp::send_fragmenting`]); `WouldBlock` (the send
+    /// rest go on, as a loss the sender's retransmission covers; `WouldBlock` (the send
     /// buffer full) returns with the rest still queued, for a later flush or
     /// [`SendQueue::clear`].
     pub fn flush(&mut self, socket: &impl AsFd) -> io::Result<usize> {
@@ -344,17 +342,6 @@ impl SendQueue {
                     sent += n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
-                // Longer than its path allows unfragmented, on a socket that forbids
-                // fragmentation (`udp::set_dont_fragment`): that one goes fragmented.
-                Err(e) if crate::udp::is_too_big(&e) => {
-                    let q = self.queued[self.next];
-                    let bytes = &self.bytes[q.start..q.end];
-                    match crate::udp::send_fragmenting(socket, bytes, q.to, q.from) {
-                        Ok(_) => sent += 1,
-                        Err(e) => tracing::debug!(to = %q.to, error = %e, "send failed"),
-                    }
-                    self.next += 1;
-                }
                 Err(e) => {
                     tracing::debug!(to = %self.queued[self.next].to, error = %e, "send failed");
                     self.next += 1;

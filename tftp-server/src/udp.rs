@@ -76,77 +76,10 @@ pub fn set_receive_buffer(socket: &impl AsFd, bytes: usize) -> usize {
     getsockopt(&fd, sockopt::RcvBuf).unwrap_or(0)
 }
 
-/// Send `socket`'s IPv4 datagrams with the don't-fragment bit whatever their size
-/// (`IP_MTU_DISCOVER` set to `IP_PMTUDISC_DO`, Linux `ip(7)`), on an IPv4 socket or the
-/// IPv4-mapped traffic of a dual-stack IPv6 one (an IPv6-only socket is left as it is:
-/// IPv6 has no identification field to fill). Linux only; elsewhere nothing is changed.
-///
-/// Why: a datagram from an *unconnected* socket under the default (`IP_PMTUDISC_WANT`)
-/// takes its IP identification from the kernel's shared, hashed generator
-/// (`__ip_select_ident`: about 5% of a single-port server's CPU at 1,000 clients, perf),
-/// whereas a don't-fragment datagram carries 0, which RFC 6864 §4.1 allows for an atomic
-/// datagram (one that is never fragmented). A connected socket counts identifications of
-/// its own and gains nothing.
-///
-/// What it changes on the wire: nothing for a datagram that fits the path MTU (the default
-/// sets the bit on those too). One longer than the path MTU the kernel knows (a route's
-/// `mtu`, or one learned from an ICMP "fragmentation needed", RFC 1191) fails with
-/// `EMSGSIZE` instead of leaving in fragments; [`send_from_to`], [`send_fragmenting`] and
-/// [`crate::batch::SendQueue`] send it again with fragmentation allowed for that one call,
-/// so such a path still gets its blocks, fragmented, as before.
-pub fn set_dont_fragment(socket: &impl AsFd) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        let fd = socket.as_fd();
-        let ipv4 = match SockRef::from(&fd).domain()? {
-            Domain::IPV4 => true,
-            Domain::IPV6 => !SockRef::from(&fd).only_v6()?,
-            _ => return Err(not_udp_ip()),
-        };
-        if ipv4 {
-            use rustix::net::sockopt::{Ipv4PathMtuDiscovery, set_ip_mtu_discover};
-            set_ip_mtu_discover(fd, Ipv4PathMtuDiscovery::DO)?;
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = socket;
-    Ok(())
-}
-
-/// Whether `error` is a send's `EMSGSIZE`: the datagram is longer than its path allows
-/// unfragmented (see [`set_dont_fragment`]).
-pub fn is_too_big(error: &io::Error) -> bool {
+/// Whether `error` is a send's `EMSGSIZE`: the datagram is longer than its path allows.
+#[cfg(target_os = "linux")]
+fn is_too_big(error: &io::Error) -> bool {
     error.raw_os_error() == Some(nix::libc::EMSGSIZE)
-}
-
-/// Send `buf` as [`send_from_to`] does, with IPv4 fragmentation allowed for this one call if
-/// [`set_dont_fragment`] forbade it: for a datagram that failed with `EMSGSIZE` (see
-/// [`is_too_big`]) on such a socket, which the kernel then fragments to fit the path, as
-/// it would without the option. Three more system calls (read, lift and restore the
-/// option); a socket that does not forbid fragmentation just sends again. Another thread
-/// sending on the same socket meanwhile may have its datagram fragmented (or, once the
-/// option is back, refused): a loss at worst, which the sender's retransmission covers.
-pub fn send_fragmenting(
-    socket: &impl AsFd,
-    buf: &[u8],
-    to: SocketAddr,
-    from_ip: Option<IpAddr>,
-) -> io::Result<usize> {
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::net::sockopt::set_ip_mtu_discover;
-        use rustix::net::sockopt::{Ipv4PathMtuDiscovery as Pmtu, ip_mtu_discover};
-        let fd = socket.as_fd();
-        if ip_mtu_discover(fd).ok() == Some(Pmtu::DO) {
-            set_ip_mtu_discover(fd, Pmtu::WANT)?;
-            let sent = send_once(socket, buf, to, from_ip);
-            if let Err(e) = set_ip_mtu_discover(fd, Pmtu::DO) {
-                tracing::debug!(error = %e, "cannot forbid fragmentation again");
-            }
-            return sent;
-        }
-    }
-    send_once(socket, buf, to, from_ip)
 }
 
 /// Ask the kernel to report each datagram's destination address and interface: `IP_PKTINFO`
@@ -248,23 +181,7 @@ pub(crate) fn received(
 /// the kernel refuses with `EINVAL`/`EADDRNOTAVAIL`); otherwise, or for an unspecified
 /// address, from what the routing table picks, as `send_to` does. Either address may be
 /// IPv4 or IPv4-mapped on a dual-stack socket. Allocates nothing.
-///
-/// A datagram longer than the path allows on a socket that forbids fragmentation
-/// ([`set_dont_fragment`]) is sent again with it allowed ([`send_fragmenting`]).
 pub fn send_from_to(
-    socket: &impl AsFd,
-    buf: &[u8],
-    to: SocketAddr,
-    from_ip: Option<IpAddr>,
-) -> io::Result<usize> {
-    match send_once(socket, buf, to, from_ip) {
-        Err(e) if is_too_big(&e) => send_fragmenting(socket, buf, to, from_ip),
-        other => other,
-    }
-}
-
-/// The one `sendmsg` of [`send_from_to`].
-fn send_once(
     socket: &impl AsFd,
     buf: &[u8],
     to: SocketAddr,
@@ -839,60 +756,6 @@ mod tests {
                 SocketAddr::from((Ipv6Addr::LOCALHOST, port))
             )
         );
-    }
-
-    /// `IP_MTU_DISCOVER` of `socket`, as the kernel reports it.
-    #[cfg(target_os = "linux")]
-    fn pmtu_mode(socket: &impl AsFd) -> rustix::net::sockopt::Ipv4PathMtuDiscovery {
-        rustix::net::sockopt::ip_mtu_discover(socket.as_fd()).unwrap()
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn dont_fragment_is_set_where_ipv4_datagrams_leave() {
-        use rustix::net::sockopt::Ipv4PathMtuDiscovery as Pmtu;
-        let v4 = UdpSocket::bind("127.0.0.1:0").unwrap();
-        assert_ne!(pmtu_mode(&v4), Pmtu::DO);
-        set_dont_fragment(&v4).unwrap();
-        assert_eq!(pmtu_mode(&v4), Pmtu::DO);
-        // A dual-stack socket: its IPv4-mapped datagrams are IPv4's.
-        let dual = socket2::Socket::new(Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
-        dual.set_only_v6(false).unwrap();
-        set_dont_fragment(&dual).unwrap();
-        assert_eq!(pmtu_mode(&dual), Pmtu::DO);
-        // IPv6 only: nothing to change.
-        let v6 = socket2::Socket::new(Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
-        v6.set_only_v6(true).unwrap();
-        let before = pmtu_mode(&v6);
-        set_dont_fragment(&v6).unwrap();
-        assert_eq!(pmtu_mode(&v6), before);
-    }
-
-    /// The fallback lifts the option for its one send and puts it back; on a socket without
-    /// it, it is a plain send that changes nothing.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn sending_fragmenting_restores_dont_fragment() {
-        use rustix::net::sockopt::Ipv4PathMtuDiscovery as Pmtu;
-        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let to = receiver.local_addr().unwrap();
-        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-        set_dont_fragment(&sender).unwrap();
-        assert_eq!(send_fragmenting(&sender, b"one", to, None).unwrap(), 3);
-        assert_eq!(pmtu_mode(&sender), Pmtu::DO);
-        let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mode = pmtu_mode(&plain);
-        assert_eq!(send_fragmenting(&plain, b"two", to, None).unwrap(), 3);
-        assert_eq!(pmtu_mode(&plain), mode);
-        receiver.set_nonblocking(true).unwrap();
-        let mut buf = [0; 16];
-        for want in [b"one", b"two"] {
-            let n = recv_within(&receiver, &mut buf).len;
-            assert_eq!(&buf[..n], want);
-        }
-        let too_big = io::Error::from_raw_os_error(nix::libc::EMSGSIZE);
-        assert!(is_too_big(&too_big));
-        assert!(!is_too_big(&io::Error::from(io::ErrorKind::WouldBlock)));
     }
 
     #[test]

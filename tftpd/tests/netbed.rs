@@ -13,7 +13,7 @@
 //! | `load_to_the_service_address` | the same, asking at the service address: `tftp-proto`'s client, like PXE ROMs, drops replies from another address |
 //! | `nat_works_with_single_port_only` | curl behind the NAT: per-transfer ports fail (the router has no conntrack entry for the new server port), `--single-port` works |
 //! | `nat_to_the_service_address` | `--single-port` behind the NAT, asking at the service address: a reply from the primary is an unknown flow to the NAT too |
-//! | `smaller_path_mtu_gets_its_blocks_fragmented` | blksize 1468 over a route of MTU 1280 (per-transfer ports and `--single-port`) and through the NAT with its client link at MTU 1280 (learned from ICMP): the DATA leave fragmented, although the server forbids fragmentation for a cheaper IP identification |
+//! | `smaller_path_mtu_gets_its_blocks_fragmented` | blksize 1468, lock-step and windowsize 8, over a route of MTU 1280 (per-transfer ports and `--single-port`), and through the NAT with its client link at MTU 1280 (learned from ICMP): the DATA leave fragmented, and UDP GSO stays on |
 //!
 //! What makes them pass: the listener learns each request's destination and interface
 //! (`tftp_server::udp`, `IP_PKTINFO`/`IPV6_PKTINFO`), binds each transfer socket to the
@@ -395,13 +395,12 @@ impl Drop for PathMtuReset {
 
 /// A path whose MTU is below the interface's (a tunnel, a smaller link beyond a router):
 /// the block size fits the interface (1468 on MTU 1500), so each DATA is longer than the
-/// path allows. The listeners (and unconnected transfer sockets) forbid fragmentation, for
-/// an IP identification of 0 instead of the kernel's shared generator's
-/// (`tftp_server::udp::set_dont_fragment`); the kernel then refuses such a datagram
-/// (`EMSGSIZE`) and the server must send it again fragmented, as it would without the
-/// option. Two paths: a route with `mtu 1280` on the server (its first DATA already too
-/// long), and the router's link to its clients at MTU 1280, which the server learns from
-/// the router's ICMP "fragmentation needed" (RFC 1191) after its first DATA is dropped.
+/// path allows and must leave in fragments, lock-step and in windows (which UDP GSO sends:
+/// the kernel refuses segments longer than the path, and that must cost only that send,
+/// not GSO for every peer). Two paths: a route with `mtu 1280` on the server (its first
+/// DATA already too long), and the router's link to its clients at MTU 1280, which the
+/// server learns from the router's ICMP "fragmentation needed" (RFC 1191) after its first
+/// DATA is dropped.
 #[test]
 fn smaller_path_mtu_gets_its_blocks_fragmented() {
     let Some(bed) = bed("smaller_path_mtu_gets_its_blocks_fragmented") else {
