@@ -39,7 +39,12 @@ SERVERS=(
   # read with recvmmsg and answered with sendmmsg (issue 15's batching lever). Concurrency
   # rows only.
   "tftpd-sp|6911|concurrent,nothroughput|tftpd|\$BIN/tftpd --root \$ROOT --listen 127.0.0.1:\$PORT --single-port --max-window-bytes 8388608|--max-sessions \$TFTPD_MAX_SESSIONS --max-sessions-per-client 100000 --client-rate 0|"
-  "tftpd-blocking|6905|window,concurrent|tftp-blocking --example serve_dir|\$BIN/examples/serve_dir --root \$ROOT --listen 127.0.0.1:\$PORT|--max-sessions \$TFTPD_MAX_SESSIONS|--default-limits"
+  # The blocking server with tftpd's number of event loops (tftpd --threads 1, its default;
+  # the framework's own default is one a CPU): the same engine and configuration, so the
+  # column compares the handlers. With two loops it competes with the load client for this
+  # 2-vCPU machine's other CPU: x1.16 CPU per MB and x0.86 sessions/s of one loop's at 1,000
+  # clients from 250 addresses (results/2026-12-04-blocking-loops.txt).
+  "tftpd-blocking|6905|window,concurrent|tftp-blocking --example serve_dir|\$BIN/examples/serve_dir --root \$ROOT --listen 127.0.0.1:\$PORT --workers 1|--max-sessions \$TFTPD_MAX_SESSIONS|--default-limits"
   # The kernel floor (benches/src/bin/tftp-floor.rs, built with the load tools): one transfer
   # at a time, blocking recv_from/send_to, nothing else. Lock-step rows only.
   "floor|6907|||\$BIN/tftp-floor --root \$ROOT --listen 127.0.0.1:\$PORT||"
