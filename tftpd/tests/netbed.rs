@@ -249,32 +249,48 @@ fn blksize_is_clamped_to_the_interface_mtu() {
     }
 }
 
+/// `tftp-loadgen` in `tb-cli`: `clients` sessions reading `file` (verified against the served
+/// root's copy) at blksize 1468 from port 69 of `server`, from the client addresses `from`,
+/// with `more` options.
+fn loadgen_from_cli(
+    bed: &Bed,
+    server: &str,
+    file: &str,
+    clients: &str,
+    from: &str,
+    more: &[&str],
+) -> std::process::Output {
+    let loadgen = loadgen();
+    let verify = bed.path("root").join(file);
+    let server = format!("{server}:69");
+    let mut args = vec![
+        "--server",
+        &server,
+        "--file",
+        file,
+        "--clients",
+        clients,
+        "--bind-from",
+        from,
+        "--blksize",
+        "1468",
+        "--verify",
+        verify.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    bed.run("tb-cli", loadgen.to_str().unwrap(), &args)
+}
+
 /// 1,000 sessions from 250 client addresses of `tb-cli`, at `server`; the JSON report.
 fn load(bed: &Bed, server: &str) -> String {
-    let loadgen = loadgen();
     bed.file("load.bin", 100_000);
-    let verify = bed.path("root/load.bin");
-    let out = bed.run(
-        "tb-cli",
-        loadgen.to_str().unwrap(),
-        &[
-            "--server",
-            &format!("{server}:69"),
-            "--file",
-            "load.bin",
-            "--clients",
-            "1000",
-            "--threads",
-            "1",
-            "--bind-from",
-            "198.18.1.1-198.18.1.250",
-            "--blksize",
-            "1468",
-            "--verify",
-            verify.to_str().unwrap(),
-            "--deadline",
-            "25",
-        ],
+    let out = loadgen_from_cli(
+        bed,
+        server,
+        "load.bin",
+        "1000",
+        "198.18.1.1-198.18.1.250",
+        &["--threads", "1", "--deadline", "25"],
     );
     assert!(
         out.status.success(),
@@ -318,15 +334,21 @@ fn load_to_the_service_address() {
     assert_no_failure(&load(&bed, SERVICE_V4));
 }
 
-/// curl from `tb-natcli` through the NAT at `server`; whether it got the file intact.
-fn curl_through_nat(bed: &Bed, server: &str, file: &str, want: &[u8]) -> Result<(), String> {
+/// curl (with `options`) from `tb-natcli` through the NAT at `server`; whether it got the
+/// file intact.
+fn curl_through_nat(
+    bed: &Bed,
+    server: &str,
+    file: &str,
+    want: &[u8],
+    options: &[&str],
+) -> Result<(), String> {
     let _ = fs::remove_file(bed.path("out"));
     let url = format!("tftp://{server}/{file}");
-    let out = bed.run(
-        "tb-natcli",
-        "curl",
-        &["-sS", "--max-time", "8", "-o", "out", &url],
-    );
+    let mut args = vec!["-sS", "--max-time", "8", "-o", "out"];
+    args.extend_from_slice(options);
+    args.push(&url);
+    let out = bed.run("tb-natcli", "curl", &args);
     if !out.status.success() {
         return Err(format!(
             "curl {url}: {}: {}",
@@ -351,7 +373,7 @@ fn nat_works_with_single_port_only() {
     let want = bed.file("nat.bin", 50_000);
     {
         let _tftpd = bed.tftpd(&[]);
-        let result = curl_through_nat(&bed, PRIMARY_V4, "nat.bin", &want);
+        let result = curl_through_nat(&bed, PRIMARY_V4, "nat.bin", &want, &[]);
         eprintln!("through the NAT, per-transfer ports: {result:?}");
         assert!(
             result.is_err(),
@@ -360,7 +382,7 @@ fn nat_works_with_single_port_only() {
         );
     }
     let _tftpd = bed.tftpd(&["--single-port"]);
-    let result = curl_through_nat(&bed, PRIMARY_V4, "nat.bin", &want);
+    let result = curl_through_nat(&bed, PRIMARY_V4, "nat.bin", &want, &[]);
     eprintln!("through the NAT, --single-port: {result:?}");
     result.unwrap();
     let s = bed.session("nat.bin", 0);
@@ -374,7 +396,7 @@ fn nat_to_the_service_address() {
     };
     let want = bed.file("nat.bin", 50_000);
     let _tftpd = bed.tftpd(&["--single-port"]);
-    curl_through_nat(&bed, SERVICE_V4, "nat.bin", &want).unwrap();
+    curl_through_nat(&bed, SERVICE_V4, "nat.bin", &want, &[]).unwrap();
 }
 
 /// Puts back what [`smaller_path_mtu_gets_its_blocks_fragmented`] changes in the bed, even
@@ -407,7 +429,6 @@ fn smaller_path_mtu_gets_its_blocks_fragmented() {
         return;
     };
     let want = bed.file("mtu.bin", 200_000);
-    let verify = bed.path("root/mtu.bin");
     let _reset = PathMtuReset;
     let ip = |args: &[&str]| {
         let status = std::process::Command::new("ip")
@@ -428,32 +449,17 @@ fn smaller_path_mtu_gets_its_blocks_fragmented() {
         "1280",
     ]);
     ip(&["-n", "tb-nat", "link", "set", "eth1", "mtu", "1280"]);
-    let loadgen = loadgen();
     for args in [&[][..], &["--single-port"][..]] {
         let _tftpd = bed.tftpd(args);
         // Lock-step, then windows of 8 (sent with UDP GSO where the path allows).
         for (n, window) in ["1", "8"].into_iter().enumerate() {
-            let out = bed.run(
-                "tb-cli",
-                loadgen.to_str().unwrap(),
-                &[
-                    "--server",
-                    &format!("{PRIMARY_V4}:69"),
-                    "--file",
-                    "mtu.bin",
-                    "--clients",
-                    "1",
-                    "--bind-from",
-                    "198.18.1.200-198.18.1.200",
-                    "--blksize",
-                    "1468",
-                    "--windowsize",
-                    window,
-                    "--verify",
-                    verify.to_str().unwrap(),
-                    "--deadline",
-                    "15",
-                ],
+            let out = loadgen_from_cli(
+                &bed,
+                PRIMARY_V4,
+                "mtu.bin",
+                "1",
+                "198.18.1.200-198.18.1.200",
+                &["--windowsize", window, "--deadline", "15"],
             );
             let report = String::from_utf8_lossy(&out.stdout);
             assert!(
@@ -479,32 +485,10 @@ fn smaller_path_mtu_gets_its_blocks_fragmented() {
     }
     // Only single-port mode passes a NAT (see `nat_works_with_single_port_only`).
     let _tftpd = bed.tftpd(&["--single-port"]);
-    let _ = fs::remove_file(bed.path("out"));
-    let url = format!("tftp://{PRIMARY_V4}/mtu.bin");
-    let out = bed.run(
-        "tb-natcli",
-        "curl",
-        &[
-            "-sS",
-            "--max-time",
-            "15",
-            "--tftp-blksize",
-            "1468",
-            "-o",
-            "out",
-            &url,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "curl through a router with an MTU 1280 link: {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    assert!(
-        fs::read(bed.path("out")).unwrap() == want,
-        "the copy differs"
-    );
+    let blksize = ["--tftp-blksize", "1468"];
+    curl_through_nat(&bed, PRIMARY_V4, "mtu.bin", &want, &blksize)
+        .map_err(|e| format!("through a router with an MTU 1280 link: {e}"))
+        .unwrap();
     let s = bed.session("mtu.bin", 0);
     assert_eq!(s.blksize, 1468, "{}", s.line);
 }
