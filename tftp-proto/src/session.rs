@@ -992,10 +992,14 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                 });
             }
         }
-        // With batching, fill the window before sending it, so that it goes out in one batch
-        // rather than block by block as each is filled.
-        let fill_first = self.config.max_batch > 1
-            && matches!(&self.state, State::Sending(sender) if sender.wants_fill());
+        // With batching, fill a batch before sending it, so that it goes out in one transmit
+        // rather than block by block as each is filled; but no more than a batch, so that the
+        // bytes just read are sent while still in cache (a big window is filled and sent a
+        // batch at a time).
+        let max_batch = self.config.max_batch.max(1);
+        let fill_first = max_batch > 1
+            && matches!(&self.state, State::Sending(sender)
+                if sender.wants_fill() && !sender.batch_filled(max_batch, MAX_BATCH_BYTES));
         let data_ready =
             !fill_first && matches!(&self.state, State::Sending(sender) if sender.can_transmit());
         if data_ready {
@@ -1004,7 +1008,6 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                 return Output::Wait(self.deadline);
             };
             // All paths return here, so the borrow of `sender` may be handed out.
-            let max_batch = self.config.max_batch.max(1);
             return match sender.next_transmit(now, max_batch, MAX_BATCH_BYTES) {
                 Some((packets, first, count)) => {
                     let last = first + count as u64 - 1;

@@ -414,6 +414,63 @@ fn a_window_is_sent_whole_then_the_sender_waits() {
     assert!(drain(&mut server, now, &mut source).is_empty());
 }
 
+/// What a batching server session asks for after ACK 0, in order: `F` a block to fill,
+/// `T<n>` a transmit of `n` DATA packets.
+fn batch_trace(blksize: u16, windowsize: u16, max_batch: usize) -> Vec<String> {
+    let now = Instant::now();
+    let mut config = Config::default().max_batch(max_batch);
+    config.limits.max_window_bytes = 8 << 20;
+    let file = random_file(usize::from(blksize) * usize::from(windowsize) * 2, 5);
+    let mut server = ServerSession::new(
+        &request(opts(blksize, windowsize)),
+        &config,
+        Some(file.len() as u64),
+        now,
+    );
+    let mut source = &file[..];
+    let oack = drain(&mut server, now, &mut source);
+    assert!(matches!(Packet::decode(&oack[0]), Ok(Packet::Oack(_))));
+    server.handle_datagram(now, CLIENT_ADDR, &ack(0));
+    let mut trace = Vec::new();
+    loop {
+        match server.poll_output(now) {
+            Output::Transmit(t) => trace.push(format!("T{}", t.datagrams().count())),
+            Output::Fill(fill) => {
+                trace.push("F".to_string());
+                let n = fill.write(source);
+                source = &source[n..];
+            }
+            Output::Event(_) => {}
+            Output::Wait(_) | Output::Closed | Output::Store(_) => return trace,
+        }
+    }
+}
+
+/// `F` `n` times then `T<n>`, as many times as given.
+fn fill_then_send(batches: &[usize]) -> Vec<String> {
+    let mut trace = Vec::new();
+    for &n in batches {
+        trace.extend(std::iter::repeat_n("F".to_string(), n));
+        trace.push(format!("T{n}"));
+    }
+    trace
+}
+
+#[test]
+fn a_big_window_is_filled_and_sent_a_batch_at_a_time() {
+    // 64 blocks of 65464 bytes: 4 MiB, more than a core's L2 cache. Each block goes out
+    // right after it is read (a batch holds one block of this size), while its bytes are
+    // still in cache; filling the whole window first read 4 MiB before sending any.
+    assert_eq!(batch_trace(65464, 64, 64), fill_then_send(&[1; 64]));
+    // 1468-byte blocks: a batch is 44 of them (65,000 bytes, one UDP GSO send).
+    assert_eq!(batch_trace(1468, 64, 64), fill_then_send(&[44, 20]));
+    // A window smaller than a batch is filled whole, then sent in one transmit.
+    assert_eq!(batch_trace(512, 8, 64), fill_then_send(&[8]));
+    assert_eq!(batch_trace(8192, 16, 64), fill_then_send(&[7, 7, 2]));
+    // Without batching, each block is sent as soon as it is filled.
+    assert_eq!(batch_trace(1468, 8, 1), fill_then_send(&[1; 8]));
+}
+
 #[test]
 fn the_receiver_dallies_and_reacks_a_repeated_last_data() {
     // The client's final ACK is lost; the server resends the last DATA; the dallying client
