@@ -264,7 +264,6 @@ impl<I: Instant, B: Storage> Sender<I, B> {
         self.fill_pos = 0;
     }
 
-    /// A DATA packet is ready and the window allows sending it.
     /// Whether the blocks filled and not yet sent already make what one
     /// [`Sender::next_transmit`] of `max` blocks and `max_bytes` would take (or the next block
     /// to fill starts the ring again, so cannot join them): time to send them before filling
@@ -277,6 +276,7 @@ impl<I: Instant, B: Storage> Sender<I, B> {
         unsent >= batch || (unsent > 0 && (self.filled - 1) % self.window == 0)
     }
 
+    /// A DATA packet is ready and the window allows sending it.
     pub(crate) fn can_transmit(&self) -> bool {
         self.next_send < self.filled && self.next_send < self.base + self.window
     }

@@ -466,6 +466,7 @@ fn a_big_window_is_filled_and_sent_a_batch_at_a_time() {
     assert_eq!(batch_trace(1468, 64, 64), fill_then_send(&[44, 20]));
     // A window smaller than a batch is filled whole, then sent in one transmit.
     assert_eq!(batch_trace(512, 8, 64), fill_then_send(&[8]));
+    // 8192-byte blocks: 7 a batch; the window's last 2 make the last one.
     assert_eq!(batch_trace(8192, 16, 64), fill_then_send(&[7, 7, 2]));
     // Without batching, each block is sent as soon as it is filled.
     assert_eq!(batch_trace(1468, 8, 1), fill_then_send(&[1; 8]));
