@@ -270,10 +270,20 @@ impl<I: Instant, B: Storage> Sender<I, B> {
     /// more, while their bytes are still in the CPU's cache. Filling a whole window first would
     /// write 64 × 65468 bytes (4 MiB, more than a core's L2 cache) before sending the first.
     pub(crate) fn batch_filled(&self, max: usize, max_bytes: usize) -> bool {
-        let slot = HEADER_LEN + self.blksize;
-        let batch = (max_bytes / slot).clamp(1, max.max(1)) as u64;
         let unsent = self.filled.saturating_sub(self.next_send);
-        unsent >= batch || (unsent > 0 && (self.filled - 1) % self.window == 0)
+        unsent >= self.batch_len(max, max_bytes) || (unsent > 0 && self.in_first_slot(self.filled))
+    }
+
+    /// Most blocks one transmit of `max` blocks and `max_bytes` takes: at least one.
+    fn batch_len(&self, max: usize, max_bytes: usize) -> u64 {
+        let slot = HEADER_LEN + self.blksize;
+        (max_bytes / slot).clamp(1, max.max(1)) as u64
+    }
+
+    /// Block `index` lies in the ring's first slot: the ring starts again there, so it cannot
+    /// join the blocks before it in one transmit.
+    fn in_first_slot(&self, index: u64) -> bool {
+        index.saturating_sub(1) % self.window == 0
     }
 
     /// A DATA packet is ready and the window allows sending it.
@@ -295,17 +305,10 @@ impl<I: Instant, B: Storage> Sender<I, B> {
             return None;
         }
         let first = self.next_send;
-        let slot = HEADER_LEN + self.blksize;
         let limit = self.filled.min(self.base + self.window);
-        let fit = (max_bytes / slot).max(1) as u64;
+        let batch = self.batch_len(max, max_bytes);
         let mut count = 1u64;
-        while count < max as u64
-            && count < fit
-            && first + count < limit
-            && (first + count - 1) % self.window != 0
-        {
-            // The next block, `first + count`, is in slot `(first + count - 1) % window`: 0
-            // means the ring wrapped.
+        while count < batch && first + count < limit && !self.in_first_slot(first + count) {
             count += 1;
         }
         self.next_send = first + count;
