@@ -248,7 +248,8 @@ struct Slot {
     bytes: u64,
     mismatch_at: Option<u64>,
     finished: bool,
-    /// Connected to the server's transfer port (see `--no-connect`).
+    /// Nothing left to connect: connected to the server's transfer port, or left
+    /// unconnected for good (`--no-connect`).
     connected: bool,
 }
 
