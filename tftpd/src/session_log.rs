@@ -15,9 +15,19 @@
 //! `duplicates`, `blksize`, `windowsize`, `tsize`, and `requested` (the options asked for).
 //! `file` is the name the client sent; with [`SessionLog::with_remaps`], a request whose name
 //! the remap rules (`--map-file`) changed also has `remapped`: the name that was served.
+//!
+//! Session callbacks run where the session ran: on an event loop's thread, which serves every
+//! other transfer too. [`SessionLog::record`] writes there, fine for a `Vec` or a test; a
+//! server gives its log to a thread of its own with [`SessionLog::in_background`], so that a
+//! log that stops taking lines (a full pipe whose reader stalled, a hung network file system)
+//! costs lines, counted and reported, and never a transfer.
 
 use std::io::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::thread;
+use std::time::Instant;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -90,18 +100,12 @@ impl<W: Write> SessionLog<W> {
         self
     }
 
-    /// Append the line for `report`. Write errors are logged and otherwise ignored: the log
-    /// must never stop the server.
+    /// Append the line for `report`, on the calling thread (see [`SessionLog::in_background`]).
+    /// Write errors are logged and otherwise ignored: the log must never stop the server.
     pub fn record(&self, report: &SessionReport) {
-        let mut line = line(report, SystemTime::now());
-        line.remapped = self
-            .remaps
-            .as_ref()
-            .and_then(|notes| notes.take(report.peer, &report.filename));
-        let Ok(mut json) = serde_json::to_vec(&line) else {
+        let Some(json) = encode(self.remaps.as_ref(), report) else {
             return;
         };
-        json.push(b'\n');
         let mut out = match self.out.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -118,6 +122,142 @@ impl<W: Write> SessionLog<W> {
             Err(p) => p.into_inner(),
         }
     }
+}
+
+impl<W: Write + Send + 'static> SessionLog<W> {
+    /// This log, written on a thread of its own ("tftp-session-log"): [`BackgroundLog::record`]
+    /// formats the line and queues it, at most [`BackgroundLog::QUEUE`] lines, and never
+    /// waits; a line that finds the queue full is dropped and counted (a warning says how many,
+    /// at most every 10 s). The thread writes what is queued and flushes when the queue is
+    /// empty. Dropping the [`BackgroundLog`] lets the thread write what is queued, and waits
+    /// for it up to [`BackgroundLog::FINISH`].
+    ///
+    /// ```
+    /// use tftpd::session_log::SessionLog;
+    ///
+    /// let log = SessionLog::new(std::io::stdout()).in_background()?;
+    /// // options.on_session(move |report| log.record(report))
+    /// # drop(log);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn in_background(self) -> std::io::Result<BackgroundLog> {
+        let SessionLog { out, remaps } = self;
+        let mut out = match out.into_inner() {
+            Ok(w) => w,
+            Err(p) => p.into_inner(),
+        };
+        let (lines, queued) = mpsc::sync_channel::<Vec<u8>>(BackgroundLog::QUEUE);
+        let (finished, done) = mpsc::channel::<()>();
+        thread::Builder::new()
+            .name("tftp-session-log".into())
+            .spawn(move || {
+                write_queued(&mut out, &queued);
+                let _ = finished.send(());
+            })?;
+        Ok(BackgroundLog {
+            lines: Some(lines),
+            remaps,
+            dropped: AtomicU64::new(0),
+            limit: tftp_server::log_limit::LogLimit::default(),
+            done: Mutex::new(done),
+        })
+    }
+}
+
+/// The writer thread: every line in turn, a flush whenever the queue runs empty, until every
+/// sender is gone.
+fn write_queued(out: &mut impl Write, queued: &Receiver<Vec<u8>>) {
+    let limit = tftp_server::log_limit::LogLimit::default();
+    let failed = |e: std::io::Error| {
+        limit.note(Instant::now(), "write", |suppressed| {
+            tracing::warn!(error = %e, suppressed, "cannot write the session log");
+        });
+    };
+    while let Ok(line) = queued.recv() {
+        if let Err(e) = out.write_all(&line) {
+            failed(e);
+        }
+        while let Ok(line) = queued.try_recv() {
+            if let Err(e) = out.write_all(&line) {
+                failed(e);
+            }
+        }
+        if let Err(e) = out.flush() {
+            failed(e);
+        }
+    }
+}
+
+/// A [`SessionLog`] written on a thread of its own: see [`SessionLog::in_background`].
+#[derive(Debug)]
+pub struct BackgroundLog {
+    lines: Option<SyncSender<Vec<u8>>>,
+    remaps: Option<RemapNotes>,
+    dropped: AtomicU64,
+    limit: tftp_server::log_limit::LogLimit,
+    done: Mutex<Receiver<()>>,
+}
+
+impl BackgroundLog {
+    /// The most lines queued for the writer thread (about 2 MiB of lines at most).
+    pub const QUEUE: usize = 4096;
+    /// How long dropping the log waits for the writer thread to write what is queued.
+    pub const FINISH: Duration = Duration::from_secs(2);
+
+    /// Queue the line for `report`, or drop it (counted) if the queue is full.
+    pub fn record(&self, report: &SessionReport) {
+        let (Some(lines), Some(json)) = (&self.lines, encode(self.remaps.as_ref(), report)) else {
+            return;
+        };
+        match lines.try_send(json) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                self.limit.note(Instant::now(), "full", |_| {
+                    tracing::warn!(
+                        dropped = total,
+                        queued = Self::QUEUE,
+                        "the session log is not taking lines: lines dropped"
+                    );
+                });
+            }
+            // The writer thread is gone (it panicked): nothing writes the log any more.
+            Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Lines dropped so far because the writer thread did not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for BackgroundLog {
+    fn drop(&mut self) {
+        self.lines = None;
+        let done = match self.done.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if done.recv_timeout(Self::FINISH).is_err() {
+            tracing::warn!("the session log did not finish writing its queued lines");
+        }
+        let dropped = self.dropped();
+        if dropped > 0 {
+            tracing::warn!(dropped, "session log lines dropped in all");
+        }
+    }
+}
+
+/// The JSON line (with its newline) for `report`.
+fn encode(remaps: Option<&RemapNotes>, report: &SessionReport) -> Option<Vec<u8>> {
+    let mut line = line(report, SystemTime::now());
+    line.remapped = remaps.and_then(|notes| notes.take(report.peer, &report.filename));
+    let mut json = serde_json::to_vec(&line).ok()?;
+    json.push(b'\n');
+    Some(json)
 }
 
 fn line(report: &SessionReport, now: SystemTime) -> Line<'_> {
@@ -199,7 +339,7 @@ fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
+    use std::sync::Arc;
     use tftp_proto::{IncomingRequest, Mode, OptionLimits, OptionValues};
     use tftp_server::{HandlerError, Request};
 
@@ -214,6 +354,125 @@ mod tests {
             rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
             "2000-02-29T00:00:00.000Z"
         );
+    }
+
+    /// A writer that blocks every write until `open` is set (a pipe whose reader stalled),
+    /// then appends to `into`.
+    struct Stalled {
+        open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+        into: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (open, changed) = &*self.open;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = changed.wait(open).unwrap();
+            }
+            self.into.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_log_costs_lines_never_the_caller() {
+        let open = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let into = Arc::new(Mutex::new(Vec::new()));
+        let log = SessionLog::new(Stalled {
+            open: Arc::clone(&open),
+            into: Arc::clone(&into),
+        })
+        .in_background()
+        .unwrap();
+        let request = request("pxelinux.0");
+        let extra = 100;
+        let total = BackgroundLog::QUEUE + extra;
+        // Every record returns at once though nothing is written: the callback runs on an
+        // event loop, which must go on serving.
+        let (sent, recorded) = mpsc::channel();
+        thread::spawn(move || {
+            let t0 = Instant::now();
+            for i in 0..total {
+                let mut stats = tftp_proto::SessionStats::new(Instant::now());
+                stats.outcome = Some(tftp_proto::Outcome::Completed);
+                stats.bytes = i as u64;
+                log.record(&SessionReport::new(&request, stats));
+            }
+            let _ = sent.send((log, t0.elapsed()));
+        });
+        let (log, took) = recorded
+            .recv_timeout(Duration::from_secs(10))
+            .expect("record blocked on a log that takes no lines");
+        assert!(took < Duration::from_secs(5), "record waited: {took:?}");
+        // The queue holds QUEUE lines, the writer one more (blocked in its write).
+        let dropped = log.dropped();
+        assert!(
+            (extra as u64 - 1..=extra as u64).contains(&dropped),
+            "{dropped} dropped"
+        );
+        assert!(into.lock().unwrap().is_empty());
+        // The reader comes back: what was queued is written, in order, before the drop ends.
+        *open.0.lock().unwrap() = true;
+        open.1.notify_all();
+        drop(log);
+        let text = String::from_utf8(into.lock().unwrap().clone()).unwrap();
+        let bytes: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["bytes"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(bytes.len() as u64, total as u64 - dropped);
+        assert!(bytes.windows(2).all(|w| w[0] < w[1]), "in order");
+        assert_eq!(bytes[0], 0);
+    }
+
+    #[test]
+    fn a_background_log_writes_every_line_it_took() {
+        let into = Arc::new(Mutex::new(Vec::new()));
+        let open = Arc::new((Mutex::new(true), std::sync::Condvar::new()));
+        let log = SessionLog::new(Stalled {
+            open,
+            into: Arc::clone(&into),
+        })
+        .in_background()
+        .unwrap();
+        let request = request("boot.ipxe");
+        for _ in 0..10 {
+            log.record(&SessionReport::refused(
+                &request,
+                &HandlerError::not_found(),
+                Instant::now(),
+            ));
+        }
+        assert_eq!(log.dropped(), 0);
+        drop(log);
+        let text = String::from_utf8(into.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 10);
+        assert!(text.lines().all(|l| l.contains("\"boot.ipxe\"")));
+    }
+
+    fn request(file: &str) -> Request {
+        Request::new(
+            IncomingRequest {
+                peer: "10.0.0.7:2000".parse().unwrap(),
+                kind: RequestKind::Read,
+                filename: file.into(),
+                mode: Mode::Octet,
+                options: OptionValues {
+                    tsize: Some(0),
+                    ..OptionValues::default()
+                },
+            },
+            "10.0.0.1:69".parse().unwrap(),
+            OptionLimits::default(),
+        )
     }
 
     #[test]

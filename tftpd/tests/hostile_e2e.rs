@@ -740,3 +740,39 @@ fn a_trickling_origin_is_given_up_on_after_the_source_timeout() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["outcome"], "failed", "{}", lines[0]);
 }
+
+/// A session log nobody reads (`--session-log -` into a pipe whose reader stalled: a log
+/// shipper that hung) must not stop the transfers. The session callback runs on the event
+/// loop; it used to write the line there, and once the pipe's 64 KiB were full the next
+/// write blocked the loop: every transfer stopped, none ended, no request was answered.
+#[test]
+fn a_stalled_session_log_does_not_stop_the_transfers() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f"), b"0123456789").unwrap();
+    let port = free_udp();
+    let mut child = Command::new(tftpd_bin())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--root", root.path().to_str().unwrap()])
+        .args(["--client-rate", "0", "--session-log", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Held open and never read: writes fill the pipe, then would block.
+    let _stalled = child.stdout.take().unwrap();
+    let _daemon = Daemon(child);
+    wait_ready(port);
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 600];
+    // About 450 bytes a line: 400 lines are three pipes' worth.
+    for i in 0..400 {
+        s.send_to(b"\x00\x01f\x00octet\x00", ("127.0.0.1", port))
+            .unwrap();
+        let Ok((n, tid)) = s.recv_from(&mut buf) else {
+            panic!("transfer {i}: no answer (the loop is stuck writing the session log)");
+        };
+        assert_eq!(&buf[..n], b"\x00\x03\x00\x010123456789", "transfer {i}");
+        s.send_to(b"\x00\x04\x00\x01", tid).unwrap();
+    }
+}

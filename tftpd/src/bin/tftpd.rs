@@ -981,7 +981,12 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Built<impl tftp_tokio::
                     .map_err(|e| format!("--session-log {}: {e}", path.display()))?,
             )
         };
-        let log = SessionLog::new(out).with_remaps(remaps);
+        // On a thread of its own: a log that stops taking lines (a pipe whose reader
+        // stalled) costs lines, counted, never the transfers (the callback runs on the loop).
+        let log = SessionLog::new(out)
+            .with_remaps(remaps)
+            .in_background()
+            .map_err(|e| format!("--session-log: cannot start its writer thread: {e}"))?;
         options = options.on_session(move |report| log.record(report));
     }
     let validating = sockets.is_empty();
