@@ -776,3 +776,37 @@ fn a_stalled_session_log_does_not_stop_the_transfers() {
         s.send_to(b"\x00\x04\x00\x01", tid).unwrap();
     }
 }
+
+/// The same for tftpd's own log: a stderr nobody reads (a pipe or a journald stream whose
+/// reader stalled) must not stop the transfers. Every finished transfer logs a line from the
+/// event loop; once the pipe was full the loop blocked in that write.
+#[test]
+fn a_stalled_stderr_does_not_stop_the_transfers() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f"), b"0123456789").unwrap();
+    let port = free_udp();
+    let mut child = Command::new(tftpd_bin())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--root", root.path().to_str().unwrap()])
+        .args(["--client-rate", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _stalled = child.stderr.take().unwrap();
+    let _daemon = Daemon(child);
+    wait_ready(port);
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 600];
+    // About 200 bytes a line: 1,000 lines are three pipes' worth.
+    for i in 0..1000 {
+        s.send_to(b"\x00\x01f\x00octet\x00", ("127.0.0.1", port))
+            .unwrap();
+        let Ok((n, tid)) = s.recv_from(&mut buf) else {
+            panic!("transfer {i}: no answer (the loop is stuck writing to stderr)");
+        };
+        assert_eq!(&buf[..n], b"\x00\x03\x00\x010123456789", "transfer {i}");
+        s.send_to(b"\x00\x04\x00\x01", tid).unwrap();
+    }
+}

@@ -602,9 +602,20 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Log lines are written to stderr on a thread of their own, at most LOG_QUEUE of them
+    // waiting (dnsmasq's --log-async): the transfers log from the event loop, and a stderr
+    // that stops taking lines (a pipe or journald stream whose reader stalled) must cost log
+    // lines, counted, and never the transfers. Held until main returns: then what is queued
+    // is written (for up to a second).
+    let (stderr, _written) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE)
+        .thread_name("tftpd-log")
+        .finish(std::io::stderr());
+    let dropped = stderr.error_counter();
     let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(stderr);
     match args.log_format {
         LogFormatArg::Text => log
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -615,14 +626,24 @@ fn main() -> ExitCode {
             .event_format(tftpd::logging::Journald)
             .init(),
     }
-    match run(args, cli) {
+    let code = match run(args, cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tftpd: {e}");
             ExitCode::FAILURE
         }
+    };
+    if dropped.dropped_lines() > 0 {
+        tracing::warn!(
+            dropped = dropped.dropped_lines(),
+            "log lines dropped: stderr did not take them"
+        );
     }
+    code
 }
+
+/// The most log lines waiting for stderr; past it, lines are dropped and counted.
+const LOG_QUEUE: usize = 4096;
 
 /// Listening sockets: from the service manager (systemd socket activation, `LISTEN_FDS`), or
 /// bound from `--listen`/`--port`.
