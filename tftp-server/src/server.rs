@@ -83,12 +83,21 @@ impl ServerOptions {
     }
 
     /// Call `f` with every finished session's report.
+    ///
+    /// `f` runs where the session ran, as it ends: on the event loop's thread with
+    /// `tftp-blocking` (every other transfer of that loop waits for it), on the session's
+    /// task with the async runtimes. Keep it short and never let it block: hand slow work
+    /// (a file or pipe that may stall, a network call) to a thread of its own through a
+    /// bounded queue, dropping what does not fit, as tftpd's session log does
+    /// (`tftpd::session_log::SessionLog::in_background`).
     pub fn on_session(mut self, f: impl Fn(&SessionReport) + Send + Sync + 'static) -> Self {
         self.on_session = Some(Arc::new(f));
         self
     }
 
-    /// Call `f` every `config.stats_interval` with the interval's counters.
+    /// Call `f` every `config.stats_interval` with the interval's counters. Like
+    /// [`ServerOptions::on_session`]'s, `f` may run on an event loop's thread: it must not
+    /// block.
     pub fn on_stats(mut self, f: impl Fn(&ServerStats) + Send + Sync + 'static) -> Self {
         self.on_stats = Some(Arc::new(f));
         self
