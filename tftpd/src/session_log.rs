@@ -173,11 +173,8 @@ fn write_queued(out: &mut impl Write, queued: &Receiver<Vec<u8>>) {
             tracing::warn!(error = %e, suppressed, "cannot write the session log");
         });
     };
-    while let Ok(line) = queued.recv() {
-        if let Err(e) = out.write_all(&line) {
-            failed(e);
-        }
-        while let Ok(line) = queued.try_recv() {
+    while let Ok(first) = queued.recv() {
+        for line in std::iter::once(first).chain(queued.try_iter()) {
             if let Err(e) = out.write_all(&line) {
                 failed(e);
             }
@@ -477,20 +474,7 @@ mod tests {
 
     #[test]
     fn one_json_object_per_line() {
-        let request = Request::new(
-            IncomingRequest {
-                peer: "10.0.0.7:2000".parse().unwrap(),
-                kind: RequestKind::Read,
-                filename: "pxelinux.0".into(),
-                mode: Mode::Octet,
-                options: OptionValues {
-                    tsize: Some(0),
-                    ..OptionValues::default()
-                },
-            },
-            "10.0.0.1:69".parse().unwrap(),
-            OptionLimits::default(),
-        );
+        let request = request("pxelinux.0");
         let log = SessionLog::new(Vec::new());
         log.record(&SessionReport::refused(
             &request,

@@ -741,40 +741,64 @@ fn a_trickling_origin_is_given_up_on_after_the_source_timeout() {
     assert_eq!(lines[0]["outcome"], "failed", "{}", lines[0]);
 }
 
+/// Which of tftpd's outputs is a pipe held open and never read.
+#[derive(Clone, Copy)]
+enum Stalled {
+    Stdout,
+    Stderr,
+}
+
+/// `tftpd ARGS` with `stalled` a pipe nobody reads (the other output discarded), then `count`
+/// one-block downloads in a row, each of which must be answered within 3 s: `what` names the
+/// write that would block the loop.
+fn transfers_go_on_with(args: &[&str], stalled: Stalled, count: usize, what: &str) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f"), b"0123456789").unwrap();
+    let port = free_udp();
+    let (stdout, stderr) = match stalled {
+        Stalled::Stdout => (Stdio::piped(), Stdio::null()),
+        Stalled::Stderr => (Stdio::null(), Stdio::piped()),
+    };
+    let mut child = Command::new(tftpd_bin())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--root",
+            root.path().to_str().unwrap(),
+            "--client-rate",
+            "0",
+        ])
+        .args(args)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    // Held open and never read: writes fill the pipe, then would block.
+    let _pipe = (child.stdout.take(), child.stderr.take());
+    let _daemon = Daemon(child);
+    wait_ready(port);
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 600];
+    for i in 0..count {
+        s.send_to(b"\x00\x01f\x00octet\x00", ("127.0.0.1", port))
+            .unwrap();
+        let Ok((n, tid)) = s.recv_from(&mut buf) else {
+            panic!("transfer {i}: no answer (the loop is stuck writing {what})");
+        };
+        assert_eq!(&buf[..n], b"\x00\x03\x00\x010123456789", "transfer {i}");
+        s.send_to(b"\x00\x04\x00\x01", tid).unwrap();
+    }
+}
+
 /// A session log nobody reads (`--session-log -` into a pipe whose reader stalled: a log
 /// shipper that hung) must not stop the transfers. The session callback runs on the event
 /// loop; it used to write the line there, and once the pipe's 64 KiB were full the next
 /// write blocked the loop: every transfer stopped, none ended, no request was answered.
 #[test]
 fn a_stalled_session_log_does_not_stop_the_transfers() {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::write(root.path().join("f"), b"0123456789").unwrap();
-    let port = free_udp();
-    let mut child = Command::new(tftpd_bin())
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--root", root.path().to_str().unwrap()])
-        .args(["--client-rate", "0", "--session-log", "-"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Held open and never read: writes fill the pipe, then would block.
-    let _stalled = child.stdout.take().unwrap();
-    let _daemon = Daemon(child);
-    wait_ready(port);
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut buf = [0u8; 600];
     // About 450 bytes a line: 400 lines are three pipes' worth.
-    for i in 0..400 {
-        s.send_to(b"\x00\x01f\x00octet\x00", ("127.0.0.1", port))
-            .unwrap();
-        let Ok((n, tid)) = s.recv_from(&mut buf) else {
-            panic!("transfer {i}: no answer (the loop is stuck writing the session log)");
-        };
-        assert_eq!(&buf[..n], b"\x00\x03\x00\x010123456789", "transfer {i}");
-        s.send_to(b"\x00\x04\x00\x01", tid).unwrap();
-    }
+    let args = ["--session-log", "-"];
+    transfers_go_on_with(&args, Stalled::Stdout, 400, "the session log");
 }
 
 /// The same for tftpd's own log: a stderr nobody reads (a pipe or a journald stream whose
@@ -782,31 +806,6 @@ fn a_stalled_session_log_does_not_stop_the_transfers() {
 /// event loop; once the pipe was full the loop blocked in that write.
 #[test]
 fn a_stalled_stderr_does_not_stop_the_transfers() {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::write(root.path().join("f"), b"0123456789").unwrap();
-    let port = free_udp();
-    let mut child = Command::new(tftpd_bin())
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--root", root.path().to_str().unwrap()])
-        .args(["--client-rate", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _stalled = child.stderr.take().unwrap();
-    let _daemon = Daemon(child);
-    wait_ready(port);
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut buf = [0u8; 600];
     // About 200 bytes a line: 1,000 lines are three pipes' worth.
-    for i in 0..1000 {
-        s.send_to(b"\x00\x01f\x00octet\x00", ("127.0.0.1", port))
-            .unwrap();
-        let Ok((n, tid)) = s.recv_from(&mut buf) else {
-            panic!("transfer {i}: no answer (the loop is stuck writing to stderr)");
-        };
-        assert_eq!(&buf[..n], b"\x00\x03\x00\x010123456789", "transfer {i}");
-        s.send_to(b"\x00\x04\x00\x01", tid).unwrap();
-    }
+    transfers_go_on_with(&[], Stalled::Stderr, 1000, "to stderr");
 }
