@@ -83,13 +83,20 @@ for s in "${SERVERS[@]}"; do
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  python3 - "$name" "$DIR/$name.json" "$out" <<'PY'
+  python3 - "$name" "$DIR/$name.json" "$out" "$DIR/$name.log" "$DIR/$name.err" <<'PY'
 import json, sys
-name, report, out = sys.argv[1:]
-r = json.load(open(report))
+name, report, out, log, err = sys.argv[1:]
+try:
+    r = json.load(open(report))
+except (OSError, ValueError):
+    r = {}
 data = r.get("packets_received") or 0
 events, totals, funcs = [], None, []
-for line in open(out):
+try:
+    lines = open(out).readlines()
+except OSError:
+    lines = []
+for line in lines:
     if line.startswith("events:"):
         events = line.split()[1:]
     elif line.startswith("summary:"):
@@ -101,7 +108,13 @@ for line in open(out):
         for e, v in zip(events, map(int, line.split()[1:])):
             funcs[-1][1][e] += v
 if not totals or not data:
-    print(f"{name:<14} no counts (see the server's log)")
+    print(f"{name:<14} no counts; the server's log and the load client's errors end with:")
+    for path in (log, err):
+        try:
+            for line in open(path, errors="replace").readlines()[-3:]:
+                print("    " + line.rstrip())
+        except OSError:
+            pass
     sys.exit()
 per = lambda e: totals.get(e, 0) / data
 print(f"{name:<14} {data:>9} {per('Ir'):>9.0f} {per('D1mr'):>9.2f} {per('D1mw'):>9.2f} "
