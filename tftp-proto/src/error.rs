@@ -174,6 +174,14 @@ pub enum TransferError {
         /// The bytes actually transferred (or read from the source) when the mismatch showed.
         actual: u64,
     },
+    /// A block read again from a seekable source, to be resent, came out a different length
+    /// than the first time (see `Session::set_source_seekable`): the file changed while being
+    /// sent. The session sent ERROR 0 rather than mix two versions of a file silently.
+    #[error("source changed: the block at offset {offset}, read again, was not as long as before")]
+    SourceChanged {
+        /// Where the block starts in the source.
+        offset: u64,
+    },
 }
 
 impl TransferError {
@@ -184,7 +192,9 @@ impl TransferError {
             TransferError::Protocol(ProtocolError::BadOack(_)) => Some(ErrorCode::OPTION_REFUSED),
             TransferError::Protocol(_) => Some(ErrorCode::ILLEGAL_OPERATION),
             TransferError::TooLarge { .. } => Some(ErrorCode::DISK_FULL),
-            TransferError::SizeMismatch { .. } => Some(ErrorCode::NOT_DEFINED),
+            TransferError::SizeMismatch { .. } | TransferError::SourceChanged { .. } => {
+                Some(ErrorCode::NOT_DEFINED)
+            }
             TransferError::TimedOut { .. } => None,
         }
     }

@@ -5,6 +5,13 @@
 //! Each slot holds a complete DATA packet, header included, so sending is one borrowed slice
 //! and the source is never read twice. Netascii adds one staging buffer of `blksize` bytes.
 //!
+//! A source that can be read again at any offset (a file, bytes in memory: see
+//! `Session::set_source_seekable`) needs no copy of the window: the ring then holds only the
+//! blocks of one batch (`slots`, fewer than `windowsize`), and a block further back that must
+//! go again is read again. Blocks `filled - slots .. filled` are always in the ring (one fewer
+//! while block `filled` is partly written), and the sender never fills past `next_send +
+//! slots`, so what is to be sent next is always there.
+//!
 //! Window rule (RFC 7440 §4): send up to `windowsize` blocks past the last acknowledged one,
 //! then wait. An ACK for block k acknowledges everything up to k; if k is short of the last
 //! block sent, the receiver saw a gap and the sender goes back to k + 1. An ACK for an already
@@ -25,7 +32,11 @@ pub(crate) struct Sender<I, B> {
     /// Bytes of the ring in `storage`.
     ring_len: usize,
     blksize: usize,
-    window: u64,
+    window: u16,
+    /// Slots in the ring: `window`, or fewer when the source can be read again.
+    slots: u16,
+    /// The first block read again whose length differed from its first reading (0: none).
+    changed: u64,
     rollover: Rollover,
     /// First block not yet acknowledged.
     pub(crate) base: u64,
@@ -90,22 +101,30 @@ pub(crate) enum AckResult {
 
 impl<I: Instant, B: Storage> Sender<I, B> {
     /// A sender whose ring lives in `storage`, which must hold
-    /// [`crate::storage::needed`]`(blksize, windowsize, netascii)` bytes.
+    /// [`crate::storage::needed`]`(blksize, slots, netascii)` bytes: `slots` is
+    /// [`Sender::ring_slots`]`(windowsize, reread)`.
+    ///
+    /// With `reread` (octet mode only), the ring holds at most that many blocks and a block
+    /// further back is filled again from the source to be resent.
     pub(crate) fn new(
         mut storage: B,
         blksize: u16,
         windowsize: u16,
         rollover: Rollover,
         netascii: bool,
+        reread: Option<u16>,
     ) -> Self {
-        storage.prepare(crate::storage::needed(blksize, windowsize, netascii));
+        let slots = Self::ring_slots(windowsize, reread.filter(|_| !netascii));
+        storage.prepare(crate::storage::needed(blksize, slots, netascii));
         let blksize = usize::from(blksize);
-        let window = u64::from(windowsize.max(1));
+        let window = windowsize.max(1);
         Sender {
             storage,
-            ring_len: (HEADER_LEN + blksize) * window as usize,
+            ring_len: (HEADER_LEN + blksize) * usize::from(slots),
             blksize,
             window,
+            slots,
+            changed: 0,
             rollover,
             base: 1,
             filled: 1,
@@ -123,6 +142,13 @@ impl<I: Instant, B: Storage> Sender<I, B> {
             taken: 0,
             expected: None,
         }
+    }
+
+    /// Slots of the ring for a window of `windowsize` blocks: all of them, or with a source
+    /// that can be read again, at most `reread`.
+    pub(crate) fn ring_slots(windowsize: u16, reread: Option<u16>) -> u16 {
+        let window = windowsize.max(1);
+        reread.map_or(window, |batch| window.min(batch.max(1)))
     }
 
     /// Bytes of storage in use: the ring, and the netascii staging block.
@@ -145,16 +171,26 @@ impl<I: Instant, B: Storage> Sender<I, B> {
             .then_some((expected, self.taken))
     }
 
+    /// The offset of a block read again whose length differed from its first reading (the
+    /// source changed while being sent).
+    pub(crate) fn source_changed(&self) -> Option<u64> {
+        (self.changed > 0).then(|| (self.changed - 1) * self.blksize as u64)
+    }
+
     fn slot_range(&self, index: u64) -> core::ops::Range<usize> {
         let slot = HEADER_LEN + self.blksize;
-        // Block 1 in slot 0: a whole window lies in consecutive slots, ready to be sent as
-        // one batch.
-        let start = (index.saturating_sub(1) % self.window) as usize * slot;
+        // Block 1 in slot 0: a whole ring lies in consecutive slots, ready to be sent as one
+        // batch.
+        let start = (index.saturating_sub(1) % u64::from(self.slots)) as usize * slot;
         start..start + slot
     }
 
+    /// Block `filled` may be written: inside the window, in a slot whose block was sent (or
+    /// is free), and not past the last block once the source has ended.
     fn has_free_slot(&self) -> bool {
-        self.eof.is_none() && self.filled < self.base + self.window
+        self.filled < self.base + u64::from(self.window)
+            && self.filled < self.next_send + u64::from(self.slots)
+            && self.eof.is_none_or(|(last, _)| self.filled <= last)
     }
 
     /// The caller should supply more source bytes.
@@ -168,6 +204,16 @@ impl<I: Instant, B: Storage> Sender<I, B> {
     /// Index of the block being filled.
     pub(crate) fn fill_block(&self) -> u64 {
         self.filled
+    }
+
+    /// Where in the source the bytes of [`Sender::fill_buf`] start: in octet mode, block
+    /// `filled`'s offset plus what it holds (it goes back when a block is read again); in
+    /// netascii, the source bytes taken so far.
+    pub(crate) fn fill_offset(&self) -> u64 {
+        match self.netascii {
+            Some(_) => self.taken,
+            None => (self.filled - 1) * self.blksize as u64 + self.fill_pos as u64,
+        }
     }
 
     /// Where the caller writes source bytes.
@@ -193,11 +239,13 @@ impl<I: Instant, B: Storage> Sender<I, B> {
         match &mut self.netascii {
             Some(stage) => {
                 stage.end += n;
+                self.taken += n as u64;
                 self.pump();
             }
             None => {
                 self.fill_pos += n;
-                self.taken += n as u64;
+                // Bytes read again are not taken again.
+                self.taken = self.taken.max(self.fill_offset());
                 if self.fill_pos == self.blksize {
                     self.complete_block();
                 }
@@ -214,7 +262,7 @@ impl<I: Instant, B: Storage> Sender<I, B> {
                 self.pump();
             }
             None => {
-                if self.eof.is_none() && self.has_free_slot() {
+                if self.has_free_slot() {
                     self.complete_block();
                 }
             }
@@ -257,11 +305,34 @@ impl<I: Instant, B: Storage> Sender<I, B> {
             &mut self.storage.as_mut_slice()[range.clone()],
             self.rollover.wire_block(self.filled),
         );
-        if len < self.blksize {
-            self.eof = Some((self.filled, len));
+        let end = (self.filled - 1) * self.blksize as u64 + len as u64;
+        match self.eof {
+            // Once the end is known every block is one read again: as long as it was.
+            Some((last, last_len)) => {
+                let was = if last == self.filled {
+                    last_len
+                } else {
+                    self.blksize
+                };
+                if len != was {
+                    self.source_changed_at(self.filled);
+                }
+            }
+            // A short block read again where the source once went further.
+            None if len < self.blksize && self.netascii.is_none() && self.taken > end => {
+                self.source_changed_at(self.filled);
+            }
+            None if len < self.blksize => self.eof = Some((self.filled, len)),
+            None => {}
         }
         self.filled += 1;
         self.fill_pos = 0;
+    }
+
+    fn source_changed_at(&mut self, block: u64) {
+        if self.changed == 0 {
+            self.changed = block;
+        }
     }
 
     /// Whether the blocks filled and not yet sent already make what one
@@ -283,12 +354,12 @@ impl<I: Instant, B: Storage> Sender<I, B> {
     /// Block `index` lies in the ring's first slot: the ring starts again there, so it cannot
     /// join the blocks before it in one transmit.
     fn in_first_slot(&self, index: u64) -> bool {
-        index.saturating_sub(1) % self.window == 0
+        index.saturating_sub(1) % u64::from(self.slots) == 0
     }
 
     /// A DATA packet is ready and the window allows sending it.
     pub(crate) fn can_transmit(&self) -> bool {
-        self.next_send < self.filled && self.next_send < self.base + self.window
+        self.next_send < self.filled && self.next_send < self.base + u64::from(self.window)
     }
 
     /// The next DATA packets to send: up to `max` consecutive blocks that lie in consecutive
@@ -305,7 +376,7 @@ impl<I: Instant, B: Storage> Sender<I, B> {
             return None;
         }
         let first = self.next_send;
-        let limit = self.filled.min(self.base + self.window);
+        let limit = self.filled.min(self.base + u64::from(self.window));
         let batch = self.batch_len(max, max_bytes);
         let mut count = 1u64;
         while count < batch && first + count < limit && !self.in_first_slot(first + count) {
@@ -313,7 +384,8 @@ impl<I: Instant, B: Storage> Sender<I, B> {
         }
         self.next_send = first + count;
         let last = first + count - 1;
-        let window_end = (self.base + self.window - 1).min(self.eof.map_or(u64::MAX, |e| e.0));
+        let window_end =
+            (self.base + u64::from(self.window) - 1).min(self.eof.map_or(u64::MAX, |e| e.0));
         if (first..=last).contains(&window_end) && self.probe.is_none() {
             self.probe = Some((window_end, now));
         }
@@ -364,8 +436,7 @@ impl<I: Instant, B: Storage> Sender<I, B> {
         }
         // An ACK short of what was sent means the receiver lost a block: go back (RFC 7440).
         if self.next_send > self.base {
-            self.next_send = self.base;
-            self.probe = None;
+            self.go_back();
         }
         if self.netascii.is_some() {
             self.pump();
@@ -375,8 +446,20 @@ impl<I: Instant, B: Storage> Sender<I, B> {
 
     /// A timeout fired: send the unacknowledged blocks again (go-back-N).
     pub(crate) fn on_timeout(&mut self) {
+        self.go_back();
+    }
+
+    /// Send again from the first unacknowledged block: from the ring if it still holds it,
+    /// else (a ring smaller than the window) filled again from the source.
+    fn go_back(&mut self) {
         self.next_send = self.base;
         self.probe = None;
+        // A partly written block has taken the slot of the oldest one.
+        let held = u64::from(self.slots) - u64::from(self.fill_pos > 0);
+        if self.filled - self.base > held {
+            self.filled = self.base;
+            self.fill_pos = 0;
+        }
     }
 
     /// Blocks acknowledged so far.
@@ -409,7 +492,7 @@ mod tests {
     #[test]
     fn exact_multiple_ends_with_empty_block() {
         let now = Instant::now();
-        let mut s = Sender::new(Vec::new(), 8, 1, Rollover::ToZero, false);
+        let mut s = Sender::new(Vec::new(), 8, 1, Rollover::ToZero, false, None);
         assert_eq!(fill(&mut s, b"12345678"), 8);
         assert!(!s.wants_fill());
         assert_eq!(
@@ -438,7 +521,7 @@ mod tests {
     #[test]
     fn window_goes_back_on_partial_ack() {
         let now = Instant::now();
-        let mut s = Sender::new(Vec::new(), 8, 4, Rollover::ToZero, false);
+        let mut s = Sender::new(Vec::new(), 8, 4, Rollover::ToZero, false, None);
         for _ in 0..4 {
             fill(&mut s, &[7; 8]);
         }
@@ -467,7 +550,7 @@ mod tests {
     #[test]
     fn netascii_expands_across_blocks() {
         let now = Instant::now();
-        let mut s = Sender::new(Vec::new(), 8, 2, Rollover::ToZero, true);
+        let mut s = Sender::new(Vec::new(), 8, 2, Rollover::ToZero, true, None);
         let mut text: &[u8] = b"a\nb\nc\nd\ne\n";
         while !text.is_empty() {
             assert!(s.wants_fill());
@@ -492,7 +575,7 @@ mod tests {
     #[test]
     fn a_window_goes_out_as_one_batch_until_the_ring_wraps() {
         let now = Instant::now();
-        let mut s = Sender::new(Vec::new(), 8, 4, Rollover::ToZero, false);
+        let mut s = Sender::new(Vec::new(), 8, 4, Rollover::ToZero, false, None);
         for b in 1..=4u8 {
             fill(&mut s, &[b; 8]);
         }
@@ -515,7 +598,7 @@ mod tests {
             "the last block is short"
         );
         // Limits: count and bytes.
-        let mut s = Sender::new(Vec::new(), 8, 4, Rollover::ToZero, false);
+        let mut s = Sender::new(Vec::new(), 8, 4, Rollover::ToZero, false, None);
         for b in 1..=4u8 {
             fill(&mut s, &[b; 8]);
         }
@@ -527,10 +610,203 @@ mod tests {
         );
     }
 
+    /// Fill from `file` at the offset asked for, as a seekable source must.
+    fn fill_at(s: &mut Sender<Instant, Vec<u8>>, file: &[u8], most: usize) {
+        let at = usize::try_from(s.fill_offset()).unwrap();
+        if at >= file.len() {
+            s.finish();
+            return;
+        }
+        let buf = s.fill_buf();
+        let n = buf.len().min(file.len() - at).min(most);
+        buf[..n].copy_from_slice(&file[at..at + n]);
+        s.advance(n).unwrap();
+    }
+
+    #[test]
+    fn a_seekable_source_is_read_again_to_resend() {
+        let now = Instant::now();
+        let file: Vec<u8> = (0..36u8).collect();
+        // Window 4, a ring of 2 slots; blocks 1 to 4 full, 5 of 4 bytes.
+        let mut s = Sender::new(Vec::new(), 8, 4, Rollover::ToZero, false, Some(2));
+        assert_eq!(s.ring_len(), 2 * 12);
+        let mut sent = Vec::new();
+        let step = |s: &mut Sender<Instant, Vec<u8>>, sent: &mut Vec<(u16, Vec<u8>)>| {
+            if s.wants_fill() {
+                fill_at(s, &file, usize::MAX);
+                true
+            } else if let Some((p, _, _)) = s.next_transmit(now, 1, usize::MAX) {
+                sent.push(data_of(p));
+                true
+            } else {
+                false
+            }
+        };
+        while step(&mut s, &mut sent) {}
+        let blocks: Vec<u16> = sent.iter().map(|b| b.0).collect();
+        assert_eq!(
+            blocks,
+            [1, 2, 3, 4],
+            "the whole window goes out through 2 slots"
+        );
+        // Block 2 lost: ACK 1. Blocks 2..=4 are out of the ring and are read again.
+        assert_eq!(s.on_ack(1, now), AckResult::Progress(None));
+        assert_eq!(s.fill_offset(), 8, "back to block 2");
+        sent.clear();
+        while step(&mut s, &mut sent) {}
+        assert_eq!(sent.iter().map(|b| b.0).collect::<Vec<_>>(), [2, 3, 4, 5]);
+        for (block, data) in &sent {
+            let at = (usize::from(*block) - 1) * 8;
+            assert_eq!(data[..], file[at..(at + 8).min(36)], "block {block}");
+        }
+        assert_eq!(s.taken, 36, "bytes read again are not taken again");
+        // Timeout with 2..=5 outstanding: read again from 2; the end is known already.
+        s.on_timeout();
+        sent.clear();
+        while step(&mut s, &mut sent) {}
+        assert_eq!(sent.iter().map(|b| b.0).collect::<Vec<_>>(), [2, 3, 4, 5]);
+        assert_eq!(sent[3].1, file[32..]);
+        assert!(matches!(s.on_ack(4, now), AckResult::Progress(_)));
+        // Lost ACK of the last block: 4 and 5 are both in the ring, nothing read again.
+        s.on_timeout();
+        assert!(!s.wants_fill());
+        let (p, first, count) = s.next_transmit(now, 1, usize::MAX).unwrap();
+        assert_eq!((data_of(p), first, count), ((5, file[32..].to_vec()), 5, 1));
+        assert!(matches!(s.on_ack(5, now), AckResult::Done(_)));
+        assert_eq!(s.source_changed(), None);
+        assert_eq!(s.size_mismatch(), None);
+    }
+
+    #[test]
+    fn a_seekable_source_that_changes_length_is_caught() {
+        let now = Instant::now();
+        let file: Vec<u8> = (0..20u8).collect();
+        let mut s = Sender::new(Vec::new(), 8, 4, Rollover::ToZero, false, Some(1));
+        for _ in 0..3 {
+            while s.wants_fill() {
+                fill_at(&mut s, &file, usize::MAX);
+            }
+            s.next_transmit(now, 1, usize::MAX).unwrap();
+        }
+        assert_eq!(s.eof, Some((3, 4)));
+        s.on_timeout();
+        // The file shrank to 12 bytes: block 2 comes out short.
+        let shorter = &file[..12];
+        while s.wants_fill() && s.source_changed().is_none() {
+            fill_at(&mut s, shorter, usize::MAX);
+            let _ = s.next_transmit(now, 1, usize::MAX);
+        }
+        assert_eq!(s.source_changed(), Some(8));
+        // Shrunk before the end was known: block 2 comes out short where block 3 was read.
+        let long: Vec<u8> = (0..40u8).collect();
+        let mut s = Sender::new(Vec::new(), 8, 4, Rollover::ToZero, false, Some(1));
+        for _ in 0..3 {
+            fill_at(&mut s, &long, usize::MAX);
+            s.next_transmit(now, 1, usize::MAX).unwrap();
+        }
+        assert_eq!(s.eof, None);
+        s.on_timeout();
+        while s.wants_fill() && s.source_changed().is_none() {
+            fill_at(&mut s, &long[..10], usize::MAX);
+            let _ = s.next_transmit(now, 1, usize::MAX);
+        }
+        assert_eq!((s.source_changed(), s.eof), (Some(8), None));
+        // Grown: the last block comes out full.
+        let mut s = Sender::new(Vec::new(), 8, 2, Rollover::ToZero, false, Some(1));
+        for _ in 0..2 {
+            while s.wants_fill() {
+                fill_at(&mut s, &file[..12], usize::MAX);
+            }
+            s.next_transmit(now, 1, usize::MAX).unwrap();
+        }
+        assert_eq!(s.eof, Some((2, 4)));
+        s.on_timeout();
+        while s.wants_fill() && s.source_changed().is_none() {
+            fill_at(&mut s, &file, usize::MAX);
+            let _ = s.next_transmit(now, 1, usize::MAX);
+        }
+        assert_eq!(s.source_changed(), Some(8));
+    }
+
+    /// A model check: random windows, rings, block and short reads, losses and timeouts; every
+    /// DATA sent carries its block's bytes, and every transfer completes with the file.
+    #[test]
+    fn seekable_or_not_every_block_sent_is_the_right_one() {
+        let now = Instant::now();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..2_000 {
+            let blksize = 1 + rand(9) as u16;
+            let window = 1 + rand(6) as u16;
+            let reread = (rand(3) > 0).then(|| 1 + rand(4) as u16);
+            let len = rand(120) as usize;
+            let file: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let mut s = Sender::new(Vec::new(), blksize, window, Rollover::ToZero, false, reread);
+            let mut received = 0u64; // blocks the receiver holds in order
+            let mut done = false;
+            for _ in 0..10_000 {
+                if s.wants_fill() && rand(4) > 0 {
+                    fill_at(&mut s, &file, 1 + rand(10) as usize);
+                    continue;
+                }
+                if let Some((batch, first, count)) =
+                    s.next_transmit(now, 1 + rand(3) as usize, usize::MAX)
+                {
+                    let slot = 4 + usize::from(blksize);
+                    for (i, p) in batch.chunks(slot).enumerate() {
+                        let (block, data) = data_of(p);
+                        let index = first + i as u64;
+                        assert_eq!(u64::from(block), index % 65_536);
+                        let at = (index as usize - 1) * usize::from(blksize);
+                        let end = (at + usize::from(blksize)).min(len);
+                        assert_eq!(data[..], file[at..end], "block {index}, reread {reread:?}");
+                        // Lost one time in five.
+                        if rand(5) > 0 && index == received + 1 {
+                            received = index;
+                        }
+                    }
+                    assert!(count >= 1);
+                    if rand(3) == 0 {
+                        match s.on_ack(received as u16, now) {
+                            AckResult::Done(_) => {
+                                done = true;
+                                break;
+                            }
+                            AckResult::Invalid => panic!("ACK {received} invalid"),
+                            _ => {}
+                        }
+                    }
+                    continue;
+                }
+                // Nothing to send: the receiver acknowledges, or the timer fires.
+                match s.on_ack(received as u16, now) {
+                    AckResult::Done(_) => {
+                        done = true;
+                        break;
+                    }
+                    AckResult::Duplicate if !s.wants_fill() => s.on_timeout(),
+                    _ => {}
+                }
+            }
+            assert!(
+                done,
+                "blksize {blksize} window {window} reread {reread:?} len {len}"
+            );
+            assert_eq!(s.bytes_acked, len as u64);
+            assert_eq!(s.source_changed(), None);
+            assert_eq!(s.taken, len as u64);
+        }
+    }
+
     #[test]
     fn overfill_is_a_usage_error() {
         let mut s: Sender<Instant, Vec<u8>> =
-            Sender::new(Vec::new(), 8, 1, Rollover::ToZero, false);
+            Sender::new(Vec::new(), 8, 1, Rollover::ToZero, false, None);
         assert!(matches!(s.advance(9), Err(UsageError::Overfill { .. })));
         assert!(s.wants_fill());
     }

@@ -116,6 +116,7 @@ pub struct Fill<'a> {
 /// What a [`Fill`] lends: the sender, whatever its instant and storage types.
 trait FillTarget: fmt::Debug + Send + Sync {
     fn fill_block(&self) -> u64;
+    fn fill_offset(&self) -> u64;
     fn fill_buf(&mut self) -> &mut [u8];
     fn advance(&mut self, n: usize) -> Result<(), UsageError>;
     fn finish(&mut self);
@@ -124,6 +125,9 @@ trait FillTarget: fmt::Debug + Send + Sync {
 impl<I: Instant, B: Storage> FillTarget for Sender<I, B> {
     fn fill_block(&self) -> u64 {
         Sender::fill_block(self)
+    }
+    fn fill_offset(&self) -> u64 {
+        Sender::fill_offset(self)
     }
     fn fill_buf(&mut self) -> &mut [u8] {
         Sender::fill_buf(self)
@@ -140,6 +144,14 @@ impl Fill<'_> {
     /// Index of the block being filled (1 is the first; not wrapped to 16 bits).
     pub fn block(&self) -> u64 {
         self.sender.fill_block()
+    }
+
+    /// Where in the source the bytes of [`Fill::buf`] start. Always the bytes taken so far
+    /// (each fill continues where the last one ended), except in a session whose source was
+    /// declared seekable ([`Session::set_source_seekable`]): there it goes back when a block
+    /// must be resent, and the caller must read from this offset.
+    pub fn offset(&self) -> u64 {
+        self.sender.fill_offset()
     }
 
     /// The free space to write source bytes into (never empty).
@@ -500,6 +512,8 @@ pub struct Session<
     /// Server, read request: the size the source will yield, as the application said (and
     /// announced as `tsize`); checked against what the source really yields.
     pub(crate) source_size: Option<u64>,
+    /// The source can be read again from any offset (see [`Session::set_source_seekable`]).
+    source_seekable: bool,
     rto: Rto,
     deadline: Option<I>,
     retries: u32,
@@ -540,6 +554,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             stray_replies: 0,
             last_stray_reply: None,
             source_size: None,
+            source_seekable: false,
             rto: Rto::new(config),
             deadline: None,
             retries: 0,
@@ -570,9 +585,9 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
     /// The storage for the window, if it holds what the negotiated options need; otherwise
     /// the transfer fails (the constructors that take caller storage size the options to it,
     /// so this is a safeguard, not a path).
-    fn take_storage(&mut self, now: I, netascii_sender: bool) -> Option<B> {
+    fn take_storage(&mut self, now: I, slots: u16, netascii_sender: bool) -> Option<B> {
         let o = self.stats.options;
-        let needed = storage::needed(o.blksize, o.windowsize, netascii_sender);
+        let needed = storage::needed(o.blksize, slots, netascii_sender);
         match self.storage.take() {
             Some(storage) if storage.capacity() >= needed => Some(storage),
             _ => {
@@ -595,7 +610,14 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
     pub(crate) fn start_sending(&mut self, now: I) -> bool {
         let o = self.stats.options;
         let netascii = self.mode == Mode::Netascii;
-        let Some(storage) = self.take_storage(now, netascii) else {
+        // A seekable source: a ring of one batch (what one transmit sends), not the window.
+        let reread = (self.source_seekable && !netascii).then(|| {
+            let slot = crate::packet::HEADER_LEN + usize::from(o.blksize);
+            let batch = (MAX_BATCH_BYTES / slot).clamp(1, self.config.max_batch.max(1));
+            u16::try_from(batch).unwrap_or(u16::MAX)
+        });
+        let slots = Sender::<I, B>::ring_slots(o.windowsize, reread);
+        let Some(storage) = self.take_storage(now, slots, netascii) else {
             return false;
         };
         // In netascii the wire size differs from the source's (RFC 1350 appendix): no check.
@@ -606,6 +628,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             o.windowsize,
             self.config.rollover,
             netascii,
+            reread,
         )
         .expecting(expected);
         self.state = State::Sending(sender);
@@ -621,7 +644,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
     /// session failed instead.
     pub(crate) fn start_receiving(&mut self, now: I) -> bool {
         let o = self.stats.options;
-        let Some(storage) = self.take_storage(now, false) else {
+        let Some(storage) = self.take_storage(now, o.windowsize, false) else {
             return false;
         };
         self.state = State::Receiving(Receiver::new(
@@ -674,6 +697,9 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             TransferError::Protocol(e) => Some(protocol_reply(e)),
             TransferError::TooLarge { .. } => {
                 Some((ErrorCode::DISK_FULL, "Transfer exceeds the size limit"))
+            }
+            TransferError::SourceChanged { .. } => {
+                Some((ErrorCode::NOT_DEFINED, "File changed while being sent"))
             }
             TransferError::SizeMismatch { .. } => match self.state {
                 State::Sending(_) => {
@@ -739,6 +765,71 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             && !self.ctrl.is_due()
             && self.stray.is_none()
             && self.events == PendingEvents::Empty
+    }
+
+    /// Say whether the source of the DATA this session sends can be read again from any
+    /// offset (a local file, bytes in memory), before data starts to flow (later calls change
+    /// nothing; ignored in netascii mode, whose translation reads the source once).
+    ///
+    /// A seekable source needs no copy of the window: the session keeps only the blocks one
+    /// transmit sends (`min(windowsize, max_batch)` slots of `4 + blksize` bytes, and fewer
+    /// for large blocks: one of 65,468), and to resend an older block (RFC 7440 §4: go back
+    /// to the block after the last acknowledged one) asks for its bytes again, with an
+    /// [`Output::Fill`] whose [`Fill::offset`] goes back. Such a session must be filled from
+    /// `offset` every time. A resent block whose length differs from its first reading ends
+    /// the transfer ([`TransferError::SourceChanged`]).
+    ///
+    /// What it saves: at windowsize 64 and blksize 65464, a 4 MiB ring (more than a core's
+    /// cache, so every block is written to, and sent from, memory) becomes one 64 KiB slot.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use std::time::Instant;
+    /// use tftp_proto::{Config, IncomingRequest, Output, ServerSession};
+    ///
+    /// // Read where the session asks: after a loss, it goes back.
+    /// fn drain(session: &mut ServerSession, file: &[u8], now: Instant, offsets: &mut Vec<u64>) {
+    ///     loop {
+    ///         match session.poll_output(now) {
+    ///             Output::Fill(fill) => {
+    ///                 offsets.push(fill.offset());
+    ///                 match file.get(fill.offset() as usize..) {
+    ///                     Some(rest) if !rest.is_empty() => drop(fill.write(rest)),
+    ///                     _ => fill.finish(),
+    ///                 }
+    ///             }
+    ///             Output::Transmit(t) => { /* send t.contents to t.destination */ }
+    ///             _ => return,
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let file: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    /// let peer: SocketAddr = "192.0.2.7:1069".parse()?;
+    /// let rrq = b"\x00\x01boot.img\x00octet\x00windowsize\x0016\x00";
+    /// let request = IncomingRequest::parse(peer, rrq)?;
+    /// let now = Instant::now();
+    /// let size = Some(file.len() as u64);
+    /// let mut session = ServerSession::new(&request, &Config::default(), size, now);
+    /// session.set_source_seekable(true);
+    /// let mut offsets = Vec::new();
+    /// drain(&mut session, &file, now, &mut offsets); // the OACK
+    /// session.handle_datagram(now, peer, &[0, 4, 0, 0]); // ACK 0
+    /// drain(&mut session, &file, now, &mut offsets); // 16 blocks, through one slot
+    /// assert_eq!(offsets.len(), 16);
+    /// assert_eq!(session.window_memory(), 516);
+    /// // No ACK came: on the timeout, block 1 is read again.
+    /// let later = session.poll_timeout().ok_or("a timer")?;
+    /// session.handle_timeout(later);
+    /// offsets.clear();
+    /// drain(&mut session, &file, later, &mut offsets);
+    /// assert_eq!(offsets[0], 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_source_seekable(&mut self, seekable: bool) {
+        if self.storage.is_some() {
+            self.source_seekable = seekable;
+        }
     }
 
     /// When [`Session::handle_timeout`] should next be called, if at all.
@@ -962,6 +1053,8 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             if let Some((expected, actual)) = sender.size_mismatch() {
                 let error = TransferError::SizeMismatch { expected, actual };
                 self.fail(now, error);
+            } else if let Some(offset) = sender.source_changed() {
+                self.fail(now, TransferError::SourceChanged { offset });
             }
         }
         // A due ACK becomes the control packet.

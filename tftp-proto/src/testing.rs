@@ -137,6 +137,9 @@ pub struct PairConfig {
     pub link: LinkConfig,
     /// Whether the server reports the file size (for `tsize`).
     pub announce_size: bool,
+    /// Whether the sending side's source is seekable (`Session::set_source_seekable`): filled
+    /// from each [`crate::Fill::offset`], as a file read with `pread` is.
+    pub seekable_source: bool,
     /// A scenario filter.
     pub filter: Option<Filter>,
     /// Give up (panic-free: the report says so) after this much virtual time.
@@ -153,6 +156,7 @@ impl Default for PairConfig {
             server: Config::default(),
             link: LinkConfig::default(),
             announce_size: true,
+            seekable_source: false,
             filter: None,
             time_limit: Duration::from_secs(3600),
         }
@@ -223,6 +227,7 @@ pub struct Pair {
     server_stats: Option<SessionStats>,
     server_config: Config,
     announce_size: bool,
+    seekable_source: bool,
     now: Instant,
     start: Instant,
     link: LinkConfig,
@@ -255,6 +260,24 @@ pub const SERVER_ADDR: SocketAddr = v4(192, 0, 2, 1, 69);
 /// The server session's transfer address in a [`Pair`].
 pub const TRANSFER_ADDR: SocketAddr = v4(192, 0, 2, 1, 50000);
 
+/// Fill from `file` where the session asks ([`crate::Fill::offset`]); a session whose source
+/// is not seekable must always ask for what follows `pos`, the bytes given so far. Returns
+/// the new position.
+fn fill_from(fill: crate::Fill<'_>, file: &[u8], pos: usize, seekable: bool) -> usize {
+    let at = usize::try_from(fill.offset()).unwrap_or(usize::MAX);
+    assert!(
+        seekable || at == pos,
+        "a fill of a stream asked for offset {at} after {pos} bytes"
+    );
+    let rest = file.get(at..).unwrap_or(&[]);
+    if rest.is_empty() {
+        fill.finish();
+        at
+    } else {
+        at + fill.write(rest)
+    }
+}
+
 impl Pair {
     /// A client reading `config.file` from the server.
     pub fn get(config: PairConfig) -> Self {
@@ -278,8 +301,9 @@ impl Pair {
             ClientSession::put
         };
         #[allow(clippy::expect_used)] // a fixed file name without NUL always encodes
-        let client = make(SERVER_ADDR, "file", config.mode, asked, &config.client, now)
+        let mut client = make(SERVER_ADDR, "file", config.mode, asked, &config.client, now)
             .expect("request encodes");
+        client.set_source_seekable(config.seekable_source);
         Pair {
             get,
             file: config.file,
@@ -291,6 +315,7 @@ impl Pair {
             server_stats: None,
             server_config: config.server,
             announce_size: config.announce_size,
+            seekable_source: config.seekable_source,
             now,
             start: now,
             rng_to_server: Rng::new(config.link.seed),
@@ -383,12 +408,8 @@ impl Pair {
                     store.stored();
                 }
                 Output::Fill(fill) => {
-                    let rest = &self.file[self.source_pos..];
-                    if rest.is_empty() {
-                        fill.finish();
-                    } else {
-                        self.source_pos += fill.write(rest);
-                    }
+                    self.source_pos =
+                        fill_from(fill, &self.file, self.source_pos, self.seekable_source)
                 }
                 Output::Event(Event::Finished(stats)) => self.client_stats = Some(stats),
                 Output::Event(_) => {}
@@ -410,12 +431,8 @@ impl Pair {
                         store.stored();
                     }
                     Output::Fill(fill) => {
-                        let rest = &self.file[self.source_pos..];
-                        if rest.is_empty() {
-                            fill.finish();
-                        } else {
-                            self.source_pos += fill.write(rest);
-                        }
+                        self.source_pos =
+                            fill_from(fill, &self.file, self.source_pos, self.seekable_source);
                     }
                     Output::Event(Event::Finished(stats)) => self.server_stats = Some(stats),
                     Output::Event(_) => {}
@@ -437,12 +454,10 @@ impl Pair {
             if self.server.is_none() {
                 if let Ok(request) = IncomingRequest::parse(d.from, &d.bytes) {
                     let size = self.announce_size.then_some(self.file.len() as u64);
-                    self.server = Some(ServerSession::new(
-                        &request,
-                        &self.server_config,
-                        size,
-                        self.now,
-                    ));
+                    let mut server =
+                        ServerSession::new(&request, &self.server_config, size, self.now);
+                    server.set_source_seekable(self.seekable_source);
+                    self.server = Some(server);
                 }
             }
         } else if d.to == TRANSFER_ADDR {
@@ -580,7 +595,11 @@ pub mod fuzz {
     struct Checker {
         finished: bool,
         closed: bool,
-        source_left: usize,
+        /// The source's length, and whether it is read where the session asks.
+        source_len: usize,
+        seekable: bool,
+        /// Bytes given so far (the next offset of a stream).
+        taken: usize,
     }
 
     impl Checker {
@@ -600,11 +619,14 @@ pub mod fuzz {
                     }
                     Output::Fill(mut fill) => {
                         assert!(!fill.buf().is_empty());
-                        if self.source_left == 0 {
+                        let at = usize::try_from(fill.offset()).unwrap_or(usize::MAX);
+                        assert!(self.seekable || at == self.taken, "a stream went back");
+                        let left = self.source_len.saturating_sub(at);
+                        if left == 0 {
                             fill.finish();
                         } else {
-                            let n = fill.buf().len().min(self.source_left).min(700);
-                            self.source_left -= n;
+                            let n = fill.buf().len().min(left).min(700);
+                            self.taken = self.taken.max(at + n);
                             let _ = fill.advance(n);
                         }
                     }
@@ -635,12 +657,16 @@ pub mod fuzz {
         mut now: Instant,
         peer: SocketAddr,
         source: usize,
+        seekable: bool,
     ) {
+        s.set_source_seekable(seekable);
         let stranger: SocketAddr = v4(192, 0, 2, 77, 7777);
         let mut c = Checker {
             finished: false,
             closed: false,
-            source_left: source,
+            source_len: source,
+            seekable,
+            taken: 0,
         };
         c.drain(&mut s, now);
         while let Some(op) = script.byte() {
@@ -693,8 +719,9 @@ pub mod fuzz {
     pub fn server(data: &[u8]) {
         let mut script = Script(data);
         let flags = script.byte().unwrap_or(0);
-        let len = usize::from(script.byte().unwrap_or(0));
-        let request = script.bytes(len);
+        // The high bit: a seekable source (read where the session asks).
+        let len = script.byte().unwrap_or(0);
+        let request = script.bytes(usize::from(len & 0x7f));
         let Ok(request) = IncomingRequest::parse(CLIENT_ADDR, request) else {
             return;
         };
@@ -706,7 +733,7 @@ pub mod fuzz {
             (flags & 128 != 0).then_some(size as u64),
             now,
         );
-        run(s, &mut script, now, CLIENT_ADDR, size);
+        run(s, &mut script, now, CLIENT_ADDR, size, len & 0x80 != 0);
     }
 
     /// A client session (get or put, options from the header), then the steps. The server's
@@ -733,7 +760,15 @@ pub mod fuzz {
             ClientSession::get(SERVER_ADDR, "f", mode, asked, &config, now)
         };
         if let Ok(s) = s {
-            run(s, &mut script, now, TRANSFER_ADDR, usize::from(flags) * 41);
+            // A put's source: seekable with the same bit as a windowsize asked for.
+            run(
+                s,
+                &mut script,
+                now,
+                TRANSFER_ADDR,
+                usize::from(flags) * 41,
+                flags & 66 == 66,
+            );
         }
     }
 }

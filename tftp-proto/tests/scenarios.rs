@@ -66,11 +66,14 @@ fn random_payloads_arrive_byte_exact_under_loss() {
     for &loss in &[0.0, 0.05, 0.2] {
         for &(blksize, window) in &[(512u16, 1u16), (1468, 1), (1468, 4), (512, 16)] {
             for &size in &sizes {
-                for get in [true, false] {
+                for (get, seekable_source) in
+                    [(true, false), (true, true), (false, false), (false, true)]
+                {
                     seed += 1;
                     let file = random_file(size, seed);
                     let config = PairConfig {
                         file: file.clone(),
+                        seekable_source,
                         asked: opts(blksize, window),
                         client: patient(),
                         server: patient(),
@@ -90,7 +93,7 @@ fn random_payloads_arrive_byte_exact_under_loss() {
                     };
                     let report = pair.run();
                     let what = format!(
-                        "get={get} size={size} blksize={blksize} window={window} loss={loss}"
+                        "get={get} seekable={seekable_source} size={size} blksize={blksize} window={window} loss={loss}"
                     );
                     assert_success(&report, &file, &what);
                 }
