@@ -9,6 +9,7 @@ use std::task::Poll;
 use std::thread;
 
 use tftp_server::HandlerError;
+use tftp_server::file::FileSource;
 
 use crate::pool::{Done, Jobs, Pool, drop_on, server_error};
 
@@ -20,6 +21,7 @@ pub(crate) const CHUNK: usize = 8 * 1024;
 const BLOCKS_PER_CHUNK: usize = 4;
 
 pub(crate) type Reader = Box<dyn Read + Send>;
+pub(crate) type Bytes = Box<dyn AsRef<[u8]> + Send>;
 pub(crate) type Writer = Box<dyn Write + Send>;
 /// See [`crate::WriteResponse::on_complete`].
 pub(crate) type OnComplete = Box<dyn FnOnce() -> Result<(), HandlerError> + Send>;
@@ -36,8 +38,11 @@ fn chunk_for(block: usize) -> usize {
 
 /// A session's data.
 pub(crate) enum Data {
-    /// Read on the loop thread: bytes in memory, or a file.
-    Inline(Reader),
+    /// Bytes in memory, read on the loop thread where the session asks.
+    Bytes(Bytes),
+    /// Read on the loop thread: a file, from the page cache; a regular file where the session
+    /// asks (it keeps no copy of its window).
+    File(FileSource),
     /// Read on the pool.
     Source(Source),
     /// Written on the pool.
@@ -45,15 +50,47 @@ pub(crate) enum Data {
 }
 
 impl Data {
-    /// Read the next source bytes into `out`; `Ok(0)` at the end (a sink has none).
-    pub(crate) fn fill(&mut self, out: &mut [u8], jobs: &Jobs<'_>) -> Poll<io::Result<usize>> {
+    /// Whether the source can be read again from any offset: the session is told so
+    /// (`Session::set_source_seekable`) and fills from [`Data::fill`]'s `offset`.
+    pub(crate) fn is_seekable(&self) -> bool {
         match self {
-            Data::Inline(reader) => loop {
-                match reader.read(out) {
+            Data::Bytes(_) => true,
+            Data::File(file) => file.is_seekable(),
+            Data::Source(_) | Data::Sink(_) => false,
+        }
+    }
+
+    /// Read source bytes into `out`, from `offset` (what the session asks: for a seekable
+    /// source it may go back; for any other it is where the source is); `Ok(0)` at the end
+    /// (a sink has none).
+    pub(crate) fn fill(
+        &mut self,
+        out: &mut [u8],
+        offset: u64,
+        jobs: &Jobs<'_>,
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Data::File(file) if file.is_seekable() => loop {
+                match file.read_from(offset, out) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     r => return Poll::Ready(r),
                 }
             },
+            Data::File(file) => loop {
+                match file.read(out) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    r => return Poll::Ready(r),
+                }
+            },
+            Data::Bytes(bytes) => {
+                let rest = usize::try_from(offset)
+                    .ok()
+                    .and_then(|at| (**bytes).as_ref().get(at..))
+                    .unwrap_or(&[]);
+                let n = rest.len().min(out.len());
+                out[..n].copy_from_slice(&rest[..n]);
+                Poll::Ready(Ok(n))
+            }
             Data::Source(source) => source.fill(out, jobs),
             Data::Sink(_) => Poll::Ready(Ok(0)),
         }
@@ -68,7 +105,7 @@ impl Data {
     ) -> Poll<Result<(), HandlerError>> {
         match self {
             Data::Sink(sink) => sink.store(data, last, jobs),
-            Data::Inline(_) | Data::Source(_) => Poll::Ready(Ok(())),
+            Data::Bytes(_) | Data::File(_) | Data::Source(_) => Poll::Ready(Ok(())),
         }
     }
 
@@ -85,7 +122,8 @@ impl Data {
     /// block), in-place data here.
     pub(crate) fn close(self, pool: &Pool) {
         match self {
-            Data::Inline(reader) => drop(reader),
+            Data::Bytes(bytes) => drop(bytes),
+            Data::File(file) => drop(file),
             Data::Source(s) => {
                 if let Some(reader) = s.reader {
                     drop_on(pool, reader);

@@ -900,9 +900,11 @@ impl<'s, H: Handler> Loop<'s, H> {
             }
         }
         let gone = entry.gone;
+        let data = response.into_data();
+        session.set_source_seekable(data.is_seekable());
         entry.running = Some(Box::new(Running {
             session,
-            data: response.into_data(),
+            data,
             reservation: None,
             source_deadline: None,
             starved: false,
@@ -1129,8 +1131,8 @@ fn drive<'s, H>(
         match session.poll_output(now) {
             Output::Transmit(t) => send(out, &t),
             Output::Fill(mut fill) => {
-                let block = fill.block();
-                match running.data.fill(fill.buf(), jobs) {
+                let (block, offset) = (fill.block(), fill.offset());
+                match running.data.fill(fill.buf(), offset, jobs) {
                     Poll::Ready(Ok(0)) => fill.finish(),
                     Poll::Ready(Ok(n)) => {
                         let _ = fill.advance(n);

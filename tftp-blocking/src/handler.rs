@@ -1,12 +1,13 @@
 //! The handler a server is built around (fbtftp's `BaseHandler` / `ResponseData`), blocking.
 
 use std::fs::File;
-use std::io::{Cursor, Read, Write};
+use std::io::{Read, Write};
 
 use tftp_proto::OptionLimits;
+use tftp_server::file::FileSource;
 use tftp_server::{HandlerError, Request};
 
-use crate::data::{Data, OnComplete, Reader, Sink, Source, Writer};
+use crate::data::{Bytes, Data, OnComplete, Reader, Sink, Source, Writer};
 
 /// Decides what each request gets. One handler serves every session; its methods run on the
 /// server's I/O thread pool, never on an event loop thread, so they may block (open files, ask a
@@ -60,8 +61,10 @@ impl<H: Handler> Handler for Option<H> {
 
 /// What a handler returned.
 pub(crate) enum Body {
-    /// Read on the event loop: bytes in memory, or a file (the page cache).
-    Inline(Reader),
+    /// Read on the event loop: bytes in memory, where the session asks.
+    Bytes(Bytes),
+    /// Read on the event loop, from the page cache, where the session asks.
+    File(FileSource),
     /// Read on the I/O pool.
     Reader(Reader),
     /// Written on the I/O pool.
@@ -86,7 +89,8 @@ impl Response {
     /// The session's data: handlers' readers and writers go to the pool.
     pub(crate) fn into_data(self) -> Data {
         match self.body {
-            Body::Inline(reader) => Data::Inline(reader),
+            Body::Bytes(bytes) => Data::Bytes(bytes),
+            Body::File(file) => Data::File(file),
             Body::Reader(reader) => Data::Source(Source::new(reader)),
             Body::Writer(writer, complete) => Data::Sink(Sink::new(writer, complete)),
         }
@@ -117,13 +121,11 @@ impl ReadResponse {
         ReadResponse(Response::new(Body::Reader(Box::new(reader)), size))
     }
 
-    /// Serve these bytes.
+    /// Serve these bytes. They are read where the session asks: its window is not copied
+    /// (only the blocks of one batch are), and a lost block is taken from `data` again.
     pub fn from_bytes(data: impl AsRef<[u8]> + Send + 'static) -> Self {
         let size = Some(data.as_ref().len() as u64);
-        ReadResponse(Response::new(
-            Body::Inline(Box::new(Cursor::new(data))),
-            size,
-        ))
+        ReadResponse(Response::new(Body::Bytes(Box::new(data)), size))
     }
 
     /// Serve a local file, read on the event loop thread straight into the session's window
@@ -132,7 +134,11 @@ impl ReadResponse {
     /// loop while it is read: give those to [`ReadResponse::new`] instead. The file is read
     /// from its current position; its descriptor is shared with every other transfer of the
     /// same file, and small blocks are read in chunks shared by its readers (see
-    /// [`FileSource`](tftp_server::file::FileSource)).
+    /// [`FileSource`](tftp_server::file::FileSource)). A regular file is read where the
+    /// session asks: the session keeps one batch of blocks, not its window (at windowsize
+    /// 64 and blksize 65464, 64 KiB instead of 4 MiB), and reads a lost block again; a block
+    /// that comes out a different length the second time (the file changed) ends the
+    /// transfer with ERROR 0 "File changed while being sent".
     pub fn file(file: File, size: Option<u64>) -> Self {
         Self::from_file_source(tftp_server::file::FileSource::new(file), size)
     }
@@ -141,7 +147,7 @@ impl ReadResponse {
     /// [`ReadResponse::file`] does (e.g. the source of an async handler's
     /// `ReadResponse::from_file`, taken apart with `into_parts`).
     pub fn from_file_source(source: tftp_server::file::FileSource, size: Option<u64>) -> Self {
-        ReadResponse(Response::new(Body::Inline(Box::new(source)), size))
+        ReadResponse(Response::new(Body::File(source), size))
     }
 
     /// Negotiate this transfer under `limits` instead of the server's (start from

@@ -216,6 +216,8 @@ enum Inner {
     /// A regular file, shared, read at `offset`.
     Shared {
         file: Arc<SharedFile>,
+        /// Where the source began (the file's position when handed over).
+        start: u64,
         offset: u64,
         /// The chunk being read, if any.
         chunk: Option<Arc<Chunk>>,
@@ -261,10 +263,51 @@ impl FileSource {
                 .share(key, stamp(&meta), file);
         FileSource(Inner::Shared {
             file,
+            start: offset,
             offset,
             chunk: None,
             refused: None,
         })
+    }
+}
+
+impl FileSource {
+    /// Whether [`FileSource::read_from`] can read any part again: a regular file can, a pipe
+    /// or a device cannot. A transfer of a seekable source keeps no copy of its window (see
+    /// `tftp_proto::Session::set_source_seekable`).
+    pub fn is_seekable(&self) -> bool {
+        matches!(self.0, Inner::Shared { .. })
+    }
+
+    /// Read from `position` bytes past where the source began, and go on from there (as
+    /// [`Read::read`] then does). A source that is not seekable answers an error of kind
+    /// `Unsupported`.
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// use tftp_server::file::FileSource;
+    ///
+    /// let mut source = FileSource::new(std::fs::File::open("/srv/tftp/pxelinux.0")?);
+    /// let (mut first, mut again) = ([0u8; 512], [0u8; 512]);
+    /// source.read_exact(&mut first)?;
+    /// // A block lost on the way is read again, from the page cache.
+    /// source.read_from(0, &mut again)?;
+    /// assert_eq!(first, again);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn read_from(&mut self, position: u64, out: &mut [u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            Inner::Shared { start, offset, .. } => {
+                *offset = start.saturating_add(position);
+            }
+            Inner::Plain(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "this source cannot be read again",
+                ));
+            }
+        }
+        self.read(out)
     }
 }
 
@@ -277,6 +320,7 @@ impl Read for FileSource {
                 offset,
                 chunk,
                 refused,
+                ..
             } => (file, offset, chunk, refused),
         };
         if out.is_empty() {
@@ -384,6 +428,34 @@ mod tests {
         let mut rest = read_all(&mut a, 1468);
         first.append(&mut rest);
         assert_eq!(first, data);
+    }
+
+    #[test]
+    fn a_source_reads_again_from_where_it_began() {
+        let _turn = turn();
+        let (f, data) = file_of(3 * READ_AHEAD + 7);
+        let mut file = File::open(f.path()).unwrap();
+        file.seek(SeekFrom::Start(100)).unwrap();
+        let mut source = FileSource::new(file);
+        assert!(source.is_seekable());
+        let whole = read_all(&mut source, 1468);
+        assert_eq!(whole, data[100..]);
+        // Back into an earlier chunk, a block at a time and a large block.
+        let mut block = [0u8; 1468];
+        assert_eq!(source.read_from(1468 * 3, &mut block).unwrap(), 1468);
+        assert_eq!(block[..], data[100 + 1468 * 3..][..1468]);
+        assert_eq!(source.read(&mut block).unwrap(), 1468, "and on from there");
+        assert_eq!(block[..], data[100 + 1468 * 4..][..1468]);
+        let mut large = vec![0u8; 65_464];
+        let n = source.read_from(0, &mut large).unwrap();
+        assert_eq!(large[..n], data[100..100 + n]);
+        // Past the end: nothing.
+        assert_eq!(source.read_from(1 << 20, &mut block).unwrap(), 0);
+        let pipe = FileSource::new(File::open("/dev/null").unwrap());
+        assert!(!pipe.is_seekable());
+        let mut pipe = pipe;
+        let e = pipe.read_from(0, &mut block).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
     }
 
     #[test]
