@@ -126,7 +126,8 @@ pub(crate) async fn drive<P, R: Runtime, D: Data>(
                     };
                     source_deadline = limit.map(|at| (block, at));
                     let wake_at = earliest(deadline, limit);
-                    match io.read(fill.buf(), wake_at, &mut buf).await {
+                    let offset = fill.offset();
+                    match io.read(fill.buf(), offset, wake_at, &mut buf).await {
                         Filled::Read(Ok(0)) => fill.finish(),
                         Filled::Read(Ok(n)) => {
                             let _ = fill.advance(n);

@@ -177,6 +177,24 @@ pub trait Data: Send {
     /// completes, it has consumed no byte (the session goes on receiving the peer's datagrams
     /// while a source is slow, and drops the read when one arrives).
     fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> + Send;
+    /// Whether [`Data::read_at`] can read any part of the source again (a local file, bytes
+    /// in memory). The session is then told so (`Session::set_source_seekable`): it keeps one
+    /// batch of blocks rather than its window, and asks again for a block it must resend.
+    fn is_seekable(&self) -> bool {
+        false
+    }
+    /// Read source bytes from `offset`, counted from the source's start (a seekable source
+    /// may be asked for bytes it gave before); the same cancel-safety as [`Data::read`]. A
+    /// source that is not seekable is only ever asked for the offset it is at, and the
+    /// default reads on.
+    fn read_at(
+        &mut self,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send {
+        let _ = offset;
+        self.read(buf)
+    }
     /// Write all of `data` (a source ignores it); with `last`, flush too (and close a
     /// server's sink).
     fn write(&mut self, data: &[u8], last: bool) -> impl Future<Output = io::Result<()>> + Send;
@@ -409,9 +427,15 @@ impl<R: Runtime, D: Data> Io<R, D> {
         }
     }
 
+    /// Whether the session's data is a seekable source ([`Data::is_seekable`]).
+    pub(crate) fn data_is_seekable(&self) -> bool {
+        self.data.as_ref().is_some_and(Data::is_seekable)
+    }
+
     pub(crate) async fn read(
         &mut self,
         block: &mut [u8],
+        offset: u64,
         deadline: Option<Instant>,
         buf: &mut [u8],
     ) -> Filled {
@@ -429,7 +453,7 @@ impl<R: Runtime, D: Data> Io<R, D> {
         let read = async {
             Filled::Read(match data {
                 // A source that panics fails its own transfer ("Server error"), no other.
-                Some(data) => std::panic::AssertUnwindSafe(data.read(block))
+                Some(data) => std::panic::AssertUnwindSafe(data.read_at(offset, block))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|_| Err(io::Error::other("the data source panicked"))),

@@ -482,6 +482,7 @@ impl ServerCore {
             }
         };
         let mut session = self.start_session(request, size, limits, started);
+        session.set_source_seekable(io.data_is_seekable());
         // Bytes reported while the transfer runs (the final report counts the rest).
         let counted = std::sync::atomic::AtomicU64::new(0);
         let progress = |bytes: u64| {
