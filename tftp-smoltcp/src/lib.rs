@@ -233,12 +233,17 @@ impl<'f, F: FnMut(&str) -> Option<&'f [u8]>> Server<'f, F> {
             let closed = loop {
                 match t.session.poll_output(now) {
                     Output::Transmit(tx) => send(socket, &tx),
+                    // The file is in memory: read where the session asks (it keeps one batch
+                    // of blocks, not its window, and asks again for a lost one).
                     Output::Fill(fill) => {
-                        if t.source.is_empty() {
+                        let rest = usize::try_from(fill.offset())
+                            .ok()
+                            .and_then(|at| t.source.get(at..))
+                            .unwrap_or(&[]);
+                        if rest.is_empty() {
                             fill.finish();
                         } else {
-                            let n = fill.write(t.source);
-                            t.source = &t.source[n..];
+                            fill.write(rest);
                         }
                     }
                     Output::Event(Event::Finished(stats)) => self.finished.push(stats),
@@ -310,8 +315,9 @@ impl<'f, F: FnMut(&str) -> Option<&'f [u8]>> Server<'f, F> {
                 ));
                 continue;
             };
-            let session =
+            let mut session =
                 ServerSession::new(&request, &self.config, Some(source.len() as u64), now);
+            session.set_source_seekable(true);
             // Room for a window of DATA each way, whatever blksize was granted.
             let slot = 4 + usize::from(self.config.limits.max_blksize.min(1468)) + 64;
             let rx = udp::PacketBuffer::new(
