@@ -116,7 +116,8 @@
 //! state, 516 bytes of it the control packet (request, OACK, ACK or ERROR) kept inline for
 //! retransmission. At blksize 1468 and windowsize 1 that is under 3 KiB.
 //! [`OptionLimits::max_window_bytes`] bounds the ring. By default the ring is on the heap;
-//! [`storage`] puts it in memory the caller owns.
+//! [`storage`] puts it in memory the caller owns. A sender whose source can be read again
+//! ([`Session::set_source_seekable`]) keeps only the blocks of one batch, not its window.
 //!
 //! The ring exists only once data flows: after the client's ACK 0 of a read's OACK, and at
 //! the first DATA of a write. A request that is never answered — spoofed, say — costs its
