@@ -29,6 +29,7 @@ use crate::data::Data;
 use crate::handler::{Handler, Response};
 use crate::pool::{Done, Inbox, Jobs, Msg, Pool, drop_on};
 use crate::reactor::{Poller, WAKER};
+use crate::ring::LoopRing;
 
 /// Keys below this are listeners (their index); sessions count up from it.
 const FIRST_SESSION: u64 = 1 << 32;
@@ -240,7 +241,7 @@ impl Entry<'_> {
 }
 
 struct Running<'s> {
-    session: ServerSession,
+    session: ServerSession<Instant, LoopRing>,
     data: Data,
     reservation: Option<Reservation<'s>>,
     /// The block the source is working on, and when it must have delivered it.
@@ -887,8 +888,17 @@ impl<'s, H: Handler> Loop<'s, H> {
             }
         };
         let request = &entry.request;
-        let mut session =
-            core.start_session(request, response.size, response.limits, entry.started);
+        let (size, limits) = (response.size, response.limits);
+        let Some(mut session) =
+            core.start_session_in(request, size, limits, entry.started, LoopRing::default())
+        else {
+            // A LoopRing grows to anything: not a path.
+            let error = HandlerError::server_error();
+            let out = out_of(&entry.transport, &self.listeners, entry.request.peer);
+            send_one(out, &error.reply().to_vec(), entry.request.peer);
+            core.refused(&entry.request, &error, entry.started);
+            return self.remove(key);
+        };
         if let Transport::Own(socket, catcher) = &entry.transport {
             let registered = self.poller.add(socket, key).and_then(|()| match catcher {
                 Some(catcher) => self.poller.add(catcher.socket(), key | CATCHER),

@@ -144,6 +144,7 @@ mod event_loop;
 mod handler;
 mod pool;
 mod reactor;
+mod ring;
 mod server;
 
 pub use client::Client;

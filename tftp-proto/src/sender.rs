@@ -29,12 +29,15 @@ use crate::time::Instant;
 pub(crate) struct Sender<I, B> {
     /// The ring (`window` slots of `4 + blksize` bytes), then the netascii staging block.
     storage: B,
-    /// Bytes of the ring in `storage`.
-    ring_len: usize,
     blksize: usize,
     window: u16,
     /// Slots in the ring: `window`, or fewer when the source can be read again.
     slots: u16,
+    /// The source can be read again: the ring may be given back between sends.
+    seekable: bool,
+    /// The first block the ring can still hold: blocks before it went with a ring given back
+    /// ([`Sender::release_ring`]) and are filled again to be resent.
+    held_from: u64,
     /// The first block read again whose length differed from its first reading (0: none).
     changed: u64,
     rollover: Rollover,
@@ -120,10 +123,11 @@ impl<I: Instant, B: Storage> Sender<I, B> {
         let window = windowsize.max(1);
         Sender {
             storage,
-            ring_len: (HEADER_LEN + blksize) * usize::from(slots),
             blksize,
             window,
             slots,
+            seekable: reread.is_some() && !netascii,
+            held_from: 1,
             changed: 0,
             rollover,
             base: 1,
@@ -153,7 +157,12 @@ impl<I: Instant, B: Storage> Sender<I, B> {
 
     /// Bytes of storage in use: the ring, and the netascii staging block.
     pub(crate) fn ring_len(&self) -> usize {
-        self.ring_len + self.netascii.as_ref().map_or(0, |_| self.blksize)
+        self.slots_len() + self.netascii.as_ref().map_or(0, |_| self.blksize)
+    }
+
+    /// Bytes of the ring's slots (the storage's first bytes).
+    fn slots_len(&self) -> usize {
+        (HEADER_LEN + self.blksize) * usize::from(self.slots)
     }
 
     /// Check the source against the `size` it announced (octet mode only).
@@ -216,20 +225,50 @@ impl<I: Instant, B: Storage> Sender<I, B> {
         }
     }
 
+    /// Give the ring back to its storage ([`Storage::release`]) if nothing in it is still to
+    /// be sent: a seekable source's blocks are filled again if they must be resent. A storage
+    /// shared by many sessions (one event loop's) then hands the same bytes to the next
+    /// session, still in the CPU's cache, instead of each session writing its own.
+    pub(crate) fn release_ring(&mut self) {
+        if self.seekable
+            && self.fill_pos == 0
+            && self.filled == self.next_send
+            && self.held_from < self.filled
+            && self.storage.release()
+        {
+            self.held_from = self.filled;
+        }
+    }
+
+    /// The ring, taken from the storage again if it was given back.
+    fn ring(&mut self) -> &mut [u8] {
+        let len = self.ring_len();
+        if self.storage.as_slice().len() < len {
+            self.storage.prepare(len);
+        }
+        self.storage.as_mut_slice()
+    }
+
     /// Where the caller writes source bytes.
     pub(crate) fn fill_buf(&mut self) -> &mut [u8] {
         let range = self.slot_range(self.filled);
         let from = range.start + HEADER_LEN + self.fill_pos;
-        let (ring, staged) = self.storage.as_mut_slice().split_at_mut(self.ring_len);
-        match &self.netascii {
-            Some(n) => &mut staged[n.end..self.blksize],
+        let (ring_len, blksize) = (self.slots_len(), self.blksize);
+        let staged_end = self.netascii.as_ref().map(|n| n.end);
+        let (ring, staged) = self.ring().split_at_mut(ring_len);
+        match staged_end {
+            Some(end) => &mut staged[end..blksize],
             None => &mut ring[from..range.end],
         }
     }
 
     /// The caller wrote `n` bytes into [`Sender::fill_buf`].
     pub(crate) fn advance(&mut self, n: usize) -> Result<(), UsageError> {
-        let available = self.fill_buf().len();
+        // What fill_buf lends, without touching the ring.
+        let available = match &self.netascii {
+            Some(stage) => self.blksize - stage.end,
+            None => self.blksize - self.fill_pos,
+        };
         if n > available {
             return Err(UsageError::Overfill {
                 advanced: n,
@@ -274,10 +313,11 @@ impl<I: Instant, B: Storage> Sender<I, B> {
         while self.has_free_slot() {
             let range = self.slot_range(self.filled);
             let out_from = range.start + HEADER_LEN + self.fill_pos;
+            let ring_len = self.slots_len();
             let Some(stage) = self.netascii.as_mut() else {
                 return;
             };
-            let (ring, staged) = self.storage.as_mut_slice().split_at_mut(self.ring_len);
+            let (ring, staged) = self.storage.as_mut_slice().split_at_mut(ring_len);
             let (consumed, written) = stage.encoder.encode(
                 &staged[stage.start..stage.end],
                 &mut ring[out_from..range.end],
@@ -301,10 +341,8 @@ impl<I: Instant, B: Storage> Sender<I, B> {
     fn complete_block(&mut self) {
         let range = self.slot_range(self.filled);
         let len = self.fill_pos;
-        write_data_header(
-            &mut self.storage.as_mut_slice()[range.clone()],
-            self.rollover.wire_block(self.filled),
-        );
+        let wire = self.rollover.wire_block(self.filled);
+        write_data_header(&mut self.ring()[range.clone()], wire);
         let end = (self.filled - 1) * self.blksize as u64 + len as u64;
         match self.eof {
             // Once the end is known every block is one read again: as long as it was.
@@ -456,7 +494,7 @@ impl<I: Instant, B: Storage> Sender<I, B> {
         self.probe = None;
         // A partly written block has taken the slot of the oldest one.
         let held = u64::from(self.slots) - u64::from(self.fill_pos > 0);
-        if self.filled - self.base > held {
+        if self.filled - self.base > held || self.base < self.held_from {
             self.filled = self.base;
             self.fill_pos = 0;
         }
@@ -611,7 +649,7 @@ mod tests {
     }
 
     /// Fill from `file` at the offset asked for, as a seekable source must.
-    fn fill_at(s: &mut Sender<Instant, Vec<u8>>, file: &[u8], most: usize) {
+    fn fill_at<B: Storage>(s: &mut Sender<Instant, B>, file: &[u8], most: usize) {
         let at = usize::try_from(s.fill_offset()).unwrap();
         if at >= file.len() {
             s.finish();
@@ -728,12 +766,53 @@ mod tests {
         assert_eq!(s.source_changed(), Some(8));
     }
 
+    /// A storage shared by many senders: what it lends is garbage until written.
+    #[derive(Debug, Default)]
+    struct Lending {
+        bytes: Vec<u8>,
+        released: u64,
+    }
+
+    impl Storage for Lending {
+        fn capacity(&self) -> usize {
+            usize::MAX
+        }
+        fn prepare(&mut self, len: usize) {
+            self.bytes = vec![0xEE; len];
+        }
+        fn as_slice(&self) -> &[u8] {
+            &self.bytes
+        }
+        fn as_mut_slice(&mut self) -> &mut [u8] {
+            &mut self.bytes
+        }
+        fn release(&mut self) -> bool {
+            self.bytes = Vec::new();
+            self.released += 1;
+            true
+        }
+    }
+
     /// A model check: random windows, rings, block and short reads, losses and timeouts; every
     /// DATA sent carries its block's bytes, and every transfer completes with the file.
     #[test]
     fn seekable_or_not_every_block_sent_is_the_right_one() {
+        model_check(Vec::new, 0x9e37_79b9_7f4a_7c15);
+    }
+
+    /// The same with a ring given back whenever the sender allows it (at random moments, more
+    /// often than a session does): a seekable source fills what it must resend again.
+    #[test]
+    fn a_ring_given_back_is_filled_again() {
+        let released = model_check(Lending::default, 0x2545_f491_4f6c_dd1d);
+        assert!(released > 1_000, "rings given back: {released}");
+    }
+
+    /// Returns how many times the senders gave their rings back.
+    fn model_check<B: Storage + Released>(storage: impl Fn() -> B, seed: u64) -> u64 {
         let now = Instant::now();
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut seed = seed;
+        let mut released = 0;
         let mut rand = move |n: u64| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -746,10 +825,13 @@ mod tests {
             let reread = (rand(3) > 0).then(|| 1 + rand(4) as u16);
             let len = rand(120) as usize;
             let file: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-            let mut s = Sender::new(Vec::new(), blksize, window, Rollover::ToZero, false, reread);
+            let mut s = Sender::new(storage(), blksize, window, Rollover::ToZero, false, reread);
             let mut received = 0u64; // blocks the receiver holds in order
             let mut done = false;
             for _ in 0..10_000 {
+                if rand(3) == 0 {
+                    s.release_ring();
+                }
                 if s.wants_fill() && rand(4) > 0 {
                     fill_at(&mut s, &file, 1 + rand(10) as usize);
                     continue;
@@ -800,6 +882,24 @@ mod tests {
             assert_eq!(s.bytes_acked, len as u64);
             assert_eq!(s.source_changed(), None);
             assert_eq!(s.taken, len as u64);
+            released += s.storage.released();
+        }
+        released
+    }
+
+    trait Released {
+        fn released(&self) -> u64;
+    }
+
+    impl Released for Vec<u8> {
+        fn released(&self) -> u64 {
+            0
+        }
+    }
+
+    impl Released for Lending {
+        fn released(&self) -> u64 {
+            self.released
         }
     }
 

@@ -1130,6 +1130,12 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             }
             None => {}
         }
+        // Nothing to fill or send: a seekable source's ring may go back to a shared storage.
+        if let State::Sending(sender) = &mut self.state {
+            if !sender.wants_fill() {
+                sender.release_ring();
+            }
+        }
         match &mut self.state {
             State::Receiving(r) => {
                 if let Some((block, _, last)) = r.pending_block() {

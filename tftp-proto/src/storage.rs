@@ -28,6 +28,15 @@ pub trait Storage: fmt::Debug + Send + Sync {
 
     /// The bytes, mutably.
     fn as_mut_slice(&mut self) -> &mut [u8];
+
+    /// The session has nothing in the ring it needs now (a sender of a seekable source,
+    /// between a send and the next fill: see `Session::set_source_seekable`). A storage
+    /// shared by many sessions may hand the bytes to another one and return true; the
+    /// session then calls [`Storage::prepare`] again before it next writes (and nothing is
+    /// read before that: `as_slice` may be empty meanwhile). The default keeps them.
+    fn release(&mut self) -> bool {
+        false
+    }
 }
 
 /// Allocated when data starts to flow, at exactly the size the transfer needs, and freed with

@@ -521,6 +521,25 @@ impl ServerCore {
         ServerSession::new(&request.incoming(), &config, size, now)
     }
 
+    /// [`ServerCore::start_session`] with the window ring in `storage` (see
+    /// [`tftp_proto::storage`]), which must be able to grow to whatever the options need
+    /// (`capacity() == usize::MAX`); `None` if it cannot.
+    pub fn start_session_in<B: tftp_proto::storage::Storage>(
+        &self,
+        request: &Request,
+        size: Option<u64>,
+        limits: Option<OptionLimits>,
+        now: Instant,
+        storage: B,
+    ) -> Option<ServerSession<Instant, B>> {
+        if storage.capacity() != usize::MAX {
+            return None;
+        }
+        let mut config = self.config.session.clone();
+        config.limits = limits.unwrap_or(request.limits);
+        ServerSession::with_storage(&request.incoming(), &config, size, now, storage).ok()
+    }
+
     /// The handler refused `request` with `error` (sent by the adapter): report it (the
     /// statistics, the session callback). Logged at debug level only: the handler says why at
     /// info level, rate-limited (as [`crate::fs::Root::refuse`] does), so a refusal is not
