@@ -29,7 +29,7 @@ use crate::data::Data;
 use crate::handler::{Handler, Response};
 use crate::pool::{Done, Inbox, Jobs, Msg, Pool, drop_on};
 use crate::reactor::{Poller, WAKER};
-use crate::ring::LoopRing;
+use tftp_server::ring::SpareRing;
 
 /// Keys below this are listeners (their index); sessions count up from it.
 const FIRST_SESSION: u64 = 1 << 32;
@@ -241,7 +241,7 @@ impl Entry<'_> {
 }
 
 struct Running<'s> {
-    session: ServerSession<Instant, LoopRing>,
+    session: ServerSession<Instant, SpareRing>,
     data: Data,
     reservation: Option<Reservation<'s>>,
     /// The block the source is working on, and when it must have delivered it.
@@ -890,9 +890,9 @@ impl<'s, H: Handler> Loop<'s, H> {
         let request = &entry.request;
         let (size, limits) = (response.size, response.limits);
         let Some(mut session) =
-            core.start_session_in(request, size, limits, entry.started, LoopRing::default())
+            core.start_session_in(request, size, limits, entry.started, SpareRing::default())
         else {
-            // A LoopRing grows to anything: not a path.
+            // A SpareRing grows to anything: not a path.
             let error = HandlerError::server_error();
             let out = out_of(&entry.transport, &self.listeners, entry.request.peer);
             send_one(out, &error.reply().to_vec(), entry.request.peer);

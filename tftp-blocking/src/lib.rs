@@ -144,7 +144,6 @@ mod event_loop;
 mod handler;
 mod pool;
 mod reactor;
-mod ring;
 mod server;
 
 pub use client::Client;

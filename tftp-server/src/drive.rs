@@ -10,6 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use tftp_proto::storage::Storage;
 use tftp_proto::{ErrorCode, Event, Output, Session, SessionStats};
 
 use crate::budget::WindowBudget;
@@ -76,8 +77,8 @@ impl std::fmt::Debug for Drive<'_> {
 
 /// Drive `session` until it closes, or (with [`Drive::until_finished`]) until its outcome is
 /// known. Returns the final statistics (from [`Event::Finished`]).
-pub(crate) async fn drive<P, R: Runtime, D: Data>(
-    session: &mut Session<P>,
+pub(crate) async fn drive<P, B: Storage, R: Runtime, D: Data>(
+    session: &mut Session<P, Instant, B>,
     io: &mut Io<R, D>,
     how: Drive<'_>,
     mut on_event: impl FnMut(&Event),
@@ -179,7 +180,12 @@ pub(crate) async fn drive<P, R: Runtime, D: Data>(
     }
 }
 
-fn on_wake<R>(session: &mut Session<R>, now: Instant, wake: Wake, buf: &[u8]) {
+fn on_wake<R, B: Storage>(
+    session: &mut Session<R, Instant, B>,
+    now: Instant,
+    wake: Wake,
+    buf: &[u8],
+) {
     match wake {
         Wake::Datagram(n, from) => session.handle_datagram(now, from, &buf[..n.min(buf.len())]),
         Wake::Deadline => session.handle_timeout(now),

@@ -49,6 +49,7 @@ pub mod fs;
 mod handler;
 pub mod log_limit;
 pub mod request;
+pub mod ring;
 #[cfg(feature = "async")]
 pub mod runtime;
 #[cfg(feature = "async")]

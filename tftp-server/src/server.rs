@@ -481,7 +481,14 @@ impl ServerCore {
                 return self.refused(request, &error, started);
             }
         };
-        let mut session = self.start_session(request, size, limits, started);
+        // The ring from the thread's spares: a seekable source's gives it back between sends.
+        let ring = crate::ring::SpareRing::default();
+        let Some(mut session) = self.start_session_in(request, size, limits, started, ring) else {
+            // A SpareRing grows to anything: not a path.
+            let error = HandlerError::server_error();
+            io.send(request.peer, &error.reply().to_vec()).await;
+            return self.refused(request, &error, started);
+        };
         session.set_source_seekable(io.data_is_seekable());
         // Bytes reported while the transfer runs (the final report counts the rest).
         let counted = std::sync::atomic::AtomicU64::new(0);
