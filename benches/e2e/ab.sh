@@ -11,11 +11,13 @@
 #       one tftp-loadgen download of a --size MiB file (default 256: at 2 GB/s a 64 MiB
 #       transfer lasts 30 ms, shorter than the scheduler's noise), unpinned unless --pinned
 #       (server and client on CPU 0); prints the server's CPU per MB and MB/s
-#   benches/e2e/ab.sh concurrency [--reps N] [--clients N] [--bind-from RANGE] NAME=CMD ...
+#   benches/e2e/ab.sh concurrency [--reps N] [--clients N] [--bind-from RANGE] [--ramp S] NAME=CMD ...
 #       tftp-loadgen: N clients × 1 MiB at once (blksize 1468); prints sessions/s and the
 #       server's CPU per MB, all of it and in user mode (its own code, without the kernel's
 #       per-packet work, which is most of it and the same for every server); --bind-from spreads the clients over source addresses, as
-#       run.sh's multi-address rows do (127.0.1.1-127.0.1.250: loopback owns all of 127/8)
+#       run.sh's multi-address rows do (127.0.1.1-127.0.1.250: loopback owns all of 127/8);
+#       --ramp starts the clients over S seconds (run.sh's ramp=10s row); also prints the
+#       load client's retransmissions (median)
 #
 # CMD is a server command line with the words ROOT and PORT in it (NAME:N=CMD: the server
 # listens on port N whatever its command says, as dnsmasq on 69), e.g.
@@ -29,7 +31,7 @@ set -euo pipefail
 MODE=${1:-}
 [[ $MODE == lockstep || $MODE == window || $MODE == concurrency ]] || { sed -n '2,26p' "$0"; exit 64; }
 shift
-REPS=5 BLKSIZE=1468 CLIENTS=1000 WINDOWSIZE=64 SIZE=256 PINNED=0 UNPINNED=0 BIND_FROM=
+REPS=5 BLKSIZE=1468 CLIENTS=1000 WINDOWSIZE=64 SIZE=256 PINNED=0 UNPINNED=0 BIND_FROM= RAMP=0
 SERVERS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -41,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     --pinned) PINNED=1 ;;
     --unpinned) UNPINNED=1 ;;
     --bind-from) BIND_FROM=$2; shift ;;
+    --ramp) RAMP=$2; shift ;;
     *=*) SERVERS+=("$1") ;;
     *) echo "unknown argument: $1" >&2; exit 64 ;;
   esac
@@ -64,7 +67,7 @@ if [[ ${AB_INNER:-} != 1 ]]; then
   [[ $UNPINNED == 1 ]] && given+=(--unpinned)
   [[ -n $BIND_FROM ]] && given+=(--bind-from "$BIND_FROM")
   AB_INNER=1 AB_ROOT=$ROOT unshare --net -- bash "$0" "$MODE" --reps "$REPS" --blksize "$BLKSIZE" \
-    --clients "$CLIENTS" --windowsize "$WINDOWSIZE" --size "$SIZE" "${given[@]}" "${SERVERS[@]}"
+    --clients "$CLIENTS" --windowsize "$WINDOWSIZE" --size "$SIZE" --ramp "$RAMP" "${given[@]}" "${SERVERS[@]}"
   exit
 fi
 
@@ -161,13 +164,13 @@ print(json.load(open('$ROOT/one.json'))['mb_per_sec'])")" >> "$RES"
       ua=$(user_ticks "$j")
       "$LOADGEN" --server "127.0.0.1:${PORTS[j]}" --file small --clients "$CLIENTS" --threads 1 \
         ${BIND_FROM:+--bind-from "$BIND_FROM"} \
-        --blksize 1468 --expect-size $((1 << 20)) --deadline 120 --min-timeout-ms 1000 \
+        --ramp "$RAMP" --blksize 1468 --expect-size $((1 << 20)) --deadline $((120 + RAMP)) --min-timeout-ms 1000 \
         --server-pid "${PIDS[j]}" ${CGS[j]:+--server-cgroup "${CGS[j]}"} --output "$ROOT/one.json" > /dev/null 2>&1
       python3 -c "import json; d = json.load(open('$ROOT/one.json')); \
 u = d['server_usage']; \
 print('${NAMES[j]}', round(u['cpu_secs_per_mb'] * 1e6), d['sessions_per_sec'], d['failures'], \
 u.get('peak_rss_kib', 0), u.get('peak_threads', 0), \
-round(($(user_ticks "$j") - $ua) * 1e4 / (d['bytes'] / 1e6 or 1)))" >> "$RES"
+round(($(user_ticks "$j") - $ua) * 1e4 / (d['bytes'] / 1e6 or 1)), d.get('retransmissions', 0))" >> "$RES"
     fi
   done
 done
@@ -188,12 +191,14 @@ for name, runs in rows.items():
         f"  failures {[int(r[2]) for r in runs]}"
         f"  peak RSS {statistics.median(r[3] for r in runs) / 1024:.1f} MiB"
         f"  threads {statistics.median(r[4] for r in runs):.0f}"
-        f"  user {statistics.median(r[5] for r in runs) / 1000:.2f} ms/MB")
+        f"  user {statistics.median(r[5] for r in runs) / 1000:.2f} ms/MB"
+        f"  retransmissions {statistics.median(r[6] for r in runs):.0f}")
     print(f"{name:12s} cpu {cpu:7.2f} ms/MB ×{cpu / base[0]:.3f}   {other:8.1f} {unit} ×{other / base[1]:.3f}"
           f"   (n={len(runs)}){extra}")
     if os.environ.get("AB_VERBOSE"):
         print(f"{'':12s} ms/MB: {' '.join(f'{r[0] / 1000:.2f}' for r in runs)}")
         if os.environ["MODE"] == "concurrency":
             print(f"{'':12s} user ms/MB: {' '.join(f'{r[5] / 1000:.2f}' for r in runs)}")
+            print(f"{'':12s} retransmissions: {' '.join(f'{r[6]:.0f}' for r in runs)}")
         print(f"{'':12s} {unit}: {' '.join(f'{r[1]:.0f}' for r in runs)}")
 EOF

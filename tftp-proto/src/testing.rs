@@ -550,9 +550,35 @@ pub mod fuzz {
     use super::*;
     use crate::packet::{ErrorCode, Packet};
     use crate::session::Session;
+    use crate::storage::Storage;
     use crate::{OptionLimits, Rollover};
 
     struct Script<'a>(&'a [u8]);
+
+    /// A storage shared with other sessions, as a server's thread lends it
+    /// (`tftp_server::ring::SpareRing`): given back whenever the session allows, and garbage
+    /// when taken again.
+    #[derive(Debug, Default)]
+    struct Lending(Vec<u8>);
+
+    impl Storage for Lending {
+        fn capacity(&self) -> usize {
+            usize::MAX
+        }
+        fn prepare(&mut self, len: usize) {
+            self.0 = vec![0xEE; len];
+        }
+        fn as_slice(&self) -> &[u8] {
+            &self.0
+        }
+        fn as_mut_slice(&mut self) -> &mut [u8] {
+            &mut self.0
+        }
+        fn release(&mut self) -> bool {
+            self.0 = Vec::new();
+            true
+        }
+    }
 
     impl<'a> Script<'a> {
         fn byte(&mut self) -> Option<u8> {
@@ -603,7 +629,7 @@ pub mod fuzz {
     }
 
     impl Checker {
-        fn drain<R>(&mut self, s: &mut Session<R>, now: Instant) {
+        fn drain<R, B: Storage>(&mut self, s: &mut Session<R, Instant, B>, now: Instant) {
             for _ in 0..100_000 {
                 let blksize = usize::from(s.options().blksize);
                 match s.poll_output(now) {
@@ -651,8 +677,8 @@ pub mod fuzz {
         }
     }
 
-    fn run<R>(
-        mut s: Session<R>,
+    fn run<R, B: Storage>(
+        mut s: Session<R, Instant, B>,
         script: &mut Script<'_>,
         mut now: Instant,
         peer: SocketAddr,
@@ -727,13 +753,24 @@ pub mod fuzz {
         };
         let now = Instant::now();
         let size = usize::from(flags) * 37;
-        let s = ServerSession::new(
-            &request,
-            &config(flags),
-            (flags & 128 != 0).then_some(size as u64),
-            now,
-        );
-        run(s, &mut script, now, CLIENT_ADDR, size, len & 0x80 != 0);
+        let announced = (flags & 128 != 0).then_some(size as u64);
+        let seekable = len & 0x80 != 0;
+        if seekable {
+            // A seekable source's ring is lent, given back and taken again.
+            let lent = ServerSession::with_storage(
+                &request,
+                &config(flags),
+                announced,
+                now,
+                Lending::default(),
+            );
+            if let Ok(s) = lent {
+                run(s, &mut script, now, CLIENT_ADDR, size, true);
+            }
+        } else {
+            let s = ServerSession::new(&request, &config(flags), announced, now);
+            run(s, &mut script, now, CLIENT_ADDR, size, false);
+        }
     }
 
     /// A client session (get or put, options from the header), then the steps. The server's

@@ -183,7 +183,8 @@ impl ReadResponse {
         ReadResponse(ReadParts::new(Source::Reader(reader.into_reader()), size))
     }
 
-    /// Serve these bytes.
+    /// Serve these bytes. They are read where the session asks: it keeps one batch of blocks,
+    /// not its window, and takes a lost block from `data` again.
     pub fn from_bytes(data: impl AsRef<[u8]> + Unpin + Send + 'static) -> Self {
         let size = data.as_ref().len() as u64;
         ReadResponse(ReadParts::new(
@@ -200,7 +201,10 @@ impl ReadResponse {
     /// file, and small blocks are read in 16 KiB chunks shared by its readers (see
     /// [`FileSource`]). Boot images are read again and again, so they are in the page cache;
     /// a file on slow or network storage holds a runtime thread for as long as a read takes
-    /// (serve those with [`ReadResponse::new`] and a reader on a blocking pool).
+    /// (serve those with [`ReadResponse::new`] and a reader on a blocking pool). A regular
+    /// file is read where the session asks: it keeps one batch of blocks rather than its
+    /// window, and reads a lost block again (a block that comes out a different length the
+    /// second time, the file having changed, ends the transfer with ERROR 0).
     pub fn from_file(file: std::fs::File, size: Option<u64>) -> Self {
         ReadResponse(ReadParts::new(Source::File(FileSource::new(file)), size))
     }
