@@ -25,6 +25,12 @@ use crate::packet::{HEADER_LEN, write_data_header};
 use crate::storage::Storage;
 use crate::time::Instant;
 
+/// Most blocks of `blksize` bytes one transmit of `max` blocks and `max_bytes` takes: at least
+/// one. Also what a seekable source's ring holds.
+pub(crate) fn blocks_per_batch(blksize: usize, max: usize, max_bytes: usize) -> u64 {
+    (max_bytes / (HEADER_LEN + blksize)).clamp(1, max.max(1)) as u64
+}
+
 #[derive(Debug)]
 pub(crate) struct Sender<I, B> {
     /// The ring (`window` slots of `4 + blksize` bytes), then the netascii staging block.
@@ -385,8 +391,7 @@ impl<I: Instant, B: Storage> Sender<I, B> {
 
     /// Most blocks one transmit of `max` blocks and `max_bytes` takes: at least one.
     fn batch_len(&self, max: usize, max_bytes: usize) -> u64 {
-        let slot = HEADER_LEN + self.blksize;
-        (max_bytes / slot).clamp(1, max.max(1)) as u64
+        blocks_per_batch(self.blksize, max, max_bytes)
     }
 
     /// Block `index` lies in the ring's first slot: the ring starts again there, so it cannot
@@ -510,6 +515,7 @@ impl<I: Instant, B: Storage> Sender<I, B> {
 mod tests {
     use super::*;
     use crate::packet::Packet;
+    use crate::storage::Lending;
     use std::time::Instant;
 
     fn fill(s: &mut Sender<Instant, Vec<u8>>, data: &[u8]) -> usize {
@@ -764,33 +770,6 @@ mod tests {
             let _ = s.next_transmit(now, 1, usize::MAX);
         }
         assert_eq!(s.source_changed(), Some(8));
-    }
-
-    /// A storage shared by many senders: what it lends is garbage until written.
-    #[derive(Debug, Default)]
-    struct Lending {
-        bytes: Vec<u8>,
-        released: u64,
-    }
-
-    impl Storage for Lending {
-        fn capacity(&self) -> usize {
-            usize::MAX
-        }
-        fn prepare(&mut self, len: usize) {
-            self.bytes = vec![0xEE; len];
-        }
-        fn as_slice(&self) -> &[u8] {
-            &self.bytes
-        }
-        fn as_mut_slice(&mut self) -> &mut [u8] {
-            &mut self.bytes
-        }
-        fn release(&mut self) -> bool {
-            self.bytes = Vec::new();
-            self.released += 1;
-            true
-        }
     }
 
     /// A model check: random windows, rings, block and short reads, losses and timeouts; every

@@ -19,7 +19,7 @@ use crate::error::{EncodeError, ProtocolError, TransferError, UsageError};
 use crate::options::{OptionValues, TransferOptions};
 use crate::packet::{ErrorCode, HEADER_LEN, Mode, Packet, ack_bytes, error_packet, write_error};
 use crate::receiver::{DataResult, Receiver};
-use crate::sender::{AckResult, Sender};
+use crate::sender::{AckResult, Sender, blocks_per_batch};
 use crate::server::RequestKind;
 use crate::stats::{Outcome, SessionStats};
 use crate::storage::{self, Storage};
@@ -612,8 +612,11 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         let netascii = self.mode == Mode::Netascii;
         // A seekable source: a ring of one batch (what one transmit sends), not the window.
         let reread = (self.source_seekable && !netascii).then(|| {
-            let slot = crate::packet::HEADER_LEN + usize::from(o.blksize);
-            let batch = (MAX_BATCH_BYTES / slot).clamp(1, self.config.max_batch.max(1));
+            let batch = blocks_per_batch(
+                usize::from(o.blksize),
+                self.config.max_batch,
+                MAX_BATCH_BYTES,
+            );
             u16::try_from(batch).unwrap_or(u16::MAX)
         });
         let slots = Sender::<I, B>::ring_slots(o.windowsize, reread);
@@ -1130,12 +1133,6 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             }
             None => {}
         }
-        // Nothing to fill or send: a seekable source's ring may go back to a shared storage.
-        if let State::Sending(sender) = &mut self.state {
-            if !sender.wants_fill() {
-                sender.release_ring();
-            }
-        }
         match &mut self.state {
             State::Receiving(r) => {
                 if let Some((block, _, last)) = r.pending_block() {
@@ -1148,8 +1145,13 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                     });
                 }
             }
-            State::Sending(sender) if sender.wants_fill() => {
-                return Output::Fill(Fill { sender });
+            State::Sending(sender) => {
+                if sender.wants_fill() {
+                    return Output::Fill(Fill { sender });
+                }
+                // Nothing to fill or send: a seekable source's ring may go back to a shared
+                // storage.
+                sender.release_ring();
             }
             State::Closed => return Output::Closed,
             _ => {}

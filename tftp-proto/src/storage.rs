@@ -85,3 +85,39 @@ pub(crate) fn needed(blksize: u16, windowsize: u16, netascii_sender: bool) -> us
     let ring = usize::from(windowsize.max(1)) * (crate::packet::HEADER_LEN + blksize);
     ring + if netascii_sender { blksize } else { 0 }
 }
+
+/// A storage shared with other sessions, as a server's thread lends one
+/// (`tftp_server::ring::SpareRing`): it takes its bytes back whenever the session allows, and
+/// lends garbage when asked again. For the sender's tests and the fuzz harness.
+#[cfg(any(test, feature = "testing"))]
+#[derive(Debug, Default)]
+pub(crate) struct Lending {
+    bytes: Vec<u8>,
+    /// Times the bytes were taken back.
+    pub(crate) released: u64,
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl Storage for Lending {
+    fn capacity(&self) -> usize {
+        usize::MAX
+    }
+
+    fn prepare(&mut self, len: usize) {
+        self.bytes = alloc::vec![0xEE; len];
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+
+    fn release(&mut self) -> bool {
+        self.bytes = Vec::new();
+        self.released += 1;
+        true
+    }
+}

@@ -550,35 +550,10 @@ pub mod fuzz {
     use super::*;
     use crate::packet::{ErrorCode, Packet};
     use crate::session::Session;
-    use crate::storage::Storage;
+    use crate::storage::{Lending, Storage};
     use crate::{OptionLimits, Rollover};
 
     struct Script<'a>(&'a [u8]);
-
-    /// A storage shared with other sessions, as a server's thread lends it
-    /// (`tftp_server::ring::SpareRing`): given back whenever the session allows, and garbage
-    /// when taken again.
-    #[derive(Debug, Default)]
-    struct Lending(Vec<u8>);
-
-    impl Storage for Lending {
-        fn capacity(&self) -> usize {
-            usize::MAX
-        }
-        fn prepare(&mut self, len: usize) {
-            self.0 = vec![0xEE; len];
-        }
-        fn as_slice(&self) -> &[u8] {
-            &self.0
-        }
-        fn as_mut_slice(&mut self) -> &mut [u8] {
-            &mut self.0
-        }
-        fn release(&mut self) -> bool {
-            self.0 = Vec::new();
-            true
-        }
-    }
 
     impl<'a> Script<'a> {
         fn byte(&mut self) -> Option<u8> {
