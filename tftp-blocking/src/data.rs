@@ -9,7 +9,7 @@ use std::task::Poll;
 use std::thread;
 
 use tftp_server::HandlerError;
-use tftp_server::file::FileSource;
+use tftp_server::file::{FileSource, Seekable};
 
 use crate::pool::{Done, Jobs, Pool, drop_on, server_error};
 
@@ -21,7 +21,6 @@ pub(crate) const CHUNK: usize = 8 * 1024;
 const BLOCKS_PER_CHUNK: usize = 4;
 
 pub(crate) type Reader = Box<dyn Read + Send>;
-pub(crate) type Bytes = Box<dyn AsRef<[u8]> + Send>;
 pub(crate) type Writer = Box<dyn Write + Send>;
 /// See [`crate::WriteResponse::on_complete`].
 pub(crate) type OnComplete = Box<dyn FnOnce() -> Result<(), HandlerError> + Send>;
@@ -38,10 +37,10 @@ fn chunk_for(block: usize) -> usize {
 
 /// A session's data.
 pub(crate) enum Data {
-    /// Bytes in memory, read on the loop thread where the session asks.
-    Bytes(Bytes),
-    /// Read on the loop thread: a file, from the page cache; a regular file where the session
-    /// asks (it keeps no copy of its window).
+    /// A regular file (the page cache) or bytes in memory, read on the loop thread where the
+    /// session asks (it keeps no copy of its window).
+    Seekable(Seekable),
+    /// Any other file (a pipe, a device), read on the loop thread as it is.
     File(FileSource),
     /// Read on the pool.
     Source(Source),
@@ -53,11 +52,7 @@ impl Data {
     /// Whether the source can be read again from any offset: the session is told so
     /// (`Session::set_source_seekable`) and fills from [`Data::fill`]'s `offset`.
     pub(crate) fn is_seekable(&self) -> bool {
-        match self {
-            Data::Bytes(_) => true,
-            Data::File(file) => file.is_seekable(),
-            Data::Source(_) | Data::Sink(_) => false,
-        }
+        matches!(self, Data::Seekable(_))
     }
 
     /// Read source bytes into `out`, from `offset` (what the session asks: for a seekable
@@ -70,27 +65,14 @@ impl Data {
         jobs: &Jobs<'_>,
     ) -> Poll<io::Result<usize>> {
         match self {
-            Data::File(file) if file.is_seekable() => loop {
-                match file.read_from(offset, out) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    r => return Poll::Ready(r),
-                }
-            },
+            // A regular file's reads are retried when interrupted (FileSource).
+            Data::Seekable(source) => Poll::Ready(source.read_at(offset, out)),
             Data::File(file) => loop {
                 match file.read(out) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     r => return Poll::Ready(r),
                 }
             },
-            Data::Bytes(bytes) => {
-                let rest = usize::try_from(offset)
-                    .ok()
-                    .and_then(|at| (**bytes).as_ref().get(at..))
-                    .unwrap_or(&[]);
-                let n = rest.len().min(out.len());
-                out[..n].copy_from_slice(&rest[..n]);
-                Poll::Ready(Ok(n))
-            }
             Data::Source(source) => source.fill(out, jobs),
             Data::Sink(_) => Poll::Ready(Ok(0)),
         }
@@ -105,7 +87,7 @@ impl Data {
     ) -> Poll<Result<(), HandlerError>> {
         match self {
             Data::Sink(sink) => sink.store(data, last, jobs),
-            Data::Bytes(_) | Data::File(_) | Data::Source(_) => Poll::Ready(Ok(())),
+            Data::Seekable(_) | Data::File(_) | Data::Source(_) => Poll::Ready(Ok(())),
         }
     }
 
@@ -122,7 +104,7 @@ impl Data {
     /// block), in-place data here.
     pub(crate) fn close(self, pool: &Pool) {
         match self {
-            Data::Bytes(bytes) => drop(bytes),
+            Data::Seekable(source) => drop(source),
             Data::File(file) => drop(file),
             Data::Source(s) => {
                 if let Some(reader) = s.reader {

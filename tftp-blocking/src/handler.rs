@@ -4,10 +4,10 @@ use std::fs::File;
 use std::io::{Read, Write};
 
 use tftp_proto::OptionLimits;
-use tftp_server::file::FileSource;
+use tftp_server::file::{FileSource, Seekable};
 use tftp_server::{HandlerError, Request};
 
-use crate::data::{Bytes, Data, OnComplete, Reader, Sink, Source, Writer};
+use crate::data::{Data, OnComplete, Reader, Sink, Source, Writer};
 
 /// Decides what each request gets. One handler serves every session; its methods run on the
 /// server's I/O thread pool, never on an event loop thread, so they may block (open files, ask a
@@ -61,10 +61,11 @@ impl<H: Handler> Handler for Option<H> {
 
 /// What a handler returned.
 pub(crate) enum Body {
-    /// Read on the event loop: bytes in memory, where the session asks.
-    Bytes(Bytes),
-    /// Read on the event loop, from the page cache, where the session asks.
+    /// Read on the event loop: a file (the page cache), where the session asks if it is a
+    /// regular one.
     File(FileSource),
+    /// Read on the event loop: bytes in memory, where the session asks.
+    Bytes(Seekable),
     /// Read on the I/O pool.
     Reader(Reader),
     /// Written on the I/O pool.
@@ -89,8 +90,11 @@ impl Response {
     /// The session's data: handlers' readers and writers go to the pool.
     pub(crate) fn into_data(self) -> Data {
         match self.body {
-            Body::Bytes(bytes) => Data::Bytes(bytes),
-            Body::File(file) => Data::File(file),
+            Body::Bytes(bytes) => Data::Seekable(bytes),
+            Body::File(file) => match Seekable::file(file) {
+                Ok(file) => Data::Seekable(file),
+                Err(file) => Data::File(file),
+            },
             Body::Reader(reader) => Data::Source(Source::new(reader)),
             Body::Writer(writer, complete) => Data::Sink(Sink::new(writer, complete)),
         }
@@ -125,7 +129,7 @@ impl ReadResponse {
     /// (only the blocks of one batch are), and a lost block is taken from `data` again.
     pub fn from_bytes(data: impl AsRef<[u8]> + Send + 'static) -> Self {
         let size = Some(data.as_ref().len() as u64);
-        ReadResponse(Response::new(Body::Bytes(Box::new(data)), size))
+        ReadResponse(Response::new(Body::Bytes(Seekable::bytes(data)), size))
     }
 
     /// Serve a local file, read on the event loop thread straight into the session's window

@@ -311,6 +311,70 @@ impl FileSource {
     }
 }
 
+/// A source read in place where its session asks (see
+/// `tftp_proto::Session::set_source_seekable`): a regular file, or bytes in memory. What the
+/// adapters' sessions fill from when a handler answers with a file or with bytes.
+pub enum Seekable {
+    /// A regular file ([`FileSource::is_seekable`]).
+    File(FileSource),
+    /// Bytes in memory, and where a plain [`Seekable::read`] goes on from.
+    Bytes(Box<dyn AsRef<[u8]> + Send>, u64),
+}
+
+impl std::fmt::Debug for Seekable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Seekable::File(file) => f.debug_tuple("File").field(file).finish(),
+            Seekable::Bytes(bytes, _) => write!(f, "Bytes({} bytes)", (**bytes).as_ref().len()),
+        }
+    }
+}
+
+impl Seekable {
+    /// `file` if it can be read again at any offset (a regular file), else `file` back.
+    pub fn file(file: FileSource) -> Result<Self, FileSource> {
+        if file.is_seekable() {
+            Ok(Seekable::File(file))
+        } else {
+            Err(file)
+        }
+    }
+
+    /// These bytes.
+    pub fn bytes(data: impl AsRef<[u8]> + Send + 'static) -> Self {
+        Seekable::Bytes(Box::new(data), 0)
+    }
+
+    /// Read from `offset` bytes past the source's start (what the session asks), and go on
+    /// from there.
+    pub fn read_at(&mut self, offset: u64, out: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Seekable::File(file) => file.read_from(offset, out),
+            Seekable::Bytes(bytes, position) => {
+                let rest = usize::try_from(offset)
+                    .ok()
+                    .and_then(|at| (**bytes).as_ref().get(at..))
+                    .unwrap_or(&[]);
+                let n = rest.len().min(out.len());
+                out[..n].copy_from_slice(&rest[..n]);
+                *position = offset + n as u64;
+                Ok(n)
+            }
+        }
+    }
+
+    /// Read on from where the last read ended.
+    pub fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Seekable::File(file) => file.read(out),
+            Seekable::Bytes(_, position) => {
+                let at = *position;
+                self.read_at(at, out)
+            }
+        }
+    }
+}
+
 impl Read for FileSource {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let (file, offset, chunk, refused) = match &mut self.0 {

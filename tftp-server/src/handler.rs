@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tftp_proto::OptionLimits;
 
-use crate::file::FileSource;
+use crate::file::{FileSource, Seekable};
 use crate::request::{HandlerError, Request};
 use crate::runtime::{self, Answer};
 
@@ -231,9 +231,11 @@ impl ReadResponse {
             limits,
         } = self.0;
         let data = match source {
-            Source::File(file) if file.is_seekable() => Data::At(At::File(file)),
-            Source::File(file) => Data::Source(Box::pin(InlineFile(file))),
-            Source::Bytes(bytes) => Data::At(At::Bytes(bytes, 0)),
+            Source::File(file) => match Seekable::file(file) {
+                Ok(file) => Data::At(file),
+                Err(file) => Data::Source(Box::pin(InlineFile(file))),
+            },
+            Source::Bytes(bytes) => Data::At(Seekable::bytes(bytes)),
             Source::Reader(reader) => Data::Source(reader),
         };
         let mut answer = Answer::new(data, size);
@@ -486,60 +488,14 @@ impl AsyncRead for InlineFile {
     }
 }
 
-/// A seekable source, read in place (no await: the page cache, or memory).
-pub enum At {
-    /// A regular file ([`FileSource::is_seekable`]).
-    File(FileSource),
-    /// Bytes in memory, and where a plain read goes on from.
-    Bytes(Bytes, u64),
-}
-
-impl At {
-    /// Read on from where the last read ended.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            At::File(file) => loop {
-                match file.read(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    r => return r,
-                }
-            },
-            At::Bytes(_, position) => {
-                let at = *position;
-                self.read_at(at, buf)
-            }
-        }
-    }
-
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            At::File(file) => loop {
-                match file.read_from(offset, buf) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    r => return r,
-                }
-            },
-            At::Bytes(bytes, position) => {
-                let rest = usize::try_from(offset)
-                    .ok()
-                    .and_then(|at| bytes.as_ref().get(at..))
-                    .unwrap_or(&[]);
-                let n = rest.len().min(buf.len());
-                buf[..n].copy_from_slice(&rest[..n]);
-                *position = offset + n as u64;
-                Ok(n)
-            }
-        }
-    }
-}
-
 /// A session's data: a source to send from, or a sink to store into and whether to close it
 /// after the last block (a server's upload sink: yes; a client's destination: no).
 pub enum Data<'a> {
     /// Read requests, client uploads.
     Source(BoxReader<'a>),
-    /// Read requests of a seekable source, read in place where the session asks.
-    At(At),
+    /// Read requests of a seekable source, read in place (no await: the page cache, or
+    /// memory) where the session asks.
+    At(Seekable),
     /// Write requests, client downloads.
     Sink(BoxWriter<'a>, bool),
 }
@@ -548,8 +504,8 @@ impl fmt::Debug for Data<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Data::Source(_) => "Source",
-            Data::At(At::File(_)) => "File",
-            Data::At(At::Bytes(..)) => "Bytes",
+            Data::At(Seekable::File(_)) => "File",
+            Data::At(Seekable::Bytes(..)) => "Bytes",
             Data::Sink(..) => "Sink",
         })
     }

@@ -521,11 +521,21 @@ impl ServerCore {
         limits: Option<OptionLimits>,
         now: Instant,
     ) -> ServerSession {
-        let mut config = self.config.session.clone();
-        // The request's limits are the server's fitted to the path (see [`MtuPolicy`]); a
-        // handler's replace them.
-        config.limits = limits.unwrap_or(request.limits);
+        let config = self.session_config(request, limits);
         ServerSession::new(&request.incoming(), &config, size, now)
+    }
+
+    /// The session configuration for `request`: the server's, under the request's limits
+    /// (the server's fitted to the path, see [`MtuPolicy`]) or the handler's, which replace
+    /// them.
+    fn session_config(
+        &self,
+        request: &Request,
+        limits: Option<OptionLimits>,
+    ) -> tftp_proto::Config {
+        let mut config = self.config.session.clone();
+        config.limits = limits.unwrap_or(request.limits);
+        config
     }
 
     /// [`ServerCore::start_session`] with the window ring in `storage` (see
@@ -542,8 +552,7 @@ impl ServerCore {
         if storage.capacity() != usize::MAX {
             return None;
         }
-        let mut config = self.config.session.clone();
-        config.limits = limits.unwrap_or(request.limits);
+        let config = self.session_config(request, limits);
         ServerSession::with_storage(&request.incoming(), &config, size, now, storage).ok()
     }
 
