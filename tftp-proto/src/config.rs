@@ -70,19 +70,10 @@ impl Rollover {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// In this order (`repr(C)`): what every ACK and transmit of a session reads first, in one cache
+// line of the session's copy; no padding on 32- or 64-bit targets.
+#[repr(C)]
 pub struct Config {
-    /// Retransmissions of the same packet before the transfer may fail with a timeout (see
-    /// also [`Config::give_up_after`]). Default 6.
-    pub retries: u32,
-    /// The transfer fails only once `retries` retransmissions are spent *and* the peer has
-    /// made no progress for this long. With an adaptive timeout of tens of milliseconds, six
-    /// retries alone span a few seconds: less than some clients pause, and less than a
-    /// client that restarts its own 5-second timer on every repeated block (atftp) needs
-    /// before it acknowledges again. Default 20 s; `Duration::ZERO` for retries alone.
-    pub give_up_after: Duration,
-    /// Retransmission timeout before any round trip has been measured (RFC 6298 §2.1's
-    /// 1 second). Default 1 s.
-    pub initial_timeout: Duration,
     /// Floor of the adaptive timeout, so a fast link does not retransmit on scheduling noise.
     /// Default 50 ms.
     pub min_timeout: Duration,
@@ -90,22 +81,34 @@ pub struct Config {
     /// the 5 s that some clients (atftp) wait, and restart, before they acknowledge again, so
     /// that backing off does leave them a quiet gap to answer in.
     pub max_timeout: Duration,
-    /// How long the receiver of the last DATA keeps answering a repeated last DATA with its
-    /// final ACK (RFC 1350 §6, "dallying"). Default 1 s; never shorter than a negotiated
-    /// `timeout`.
-    pub dally: Duration,
-    /// Block number after 65535.
-    pub rollover: Rollover,
-    /// The largest transfer a receiving session accepts; beyond it the session sends ERROR 3.
-    /// Checked against an announced `tsize` up front and against the bytes as they arrive.
-    pub max_transfer_size: Option<u64>,
-    /// Server side: option limits (ignored by clients).
-    pub limits: OptionLimits,
+    /// The transfer fails only once `retries` retransmissions are spent *and* the peer has
+    /// made no progress for this long. With an adaptive timeout of tens of milliseconds, six
+    /// retries alone span a few seconds: less than some clients pause, and less than a
+    /// client that restarts its own 5-second timer on every repeated block (atftp) needs
+    /// before it acknowledges again. Default 20 s; `Duration::ZERO` for retries alone.
+    pub give_up_after: Duration,
     /// Hand out up to this many consecutive DATA packets of a window as one
     /// [`crate::Transmit`] (with [`crate::Transmit::segment_size`] set), for adapters that
     /// send them with one system call (UDP GSO, `sendmmsg`). 1 (the default): one datagram
     /// per transmit.
     pub max_batch: usize,
+    /// Retransmissions of the same packet before the transfer may fail with a timeout (see
+    /// also [`Config::give_up_after`]). Default 6.
+    pub retries: u32,
+    /// Block number after 65535.
+    pub rollover: Rollover,
+    /// Server side: option limits (ignored by clients).
+    pub limits: OptionLimits,
+    /// Retransmission timeout before any round trip has been measured (RFC 6298 §2.1's
+    /// 1 second). Default 1 s.
+    pub initial_timeout: Duration,
+    /// How long the receiver of the last DATA keeps answering a repeated last DATA with its
+    /// final ACK (RFC 1350 §6, "dallying"). Default 1 s; never shorter than a negotiated
+    /// `timeout`.
+    pub dally: Duration,
+    /// The largest transfer a receiving session accepts; beyond it the session sends ERROR 3.
+    /// Checked against an announced `tsize` up front and against the bytes as they arrive.
+    pub max_transfer_size: Option<u64>,
 }
 
 impl Default for Config {

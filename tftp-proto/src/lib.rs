@@ -146,7 +146,7 @@
 //! longer than 516 bytes (RFC 2347 asks for at most 512).
 //!
 //! RAM per session: its state, `size_of::<ClientSession<Millis, &mut [u8]>>()`, measured at
-//! 1,184 bytes on `thumbv7em-none-eabihf` (1,248 on x86-64), plus the ring: at blksize 512
+//! 1,192 bytes on `thumbv7em-none-eabihf` (1,240 on x86-64), plus the ring: at blksize 512
 //! and windowsize 1, 516 bytes (1.7 KiB in all); at blksize 1468 and windowsize 4, 5,888 bytes
 //! (6.9 KiB in all). A client needs a ring for what it asks
 //! (`windowsize × (4 + max(blksize, 512))`); a server answers smaller to fit the ring it has.

@@ -340,50 +340,12 @@ enum CtrlSend {
     Again,
 }
 
-/// The last control packet, kept for retransmission, and whether it is due.
-#[derive(Debug)]
-struct CtrlSlot {
-    packet: Ctrl,
-    send: CtrlSend,
-}
-
-impl CtrlSlot {
-    const EMPTY: CtrlSlot = CtrlSlot {
-        packet: Ctrl::EMPTY,
-        send: CtrlSend::Idle,
-    };
-
-    /// A new packet, due for its first sending.
-    fn queue(&mut self, packet: Ctrl) {
-        self.packet = packet;
-        self.send = CtrlSend::First;
-    }
-
-    /// A new packet that repeats one sent before (an ACK for a block acknowledged already):
-    /// due, as a retransmission.
-    fn queue_repeat(&mut self, packet: Ctrl) {
-        self.packet = packet;
-        self.send = CtrlSend::Again;
-    }
-
-    /// Send the packet again; if its first sending is still due, that is all it takes.
+impl CtrlSend {
+    /// Send the control packet again; if its first sending is still due, that is all it takes.
     fn resend(&mut self) {
-        if self.send != CtrlSend::First {
-            self.send = CtrlSend::Again;
+        if *self != CtrlSend::First {
+            *self = CtrlSend::Again;
         }
-    }
-
-    /// Nothing is due any more.
-    fn cancel(&mut self) {
-        self.send = CtrlSend::Idle;
-    }
-
-    fn is_due(&self) -> bool {
-        self.send != CtrlSend::Idle
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        self.packet.as_bytes()
     }
 }
 
@@ -484,50 +446,61 @@ impl<I, B> State<I, B> {
 /// on the heap, allocated when data starts to flow; `&mut [u8]` for a buffer the caller owns
 /// (see [`crate::storage`]).
 #[derive(Debug)]
+#[repr(C)] // Fields in this order: the ones every datagram and transmit read come first.
 pub struct Session<
     R,
     #[cfg(feature = "std")] I = std::time::Instant,
     #[cfg(not(feature = "std"))] I,
     B = Vec<u8>,
 > {
-    role: PhantomData<R>,
-    config: Config,
+    // Hot: what handling an ACK and sending the next DATA read and write, together in as few
+    // cache lines as they fit (at a thousand sessions and more, a session's state leaves the
+    // CPU's caches between its packets, and each line it is spread over is a miss a packet).
+    state: State<I, B>,
     peer: SocketAddr,
+    deadline: Option<I>,
+    /// When the peer last made the transfer progress (for [`Config::give_up_after`]).
+    last_progress: I,
+    rto: Rto,
+    /// Highest DATA index sent so far (anything at or below it is a retransmission).
+    highest_sent: u64,
+    retries: u32,
+    /// Strangers answered so far, and when the last was (see [`MAX_STRAY_REPLIES`]). Cold, but
+    /// here it fills what would be padding.
+    stray_replies: u32,
     /// False for a client until the server's first answer fixes its transfer ID (port).
     peer_locked: bool,
     mode: Mode,
+    /// The source can be read again from any offset (see [`Session::set_source_seekable`]).
+    source_seekable: bool,
+    /// Events for [`Session::poll_output`] to return.
+    events: PendingEvents,
+    /// Whether the control packet (`ctrl`) is due: read for every output.
+    ctrl_send: CtrlSend,
+    /// Its hot fields first (`repr(C)`), then the start and end times.
+    stats: SessionStats<I>,
+    /// Its hot fields first (`repr(C)`), then the rest.
+    config: Config,
+    /// A stranger to answer with ERROR 5 (at the border: only its tag is read for every
+    /// output).
+    stray: Option<SocketAddr>,
+    /// The last control packet (request, OACK, ACK or ERROR), kept for retransmission.
+    ctrl: Ctrl,
+    // Cold: read when the session starts, ends, or meets a stranger.
     /// What the client asked for (server: from the request; client: what it sent).
     pub(crate) asked: OptionValues,
-    state: State<I, B>,
     /// The window's storage until data flows (then the sender or receiver holds it).
     storage: Option<B>,
-    /// The last control packet (request, OACK, ACK or ERROR), kept for retransmission, and
-    /// whether it is due.
-    ctrl: CtrlSlot,
-    /// A stranger to answer with ERROR 5.
-    stray: Option<SocketAddr>,
-    /// Strangers answered so far, and when the last was (see [`MAX_STRAY_REPLIES`]).
-    stray_replies: u32,
-    last_stray_reply: Option<I>,
     /// Server, read request: the size the source will yield, as the application said (and
     /// announced as `tsize`); checked against what the source really yields.
     pub(crate) source_size: Option<u64>,
-    /// The source can be read again from any offset (see [`Session::set_source_seekable`]).
-    source_seekable: bool,
-    rto: Rto,
-    deadline: Option<I>,
-    retries: u32,
+    /// When the last stranger was answered.
+    last_stray_reply: Option<I>,
     /// When the packet whose answer gives an RTT sample left (control packets, ACKs).
     ctrl_probe: Option<I>,
-    /// Highest DATA index sent so far (anything at or below it is a retransmission).
-    highest_sent: u64,
-    stats: SessionStats<I>,
-    /// Events for [`Session::poll_output`] to return.
-    events: PendingEvents,
     /// Payload bytes accepted so far (for the size limit).
     received_bytes: u64,
-    /// When the peer last made the transfer progress (for [`Config::give_up_after`]).
-    last_progress: I,
+    role: PhantomData<R>,
 }
 
 impl<R, I: Instant, B: Storage> Session<R, I, B> {
@@ -549,7 +522,8 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             asked,
             state: State::Closed,
             storage: Some(storage),
-            ctrl: CtrlSlot::EMPTY,
+            ctrl: Ctrl::EMPTY,
+            ctrl_send: CtrlSend::Idle,
             stray: None,
             stray_replies: 0,
             last_stray_reply: None,
@@ -662,7 +636,8 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
 
     /// Queue `packet` as the control packet (sent once, kept for retransmission).
     pub(crate) fn queue_ctrl(&mut self, packet: Ctrl) {
-        self.ctrl.queue(packet);
+        self.ctrl = packet;
+        self.ctrl_send = CtrlSend::First;
     }
 
     pub(crate) fn queue_ack(&mut self, block: u16) {
@@ -672,7 +647,8 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
     /// Queue ACK `block` again, as a retransmission: the peer repeated DATA, or went silent,
     /// after it was acknowledged.
     fn queue_ack_again(&mut self, block: u16) {
-        self.ctrl.queue_repeat(Ctrl::from_slice(&ack_bytes(block)));
+        self.ctrl = Ctrl::from_slice(&ack_bytes(block));
+        self.ctrl_send = CtrlSend::Again;
     }
 
     /// Decide the outcome, sending `error` to the peer if given. The first decision wins.
@@ -686,7 +662,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             let message = if message.contains('\0') { "" } else { message };
             self.queue_ctrl(Ctrl::error(code, message));
         } else {
-            self.ctrl.cancel();
+            self.ctrl_send = CtrlSend::Idle;
         }
         self.state = State::Closed;
         self.deadline = None;
@@ -765,7 +741,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
     /// True once the session has nothing left to do.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
-            && !self.ctrl.is_due()
+            && self.ctrl_send == CtrlSend::Idle
             && self.stray.is_none()
             && self.events == PendingEvents::Empty
     }
@@ -932,11 +908,18 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             self.on_peer_error(now, code, message);
             return;
         }
+        // The common case, an ACK while sending, is handled in place: the state is not moved
+        // out and back (two copies of it a packet).
+        if matches!(self.state, State::Sending(_)) {
+            self.on_sending(now, packet);
+            return;
+        }
         let state = core::mem::replace(&mut self.state, State::Closed);
         self.state = match state {
             State::Requesting { kind } => self.on_first_answer(now, kind, packet),
             State::Offered => self.on_offered(now, packet),
-            State::Sending(sender) => self.on_sending(now, sender, packet),
+            // Handled above.
+            State::Sending(sender) => State::Sending(sender),
             State::Receiving(receiver) => self.on_receiving(now, receiver, packet),
             State::Dallying(mut receiver) => {
                 if let Packet::Data { block, data } = packet {
@@ -995,7 +978,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                 self.queue_ack_again(block);
             }
             // The request, the OACK, or the first ACK: send it again.
-            _ => self.ctrl.resend(),
+            _ => self.ctrl_send.resend(),
         }
     }
 
@@ -1071,7 +1054,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                 }
             }
         }
-        match core::mem::replace(&mut self.ctrl.send, CtrlSend::Idle) {
+        match core::mem::replace(&mut self.ctrl_send, CtrlSend::Idle) {
             CtrlSend::Idle => {}
             due => {
                 self.stats.packets_sent += 1;
@@ -1348,24 +1331,29 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         }
     }
 
-    fn on_sending(&mut self, now: I, mut sender: Sender<I, B>, packet: Packet<'_>) -> State<I, B> {
+    /// A datagram from the peer while sending (the state is [`State::Sending`]).
+    fn on_sending(&mut self, now: I, packet: Packet<'_>) {
+        let State::Sending(sender) = &mut self.state else {
+            return;
+        };
         match packet {
             Packet::Ack { block } => {
                 let result = sender.on_ack(block, now);
                 self.stats.blocks = sender.blocks_acked();
                 self.stats.bytes = sender.bytes_acked;
+                let outstanding = sender.outstanding();
                 match result {
                     AckResult::Progress(sample) | AckResult::Done(sample) => {
                         if let Some(rtt) = sample {
                             self.rto.sample(rtt, &self.config);
                         }
                         self.progress(now);
-                        if !sender.outstanding() {
+                        if !outstanding {
                             self.deadline = None;
                         }
                         if matches!(result, AckResult::Done(_)) {
                             self.succeed(now);
-                            return State::Closed;
+                            self.state = State::Closed;
                         }
                     }
                     // Never resend on a duplicate (Sorcerer's Apprentice); an ACK for a block
@@ -1376,12 +1364,8 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             // A repeated request (single-port mode), or a repeated OACK (client side, our
             // DATA 1 was lost): the retransmission timer deals with it.
             Packet::Rrq(_) | Packet::Wrq(_) | Packet::Oack(_) => self.stats.duplicates += 1,
-            other => {
-                self.fail(now, ProtocolError::Unexpected(kind_name(&other)).into());
-                return State::Closed;
-            }
+            other => self.fail(now, ProtocolError::Unexpected(kind_name(&other)).into()),
         }
-        State::Sending(sender)
     }
 
     fn on_receiving(&mut self, now: I, mut r: Receiver<B>, packet: Packet<'_>) -> State<I, B> {
@@ -1434,7 +1418,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             // The server repeated its OACK: our ACK 0 was lost (client side).
             Packet::Oack(_) if r.blocks_stored() == 0 && self.ctrl.as_bytes() == ack_bytes(0) => {
                 self.stats.duplicates += 1;
-                self.ctrl.resend();
+                self.ctrl_send.resend();
             }
             Packet::Rrq(_) | Packet::Wrq(_) | Packet::Oack(_) => self.stats.duplicates += 1,
             other => {
@@ -1525,22 +1509,14 @@ mod tests {
 
     #[test]
     fn a_control_packet_is_sent_first_then_again() {
-        let mut ctrl = CtrlSlot::EMPTY;
-        assert!(!ctrl.is_due());
-        ctrl.queue(Ctrl::from_slice(&ack_bytes(0)));
-        assert_eq!(ctrl.send, CtrlSend::First);
+        let mut send = CtrlSend::First;
         // Asked again before its first sending: still the first.
-        ctrl.resend();
-        assert_eq!(ctrl.send, CtrlSend::First);
-        ctrl.send = CtrlSend::Idle; // sent
-        ctrl.resend();
-        assert_eq!(ctrl.send, CtrlSend::Again);
-        ctrl.queue_repeat(Ctrl::from_slice(&ack_bytes(3)));
-        assert_eq!(
-            (ctrl.send, ctrl.as_bytes()),
-            (CtrlSend::Again, &ack_bytes(3)[..])
-        );
-        ctrl.cancel();
-        assert!(!ctrl.is_due());
+        send.resend();
+        assert_eq!(send, CtrlSend::First);
+        send = CtrlSend::Idle; // sent
+        send.resend();
+        assert_eq!(send, CtrlSend::Again);
+        send.resend();
+        assert_eq!(send, CtrlSend::Again);
     }
 }

@@ -37,27 +37,28 @@ impl Outcome {
 /// Counters and timings of one session, reported with [`crate::Event::Finished`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// In this order (`repr(C)`): the fields a session updates for every packet first, its start and
+// end times last.
+#[repr(C)]
 pub struct SessionStats<
     #[cfg(feature = "std")] I = std::time::Instant,
     #[cfg(not(feature = "std"))] I,
 > {
-    /// When the session was created.
-    pub started: I,
-    /// When the outcome became known; equal to `started` while the transfer is under way.
-    pub finished: I,
-    /// The negotiated transfer parameters.
-    pub options: TransferOptions,
-    /// Payload bytes acknowledged by the peer (sending) or stored by the caller (receiving), as
-    /// carried on the wire (in netascii mode, after translation).
-    pub bytes: u64,
-    /// DATA blocks acknowledged (sending) or stored (receiving).
-    pub blocks: u64,
+    /// How it ended: `None` while the transfer is under way, `Some` from the moment the
+    /// outcome is decided (when the session emits [`crate::Event::Finished`], whose statistics
+    /// always carry `Some`). Never changes once `Some`.
+    pub outcome: Option<Outcome>,
     /// Datagrams handed out for sending, retransmissions included.
     pub packets_sent: u64,
     /// Datagrams received from the transfer peer.
     pub packets_received: u64,
     /// Datagrams sent again because a timeout fired.
     pub retransmissions: u64,
+    /// Payload bytes acknowledged by the peer (sending) or stored by the caller (receiving), as
+    /// carried on the wire (in netascii mode, after translation).
+    pub bytes: u64,
+    /// DATA blocks acknowledged (sending) or stored (receiving).
+    pub blocks: u64,
     /// Duplicate DATA or ACK packets received (ignored, or answered with the last ACK).
     pub duplicates: u64,
     /// Datagrams from other addresses or ports (all counted, none processed). RFC 1350 §4 asks
@@ -65,10 +66,12 @@ pub struct SessionStats<
     /// second, and only strays that a lost peer could have sent (DATA, ACK, OACK), so that a
     /// spoofed datagram cannot start a packet loop between two transfers (CVE-2024-2169).
     pub stray_packets: u64,
-    /// How it ended: `None` while the transfer is under way, `Some` from the moment the
-    /// outcome is decided (when the session emits [`crate::Event::Finished`], whose statistics
-    /// always carry `Some`). Never changes once `Some`.
-    pub outcome: Option<Outcome>,
+    /// The negotiated transfer parameters.
+    pub options: TransferOptions,
+    /// When the session was created.
+    pub started: I,
+    /// When the outcome became known; equal to `started` while the transfer is under way.
+    pub finished: I,
 }
 
 impl<I: Instant> SessionStats<I> {
