@@ -77,7 +77,6 @@ fuzz_target!(|data: &[u8]| {
                     }
                     DatagramEvent::Dropped(DropReason::Duplicate) => assert!(known.is_some()),
                     DatagramEvent::Dropped(_) => {}
-                    _ => {}
                 }
             }
         }
