@@ -70,8 +70,8 @@ impl Rollover {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-// In this order (`repr(C)`): what every ACK and transmit of a session reads first, in one cache
-// line of the session's copy; no padding on 32- or 64-bit targets.
+// In this order (`repr(C)`): what every ACK and transmit of a session reads first (its first 61
+// bytes on x86-64, within the session's per-packet lines); no padding on 32- or 64-bit targets.
 #[repr(C)]
 pub struct Config {
     /// Floor of the adaptive timeout, so a fast link does not retransmit on scheduling noise.
