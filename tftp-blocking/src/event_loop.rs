@@ -879,6 +879,25 @@ impl<'s, H: Handler> Loop<'s, H> {
         }
     }
 
+    /// Refuse session `key` with `error`: its ERROR to the client, the refusal counted and
+    /// logged, the entry gone.
+    fn refuse(&mut self, key: u64, error: &HandlerError) {
+        let Some(entry) = self.sessions.get(&key) else {
+            return;
+        };
+        let admitted = &entry.admitted;
+        let peer = admitted.request.peer;
+        send_one(
+            out_of(&entry.transport, &self.listeners, peer),
+            &error.reply().to_vec(),
+            peer,
+        );
+        self.shared
+            .core
+            .refused(&admitted.request, error, admitted.started);
+        self.remove(key);
+    }
+
     /// The handler answered session `key`: refuse, or start the transfer.
     fn answered(&mut self, key: u64, answer: Result<Response, HandlerError>) {
         let shared = self.shared;
@@ -888,16 +907,7 @@ impl<'s, H: Handler> Loop<'s, H> {
         };
         let response = match answer {
             Ok(response) => response,
-            Err(error) => {
-                let out = out_of(
-                    &entry.transport,
-                    &self.listeners,
-                    entry.admitted.request.peer,
-                );
-                send_one(out, &error.reply().to_vec(), entry.admitted.request.peer);
-                core.refused(&entry.admitted.request, &error, entry.admitted.started);
-                return self.remove(key);
-            }
+            Err(error) => return self.refuse(key, &error),
         };
         let request = &entry.admitted.request;
         let (size, limits) = (response.size, response.limits);
@@ -909,15 +919,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             SpareRing::default(),
         ) else {
             // A SpareRing grows to anything: not a path.
-            let error = HandlerError::server_error();
-            let out = out_of(
-                &entry.transport,
-                &self.listeners,
-                entry.admitted.request.peer,
-            );
-            send_one(out, &error.reply().to_vec(), entry.admitted.request.peer);
-            core.refused(&entry.admitted.request, &error, entry.admitted.started);
-            return self.remove(key);
+            return self.refuse(key, &HandlerError::server_error());
         };
         if let Transport::Own(socket, catcher) = &entry.transport {
             let registered = self.poller.add(socket, key).and_then(|()| match catcher {
