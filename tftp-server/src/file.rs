@@ -53,11 +53,7 @@ thread_local! {
 
 /// A [`READ_AHEAD`]-byte buffer for a chunk: a spare one if this thread has one.
 fn chunk_buffer() -> Vec<u8> {
-    let spare = SPARE
-        .try_with(|spare| spare.try_borrow_mut().ok()?.pop())
-        .ok()
-        .flatten();
-    let mut bytes = spare.unwrap_or_default();
+    let mut bytes = crate::spares::take(&SPARE).unwrap_or_default();
     // A no-op for a spare that held a whole chunk.
     bytes.resize(READ_AHEAD, 0);
     bytes
@@ -65,17 +61,9 @@ fn chunk_buffer() -> Vec<u8> {
 
 /// Keep `bytes` for the next chunk, if this thread has fewer than [`SPARE_CHUNKS`] spares.
 fn give_back(bytes: Vec<u8>) {
-    if bytes.capacity() != READ_AHEAD {
-        return;
+    if bytes.capacity() == READ_AHEAD {
+        crate::spares::keep(&SPARE, bytes, SPARE_CHUNKS);
     }
-    // Not at all while the thread's storage is being torn down.
-    let _ = SPARE.try_with(|spare| {
-        if let Ok(mut spare) = spare.try_borrow_mut() {
-            if spare.len() < SPARE_CHUNKS {
-                spare.push(bytes);
-            }
-        }
-    });
 }
 
 /// The open regular files, by device and inode. Entries die with their last reader; dead

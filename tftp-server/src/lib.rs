@@ -56,6 +56,7 @@ pub mod runtime;
 pub mod serve;
 pub mod server;
 mod signal;
+mod spares;
 pub mod stats;
 pub mod udp;
 

@@ -48,13 +48,9 @@ impl Storage for SpareRing {
     }
 
     fn prepare(&mut self, len: usize) {
-        let bytes = self.0.get_or_insert_with(|| {
-            SPARE
-                .try_with(|spare| spare.try_borrow_mut().ok()?.pop())
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        });
+        let bytes = self
+            .0
+            .get_or_insert_with(|| crate::spares::take(&SPARE).unwrap_or_default());
         if bytes.len() < len {
             bytes.resize(len, 0);
         }
@@ -78,25 +74,15 @@ impl Storage for SpareRing {
 
 impl Drop for SpareRing {
     fn drop(&mut self) {
-        if let Some(bytes) = self.0.take() {
-            keep(bytes);
-        }
+        self.release();
     }
 }
 
 /// Keep `bytes` for the next session of this thread, if there is room.
 fn keep(bytes: Vec<u8>) {
-    if bytes.capacity() > MAX_SPARE {
-        return;
+    if bytes.capacity() <= MAX_SPARE {
+        crate::spares::keep(&SPARE, bytes, SPARES);
     }
-    // Not at all while the thread's storage is being torn down.
-    let _ = SPARE.try_with(|spare| {
-        if let Ok(mut spare) = spare.try_borrow_mut() {
-            if spare.len() < SPARES {
-                spare.push(bytes);
-            }
-        }
-    });
 }
 
 #[cfg(test)]
