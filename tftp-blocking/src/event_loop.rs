@@ -171,6 +171,70 @@ impl std::hash::Hash for Peer {
     }
 }
 
+/// A single-port listener's routes: the session of each client address, in a table probed
+/// with hashes computed beforehand, so that a batch's look-ups go in two passes: every
+/// datagram's peer hashed (the keyed SipHash, ~150 instructions, no memory), then every
+/// table probed (a few instructions each, so the CPU has the probes of many datagrams in
+/// flight at once). At 10,000 transfers the table has left the cache by the time a client's
+/// next ACK comes, and one look-up after another in the receive's own loop waited for each
+/// miss in turn: the load of the route was 2.3% of the server's CPU samples (`perf record`,
+/// 10,000 clients from 250 addresses), with the kernel's per-packet work 80%.
+#[derive(Default)]
+struct Routes {
+    table: hashbrown::HashTable<(Peer, u64)>,
+    /// Keyed with a random key, like std's maps: the addresses are the peers' to choose.
+    hasher: std::hash::RandomState,
+}
+
+impl Routes {
+    fn hash(&self, peer: SocketAddr) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(Peer(peer))
+    }
+
+    /// The session of `peer`, whose [`Routes::hash`] is `hash`.
+    fn find(&self, hash: u64, peer: SocketAddr) -> Option<u64> {
+        let peer = Peer(peer);
+        self.table.find(hash, |(p, _)| *p == peer).map(|&(_, key)| key)
+    }
+
+    fn get(&self, peer: SocketAddr) -> Option<u64> {
+        self.find(self.hash(peer), peer)
+    }
+
+    /// `peer`'s datagrams go to session `key` now (replacing any other).
+    fn insert(&mut self, peer: SocketAddr, key: u64) {
+        let (hash, hasher) = (self.hash(peer), &self.hasher);
+        let entry = self.table.entry(
+            hash,
+            |(p, _)| *p == Peer(peer),
+            |(p, _)| std::hash::BuildHasher::hash_one(hasher, p),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(mut e) => e.get_mut().1 = key,
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert((Peer(peer), key));
+            }
+        }
+    }
+
+    /// Forget `peer`'s route if it goes to `key`: true if it did.
+    fn remove(&mut self, peer: SocketAddr, key: u64) -> bool {
+        let hash = self.hash(peer);
+        match self.table.find_entry(hash, |&(p, k)| p == Peer(peer) && k == key) {
+            Ok(found) => {
+                found.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
 /// An accepted request on its way to the loop that serves it.
 pub(crate) struct Accepted {
     request: Request,
@@ -183,7 +247,7 @@ struct Listener {
     socket: UdpSocket,
     local: SocketAddr,
     /// Single-port mode: the session of each peer.
-    routes: HashMap<Peer, u64>,
+    routes: Routes,
     /// Single-port mode: what its sessions (and refusals) send, for one `sendmmsg` at the
     /// end of the batch of datagrams that caused it (or of the loop's turn).
     queue: Option<RefCell<SendQueue>>,
@@ -272,8 +336,9 @@ pub(crate) struct Loop<'s, H> {
     /// port replaces.
     peers: HashMap<SocketAddr, u64>,
     /// Single-port mode: the route of each datagram of the listener batch being handled,
-    /// looked up as it was read.
+    /// and the hashes of their peers it was looked up with.
     found: Vec<Option<u64>>,
+    hashes: Vec<u64>,
     timers: Wheel<Instant, u64>,
     /// The receive buffer of every socket of this loop.
     buf: Vec<u8>,
@@ -306,7 +371,7 @@ impl<'s, H: Handler> Loop<'s, H> {
         let single_port = shared.core.config.single_port;
         for (i, socket) in listeners.into_iter().enumerate() {
             poller.add(&socket, i as u64)?;
-            let (local, routes, open) = (socket.local_addr()?, HashMap::new(), true);
+            let (local, routes, open) = (socket.local_addr()?, Routes::default(), true);
             let queue = match single_port {
                 true => Some(RefCell::new(SendQueue::for_socket(&socket)?)),
                 false => None,
@@ -333,6 +398,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             sessions: HashMap::default(),
             peers: HashMap::new(),
             found: Vec::new(),
+            hashes: Vec::new(),
             timers: Wheel::new(Instant::now()),
             buf: vec![0; 65_536],
             next_key: FIRST_SESSION,
@@ -556,18 +622,12 @@ impl<'s, H: Handler> Loop<'s, H> {
             let Some(listener) = self.listeners.get(index).filter(|l| l.open) else {
                 return false;
             };
-            // Each datagram's route, looked up as it is read: the address it was sent to
-            // matters to the decisions on requests and strangers, and is decoded for those
-            // only; a session's own datagrams go to it whatever it was.
-            let (routes, found) = (&listener.routes, &mut self.found);
-            found.clear();
-            let addressed = |peer, datagram: &[u8]| {
-                let route = routes.get(&Peer(peer)).copied();
-                found.push(route);
-                route.is_none() || IncomingRequest::is_request(datagram)
-            };
+            // Only a request needs the address it was sent to (its replies come from it); a
+            // datagram that is not one goes to its sender's session or is dropped, wherever
+            // it was sent.
             let changes = listener.changes;
-            match batch.recv_with(&listener.socket, addressed) {
+            let is_request = |_, datagram: &[u8]| IncomingRequest::is_request(datagram);
+            match batch.recv_with(&listener.socket, is_request) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
@@ -577,7 +637,14 @@ impl<'s, H: Handler> Loop<'s, H> {
             }
             // One clock read a batch: they all arrived before the receive.
             let now = Instant::now();
-            // The sessions the batch's datagrams go to, read before any is handled.
+            // The datagrams' routes: every peer hashed, then every route looked up (see
+            // `Routes`); then the sessions they go to read, before any is handled.
+            let (routes, found, hashes) = (&listener.routes, &mut self.found, &mut self.hashes);
+            let peers = (0..batch.len()).filter_map(|i| batch.get(i).map(|(r, _)| r.peer));
+            hashes.clear();
+            hashes.extend(peers.clone().map(|peer| routes.hash(peer)));
+            found.clear();
+            found.extend(peers.zip(hashes.iter()).map(|(peer, &h)| routes.find(h, peer)));
             self.prefetch_sessions(self.found.iter().flatten());
             for i in 0..batch.len() {
                 // Still the route, unless a datagram before it in the batch started or ended
@@ -604,15 +671,23 @@ impl<'s, H: Handler> Loop<'s, H> {
     /// Read the state of sessions `keys` (see [`tftp_proto::Session::prefetch`]); keys of
     /// no running session (listeners, catchers, the waker, ended sessions) are passed over.
     fn prefetch_sessions<'k>(&self, keys: impl IntoIterator<Item = &'k u64>) {
-        for key in keys {
-            let Some(entry) = self.sessions.get(key) else {
-                continue;
-            };
-            let Some(running) = entry.running.as_ref() else {
-                continue;
-            };
-            running.session.prefetch();
-            std::hint::black_box((entry.deadline, entry.scheduled, running.progress.counted()));
+        // In two passes, a few sessions at a time: their table entries (whose misses overlap,
+        // each look-up a few instructions), then their sessions' state, which the entries
+        // point to.
+        const AT_ONCE: usize = 16;
+        let mut keys = keys.into_iter().peekable();
+        while keys.peek().is_some() {
+            let mut ready: [Option<&Entry<'s>>; AT_ONCE] = [None; AT_ONCE];
+            for (slot, key) in ready.iter_mut().zip(keys.by_ref()) {
+                *slot = self.sessions.get(key);
+            }
+            for entry in ready.iter().flatten() {
+                let Some(running) = entry.running.as_ref() else {
+                    continue;
+                };
+                running.session.prefetch();
+                std::hint::black_box((entry.deadline, entry.scheduled, running.progress.counted()));
+            }
         }
     }
 
@@ -651,7 +726,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             return;
         };
         let peer = received.peer;
-        let route = route.unwrap_or_else(|| listener.routes.get(&Peer(peer)).copied());
+        let route = route.unwrap_or_else(|| listener.routes.get(peer));
         // Single-port mode: what is not a request, from a client port with a session here,
         // is that session's (the admission would say so: its endpoint routes the same ports,
         // accepted and ended with these routes). Most datagrams at a listener are, and go
@@ -757,7 +832,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             shared.live.fetch_add(1, Ordering::AcqRel);
             let key = self.new_key();
             let listener = &mut self.listeners[index];
-            listener.routes.insert(Peer(request.peer), key);
+            listener.routes.insert(request.peer, key);
             listener.changes += 1;
             return self.begin(key, request, permit, Transport::Listener(index, from));
         }
@@ -1018,9 +1093,7 @@ impl<'s, H: Handler> Loop<'s, H> {
         }
         if let Transport::Listener(index, _) = entry.transport {
             let listener = &mut self.listeners[index];
-            let peer = Peer(entry.admitted.request.peer);
-            if listener.routes.get(&peer) == Some(&key) {
-                listener.routes.remove(&peer);
+            if listener.routes.remove(entry.admitted.request.peer, key) {
                 listener.changes += 1;
             }
         }
@@ -1335,5 +1408,29 @@ mod tests {
         // and start time in that box too, 88: with its key, one bucket of the table is 96.
         let size = std::mem::size_of::<Entry<'static>>();
         assert!(size <= 88, "a session entry is {size} bytes");
+    }
+
+    #[test]
+    fn routes_go_to_the_latest_session_of_a_peer_and_leave_with_it() {
+        let mut routes = Routes::default();
+        let (a, b): (SocketAddr, SocketAddr) =
+            ("198.18.0.7:1024".parse().unwrap(), "[2001:db8::7]:1024".parse().unwrap());
+        assert_eq!(routes.get(a), None);
+        routes.insert(a, 1);
+        routes.insert(b, 2);
+        assert_eq!((routes.get(a), routes.get(b)), (Some(1), Some(2)));
+        assert_eq!(routes.find(routes.hash(a), a), Some(1));
+        // A new request from the same port: its session replaces the old one's route.
+        routes.insert(a, 3);
+        assert_eq!(routes.get(a), Some(3));
+        // The old session's end leaves the new route alone.
+        assert!(!routes.remove(a, 1));
+        assert_eq!(routes.get(a), Some(3));
+        assert!(routes.remove(a, 3));
+        assert_eq!(routes.get(a), None);
+        // Another port of the same address is another peer.
+        assert_eq!(routes.get("198.18.0.7:1025".parse().unwrap()), None);
+        assert!(routes.remove(b, 2));
+        assert!(routes.is_empty());
     }
 }
