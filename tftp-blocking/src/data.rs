@@ -55,6 +55,16 @@ impl Data {
         matches!(self, Data::Seekable(_))
     }
 
+    /// Where a source read in place is (see [`Seekable::position`]): for the event loop's
+    /// read of the state a batch's sessions will use (`Loop::prefetch_sessions`).
+    pub(crate) fn position(&self) -> Option<u64> {
+        match self {
+            Data::Seekable(source) => Some(source.position()),
+            Data::File(file) => file.position(),
+            Data::Source(_) | Data::Sink(_) => None,
+        }
+    }
+
     /// Read source bytes into `out`, from `offset` (what the session asks: for a seekable
     /// source it may go back; for any other it is where the source is); `Ok(0)` at the end
     /// (a sink has none).

@@ -444,6 +444,21 @@ impl<I: Instant, B: Storage> Sender<I, B> {
             .map(|p| (p, first, count as usize))
     }
 
+    /// A field from each part of the sender that handling an ACK and filling and sending
+    /// the next blocks read (see `Session::prefetch`).
+    pub(crate) fn hot(&self) -> (u64, u64, u64, usize, u64, bool, bool, u16) {
+        (
+            self.base,
+            self.next_send,
+            self.filled,
+            self.fill_pos,
+            self.bytes_acked,
+            self.probe.is_some(),
+            self.eof.is_some(),
+            self.slots,
+        )
+    }
+
     /// Blocks were sent and are not yet acknowledged.
     pub(crate) fn outstanding(&self) -> bool {
         self.next_send > self.base

@@ -824,8 +824,9 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
     /// a thousand transfers at once a session's state has left the CPU's caches by the time
     /// its next ACK comes (tftp-blocking's event loop: ×0.80–0.88 of its user-mode CPU).
     pub fn prefetch(&self) {
+        // A field of every cache line the hot fields span (see the struct's layout).
         let window = match &self.state {
-            State::Sending(s) => Some((s.base, s.outstanding(), s.bytes_acked)),
+            State::Sending(s) => Some(s.hot()),
             _ => None,
         };
         core::hint::black_box((
@@ -836,12 +837,15 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                 self.rto.current(),
                 self.config.min_timeout,
                 self.config.give_up_after,
+                self.config.max_batch,
             ),
             (
                 self.stats.packets_received,
                 self.stats.packets_sent,
+                self.stats.options.blksize,
                 self.highest_sent,
             ),
+            (self.ctrl_send, self.stray.is_some()),
         ));
     }
 

@@ -267,6 +267,26 @@ impl FileSource {
         matches!(self.0, Inner::Shared { .. })
     }
 
+    /// Where the next read starts, in bytes past where the source began; `None` for a source
+    /// that is not seekable (it does not know).
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// use tftp_server::file::FileSource;
+    ///
+    /// let mut source = FileSource::new(std::fs::File::open("/srv/tftp/pxelinux.0")?);
+    /// let mut block = [0u8; 512];
+    /// source.read_exact(&mut block)?;
+    /// assert_eq!(source.position(), Some(512));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn position(&self) -> Option<u64> {
+        match &self.0 {
+            Inner::Shared { start, offset, .. } => Some(offset.saturating_sub(*start)),
+            Inner::Plain(_) => None,
+        }
+    }
+
     /// Read from `position` bytes past where the source began, and go on from there (as
     /// [`Read::read`] then does). A source that is not seekable answers an error of kind
     /// `Unsupported`.
@@ -348,6 +368,14 @@ impl Seekable {
                 *position = offset + n as u64;
                 Ok(n)
             }
+        }
+    }
+
+    /// Where the next [`Seekable::read`] starts (see [`FileSource::position`]).
+    pub fn position(&self) -> u64 {
+        match self {
+            Seekable::File(file) => file.position().unwrap_or(0),
+            Seekable::Bytes(_, position) => *position,
         }
     }
 
@@ -457,6 +485,25 @@ mod tests {
             }
             out.extend_from_slice(&buf[..n]);
         }
+    }
+
+    #[test]
+    fn a_source_knows_where_its_next_read_starts() {
+        let _turn = turn();
+        let (f, _) = file_of(10_000);
+        // Counted from where the file was when handed over.
+        let mut handed = f.reopen().unwrap();
+        handed.seek(SeekFrom::Start(1_000)).unwrap();
+        let mut source = FileSource::new(handed);
+        assert_eq!(source.position(), Some(0));
+        let mut block = [0; 1468];
+        assert_eq!(source.read(&mut block).unwrap(), 1468);
+        assert_eq!(source.position(), Some(1468));
+        assert_eq!(source.read_from(512, &mut block[..512]).unwrap(), 512);
+        assert_eq!(source.position(), Some(1024));
+        let mut seekable = Seekable::bytes(vec![0u8; 100]);
+        assert_eq!(seekable.read_at(40, &mut block).unwrap(), 60);
+        assert_eq!(seekable.position(), 100);
     }
 
     #[test]
