@@ -54,7 +54,7 @@ thread_local! {
 /// A [`READ_AHEAD`]-byte buffer for a chunk: a spare one if this thread has one.
 fn chunk_buffer() -> Vec<u8> {
     let mut bytes = crate::spares::take(&SPARE).unwrap_or_default();
-    // A no-op for a spare that held a whole chunk.
+    // A no-op for a spare: chunks keep their buffer's whole length (see `Chunk::bytes`).
     bytes.resize(READ_AHEAD, 0);
     bytes
 }
@@ -148,9 +148,19 @@ type Chunks = WeakMap<u64, Chunk>;
 /// as it was when read), and their share of the budget.
 struct Chunk {
     index: u64,
-    /// Capacity [`READ_AHEAD`], length what was read.
+    /// [`READ_AHEAD`] bytes, of which the first `len` were read. Never shortened: a buffer
+    /// cut to a short last chunk was zeroed again to its full length when taken for the
+    /// next one (a 16 KiB `memset` per transfer of a file that is not a multiple of 16 KiB,
+    /// and of every file at the read that finds its end).
     bytes: Vec<u8>,
+    len: usize,
     _reservation: Reservation<'static>,
+}
+
+impl Chunk {
+    fn data(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
 }
 
 impl Drop for Chunk {
@@ -174,11 +184,11 @@ impl SharedFile {
         // Read outside the lock; two readers missing at once both read, and the later one
         // is published (the bytes are the same).
         let mut bytes = chunk_buffer();
-        let n = read_full(&self.file, &mut bytes, index * READ_AHEAD as u64)?;
-        bytes.truncate(n);
+        let len = read_full(&self.file, &mut bytes, index * READ_AHEAD as u64)?;
         let chunk = Arc::new(Chunk {
             index,
             bytes,
+            len,
             _reservation: reservation,
         });
         lock().insert(index, &chunk);
@@ -417,9 +427,9 @@ impl Read for FileSource {
                     *refused = Some(index);
                 }
             }
-            if let Some(c) = chunk.as_ref().filter(|c| within < c.bytes.len()) {
-                let n = out.len().min(c.bytes.len() - within);
-                out[..n].copy_from_slice(&c.bytes[within..within + n]);
+            if let Some(c) = chunk.as_ref().map(|c| c.data()).filter(|c| within < c.len()) {
+                let n = out.len().min(c.len() - within);
+                out[..n].copy_from_slice(&c[within..within + n]);
                 *offset += n as u64;
                 return Ok(n);
             }
@@ -485,6 +495,21 @@ mod tests {
             }
             out.extend_from_slice(&buf[..n]);
         }
+    }
+
+    #[test]
+    fn a_short_last_chunk_gives_back_a_whole_buffer() {
+        let _turn = turn();
+        let (f, data) = file_of(READ_AHEAD + 100);
+        let mut source = FileSource::new(File::open(f.path()).unwrap());
+        assert_eq!(read_all(&mut source, 1468), data);
+        drop(source);
+        let spares = SPARE.with(|s| s.borrow().iter().map(Vec::len).collect::<Vec<_>>());
+        assert!(!spares.is_empty(), "the chunks went back to this thread");
+        assert!(
+            spares.iter().all(|&len| len == READ_AHEAD),
+            "spares of {spares:?} bytes would be zeroed again when taken"
+        );
     }
 
     #[test]
