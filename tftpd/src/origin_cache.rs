@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -184,6 +184,66 @@ fn ours(name: &str) -> bool {
     key.len() == 64
         && key.bytes().all(|b| b.is_ascii_hexdigit())
         && (rest == ".json" || rest == ".data" || (rest.starts_with('.') && rest.ends_with(".tmp")))
+}
+
+/// The private directory's name starts so, in the temporary directory ($TMPDIR).
+const PRIVATE_PREFIX: &str = "tftpd-origin-";
+
+/// Hold a lock on private directory `dir` for as long as the returned file is open: the
+/// process's, so that a later tftpd can tell a directory left by one that died (SIGKILL, a
+/// crash: no destructor removed it) from one in use ([`sweep_private_dirs`]). The lock file
+/// is locked under a name of its own, then renamed: a sweeper never sees `.lock` unlocked.
+fn lock_private_dir(dir: &Path) -> io::Result<File> {
+    let staged = dir.join(".lock.new");
+    let file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&staged)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+    std::fs::rename(&staged, dir.join(".lock"))?;
+    Ok(file)
+}
+
+/// Remove the private directories in `tmp` that tftpd processes left when they died: their
+/// copies of origin files (up to `--origin-cache-size` each) would stay in the temporary
+/// directory until the next reboot. A directory is removed only if its `.lock` could be
+/// locked (its process is gone); one without it (an older tftpd, or one being made right
+/// now) is left alone.
+fn sweep_private_dirs(tmp: &Path) {
+    let Ok(listing) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for item in listing.flatten() {
+        if !item
+            .file_name()
+            .to_string_lossy()
+            .starts_with(PRIVATE_PREFIX)
+        {
+            continue;
+        }
+        let dir = item.path();
+        // Not followed: a link planted in a shared /tmp leads nowhere. And only this user's.
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != rustix::process::geteuid().as_raw() {
+            continue;
+        }
+        let Ok(lock) = File::open(dir.join(".lock")) else {
+            continue;
+        };
+        let free = rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        if free.is_ok() {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {
+                    tracing::info!(dir = %dir.display(), "removed the origin copies of a tftpd that died")
+                }
+                Err(e) => {
+                    tracing::debug!(dir = %dir.display(), error = %e, "cannot remove a dead tftpd's origin copies")
+                }
+            }
+        }
+    }
 }
 
 fn transfer_failed() -> HandlerError {
@@ -342,9 +402,12 @@ impl Cache {
         let cache = Arc::new(match &dir {
             Some(d) => Cache::persistent(d, max, options)?,
             None => {
+                sweep_private_dirs(&std::env::temp_dir());
                 let private = tempfile::Builder::new()
-                    .prefix("tftpd-origin-")
+                    .prefix(PRIVATE_PREFIX)
                     .tempdir()
+                    .map_err(|e| format!("a temporary directory for origin copies: {e}"))?;
+                let lock = lock_private_dir(private.path())
                     .map_err(|e| format!("a temporary directory for origin copies: {e}"))?;
                 Cache {
                     dir: private.path().to_path_buf(),
@@ -354,7 +417,7 @@ impl Cache {
                     default_max_age: AtomicU64::new(options.default_max_age),
                     inner: Mutex::default(),
                     _private: Some(private),
-                    _lock: None,
+                    _lock: Some(lock),
                 }
             }
         });

@@ -787,6 +787,47 @@ fn bodies_of_unknown_length_stay_within_the_bound() {
     assert_eq!(entries(cache.path(), ".tmp"), 0);
 }
 
+#[test]
+fn a_dead_tftpd_leaves_its_origin_copies_to_the_next_one_to_remove() {
+    let nginx = Nginx::start();
+    nginx.put("long/left", &content(256 * 1024, 12));
+    let tmp = tempfile::tempdir().unwrap();
+    let private = || {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("tftpd-origin-"))
+            .map(|e| e.path())
+            .collect();
+        dirs.sort();
+        dirs
+    };
+    // One without a lock (an older tftpd's, or one being made this moment) stays.
+    let unlocked = tmp.path().join("tftpd-origin-unlocked");
+    std::fs::create_dir(&unlocked).unwrap();
+    let start = || tftpd_env(&["--http-origin", &nginx.url()], &[("TMPDIR", tmp.path())]);
+    let dead = start();
+    let out = tempfile::tempdir().unwrap();
+    let o = dead.get("long/left", &out.path().join("left"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let first = private();
+    assert_eq!(first.len(), 2, "{first:?}");
+    // SIGKILL: no destructor removes its directory.
+    drop(dead);
+    assert_eq!(private(), first);
+    let alive = start();
+    let second = private();
+    assert_eq!(second.len(), 2, "the dead one's copies removed: {second:?}");
+    assert!(second.contains(&unlocked));
+    let _third = start();
+    let third = private();
+    assert_eq!(third.len(), 3, "a live one's copies kept: {third:?}");
+    assert!(second.iter().all(|d| third.contains(d)));
+    // The live one still serves from them.
+    let o = alive.get("long/left", &out.path().join("again"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// `chattr -i` on drop.
 struct Immutable(PathBuf);
 
