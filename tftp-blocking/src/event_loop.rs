@@ -195,7 +195,9 @@ impl Routes {
     /// The session of `peer`, whose [`Routes::hash`] is `hash`.
     fn find(&self, hash: u64, peer: SocketAddr) -> Option<u64> {
         let peer = Peer(peer);
-        self.table.find(hash, |(p, _)| *p == peer).map(|&(_, key)| key)
+        self.table
+            .find(hash, |(p, _)| *p == peer)
+            .map(|&(_, key)| key)
     }
 
     fn get(&self, peer: SocketAddr) -> Option<u64> {
@@ -221,7 +223,10 @@ impl Routes {
     /// Forget `peer`'s route if it goes to `key`: true if it did.
     fn remove(&mut self, peer: SocketAddr, key: u64) -> bool {
         let hash = self.hash(peer);
-        match self.table.find_entry(hash, |&(p, k)| p == Peer(peer) && k == key) {
+        match self
+            .table
+            .find_entry(hash, |&(p, k)| p == Peer(peer) && k == key)
+        {
             Ok(found) => {
                 found.remove();
                 true
@@ -650,7 +655,11 @@ impl<'s, H: Handler> Loop<'s, H> {
             hashes.clear();
             hashes.extend(peers.clone().map(|peer| routes.hash(peer)));
             found.clear();
-            found.extend(peers.zip(hashes.iter()).map(|(peer, &h)| routes.find(h, peer)));
+            found.extend(
+                peers
+                    .zip(hashes.iter())
+                    .map(|(peer, &h)| routes.find(h, peer)),
+            );
             self.prefetch_sessions(self.found.iter().flatten());
             for i in 0..batch.len() {
                 // Still the route, unless a datagram before it in the batch started or ended
@@ -1431,8 +1440,10 @@ mod tests {
     #[test]
     fn routes_go_to_the_latest_session_of_a_peer_and_leave_with_it() {
         let mut routes = Routes::default();
-        let (a, b): (SocketAddr, SocketAddr) =
-            ("198.18.0.7:1024".parse().unwrap(), "[2001:db8::7]:1024".parse().unwrap());
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "198.18.0.7:1024".parse().unwrap(),
+            "[2001:db8::7]:1024".parse().unwrap(),
+        );
         assert_eq!(routes.get(a), None);
         routes.insert(a, 1);
         routes.insert(b, 2);

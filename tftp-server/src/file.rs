@@ -427,7 +427,11 @@ impl Read for FileSource {
                     *refused = Some(index);
                 }
             }
-            if let Some(c) = chunk.as_ref().map(|c| c.data()).filter(|c| within < c.len()) {
+            if let Some(c) = chunk
+                .as_ref()
+                .map(|c| c.data())
+                .filter(|c| within < c.len())
+            {
                 let n = out.len().min(c.len() - within);
                 out[..n].copy_from_slice(&c[within..within + n]);
                 *offset += n as u64;
