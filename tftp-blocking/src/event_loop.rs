@@ -651,14 +651,15 @@ impl<'s, H: Handler> Loop<'s, H> {
             // The datagrams' routes: every peer hashed, then every route looked up (see
             // `Routes`); then the sessions they go to read, before any is handled.
             let (routes, found, hashes) = (&listener.routes, &mut self.found, &mut self.hashes);
-            let peers = (0..batch.len()).filter_map(|i| batch.get(i).map(|(r, _)| r.peer));
+            // One of each per datagram, in the batch's order.
+            let peers = (0..batch.len()).map(|i| batch.get(i).map(|(r, _)| r.peer));
             hashes.clear();
-            hashes.extend(peers.clone().map(|peer| routes.hash(peer)));
+            hashes.extend(peers.clone().map(|p| p.map_or(0, |peer| routes.hash(peer))));
             found.clear();
             found.extend(
                 peers
                     .zip(hashes.iter())
-                    .map(|(peer, &h)| routes.find(h, peer)),
+                    .map(|(p, &h)| p.and_then(|peer| routes.find(h, peer))),
             );
             self.prefetch_sessions(self.found.iter().flatten());
             for i in 0..batch.len() {
