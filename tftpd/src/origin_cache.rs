@@ -188,27 +188,32 @@ fn ours(name: &str) -> bool {
 
 /// The private directory's name starts so, in the temporary directory ($TMPDIR).
 const PRIVATE_PREFIX: &str = "tftpd-origin-";
+/// The file a private directory's process holds locked. Not a persistent cache's `.lock`,
+/// which stays unlocked in its directory while no tftpd runs: a cache an operator named
+/// `$TMPDIR/tftpd-origin-…` is never taken for a dead process's copies.
+const PRIVATE_LOCK: &str = ".private.lock";
 
 /// Hold a lock on private directory `dir` for as long as the returned file is open: the
 /// process's, so that a later tftpd can tell a directory left by one that died (SIGKILL, a
 /// crash: no destructor removed it) from one in use ([`sweep_private_dirs`]). The lock file
-/// is locked under a name of its own, then renamed: a sweeper never sees `.lock` unlocked.
+/// is locked under a name of its own, then renamed: a sweeper never sees [`PRIVATE_LOCK`]
+/// unlocked.
 fn lock_private_dir(dir: &Path) -> io::Result<File> {
-    let staged = dir.join(".lock.new");
+    let staged = dir.join(".private.lock.new");
     let file = std::fs::OpenOptions::new()
         .create_new(true)
         .write(true)
         .open(&staged)?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
-    std::fs::rename(&staged, dir.join(".lock"))?;
+    std::fs::rename(&staged, dir.join(PRIVATE_LOCK))?;
     Ok(file)
 }
 
 /// Remove the private directories in `tmp` that tftpd processes left when they died: their
 /// copies of origin files (up to `--origin-cache-size` each) would stay in the temporary
-/// directory until the next reboot. A directory is removed only if its `.lock` could be
-/// locked (its process is gone); one without it (an older tftpd, or one being made right
-/// now) is left alone.
+/// directory until the next reboot. A directory is removed only if its [`PRIVATE_LOCK`] could
+/// be locked (its process is gone); one without it (an older tftpd's, one being made right
+/// now, a persistent cache) is left alone.
 fn sweep_private_dirs(tmp: &Path) {
     let Ok(listing) = std::fs::read_dir(tmp) else {
         return;
@@ -229,7 +234,7 @@ fn sweep_private_dirs(tmp: &Path) {
         if !meta.is_dir() || meta.uid() != rustix::process::geteuid().as_raw() {
             continue;
         }
-        let Ok(lock) = File::open(dir.join(".lock")) else {
+        let Ok(lock) = File::open(dir.join(PRIVATE_LOCK)) else {
             continue;
         };
         let free = rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive);

@@ -805,23 +805,28 @@ fn a_dead_tftpd_leaves_its_origin_copies_to_the_next_one_to_remove() {
     // One without a lock (an older tftpd's, or one being made this moment) stays.
     let unlocked = tmp.path().join("tftpd-origin-unlocked");
     std::fs::create_dir(&unlocked).unwrap();
+    // Nor does a persistent cache an operator named so, whose `.lock` no process holds while
+    // no tftpd runs.
+    let cache = tmp.path().join("tftpd-origin-cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::write(cache.join(".lock"), b"").unwrap();
     let start = || tftpd_env(&["--http-origin", &nginx.url()], &[("TMPDIR", tmp.path())]);
     let dead = start();
     let out = tempfile::tempdir().unwrap();
     let o = dead.get("long/left", &out.path().join("left"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let first = private();
-    assert_eq!(first.len(), 2, "{first:?}");
+    assert_eq!(first.len(), 3, "{first:?}");
     // SIGKILL: no destructor removes its directory.
     drop(dead);
     assert_eq!(private(), first);
     let alive = start();
     let second = private();
-    assert_eq!(second.len(), 2, "the dead one's copies removed: {second:?}");
-    assert!(second.contains(&unlocked));
+    assert_eq!(second.len(), 3, "the dead one's copies removed: {second:?}");
+    assert!(second.contains(&unlocked) && second.contains(&cache));
     let _third = start();
     let third = private();
-    assert_eq!(third.len(), 3, "a live one's copies kept: {third:?}");
+    assert_eq!(third.len(), 4, "a live one's copies kept: {third:?}");
     assert!(second.iter().all(|d| third.contains(d)));
     // The live one still serves from them.
     let o = alive.get("long/left", &out.path().join("again"));
