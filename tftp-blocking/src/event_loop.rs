@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
@@ -188,7 +189,6 @@ struct Routes {
 
 impl Routes {
     fn hash(&self, peer: SocketAddr) -> u64 {
-        use std::hash::BuildHasher;
         self.hasher.hash_one(Peer(peer))
     }
 
@@ -207,11 +207,9 @@ impl Routes {
     /// `peer`'s datagrams go to session `key` now (replacing any other).
     fn insert(&mut self, peer: SocketAddr, key: u64) {
         let (hash, hasher) = (self.hash(peer), &self.hasher);
-        let entry = self.table.entry(
-            hash,
-            |(p, _)| *p == Peer(peer),
-            |(p, _)| std::hash::BuildHasher::hash_one(hasher, p),
-        );
+        let entry = self
+            .table
+            .entry(hash, |(p, _)| *p == Peer(peer), |(p, _)| hasher.hash_one(p));
         match entry {
             hashbrown::hash_table::Entry::Occupied(mut e) => e.get_mut().1 = key,
             hashbrown::hash_table::Entry::Vacant(e) => {
@@ -346,9 +344,9 @@ pub(crate) struct Loop<'s, H> {
     /// The latest session of each client port on this loop, which a new request from that
     /// port replaces.
     peers: HashMap<SocketAddr, u64>,
-    /// Single-port mode: the route of each datagram of the listener batch being handled,
-    /// and the hashes of their peers it was looked up with.
+    /// Single-port mode: the route of each datagram of the listener batch being handled.
     found: Vec<Option<u64>>,
+    /// Single-port mode: the hash of each datagram's peer, its route looked up with.
     hashes: Vec<u64>,
     timers: Wheel<Instant, u64>,
     /// The receive buffer of every socket of this loop.
