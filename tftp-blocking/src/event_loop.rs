@@ -1,8 +1,9 @@
-//! An event loop thread: its sockets on one epoll instance, its sessions' deadlines on one
-//! timing wheel, one receive buffer for all of them. The listening side is [`ServerCore::on_datagram`]
-//! (admission, limits, refusals, statistics: the decisions the async server makes); each
-//! transfer is a [`ServerSession`] drained after every input; whatever may block goes to the
-//! I/O pool and comes back as a message.
+//! An event loop thread: its sockets on one epoll instance (single-port listeners waited on
+//! with `poll(2)` beside it: see [`crate::reactor`]), its sessions' deadlines on one timing
+//! wheel, one receive buffer for all of them. The listening side is
+//! [`ServerCore::on_datagram`] (admission, limits, refusals, statistics: the decisions the
+//! async server makes); each transfer is a [`ServerSession`] drained after every input;
+//! whatever may block goes to the I/O pool and comes back as a message.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
 use tftp_proto::timers::Wheel;
 use tftp_proto::{ErrorCode, Event, IncomingRequest, Output, ServerSession, Transmit};
 use tftp_server::batch::{RecvBatch, SendQueue};
@@ -254,7 +256,7 @@ struct Listener {
     /// Single-port mode: what its sessions (and refusals) send, for one `sendmmsg` at the
     /// end of the batch of datagrams that caused it (or of the loop's turn).
     queue: Option<RefCell<SendQueue>>,
-    /// Registered with the poller.
+    /// Read from: registered with the poller, or (single-port mode) passed to each wait.
     open: bool,
     /// Routes inserted and removed so far (a route looked up before a change may be stale).
     changes: u64,
@@ -379,7 +381,11 @@ impl<'s, H: Handler> Loop<'s, H> {
         let mut own = Vec::new();
         let single_port = shared.core.config.single_port;
         for (i, socket) in listeners.into_iter().enumerate() {
-            poller.add(&socket, i as u64)?;
+            // A single-port listener sends every transfer's DATA: it is waited on with
+            // poll(2) instead (see `crate::reactor`), its key its index as here.
+            if !single_port {
+                poller.add(&socket, i as u64)?;
+            }
             let (local, routes, open) = (socket.local_addr()?, Routes::default(), true);
             let queue = match single_port {
                 true => Some(RefCell::new(SendQueue::for_socket(&socket)?)),
@@ -491,7 +497,16 @@ impl<'s, H: Handler> Loop<'s, H> {
                 }
             }
             let timeout = wake.map(|at| at.saturating_duration_since(now));
-            self.poller.wait(&mut events, &mut keys, timeout)?;
+            {
+                let polled: SmallVec<[_; 8]> = match self.shared.core.config.single_port {
+                    true => (self.listeners.iter().enumerate())
+                        .filter(|(_, l)| l.open)
+                        .map(|(i, l)| (l.socket.as_fd(), i as u64))
+                        .collect(),
+                    false => SmallVec::new(),
+                };
+                self.poller.wait(&mut events, &mut keys, &polled, timeout)?;
+            }
             self.prefetch_sessions(&keys);
             let mut queued = false;
             for &key in &keys {
@@ -1130,7 +1145,9 @@ impl<'s, H: Handler> Loop<'s, H> {
     fn close_idle_listeners(&mut self) {
         for listener in &mut self.listeners {
             if listener.open && listener.routes.is_empty() {
-                let _ = self.poller.delete(&listener.socket);
+                if !self.shared.core.config.single_port {
+                    let _ = self.poller.delete(&listener.socket);
+                }
                 listener.open = false;
             }
         }

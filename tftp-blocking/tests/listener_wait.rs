@@ -1,0 +1,157 @@
+//! How a loop waits for its listener. A single-port listener sends every transfer's DATA, and
+//! a socket registered with epoll has its wait queue woken by the kernel for each datagram it
+//! sends (when the datagram's memory is given back) and receives; so a single-port listener
+//! is waited on with `poll(2)` and never registered (see the crate's `reactor` module), while
+//! a listener that only takes requests stays in epoll. These tests look at what the loop's
+//! epoll instance holds (`/proc/self/fdinfo`), with a transfer done first so that the loop
+//! runs, and that a single-port server still serves, shuts down and drains while its listener
+//! is outside epoll.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::thread;
+use std::time::Duration;
+
+use tftp_blocking::{
+    Handler, HandlerError, ReadResponse, Request, Server, ServerOptions, ShutdownHandle,
+};
+
+struct Bytes;
+
+impl Handler for Bytes {
+    fn read(&self, _: &Request) -> Result<ReadResponse, HandlerError> {
+        Ok(ReadResponse::from_bytes(vec![5u8; 1300]))
+    }
+}
+
+/// The socket (or other file) behind descriptor `fd` of this process: `socket:[inode]`.
+fn file_of(fd: &str) -> Option<String> {
+    let link = fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+/// Every file registered with any epoll instance of this process.
+fn registered_with_epoll() -> Vec<String> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir("/proc/self/fd").unwrap() {
+        let fd = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if file_of(&fd).as_deref() != Some("anon_inode:[eventpoll]") {
+            continue;
+        }
+        let Ok(info) = fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+            continue;
+        };
+        // "tfd:        7 events:       19 data: ..." a registered descriptor.
+        for line in info.lines() {
+            let Some(rest) = line.strip_prefix("tfd:") else {
+                continue;
+            };
+            if let Some(file) = rest.split_whitespace().next().and_then(file_of) {
+                files.push(file);
+            }
+        }
+    }
+    files
+}
+
+/// A lock-step download of the handler's 1,300 bytes from `server`.
+fn fetch(server: SocketAddr) -> usize {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket.send_to(b"\0\x01f\0octet\0", server).unwrap();
+    let mut buf = [0u8; 600];
+    let mut got = 0;
+    loop {
+        let (n, from) = socket.recv_from(&mut buf).expect("DATA from the server");
+        assert_eq!(&buf[..2], &[0, 3], "DATA");
+        socket.send_to(&[0, 4, buf[2], buf[3]], from).unwrap();
+        got += n - 4;
+        if n < 516 {
+            return got;
+        }
+    }
+}
+
+/// A server of [`Bytes`] on one loop over the given listener.
+fn serve(
+    listener: UdpSocket,
+    single_port: bool,
+) -> (SocketAddr, ShutdownHandle, thread::JoinHandle<()>) {
+    let mut options = ServerOptions::new().socket(listener);
+    options.config.single_port = single_port;
+    let server = Server::bind(Bytes, options).unwrap().workers(1);
+    let addr = server.local_addrs().unwrap()[0];
+    let stop = server.shutdown_handle();
+    (addr, stop, thread::spawn(move || server.serve().unwrap()))
+}
+
+#[test]
+fn only_a_listener_that_does_not_send_the_transfers_is_registered_with_epoll() {
+    for single_port in [false, true] {
+        let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let file = file_of(&listener.as_raw_fd().to_string()).unwrap();
+        assert!(file.starts_with("socket:["), "{file}");
+        let (addr, stop, serving) = serve(listener, single_port);
+        assert_eq!(fetch(addr), 1300, "single-port {single_port}");
+        let registered = registered_with_epoll().contains(&file);
+        // A transfer port per session: the listener only takes requests, in epoll as ever
+        // (which also shows that this test finds what a loop registers).
+        assert_eq!(registered, !single_port, "single-port {single_port}");
+        // Still served after the look, and shut down on request.
+        assert_eq!(fetch(addr), 1300, "single-port {single_port}");
+        stop.shutdown();
+        serving.join().unwrap();
+    }
+}
+
+/// Requests and ACKs of several clients at once on a polled listener, then a shutdown while
+/// transfers run: the loop drains them from the listener it no longer takes requests on.
+#[test]
+fn a_polled_listener_serves_many_clients_and_drains_at_shutdown() {
+    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (addr, stop, serving) = serve(listener, true);
+    let clients: Vec<_> = (0..16)
+        .map(|_| thread::spawn(move || fetch(addr)))
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 1300);
+    }
+    // One transfer held half-way (the first DATA unacknowledged) while the shutdown starts.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket.send_to(b"\0\x01f\0octet\0", addr).unwrap();
+    let mut buf = [0u8; 600];
+    let (n, from) = socket.recv_from(&mut buf).unwrap();
+    assert_eq!((n, &buf[..4]), (516, &[0u8, 3, 0, 1][..]));
+    stop.shutdown();
+    thread::sleep(Duration::from_millis(50));
+    let mut got = n - 4;
+    let mut block = 1u16;
+    loop {
+        socket
+            .send_to(&[0, 4, (block >> 8) as u8, block as u8], from)
+            .unwrap();
+        if got == 1300 {
+            break;
+        }
+        let (n, _) = socket
+            .recv_from(&mut buf)
+            .expect("the rest, after the shutdown began");
+        assert_eq!(&buf[..2], &[0, 3], "DATA");
+        // A retransmitted block is ACKed again, not counted again.
+        let this = u16::from_be_bytes([buf[2], buf[3]]);
+        if this == block + 1 {
+            block = this;
+            got += n - 4;
+        }
+    }
+    assert_eq!(got, 1300);
+    serving.join().unwrap();
+}
