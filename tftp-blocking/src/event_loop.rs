@@ -293,6 +293,15 @@ struct Entry<'s> {
     blocking: bool,
 }
 
+/// Lone mode: the session whose own socket was taken out of the poller when it became the
+/// loop's lone transfer, and is waited on with `poll(2)` by every wait of the loop since (see
+/// [`crate::reactor`]): registered, each DATA it sends and each ACK it receives wakes the
+/// epoll entry on its wait queue, for nothing while the loop sits in a blocking receive on it.
+/// At most one: a session becomes lone only when it is the loop's only one, and stays out of
+/// the poller until it ends (its catcher, which sends nothing, stays in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OutOfPoller(u64);
+
 /// What an entry keeps of its request's admission.
 struct Admitted {
     request: Request,
@@ -360,6 +369,8 @@ pub(crate) struct Loop<'s, H> {
     /// Lone mode: turns through the poller left before lone receives are tried again, and
     /// the backoff the next miss sets.
     lone_skip: u32,
+    /// Lone mode: the session whose socket the poller no longer holds.
+    out_of_poller: Option<OutOfPoller>,
     lone_backoff: u32,
 }
 
@@ -422,6 +433,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             next_stats,
             lone_skip: 0,
             lone_backoff: LONE_BACKOFF,
+            out_of_poller: None,
         })
     }
 
@@ -498,13 +510,20 @@ impl<'s, H: Handler> Loop<'s, H> {
             }
             let timeout = wake.map(|at| at.saturating_duration_since(now));
             {
-                let polled: SmallVec<[_; 8]> = match self.shared.core.config.single_port {
+                let mut polled: SmallVec<[_; 8]> = match self.shared.core.config.single_port {
                     true => (self.listeners.iter().enumerate())
                         .filter(|(_, l)| l.open)
                         .map(|(i, l)| (l.socket.as_fd(), i as u64))
                         .collect(),
                     false => SmallVec::new(),
                 };
+                if let Some(OutOfPoller(key)) = self.out_of_poller {
+                    if let Some(Transport::Own(socket, _)) =
+                        self.sessions.get(&key).map(|e| &e.transport)
+                    {
+                        polled.push((socket.as_fd(), key));
+                    }
+                }
                 self.poller.wait(&mut events, &mut keys, &polled, timeout)?;
             }
             self.prefetch_sessions(&keys);
@@ -585,6 +604,9 @@ impl<'s, H: Handler> Loop<'s, H> {
                 return None;
             }
             entry.blocking = true;
+        }
+        if self.out_of_poller.is_none() && self.poller.delete(socket).is_ok() {
+            self.out_of_poller = Some(OutOfPoller(key));
         }
         let len = running.session.max_datagram_len().min(self.buf.len());
         match recv(
@@ -1121,6 +1143,9 @@ impl<'s, H: Handler> Loop<'s, H> {
         let Some(entry) = self.sessions.remove(&key) else {
             return;
         };
+        if self.out_of_poller == Some(OutOfPoller(key)) {
+            self.out_of_poller = None;
+        }
         if self.peers.get(&entry.admitted.request.peer) == Some(&key) {
             self.peers.remove(&entry.admitted.request.peer);
         }

@@ -7,7 +7,8 @@
 //! `unsafe` (this crate forbids unsafe code) and `mio` is edge-triggered only.
 //!
 //! A socket the loop also *sends* much on (a single-port listener: every transfer's DATA
-//! leaves through it) is better not registered with epoll at all, but waited on with `poll(2)`
+//! leaves through it; a lone transfer's own socket, whose ACKs the loop reads with blocking
+//! receives) is better not registered with epoll at all, but waited on with `poll(2)`
 //! together with the epoll instance ([`Poller::wait`]'s `polled`). An epoll registration is an
 //! entry on the socket's wait queue for as long as it lasts, and Linux wakes that queue
 //! whenever a sent datagram's memory is given back (`sock_wfree` → `sk_write_space`, under the
@@ -17,7 +18,8 @@
 //! nothing, and takes them off when it returns, so a busy loop's packets find the queue empty
 //! — as dnsmasq's (`poll`) and a blocking `recvmmsg` loop's (`benches`' floor-single) do. Measured
 //! at 10,000 clients, single-port: the `sock_wfree` wake-ups were 3.7% of the server's CPU
-//! samples, where the floor had none.
+//! samples, where the floor had none; a lone lock-step transfer at blksize 512 (pinned) spent
+//! ×0.984 of the CPU per MB out of epoll.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

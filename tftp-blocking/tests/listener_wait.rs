@@ -1,19 +1,22 @@
-//! How a loop waits for its listener. A single-port listener sends every transfer's DATA, and
-//! a socket registered with epoll has its wait queue woken by the kernel for each datagram it
-//! sends (when the datagram's memory is given back) and receives; so a single-port listener
-//! is waited on with `poll(2)` and never registered (see the crate's `reactor` module), while
-//! a listener that only takes requests stays in epoll. These tests look at what the loop's
-//! epoll instance holds (`/proc/self/fdinfo`), with a transfer done first so that the loop
-//! runs, and that a single-port server still serves, shuts down and drains while its listener
-//! is outside epoll.
+//! Which sockets a loop keeps in epoll. A socket registered with epoll has its wait queue woken
+//! by the kernel for each datagram it sends (when the datagram's memory is given back) and
+//! receives; so a socket the loop sends much on while nothing else needs epoll is waited on
+//! with `poll(2)` instead (see the crate's `reactor` module): a single-port listener, which
+//! sends every transfer's DATA, and a lone transfer's own socket (lone mode: the loop's only
+//! transfer, its ACKs read with blocking receives). A listener that only takes requests, a
+//! transfer among others and a catcher stay in epoll. These tests look at what the loop's
+//! epoll instance holds (`/proc/self/fdinfo`, sockets by their inode), and that a server
+//! still serves, shuts down and drains while those sockets are outside epoll.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tftp_blocking::{
     Handler, HandlerError, ReadResponse, Request, Server, ServerOptions, ShutdownHandle,
@@ -22,8 +25,14 @@ use tftp_blocking::{
 struct Bytes;
 
 impl Handler for Bytes {
-    fn read(&self, _: &Request) -> Result<ReadResponse, HandlerError> {
-        Ok(ReadResponse::from_bytes(vec![5u8; 1300]))
+    fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
+        // "big": more than a test's lock-step peer asks for (64 MiB, 131,072 blocks of 512).
+        let len = if request.filename == "big" {
+            64 << 20
+        } else {
+            1300
+        };
+        Ok(ReadResponse::from_bytes(vec![5u8; len]))
     }
 }
 
@@ -84,6 +93,8 @@ fn serve(
 ) -> (SocketAddr, ShutdownHandle, thread::JoinHandle<()>) {
     let mut options = ServerOptions::new().socket(listener);
     options.config.single_port = single_port;
+    // Transfers whose peers stopped answering are aborted this long after a shutdown.
+    options.config.shutdown_grace = Duration::from_secs(1);
     let server = Server::bind(Bytes, options).unwrap().workers(1);
     let addr = server.local_addrs().unwrap()[0];
     let stop = server.shutdown_handle();
@@ -153,5 +164,101 @@ fn a_polled_listener_serves_many_clients_and_drains_at_shutdown() {
         }
     }
     assert_eq!(got, 1300);
+    serving.join().unwrap();
+}
+
+/// The inode of the UDP socket of this process bound to local port `port` and, if `peer` is
+/// given, connected to it (`/proc/net/udp` and `udp6`: "sl local_address rem_address st ...
+/// inode", addresses as hex `ADDR:PORT`).
+fn udp_socket(port: u16, peer: Option<SocketAddr>) -> Option<String> {
+    let peer_port = peer.map(|p| format!("{:04X}", p.port()));
+    for table in ["/proc/self/net/udp", "/proc/self/net/udp6"] {
+        let text = fs::read_to_string(table).ok()?;
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(remote), Some(inode)) =
+                (fields.get(1), fields.get(2), fields.get(9))
+            else {
+                continue;
+            };
+            let local_port = local.rsplit(':').next();
+            let remote_port = remote.rsplit(':').next();
+            if local_port == Some(&format!("{port:04X}")[..])
+                && remote_port.map(str::to_owned) == peer_port.clone().or(Some("0000".into()))
+            {
+                return Some(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    None
+}
+
+/// A lock-step peer of "big" on its own thread: ACKs every DATA at once until `stop`, then
+/// stops answering (the server gives up on it later). Returns the server's transfer address
+/// once 100 blocks came, and the peer's own address.
+fn busy_peer(server: SocketAddr, stop: Arc<AtomicBool>) -> (SocketAddr, SocketAddr) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = socket.local_addr().unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        socket.send_to(b"\0\x01big\0octet\0", server).unwrap();
+        let mut buf = [0u8; 600];
+        let mut blocks = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let (_, from) = socket.recv_from(&mut buf).expect("DATA from the server");
+            assert_eq!(&buf[..2], &[0, 3], "DATA");
+            socket.send_to(&[0, 4, buf[2], buf[3]], from).unwrap();
+            blocks += 1;
+            if blocks == 100 {
+                tx.send(from).unwrap();
+            }
+        }
+    });
+    (rx.recv_timeout(Duration::from_secs(10)).unwrap(), me)
+}
+
+#[test]
+fn a_lone_transfer_leaves_epoll_and_its_loop_still_serves_others() {
+    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (addr, stop_server, serving) = serve(listener, false);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (transfer, peer) = busy_peer(addr, Arc::clone(&stop));
+    // Connected to its peer (with a catcher for strays) or not, the transfer's own socket.
+    let own = udp_socket(transfer.port(), Some(peer))
+        .or_else(|| udp_socket(transfer.port(), None))
+        .expect("the transfer socket");
+    // Lone mode reads its ACKs with blocking receives; give it a few turns of its loop.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while registered_with_epoll().contains(&own) {
+        assert!(
+            Instant::now() < deadline,
+            "the lone transfer's socket stayed in epoll"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    // Out of epoll, the loop still takes requests and serves them beside it, promptly.
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert_eq!(fetch(addr), 1300);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // A second transfer is in epoll (the first one stays out until it ends).
+    let stop_second = Arc::new(AtomicBool::new(false));
+    let (second, second_peer) = busy_peer(addr, Arc::clone(&stop_second));
+    let other = udp_socket(second.port(), Some(second_peer))
+        .or_else(|| udp_socket(second.port(), None))
+        .expect("the second transfer socket");
+    let registered = registered_with_epoll();
+    assert!(registered.contains(&other) && !registered.contains(&own));
+    stop.store(true, Ordering::Relaxed);
+    stop_second.store(true, Ordering::Relaxed);
+    stop_server.shutdown();
     serving.join().unwrap();
 }
