@@ -369,9 +369,9 @@ pub(crate) struct Loop<'s, H> {
     /// Lone mode: turns through the poller left before lone receives are tried again, and
     /// the backoff the next miss sets.
     lone_skip: u32,
+    lone_backoff: u32,
     /// Lone mode: the session whose socket the poller no longer holds.
     out_of_poller: Option<OutOfPoller>,
-    lone_backoff: u32,
 }
 
 /// What draining a session left it waiting for.
