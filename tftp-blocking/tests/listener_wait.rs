@@ -66,13 +66,21 @@ fn registered_with_epoll() -> Vec<String> {
     files
 }
 
-/// A lock-step download of the handler's 1,300 bytes from `server`.
-fn fetch(server: SocketAddr) -> usize {
+/// A client socket (its receives give up after 5 s) that has sent `server` an octet RRQ for
+/// `file`.
+fn ask(server: SocketAddr, file: &str) -> UdpSocket {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    socket.send_to(b"\0\x01f\0octet\0", server).unwrap();
+    let rrq = [&b"\0\x01"[..], file.as_bytes(), b"\0octet\0"].concat();
+    socket.send_to(&rrq, server).unwrap();
+    socket
+}
+
+/// A lock-step download of the handler's 1,300 bytes from `server`.
+fn fetch(server: SocketAddr) -> usize {
+    let socket = ask(server, "f");
     let mut buf = [0u8; 600];
     let mut got = 0;
     loop {
@@ -133,11 +141,7 @@ fn a_polled_listener_serves_many_clients_and_drains_at_shutdown() {
         assert_eq!(c.join().unwrap(), 1300);
     }
     // One transfer held half-way (the first DATA unacknowledged) while the shutdown starts.
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    socket.send_to(b"\0\x01f\0octet\0", addr).unwrap();
+    let socket = ask(addr, "f");
     let mut buf = [0u8; 600];
     let (n, from) = socket.recv_from(&mut buf).unwrap();
     assert_eq!((n, &buf[..4]), (516, &[0u8, 3, 0, 1][..]));
@@ -171,7 +175,11 @@ fn a_polled_listener_serves_many_clients_and_drains_at_shutdown() {
 /// given, connected to it (`/proc/net/udp` and `udp6`: "sl local_address rem_address st ...
 /// inode", addresses as hex `ADDR:PORT`).
 fn udp_socket(port: u16, peer: Option<SocketAddr>) -> Option<String> {
-    let peer_port = peer.map(|p| format!("{:04X}", p.port()));
+    // An unconnected socket's remote port is 0.
+    let (local_port, remote_port) = (
+        format!("{port:04X}"),
+        format!("{:04X}", peer.map_or(0, |p| p.port())),
+    );
     for table in ["/proc/self/net/udp", "/proc/self/net/udp6"] {
         let text = fs::read_to_string(table).ok()?;
         for line in text.lines().skip(1) {
@@ -181,10 +189,8 @@ fn udp_socket(port: u16, peer: Option<SocketAddr>) -> Option<String> {
             else {
                 continue;
             };
-            let local_port = local.rsplit(':').next();
-            let remote_port = remote.rsplit(':').next();
-            if local_port == Some(&format!("{port:04X}")[..])
-                && remote_port.map(str::to_owned) == peer_port.clone().or(Some("0000".into()))
+            if local.rsplit(':').next() == Some(&local_port)
+                && remote.rsplit(':').next() == Some(&remote_port)
             {
                 return Some(format!("socket:[{inode}]"));
             }
@@ -197,14 +203,10 @@ fn udp_socket(port: u16, peer: Option<SocketAddr>) -> Option<String> {
 /// stops answering (the server gives up on it later). Returns the server's transfer address
 /// once 100 blocks came, and the peer's own address.
 fn busy_peer(server: SocketAddr, stop: Arc<AtomicBool>) -> (SocketAddr, SocketAddr) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let socket = ask(server, "big");
     let me = socket.local_addr().unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     thread::spawn(move || {
-        socket.send_to(b"\0\x01big\0octet\0", server).unwrap();
         let mut buf = [0u8; 600];
         let mut blocks = 0u64;
         while !stop.load(Ordering::Relaxed) {
