@@ -14,10 +14,11 @@
 //!
 //! Where the kernel floor (`tftp-floor`, column `floor`) was measured, a last column gives
 //! tftpd's ratio to it. After the tables, the performance issue's targets are checked against
-//! the medians of this run, one PASS/FAIL/n/a line each (n/a: a number is missing). Where the
-//! concurrency floor (`tftp-floor --concurrent`, column `floor-epoll`; on io_uring,
-//! `floor-uring`) was measured, a FLOOR line per concurrency target and floor says whether the
-//! target lies within or beyond what that floor reaches against the same peer in the same run.
+//! the medians of this run, one PASS/FAIL/n/a line each (n/a: a number is missing). Where a
+//! floor was measured (lock-step: `floor`; concurrency: `tftp-floor --concurrent`, column
+//! `floor-epoll`, on io_uring `floor-uring`), a FLOOR line per target against a peer and floor
+//! says whether the target lies within or beyond what that floor reaches against the same peer
+//! in the same run.
 //! Where tftpd ran in single-port mode too (column `tftpd-sp`), the concurrency targets are
 //! checked for it as well, with its own floor (`floor-single`).
 
@@ -574,6 +575,25 @@ fn targets(
                 FLOOR,
                 Bound::AtMost(1.15),
             );
+            // Whether the floor itself meets the targets against tftpd-hpa in this run.
+            floor_line(
+                out,
+                &what,
+                "MB/s",
+                Bound::AtLeast(1.0),
+                (FLOOR, tput(FLOOR)),
+                (BASELINE, tput(BASELINE)),
+                (TFTPD, tput(TFTPD)),
+            );
+            floor_line(
+                out,
+                &what,
+                "CPU/MB",
+                Bound::AtMost(0.85),
+                (FLOOR, cpu(FLOOR)),
+                (BASELINE, cpu(BASELINE)),
+                (TFTPD, cpu(TFTPD)),
+            );
             covered.push(("throughput".into(), config.clone(), "mb_per_sec".into()));
             covered.push(("server-cpu-per-mb".into(), config, "cpu_ms_per_mb".into()));
         }
@@ -737,25 +757,14 @@ fn concurrency_lines(
         ]
         .map(|t| (*f, t))
     }) {
-        let (Some(floor), Some(peer)) = (m(metric, floor_name), m(metric, "dnsmasq")) else {
-            continue;
-        };
-        let r = floor / peer;
-        let (beyond, bound) = match target {
-            Bound::AtLeast(b) => (r < b, b),
-            Bound::AtMost(b) => (r > b, b),
-        };
-        let tftpd = m(metric, ours).map_or("missing".into(), |t| format!("×{:.2}", t / floor));
-        let _ = writeln!(
+        floor_line(
             out,
-            "{:4}  {}  ({floor_name} {} / dnsmasq {} = ×{r:.2}; {ours} {tftpd} of {floor_name})",
-            "FLOOR",
-            what(&format!(
-                "{label} ×{bound:.2} dnsmasq is {} the {floor_name} floor",
-                if beyond { "beyond" } else { "within" }
-            )),
-            fmt_value(floor),
-            fmt_value(peer),
+            what,
+            label,
+            target,
+            (floor_name, m(metric, floor_name)),
+            ("dnsmasq", m(metric, "dnsmasq")),
+            (ours, m(metric, ours)),
         );
     }
     let fails = worst(CONC, config, "failures", ours);
@@ -770,6 +779,50 @@ fn concurrency_lines(
         "{:4}  {}  ({ours} failures: {detail})",
         verdict.label(),
         what(&format!("{ours} failures = 0"))
+    );
+}
+
+/// A FLOOR line: whether `target` (ours against `peer`, e.g. CPU/MB ≤ 0.80× dnsmasq) lies
+/// within or beyond what the floor `floor` reaches against the same peer in the same run, and
+/// where we stand against the floor. A target beyond its floor is one no server of that kind
+/// can meet on this kernel path and machine: the "physically impossible", measured.
+/// Nothing when the floor or the peer was not measured.
+fn floor_line(
+    out: &mut String,
+    what: &dyn Fn(&str) -> String,
+    label: &str,
+    target: Bound,
+    (floor_name, floor): (&str, Option<f64>),
+    (peer_name, peer): (&str, Option<f64>),
+    (our_name, ours): (&str, Option<f64>),
+) {
+    let (Some(floor), Some(peer)) = (floor, peer) else {
+        return;
+    };
+    if floor == 0.0 || peer == 0.0 {
+        return;
+    }
+    let r = floor / peer;
+    let (beyond, bound) = match target {
+        Bound::AtLeast(b) => (r < b, b),
+        Bound::AtMost(b) => (r > b, b),
+    };
+    let ours = ours.map_or("missing".into(), |o| format!("×{:.2}", o / floor));
+    // "the floor-epoll floor", but "the floor" for the lock-step one (named `floor`).
+    let the_floor = match floor_name {
+        FLOOR => "the floor".to_string(),
+        name => format!("the {name} floor"),
+    };
+    let _ = writeln!(
+        out,
+        "{:4}  {}  ({floor_name} {} / {peer_name} {} = ×{r:.2}; {our_name} {ours} of {floor_name})",
+        "FLOOR",
+        what(&format!(
+            "{label} ×{bound:.2} {peer_name} is {} {the_floor}",
+            if beyond { "beyond" } else { "within" }
+        )),
+        fmt_value(floor),
+        fmt_value(peer),
     );
 }
 
@@ -835,6 +888,58 @@ mod tests {
         );
         // A metric not measured says so.
         assert!(lines[0].contains("client     n/a s"), "{out}");
+    }
+
+    /// The lock-step medians of one config: (server, MB/s, CPU ms per MB).
+    fn lock_step(config: &str, servers: &[(&str, f64, f64)]) -> BTreeMap<Key, f64> {
+        let mut medians = BTreeMap::new();
+        for &(server, tput, cpu) in servers {
+            let key = |test: &str, metric: &str| {
+                (test.into(), config.into(), metric.into(), server.into())
+            };
+            medians.insert(key("throughput", "mb_per_sec"), tput);
+            medians.insert(key("server-cpu-per-mb", "cpu_ms_per_mb"), cpu);
+        }
+        medians
+    }
+
+    #[test]
+    fn lock_step_targets_say_whether_the_floor_meets_them() {
+        // Unpinned 512 (results/2026-12-05-seekable-run.txt): the floor itself spends ×0.89 of
+        // tftpd-hpa's CPU, so ×0.85 is beyond it; its MB/s target is within.
+        let medians = lock_step(
+            "bs=512 ws=1 curl unpinned",
+            &[
+                (BASELINE, 7.159, 50.0),
+                (TFTPD, 7.501, 45.2),
+                (FLOOR, 7.798, 44.6),
+            ],
+        );
+        let mut out = String::new();
+        targets(&mut out, &[], &[], &medians, &[]);
+        let line = |start: &str| {
+            out.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("no line {start:?} in\n{out}"))
+                .to_string()
+        };
+        let cpu = line("FLOOR  lock-step bs=512 ws=1 curl unpinned: CPU/MB");
+        assert!(
+            cpu.contains("CPU/MB ×0.85 tftpd-hpa is beyond the floor  (floor 44.6 / tftpd-hpa 50.0 = ×0.89; tftpd ×1.01 of floor)"),
+            "{cpu}"
+        );
+        let tput = line("FLOOR  lock-step bs=512 ws=1 curl unpinned: MB/s");
+        assert!(
+            tput.contains("MB/s ×1.00 tftpd-hpa is within the floor"),
+            "{tput}"
+        );
+        assert!(
+            line("FAIL  lock-step bs=512 ws=1 curl unpinned: tftpd CPU/MB ≤ 0.85×")
+                .contains("×0.90")
+        );
+        // Not measured: no FLOOR line, the targets say n/a.
+        assert!(!out.contains("FLOOR  lock-step bs=1468"), "{out}");
+        assert!(line("n/a   lock-step bs=1468 ws=1 curl pinned: tftpd MB/s").contains("missing"));
     }
 
     #[test]
