@@ -138,18 +138,18 @@ impl ReadResponse {
     /// loop while it is read: give those to [`ReadResponse::new`] instead. The file is read
     /// from its current position; its descriptor is shared with every other transfer of the
     /// same file, and small blocks are read in chunks shared by its readers (see
-    /// [`FileSource`](tftp_server::file::FileSource)). A regular file is read where the
-    /// session asks: the session keeps one batch of blocks, not its window (at windowsize
-    /// 64 and blksize 65464, 64 KiB instead of 4 MiB), and reads a lost block again; a block
-    /// that comes out a different length the second time (the file changed) ends the
-    /// transfer with ERROR 0 "File changed while being sent".
+    /// [`FileSource`]). A regular file is read where the session asks: the session keeps one
+    /// batch of blocks, not its window (at windowsize 64 and blksize 65464, 64 KiB instead of
+    /// 4 MiB), and reads a lost block again; a block that comes out a different length the
+    /// second time (the file changed) ends the transfer with ERROR 0 "File changed while
+    /// being sent".
     pub fn file(file: File, size: Option<u64>) -> Self {
-        Self::from_file_source(tftp_server::file::FileSource::new(file), size)
+        Self::from_file_source(FileSource::new(file), size)
     }
 
-    /// Serve a file already wrapped as a [`FileSource`](tftp_server::file::FileSource), as
-    /// [`ReadResponse::file`] does (e.g. the source of an async handler's
-    /// `ReadResponse::from_file`, taken apart with `into_parts`).
+    /// Serve a file already wrapped as a [`FileSource`], as [`ReadResponse::file`] does (e.g.
+    /// the source of an async handler's `ReadResponse::from_file`, taken apart with
+    /// `into_parts`).
     pub fn from_file_source(source: tftp_server::file::FileSource, size: Option<u64>) -> Self {
         ReadResponse(Response::new(Body::File(source), size))
     }
