@@ -70,6 +70,9 @@ usage: benches/e2e/run.sh [options]
                        run in reverse order on even repetitions)
   --big-size BYTES     the throughput file (default 67108864 = 64 MiB; 256 MiB takes an hour)
   --small-size BYTES   the concurrency file (default 1048576 = 1 MiB)
+  --min-secs S         a throughput measurement transfers the big file again until the
+                       transfers took S seconds in all, at most 64 times (default 1; --quick: 0,
+                       one transfer)
   --blksizes "LIST"    default "512 1468 8192 65464"
   --windows "LIST"     windowsizes > 1 to test on servers that support it (default "8 64")
   --clients "LIST"     concurrency runs: N (all at once) or N@SECS (started evenly over SECS)
@@ -95,7 +98,7 @@ usage: benches/e2e/run.sh [options]
 EOF
 }
 
-QUICK=0 REPS=3 CONC_REPS=1 BIG=$((64 << 20)) SMALL=$((1 << 20))
+QUICK=0 REPS=3 CONC_REPS=1 BIG=$((64 << 20)) SMALL=$((1 << 20)) MIN_SECS=1 MAX_XFERS=64
 BLKSIZES="512 1468 8192 65464" WINDOWS="8 64" CLIENTS="1000 10000 10000@10"
 MULTI_CLIENTS="1000 10000" SOURCES=250
 ONLY_SERVERS="" SKIP="" PINNED_MODES="unpinned pinned" INSTALL=1 OUT="" INNER=0
@@ -109,6 +112,7 @@ while [[ $# -gt 0 ]]; do
     --conc-reps) CONC_REPS=$2; shift ;;
     --big-size) BIG=$2; shift ;;
     --small-size) SMALL=$2; shift ;;
+    --min-secs) MIN_SECS=$2; shift ;;
     --blksizes) BLKSIZES=$2; shift ;;
     --windows) WINDOWS=$2; shift ;;
     --clients) CLIENTS=$2; shift ;;
@@ -136,6 +140,7 @@ done
 if [[ $QUICK == 1 ]]; then
   # Explicit options given after --quick still win (they were parsed in order, so re-apply).
   BIG=$((8 << 20)) SMALL=$((64 << 10)) REPS=1 CONC_REPS=1 CLIENTS="100 1000 1000@1" LOSSY_SEEDS=1
+  MIN_SECS=0
   MULTI_CLIENTS="1000"
   ORIGIN_CLIENTS=200 ORIGIN_SIZE=$((1 << 20))
   set -- "${ARGS[@]}"
@@ -144,6 +149,7 @@ if [[ $QUICK == 1 ]]; then
       --lossy-seeds) LOSSY_SEEDS=$2; shift ;;
       --reps) REPS=$2; shift ;; --conc-reps) CONC_REPS=$2; shift ;;
       --big-size) BIG=$2; shift ;; --small-size) SMALL=$2; shift ;;
+      --min-secs) MIN_SECS=$2; shift ;;
       --clients) CLIENTS=$2; shift ;;
       --multi-clients) MULTI_CLIENTS=$2; shift ;;
       --origin-clients) ORIGIN_CLIENTS=$2; shift ;; --origin-size) ORIGIN_SIZE=$2; shift ;;
@@ -152,6 +158,7 @@ if [[ $QUICK == 1 ]]; then
   done
 fi
 
+[[ $MIN_SECS =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "--min-secs: seconds, e.g. 1 or 0.5" >&2; exit 2; }
 if [[ $LOSSY_ONLY == 1 ]]; then SKIP="throughput,concurrency,concurrency-multi,ceiling,origin"; fi
 [[ $SOURCES =~ ^[0-9]+$ && $SOURCES -ge 1 && $SOURCES -le 65536 ]] || {
   echo "--sources: 1 to 65536 addresses" >&2; exit 2; }
@@ -323,6 +330,7 @@ cat "$ROOT/$BIG_NAME" "$ROOT/$SMALL_NAME" > /dev/null  # warm the page cache
   echo "atftp: $(atftp --version 2>&1 | head -n1)"
   echo "curl: $(curl --version | head -n1)"
   echo "big file: $BIG bytes; small file: $SMALL bytes; reps: $REPS; conc reps: $CONC_REPS"
+  echo "throughput: transfers repeated until they took $MIN_SECS s (at most $MAX_XFERS)"
   echo "blksizes: $BLKSIZES; windows: $WINDOWS; clients: $CLIENTS"
   echo "multi-address clients: $MULTI_CLIENTS from $SOURCES addresses ($MULTI_FROM), servers at default limits"
   echo "loadgen retransmission floor in concurrency runs: $CONC_MIN_TIMEOUT_MS ms"
@@ -440,7 +448,57 @@ record() { # test config server rep ref_config metrics-json
 calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 num_or_null() { [[ $1 =~ ^[0-9.eE+-]+$ ]] && echo "$1" || echo null; }
 
-# One big-file transfer. Prints nothing; appends records.
+# One transfer of the big file by `client` (curl, atftp or loadgen), `k`-th of its measurement.
+# Sets XFER_SECS to the transfer's own time (curl's time_total and the load client's wall time:
+# from its first request to the last block, without the client program's start-up; atftp,
+# which reports none, its process's wall time) and XFER_ERR to what went wrong, if anything.
+one_transfer() { # client port blksize window pin tag k
+  local client=$1 port=$2 bs=$3 ws=$4 pin=$5 tag=$6 k=$7 out t0 t1
+  XFER_SECS="" XFER_ERR=""
+  case $client in
+    curl)
+      out=$($pin curl -sS -o /dev/null --max-time "$XFER_DEADLINE" --tftp-blksize "$bs" \
+              -w '%{size_download} %{time_total}' "tftp://127.0.0.1:$port/$BIG_NAME" \
+              2>>"$LOGS/$tag.err") || XFER_ERR="curl exit $?"
+      if [[ -z $XFER_ERR && ${out% *} != "$BIG" ]]; then
+        XFER_ERR="curl got ${out% *} bytes"
+      fi
+      XFER_SECS=${out#* }
+      ;;
+    atftp)
+      t0=$(date +%s.%N)
+      $pin timeout "$XFER_DEADLINE" atftp --option "blksize $bs" --option "windowsize $ws" \
+        --option "tsize 0" -g -r "$BIG_NAME" -l /dev/null 127.0.0.1 "$port" \
+        >>"$LOGS/$tag.err" 2>&1 || XFER_ERR="atftp exit $?"
+      t1=$(date +%s.%N)
+      XFER_SECS=$(calc "$t1 - $t0")
+      ;;
+    loadgen)
+      local wsarg=() cpus=() json="$RAW/$tag.json"
+      [[ $k != 1 ]] && json="$RAW/$tag-x$k.json"
+      [[ $ws != 1 ]] && wsarg=(--windowsize "$ws")
+      [[ -n $pin ]] && cpus=(--cpus 0)
+      "$LOADGEN" --server "127.0.0.1:$port" --file "$BIG_NAME" --blksize "$bs" "${wsarg[@]}" \
+        --expect-size "$BIG" --deadline "$XFER_DEADLINE" --rcvbuf $((32 << 20)) "${cpus[@]}" \
+        --label "$tag" --output "$json" >/dev/null 2>>"$LOGS/$tag.err" || XFER_ERR="loadgen exit $?"
+      if [[ -z $XFER_ERR ]]; then
+        [[ $(jq -r .failures "$json") == 0 ]] || XFER_ERR=$(jq -c .failure_reasons "$json")
+        XFER_SECS=$(jq -r .wall_secs "$json")
+      fi
+      ;;
+  esac
+  if [[ -z $XFER_ERR ]] && ! awk -v t="$XFER_SECS" \
+      'BEGIN { exit !(t ~ /^[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/ && t + 0 > 0) }'; then
+    XFER_ERR="no transfer time (${XFER_SECS:-none})"
+  fi
+  return 0
+}
+
+# One throughput measurement: the big file transferred again and again, one transfer after
+# another, until the transfers' own times add up to MIN_SECS (at most MAX_XFERS of them), so a
+# row at gigabytes a second (64 MiB in 25 ms) is not one sub-second transfer that swings from
+# run to run. MB/s is all the bytes over the sum of those times; the server's CPU per MB is its
+# CPU time over all of them; the test `transfers` says how many there were. Appends records.
 throughput_run() { # index client blksize window mode rep
   local i=$1 client=$2 bs=$3 ws=$4 mode=$5 rep=$6
   has "$i" nothroughput && return 0
@@ -453,46 +511,24 @@ throughput_run() { # index client blksize window mode rep
     record throughput "$config" "$name" "$rep" "$ref" '{"mb_per_sec":null,"failed":1}'
     return
   fi
-  local cpu0 t0 t1 out
+  local cpu0 cpu1 n=0 secs=0
   cpu0=$(server_cpu "$name")
-  case $client in
-    curl)
-      t0=$(date +%s.%N)
-      out=$($pin curl -sS -o /dev/null --max-time "$XFER_DEADLINE" --tftp-blksize "$bs" \
-              -w '%{size_download}' "tftp://127.0.0.1:$port/$BIG_NAME" 2>>"$LOGS/$tag.err") || err="curl exit $?"
-      t1=$(date +%s.%N)
-      [[ -z $err && $out != "$BIG" ]] && err="curl got $out bytes"
-      ;;
-    atftp)
-      t0=$(date +%s.%N)
-      $pin timeout "$XFER_DEADLINE" atftp --option "blksize $bs" --option "windowsize $ws" \
-        --option "tsize 0" -g -r "$BIG_NAME" -l /dev/null 127.0.0.1 "$port" \
-        >>"$LOGS/$tag.err" 2>&1 || err="atftp exit $?"
-      t1=$(date +%s.%N)
-      ;;
-    loadgen)
-      local wsarg=() cpus=()
-      [[ $ws != 1 ]] && wsarg=(--windowsize "$ws")
-      [[ $mode == pinned ]] && cpus=(--cpus 0)
-      t0=$(date +%s.%N)
-      # shellcheck disable=SC2046
-      "$LOADGEN" --server "127.0.0.1:$port" --file "$BIG_NAME" --blksize "$bs" "${wsarg[@]}" \
-        --expect-size "$BIG" --deadline "$XFER_DEADLINE" --rcvbuf $((32 << 20)) "${cpus[@]}" \
-        --label "$tag" --output "$RAW/$tag.json" >/dev/null 2>>"$LOGS/$tag.err" || err="loadgen exit $?"
-      t1=$(date +%s.%N)
-      if [[ -z $err ]]; then
-        [[ $(jq -r .failures "$RAW/$tag.json") == 0 ]] || err=$(jq -c .failure_reasons "$RAW/$tag.json")
-        mb=$(jq -r .mb_per_sec "$RAW/$tag.json")
-      fi
-      ;;
-  esac
+  while ((n < MAX_XFERS)); do
+    one_transfer "$client" "$port" "$bs" "$ws" "$pin" "$tag" $((n + 1))
+    if [[ -n $XFER_ERR ]]; then
+      err="transfer $((n + 1)): $XFER_ERR"
+      break
+    fi
+    n=$((n + 1))
+    secs=$(calc "$secs + $XFER_SECS")
+    awk "BEGIN { exit !($secs >= $MIN_SECS) }" && break
+  done
   sleep 0.2  # let the transfer process or thread finish before reading the server's CPU
-  local cpu1
   cpu1=$(server_cpu "$name")
   if [[ -z $err ]]; then
-    [[ $client != loadgen ]] && mb=$(calc "$BIG / ($t1 - $t0) / 1000000")
+    mb=$(calc "$n * $BIG / $secs / 1000000")
     if [[ $cpu0 != null && $cpu1 != null ]]; then
-      cpu=$(calc "($cpu1 - $cpu0) * 1000 / ($BIG / 1000000)")
+      cpu=$(calc "($cpu1 - $cpu0) * 1000 / ($n * $BIG / 1000000)")
     fi
   else
     mb=null
@@ -502,6 +538,7 @@ throughput_run() { # index client blksize window mode rep
   mb=$(num_or_null "$mb"); cpu=$(num_or_null "$cpu")
   record throughput "$config" "$name" "$rep" "$ref" "{\"mb_per_sec\":$mb,\"failed\":$([[ -z $err ]] && echo 0 || echo 1)}"
   record server-cpu-per-mb "$config" "$name" "$rep" "$ref" "{\"cpu_ms_per_mb\":$cpu}"
+  record transfers "$config" "$name" "$rep" "$ref" "{\"transfers\":$n}"
 }
 
 concurrency_run() { # index clients[@ramp] rep [multi]
