@@ -26,14 +26,14 @@
 //! receives of many transfers; see the `uring` module), to measure that engine's floor
 //! against epoll's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const RRQ: u16 = 1;
 const DATA: u16 = 3;
@@ -292,24 +292,40 @@ fn run() -> io::Result<Infallible> {
     if connected {
         return Err(usage());
     }
-    let (mut buf, mut data, mut served) = (vec![0u8; 65536], Vec::new(), HashMap::new());
+    let (mut buf, mut data) = (vec![0u8; 65536], Vec::new());
+    // Requests read off the listener while clearing a served client's resends.
+    let mut queued: VecDeque<(Vec<u8>, SocketAddr)> = VecDeque::new();
     loop {
-        let Ok((n, peer)) = listener.recv_from(&mut buf) else {
-            continue;
+        let (n, peer) = match queued.pop_front() {
+            Some((datagram, peer)) => {
+                buf[..datagram.len()].copy_from_slice(&datagram);
+                (datagram.len(), peer)
+            }
+            None => match listener.recv_from(&mut buf) {
+                Ok(received) => received,
+                Err(_) => continue,
+            },
         };
         let Some(req) = parse_rrq(&buf[..n], peer) else {
             // A write request or junk: refused.
             _ = listener.send_to(&error_packet(4, "read requests only"), peer);
             continue;
         };
-        // A client resends its RRQ while the floor is busy with another transfer: serve each
-        // client port once, or the duplicates queue up transfers nobody waits for.
-        served.retain(|_, at: &mut Instant| at.elapsed() < Duration::from_secs(60));
-        if served.insert(peer, Instant::now()).is_none()
-            && let Err(e) = serve(&listener, &root, &req, &mut data)
-        {
+        if let Err(e) = serve(&listener, &root, &req, &mut data) {
             eprintln!("tftp-floor: {peer} {}: {e}", req.file);
         }
+        // A client resends its RRQ while the floor is busy with another transfer: what its
+        // port sent meanwhile is dropped, or the duplicates queue up transfers nobody waits
+        // for. (Not "each client port once": a later client that gets the same ephemeral
+        // port, as back-to-back transfers in run.sh do now and then, must be served.)
+        queued.retain(|(_, from)| *from != peer);
+        listener.set_nonblocking(true)?;
+        while let Ok((n, from)) = listener.recv_from(&mut buf) {
+            if from != peer {
+                queued.push_back((buf[..n].to_vec(), from));
+            }
+        }
+        listener.set_nonblocking(false)?;
     }
 }
 
