@@ -3,7 +3,7 @@
 # loopback, inside a network namespace this script creates, measured with curl, atftp and
 # tftp-loadgen. See benches/e2e/README.md.
 #
-#   benches/e2e/run.sh            # full run (about 15 minutes on 2 cores)
+#   benches/e2e/run.sh            # full run (about an hour on 2 cores; --skip lossy,origin: 45 minutes)
 #   benches/e2e/run.sh --quick    # smoke test with small files (about 1-2 minutes)
 #   benches/e2e/run.sh --lossy-only   # only curl through tftp-netem at 1% loss (about 10 minutes)
 #   benches/e2e/run.sh --help
