@@ -150,7 +150,7 @@ impl ReadResponse {
     /// Serve a file already wrapped as a [`FileSource`], as [`ReadResponse::file`] does (e.g.
     /// the source of an async handler's `ReadResponse::from_file`, taken apart with
     /// `into_parts`).
-    pub fn from_file_source(source: tftp_server::file::FileSource, size: Option<u64>) -> Self {
+    pub fn from_file_source(source: FileSource, size: Option<u64>) -> Self {
         ReadResponse(Response::new(Body::File(source), size))
     }
 
