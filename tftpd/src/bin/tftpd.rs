@@ -160,7 +160,8 @@ pub(crate) struct Args {
         value_name = "SECS"
     )]
     give_up_after: f64,
-    /// Floor of the adaptive retransmission timeout, in seconds.
+    /// Floor of the adaptive retransmission timeout, in seconds: a loss is resent this soon at
+    /// best, and a client that stalls longer is sent the block twice (1: tftpd-hpa's pace).
     #[arg(
         help_heading = "Options and timers",
         long,
