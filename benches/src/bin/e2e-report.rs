@@ -133,6 +133,35 @@ enum Bound {
     AtMost(f64),
 }
 
+impl Bound {
+    /// How the bound reads in a target line: "≥ 1.00×", "≤ 0.85×".
+    fn text(self) -> String {
+        match self {
+            Bound::AtLeast(b) => format!("≥ {b:.2}×"),
+            Bound::AtMost(b) => format!("≤ {b:.2}×"),
+        }
+    }
+}
+
+/// The lock-step targets against tftpd-hpa, each `(test, metric, label, bound)`: checked for
+/// tftpd, and against the floor (FLOOR lines).
+const LOCK_STEP_TARGETS: [(&str, &str, &str, Bound); 2] = [
+    ("throughput", "mb_per_sec", "MB/s", Bound::AtLeast(1.0)),
+    (
+        "server-cpu-per-mb",
+        "cpu_ms_per_mb",
+        "CPU/MB",
+        Bound::AtMost(0.85),
+    ),
+];
+
+/// The concurrency targets against dnsmasq, each `(metric, label, bound)`: checked for tftpd
+/// and tftpd-sp, and against their floors (FLOOR lines).
+const CONCURRENCY_TARGETS: [(&str, &str, Bound); 2] = [
+    ("sessions_per_sec", "sessions/s", Bound::AtLeast(1.2)),
+    ("server_cpu_ms_per_mb", "CPU/MB", Bound::AtMost(0.8)),
+];
+
 /// One target line: the verdict, what is checked, the numbers.
 fn ratio_line(
     out: &mut String,
@@ -548,25 +577,19 @@ fn targets(
     for bs in [512, 1468] {
         for mode in ["unpinned", "pinned"] {
             let config = format!("bs={bs} ws=1 curl {mode}");
-            let tput = |s: &str| med("throughput", &config, "mb_per_sec", s);
-            let cpu = |s: &str| med("server-cpu-per-mb", &config, "cpu_ms_per_mb", s);
+            let value = |test: &str, metric: &str, s: &str| med(test, &config, metric, s);
             let what = |w: &str| format!("lock-step {config}: {w}");
-            ratio_line(
-                out,
-                &what("tftpd MB/s ≥ 1.00× tftpd-hpa"),
-                tput(TFTPD),
-                tput(BASELINE),
-                BASELINE,
-                Bound::AtLeast(1.0),
-            );
-            ratio_line(
-                out,
-                &what("tftpd CPU/MB ≤ 0.85× tftpd-hpa"),
-                cpu(TFTPD),
-                cpu(BASELINE),
-                BASELINE,
-                Bound::AtMost(0.85),
-            );
+            for (test, metric, label, bound) in LOCK_STEP_TARGETS {
+                ratio_line(
+                    out,
+                    &what(&format!("tftpd {label} {} tftpd-hpa", bound.text())),
+                    value(test, metric, TFTPD),
+                    value(test, metric, BASELINE),
+                    BASELINE,
+                    bound,
+                );
+            }
+            let cpu = |s: &str| value("server-cpu-per-mb", "cpu_ms_per_mb", s);
             ratio_line(
                 out,
                 &what("tftpd CPU/MB ≤ 1.15× floor"),
@@ -576,26 +599,20 @@ fn targets(
                 Bound::AtMost(1.15),
             );
             // Whether the floor itself meets the targets against tftpd-hpa in this run.
-            floor_line(
-                out,
-                &what,
-                "MB/s",
-                Bound::AtLeast(1.0),
-                (FLOOR, tput(FLOOR)),
-                (BASELINE, tput(BASELINE)),
-                (TFTPD, tput(TFTPD)),
-            );
-            floor_line(
-                out,
-                &what,
-                "CPU/MB",
-                Bound::AtMost(0.85),
-                (FLOOR, cpu(FLOOR)),
-                (BASELINE, cpu(BASELINE)),
-                (TFTPD, cpu(TFTPD)),
-            );
-            covered.push(("throughput".into(), config.clone(), "mb_per_sec".into()));
-            covered.push(("server-cpu-per-mb".into(), config, "cpu_ms_per_mb".into()));
+            for (test, metric, label, bound) in LOCK_STEP_TARGETS {
+                floor_line(
+                    out,
+                    &what,
+                    label,
+                    bound,
+                    (FLOOR, value(test, metric, FLOOR)),
+                    (BASELINE, value(test, metric, BASELINE)),
+                    (TFTPD, value(test, metric, TFTPD)),
+                );
+            }
+            for (test, metric, _, _) in LOCK_STEP_TARGETS {
+                covered.push((test.into(), config.clone(), metric.into()));
+            }
         }
     }
 
@@ -629,7 +646,8 @@ fn targets(
                 }
                 concurrency_lines(out, &what, &m, &worst, config, ours);
             }
-            for metric in ["sessions_per_sec", "server_cpu_ms_per_mb", "failures"] {
+            let metrics = CONCURRENCY_TARGETS.map(|(metric, _, _)| metric);
+            for metric in metrics.into_iter().chain(["failures"]) {
                 covered.push((CONC.into(), config.clone(), metric.into()));
             }
         }
@@ -725,24 +743,17 @@ fn concurrency_lines(
     config: &str,
     ours: &str,
 ) {
-    ratio_line_of(
-        out,
-        &what(&format!("{ours} sessions/s ≥ 1.20× dnsmasq")),
-        ours,
-        m("sessions_per_sec", ours),
-        m("sessions_per_sec", "dnsmasq"),
-        "dnsmasq",
-        Bound::AtLeast(1.2),
-    );
-    ratio_line_of(
-        out,
-        &what(&format!("{ours} CPU/MB ≤ 0.80× dnsmasq")),
-        ours,
-        m("server_cpu_ms_per_mb", ours),
-        m("server_cpu_ms_per_mb", "dnsmasq"),
-        "dnsmasq",
-        Bound::AtMost(0.8),
-    );
+    for (metric, label, bound) in CONCURRENCY_TARGETS {
+        ratio_line_of(
+            out,
+            &what(&format!("{ours} {label} {} dnsmasq", bound.text())),
+            ours,
+            m(metric, ours),
+            m(metric, "dnsmasq"),
+            "dnsmasq",
+            bound,
+        );
+    }
     // Where a floor of this mode ran: how far the targets are from what any server of the
     // mode (a port per transfer; one port for all) can reach on this kernel path.
     let floors: &[&str] = if ours == TFTPD_SP {
@@ -750,22 +761,18 @@ fn concurrency_lines(
     } else {
         &[FLOOR_EPOLL, FLOOR_URING]
     };
-    for (floor_name, (metric, target, label)) in floors.iter().flat_map(|f| {
-        [
-            ("sessions_per_sec", Bound::AtLeast(1.2), "sessions/s"),
-            ("server_cpu_ms_per_mb", Bound::AtMost(0.8), "CPU/MB"),
-        ]
-        .map(|t| (*f, t))
-    }) {
-        floor_line(
-            out,
-            what,
-            label,
-            target,
-            (floor_name, m(metric, floor_name)),
-            ("dnsmasq", m(metric, "dnsmasq")),
-            (ours, m(metric, ours)),
-        );
+    for &floor_name in floors {
+        for (metric, label, bound) in CONCURRENCY_TARGETS {
+            floor_line(
+                out,
+                what,
+                label,
+                bound,
+                (floor_name, m(metric, floor_name)),
+                ("dnsmasq", m(metric, "dnsmasq")),
+                (ours, m(metric, ours)),
+            );
+        }
     }
     let fails = worst(CONC, config, "failures", ours);
     let verdict = match fails {
