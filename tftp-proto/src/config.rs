@@ -74,8 +74,11 @@ impl Rollover {
 // bytes on x86-64, within the session's per-packet lines); no padding on 32- or 64-bit targets.
 #[repr(C)]
 pub struct Config {
-    /// Floor of the adaptive timeout, so a fast link does not retransmit on scheduling noise.
-    /// Default 50 ms.
+    /// The least margin the adaptive timeout keeps over the smoothed round trip, and so also
+    /// its floor: `RTO = SRTT + max(4 RTTVAR, min_timeout)` (RFC 6298 §2.3 with this in the
+    /// place of the clock granularity G, as Linux's TCP has `rto_min`). On a LAN a loss is
+    /// resent after about this long; a peer that answers late, but steadily, is not resent
+    /// to on every late answer. Default 50 ms.
     pub min_timeout: Duration,
     /// Ceiling of the adaptive timeout, also after exponential backoff. Default 8 s: above
     /// the 5 s that some clients (atftp) wait, and restart, before they acknowledge again, so
@@ -160,7 +163,7 @@ impl Config {
         self
     }
 
-    /// Floor of the adaptive timeout ([`Config::min_timeout`]).
+    /// Least margin of the adaptive timeout over the round trip ([`Config::min_timeout`]).
     pub fn min_timeout(mut self, min_timeout: Duration) -> Self {
         self.min_timeout = min_timeout;
         self

@@ -204,8 +204,8 @@ fn a_lost_data_is_resent_only_when_the_timer_fires() {
     assert_success(&report, &file, "drop third");
     let server = report.server.unwrap();
     assert_eq!(server.retransmissions, 1);
-    // The round trip is 2 ms, so the adaptive timer is at its 50 ms floor: recovery costs
-    // about that, not the 1 s initial timeout.
+    // The round trip is 2 ms, so the adaptive timer is the round trip plus its 50 ms
+    // margin: recovery costs about that, not the 1 s initial timeout.
     assert!(
         server.duration() >= Duration::from_millis(50)
             && server.duration() < Duration::from_millis(200),

@@ -433,7 +433,7 @@ fn a_clean_link_costs_no_retransmission() {
             "{sessions:#?}"
         );
     }
-    // None, but for a client (curl, or the proxy's thread) stalled past the 50 ms floor of
+    // None, but for a client (curl, or the proxy's thread) stalled past the 50 ms margin of
     // the timeout once or twice on a loaded machine: a timer that fired on the clean link
     // itself would resend hundreds of the 4,300 blocks.
     let resent: u64 = sessions.iter().map(|s| s.retransmissions).sum();

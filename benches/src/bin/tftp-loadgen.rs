@@ -100,8 +100,9 @@ struct Args {
     /// The client's retransmission timeout before any RTT is measured, in ms.
     #[arg(long, default_value_t = 1000)]
     initial_timeout_ms: u64,
-    /// Floor of the client's adaptive retransmission timeout, ms (tftp-proto's default is
-    /// 50; RFC 6298 TCP uses 1000). Under overload a low floor means many retransmissions.
+    /// Least margin of the client's adaptive retransmission timeout over its round trip,
+    /// and its floor, ms (tftp-proto's default is 50; RFC 6298 TCP's floor is 1000). Under
+    /// overload a low one means many retransmissions.
     #[arg(long, default_value_t = 50)]
     min_timeout_ms: u64,
     /// Ceiling of the client's retransmission timeout after backoff, ms.

@@ -160,8 +160,10 @@ pub(crate) struct Args {
         value_name = "SECS"
     )]
     give_up_after: f64,
-    /// Floor of the adaptive retransmission timeout, in seconds: a loss is resent this soon at
-    /// best, and a client that stalls longer is sent the block twice (1: tftpd-hpa's pace).
+    /// Least margin of the adaptive retransmission timeout over the measured round trip, in
+    /// seconds (RTO = round trip + max(4 × its variation, this)): on a LAN a loss is resent
+    /// about this soon, and a client that stalls longer than its usual round trip plus this
+    /// is sent the block twice (1: tftpd-hpa's pace).
     #[arg(
         help_heading = "Options and timers",
         long,
