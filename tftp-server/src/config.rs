@@ -7,10 +7,11 @@ use crate::admission::AdmissionConfig;
 
 /// How a server runs, whatever the runtime.
 ///
-/// The defaults suit PXE fleets: a 1 s initial retransmission timeout adapting down to 50 ms,
-/// 6 retries and 20 s without progress before giving up, blocks up to 65464 bytes and windows up to 64 blocks (clients ask for what they
-/// can take: PXE ROMs 1432–1468, UEFI adds windowsize 4), 10,000 concurrent sessions, and
-/// statistics every 60 s (fbtftp's default).
+/// The defaults suit PXE fleets: a 1 s initial retransmission timeout adapting to the round trip
+/// plus at least 50 ms, 6 retries and 20 s without progress before giving up, blocks up to
+/// 65464 bytes and windows up to 64 blocks (clients ask for what they can take: PXE ROMs
+/// 1432–1468, UEFI adds windowsize 4), 10,000 concurrent sessions, and statistics every 60 s
+/// (fbtftp's default).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ServerConfig {
