@@ -100,15 +100,20 @@ impl Rto {
         // floor. On a LAN (round trips of microseconds) a loss is still resent after ~50 ms;
         // a server with thousands of sessions, whose peers answer tens of milliseconds late
         // and unevenly, no longer resends to them on every late answer (at 10,000 clients an
-        // absolute floor resent 50,000-110,000 blocks that were not lost).
+        // absolute floor resent 50,000-160,000 blocks a run that were not lost). Never less
+        // than a clock granularity of 1 ms, whatever `min_timeout` says.
+        let margin = min.max(MS);
         let base = match self.srtt {
             None => nanos(config.initial_timeout),
-            Some(srtt) => srtt.saturating_add(self.rttvar.saturating_mul(4).max(min)),
+            Some(srtt) => srtt.saturating_add(self.rttvar.saturating_mul(4).max(margin)),
         };
         let backed_off = base.clamp(min, max).saturating_mul(1 << self.backoff);
         Duration::from_nanos(backed_off.min(max))
     }
 }
+
+/// One millisecond in nanoseconds: the clock granularity G of RFC 6298 §2.3.
+const MS: u64 = 1_000_000;
 
 /// `d` in nanoseconds, at most `u64::MAX` (584 years).
 fn nanos(d: Duration) -> u64 {
@@ -179,6 +184,21 @@ mod tests {
         );
     }
 
+    /// `min_timeout` zero: the margin is still the clock granularity (1 ms), so a steady
+    /// round trip does not make the timeout fire at the very moment the answer is due.
+    #[test]
+    fn no_margin_below_the_clock_granularity() {
+        let config = Config {
+            min_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        let mut rto = Rto::new(&config);
+        for _ in 0..200 {
+            rto.sample(Duration::from_micros(100), &config);
+        }
+        assert_eq!(rto.current(), Duration::from_micros(1_100));
+    }
+
     #[test]
     fn absurd_samples_saturate_within_bounds() {
         let config = Config::default();
@@ -189,7 +209,7 @@ mod tests {
             assert!(c >= config.min_timeout && c <= config.max_timeout, "{c:?}");
         }
         assert_eq!(rto.current(), config.max_timeout);
-        assert_eq!(nanos(Duration::from_millis(1)), 1_000_000);
+        assert_eq!(nanos(Duration::from_millis(1)), MS);
         assert_eq!(nanos(Duration::MAX), u64::MAX);
     }
 
