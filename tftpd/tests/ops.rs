@@ -231,3 +231,35 @@ fn drops_privileges_after_binding() {
     );
     assert_eq!(curl(port, "f"), (true, b"as nobody".to_vec()));
 }
+
+/// The names of process `pid`'s threads (Linux: `/proc/PID/task/*/comm`, what `top -H` and
+/// `ps -L` show).
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let comm = |task: std::fs::DirEntry| std::fs::read_to_string(task.path().join("comm"));
+    let names = tasks.filter_map(|t| comm(t.ok()?).ok());
+    names.map(|name| name.trim_end().to_owned()).collect()
+}
+
+#[test]
+fn its_event_loops_show_in_the_thread_list_by_name() {
+    // The first loop ran on a thread of tokio's blocking pool, named as tokio names those:
+    // `top -H` showed the data plane as a tokio worker, and with one loop (the default) no
+    // `tftp-loop` at all.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f"), b"served").unwrap();
+    for loops in [1, 2] {
+        let (daemon, port) = support::tftpd(&[
+            "--root",
+            root.path().to_str().unwrap(),
+            "--engine",
+            "epoll",
+            "--threads",
+            &loops.to_string(),
+        ]);
+        let names = thread_names(daemon.0.id());
+        let named = names.iter().filter(|n| *n == "tftp-loop").count();
+        assert_eq!(named, loops, "--threads {loops}: {names:?}");
+        assert_eq!(curl(port, "f"), (true, b"served".to_vec()));
+    }
+}

@@ -743,8 +743,10 @@ impl<H: tftp_tokio::Handler> Built<H> {
         }
     }
 
-    /// Serve: tokio's on a task, the event loops on a thread of tokio's blocking pool (and
-    /// `--threads` - 1 more of their own).
+    /// Serve: tokio's on a task, the event loops on threads of their own, all named
+    /// `tftp-loop` (as tftp-blocking names the loops it starts besides its caller's), so that
+    /// `top -H`, `ps -L` and profilers show the data plane as that, not as a thread of
+    /// tokio's blocking pool.
     fn start(self) -> Running {
         match self {
             Built::Tokio(server) => {
@@ -759,7 +761,19 @@ impl<H: tftp_tokio::Handler> Built<H> {
             }
             Built::Epoll(server) => {
                 let handle = server.shutdown_handle();
-                let done = tokio::task::spawn_blocking(move || server.serve());
+                let (served, ended) = tokio::sync::oneshot::channel();
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("tftp-loop".into())
+                        .spawn(move || {
+                            let _ = served.send(server.serve());
+                        });
+                let done = tokio::spawn(async move {
+                    spawned?;
+                    // Dropped unsent: the loop panicked.
+                    (ended.await)
+                        .unwrap_or_else(|_| Err(std::io::Error::other("event loop panicked")))
+                });
                 let stop = Box::new(move || handle.shutdown());
                 Running { stop, done }
             }
