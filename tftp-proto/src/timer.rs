@@ -97,11 +97,12 @@ impl Rto {
         // RFC 6298 §2.3: RTO <- SRTT + max(G, 4 RTTVAR), with `min_timeout` in the place of
         // the clock granularity G, as Linux's TCP has its `rto_min` (tcp_rtt_estimator keeps
         // the variance term at rto_min or more, __tcp_set_rto adds that term to SRTT): the
-        // least margin over the smoothed round trip, not only a floor. On a LAN (round trips of microseconds) a loss is still resent after ~50 ms;
-        // a server with thousands of sessions, whose peers answer tens of milliseconds late
-        // and unevenly, no longer resends to them on every late answer (at 10,000 clients an
-        // absolute floor resent 50,000-160,000 blocks a run that were not lost). Never less
-        // than a clock granularity of 1 ms, whatever `min_timeout` says.
+        // least margin over the smoothed round trip, not only a floor. On a LAN (round trips
+        // of microseconds) a loss is still resent after ~50 ms; a server with thousands of
+        // sessions, whose peers answer tens of milliseconds late and unevenly, no longer
+        // resends to them on every late answer (at 10,000 clients an absolute floor resent
+        // 50,000-160,000 blocks a run that were not lost). Never less than a clock
+        // granularity of 1 ms, whatever `min_timeout` says.
         let margin = min.max(MS);
         let base = match self.srtt {
             None => nanos(config.initial_timeout),
