@@ -84,6 +84,32 @@
 //! 21 KiB per transfer. (The async-io server this crate had before: 159 MiB, 160 KiB per
 //! transfer.)
 //!
+//! # Laying out the per-packet code
+//!
+//! Every DATA runs through the same few dozen functions (the loop's, the session's, the file
+//! source's), which the compiler scatters over a program's code. On a CPU whose TLB forgets
+//! a process's pages at each switch (no PCID), a lock-step transfer pays a page walk per page
+//! of that code per packet. This crate's `hot-text.ld` is a linker script that places them
+//! together in one section ahead of the rest (26 pages of tftpd's code a packet became 13, and
+//! its CPU per lock-step MB ×0.95). Its build script passes it to the linker for its own
+//! examples, and on Linux with GNU ld or LLD (the toolchain's default linker there) hands
+//! its path to the build script of a crate that depends on this one directly, as
+//! `DEP_TFTP_HOT_TEXT_SCRIPT`; your server's `build.rs` passes it on for its binaries, as
+//! tftpd's does:
+//!
+//! ```no_run
+//! // The `main` of your crate's build.rs:
+//! println!("cargo::rerun-if-env-changed=DEP_TFTP_HOT_TEXT_SCRIPT");
+//! if let Ok(script) = std::env::var("DEP_TFTP_HOT_TEXT_SCRIPT") {
+//!     println!("cargo::rustc-link-arg-bins=-Wl,-T,{script}");
+//! }
+//! ```
+//!
+//! The variable is not set elsewhere, nor when the crate is built with `TFTP_NO_HOT_TEXT=1`
+//! (for a linker that refuses the script, or to profile with callgrind, which names no
+//! function outside `.text`; perf does). The script only adds a section: nothing moves when
+//! a pattern matches nothing.
+//!
 //! # A server and a client
 //!
 //! Serving a greeting on loopback and fetching it:

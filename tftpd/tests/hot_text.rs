@@ -1,5 +1,5 @@
-//! tftpd's per-packet code is laid out together (`tftpd/hot-text.ld`, passed to the linker by
-//! `tftpd/build.rs`): the functions every DATA runs through sit in the binary's
+//! tftpd's per-packet code is laid out together (`tftp-blocking/hot-text.ld`, passed to the
+//! linker by `tftpd/build.rs`): the functions every DATA runs through sit in the binary's
 //! `.text.tftp_hot` section. The script names them by parts of their mangled names, so a
 //! renamed or moved function would drop out of it silently; this test names them by their
 //! Rust paths and fails when one of them is linked outside the section.
@@ -44,7 +44,7 @@ fn run(tool: &str, args: &[&str]) -> String {
 
 #[test]
 fn the_per_packet_functions_are_in_the_hot_section() {
-    if option_env!("TFTPD_NO_HOT_TEXT").is_some_and(|v| v != "0") {
+    if option_env!("TFTP_NO_HOT_TEXT").is_some_and(|v| v != "0") {
         return; // built without the layout on purpose (tftpd/build.rs)
     }
     let bin = env!("CARGO_BIN_EXE_tftpd");
@@ -61,7 +61,7 @@ fn the_per_packet_functions_are_in_the_hot_section() {
                 start..start + size
             })
         })
-        .expect("tftpd has a .text.tftp_hot section (tftpd/hot-text.ld)");
+        .expect("tftpd has a .text.tftp_hot section (tftp-blocking/hot-text.ld)");
     let symbols = run("nm", &["--demangle", "--defined-only", bin]);
     let mut outside = Vec::new();
     for name in PER_PACKET {
@@ -91,7 +91,7 @@ fn the_per_packet_functions_are_in_the_hot_section() {
     assert!(
         outside.is_empty(),
         "per-packet functions outside .text.tftp_hot ({:#x}..{:#x}): {outside:#?}; \
-         add a pattern for them to tftpd/hot-text.ld",
+         add a pattern for them to tftp-blocking/hot-text.ld",
         hot.start,
         hot.end
     );
