@@ -4,7 +4,10 @@
 
 fn main() {
     println!("cargo::rerun-if-env-changed=DEP_TFTP_HOT_TEXT_SCRIPT");
+    // tests/hot_text.rs checks the layout wherever the script is passed.
+    println!("cargo::rustc-check-cfg=cfg(tftp_hot_text)");
     if let Ok(script) = std::env::var("DEP_TFTP_HOT_TEXT_SCRIPT") {
         println!("cargo::rustc-link-arg-bins=-Wl,-T,{script}");
+        println!("cargo::rustc-cfg=tftp_hot_text");
     }
 }
