@@ -23,7 +23,9 @@
 # listens on port N whatever its command says, as dnsmasq on 69), e.g.
 #   benches/e2e/ab.sh lockstep before="/tmp/old/tftpd --root ROOT --listen 127.0.0.1:PORT" \
 #                             after="target/release/tftpd --root ROOT --listen 127.0.0.1:PORT"
-# Rounds alternate the servers' order. AB_VERBOSE=1 prints every round's figures too.
+# Rounds alternate the servers' order. Each server after the first also gets its CPU ratio to
+# the first round by round (median and range): a VM that switches speed between rounds moves
+# both servers of a round alike. AB_VERBOSE=1 prints every round's figures too.
 # Runs as root in a network namespace of its own (loopback only); needs curl, taskset,
 # python3 and the load tools (cargo build --release -p tftp-benches).
 set -euo pipefail
@@ -181,11 +183,12 @@ rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     name, *values = line.split()
     rows[name].append([float(v) for v in values])
-base = None
+base = base_runs = None
 for name, runs in rows.items():
     cpu = statistics.median(r[0] for r in runs) / 1000  # ms per MB
     other = statistics.median(r[1] for r in runs)
     base = base or (cpu, other)
+    base_runs = base_runs or runs
     unit = "sessions/s" if os.environ["MODE"] == "concurrency" else "MB/s"
     extra = "" if os.environ["MODE"] != "concurrency" else (
         f"  failures {[int(r[2]) for r in runs]}"
@@ -195,6 +198,13 @@ for name, runs in rows.items():
         f"  retransmissions {statistics.median(r[6] for r in runs):.0f}")
     print(f"{name:12s} cpu {cpu:7.2f} ms/MB ×{cpu / base[0]:.3f}   {other:8.1f} {unit} ×{other / base[1]:.3f}"
           f"   (n={len(runs)}){extra}")
+    # The same ratio round by round: each round runs every server once, minutes apart at
+    # most, so a round's ratio compares servers in one mode of a VM that switches speed
+    # between rounds, which the ratio of the medians above can mix.
+    paired = [r[0] / b[0] for r, b in zip(runs, base_runs) if b[0] > 0]
+    if runs is not base_runs and paired:
+        print(f"{'':12s} cpu round by round ×{statistics.median(paired):.3f} "
+              f"(×{min(paired):.3f}–×{max(paired):.3f} over {len(paired)} rounds)")
     if os.environ.get("AB_VERBOSE"):
         print(f"{'':12s} ms/MB: {' '.join(f'{r[0] / 1000:.2f}' for r in runs)}")
         if os.environ["MODE"] == "concurrency":
