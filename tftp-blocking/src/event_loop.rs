@@ -32,10 +32,12 @@ use crate::data::Data;
 use crate::handler::{Handler, Response};
 use crate::pool::{Done, Inbox, Jobs, Msg, Pool, drop_on};
 use crate::reactor::{Poller, WAKER};
+use crate::slab::Slab;
 use tftp_server::ring::SpareRing;
 
-/// Keys below this are listeners (their index); sessions count up from it.
-const FIRST_SESSION: u64 = 1 << 32;
+/// Keys below this are listeners (their index); sessions' keys are their slots in
+/// [`Loop::sessions`] (see [`crate::slab`]).
+const FIRST_SESSION: u64 = crate::slab::FIRST_KEY;
 /// A session's key with this bit set is its catcher's (see [`tftp_server::connect`]).
 const CATCHER: u64 = 1 << 62;
 /// After shutdown began, how often a loop looks whether everything has ended.
@@ -123,31 +125,6 @@ const LONE_MAX_BACKOFF: u32 = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The hasher of the session keys: the loop counts them out itself, so nobody can choose
-/// them to collide, and a multiply (Fibonacci hashing) spreads consecutive keys over the
-/// table. SipHash, which the maps keyed by peers' addresses keep, was 8% of the loop's own
-/// instructions a lock-step packet (callgrind).
-type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
-
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// A client's address as a key of the listeners' routes, hashed as one word (IPv4: address
@@ -351,7 +328,7 @@ pub(crate) struct Loop<'s, H> {
     poller: Poller,
     inbox: Receiver<Msg>,
     listeners: Vec<Listener>,
-    sessions: HashMap<u64, Entry<'s>, KeyHash>,
+    sessions: Slab<Entry<'s>>,
     /// The latest session of each client port on this loop, which a new request from that
     /// port replaces.
     peers: HashMap<SocketAddr, u64>,
@@ -362,7 +339,6 @@ pub(crate) struct Loop<'s, H> {
     timers: Wheel<Instant, u64>,
     /// The receive buffer of every socket of this loop.
     buf: Vec<u8>,
-    next_key: u64,
     accepting: bool,
     killed: bool,
     next_stats: Option<Instant>,
@@ -421,13 +397,12 @@ impl<'s, H: Handler> Loop<'s, H> {
             poller,
             inbox,
             listeners: own,
-            sessions: HashMap::default(),
+            sessions: Slab::default(),
             peers: HashMap::new(),
             found: Vec::new(),
             hashes: Vec::new(),
             timers: Wheel::new(Instant::now()),
             buf: vec![0; 65_536],
-            next_key: FIRST_SESSION,
             accepting: true,
             killed: false,
             next_stats,
@@ -519,7 +494,7 @@ impl<'s, H: Handler> Loop<'s, H> {
                 };
                 if let Some(OutOfPoller(key)) = self.out_of_poller {
                     if let Some(Transport::Own(socket, _)) =
-                        self.sessions.get(&key).map(|e| &e.transport)
+                        self.sessions.get(key).map(|e| &e.transport)
                     {
                         polled.push((socket.as_fd(), key));
                     }
@@ -577,11 +552,12 @@ impl<'s, H: Handler> Loop<'s, H> {
     /// DATA, instead of three with an `epoll_wait` between: the least a server can spend.
     /// The other sources (a listener, other loops' messages, the timers) are looked at every
     /// [`LONE_TURN`], and after [`LONE_WAIT`] of silence from the peer.
-    fn lone(&self) -> Option<u64> {
+    fn lone(&mut self) -> Option<u64> {
         if self.sessions.len() != 1 || self.lone_skip > 0 {
             return None;
         }
-        let (&key, entry) = self.sessions.iter().next()?;
+        let key = self.sessions.sole()?;
+        let entry = self.sessions.get(key)?;
         let waiting = entry.running.as_ref().is_some_and(|r| r.awaiting_peer);
         let own = matches!(entry.transport, Transport::Own(..));
         (waiting && own && !entry.gone).then_some(key)
@@ -590,7 +566,7 @@ impl<'s, H: Handler> Loop<'s, H> {
     /// One blocking receive on lone session `key`'s socket (at most [`LONE_WAIT`]), and the
     /// datagram's handling: when it came. None if none came: the poller's turn.
     fn lone_receive(&mut self, key: u64) -> Option<Instant> {
-        let entry = self.sessions.get_mut(&key)?;
+        let entry = self.sessions.get_mut(key)?;
         let (Transport::Own(socket, _), Some(running)) = (&entry.transport, &mut entry.running)
         else {
             return None;
@@ -631,11 +607,6 @@ impl<'s, H: Handler> Loop<'s, H> {
                 None
             }
         }
-    }
-
-    fn new_key(&mut self) -> u64 {
-        self.next_key += 1;
-        self.next_key
     }
 
     fn jobs(&self, key: u64) -> Jobs<'_> {
@@ -730,7 +701,7 @@ impl<'s, H: Handler> Loop<'s, H> {
         while keys.peek().is_some() {
             let mut ready: [Option<&Entry<'s>>; AT_ONCE] = [None; AT_ONCE];
             for (slot, key) in ready.iter_mut().zip(keys.by_ref()) {
-                *slot = self.sessions.get(key);
+                *slot = self.sessions.get(*key);
             }
             for entry in ready.iter().flatten() {
                 let Some(running) = entry.running.as_ref() else {
@@ -823,7 +794,7 @@ impl<'s, H: Handler> Loop<'s, H> {
 
     /// `datagram` came from `peer` for session `key`.
     fn deliver(&mut self, key: u64, peer: SocketAddr, datagram: &[u8], now: Instant) {
-        let Some(running) = self.sessions.get_mut(&key).and_then(|e| e.running.as_mut()) else {
+        let Some(running) = self.sessions.get_mut(key).and_then(|e| e.running.as_mut()) else {
             // The handler is still deciding: the peer has nothing to say yet.
             return;
         };
@@ -836,7 +807,7 @@ impl<'s, H: Handler> Loop<'s, H> {
     /// Session `key`'s socket is readable, or its catcher's (`catcher`: a stranger wrote
     /// to its port, which the session answers and counts as it would on one socket).
     fn on_readable(&mut self, key: u64, catcher: bool) {
-        let Some(entry) = self.sessions.get_mut(&key) else {
+        let Some(entry) = self.sessions.get_mut(key) else {
             return;
         };
         let (Transport::Own(socket, caught), Some(running)) =
@@ -885,11 +856,7 @@ impl<'s, H: Handler> Loop<'s, H> {
         }
         if shared.core.config.single_port {
             shared.live.fetch_add(1, Ordering::AcqRel);
-            let key = self.new_key();
-            let listener = &mut self.listeners[index];
-            listener.routes.insert(request.peer, key);
-            listener.changes += 1;
-            return self.begin(key, request, permit, Transport::Listener(index, from));
+            return self.begin(request, permit, Transport::Listener(index, from));
         }
         let listener = &mut self.listeners[index];
         let range = shared.core.config.port_range.as_ref();
@@ -943,7 +910,7 @@ impl<'s, H: Handler> Loop<'s, H> {
 
     /// Session `key` was replaced by a new request from its client port: end it silently.
     fn replaced(&mut self, key: u64) {
-        let Some(entry) = self.sessions.get_mut(&key) else {
+        let Some(entry) = self.sessions.get_mut(key) else {
             return;
         };
         entry.gone = true;
@@ -955,8 +922,11 @@ impl<'s, H: Handler> Loop<'s, H> {
     }
 
     /// Ask the handler about an accepted request (on the pool).
-    fn begin(&mut self, key: u64, request: Request, permit: Permit, transport: Transport) {
-        self.peers.insert(request.peer, key);
+    fn begin(&mut self, request: Request, permit: Permit, transport: Transport) {
+        let (peer, listener) = match transport {
+            Transport::Listener(index, _) => (request.peer, Some(index)),
+            Transport::Own(..) => (request.peer, None),
+        };
         let entry = Entry {
             admitted: Box::new(Admitted {
                 request,
@@ -970,32 +940,36 @@ impl<'s, H: Handler> Loop<'s, H> {
             deadline: None,
             blocking: false,
         };
-        if !self.killed {
+        let key = self.sessions.insert(entry);
+        self.peers.insert(peer, key);
+        if let Some(listener) = listener.and_then(|index| self.listeners.get_mut(index)) {
+            listener.routes.insert(peer, key);
+            listener.changes += 1;
+        }
+        if self.killed {
+            return self.answered(key, Err(shutting_down()));
+        }
+        if let Some(entry) = self.sessions.get(key) {
             self.jobs(key)
                 .ask(&self.shared.handler, &entry.admitted.request);
-        }
-        self.sessions.insert(key, entry);
-        if self.killed {
-            self.answered(key, Err(shutting_down()));
         }
     }
 
     /// Serve a request accepted with its own transfer socket on this loop.
     fn start(&mut self, accepted: Accepted) {
-        let key = self.new_key();
         let Accepted {
             request,
             permit,
             socket,
             catcher,
         } = accepted;
-        self.begin(key, request, permit, Transport::Own(socket, catcher));
+        self.begin(request, permit, Transport::Own(socket, catcher));
     }
 
     fn on_done(&mut self, key: u64, done: Done) {
         let shared = self.shared;
         let pool = &shared.pool;
-        let Some(entry) = self.sessions.get_mut(&key) else {
+        let Some(entry) = self.sessions.get_mut(key) else {
             // The session ended meanwhile: whatever came back is dropped off the loop.
             return drop_on(pool, done);
         };
@@ -1012,7 +986,7 @@ impl<'s, H: Handler> Loop<'s, H> {
     /// Refuse session `key` with `error`: its ERROR to the client, the refusal counted and
     /// logged, the entry gone.
     fn refuse(&mut self, key: u64, error: &HandlerError) {
-        let Some(entry) = self.sessions.get(&key) else {
+        let Some(entry) = self.sessions.get(key) else {
             return;
         };
         let admitted = &entry.admitted;
@@ -1032,7 +1006,7 @@ impl<'s, H: Handler> Loop<'s, H> {
     fn answered(&mut self, key: u64, answer: Result<Response, HandlerError>) {
         let shared = self.shared;
         let core = &shared.core;
-        let Some(entry) = self.sessions.get_mut(&key) else {
+        let Some(entry) = self.sessions.get_mut(key) else {
             return;
         };
         let response = match answer {
@@ -1082,7 +1056,7 @@ impl<'s, H: Handler> Loop<'s, H> {
     }
 
     fn on_timeout(&mut self, key: u64, now: Instant) {
-        let Some(entry) = self.sessions.get_mut(&key) else {
+        let Some(entry) = self.sessions.get_mut(key) else {
             return;
         };
         if entry.scheduled.is_some_and(|at| at <= now) {
@@ -1118,7 +1092,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             inbox: &shared.inboxes[self.me],
             key,
         };
-        let Some(entry) = self.sessions.get_mut(&key) else {
+        let Some(entry) = self.sessions.get_mut(key) else {
             return;
         };
         let Some(running) = &mut entry.running else {
@@ -1140,7 +1114,7 @@ impl<'s, H: Handler> Loop<'s, H> {
 
     /// The end of session `key`: its data, its socket, its route and its permit go.
     fn remove(&mut self, key: u64) {
-        let Some(entry) = self.sessions.remove(&key) else {
+        let Some(entry) = self.sessions.remove(key) else {
             return;
         };
         if self.out_of_poller == Some(OutOfPoller(key)) {
@@ -1181,9 +1155,9 @@ impl<'s, H: Handler> Loop<'s, H> {
     /// The grace period is over: abort every session with an ERROR.
     fn kill(&mut self, now: Instant) {
         self.killed = true;
-        let keys: Vec<u64> = self.sessions.keys().copied().collect();
+        let keys: Vec<u64> = self.sessions.keys().collect();
         for key in keys {
-            let Some(entry) = self.sessions.get_mut(&key) else {
+            let Some(entry) = self.sessions.get_mut(key) else {
                 continue;
             };
             match &mut entry.running {

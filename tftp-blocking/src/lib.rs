@@ -171,6 +171,7 @@ mod handler;
 mod pool;
 mod reactor;
 mod server;
+mod slab;
 
 pub use client::Client;
 pub use handler::{Handler, ReadResponse, WriteResponse};
