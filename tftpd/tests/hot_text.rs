@@ -32,6 +32,7 @@ const PER_PACKET: &[&str] = &[
     "<tftp_server::file::FileSource as std::io::Read>::read",
     "<tftp_server::ring::SpareRing as tftp_proto::storage::Storage>::release",
     "tftp_server::stats::Progress::due",
+    "tftp_blocking::slab::Slab<T>::get",
 ];
 
 fn run(tool: &str, args: &[&str]) -> String {
