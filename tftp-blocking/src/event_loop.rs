@@ -923,9 +923,10 @@ impl<'s, H: Handler> Loop<'s, H> {
 
     /// Ask the handler about an accepted request (on the pool).
     fn begin(&mut self, request: Request, permit: Permit, transport: Transport) {
-        let (peer, listener) = match transport {
-            Transport::Listener(index, _) => (request.peer, Some(index)),
-            Transport::Own(..) => (request.peer, None),
+        let peer = request.peer;
+        let listener = match transport {
+            Transport::Listener(index, _) => Some(index),
+            Transport::Own(..) => None,
         };
         let entry = Entry {
             admitted: Box::new(Admitted {

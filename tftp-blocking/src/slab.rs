@@ -93,31 +93,25 @@ impl<T> Slab<T> {
         sole
     }
 
-    fn slot(&self, key: u64) -> Option<&Slot<T>> {
+    /// The slot `key` names, if the slot is still in the key's generation.
+    fn index(&self, key: u64) -> Option<usize> {
         let (index, generation) = parts(key)?;
-        self.slots.get(index).filter(|s| s.generation == generation)
+        (self.slots.get(index)?.generation == generation).then_some(index)
     }
 
     pub(crate) fn get(&self, key: u64) -> Option<&T> {
-        self.slot(key)?.value.as_ref()
+        self.slots.get(self.index(key)?)?.value.as_ref()
     }
 
     pub(crate) fn get_mut(&mut self, key: u64) -> Option<&mut T> {
-        let (index, generation) = parts(key)?;
-        let slot = self.slots.get_mut(index)?;
-        match slot.generation == generation {
-            true => slot.value.as_mut(),
-            false => None,
-        }
+        let index = self.index(key)?;
+        self.slots.get_mut(index)?.value.as_mut()
     }
 
     /// Take the value of `key` out; its slot is vacant from now, under a new generation.
     pub(crate) fn remove(&mut self, key: u64) -> Option<T> {
-        let (index, generation) = parts(key)?;
-        let slot = self
-            .slots
-            .get_mut(index)
-            .filter(|s| s.generation == generation)?;
+        let index = self.index(key)?;
+        let slot = self.slots.get_mut(index)?;
         let value = slot.value.take()?;
         slot.generation = (slot.generation + 1) % GENERATIONS;
         self.free.push(index as u32);
