@@ -11,13 +11,17 @@
 #       one tftp-loadgen download of a --size MiB file (default 256: at 2 GB/s a 64 MiB
 #       transfer lasts 30 ms, shorter than the scheduler's noise), unpinned unless --pinned
 #       (server and client on CPU 0); prints the server's CPU per MB and MB/s
-#   benches/e2e/ab.sh concurrency [--reps N] [--clients N] [--bind-from RANGE] [--ramp S] NAME=CMD ...
+#   benches/e2e/ab.sh concurrency [--reps N] [--clients N] [--bind-from RANGE] [--ramp S] [--apart] NAME=CMD ...
 #       tftp-loadgen: N clients × 1 MiB at once (blksize 1468); prints sessions/s and the
 #       server's CPU per MB, all of it and in user mode (its own code, without the kernel's
 #       per-packet work, which is most of it and the same for every server); --bind-from spreads the clients over source addresses, as
 #       run.sh's multi-address rows do (127.0.1.1-127.0.1.250: loopback owns all of 127/8);
 #       --ramp starts the clients over S seconds (run.sh's ramp=10s row); also prints the
-#       load client's retransmissions (median)
+#       load client's retransmissions (median); --apart pins the servers to CPU 1 and the load
+#       client to CPU 0, as issue 15 measured its concurrency rows (unpinned, a server that
+#       sleeps often gets woken on the load client's CPU and shares its caches: the loopback's
+#       copies hit and its buffers are freed where they were allocated, which a client on
+#       another machine never gives; see results/2026-12-06-apart.txt)
 #
 # CMD is a server command line with the words ROOT and PORT in it (NAME:N=CMD: the server
 # listens on port N whatever its command says, as dnsmasq on 69), e.g.
@@ -31,9 +35,9 @@
 set -euo pipefail
 
 MODE=${1:-}
-[[ $MODE == lockstep || $MODE == window || $MODE == concurrency ]] || { sed -n '2,26p' "$0"; exit 64; }
+[[ $MODE == lockstep || $MODE == window || $MODE == concurrency ]] || { sed -n '2,34p' "$0"; exit 64; }
 shift
-REPS=5 BLKSIZE=1468 CLIENTS=1000 WINDOWSIZE=64 SIZE=256 PINNED=0 UNPINNED=0 BIND_FROM= RAMP=0
+REPS=5 BLKSIZE=1468 CLIENTS=1000 WINDOWSIZE=64 SIZE=256 PINNED=0 UNPINNED=0 APART=0 BIND_FROM= RAMP=0
 SERVERS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -44,6 +48,7 @@ while [[ $# -gt 0 ]]; do
     --size) SIZE=$2; shift ;;
     --pinned) PINNED=1 ;;
     --unpinned) UNPINNED=1 ;;
+    --apart) APART=1 ;;
     --bind-from) BIND_FROM=$2; shift ;;
     --ramp) RAMP=$2; shift ;;
     *=*) SERVERS+=("$1") ;;
@@ -67,6 +72,7 @@ if [[ ${AB_INNER:-} != 1 ]]; then
   # The options without a default, passed on to the inner run only when given.
   given=(); [[ $PINNED == 1 ]] && given=(--pinned)
   [[ $UNPINNED == 1 ]] && given+=(--unpinned)
+  [[ $APART == 1 ]] && given+=(--apart)
   [[ -n $BIND_FROM ]] && given+=(--bind-from "$BIND_FROM")
   AB_INNER=1 AB_ROOT=$ROOT unshare --net -- bash "$0" "$MODE" --reps "$REPS" --blksize "$BLKSIZE" \
     --clients "$CLIENTS" --windowsize "$WINDOWSIZE" --size "$SIZE" --ramp "$RAMP" "${given[@]}" "${SERVERS[@]}"
@@ -90,6 +96,8 @@ fi
 [[ -n $CG_BASE ]] && ! mkdir -p "$CG_BASE" 2>/dev/null && CG_BASE=""
 pin=()
 [[ ($MODE == lockstep && $UNPINNED == 0) || $PINNED == 1 ]] && pin=(taskset -c 0)
+lgcpus=()
+if [[ $APART == 1 ]]; then pin=(taskset -c 1) lgcpus=(--cpus 0); fi
 i=0
 for s in "${SERVERS[@]}"; do
   name=${s%%=*} cmd=${s#*=} port=$((7400 + i))
@@ -164,7 +172,7 @@ for round in $(seq "$REPS"); do
 print(json.load(open('$ROOT/one.json'))['mb_per_sec'])")" >> "$RES"
     else
       ua=$(user_ticks "$j")
-      "$LOADGEN" --server "127.0.0.1:${PORTS[j]}" --file small --clients "$CLIENTS" --threads 1 \
+      "$LOADGEN" --server "127.0.0.1:${PORTS[j]}" --file small --clients "$CLIENTS" --threads 1 "${lgcpus[@]}" \
         ${BIND_FROM:+--bind-from "$BIND_FROM"} \
         --ramp "$RAMP" --blksize 1468 --expect-size $((1 << 20)) --deadline $((120 + RAMP)) --min-timeout-ms 1000 \
         --server-pid "${PIDS[j]}" ${CGS[j]:+--server-cgroup "${CGS[j]}"} --output "$ROOT/one.json" > /dev/null 2>&1

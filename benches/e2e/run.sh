@@ -80,6 +80,9 @@ usage: benches/e2e/run.sh [options]
   --multi-clients "L"  concurrency runs from many client addresses, servers at their default
                        limits: N or N@SECS (default "1000 10000")
   --sources N          client addresses of those runs, 127.0.1.1 onwards (default 250)
+  --conc-unpinned      concurrency rows with the scheduler placing servers and load client
+                       (default: the servers on CPU 1, the load client on CPU 0, as issue 15
+                       measured them; see results/2026-12-06-apart.txt)
   --servers "LIST"     subset of server names (default: all in the table)
   --skip SECTIONS      comma list of: throughput,concurrency,concurrency-multi,ceiling,lossy,origin
                        (concurrency also skips concurrency-multi)
@@ -101,7 +104,7 @@ EOF
 QUICK=0 REPS=3 CONC_REPS=1 BIG=$((64 << 20)) SMALL=$((1 << 20)) MIN_SECS=1 MAX_XFERS=64
 BLKSIZES="512 1468 8192 65464" WINDOWS="8 64" CLIENTS="1000 10000 10000@10"
 MULTI_CLIENTS="1000 10000" SOURCES=250
-ONLY_SERVERS="" SKIP="" PINNED_MODES="unpinned pinned" INSTALL=1 OUT="" INNER=0
+ONLY_SERVERS="" SKIP="" PINNED_MODES="unpinned pinned" INSTALL=1 OUT="" INNER=0 CONC_MODE=apart
 ORIGIN_CLIENTS=1000 ORIGIN_SIZE=$((8 << 20)) ORIGIN_COMPARE=""
 LOSSY_LOSSES="0.01" LOSSY_SEEDS=5 LOSSY_SERVERS="tftpd tftpd-hpa" LOSSY_ONLY=0 LOSSY_DEADLINE_ARG=""
 ARGS=("$@")
@@ -129,6 +132,7 @@ while [[ $# -gt 0 ]]; do
     --lossy-servers) LOSSY_SERVERS=$2; shift ;;
     --lossy-deadline) LOSSY_DEADLINE_ARG=$2; shift ;;
     --no-pinned) PINNED_MODES="unpinned" ;;
+    --conc-unpinned) CONC_MODE=unpinned ;;
     --no-install) INSTALL=0 ;;
     --out) OUT=$2; shift ;;
     --inner) INNER=1 ;;
@@ -137,6 +141,8 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
+# One CPU: nothing to keep apart.
+[[ $CONC_MODE == apart && $(nproc) -lt 2 ]] && CONC_MODE=unpinned
 if [[ $QUICK == 1 ]]; then
   # Explicit options given after --quick still win (they were parsed in order, so re-apply).
   BIG=$((8 << 20)) SMALL=$((64 << 10)) REPS=1 CONC_REPS=1 CLIENTS="100 1000 1000@1" LOSSY_SEEDS=1
@@ -333,6 +339,7 @@ cat "$ROOT/$BIG_NAME" "$ROOT/$SMALL_NAME" > /dev/null  # warm the page cache
   echo "throughput: transfers repeated until they took $MIN_SECS s (at most $MAX_XFERS)"
   echo "blksizes: $BLKSIZES; windows: $WINDOWS; clients: $CLIENTS"
   echo "multi-address clients: $MULTI_CLIENTS from $SOURCES addresses ($MULTI_FROM), servers at default limits"
+  echo "concurrency placement: $CONC_MODE$([[ $CONC_MODE == apart ]] && echo " (servers on CPU 1, the load client on CPU 0)")"
   echo "loadgen retransmission floor in concurrency runs: $CONC_MIN_TIMEOUT_MS ms"
   echo "descriptor limit: $(ulimit -n); tftpd's lifted --max-sessions: $TFTPD_MAX_SESSIONS"
   echo "origin storm: $ORIGIN_CLIENTS clients, $ORIGIN_SIZE bytes; $(nginx -v 2>&1 | head -n1)"
@@ -375,9 +382,11 @@ if [[ -n $CG_BASE ]] && ! mkdir -p "$CG_BASE" 2>/dev/null; then CG_BASE=""; fi
 [[ -n $CG_BASE ]] || log "warning: no cgroup; tftpd-hpa's CPU time will be undercounted"
 
 declare -A PID CG LIMITS
-start_server() { # index pinned|unpinned [lifted|default]
+start_server() { # index pinned|unpinned|apart [lifted|default]
   local i=$1 mode=$2 limits=${3:-lifted} name=${S_NAME[$1]} PORT=${S_PORT[$1]} cmd pin=""
   [[ $mode == pinned ]] && pin="taskset -c 0"
+  # apart: the server on CPU 1, its load client on CPU 0 (concurrency_run's --cpus 0).
+  [[ $mode == apart ]] && pin="taskset -c 1"
   cmd=$(eval "echo \"${S_CMD[$i]}\"")
   if [[ $limits == default ]]; then cmd+=" ${S_DEFAULT[$i]}"
   else cmd+=" $(eval "echo \"${S_LIFTED[$i]}\"")"; fi
@@ -411,7 +420,7 @@ stop_server() { # index
   fi
   PID[$name]=""
 }
-start_all() { # pinned|unpinned [lifted|default [feature]]: the servers (with that feature)
+start_all() { # pinned|unpinned|apart [lifted|default [feature]]: the servers (with that feature)
   for i in "${!S_NAME[@]}"; do
     if [[ -z ${3:-} ]] && has "$i" nothroughput; then continue; fi
     if [[ -z ${3:-} ]] || has "$i" "$3"; then start_server "$i" "$1" "${2:-lifted}" || true; fi
@@ -544,7 +553,8 @@ throughput_run() { # index client blksize window mode rep
 concurrency_run() { # index clients[@ramp] rep [multi]
   local i=$1 n=${2%@*} ramp=0 rep=$3 multi=${4:-} name=${S_NAME[$1]} port=${S_PORT[$1]}
   [[ $2 == *@* ]] && ramp=${2#*@}
-  local tag="conc-$name-c$n-ramp$ramp-r$rep" cgarg=() fromarg=() config="clients=$n"
+  local tag="conc-$name-c$n-ramp$ramp-r$rep" cgarg=() fromarg=() config="clients=$n" cpus=()
+  [[ $CONC_MODE == apart ]] && cpus=(--cpus 0)
   [[ $ramp != 0 ]] && config="clients=$n ramp=${ramp}s"
   if [[ -n $multi ]]; then
     # Many client addresses, the server at its default limits.
@@ -552,12 +562,12 @@ concurrency_run() { # index clients[@ramp] rep [multi]
     config+=" from $SOURCES addrs, default limits"
     fromarg=(--bind-from "$MULTI_FROM")
   fi
-  if ! ensure_up "$i" unpinned; then
+  if ! ensure_up "$i" "$CONC_MODE"; then
     record concurrency "$config" "$name" "$rep" "" '{"failures":null}'
     return
   fi
   [[ -n ${CG[$name]:-} ]] && cgarg=(--server-cgroup "${CG[$name]}")
-  if ! "$LOADGEN" --server "127.0.0.1:$port" "${fromarg[@]}" --file "$SMALL_NAME" --clients "$n" --ramp "$ramp" --threads 1 \
+  if ! "$LOADGEN" --server "127.0.0.1:$port" "${fromarg[@]}" --file "$SMALL_NAME" --clients "$n" --ramp "$ramp" --threads 1 "${cpus[@]}" \
       --blksize 1468 --expect-size "$SMALL" --deadline "$((CONC_DEADLINE + ${ramp%.*}))" \
       --min-timeout-ms "$CONC_MIN_TIMEOUT_MS" \
       --server-pid "${PID[$name]}" "${cgarg[@]}" --pss --label "$tag" \
@@ -675,7 +685,7 @@ fi
 
 if ! skipped concurrency; then
   log "concurrency: starting servers"
-  start_all unpinned lifted concurrent
+  start_all "$CONC_MODE" lifted concurrent
   for n in $CLIENTS; do
     for rep in $(seq "$CONC_REPS"); do
       for i in $(in_turn "$rep" "${!S_NAME[@]}"); do
@@ -692,7 +702,7 @@ if ! skipped concurrency && ! skipped concurrency-multi; then
   # The same loads from SOURCES client addresses, every server at its default limits (the
   # last column of SERVERS): what a network of many machines gets out of the box.
   log "concurrency from $SOURCES addresses ($MULTI_FROM), default limits: starting servers"
-  start_all unpinned default concurrent
+  start_all "$CONC_MODE" default concurrent
   for n in $MULTI_CLIENTS; do
     for rep in $(seq "$CONC_REPS"); do
       for i in $(in_turn "$rep" "${!S_NAME[@]}"); do
