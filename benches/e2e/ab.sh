@@ -57,6 +57,9 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 [[ ${#SERVERS[@]} -gt 0 ]] || { echo "no servers (NAME=CMD)" >&2; exit 64; }
+if [[ $APART == 1 ]] && ! { taskset -c 0 true && taskset -c 1 true; } 2>/dev/null; then
+  echo "--apart needs CPUs 0 and 1" >&2; exit 64
+fi
 
 HERE=$(cd "$(dirname "$0")/../.." && pwd)
 LOADGEN=${LOADGEN:-$HERE/target/release/tftp-loadgen}

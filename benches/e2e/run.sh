@@ -141,8 +141,10 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-# One CPU: nothing to keep apart.
-[[ $CONC_MODE == apart && $(nproc) -lt 2 ]] && CONC_MODE=unpinned
+# One CPU (or CPUs 0 and 1 not both ours): nothing to keep apart.
+if [[ $CONC_MODE == apart ]] && ! { taskset -c 0 true && taskset -c 1 true; } 2>/dev/null; then
+  CONC_MODE=unpinned
+fi
 if [[ $QUICK == 1 ]]; then
   # Explicit options given after --quick still win (they were parsed in order, so re-apply).
   BIG=$((8 << 20)) SMALL=$((64 << 10)) REPS=1 CONC_REPS=1 CLIENTS="100 1000 1000@1" LOSSY_SEEDS=1
