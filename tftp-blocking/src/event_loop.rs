@@ -556,8 +556,7 @@ impl<'s, H: Handler> Loop<'s, H> {
         if self.sessions.len() != 1 || self.lone_skip > 0 {
             return None;
         }
-        let key = self.sessions.sole()?;
-        let entry = self.sessions.get(key)?;
+        let (key, entry) = self.sessions.sole()?;
         let waiting = entry.running.as_ref().is_some_and(|r| r.awaiting_peer);
         let own = matches!(entry.transport, Transport::Own(..));
         (waiting && own && !entry.gone).then_some(key)

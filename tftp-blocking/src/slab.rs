@@ -78,19 +78,23 @@ impl<T> Slab<T> {
         key_of(index, 0)
     }
 
-    /// The key of the only value, if there is exactly one. An event loop asks this for every
+    /// The only value and its key, if there is exactly one. An event loop asks this for every
     /// packet (lone mode): the slots are scanned once after the count comes down to one (a
     /// boot storm leaves thousands of vacant slots), not every time.
-    pub(crate) fn sole(&mut self) -> Option<u64> {
+    pub(crate) fn sole(&mut self) -> Option<(u64, &T)> {
         if self.len != 1 {
             return None;
         }
-        if let Some(key) = self.sole.filter(|&key| self.get(key).is_some()) {
-            return Some(key);
-        }
-        let sole = self.keys().next();
-        self.sole = sole;
-        sole
+        let cached = self.sole.and_then(|key| Some((key, self.index(key)?)));
+        let (key, index) = match cached {
+            Some(found) => found,
+            None => {
+                let key = self.keys().next()?;
+                self.sole = Some(key);
+                (key, self.index(key)?)
+            }
+        };
+        Some((key, self.slots.get(index)?.value.as_ref()?))
     }
 
     /// The slot `key` names, if the slot is still in the key's generation.
@@ -127,16 +131,13 @@ impl<T> Slab<T> {
         self.len == 0
     }
 
-    /// Every stored value with its key.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
-        self.slots.iter().enumerate().filter_map(|(i, s)| {
-            let key = key_of(i as u32, s.generation);
-            s.value.as_ref().map(|v| (key, v))
-        })
-    }
-
+    /// The keys of every stored value.
     pub(crate) fn keys(&self) -> impl Iterator<Item = u64> + '_ {
-        self.iter().map(|(key, _)| key)
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.value.is_some())
+            .map(|(i, s)| key_of(i as u32, s.generation))
     }
 }
 
@@ -160,7 +161,7 @@ mod tests {
         assert_eq!(slab.get_mut(a), None);
         assert_eq!(slab.remove(a), None);
         assert_eq!(slab.get(b), Some(&"b"));
-        assert_eq!(slab.sole(), Some(b));
+        assert_eq!(slab.sole(), Some((b, &"b")));
         // Keys that cannot be the slab's.
         for key in [0, 7, FIRST_KEY - 1, u64::MAX, b | 1 << 62] {
             assert_eq!(slab.get(key), None, "{key:#x}");
@@ -192,17 +193,18 @@ mod tests {
         for key in gone {
             assert_eq!(slab.get(key), None);
         }
-        assert_eq!(slab.sole(), None, "{} values", slab.len());
+        let len = slab.len();
+        assert_eq!(slab.sole(), None, "{len} values");
         let keep = live.pop().map(|(key, _)| key);
         for (key, _) in live.drain(..) {
             assert!(slab.remove(key).is_some());
         }
         assert_eq!(
-            slab.sole(),
+            slab.sole().map(|(key, _)| key),
             keep,
             "the one left, among thousands of vacant slots"
         );
-        assert_eq!(slab.sole(), keep);
+        assert_eq!(slab.sole().map(|(key, _)| key), keep);
         live.extend(keep.map(|key| (key, *slab.get(key).unwrap_or(&0))));
         let mut keys: Vec<u64> = slab.keys().collect();
         keys.sort_unstable();
