@@ -941,6 +941,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             blocking: false,
         };
         let key = self.sessions.insert(entry);
+        tftp_server::ring::hold_rings(self.sessions.len() == 1);
         self.peers.insert(peer, key);
         if let Some(listener) = listener.and_then(|index| self.listeners.get_mut(index)) {
             listener.routes.insert(peer, key);
@@ -1117,6 +1118,8 @@ impl<'s, H: Handler> Loop<'s, H> {
         let Some(entry) = self.sessions.remove(key) else {
             return;
         };
+        // One session left on this loop: its ring would only come back to it.
+        tftp_server::ring::hold_rings(self.sessions.len() == 1);
         if self.out_of_poller == Some(OutOfPoller(key)) {
             self.out_of_poller = None;
         }

@@ -20,7 +20,6 @@
 //! sources read block by block, so memory stays bounded at any scale (a transfer holds at most
 //! one chunk, shared or not).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek};
@@ -48,7 +47,7 @@ static BUDGET: WindowBudget = WindowBudget::new(READ_AHEAD_BUDGET);
 const SPARE_CHUNKS: usize = 4;
 
 thread_local! {
-    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static SPARE: crate::spares::Spares = const { crate::spares::Spares::new() };
 }
 
 /// A [`READ_AHEAD`]-byte buffer for a chunk: a spare one if this thread has one.
@@ -508,7 +507,7 @@ mod tests {
         let mut source = FileSource::new(File::open(f.path()).unwrap());
         assert_eq!(read_all(&mut source, 1468), data);
         drop(source);
-        let spares = SPARE.with(|s| s.borrow().iter().map(Vec::len).collect::<Vec<_>>());
+        let spares = SPARE.with(|s| s.map(Vec::len));
         assert!(!spares.is_empty(), "the chunks went back to this thread");
         assert!(
             spares.iter().all(|&len| len == READ_AHEAD),
@@ -662,7 +661,7 @@ mod tests {
     fn chunk_buffers_are_kept_for_the_next_chunks_and_no_more() {
         let _turn = turn();
         // The spares are this thread's: what other tests do meanwhile does not count here.
-        let spare = || SPARE.with(|s| s.borrow().len());
+        let spare = || SPARE.with(crate::spares::Spares::len);
         // A short file leaves a short chunk; the buffer it gives back serves a whole one.
         let (short, short_data) = file_of(100);
         let (long, long_data) = file_of(3 * READ_AHEAD + 7);

@@ -10,6 +10,9 @@
 //! 10,000 clients, ×0.92 of the CPU per MB). Other sessions (a reader that is not seekable,
 //! an upload) keep theirs to the end.
 //!
+//! A thread that drives one session at a time says so with [`hold_rings`]: its ring would only
+//! come back to that session, so it keeps it while it waits.
+//!
 //! ```
 //! use tftp_proto::storage::Storage;
 //! use tftp_server::ring::SpareRing;
@@ -23,7 +26,7 @@
 //! assert_eq!(next.as_slice().as_ptr(), bytes, "the same bytes, for the next session");
 //! ```
 
-use std::cell::RefCell;
+use std::cell::Cell;
 
 use tftp_proto::storage::Storage;
 
@@ -33,7 +36,34 @@ const SPARES: usize = 8;
 const MAX_SPARE: usize = 128 * 1024;
 
 thread_local! {
-    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static SPARE: crate::spares::Spares = const { crate::spares::Spares::new() };
+    static HOLD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the sessions this thread drives keep their rings while they wait for their peers
+/// (`true`), or give them back to the thread's spares for the next session to take (`false`:
+/// the default). A runtime sets it while a thread drives one session alone (a lock-step
+/// transfer, as PXE ROMs make): there the ring could only come back to that session, and the
+/// trip through the spares and back, at every DATA, is a twentieth of the work a packet
+/// costs the thread in user space (callgrind, blksize 512). A ring given back before stays
+/// in the spares; a ring held when this is set back to `false` goes back at its session's
+/// next wait.
+///
+/// ```
+/// use tftp_proto::storage::Storage;
+/// use tftp_server::ring::{SpareRing, hold_rings};
+///
+/// let mut ring = SpareRing::default();
+/// hold_rings(true);
+/// ring.prepare(1472);
+/// assert!(!ring.release(), "one session: it keeps its ring");
+/// assert_eq!(ring.as_slice().len(), 1472);
+/// hold_rings(false);
+/// assert!(ring.release());
+/// assert!(ring.as_slice().is_empty());
+/// ```
+pub fn hold_rings(hold: bool) {
+    HOLD.set(hold);
 }
 
 /// A session's ring: a buffer taken from its thread's spares when the session writes a
@@ -65,16 +95,26 @@ impl Storage for SpareRing {
     }
 
     fn release(&mut self) -> bool {
+        if HOLD.get() {
+            return false;
+        }
+        self.give_back();
+        true
+    }
+}
+
+impl SpareRing {
+    fn give_back(&mut self) {
         if let Some(bytes) = self.0.take() {
             keep(bytes);
         }
-        true
     }
 }
 
 impl Drop for SpareRing {
     fn drop(&mut self) {
-        self.release();
+        // Whatever `hold_rings` says: the session is over.
+        self.give_back();
     }
 }
 
@@ -118,10 +158,31 @@ mod tests {
             })
             .collect();
         drop(rings);
-        assert_eq!(SPARE.with(|s| s.borrow().len()), SPARES);
+        assert_eq!(SPARE.with(crate::spares::Spares::len), SPARES);
         let mut big = SpareRing::default();
         big.prepare(MAX_SPARE + 1);
         drop(big);
-        assert!(SPARE.with(|s| s.borrow().iter().all(|b| b.capacity() <= MAX_SPARE)));
+        assert!(
+            SPARE
+                .with(|s| s.map(Vec::capacity))
+                .iter()
+                .all(|&c| c <= MAX_SPARE)
+        );
+    }
+
+    #[test]
+    fn a_held_ring_stays_with_its_session_and_goes_back_when_dropped() {
+        let mut ring = SpareRing::default();
+        ring.prepare(1472);
+        let lent = ring.as_slice().as_ptr();
+        hold_rings(true);
+        assert!(!ring.release(), "held");
+        assert_eq!(ring.as_slice().as_ptr(), lent);
+        // Dropped while held: back to the spares all the same.
+        drop(ring);
+        hold_rings(false);
+        let mut next = SpareRing::default();
+        next.prepare(1472);
+        assert_eq!(next.as_slice().as_ptr(), lent);
     }
 }
