@@ -178,8 +178,11 @@ mod tests {
         hold_rings(true);
         assert!(!ring.release(), "held");
         assert_eq!(ring.as_slice().as_ptr(), lent);
-        // Dropped while held: back to the spares all the same.
+        // Dropped while held: back to the spares all the same (not freed, which the
+        // allocator could hand out again at the same address).
         drop(ring);
+        let kept = SPARE.with(|s| s.map(|b| b.as_ptr()));
+        assert_eq!(kept.first(), Some(&lent), "the spares have it");
         hold_rings(false);
         let mut next = SpareRing::default();
         next.prepare(1472);
