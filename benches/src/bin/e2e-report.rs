@@ -475,7 +475,7 @@ fn main() -> Result<()> {
             "\n* ratio against tftpd-hpa in a comparable config it supports (see baseline_config in summary.csv)"
         );
     }
-    targets(&mut table, &rows, &rows_order, &medians, &servers);
+    targets(&mut table, &records, &rows, &rows_order, &medians, &servers);
     repetitions(&mut table, &records);
     print!("{table}");
 
@@ -553,6 +553,7 @@ fn repetitions(out: &mut String, records: &[Record]) {
 /// (a number is missing: never PASS).
 fn targets(
     out: &mut String,
+    records: &[Record],
     rows: &[Row],
     rows_order: &[(String, String, String)],
     medians: &BTreeMap<Key, f64>,
@@ -644,7 +645,7 @@ fn targets(
                 if ours != TFTPD && rows.iter().all(|r| r.server != ours) {
                     continue;
                 }
-                concurrency_lines(out, &what, &m, &worst, config, ours);
+                concurrency_lines(out, records, &what, &m, &worst, config, ours);
             }
             let metrics = CONCURRENCY_TARGETS.map(|(metric, _, _)| metric);
             for metric in metrics.into_iter().chain(["failures"]) {
@@ -737,6 +738,7 @@ fn targets(
 /// MB against dnsmasq, the floors' verdict on them, and no failures.
 fn concurrency_lines(
     out: &mut String,
+    records: &[Record],
     what: &dyn Fn(&str) -> String,
     m: &dyn Fn(&str, &str) -> Option<f64>,
     worst: &dyn Fn(&str, &str, &str, &str) -> Option<f64>,
@@ -753,6 +755,7 @@ fn concurrency_lines(
             "dnsmasq",
             bound,
         );
+        repetition_ratios(out, records, config, metric, ours, "dnsmasq");
     }
     // Where a floor of this mode ran: how far the targets are from what any server of the
     // mode (a port per transfer; one port for all) can reach on this kernel path.
@@ -786,6 +789,52 @@ fn concurrency_lines(
         "{:4}  {}  ({ours} failures: {detail})",
         verdict.label(),
         what(&format!("{ours} failures = 0"))
+    );
+}
+
+/// Under a concurrency target's line, where the run repeated it: `ours`'s `metric` over
+/// `peer`'s, repetition by repetition. run.sh runs the servers of a repetition one after the
+/// other, the order reversed in the next, so a repetition's two figures are minutes apart at
+/// most, where a VM that changes speed by the minute moves a server's own repetitions by
+/// tens of percent (results/2026-12-06-full-run.txt: ×1.47). Nothing with one repetition.
+fn repetition_ratios(
+    out: &mut String,
+    records: &[Record],
+    config: &str,
+    metric: &str,
+    ours: &str,
+    peer: &str,
+) {
+    let value = |server: &str, rep: u32| {
+        records
+            .iter()
+            .filter(|r| r.test == CONC && r.config == config && r.server == server)
+            .filter(|r| r.rep == Some(rep))
+            .flat_map(|r| &r.metrics)
+            .find(|(m, _)| m == metric)
+            .and_then(|(_, v)| *v)
+    };
+    let mut reps: Vec<u32> = records
+        .iter()
+        .filter(|r| r.test == CONC && r.config == config && r.server == ours)
+        .filter_map(|r| r.rep)
+        .collect();
+    reps.sort_unstable();
+    reps.dedup();
+    if reps.len() < 2 {
+        return;
+    }
+    let ratios: Vec<String> = reps
+        .iter()
+        .map(|&rep| match (value(ours, rep), value(peer, rep)) {
+            (Some(o), Some(p)) if p != 0.0 => format!("r{rep} ×{:.2}", o / p),
+            _ => format!("r{rep} n/a"),
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "        {metric}, {ours} / {peer} in each repetition: {}",
+        ratios.join(", ")
     );
 }
 
@@ -897,6 +946,52 @@ mod tests {
         assert!(lines[0].contains("client     n/a s"), "{out}");
     }
 
+    #[test]
+    fn concurrency_ratios_are_also_given_repetition_by_repetition() {
+        // The VM twice as fast in the second repetition: the medians' ratio is that of
+        // different minutes, each repetition's is not.
+        let records = [
+            record("dnsmasq", 1, 6.0),
+            record("tftpd", 1, 4.5),
+            record("tftpd", 2, 2.5),
+            record("dnsmasq", 2, 3.125),
+        ];
+        let mut out = String::new();
+        repetition_ratios(
+            &mut out,
+            &records,
+            "clients=1000",
+            "server_cpu_ms_per_mb",
+            "tftpd",
+            "dnsmasq",
+        );
+        assert_eq!(
+            out.trim(),
+            "server_cpu_ms_per_mb, tftpd / dnsmasq in each repetition: r1 ×0.75, r2 ×0.80"
+        );
+        // A peer missing from a repetition says so; one repetition prints nothing.
+        let mut out = String::new();
+        repetition_ratios(
+            &mut out,
+            &records[..3],
+            "clients=1000",
+            "server_cpu_ms_per_mb",
+            "tftpd",
+            "dnsmasq",
+        );
+        assert!(out.ends_with("r1 ×0.75, r2 n/a\n"), "{out}");
+        let mut out = String::new();
+        repetition_ratios(
+            &mut out,
+            &records[..2],
+            "clients=1000",
+            "server_cpu_ms_per_mb",
+            "tftpd",
+            "dnsmasq",
+        );
+        assert!(out.is_empty(), "{out}");
+    }
+
     /// The lock-step medians of one config: (server, MB/s, CPU ms per MB).
     fn lock_step(config: &str, servers: &[(&str, f64, f64)]) -> BTreeMap<Key, f64> {
         let mut medians = BTreeMap::new();
@@ -923,7 +1018,7 @@ mod tests {
             ],
         );
         let mut out = String::new();
-        targets(&mut out, &[], &[], &medians, &[]);
+        targets(&mut out, &[], &[], &[], &medians, &[]);
         let line = |start: &str| {
             out.lines()
                 .find(|l| l.starts_with(start))
