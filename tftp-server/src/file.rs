@@ -58,7 +58,7 @@ fn chunk_buffer() -> Vec<u8> {
     bytes
 }
 
-/// Keep `bytes` for the next chunk, if this thread has fewer than [`SPARE_CHUNKS`] spares.
+/// Keep `bytes` for the next chunk (of this thread's [`SPARE_CHUNKS`] spares, the most recent).
 fn give_back(bytes: Vec<u8>) {
     if bytes.capacity() == READ_AHEAD {
         crate::spares::keep(&SPARE, bytes, SPARE_CHUNKS);

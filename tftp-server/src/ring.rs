@@ -118,7 +118,7 @@ impl Drop for SpareRing {
     }
 }
 
-/// Keep `bytes` for the next session of this thread, if there is room.
+/// Keep `bytes` for the next session of this thread (of its [`SPARES`], the most recent).
 fn keep(bytes: Vec<u8>) {
     if bytes.capacity() <= MAX_SPARE {
         crate::spares::keep(&SPARE, bytes, SPARES);

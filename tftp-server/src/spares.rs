@@ -56,7 +56,8 @@ pub(crate) fn take(pool: &'static Pool) -> Option<Vec<u8>> {
     .flatten()
 }
 
-/// Keep `bytes` for this thread's next [`take`], if it has fewer than `max` spares.
+/// Keep `bytes` for this thread's next [`take`]. With `max` spares (at least one) kept
+/// already, the one given back before it goes instead: the most recent stay.
 pub(crate) fn keep(pool: &'static Pool, bytes: Vec<u8>, max: usize) {
     // Not at all while the thread's storage is being torn down.
     let _ = pool.try_with(|spares| {
@@ -90,7 +91,7 @@ mod tests {
         assert_eq!(
             take(&POOL),
             Some(vec![1]),
-            "the third found no room, the first stayed"
+            "the second made room for the third; the first stayed"
         );
         assert_eq!(take(&POOL), None);
         keep(&POOL, vec![4], 1);
