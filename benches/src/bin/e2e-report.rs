@@ -226,6 +226,16 @@ struct Record {
     metrics: Vec<(String, Option<f64>)>,
 }
 
+impl Record {
+    /// Metric `name`'s value, if it was measured.
+    fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|(m, _)| m == name)
+            .and_then(|(_, v)| *v)
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Row {
     test: String,
@@ -529,10 +539,7 @@ fn repetitions(out: &mut String, records: &[Record]) {
     let width = conc.iter().map(|r| r.config.len()).max().unwrap_or(0);
     for r in conc {
         let metric = |name: &str| {
-            r.metrics
-                .iter()
-                .find(|(m, _)| m == name)
-                .and_then(|(_, v)| *v)
+            r.metric(name)
                 .map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"))
         };
         let _ = writeln!(
@@ -805,20 +812,17 @@ fn repetition_ratios(
     ours: &str,
     peer: &str,
 ) {
-    let value = |server: &str, rep: u32| {
-        records
-            .iter()
-            .filter(|r| r.test == CONC && r.config == config && r.server == server)
-            .filter(|r| r.rep == Some(rep))
-            .flat_map(|r| &r.metrics)
-            .find(|(m, _)| m == metric)
-            .and_then(|(_, v)| *v)
+    let of = |server: &str| -> Vec<&Record> {
+        let this = |r: &&Record| r.test == CONC && r.config == config && r.server == server;
+        records.iter().filter(this).collect()
     };
-    let mut reps: Vec<u32> = records
-        .iter()
-        .filter(|r| r.test == CONC && r.config == config && r.server == ours)
-        .filter_map(|r| r.rep)
-        .collect();
+    let value = |server: &str, rep: u32| {
+        of(server)
+            .into_iter()
+            .filter(|r| r.rep == Some(rep))
+            .find_map(|r| r.metric(metric))
+    };
+    let mut reps: Vec<u32> = of(ours).into_iter().filter_map(|r| r.rep).collect();
     reps.sort_unstable();
     reps.dedup();
     if reps.len() < 2 {
@@ -956,39 +960,20 @@ mod tests {
             record("tftpd", 2, 2.5),
             record("dnsmasq", 2, 3.125),
         ];
-        let mut out = String::new();
-        repetition_ratios(
-            &mut out,
-            &records,
-            "clients=1000",
-            "server_cpu_ms_per_mb",
-            "tftpd",
-            "dnsmasq",
-        );
+        let ratios = |records: &[Record]| {
+            let mut out = String::new();
+            let cpu = "server_cpu_ms_per_mb";
+            repetition_ratios(&mut out, records, "clients=1000", cpu, "tftpd", "dnsmasq");
+            out
+        };
         assert_eq!(
-            out.trim(),
+            ratios(&records).trim(),
             "server_cpu_ms_per_mb, tftpd / dnsmasq in each repetition: r1 ×0.75, r2 ×0.80"
         );
         // A peer missing from a repetition says so; one repetition prints nothing.
-        let mut out = String::new();
-        repetition_ratios(
-            &mut out,
-            &records[..3],
-            "clients=1000",
-            "server_cpu_ms_per_mb",
-            "tftpd",
-            "dnsmasq",
-        );
+        let out = ratios(&records[..3]);
         assert!(out.ends_with("r1 ×0.75, r2 n/a\n"), "{out}");
-        let mut out = String::new();
-        repetition_ratios(
-            &mut out,
-            &records[..2],
-            "clients=1000",
-            "server_cpu_ms_per_mb",
-            "tftpd",
-            "dnsmasq",
-        );
+        let out = ratios(&records[..2]);
         assert!(out.is_empty(), "{out}");
     }
 
