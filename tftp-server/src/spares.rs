@@ -9,7 +9,6 @@ use std::thread::LocalKey;
 /// others in a stack. A session that gives its ring back while it waits and takes one again
 /// for its next block (every DATA of every seekable transfer) then costs two swaps of a
 /// `Cell`, not two `RefCell` borrows and a `Vec` push and pop.
-#[derive(Default)]
 pub(crate) struct Spares {
     last: Cell<Option<Vec<u8>>>,
     more: RefCell<Vec<Vec<u8>>>,
