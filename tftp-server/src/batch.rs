@@ -67,11 +67,14 @@ impl std::fmt::Debug for RecvBatch {
 }
 
 impl RecvBatch {
-    /// Room for `count` datagrams (at least 1) of up to `slot` bytes each (at least 1). The
-    /// slots are allocated zeroed and left to the kernel's lazy paging: a batch of ACKs
-    /// touches one page a slot.
+    /// Datagrams a batch holds at most: a larger `count` is cut to it.
+    pub const MAX: usize = 64;
+
+    /// Room for `count` datagrams (at least 1, at most [`RecvBatch::MAX`]) of up to `slot`
+    /// bytes each (at least 1). The slots are allocated zeroed and left to the kernel's lazy
+    /// paging: a batch of ACKs touches one page a slot.
     pub fn new(count: usize, slot: usize) -> Self {
-        let (count, slot) = (count.max(1), slot.max(1));
+        let (count, slot) = (count.clamp(1, Self::MAX), slot.max(1));
         let stride = stride(slot);
         RecvBatch {
             buf: vec![0; count * stride],
@@ -151,15 +154,19 @@ impl RecvBatch {
             got,
             ..
         } = self;
-        let mut slices: Vec<[IoSliceMut<'_>; 1]> = buf
-            .chunks_mut(*stride)
-            .map(|s| [IoSliceMut::new(&mut s[..*slot])])
-            .collect();
+        // On the stack (`count` is at most `MAX`): a call allocates nothing.
+        let mut slices: [[IoSliceMut<'_>; 1]; RecvBatch::MAX] =
+            std::array::from_fn(|_| [IoSliceMut::new(&mut [])]);
+        let mut n = 0;
+        for (slice, chunk) in slices.iter_mut().zip(buf.chunks_mut(*stride)) {
+            *slice = [IoSliceMut::new(&mut chunk[..*slot])];
+            n += 1;
+        }
         let fd = socket.as_fd().as_raw_fd();
         // Non-blocking: a signal cannot interrupt it midway (`EINTR` is reported as
         // `Interrupted`, for the caller's next turn).
         let flags = MsgFlags::MSG_DONTWAIT;
-        let results = recvmmsg(fd, headers, slices.iter_mut(), flags, None)?;
+        let results = recvmmsg(fd, headers, slices[..n].iter_mut(), flags, None)?;
         for (i, msg) in results.enumerate() {
             let Some(peer) = crate::udp::socket_addr(msg.address.as_ref()) else {
                 continue;
@@ -353,7 +360,9 @@ impl SendQueue {
     }
 
     /// One call for the `run` datagrams from `self.next` on, all from `from`: how many the
-    /// kernel took (at least one), or the first one's error.
+    /// kernel took (at least one), or the first one's error. The kernel's headers and the
+    /// destinations are the thread's ([`SendHeaders`]), the data's slices on the stack: a
+    /// call allocates nothing.
     #[cfg(target_os = "linux")]
     fn send_run(
         &self,
@@ -367,60 +376,76 @@ impl SendQueue {
         use std::io::IoSlice;
         use std::os::fd::AsRawFd;
 
-        let queued = &self.queued[self.next..self.next + run];
-        let mut addrs: Vec<Option<SockaddrStorage>> = Vec::with_capacity(run);
-        for q in queued {
-            match crate::udp::in_family(q.to, v6) {
-                Ok(to) => addrs.push(Some(SockaddrStorage::from(to))),
-                // Cut the run here: that one fails alone.
-                Err(e) if addrs.is_empty() => return Err(e),
-                Err(_) => break,
-            }
-        }
-        let slices: Vec<[IoSlice<'_>; 1]> = queued[..addrs.len()]
-            .iter()
-            .map(|q| [IoSlice::new(&self.bytes[q.start..q.end])])
-            .collect();
         let source = from
             .map(|ip| crate::udp::in_family(SocketAddr::new(ip, 0), v6))
             .transpose()?;
-        let v4_info;
-        let v6_info;
-        let (cmsgs, space) = match source {
-            None => (Vec::new(), None),
-            Some(SocketAddr::V4(a)) => {
-                v4_info = in_pktinfo {
-                    ipi_ifindex: 0,
-                    ipi_spec_dst: in_addr {
-                        s_addr: u32::from(*a.ip()).to_be(),
-                    },
-                    ipi_addr: in_addr { s_addr: 0 },
-                };
-                let cmsg = ControlMessage::Ipv4PacketInfo(&v4_info);
-                (vec![cmsg], Some(nix::cmsg_space!(in_pktinfo)))
+        let queued = &self.queued[self.next..self.next + run];
+        SEND_HEADERS.with_borrow_mut(|headers| {
+            let SendHeaders {
+                plain,
+                v4: with_v4_source,
+                v6: with_v6_source,
+                addrs,
+            } = headers.get_or_insert_with(SendHeaders::new);
+            addrs.clear();
+            for q in queued {
+                match crate::udp::in_family(q.to, v6) {
+                    Ok(to) => addrs.push(Some(SockaddrStorage::from(to))),
+                    // Cut the run here: that one fails alone.
+                    Err(e) if addrs.is_empty() => return Err(e),
+                    Err(_) => break,
+                }
             }
-            Some(SocketAddr::V6(a)) => {
-                v6_info = in6_pktinfo {
-                    ipi6_addr: in6_addr {
-                        s6_addr: a.ip().octets(),
-                    },
-                    ipi6_ifindex: 0,
-                };
-                let cmsg = ControlMessage::Ipv6PacketInfo(&v6_info);
-                (vec![cmsg], Some(nix::cmsg_space!(in6_pktinfo)))
+            let mut slices = [[IoSlice::new(&[])]; SendQueue::BATCH];
+            for (slice, q) in slices.iter_mut().zip(&queued[..addrs.len()]) {
+                *slice = [IoSlice::new(&self.bytes[q.start..q.end])];
             }
-        };
-        let mut headers = nix::sys::socket::MultiHeaders::preallocate(slices.len(), space);
-        let fd = socket.as_fd().as_raw_fd();
-        let mut tries = 0;
-        loop {
-            let flags = MsgFlags::MSG_DONTWAIT;
-            match sendmmsg(fd, &mut headers, &slices, &addrs, &cmsgs, flags) {
-                Err(nix::errno::Errno::EINTR) if tries < crate::udp::EINTR_RETRIES => tries += 1,
-                Err(e) => return Err(e.into()),
-                Ok(results) => return Ok(results.count().max(1)),
+            let slices = &slices[..addrs.len()];
+            let v4_info;
+            let v6_info;
+            // Headers whose control buffer fits exactly the message sent (none, or one
+            // `IP_PKTINFO` or `IPV6_PKTINFO`): the kernel reads all of it.
+            let (headers, cmsg) = match source {
+                None => (plain, None),
+                Some(SocketAddr::V4(a)) => {
+                    v4_info = in_pktinfo {
+                        ipi_ifindex: 0,
+                        ipi_spec_dst: in_addr {
+                            s_addr: u32::from(*a.ip()).to_be(),
+                        },
+                        ipi_addr: in_addr { s_addr: 0 },
+                    };
+                    (
+                        with_v4_source,
+                        Some(ControlMessage::Ipv4PacketInfo(&v4_info)),
+                    )
+                }
+                Some(SocketAddr::V6(a)) => {
+                    v6_info = in6_pktinfo {
+                        ipi6_addr: in6_addr {
+                            s6_addr: a.ip().octets(),
+                        },
+                        ipi6_ifindex: 0,
+                    };
+                    (
+                        with_v6_source,
+                        Some(ControlMessage::Ipv6PacketInfo(&v6_info)),
+                    )
+                }
+            };
+            let fd = socket.as_fd().as_raw_fd();
+            let mut tries = 0;
+            loop {
+                let flags = MsgFlags::MSG_DONTWAIT;
+                match sendmmsg(fd, &mut *headers, slices, &*addrs, cmsg.as_slice(), flags) {
+                    Err(nix::errno::Errno::EINTR) if tries < crate::udp::EINTR_RETRIES => {
+                        tries += 1
+                    }
+                    Err(e) => return Err(e.into()),
+                    Ok(results) => return Ok(results.count().max(1)),
+                }
             }
-        }
+        })
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -434,6 +459,39 @@ impl SendQueue {
         let q = self.queued[self.next];
         crate::udp::send_from_to(socket, &self.bytes[q.start..q.end], q.to, from).map(|_| 1)
     }
+}
+
+/// What [`SendQueue::send_run`] hands the kernel, kept by each thread that sends: the
+/// `sendmmsg` headers for [`SendQueue::BATCH`] datagrams, one set for each control message a
+/// run can carry (their control buffers are sized at allocation, and the kernel reads the
+/// whole of one), and the destinations in the kernel's form. Thread-local so that a
+/// [`SendQueue`] stays plain memory ([`Send`]); the headers hold pointers and are not.
+#[cfg(target_os = "linux")]
+struct SendHeaders {
+    plain: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+    v4: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+    v6: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+    addrs: Vec<Option<nix::sys::socket::SockaddrStorage>>,
+}
+
+#[cfg(target_os = "linux")]
+impl SendHeaders {
+    fn new() -> Self {
+        use nix::libc::{in_pktinfo, in6_pktinfo};
+        use nix::sys::socket::MultiHeaders;
+        SendHeaders {
+            plain: MultiHeaders::preallocate(SendQueue::BATCH, None),
+            v4: MultiHeaders::preallocate(SendQueue::BATCH, Some(nix::cmsg_space!(in_pktinfo))),
+            v6: MultiHeaders::preallocate(SendQueue::BATCH, Some(nix::cmsg_space!(in6_pktinfo))),
+            addrs: Vec::with_capacity(SendQueue::BATCH),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+thread_local! {
+    static SEND_HEADERS: std::cell::RefCell<Option<SendHeaders>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! A global allocator that counts the allocations of each thread (the test harness's own
 //! threads allocate too), for the tests that a steady-state transfer allocates nothing per
-//! packet. Shared by `tftp-proto/tests/alloc.rs` and `tftp-tokio/tests/alloc.rs`, which
-//! include this file with `#[path]`.
+//! packet. Shared by `tftp-proto/tests/alloc.rs`, `tftp-tokio/tests/alloc.rs` and
+//! `tftp-server/tests/batch_alloc.rs`, which include this file with `#[path]`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
