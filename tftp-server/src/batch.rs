@@ -150,23 +150,22 @@ impl RecvBatch {
             buf,
             slot,
             stride,
+            count,
             headers,
             got,
-            ..
         } = self;
-        // On the stack (`count` is at most `MAX`): a call allocates nothing.
+        // On the stack (`count` is at most `MAX`): a call allocates nothing. One slice a slot:
+        // `buf` holds `count` of them.
         let mut slices: [[IoSliceMut<'_>; 1]; RecvBatch::MAX] =
             std::array::from_fn(|_| [IoSliceMut::new(&mut [])]);
-        let mut n = 0;
         for (slice, chunk) in slices.iter_mut().zip(buf.chunks_mut(*stride)) {
             *slice = [IoSliceMut::new(&mut chunk[..*slot])];
-            n += 1;
         }
         let fd = socket.as_fd().as_raw_fd();
         // Non-blocking: a signal cannot interrupt it midway (`EINTR` is reported as
         // `Interrupted`, for the caller's next turn).
         let flags = MsgFlags::MSG_DONTWAIT;
-        let results = recvmmsg(fd, headers, slices[..n].iter_mut(), flags, None)?;
+        let results = recvmmsg(fd, headers, slices[..*count].iter_mut(), flags, None)?;
         for (i, msg) in results.enumerate() {
             let Some(peer) = crate::udp::socket_addr(msg.address.as_ref()) else {
                 continue;
