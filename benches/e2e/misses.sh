@@ -6,7 +6,7 @@
 # instructions (Ir), L1 data misses and L2 ("LL") read and write misses, and the functions
 # with the most L2 misses.
 #
-#   benches/e2e/misses.sh [--clients N] [--size KiB] [--bind-from RANGE] [--l2 BYTES] NAME=CMD ...
+#   benches/e2e/misses.sh [--clients N] [--size KiB] [--bind-from RANGE] [--l2 BYTES] NAME[:PORT]=CMD ...
 #
 # Why: at 10,000 clients the server's user-mode CPU per MB is twice what it is at 1,000, while
 # a timed A/B of a change to it moves by ±20% between runs on a shared VM. Simulated misses
@@ -24,68 +24,39 @@
 # (apt-get install valgrind), python3 and the load tools (cargo build --release -p tftp-benches).
 set -euo pipefail
 
-CLIENTS=5000 SIZE_KIB=64 BIND_FROM="" L2=2097152
-SERVERS=()
-while [[ $# -gt 0 ]]; do
+CLIENTS=5000 SIZE_KIB=64 L2=2097152
+extra_option() {
   case $1 in
-    --clients) CLIENTS=$2; shift ;;
-    --size) SIZE_KIB=$2; shift ;;
-    --bind-from) BIND_FROM=$2; shift ;;
-    --l2) L2=$2; shift ;;
-    *=*) SERVERS+=("$1") ;;
-    *) echo "unknown argument: $1" >&2; exit 64 ;;
+    --l2) L2=$2 ;;
+    *) return 1 ;;
   esac
-  shift
-done
-[[ ${#SERVERS[@]} -gt 0 ]] || { echo "no servers (NAME=CMD)" >&2; exit 64; }
-command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 69; }
+}
+# shellcheck source=benches/e2e/counted.sh
+source "$(dirname "$0")/counted.sh"
+counted_parse "$@"
+counted_enter valgrind "apt-get install valgrind" "$@"
 
-HERE=$(cd "$(dirname "$0")/../.." && pwd)
-LOADGEN=${LOADGEN:-$HERE/target/release/tftp-loadgen}
-[[ -x $LOADGEN ]] || { echo "missing $LOADGEN (cargo build --release -p tftp-benches)" >&2; exit 69; }
-
-if [[ ${MISSES_INNER:-} != 1 ]]; then
-  [[ $(id -u) == 0 ]] || { echo "run as root (network namespace)" >&2; exit 64; }
-  DIR=$(mktemp -d /tmp/tftp-misses.XXXXXX)
-  chmod 755 "$DIR"
-  trap 'rm -rf "$DIR"' EXIT
-  mkdir "$DIR/root"
-  head -c $((SIZE_KIB << 10)) /dev/urandom > "$DIR/root/file"
-  args=(--clients "$CLIENTS" --size "$SIZE_KIB" --l2 "$L2")
-  [[ -n $BIND_FROM ]] && args+=(--bind-from "$BIND_FROM")
-  MISSES_INNER=1 MISSES_DIR=$DIR unshare --net -- bash "$0" "${args[@]}" "${SERVERS[@]}"
-  exit
-fi
-
-ip link set lo up
-DIR=$MISSES_DIR
-ulimit -n "$(ulimit -Hn)"
-from=()
-[[ -n $BIND_FROM ]] && from=(--bind-from "$BIND_FROM")
 echo "# $CLIENTS clients x $SIZE_KIB KiB at once, blksize 1468${BIND_FROM:+, from $BIND_FROM}; simulated L2 $L2 bytes, 16-way"
 printf '%-14s %9s %9s %9s %9s %9s %9s %8s\n' server DATA Ir/DATA D1mr/DATA D1mw/DATA L2mr/DATA L2mw/DATA failed
 port=7500
 for s in "${SERVERS[@]}"; do
-  name=${s%%=*} cmd=${s#*=}
-  cmd=${cmd//ROOT/$DIR/root}; cmd=${cmd//PORT/$port}
+  counted_server "$s" "$port"
+  name=$NAME
   out=$DIR/$name.cg
   # shellcheck disable=SC2086
   valgrind --tool=cachegrind --cache-sim=yes "--LL=$L2,16,64" --cachegrind-out-file="$out" \
-    $cmd > "$DIR/$name.log" 2>&1 &
+    $CMD > "$DIR/$name.log" 2>&1 &
   pid=$!
   sleep 5 # valgrind's start-up
-  "$LOADGEN" --server "127.0.0.1:$port" "${from[@]}" --file file --clients "$CLIENTS" --threads 1 \
+  "$LOADGEN" --server "127.0.0.1:$LISTEN" "${FROM[@]}" --file file --clients "$CLIENTS" --threads 1 \
     --blksize 1468 --deadline 300 --min-timeout-ms 1000 --max-timeout-ms 8000 --retries 10 \
     > "$DIR/$name.json" 2> "$DIR/$name.err" || true
-  # SIGINT for a clean exit (tftpd), then SIGTERM (servers that ignore it); cachegrind writes
-  # its counts when the server exits either way.
-  kill -INT "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  kill -TERM "$pid" 2>/dev/null || true
+  # cachegrind writes its counts when the server exits, however it was stopped.
+  counted_stop "$pid" 10
   wait "$pid" 2>/dev/null || true
-  python3 - "$name" "$DIR/$name.json" "$out" "$DIR/$name.log" "$DIR/$name.err" <<'PY'
+  python3 - "$name" "$DIR/$name.json" "$out" <<'PY' || counted_failed "$name"
 import json, sys
-name, report, out, log, err = sys.argv[1:]
+name, report, out = sys.argv[1:]
 try:
     r = json.load(open(report))
 except (OSError, ValueError):
@@ -108,14 +79,7 @@ for line in lines:
         for e, v in zip(events, map(int, line.split()[1:])):
             funcs[-1][1][e] += v
 if not totals or not data:
-    print(f"{name:<14} no counts; the server's log and the load client's errors end with:")
-    for path in (log, err):
-        try:
-            for line in open(path, errors="replace").readlines()[-3:]:
-                print("    " + line.rstrip())
-        except OSError:
-            pass
-    sys.exit()
+    sys.exit(3)  # no counts: the script says why
 per = lambda e: totals.get(e, 0) / data
 print(f"{name:<14} {data:>9} {per('Ir'):>9.0f} {per('D1mr'):>9.2f} {per('D1mw'):>9.2f} "
       f"{per('DLmr'):>9.2f} {per('DLmw'):>9.2f} {r.get('failures', '?'):>8}")

@@ -23,80 +23,36 @@
 # client's deadline (150 s).
 set -euo pipefail
 
-CLIENTS=1000 SIZE_KIB=1024 BIND_FROM=""
-SERVERS=()
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --clients) CLIENTS=$2; shift ;;
-    --size) SIZE_KIB=$2; shift ;;
-    --bind-from) BIND_FROM=$2; shift ;;
-    *=*) SERVERS+=("$1") ;;
-    *) echo "unknown argument: $1" >&2; exit 64 ;;
-  esac
-  shift
-done
-[[ ${#SERVERS[@]} -gt 0 ]] || { echo "no servers (NAME=CMD)" >&2; exit 64; }
-command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)" >&2; exit 69; }
+CLIENTS=1000 SIZE_KIB=1024
+extra_option() { return 1; }
+# shellcheck source=benches/e2e/counted.sh
+source "$(dirname "$0")/counted.sh"
+counted_parse "$@"
+counted_enter perf "apt-get install linux-perf" "$@"
 
-HERE=$(cd "$(dirname "$0")/../.." && pwd)
-LOADGEN=${LOADGEN:-$HERE/target/release/tftp-loadgen}
-[[ -x $LOADGEN ]] || { echo "missing $LOADGEN (cargo build --release -p tftp-benches)" >&2; exit 69; }
-
-if [[ ${SYSCALLS_INNER:-} != 1 ]]; then
-  [[ $(id -u) == 0 ]] || { echo "run as root (network namespace)" >&2; exit 64; }
-  DIR=$(mktemp -d /tmp/tftp-syscalls.XXXXXX)
-  chmod 755 "$DIR"
-  trap 'rm -rf "$DIR"' EXIT
-  mkdir "$DIR/root"
-  chmod 755 "$DIR/root"
-  head -c $((SIZE_KIB << 10)) /dev/urandom > "$DIR/root/file"
-  chmod 644 "$DIR/root/file"
-  args=(--clients "$CLIENTS" --size "$SIZE_KIB")
-  [[ -n $BIND_FROM ]] && args+=(--bind-from "$BIND_FROM")
-  SYSCALLS_INNER=1 SYSCALLS_DIR=$DIR unshare --net -- bash "$0" "${args[@]}" "${SERVERS[@]}"
-  exit
-fi
-
-ip link set lo up
-# As run.sh: with lo's 127.0.0.1 alone glibc's getaddrinfo(AI_ADDRCONFIG) counts IPv4 as not
-# configured, and in.tftpd cannot resolve its own --address.
-ip addr add 127.0.0.2/8 dev lo
-DIR=$SYSCALLS_DIR
-ulimit -n "$(ulimit -Hn)"
-from=()
-if [[ -n $BIND_FROM ]]; then
-  from=(--bind-from "$BIND_FROM")
-fi
 echo "# $CLIENTS clients x $SIZE_KIB KiB at once, blksize 1468${BIND_FROM:+, from $BIND_FROM}; server on CPU 1, load client on CPU 0"
 port=7600
 for s in "${SERVERS[@]}"; do
-  name=${s%%=*} cmd=${s#*=}
-  listen=$port
-  if [[ $name == *:* ]]; then
-    listen=${name#*:} name=${name%%:*}
-  fi
-  cmd=${cmd//ROOT/$DIR/root}; cmd=${cmd//PORT/$port}
+  counted_server "$s" "$port"
+  name=$NAME
   # Every syscall tracepoint: perf prints each count, the ones never hit as 0.
   # shellcheck disable=SC2086
   taskset -c 1 perf stat -x, -e raw_syscalls:sys_enter -e 'syscalls:sys_enter_*' \
-    -o "$DIR/$name.perf" -- $cmd > "$DIR/$name.log" 2>&1 &
+    -o "$DIR/$name.perf" -- $CMD > "$DIR/$name.log" 2>&1 &
   perf_pid=$!
   sleep 2
-  "$LOADGEN" --server "127.0.0.1:$listen" "${from[@]}" --file file --clients "$CLIENTS" \
+  "$LOADGEN" --server "127.0.0.1:$LISTEN" "${FROM[@]}" --file file --clients "$CLIENTS" \
     --threads 1 --cpus 0 --blksize 1468 --expect-size $((SIZE_KIB << 10)) --deadline 150 \
     --output "$DIR/$name.json" > /dev/null 2> "$DIR/$name.err" || true
-  # The server is perf's child: SIGINT for a clean exit (tftpd), then SIGTERM; perf writes
-  # its counts when the server exits.
+  # The server is perf's child; perf writes its counts when the server exits.
   server=$(pgrep -P "$perf_pid" | head -1 || true)
   if [[ -n $server ]]; then
-    kill -INT "$server" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
-    kill -TERM "$server" 2>/dev/null || true
+    counted_stop "$server" 5
   fi
   wait "$perf_pid" 2>/dev/null || true
-  python3 - "$name" "$DIR/$name.json" "$DIR/$name.perf" "$DIR/$name.log" "$DIR/$name.err" <<'PY'
+  python3 - "$name" "$DIR/$name.json" "$DIR/$name.perf" <<'PY' || counted_failed "$name"
 import json, sys
-name, report, counts, log, err = sys.argv[1:]
+name, report, counts = sys.argv[1:]
 try:
     r = json.load(open(report))
 except (OSError, ValueError):
@@ -117,14 +73,7 @@ for line in lines:
     elif event.startswith("syscalls:sys_enter_") and count:
         kinds[event[len("syscalls:sys_enter_"):]] = count
 if total is None or not data:
-    print(f"{name:<14} no counts; the server's log and the load client's errors end with:")
-    for path in (log, err):
-        try:
-            for line in open(path, errors="replace").readlines()[-3:]:
-                print("    " + line.rstrip())
-        except OSError:
-            pass
-    sys.exit()
+    sys.exit(3)  # no counts: the script says why
 print(f"{name:<14} {total / data:6.3f} system calls a DATA ({data} DATA, "
       f"{r.get('failures', '?')} failed, {r.get('retransmissions', '?')} client retransmissions)")
 top = sorted(kinds.items(), key=lambda kv: -kv[1])
