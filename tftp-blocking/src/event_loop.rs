@@ -7,7 +7,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
@@ -32,6 +31,7 @@ use crate::data::Data;
 use crate::handler::{Handler, Response};
 use crate::pool::{Done, Inbox, Jobs, Msg, Pool, drop_on};
 use crate::reactor::{Poller, WAKER};
+use crate::sip::AddrHasher;
 use crate::slab::Slab;
 use tftp_server::ring::SpareRing;
 
@@ -127,33 +127,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A client's address as a key of the listeners' routes, hashed as one word (IPv4: address
-/// and port in a `u64`; IPv6: the address, then the port) through the maps' keyed SipHash:
-/// `SocketAddr`'s own `Hash` feeds it five pieces, about 240 instructions a lookup
-/// (callgrind, single-port mode, 200 transfers at once), one word about 170. Keyed still, as
-/// the addresses are the peers' to choose (and to forge).
+/// A client's address as a key of the listeners' routes: compared with flow label and scope
+/// (as `SocketAddr`), hashed without them ([`AddrHasher::hash`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Peer(SocketAddr);
 
-impl std::hash::Hash for Peer {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        match self.0 {
-            SocketAddr::V4(a) => {
-                state.write_u64(u64::from(a.ip().to_bits()) << 16 | u64::from(a.port()))
-            }
-            // Equal addresses hash alike: flow label and scope, which equality compares
-            // too, are left out.
-            SocketAddr::V6(a) => {
-                state.write_u128(a.ip().to_bits());
-                state.write_u16(a.port());
-            }
-        }
-    }
-}
-
 /// A single-port listener's routes: the session of each client address, in a table probed
 /// with hashes computed beforehand, so that a batch's look-ups go in two passes: every
-/// datagram's peer hashed (the keyed SipHash, ~150 instructions, no memory), then every
+/// datagram's peer hashed (keyed SipHash-1-3, ~96 instructions, no memory), then every
 /// table probed (a few instructions each, so the CPU has the probes of many datagrams in
 /// flight at once). At 10,000 transfers the table has left the cache by the time a client's
 /// next ACK comes, and one look-up after another in the receive's own loop waited for each
@@ -163,12 +144,12 @@ impl std::hash::Hash for Peer {
 struct Routes {
     table: hashbrown::HashTable<(Peer, u64)>,
     /// Keyed with a random key, like std's maps: the addresses are the peers' to choose.
-    hasher: std::hash::RandomState,
+    hasher: AddrHasher,
 }
 
 impl Routes {
     fn hash(&self, peer: SocketAddr) -> u64 {
-        self.hasher.hash_one(Peer(peer))
+        self.hasher.hash(peer)
     }
 
     /// The session of `peer`, whose [`Routes::hash`] is `hash`.
@@ -188,7 +169,7 @@ impl Routes {
         let (hash, hasher) = (self.hash(peer), &self.hasher);
         let entry = self
             .table
-            .entry(hash, |(p, _)| *p == Peer(peer), |(p, _)| hasher.hash_one(p));
+            .entry(hash, |(p, _)| *p == Peer(peer), |(p, _)| hasher.hash(p.0));
         match entry {
             hashbrown::hash_table::Entry::Occupied(mut e) => e.get_mut().1 = key,
             hashbrown::hash_table::Entry::Vacant(e) => {

@@ -171,6 +171,7 @@ mod handler;
 mod pool;
 mod reactor;
 mod server;
+mod sip;
 mod slab;
 
 pub use client::Client;
