@@ -385,8 +385,9 @@ impl<I: Instant, B: Storage> Sender<I, B> {
     /// more, while their bytes are still in the CPU's cache. Filling a whole window first would
     /// write 64 × 65468 bytes (4 MiB, more than a core's L2 cache) before sending the first.
     pub(crate) fn batch_filled(&self, max: usize, max_bytes: usize) -> bool {
+        // Nothing unsent (lock-step, after each ACK) is never a full batch: no division then.
         let unsent = self.filled.saturating_sub(self.next_send);
-        unsent >= self.batch_len(max, max_bytes) || (unsent > 0 && self.in_first_slot(self.filled))
+        unsent > 0 && (self.in_first_slot(self.filled) || unsent >= self.batch_len(max, max_bytes))
     }
 
     /// Most blocks one transmit of `max` blocks and `max_bytes` takes: at least one.
@@ -420,7 +421,11 @@ impl<I: Instant, B: Storage> Sender<I, B> {
         }
         let first = self.next_send;
         let limit = self.filled.min(self.base + u64::from(self.window));
-        let batch = self.batch_len(max, max_bytes);
+        // One block ready (lock-step) is a batch of one: no division then.
+        let batch = match first + 1 < limit {
+            true => self.batch_len(max, max_bytes),
+            false => 1,
+        };
         let mut count = 1u64;
         while count < batch && first + count < limit && !self.in_first_slot(first + count) {
             count += 1;
