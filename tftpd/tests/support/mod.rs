@@ -49,22 +49,43 @@ pub fn skip(test: &str, why: &str) {
     eprintln!("skipped {test}: {why}");
 }
 
-/// A UDP port on 127.0.0.1 that was free a moment ago.
+/// A UDP port on 127.0.0.1 that was free a moment ago (see [`pick_port`]).
 pub fn free_udp() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    pick_port(|port| UdpSocket::bind(("127.0.0.1", port)).is_ok())
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago (see [`pick_port`]).
 pub fn free_tcp() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    pick_port(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+}
+
+/// A port for a server a test is about to start, for which `is_free` says yes: below the
+/// kernel's ephemeral range, and never the same twice in one test binary. A port the kernel
+/// handed out (binding port 0) could be handed out again, in the moment before the server
+/// binds it, to any of the sockets the tests running beside it open (a tftpd opens one a
+/// transfer): the server then failed to start, a flake seen once in CI
+/// (`hostile_e2e`, "tftpd did not start"). Below the range the kernel assigns nothing, and
+/// a counter keeps this process's tests apart.
+fn pick_port(is_free: impl Fn(u16) -> bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // net.ipv4.ip_local_port_range: 32768-60999 unless configured.
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let first = 10_000;
+    let span = ephemeral.saturating_sub(first).max(1000);
+    // Test binaries run one after another; a start of their own all the same.
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(first + (start + n) % span).unwrap();
+        if is_free(port) {
+            return port;
+        }
+    }
+    panic!("no free port in {first}..{}", first + span);
 }
 
 /// Wait (up to 10 s) until a TFTP server on 127.0.0.1:`port` answers a request (with an
