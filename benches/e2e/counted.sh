@@ -8,8 +8,9 @@
 #   counted_parse "$@"
 #   counted_enter TOOL "HOW TO INSTALL IT" "$@"   # outside: re-runs the script in a namespace
 # and, for each of SERVERS, counted_server "$s" PORT (sets NAME, LISTEN and CMD), runs it
-# under its tool with the load on it, counted_stop PID SECONDS, and counted_failed NAME when
-# it has no counts. Inside, DIR holds root/file (and the run's files, deleted at the end),
+# under its tool with the load on it (the load client's JSON report in $DIR/NAME.json),
+# counted_stop PID SECONDS, and counted_report NAME COUNTS with its parser of the tool's
+# counts on stdin. Inside, DIR holds root/file (and the run's files, deleted at the end),
 # FROM the load client's --bind-from, and LOADGEN the load client.
 
 # Parse the options both scripts take (--clients N, --size KiB, --bind-from RANGE) and the
@@ -91,6 +92,27 @@ counted_stop() {
   kill -INT "$pid" 2>/dev/null || true
   for _ in $(seq "$tenths"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -TERM "$pid" 2>/dev/null || true
+}
+
+# Print server $1's counts: the Python parser on stdin runs with `name`, `r` (the load client's
+# report, $DIR/$1.json: {} if it wrote none), `data` (the DATA packets its clients received, 0
+# if unknown) and `lines` (those of the tool's counts file $2: none if it wrote none) defined,
+# and exits nonzero when they hold no counts; counted_failed then says so.
+counted_report() {
+  local prelude='
+import json, sys
+name, report, counts = sys.argv[1:]
+try:
+    r = json.load(open(report))
+except (OSError, ValueError):
+    r = {}
+data = r.get("packets_received") or 0
+try:
+    lines = open(counts).readlines()
+except OSError:
+    lines = []
+'
+  python3 -c "$prelude$(cat)" "$1" "$DIR/$1.json" "$2" || counted_failed "$1"
 }
 
 # Server $1 gave no counts: say so, with the ends of its log and of the load client's errors.

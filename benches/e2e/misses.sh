@@ -54,19 +54,8 @@ for s in "${SERVERS[@]}"; do
   # cachegrind writes its counts when the server exits, however it was stopped.
   counted_stop "$pid" 10
   wait "$pid" 2>/dev/null || true
-  python3 - "$name" "$DIR/$name.json" "$out" <<'PY' || counted_failed "$name"
-import json, sys
-name, report, out = sys.argv[1:]
-try:
-    r = json.load(open(report))
-except (OSError, ValueError):
-    r = {}
-data = r.get("packets_received") or 0
+  counted_report "$name" "$out" <<'PY'
 events, totals, funcs = [], None, []
-try:
-    lines = open(out).readlines()
-except OSError:
-    lines = []
 for line in lines:
     if line.startswith("events:"):
         events = line.split()[1:]

@@ -50,19 +50,8 @@ for s in "${SERVERS[@]}"; do
     counted_stop "$server" 5
   fi
   wait "$perf_pid" 2>/dev/null || true
-  python3 - "$name" "$DIR/$name.json" "$DIR/$name.perf" <<'PY' || counted_failed "$name"
-import json, sys
-name, report, counts = sys.argv[1:]
-try:
-    r = json.load(open(report))
-except (OSError, ValueError):
-    r = {}
-data = r.get("packets_received") or 0
+  counted_report "$name" "$DIR/$name.perf" <<'PY'
 total, kinds = None, {}
-try:
-    lines = open(counts).readlines()
-except OSError:
-    lines = []
 for line in lines:
     fields = line.strip().split(",")
     if len(fields) < 3 or not fields[0].isdigit():
