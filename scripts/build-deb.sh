@@ -2,8 +2,9 @@
 # Build the Debian package of tftpd and the client (installed as tftp-rs), with cargo-deb:
 #   scripts/build-deb.sh [--profile dist|release] [--no-http-origin]
 # writes target/debian/tftp-rs_VERSION-1_ARCH.deb (tftp-rs-no-http-origin_... without the
-# HTTP origin) and prints its path. The dist profile (fat LTO, one codegen unit, stripped)
-# takes minutes; --profile release is quicker to build, and cargo-deb strips it too.
+# HTTP origin) and prints its path. The dist profile is the release profile (fat LTO, one
+# codegen unit: a few minutes on two cores) without debug information, stripped; with
+# --profile release the build keeps line tables for profilers, and cargo-deb strips it too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -18,6 +18,7 @@ const PER_PACKET: &[&str] = &[
     "tftp_proto::session::Session<R,I,B>::poll_output",
     "tftp_proto::session::Session<R,I,B>::handle_datagram",
     "tftp_blocking::event_loop::Loop<H>::run",
+    "tftp_blocking::event_loop::Loop<H>::serve",
     "tftp_blocking::event_loop::send_one",
     "tftp_blocking::event_loop::send",
     "tftp_blocking::event_loop::recv",
