@@ -127,11 +127,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A client's address as a key of the listeners' routes: compared with flow label and scope
-/// (as `SocketAddr`), hashed without them ([`AddrHasher::hash`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Peer(SocketAddr);
-
 /// A single-port listener's routes: the session of each client address, in a table probed
 /// with hashes computed beforehand, so that a batch's look-ups go in two passes: every
 /// datagram's peer hashed (keyed SipHash-1-3, ~96 instructions, no memory), then every
@@ -142,7 +137,10 @@ struct Peer(SocketAddr);
 /// 10,000 clients from 250 addresses), with the kernel's per-packet work 80%.
 #[derive(Default)]
 struct Routes {
-    table: hashbrown::HashTable<(Peer, u64)>,
+    /// Client address and session key: the addresses compared whole (as `SocketAddr`, flow
+    /// label and scope too), hashed without flow label and scope ([`AddrHasher::hash`]), so
+    /// equal addresses hash alike.
+    table: hashbrown::HashTable<(SocketAddr, u64)>,
     /// Keyed with a random key, like std's maps: the addresses are the peers' to choose.
     hasher: AddrHasher,
 }
@@ -154,7 +152,6 @@ impl Routes {
 
     /// The session of `peer`, whose [`Routes::hash`] is `hash`.
     fn find(&self, hash: u64, peer: SocketAddr) -> Option<u64> {
-        let peer = Peer(peer);
         self.table
             .find(hash, |(p, _)| *p == peer)
             .map(|&(_, key)| key)
@@ -169,11 +166,11 @@ impl Routes {
         let (hash, hasher) = (self.hash(peer), &self.hasher);
         let entry = self
             .table
-            .entry(hash, |(p, _)| *p == Peer(peer), |(p, _)| hasher.hash(p.0));
+            .entry(hash, |(p, _)| *p == peer, |(p, _)| hasher.hash(*p));
         match entry {
             hashbrown::hash_table::Entry::Occupied(mut e) => e.get_mut().1 = key,
             hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert((Peer(peer), key));
+                e.insert((peer, key));
             }
         }
     }
@@ -181,10 +178,7 @@ impl Routes {
     /// Forget `peer`'s route if it goes to `key`: true if it did.
     fn remove(&mut self, peer: SocketAddr, key: u64) -> bool {
         let hash = self.hash(peer);
-        match self
-            .table
-            .find_entry(hash, |&(p, k)| p == Peer(peer) && k == key)
-        {
+        match self.table.find_entry(hash, |&(p, k)| p == peer && k == key) {
             Ok(found) => {
                 found.remove();
                 true
