@@ -29,32 +29,39 @@ impl Rollover {
 
     /// The block index in `lo..=hi` whose wire number is `wire`, if there is one. When the
     /// range spans more than one cycle, the highest match wins.
+    ///
+    /// Constant time whatever the range: the highest match is found by arithmetic, not by
+    /// stepping a cycle at a time (`resolve(w, 0, u64::MAX)` took 2^48 steps).
     pub fn resolve(self, wire: u16, lo: u64, hi: u64) -> Option<u64> {
         if lo > hi {
             return None;
         }
-        let (start, period) = match self {
-            Rollover::ToZero => (lo, 65536u64),
+        // The first index at or after `lo` with wire number `wire`, and the cycle's length.
+        let (first, period) = match self {
+            Rollover::ToZero => (
+                lo.checked_add(u64::from(wire.wrapping_sub(lo as u16)))?,
+                65_536,
+            ),
             Rollover::ToOne => {
                 if wire == 0 {
                     return (lo == 0).then_some(0);
                 }
-                (lo.max(1), 65535u64)
+                let start = lo.max(1);
+                let at = u64::from(self.wire_block(start));
+                let off = (u64::from(wire) + 65_535 - at) % 65_535;
+                (start.checked_add(off)?, 65_535)
             }
         };
-        if start > hi {
+        if first > hi {
             return None;
         }
-        let first = u64::from(self.wire_block(start));
-        let off = (u64::from(wire) + period - first) % period;
-        let mut idx = start + off;
-        if idx > hi {
-            return None;
-        }
-        while idx + period <= hi {
-            idx += period;
-        }
-        Some(idx)
+        // The highest match: whole cycles on from the first (a division only for a range
+        // longer than a cycle, which no window is: an ACK or a DATA costs none).
+        let beyond = hi - first;
+        Some(match beyond < period {
+            true => first,
+            false => first + beyond / period * period,
+        })
     }
 }
 
@@ -234,5 +241,37 @@ mod tests {
         }
         assert_eq!(Rollover::ToOne.resolve(0, 1, 10), None);
         assert_eq!(Rollover::ToZero.resolve(3, 5, 4), None);
+        // At the end of the index space: no overflow, no panic.
+        for r in [Rollover::ToZero, Rollover::ToOne] {
+            let hi = u64::MAX;
+            assert_eq!(r.resolve(r.wire_block(hi), hi - 3, hi), Some(hi));
+            assert_eq!(r.resolve(r.wire_block(hi - 10), hi - 3, hi), None);
+            assert_eq!(r.resolve(r.wire_block(hi - 2), 0, hi), Some(hi - 2));
+        }
+    }
+
+    /// The highest index in `lo..=hi` whose wire number is `wire`, by looking at each.
+    fn resolve_by_scan(r: Rollover, wire: u16, lo: u64, hi: u64) -> Option<u64> {
+        (lo..=hi).rev().find(|&i| r.wire_block(i) == wire)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn resolve_matches_a_scan(
+            one in proptest::bool::ANY,
+            wire in proptest::prelude::any::<u16>(),
+            lo in 0u64..300_000,
+            span in proptest::prop_oneof![0u64..70, 0u64..200_000],
+        ) {
+            let r = if one { Rollover::ToOne } else { Rollover::ToZero };
+            let hi = lo + span;
+            proptest::prop_assert_eq!(r.resolve(wire, lo, hi), resolve_by_scan(r, wire, lo, hi));
+            // The wire number of an index in range always resolves to it (or a later cycle's).
+            let idx = lo + span / 2;
+            let got = r.resolve(r.wire_block(idx), lo, hi);
+            proptest::prop_assert!(got.is_some_and(|g| g >= idx && r.wire_block(g) == r.wire_block(idx)));
+        }
     }
 }
