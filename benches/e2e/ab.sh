@@ -179,11 +179,13 @@ print(json.load(open('$ROOT/one.json'))['mb_per_sec'])")" >> "$RES"
         ${BIND_FROM:+--bind-from "$BIND_FROM"} \
         --ramp "$RAMP" --blksize 1468 --expect-size $((1 << 20)) --deadline $((120 + RAMP)) --min-timeout-ms 1000 \
         --server-pid "${PIDS[j]}" ${CGS[j]:+--server-cgroup "${CGS[j]}"} --output "$ROOT/one.json" > /dev/null 2>&1
+      # A round where every transfer failed delivered no bytes: no CPU per MB ("nan"),
+      # which the medians and the round-by-round ratios leave out.
       python3 -c "import json; d = json.load(open('$ROOT/one.json')); \
-u = d['server_usage']; \
-print('${NAMES[j]}', round(u['cpu_secs_per_mb'] * 1e6), d['sessions_per_sec'], d['failures'], \
-u.get('peak_rss_kib', 0), u.get('peak_threads', 0), \
-round(($(user_ticks "$j") - $ua) * 1e4 / (d['bytes'] / 1e6 or 1)), d.get('retransmissions', 0))" >> "$RES"
+u = d['server_usage']; mb = d['bytes'] / 1e6; \
+print('${NAMES[j]}', round(u['cpu_secs_per_mb'] * 1e6) if u.get('cpu_secs_per_mb') else 'nan', \
+d['sessions_per_sec'], d['failures'], u.get('peak_rss_kib', 0), u.get('peak_threads', 0), \
+round(($(user_ticks "$j") - $ua) * 1e4 / mb) if mb else 'nan', d.get('retransmissions', 0))" >> "$RES"
     fi
   done
 done
@@ -194,25 +196,33 @@ rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     name, *values = line.split()
     rows[name].append([float(v) for v in values])
+
+
+def median(values):
+    # Without the rounds that measured nothing (NaN: no bytes delivered).
+    values = [v for v in values if v == v]
+    return statistics.median(values) if values else float("nan")
+
+
 base = base_runs = None
 for name, runs in rows.items():
-    cpu = statistics.median(r[0] for r in runs) / 1000  # ms per MB
-    other = statistics.median(r[1] for r in runs)
+    cpu = median(r[0] for r in runs) / 1000  # ms per MB
+    other = median(r[1] for r in runs)
     base = base or (cpu, other)
     base_runs = base_runs or runs
     unit = "sessions/s" if os.environ["MODE"] == "concurrency" else "MB/s"
     extra = "" if os.environ["MODE"] != "concurrency" else (
         f"  failures {[int(r[2]) for r in runs]}"
-        f"  peak RSS {statistics.median(r[3] for r in runs) / 1024:.1f} MiB"
-        f"  threads {statistics.median(r[4] for r in runs):.0f}"
-        f"  user {statistics.median(r[5] for r in runs) / 1000:.2f} ms/MB"
-        f"  retransmissions {statistics.median(r[6] for r in runs):.0f}")
+        f"  peak RSS {median(r[3] for r in runs) / 1024:.1f} MiB"
+        f"  threads {median(r[4] for r in runs):.0f}"
+        f"  user {median(r[5] for r in runs) / 1000:.2f} ms/MB"
+        f"  retransmissions {median(r[6] for r in runs):.0f}")
     print(f"{name:12s} cpu {cpu:7.2f} ms/MB ×{cpu / base[0]:.3f}   {other:8.1f} {unit} ×{other / base[1]:.3f}"
           f"   (n={len(runs)}){extra}")
     # The same ratio round by round: each round runs every server once, minutes apart at
     # most, so a round's ratio compares servers in one mode of a VM that switches speed
     # between rounds, which the ratio of the medians above can mix.
-    paired = [r[0] / b[0] for r, b in zip(runs, base_runs) if b[0] > 0]
+    paired = [r[0] / b[0] for r, b in zip(runs, base_runs) if b[0] > 0 and r[0] == r[0]]
     if runs is not base_runs and paired:
         print(f"{'':12s} cpu round by round ×{statistics.median(paired):.3f} "
               f"(×{min(paired):.3f}–×{max(paired):.3f} over {len(paired)} rounds)")
