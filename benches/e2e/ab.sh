@@ -183,7 +183,7 @@ print(json.load(open('$ROOT/one.json'))['mb_per_sec'])")" >> "$RES"
       # which the medians and the round-by-round ratios leave out.
       python3 -c "import json; d = json.load(open('$ROOT/one.json')); \
 u = d['server_usage']; mb = d['bytes'] / 1e6; \
-print('${NAMES[j]}', round(u['cpu_secs_per_mb'] * 1e6) if u.get('cpu_secs_per_mb') else 'nan', \
+print('${NAMES[j]}', round(u['cpu_secs_per_mb'] * 1e6) if u.get('cpu_secs_per_mb') is not None else 'nan', \
 d['sessions_per_sec'], d['failures'], u.get('peak_rss_kib', 0), u.get('peak_threads', 0), \
 round(($(user_ticks "$j") - $ua) * 1e4 / mb) if mb else 'nan', d.get('retransmissions', 0))" >> "$RES"
     fi
