@@ -1,8 +1,10 @@
-//! tftpd's per-packet code is laid out together (`tftp-blocking/hot-text.ld`, passed to the
-//! linker by `tftpd/build.rs`): the functions every DATA runs through sit in the binary's
-//! `.text.tftp_hot` section. The script names them by parts of their mangled names, so a
-//! renamed or moved function would drop out of it silently; this test names them by their
-//! Rust paths and fails when one of them is linked outside the section.
+//! tftpd's code is laid out by what runs how often. The per-packet code
+//! (`tftp-blocking/hot-text.ld`, passed to the linker by `tftpd/build.rs`): the functions
+//! every DATA runs through sit in the binary's `.text.tftp_hot` section. The rest of what a
+//! serving tftpd runs (`tftpd/warm-text.ld`): in `.text.tftp_warm`, right after. The scripts
+//! name functions by parts of their mangled names, so a renamed or moved function would drop
+//! out of them silently; these tests name some by their Rust paths and fail when one of them
+//! is linked outside its section.
 
 // Built only where tftpd/build.rs passes the script to the linker (it sets the cfg then).
 #![cfg(tftp_hot_text)]
@@ -45,27 +47,28 @@ fn run(tool: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn the_per_packet_functions_are_in_the_hot_section() {
-    let bin = env!("CARGO_BIN_EXE_tftpd");
+/// The address range of section `name` in `bin`.
+fn section(bin: &str, name: &str) -> Option<std::ops::Range<u64>> {
     // [Nr] Name Type Address Off Size ...
     let sections = run("readelf", &["-S", "-W", bin]);
-    let hot = sections
-        .lines()
-        .find_map(|l| {
-            let l = l.split(']').nth(1)?;
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.first() == Some(&".text.tftp_hot")).then(|| {
-                let start = u64::from_str_radix(f[2], 16).unwrap();
-                let size = u64::from_str_radix(f[4], 16).unwrap();
-                start..start + size
-            })
+    sections.lines().find_map(|l| {
+        let l = l.split(']').nth(1)?;
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.first() == Some(&name)).then(|| {
+            let start = u64::from_str_radix(f[2], 16).unwrap();
+            let size = u64::from_str_radix(f[4], 16).unwrap();
+            start..start + size
         })
-        .expect("tftpd has a .text.tftp_hot section (tftp-blocking/hot-text.ld)");
+    })
+}
+
+/// Where each of `names` (as `nm --demangle` spells them) is linked in `bin`, and the names
+/// that have no symbol (inlined everywhere).
+fn addresses<'n>(bin: &str, names: &[&'n str]) -> (Vec<(&'n str, u64)>, Vec<&'n str>) {
     let symbols = run("nm", &["--demangle", "--defined-only", bin]);
-    let mut outside = Vec::new();
-    for name in PER_PACKET {
-        let found: Vec<u64> = symbols
+    let (mut found, mut missing) = (Vec::new(), Vec::new());
+    for name in names {
+        let at: Vec<u64> = symbols
             .lines()
             .filter_map(|l| {
                 let (addr, rest) = l.split_once(' ')?;
@@ -75,24 +78,79 @@ fn the_per_packet_functions_are_in_the_hot_section() {
                 (kind_is_text && sym == *name).then(|| u64::from_str_radix(addr, 16).ok())?
             })
             .collect();
-        if found.is_empty() {
-            assert!(
-                !name.ends_with("::drain") && !name.ends_with("::poll_output"),
-                "{name} has no symbol in tftpd"
-            );
-            continue;
+        if at.is_empty() {
+            missing.push(*name);
         }
-        for addr in found {
-            if !hot.contains(&addr) {
-                outside.push(format!("{name} at {addr:#x}"));
-            }
-        }
+        found.extend(at.into_iter().map(|a| (*name, a)));
     }
+    (found, missing)
+}
+
+#[test]
+fn the_per_packet_functions_are_in_the_hot_section() {
+    let bin = env!("CARGO_BIN_EXE_tftpd");
+    let hot = section(bin, ".text.tftp_hot")
+        .expect("tftpd has a .text.tftp_hot section (tftp-blocking/hot-text.ld)");
+    let (found, missing) = addresses(bin, PER_PACKET);
+    for name in missing {
+        assert!(
+            !name.ends_with("::drain") && !name.ends_with("::poll_output"),
+            "{name} has no symbol in tftpd"
+        );
+    }
+    let outside: Vec<String> = found
+        .iter()
+        .filter(|(_, addr)| !hot.contains(addr))
+        .map(|(name, addr)| format!("{name} at {addr:#x}"))
+        .collect();
     assert!(
         outside.is_empty(),
         "per-packet functions outside .text.tftp_hot ({:#x}..{:#x}): {outside:#?}; \
          add a pattern for them to tftp-blocking/hot-text.ld",
         hot.start,
         hot.end
+    );
+}
+
+/// Functions a serving tftpd runs once or now and then rather than once a packet: at start
+/// (its arguments, its runtime), on each request, at each transfer's end. None is inlined.
+const SERVING: &[&str] = &[
+    "tftpd::main",
+    "tftpd::load_args",
+    "clap_builder::parser::parser::Parser::get_matches_with",
+    "tokio::runtime::builder::Builder::build",
+    "tftp_server::server::ServerCore::on_datagram",
+    "tftp_server::server::ServerCore::finish",
+    "tftp_blocking::event_loop::Loop<H>::on_listener_received",
+];
+
+#[test]
+fn what_a_serving_tftpd_runs_is_laid_out_after_the_hot_section() {
+    // tftpd/warm-text.ld (generated by benches/e2e/warm-text.sh, which says why): without
+    // it, or when its patterns no longer match what the compiler names these functions,
+    // they are scattered over .text and tftpd's resident code doubles.
+    let bin = env!("CARGO_BIN_EXE_tftpd");
+    let warm = section(bin, ".text.tftp_warm")
+        .expect("tftpd has a .text.tftp_warm section (tftpd/warm-text.ld)");
+    let hot = section(bin, ".text.tftp_hot").expect("and a .text.tftp_hot section");
+    assert!(
+        (hot.end..hot.end + 64).contains(&warm.start),
+        "the warm section ({:#x}) starts right after the hot one (ends {:#x})",
+        warm.start,
+        hot.end
+    );
+    let (found, missing) = addresses(bin, SERVING);
+    assert!(missing.is_empty(), "no symbol in tftpd for {missing:?}");
+    let outside: Vec<String> = found
+        .iter()
+        .filter(|(_, addr)| !warm.contains(addr))
+        .map(|(name, addr)| format!("{name} at {addr:#x}"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "functions outside .text.tftp_warm ({:#x}..{:#x}): {outside:#?}; regenerate \
+         tftpd/warm-text.ld with benches/e2e/warm-text.sh",
+        warm.start,
+        warm.end
     );
 }
