@@ -11,7 +11,7 @@
 #       one tftp-loadgen download of a --size MiB file (default 256: at 2 GB/s a 64 MiB
 #       transfer lasts 30 ms, shorter than the scheduler's noise), unpinned unless --pinned
 #       (server and client on CPU 0); prints the server's CPU per MB and MB/s
-#   benches/e2e/ab.sh concurrency [--reps N] [--clients N] [--bind-from RANGE] [--ramp S] [--apart] NAME=CMD ...
+#   benches/e2e/ab.sh concurrency [--reps N] [--clients N] [--bind-from RANGE] [--ramp S] [--apart] [--pss] NAME=CMD ...
 #       tftp-loadgen: N clients × 1 MiB at once (blksize 1468); prints sessions/s and the
 #       server's CPU per MB, all of it and in user mode (its own code, without the kernel's
 #       per-packet work, which is most of it and the same for every server); --bind-from spreads the clients over source addresses, as
@@ -21,7 +21,9 @@
 #       client to CPU 0, as issue 15 measured its concurrency rows (unpinned, a server that
 #       sleeps often gets woken on the load client's CPU and shares its caches: the loopback's
 #       copies hit and its buffers are freed where they were allocated, which a client on
-#       another machine never gives; see results/2026-12-06-apart.txt)
+#       another machine never gives; see results/2026-12-06-apart.txt); --pss also samples
+#       each server's proportional set size (smaps_rollup, as run.sh's memory rows) and
+#       prints its peak
 #
 # CMD is a server command line with the words ROOT and PORT in it (NAME:N=CMD: the server
 # listens on port N whatever its command says, as dnsmasq on 69), e.g.
@@ -35,9 +37,9 @@
 set -euo pipefail
 
 MODE=${1:-}
-[[ $MODE == lockstep || $MODE == window || $MODE == concurrency ]] || { sed -n '2,34p' "$0"; exit 64; }
+[[ $MODE == lockstep || $MODE == window || $MODE == concurrency ]] || { sed -n '2,36p' "$0"; exit 64; }
 shift
-REPS=5 BLKSIZE=1468 CLIENTS=1000 WINDOWSIZE=64 SIZE=256 PINNED=0 UNPINNED=0 APART=0 BIND_FROM= RAMP=0
+REPS=5 BLKSIZE=1468 CLIENTS=1000 WINDOWSIZE=64 SIZE=256 PINNED=0 UNPINNED=0 APART=0 BIND_FROM= RAMP=0 PSS=0
 SERVERS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -49,6 +51,7 @@ while [[ $# -gt 0 ]]; do
     --pinned) PINNED=1 ;;
     --unpinned) UNPINNED=1 ;;
     --apart) APART=1 ;;
+    --pss) PSS=1 ;;
     --bind-from) BIND_FROM=$2; shift ;;
     --ramp) RAMP=$2; shift ;;
     *=*) SERVERS+=("$1") ;;
@@ -76,6 +79,7 @@ if [[ ${AB_INNER:-} != 1 ]]; then
   given=(); [[ $PINNED == 1 ]] && given=(--pinned)
   [[ $UNPINNED == 1 ]] && given+=(--unpinned)
   [[ $APART == 1 ]] && given+=(--apart)
+  [[ $PSS == 1 ]] && given+=(--pss)
   [[ -n $BIND_FROM ]] && given+=(--bind-from "$BIND_FROM")
   AB_INNER=1 AB_ROOT=$ROOT unshare --net -- bash "$0" "$MODE" --reps "$REPS" --blksize "$BLKSIZE" \
     --clients "$CLIENTS" --windowsize "$WINDOWSIZE" --size "$SIZE" --ramp "$RAMP" "${given[@]}" "${SERVERS[@]}"
@@ -101,6 +105,8 @@ pin=()
 [[ ($MODE == lockstep && $UNPINNED == 0) || $PINNED == 1 ]] && pin=(taskset -c 0)
 lgcpus=()
 if [[ $APART == 1 ]]; then pin=(taskset -c 1) lgcpus=(--cpus 0); fi
+pss=()
+[[ $PSS == 1 ]] && pss=(--pss)
 i=0
 for s in "${SERVERS[@]}"; do
   name=${s%%=*} cmd=${s#*=} port=$((7400 + i))
@@ -178,14 +184,15 @@ print(json.load(open('$ROOT/one.json'))['mb_per_sec'])")" >> "$RES"
       "$LOADGEN" --server "127.0.0.1:${PORTS[j]}" --file small --clients "$CLIENTS" --threads 1 "${lgcpus[@]}" \
         ${BIND_FROM:+--bind-from "$BIND_FROM"} \
         --ramp "$RAMP" --blksize 1468 --expect-size $((1 << 20)) --deadline $((120 + RAMP)) --min-timeout-ms 1000 \
-        --server-pid "${PIDS[j]}" ${CGS[j]:+--server-cgroup "${CGS[j]}"} --output "$ROOT/one.json" > /dev/null 2>&1
+        --server-pid "${PIDS[j]}" ${CGS[j]:+--server-cgroup "${CGS[j]}"} "${pss[@]}" --output "$ROOT/one.json" > /dev/null 2>&1
       # A round where every transfer failed delivered no bytes: no CPU per MB ("nan"),
       # which the medians and the round-by-round ratios leave out.
       python3 -c "import json; d = json.load(open('$ROOT/one.json')); \
 u = d['server_usage']; mb = d['bytes'] / 1e6; \
 print('${NAMES[j]}', round(u['cpu_secs_per_mb'] * 1e6) if u.get('cpu_secs_per_mb') is not None else 'nan', \
 d['sessions_per_sec'], d['failures'], u.get('peak_rss_kib', 0), u.get('peak_threads', 0), \
-round(($(user_ticks "$j") - $ua) * 1e4 / mb) if mb else 'nan', d.get('retransmissions', 0))" >> "$RES"
+round(($(user_ticks "$j") - $ua) * 1e4 / mb) if mb else 'nan', d.get('retransmissions', 0), \
+u.get('peak_pss_kib') or 'nan')" >> "$RES"
     fi
   done
 done
@@ -216,7 +223,9 @@ for name, runs in rows.items():
         f"  peak RSS {median(r[3] for r in runs) / 1024:.1f} MiB"
         f"  threads {median(r[4] for r in runs):.0f}"
         f"  user {median(r[5] for r in runs) / 1000:.2f} ms/MB"
-        f"  retransmissions {median(r[6] for r in runs):.0f}")
+        f"  retransmissions {median(r[6] for r in runs):.0f}"
+        + (f"  peak PSS {median(r[7] for r in runs) / 1024:.2f} MiB"
+           if any(r[7] == r[7] for r in runs) else ""))
     print(f"{name:12s} cpu {cpu:7.2f} ms/MB ×{cpu / base[0]:.3f}   {other:8.1f} {unit} ×{other / base[1]:.3f}"
           f"   (n={len(runs)}){extra}")
     # The same ratio round by round: each round runs every server once, minutes apart at
