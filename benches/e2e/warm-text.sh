@@ -6,17 +6,18 @@
 #   benches/e2e/warm-text.sh /tmp/nh/release/tftpd > tftpd/warm-text.ld
 #
 # Why: the kernel maps a program's code 64 KiB at a time around the page a fault asks for
-# ("fault-around"), and the ~2,300 functions a serving tftpd runs were spread over 44 such
-# windows of its 5 MB of code: 2.8 MB of its memory (PSS) was code it never ran. Laid out
-# together they are what they weigh. The list comes from running tftpd, in both of its
-# engines, under callgrind through what its users do: start, downloads with and without
-# options (curl, tftp-hpa's client), windowed ones and a thousand at once (tftp-loadgen), a missing
-# file, a refused upload, and a stop on SIGTERM. A function the list misses (renamed since, or
+# ("fault-around"), and the ~740 functions a serving tftpd runs (0.87 MB) were spread over 43
+# such windows of its 5 MB of code: 2.4-2.8 MB of its memory (PSS) was code, most of it never
+# run. Laid out together, 1.5 MB is (benches/e2e/results/2026-12-06-warm-text.txt). The list
+# comes from running tftpd, in both of its engines, under callgrind through what its users
+# do: start, downloads with and without options (curl, tftp-hpa's client), windowed ones and
+# a thousand at once (tftp-loadgen), a missing file, a refused upload, and a stop on SIGTERM. A function the list misses (renamed since, or
 # a path not run here) still works; it costs the 64 KiB around it when it first runs.
 #
 # Needs valgrind, curl and tftp-loadgen (cargo build --release -p tftp-benches); tftp (tftp-hpa)
 # is used when installed. The build must be TFTP_NO_HOT_TEXT=1: callgrind names no function in
-# the script's sections. Loopback only, ports 7700-7701; a few minutes.
+# the script's sections. Loopback only, ports 7700-7701; a few minutes. KEEP=1 keeps the
+# profiles (the directory is named on stderr).
 set -euo pipefail
 
 TFTPD=${1:?usage: warm-text.sh PATH/TO/tftpd (built with TFTP_NO_HOT_TEXT=1)}
@@ -32,6 +33,7 @@ if readelf -SW "$TFTPD" | grep -q 'tftp_hot\|tftp_warm'; then
 fi
 
 DIR=$(mktemp -d /tmp/warm-text.XXXXXX)
+[[ -z ${KEEP:-} ]] || echo "warm-text.sh: profiles in $DIR" >&2
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2> /dev/null || true; done
