@@ -86,6 +86,15 @@ fn addresses<'n>(bin: &str, names: &[&'n str]) -> (Vec<(&'n str, u64)>, Vec<&'n 
     (found, missing)
 }
 
+/// The functions of `found` linked outside `section`, with their addresses.
+fn outside(found: &[(&str, u64)], section: &std::ops::Range<u64>) -> Vec<String> {
+    found
+        .iter()
+        .filter(|(_, addr)| !section.contains(addr))
+        .map(|(name, addr)| format!("{name} at {addr:#x}"))
+        .collect()
+}
+
 #[test]
 fn the_per_packet_functions_are_in_the_hot_section() {
     let bin = env!("CARGO_BIN_EXE_tftpd");
@@ -98,11 +107,7 @@ fn the_per_packet_functions_are_in_the_hot_section() {
             "{name} has no symbol in tftpd"
         );
     }
-    let outside: Vec<String> = found
-        .iter()
-        .filter(|(_, addr)| !hot.contains(addr))
-        .map(|(name, addr)| format!("{name} at {addr:#x}"))
-        .collect();
+    let outside = outside(&found, &hot);
     assert!(
         outside.is_empty(),
         "per-packet functions outside .text.tftp_hot ({:#x}..{:#x}): {outside:#?}; \
@@ -141,11 +146,7 @@ fn what_a_serving_tftpd_runs_is_laid_out_after_the_hot_section() {
     );
     let (found, missing) = addresses(bin, SERVING);
     assert!(missing.is_empty(), "no symbol in tftpd for {missing:?}");
-    let outside: Vec<String> = found
-        .iter()
-        .filter(|(_, addr)| !warm.contains(addr))
-        .map(|(name, addr)| format!("{name} at {addr:#x}"))
-        .collect();
+    let outside = outside(&found, &warm);
     assert!(
         outside.is_empty(),
         "functions outside .text.tftp_warm ({:#x}..{:#x}): {outside:#?}; regenerate \
