@@ -41,6 +41,13 @@ test -s /usr/share/bash-completion/completions/tftpd
 test -f /etc/tftpd.toml
 dpkg-query -W -f='${Conffiles}\n' "$package" | grep -q ' /etc/tftpd.toml '
 
+# A binary with packed relocations (DT_RELR) depends on the glibc that can load it
+# (build-deb.sh raises what dpkg-shlibdeps derives).
+if readelf -V -W /usr/sbin/tftpd | grep -q GLIBC_ABI_DT_RELR; then
+    dpkg-deb --field "$deb" Depends | grep -q 'libc6 (>= 2.36)' ||
+        { echo "tftpd needs GLIBC_ABI_DT_RELR, the package: $(dpkg-deb --field "$deb" Depends)" >&2; exit 1; }
+fi
+
 # The installed service unit stays hardened.
 score=$(systemd-analyze security --offline=yes /usr/lib/systemd/system/tftpd.service 2>/dev/null |
     sed -n 's/.*Overall exposure level for tftpd.service: \([0-9.]*\).*/\1/p')
