@@ -24,6 +24,7 @@ pub mod access;
 pub mod engine;
 #[cfg(feature = "http-origin")]
 mod http;
+pub mod line_queue;
 mod log_limit;
 pub mod logging;
 pub mod metrics_http;

@@ -24,9 +24,6 @@
 
 use std::io::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::thread;
 use std::time::Instant;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -35,6 +32,7 @@ use tftp_proto::{Outcome, RequestKind, TransferError};
 
 use tftp_server::SessionReport;
 
+use crate::line_queue::{Dropped, LineQueue};
 use crate::remap::RemapNotes;
 
 #[derive(Serialize)]
@@ -142,103 +140,66 @@ impl<W: Write + Send + 'static> SessionLog<W> {
     /// ```
     pub fn in_background(self) -> std::io::Result<BackgroundLog> {
         let SessionLog { out, remaps } = self;
-        let mut out = match out.into_inner() {
+        let out = match out.into_inner() {
             Ok(w) => w,
             Err(p) => p.into_inner(),
         };
-        let (lines, queued) = mpsc::sync_channel::<Vec<u8>>(BackgroundLog::QUEUE);
-        let (finished, done) = mpsc::channel::<()>();
-        thread::Builder::new()
-            .name("tftp-session-log".into())
-            .spawn(move || {
-                write_queued(&mut out, &queued);
-                let _ = finished.send(());
-            })?;
+        let limit = tftp_server::log_limit::LogLimit::default();
+        let failed = move |e: std::io::Error| {
+            limit.note(Instant::now(), "write", |suppressed| {
+                tracing::warn!(error = %e, suppressed, "cannot write the session log");
+            });
+        };
         Ok(BackgroundLog {
-            lines: Some(lines),
+            lines: LineQueue::spawn("tftp-session-log", out, BackgroundLog::QUEUE, failed)?,
             remaps,
-            dropped: AtomicU64::new(0),
             limit: tftp_server::log_limit::LogLimit::default(),
-            done: Mutex::new(done),
         })
-    }
-}
-
-/// The writer thread: every line in turn, a flush whenever the queue runs empty, until every
-/// sender is gone.
-fn write_queued(out: &mut impl Write, queued: &Receiver<Vec<u8>>) {
-    let limit = tftp_server::log_limit::LogLimit::default();
-    let failed = |e: std::io::Error| {
-        limit.note(Instant::now(), "write", |suppressed| {
-            tracing::warn!(error = %e, suppressed, "cannot write the session log");
-        });
-    };
-    while let Ok(first) = queued.recv() {
-        for line in std::iter::once(first).chain(queued.try_iter()) {
-            if let Err(e) = out.write_all(&line) {
-                failed(e);
-            }
-        }
-        if let Err(e) = out.flush() {
-            failed(e);
-        }
     }
 }
 
 /// A [`SessionLog`] written on a thread of its own: see [`SessionLog::in_background`].
 #[derive(Debug)]
 pub struct BackgroundLog {
-    lines: Option<SyncSender<Vec<u8>>>,
+    lines: LineQueue,
     remaps: Option<RemapNotes>,
-    dropped: AtomicU64,
     limit: tftp_server::log_limit::LogLimit,
-    done: Mutex<Receiver<()>>,
 }
 
 impl BackgroundLog {
-    /// The most lines queued for the writer thread (about 2 MiB of lines at most).
+    /// The most lines queued for the writer thread (about 2 MiB of lines at most; memory is
+    /// taken only for the lines queued: see [`crate::line_queue`]).
     pub const QUEUE: usize = 4096;
     /// How long dropping the log waits for the writer thread to write what is queued.
     pub const FINISH: Duration = Duration::from_secs(2);
 
     /// Queue the line for `report`, or drop it (counted) if the queue is full.
     pub fn record(&self, report: &SessionReport) {
-        let (Some(lines), Some(json)) = (&self.lines, encode(self.remaps.as_ref(), report)) else {
+        let Some(json) = encode(self.remaps.as_ref(), report) else {
             return;
         };
-        match lines.try_send(json) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                self.limit.note(Instant::now(), "full", |_| {
-                    tracing::warn!(
-                        dropped = total,
-                        queued = Self::QUEUE,
-                        "the session log is not taking lines: lines dropped"
-                    );
-                });
-            }
-            // The writer thread is gone (it panicked): nothing writes the log any more.
-            Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        // Closed: the writer thread is gone (it panicked): nothing writes the log any more.
+        if let Err(Dropped::Full) = self.lines.push(json) {
+            let total = self.lines.dropped();
+            self.limit.note(Instant::now(), "full", |_| {
+                tracing::warn!(
+                    dropped = total,
+                    queued = Self::QUEUE,
+                    "the session log is not taking lines: lines dropped"
+                );
+            });
         }
     }
 
     /// Lines dropped so far because the writer thread did not keep up.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.lines.dropped()
     }
 }
 
 impl Drop for BackgroundLog {
     fn drop(&mut self) {
-        self.lines = None;
-        let done = match self.done.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if done.recv_timeout(Self::FINISH).is_err() {
+        if !self.lines.finish(Self::FINISH) {
             tracing::warn!("the session log did not finish writing its queued lines");
         }
         let dropped = self.dropped();
@@ -336,7 +297,8 @@ fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use std::sync::{Arc, mpsc};
+    use std::thread;
     use tftp_proto::{IncomingRequest, Mode, OptionLimits, OptionValues};
     use tftp_server::{HandlerError, Request};
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 use clap::Parser;
 use tftp_tokio::{MtuPolicy, Server, ServerConfig, ServerOptions, TimeoutPolicy};
 use tftpd::engine::OnLoops;
+use tftpd::line_queue::LineQueue;
 use tftpd::session_log::SessionLog;
 use tftpd::{DirHandler, Fallback, NoShadow, RootOptions, Templates};
 #[cfg(feature = "http-origin")]
@@ -608,17 +609,18 @@ fn main() -> ExitCode {
     // Log lines are written to stderr on a thread of their own, at most LOG_QUEUE of them
     // waiting (dnsmasq's --log-async): the transfers log from the event loop, and a stderr
     // that stops taking lines (a pipe or journald stream whose reader stalled) must cost log
-    // lines, counted, and never the transfers. Held until main returns: then what is queued
-    // is written (for up to a second).
-    let (stderr, _written) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(LOG_QUEUE)
-        .thread_name("tftpd-log")
-        .finish(std::io::stderr());
-    let dropped = stderr.error_counter();
+    // lines, counted, and never the transfers. When main returns, what is queued is written
+    // (for up to a second). A write to stderr that fails has nowhere to be reported.
+    let stderr = match LineQueue::spawn("tftpd-log", std::io::stderr(), LOG_QUEUE, |_| {}) {
+        Ok(queue) => queue,
+        Err(e) => {
+            eprintln!("tftpd: cannot start the log's thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(stderr);
+        .with_writer(stderr.clone());
     match args.log_format {
         LogFormatArg::Text => log
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -636,12 +638,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    if dropped.dropped_lines() > 0 {
+    if stderr.dropped() > 0 {
         tracing::warn!(
-            dropped = dropped.dropped_lines(),
+            dropped = stderr.dropped(),
             "log lines dropped: stderr did not take them"
         );
     }
+    stderr.finish(Duration::from_secs(1));
     code
 }
 
