@@ -11,7 +11,8 @@
 # run. Laid out together, 1.5 MB is (benches/e2e/results/2026-12-06-warm-text.txt). The list
 # comes from running tftpd, in both of its engines, under callgrind through what its users
 # do: start, downloads with and without options (curl, tftp-hpa's client), windowed ones and
-# a thousand at once (tftp-loadgen), a missing file, a refused upload, and a stop on SIGTERM. A function the list misses (renamed since, or
+# a thousand at once (tftp-loadgen), a missing file, a refused upload, and a stop on SIGTERM,
+# with a session log (--session-log, as operators who ship logs and run.sh run it). A function the list misses (renamed since, or
 # a path not run here) still works; it costs the 64 KiB around it when it first runs.
 #
 # Needs valgrind, curl and tftp-loadgen (cargo build --release -p tftp-benches); tftp (tftp-hpa)
@@ -52,7 +53,7 @@ for mode in port-per-transfer single-port; do
   out=$DIR/$mode.cg
   valgrind --tool=callgrind --demangle=no --dump-instr=yes --callgrind-out-file="$out" \
     "$TFTPD" --root "$DIR/root" --listen "127.0.0.1:$port" "${flags[@]}" \
-    > "$DIR/$mode.log" 2>&1 &
+    --session-log "$DIR/$mode.sessions.jsonl" > "$DIR/$mode.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
   url=tftp://127.0.0.1:$port
@@ -92,8 +93,7 @@ done
   # these callgrind runs did not name: found with `perf record -e minor-faults -d` (the
   # first instruction fetched in each 64 KiB window faults).
   printf '%s\n' _ZN14cap_primitives2fs8metadata8Metadata9from_file17h0000000000000000E \
-    _ZN11tftp_server5stats14StatsCollector17transfer_progress17h0000000000000000E \
-    _ZN17crossbeam_channel5waker9SyncWaker10unregister17h0000000000000000E
+    _ZN11tftp_server5stats14StatsCollector17transfer_progress17h0000000000000000E
   python3 "$HERE/hot-functions.py" "$DIR/port-per-transfer.cg" 1 "$(basename "$TFTPD")" 2> /dev/null
   python3 "$HERE/hot-functions.py" "$DIR/single-port.cg" 1 "$(basename "$TFTPD")" 2> /dev/null
 } | python3 -c '

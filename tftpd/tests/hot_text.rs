@@ -127,6 +127,9 @@ const SERVING: &[&str] = &[
     "tftp_server::server::ServerCore::on_datagram",
     "tftp_server::server::ServerCore::finish",
     "tftp_blocking::event_loop::Loop<H>::on_listener_received",
+    // Each log line and session-log line goes through these (--session-log, as run.sh runs).
+    "<&tftpd::line_queue::LineQueue as std::io::Write>::write",
+    "tftpd::session_log::BackgroundLog::record",
 ];
 
 #[test]
