@@ -10,7 +10,10 @@
 #![cfg(tftp_hot_text)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+#[path = "support/elf.rs"]
+mod elf;
+
+use elf::{run, section};
 
 /// The per-packet path of a lock-step download (callgrind, blksize 1468: each of these runs
 /// once a packet or more), as `nm --demangle` spells them. An entry that the compiler inlined
@@ -37,30 +40,6 @@ const PER_PACKET: &[&str] = &[
     "tftp_server::stats::Progress::due",
     "tftp_blocking::slab::Slab<T>::get",
 ];
-
-fn run(tool: &str, args: &[&str]) -> String {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool} (binutils) is needed to read tftpd's layout: {e}"));
-    assert!(out.status.success(), "{tool} {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The address range of section `name` in `bin`.
-fn section(bin: &str, name: &str) -> Option<std::ops::Range<u64>> {
-    // [Nr] Name Type Address Off Size ...
-    let sections = run("readelf", &["-S", "-W", bin]);
-    sections.lines().find_map(|l| {
-        let l = l.split(']').nth(1)?;
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.first() == Some(&name)).then(|| {
-            let start = u64::from_str_radix(f[2], 16).unwrap();
-            let size = u64::from_str_radix(f[4], 16).unwrap();
-            start..start + size
-        })
-    })
-}
 
 /// Where each of `names` (as `nm --demangle` spells them) is linked in `bin`, and the names
 /// that have no symbol (inlined everywhere).

@@ -7,27 +7,17 @@
 #![cfg(tftp_relr)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+#[path = "support/elf.rs"]
+mod elf;
 
 fn readelf(args: &[&str]) -> String {
-    let out = Command::new("readelf")
-        .args(args)
-        .arg(env!("CARGO_BIN_EXE_tftpd"))
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("readelf (binutils) is needed to read tftpd's relocations: {e}")
-        });
-    assert!(out.status.success(), "readelf {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let bin = env!("CARGO_BIN_EXE_tftpd");
+    elf::run("readelf", &[args, &[bin]].concat())
 }
 
 /// The size of section `name`, if the binary has it.
 fn section_size(name: &str) -> Option<u64> {
-    // [Nr] Name Type Address Off Size ...
-    readelf(&["-S", "-W"]).lines().find_map(|l| {
-        let f: Vec<&str> = l.split(']').nth(1)?.split_whitespace().collect();
-        (f.first() == Some(&name)).then(|| u64::from_str_radix(f[4], 16).unwrap())
-    })
+    elf::section(env!("CARGO_BIN_EXE_tftpd"), name).map(|range| range.end - range.start)
 }
 
 #[test]
