@@ -117,8 +117,8 @@ impl LineQueue {
     }
 
     /// Tells the thread to write what is queued (lines pushed after this are dropped), flush
-    /// and stop, and waits up to `within` for it: true if it stopped in time. The first call
-    /// waits; later ones return whether the thread has stopped.
+    /// and stop, and waits up to `within` for it: true if it has stopped (at once, once it
+    /// has).
     pub fn finish(&self, within: Duration) -> bool {
         let _ = self.lines.send(Msg::Finish);
         let done = match self.shared.done.lock() {
