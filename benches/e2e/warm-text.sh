@@ -8,7 +8,9 @@
 # Why: the kernel maps a program's code 64 KiB at a time around the page a fault asks for
 # ("fault-around"), and the ~740 functions a serving tftpd runs (0.87 MB) were spread over 43
 # such windows of its 5 MB of code: 2.4-2.8 MB of its memory (PSS) was code, most of it never
-# run. Laid out together, 1.5 MB is (benches/e2e/results/2026-12-06-warm-text.txt). The list
+# run. Laid out together, 1.5 MB is (benches/e2e/results/2026-12-06-warm-text.txt); 1.06 MB
+# since the patterns name only the instances of generic functions that ran, not every
+# instance (v0 symbol names: results/2026-12-07-v0-mangling.txt). The list
 # comes from running tftpd, in both of its engines, under callgrind through what its users
 # do: start, downloads with and without options (curl, tftp-hpa's client), windowed ones and
 # a thousand at once (tftp-loadgen), a missing file, a refused upload, and a stop on SIGTERM,
@@ -30,6 +32,13 @@ for tool in valgrind curl python3 "$LOADGEN"; do
 done
 if readelf -SW "$TFTPD" | grep -q 'tftp_hot\|tftp_warm'; then
   echo "warm-text.sh: $TFTPD was linked with the layout scripts; build with TFTP_NO_HOT_TEXT=1" >&2
+  exit 1
+fi
+# The patterns need v0 names (.cargo/config.toml): a legacy name is a path and a hash, and a
+# pattern without the hash (which differs between the release and dist profiles) names every
+# instance of a generic function, 390 KB of which never run.
+if nm "$TFTPD" | grep -q ' _ZN5tftpd4main17h'; then
+  echo "warm-text.sh: $TFTPD has legacy symbol names; build it without RUSTFLAGS (.cargo/config.toml selects v0)" >&2
   exit 1
 fi
 
@@ -85,15 +94,20 @@ for mode in port-per-transfer single-port; do
 done
 
 # Every function of the binary that ran at least once, in either engine: as a linker
-# pattern, its mangled name up to the hash (all of a generic function's instances, and the
-# same pattern across builds whose hashes differ), with what a script's lexer might not take
-# as one character wildcards.
+# pattern, its v0 mangled name (which spells a generic function's type arguments, so that the
+# pattern names the instances that ran and not their siblings) without the crate
+# disambiguators and back-references (which differ between profiles and toolchains), with what
+# a script's lexer might not take as one character wildcards. A legacy name (`_ZN`, from a
+# crate built without the workspace's flags) loses its hash.
 {
   # What a native run of tftpd (1,000 clients at once) executed outside the two sections and
   # these callgrind runs did not name: found with `perf record -e minor-faults -d` (the
   # first instruction fetched in each 64 KiB window faults).
-  printf '%s\n' _ZN14cap_primitives2fs8metadata8Metadata9from_file17h0000000000000000E \
-    _ZN11tftp_server5stats14StatsCollector17transfer_progress17h0000000000000000E
+  # And two that the build with the layout does not inline where the build without it does.
+  printf '%s\n' _RNvMNtNtCs0_14cap_primitives2fs8metadataNtB2_8Metadata9from_file \
+    _RNvMs1_NtCs0_11tftp_server5statsNtB5_14StatsCollector17transfer_progress \
+    _RNvMs3_NtCs0_5alloc7raw_vecINtB5_6RawVecNtNtNtNtCs0_3std4sync4mpmc5waker5EntryE8grow_one \
+    _RINvYNtNtNtCs0_3std4hash6random11RandomStateNtNtCs0_4core4hash11BuildHasher8hash_oneRNtNtCs0_7metrics3key3KeyE
   python3 "$HERE/hot-functions.py" "$DIR/port-per-transfer.cg" 1 "$(basename "$TFTPD")" 2> /dev/null
   python3 "$HERE/hot-functions.py" "$DIR/single-port.cg" 1 "$(basename "$TFTPD")" 2> /dev/null
 } | python3 -c '
@@ -107,10 +121,17 @@ for name in sys.stdin:
     name = re.sub(r"(\.llvm)?\.[0-9]+$", "", name)
     name = re.sub(r"17h[0-9a-f]{16}E$", "17h", name)
     if name.startswith("_R"):
-        # v0 names (those of the standard library) carry a disambiguator per crate, which changes
-        # with the toolchain, and back-references, offsets that move with it.
+        # v0 names carry a disambiguator per crate, which changes with the profile and the
+        # toolchain, and back-references, offsets that move with them.
         name = re.sub(r"Cs[0-9A-Za-z]*_", "Cs@_", name)
         name = re.sub(r"B[0-9A-Za-z]*_", "B@_", name)
+        # An instance of a generic function ends with the crate that instantiated it; which
+        # of the copies a build keeps (and calls) differs between builds, so any of them.
+        # (`...Cs@_5tftpd` at the end, where the length is that of the name that follows:
+        # `_RNvCs@_5tftpd4main` is a path, tftpd::main, and keeps it).
+        crate = re.search(r"(Cs@_([0-9]+)([A-Za-z_][0-9A-Za-z_]*)|B@_)$", name)
+        if crate and (crate.group(2) is None or int(crate.group(2)) == len(crate.group(3))):
+            name = name[: crate.start()]
     pattern = re.sub(r"[^A-Za-z0-9_.@]", "?", name).replace("@", "*")
     if pattern not in seen:
         seen.append(pattern)

@@ -16,32 +16,74 @@ mod elf;
 use elf::{run, section};
 
 /// The per-packet path of a lock-step download (callgrind, blksize 1468: each of these runs
-/// once a packet or more), as `nm --demangle` spells them. An entry that the compiler inlined
-/// everywhere has no symbol of its own and is skipped; the first two never are.
+/// once a packet or more), by their paths without generic arguments ([`path_of`]). An entry
+/// that the compiler inlined everywhere has no symbol of its own and is skipped; the first two
+/// never are.
 const PER_PACKET: &[&str] = &[
-    "tftp_blocking::event_loop::Loop<H>::drain",
-    "tftp_proto::session::Session<R,I,B>::poll_output",
-    "tftp_proto::session::Session<R,I,B>::handle_datagram",
-    "tftp_blocking::event_loop::Loop<H>::run",
-    "tftp_blocking::event_loop::Loop<H>::serve",
+    "tftp_blocking::event_loop::Loop::drain",
+    "tftp_proto::session::Session::poll_output",
+    "tftp_proto::session::Session::handle_datagram",
+    "tftp_blocking::event_loop::Loop::run",
+    "tftp_blocking::event_loop::Loop::serve",
     "tftp_blocking::event_loop::send_one",
     "tftp_blocking::event_loop::send",
     "tftp_blocking::event_loop::recv",
     "tftp_blocking::data::Data::fill",
     "tftp_blocking::reactor::Poller::wait",
     "tftp_proto::session::Fill::advance",
-    "tftp_proto::sender::Sender<I,B>::complete_block",
-    "tftp_proto::sender::Sender<I,B>::release_ring",
+    "tftp_proto::sender::Sender::complete_block",
+    "tftp_proto::sender::Sender::release_ring",
     "tftp_proto::packet::Packet::decode",
     "tftp_proto::timer::Rto::sample",
     "tftp_server::file::Seekable::read_at",
     "<tftp_server::file::FileSource as std::io::Read>::read",
     "<tftp_server::ring::SpareRing as tftp_proto::storage::Storage>::release",
     "tftp_server::stats::Progress::due",
-    "tftp_blocking::slab::Slab<T>::get",
+    "tftp_blocking::slab::Slab::get",
 ];
 
-/// Where each of `names` (as `nm --demangle` spells them) is linked in `bin`, and the names
+/// A demangled function name without its generic arguments, crate disambiguators and the
+/// brackets v0 puts around an inherent impl's type, so that both manglings give the same
+/// path: legacy `tftp_proto::session::Session<R,I,B>::poll_output` and v0
+/// `<tftp_proto::session::Session<tftp_proto::server::Server, std::time::Instant, ..>>::
+/// poll_output` are both `tftp_proto::session::Session::poll_output`; a trait impl stays
+/// `<tftp_server::file::FileSource as std::io::Read>::read`.
+fn path_of(demangled: &str) -> String {
+    let mut out = String::with_capacity(demangled.len());
+    // Depth inside generic arguments (`<` after a name), and whether each open `<` is one.
+    let (mut depth, mut opened) = (0usize, Vec::new());
+    let mut disambiguator = false;
+    for c in demangled.chars() {
+        match c {
+            '<' => {
+                let generic = depth > 0 || out.ends_with(|p: char| p.is_alphanumeric() || p == '_');
+                opened.push(generic);
+                if generic {
+                    depth += 1;
+                } else {
+                    out.push(c);
+                }
+            }
+            '>' => match opened.pop() {
+                Some(true) => depth -= 1,
+                _ => out.push(c),
+            },
+            '[' if depth == 0 => disambiguator = true,
+            ']' if disambiguator => disambiguator = false,
+            _ if depth > 0 || disambiguator => {}
+            _ => out.push(c),
+        }
+    }
+    match out
+        .strip_prefix('<')
+        .and_then(|rest| rest.split_once(">::"))
+    {
+        Some((ty, method)) if !ty.contains(" as ") => format!("{ty}::{method}"),
+        _ => out,
+    }
+}
+
+/// Where each of `names` (paths as [`path_of`] spells them) is linked in `bin`, and the names
 /// that have no symbol (inlined everywhere).
 fn addresses<'n>(bin: &str, names: &[&'n str]) -> (Vec<(&'n str, u64)>, Vec<&'n str>) {
     let symbols = run("nm", &["--demangle", "--defined-only", bin]);
@@ -54,7 +96,8 @@ fn addresses<'n>(bin: &str, names: &[&'n str]) -> (Vec<(&'n str, u64)>, Vec<&'n 
                 let (kind, sym) = rest.split_once(' ')?;
                 let kind_is_text = kind.eq_ignore_ascii_case("t");
                 // Legacy mangling demangles with a ::h<hash> suffix, which --demangle drops.
-                (kind_is_text && sym == *name).then(|| u64::from_str_radix(addr, 16).ok())?
+                (kind_is_text && path_of(sym) == *name)
+                    .then(|| u64::from_str_radix(addr, 16).ok())?
             })
             .collect();
         if at.is_empty() {
@@ -105,7 +148,7 @@ const SERVING: &[&str] = &[
     "tokio::runtime::builder::Builder::build",
     "tftp_server::server::ServerCore::on_datagram",
     "tftp_server::server::ServerCore::finish",
-    "tftp_blocking::event_loop::Loop<H>::on_listener_received",
+    "tftp_blocking::event_loop::Loop::on_listener_received",
     // Each log line and session-log line goes through these (--session-log, as run.sh runs).
     "<&tftpd::line_queue::LineQueue as std::io::Write>::write",
     "tftpd::session_log::BackgroundLog::record",
@@ -136,4 +179,39 @@ fn what_a_serving_tftpd_runs_is_laid_out_after_the_hot_section() {
         warm.start,
         warm.end
     );
+}
+
+#[test]
+fn both_manglings_give_one_path() {
+    for (demangled, path) in [
+        (
+            "tftp_proto::session::Session<R,I,B>::poll_output",
+            "tftp_proto::session::Session::poll_output",
+        ),
+        (
+            "<tftp_proto::session::Session<tftp_proto::server::Server, std::time::Instant, \
+             tftp_server::ring::SpareRing>>::poll_output",
+            "tftp_proto::session::Session::poll_output",
+        ),
+        (
+            "<tftp_blocking::event_loop::Loop<tftpd::engine::OnLoops<tftpd::access::Access<\
+             core::option::Option<u8>>>>>::drain",
+            "tftp_blocking::event_loop::Loop::drain",
+        ),
+        (
+            "<tftp_server::file::FileSource as std::io::Read>::read",
+            "<tftp_server::file::FileSource as std::io::Read>::read",
+        ),
+        (
+            "<&tftpd::line_queue::LineQueue as std::io::Write>::write",
+            "<&tftpd::line_queue::LineQueue as std::io::Write>::write",
+        ),
+        (
+            "std[e28293b1aa0f68bd]::time::Instant::now",
+            "std::time::Instant::now",
+        ),
+        ("tftpd::main", "tftpd::main"),
+    ] {
+        assert_eq!(path_of(demangled), path, "{demangled}");
+    }
 }
