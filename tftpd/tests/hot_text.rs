@@ -175,7 +175,8 @@ fn what_a_serving_tftpd_runs_is_laid_out_after_the_hot_section() {
     assert!(
         outside.is_empty(),
         "functions outside .text.tftp_warm ({:#x}..{:#x}): {outside:#?}; regenerate \
-         tftpd/warm-text.ld with benches/e2e/warm-text.sh",
+         tftpd/warm-text.ld with benches/e2e/warm-text.sh (or, if the build had RUSTFLAGS set, \
+         add -Csymbol-mangling-version=v0 to them: the script names v0 symbols)",
         warm.start,
         warm.end
     );
