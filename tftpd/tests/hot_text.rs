@@ -68,7 +68,10 @@ fn path_of(demangled: &str) -> String {
                 Some(true) => depth -= 1,
                 _ => out.push(c),
             },
-            '[' if depth == 0 => disambiguator = true,
+            // `std[e28293b1aa0f68bd]::`: after a name (a slice type, `[u8]`, is not).
+            '[' if depth == 0 && out.ends_with(|p: char| p.is_alphanumeric() || p == '_') => {
+                disambiguator = true
+            }
             ']' if disambiguator => disambiguator = false,
             _ if depth > 0 || disambiguator => {}
             _ => out.push(c),
@@ -210,6 +213,10 @@ fn both_manglings_give_one_path() {
         (
             "std[e28293b1aa0f68bd]::time::Instant::now",
             "std::time::Instant::now",
+        ),
+        (
+            "<[u8] as core::fmt::Debug>::fmt",
+            "<[u8] as core::fmt::Debug>::fmt",
         ),
         ("tftpd::main", "tftpd::main"),
     ] {
