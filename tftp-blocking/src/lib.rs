@@ -108,7 +108,9 @@
 //! The variable is not set elsewhere, nor when the crate is built with `TFTP_NO_HOT_TEXT=1`
 //! (for a linker that refuses the script, or to profile with callgrind, which names no
 //! function outside `.text`; perf does). The script only adds a section: nothing moves when
-//! a pattern matches nothing.
+//! a pattern matches nothing. Its patterns match the functions under either symbol mangling,
+//! the legacy one and v0 (`-Csymbol-mangling-version=v0`, which tftpd's workspace builds
+//! with), so your build's flags do not matter.
 //!
 //! # A server and a client
 //!
