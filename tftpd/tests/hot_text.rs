@@ -49,31 +49,31 @@ const PER_PACKET: &[&str] = &[
 /// poll_output` are both `tftp_proto::session::Session::poll_output`; a trait impl stays
 /// `<tftp_server::file::FileSource as std::io::Read>::read`.
 fn path_of(demangled: &str) -> String {
+    let after_name = |out: &str| out.ends_with(|p: char| p.is_alphanumeric() || p == '_');
     let mut out = String::with_capacity(demangled.len());
-    // Depth inside generic arguments (`<` after a name), and whether each open `<` is one.
-    let (mut depth, mut opened) = (0usize, Vec::new());
+    // Whether each open `<` opens generic arguments (after a name, or inside others): the
+    // innermost one says whether the characters are skipped.
+    let mut opened: Vec<bool> = Vec::new();
     let mut disambiguator = false;
     for c in demangled.chars() {
+        let in_generics = opened.last() == Some(&true);
         match c {
             '<' => {
-                let generic = depth > 0 || out.ends_with(|p: char| p.is_alphanumeric() || p == '_');
+                let generic = in_generics || after_name(&out);
                 opened.push(generic);
-                if generic {
-                    depth += 1;
-                } else {
+                if !generic {
                     out.push(c);
                 }
             }
-            '>' => match opened.pop() {
-                Some(true) => depth -= 1,
-                _ => out.push(c),
-            },
-            // `std[e28293b1aa0f68bd]::`: after a name (a slice type, `[u8]`, is not).
-            '[' if depth == 0 && out.ends_with(|p: char| p.is_alphanumeric() || p == '_') => {
-                disambiguator = true
+            '>' => {
+                if opened.pop() != Some(true) {
+                    out.push(c);
+                }
             }
+            // `std[e28293b1aa0f68bd]::`: after a name (a slice type, `[u8]`, is not).
+            '[' if !in_generics && after_name(&out) => disambiguator = true,
             ']' if disambiguator => disambiguator = false,
-            _ if depth > 0 || disambiguator => {}
+            _ if in_generics || disambiguator => {}
             _ => out.push(c),
         }
     }
@@ -89,19 +89,23 @@ fn path_of(demangled: &str) -> String {
 /// Where each of `names` (paths as [`path_of`] spells them) is linked in `bin`, and the names
 /// that have no symbol (inlined everywhere).
 fn addresses<'n>(bin: &str, names: &[&'n str]) -> (Vec<(&'n str, u64)>, Vec<&'n str>) {
-    let symbols = run("nm", &["--demangle", "--defined-only", bin]);
+    // Each function symbol's path (once: a debug build has ~100,000) and address.
+    let symbols: Vec<(String, u64)> = run("nm", &["--demangle", "--defined-only", bin])
+        .lines()
+        .filter_map(|l| {
+            let (addr, rest) = l.split_once(' ')?;
+            let (kind, sym) = rest.split_once(' ')?;
+            // Legacy mangling demangles with a ::h<hash> suffix, which --demangle drops.
+            kind.eq_ignore_ascii_case("t")
+                .then(|| Some((path_of(sym), u64::from_str_radix(addr, 16).ok()?)))?
+        })
+        .collect();
     let (mut found, mut missing) = (Vec::new(), Vec::new());
     for name in names {
         let at: Vec<u64> = symbols
-            .lines()
-            .filter_map(|l| {
-                let (addr, rest) = l.split_once(' ')?;
-                let (kind, sym) = rest.split_once(' ')?;
-                let kind_is_text = kind.eq_ignore_ascii_case("t");
-                // Legacy mangling demangles with a ::h<hash> suffix, which --demangle drops.
-                (kind_is_text && path_of(sym) == *name)
-                    .then(|| u64::from_str_radix(addr, 16).ok())?
-            })
+            .iter()
+            .filter(|(path, _)| path == name)
+            .map(|&(_, addr)| addr)
             .collect();
         if at.is_empty() {
             missing.push(*name);
