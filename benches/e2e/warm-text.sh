@@ -106,7 +106,17 @@ done
   # And two that the build with the layout does not inline where the build without it does.
   # And drop glue that fat LTO folds with other types' identical glue, naming the copy it
   # keeps by one of the types, not the same one from build to build (one of these runs).
-  printf '%s\n' _RINvNtCs0_4core3ptr13drop_in_placeNtNtCs0_5tftpd4http15RedirectRefusedE \
+  # And the rebalancing of the endpoint's maps as sessions end at scale (which of these runs
+  # depends on the order the thousand sessions of the profile end in), and the rehash of a
+  # table full of tombstones (the routes and peers as sessions come and go).
+  printf '%s\n' _RINvMs10_NtNtNtCs0_5alloc11collections5btree4nodeINtB7_16BalancingContextNtNtCs0_10tftp_proto8endpoint13SessionHandleNtNtNtCs0_4core3net11socket_addr10SocketAddrE25merge_tracking_child_edgeNtNtBd_5alloc6GlobalECs0_11tftp_server \
+    _RINvMs10_NtNtNtCs0_5alloc11collections5btree4nodeINtB7_16BalancingContextNtNtNtCs0_4core3net11socket_addr10SocketAddrNtNtCs0_10tftp_proto8endpoint4LiveE25merge_tracking_child_edgeNtNtBd_5alloc6GlobalECs0_11tftp_server \
+    _RNvMs10_NtNtNtCs0_5alloc11collections5btree4nodeINtB6_16BalancingContextNtNtCs0_10tftp_proto8endpoint13SessionHandleNtNtNtCs0_4core3net11socket_addr10SocketAddrE15bulk_steal_leftCs0_11tftp_server \
+    _RNvMs10_NtNtNtCs0_5alloc11collections5btree4nodeINtB6_16BalancingContextNtNtCs0_10tftp_proto8endpoint13SessionHandleNtNtNtCs0_4core3net11socket_addr10SocketAddrE16bulk_steal_rightCs0_11tftp_server \
+    _RNvMs10_NtNtNtCs0_5alloc11collections5btree4nodeINtB6_16BalancingContextNtNtNtCs0_4core3net11socket_addr10SocketAddrNtNtCs0_10tftp_proto8endpoint4LiveE15bulk_steal_leftCs0_11tftp_server \
+    _RNvMs10_NtNtNtCs0_5alloc11collections5btree4nodeINtB6_16BalancingContextNtNtNtCs0_4core3net11socket_addr10SocketAddrNtNtCs0_10tftp_proto8endpoint4LiveE16bulk_steal_rightCs0_11tftp_server \
+    _RNvMsa_NtCs0_9hashbrown3rawNtB5_13RawTableInner15rehash_in_place \
+    _RINvNtCs0_4core3ptr13drop_in_placeNtNtCs0_5tftpd4http15RedirectRefusedE \
     _RINvNtCs0_4core3ptr13drop_in_placeNtNtCs0_3std4path7PathBufE \
     _RNvMNtNtCs0_14cap_primitives2fs8metadataNtB2_8Metadata9from_file \
     _RNvMs1_NtCs0_11tftp_server5statsNtB5_14StatsCollector17transfer_progress \
