@@ -42,10 +42,11 @@ pub(crate) enum Data {
     Seekable(Seekable),
     /// Any other file (a pipe, a device), read on the loop thread as it is.
     File(FileSource),
-    /// Read on the pool.
-    Source(Source),
+    /// Read on the pool. Boxed, as `Sink`: every session keeps its `Data`, and the file
+    /// variants above (most sessions) take half of what these two would make it.
+    Source(Box<Source>),
     /// Written on the pool.
-    Sink(Sink),
+    Sink(Box<Sink>),
 }
 
 impl Data {

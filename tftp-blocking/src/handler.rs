@@ -95,8 +95,8 @@ impl Response {
                 Ok(file) => Data::Seekable(file),
                 Err(file) => Data::File(file),
             },
-            Body::Reader(reader) => Data::Source(Source::new(reader)),
-            Body::Writer(writer, complete) => Data::Sink(Sink::new(writer, complete)),
+            Body::Reader(reader) => Data::Source(Box::new(Source::new(reader))),
+            Body::Writer(writer, complete) => Data::Sink(Box::new(Sink::new(writer, complete))),
         }
     }
 }
