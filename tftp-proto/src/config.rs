@@ -213,6 +213,71 @@ impl Config {
     }
 }
 
+/// What a session keeps of its [`Config`]: the durations in nanoseconds (8 bytes each rather
+/// than a `Duration`'s 16; at most `u64::MAX`, 584 years), `max_transfer_size` with `u64::MAX`
+/// for no limit, and without the [`OptionLimits`] only the negotiation at the start reads. 64
+/// bytes, where a copy of the `Config` was 128: every session carries one (at 10,000 sessions,
+/// 640 KB less), and the timer's arithmetic takes its nanoseconds as they are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tuning {
+    pub(crate) min_timeout: u64,
+    pub(crate) max_timeout: u64,
+    pub(crate) initial_timeout: u64,
+    pub(crate) give_up_after: u64,
+    pub(crate) dally: u64,
+    /// `u64::MAX`: no limit (no transfer can exceed it).
+    pub(crate) max_transfer_size: u64,
+    /// [`Config::max_batch`], at most `u32::MAX` (no window is that long).
+    pub(crate) max_batch: u32,
+    pub(crate) retries: u32,
+    pub(crate) rollover: Rollover,
+}
+
+impl From<&Config> for Tuning {
+    fn from(config: &Config) -> Self {
+        Tuning {
+            min_timeout: nanos(config.min_timeout),
+            max_timeout: nanos(config.max_timeout),
+            initial_timeout: nanos(config.initial_timeout),
+            give_up_after: nanos(config.give_up_after),
+            dally: nanos(config.dally),
+            max_transfer_size: config.max_transfer_size.unwrap_or(u64::MAX),
+            max_batch: u32::try_from(config.max_batch).unwrap_or(u32::MAX),
+            retries: config.retries,
+            rollover: config.rollover,
+        }
+    }
+}
+
+impl Tuning {
+    /// [`Config::give_up_after`].
+    pub(crate) fn give_up_after(&self) -> Duration {
+        Duration::from_nanos(self.give_up_after)
+    }
+
+    /// [`Config::dally`].
+    pub(crate) fn dally(&self) -> Duration {
+        Duration::from_nanos(self.dally)
+    }
+
+    /// [`Config::max_transfer_size`].
+    pub(crate) fn max_transfer_size(&self) -> Option<u64> {
+        (self.max_transfer_size != u64::MAX).then_some(self.max_transfer_size)
+    }
+
+    /// [`Config::max_batch`].
+    pub(crate) fn max_batch(&self) -> usize {
+        usize::try_from(self.max_batch).unwrap_or(usize::MAX)
+    }
+}
+
+/// `d` in nanoseconds, at most `u64::MAX` (584 years).
+pub(crate) fn nanos(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

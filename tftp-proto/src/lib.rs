@@ -112,9 +112,9 @@
 //!
 //! A session holds one ring of `windowsize × (4 + blksize)` bytes (sending: the DATA packets
 //! of the current window, kept for retransmission so a source is read once; receiving: blocks
-//! not yet stored; a netascii sender adds `blksize` bytes to stage text) and about 0.9 KiB of
-//! state, 128 bytes of it the control packet (request, OACK, ACK or ERROR) kept inline for
-//! retransmission. At blksize 1468 and windowsize 1 that is under 2.5 KiB.
+//! not yet stored; a netascii sender adds `blksize` bytes to stage text) and about 0.75 KiB
+//! of state, 88 bytes of it the control packet (request, OACK, ACK or ERROR) kept inline for
+//! retransmission. At blksize 1468 and windowsize 1 that is under 2.3 KiB.
 //! [`OptionLimits::max_window_bytes`] bounds the ring. By default the ring is on the heap;
 //! [`storage`] puts it in memory the caller owns. A sender whose source can be read again
 //! ([`Session::set_source_seekable`]) keeps only the blocks of one batch, not its window.
@@ -143,13 +143,13 @@
 //! retransmissions included (`tests/caller_storage.rs` counts). What still allocates:
 //! [`IncomingRequest::parse`] (the file name, one `String`), a failure's message
 //! ([`TransferError::Peer`] and [`TransferError::Local`] carry a `String`), and a request
-//! longer than 128 bytes (a file name and options seldom reach 80) or an ERROR whose message
-//! is longer than 123, kept on the heap for retransmission.
+//! longer than 86 bytes (a file name and options seldom reach 80) or an ERROR whose message
+//! is longer than 81, kept on the heap for retransmission.
 //!
 //! RAM per session: its state, `size_of::<ClientSession<Millis, &mut [u8]>>()`, measured at
-//! 808 bytes on `thumbv7em-none-eabihf` (856 on x86-64), plus the ring: at blksize 512
-//! and windowsize 1, 516 bytes (1.3 KiB in all); at blksize 1468 and windowsize 4, 5,888 bytes
-//! (6.5 KiB in all). A client needs a ring for what it asks
+//! 680 bytes on `thumbv7em-none-eabihf` (720 on x86-64), plus the ring: at blksize 512
+//! and windowsize 1, 516 bytes (1.2 KiB in all); at blksize 1468 and windowsize 4, 5,888 bytes
+//! (6.4 KiB in all). A client needs a ring for what it asks
 //! (`windowsize × (4 + max(blksize, 512))`); a server answers smaller to fit the ring it has.
 //!
 //! The loop is the one above, on a UDP stack such as smoltcp:

@@ -14,7 +14,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::net::SocketAddr;
 
-use crate::config::Config;
+use crate::config::{Config, Tuning};
 use crate::error::{EncodeError, ProtocolError, TransferError, UsageError};
 use crate::options::{OptionValues, TransferOptions};
 use crate::packet::{ErrorCode, HEADER_LEN, Mode, Packet, ack_bytes, error_packet, write_error};
@@ -50,11 +50,12 @@ const MAX_CONTROL_LEN: usize = 516;
 /// The control packet a session keeps for retransmission ([`Ctrl`]) is inline up to this many
 /// bytes. Every ACK (4) and OACK this crate sends fits: its four options at their longest,
 /// `blksize` 65464, `timeout` 255, a 20-digit `tsize` and `windowsize` 65535, are 72 bytes
-/// with the opcode. So do ERRORs with messages up to 123 bytes (this crate's own are shorter)
-/// and requests up to 128 bytes (a PXE ROM's or a firmware's: a file name and three
-/// options, 40 to 80). Inline up to 516, every session carried 388 bytes more that only a
-/// long request or a long message uses: 1,000 sessions, 379 KiB.
-const INLINE_CONTROL_LEN: usize = 128;
+/// with the opcode. So do ERRORs with messages up to 81 bytes (this crate's own are shorter)
+/// and most requests up to 86 bytes (a PXE ROM's or a firmware's: a file name and three
+/// options, 40 to 80; a longer one costs its client session one allocation). Inline up to
+/// 516, every session carried 430 bytes more that only a long request or a long message
+/// uses: 1,000 sessions, 420 KB; 86 makes a [`Ctrl`] 88 bytes, at 128 it was 136.
+const INLINE_CONTROL_LEN: usize = 86;
 
 /// One datagram, or a batch of datagrams, for the caller to send.
 #[must_use = "a Transmit must be sent (or deliberately dropped, which the peer sees as loss)"]
@@ -257,14 +258,14 @@ impl<B: Storage> StoreTarget for Receiver<B> {
 
 /// The last control packet (request, OACK, ACK or ERROR), kept for retransmission: inline up
 /// to [`INLINE_CONTROL_LEN`] bytes, which holds every ACK and OACK, an ERROR whose message is
-/// at most 123 bytes and a request of at most 128; anything longer goes on the heap (once a
+/// at most 81 bytes and a request of at most 86; anything longer goes on the heap (once a
 /// session: a control packet is set when the session starts and when it ends).
 // Inline on purpose: the control packets every session sends must not cost an allocation.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Ctrl {
     Inline {
         buf: [u8; INLINE_CONTROL_LEN],
-        len: u16,
+        len: u8,
     },
     Long(Vec<u8>),
 }
@@ -281,7 +282,7 @@ impl Ctrl {
             // `len` fits: at most INLINE_CONTROL_LEN.
             Ok(len) => Ok(Ctrl::Inline {
                 buf,
-                len: len as u16,
+                len: len as u8,
             }),
             Err(EncodeError::BufferTooSmall { needed }) => {
                 let mut long = vec![0u8; needed];
@@ -302,7 +303,7 @@ impl Ctrl {
             // `len` fits: at most INLINE_CONTROL_LEN.
             Ctrl::Inline {
                 buf,
-                len: len as u16,
+                len: len as u8,
             }
         } else {
             let mut long = vec![0u8; len];
@@ -318,7 +319,7 @@ impl Ctrl {
         buf[..len].copy_from_slice(&bytes[..len]);
         Ctrl::Inline {
             buf,
-            len: len as u16,
+            len: len as u8,
         }
     }
 
@@ -489,8 +490,8 @@ pub struct Session<
     ctrl_send: CtrlSend,
     /// Its hot fields first (`repr(C)`), then the start and end times.
     stats: SessionStats<I>,
-    /// Its hot fields first (`repr(C)`), then the rest.
-    config: Config,
+    /// What it keeps of its [`Config`] (64 bytes, not 128).
+    config: Tuning,
     /// A stranger to answer with ERROR 5 (at the border: only its tag is read for every
     /// output).
     stray: Option<SocketAddr>,
@@ -523,9 +524,10 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         now: I,
         storage: B,
     ) -> Self {
+        let config = Tuning::from(config);
         Session {
             role: PhantomData,
-            config: config.clone(),
+            config,
             peer,
             peer_locked,
             mode,
@@ -539,7 +541,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             last_stray_reply: None,
             source_size: None,
             source_seekable: false,
-            rto: Rto::new(config),
+            rto: Rto::new(&config),
             deadline: None,
             retries: 0,
             ctrl_probe: None,
@@ -598,7 +600,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         let reread = (self.source_seekable && !netascii).then(|| {
             let batch = blocks_per_batch(
                 usize::from(o.blksize),
-                self.config.max_batch,
+                self.config.max_batch(),
                 MAX_BATCH_BYTES,
             );
             u16::try_from(batch).unwrap_or(u16::MAX)
@@ -976,7 +978,8 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         if !waiting_for_peer {
             return;
         }
-        let patient = now.saturating_duration_since(self.last_progress) < self.config.give_up_after;
+        let patient =
+            now.saturating_duration_since(self.last_progress) < self.config.give_up_after();
         if self.retries >= self.config.retries && !patient {
             let retries = self.retries;
             self.fail(now, TransferError::TimedOut { retries });
@@ -1089,7 +1092,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         // rather than block by block as each is filled; but no more than a batch, so that the
         // bytes just read are sent while still in cache (a big window is filled and sent a
         // batch at a time).
-        let max_batch = self.config.max_batch.max(1);
+        let max_batch = self.config.max_batch().max(1);
         let fill_first = max_batch > 1
             && matches!(&self.state, State::Sending(sender)
                 if sender.wants_fill() && !sender.batch_filled(max_batch, MAX_BATCH_BYTES));
@@ -1225,7 +1228,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                     .unwrap_or_default();
                 // Long enough for the sender to time out and resend the last block a few times
                 // (its timer is about ours): a lost final ACK must not fail the transfer.
-                now.checked_add(self.config.dally.max(fixed).max(self.rto.current() * 4))
+                now.checked_add(self.config.dally().max(fixed).max(self.rto.current() * 4))
             }
             // Sending arms on DATA; Closed: a final ERROR expects nothing.
             State::Sending(_) | State::Closed => self.deadline,
@@ -1272,7 +1275,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
             (_, Packet::Oack(options)) => match self.asked.check_oack(&options) {
                 Ok(transfer) => {
                     if let (RequestKind::Read, Some(limit), Some(size)) =
-                        (kind, self.config.max_transfer_size, transfer.tsize)
+                        (kind, self.config.max_transfer_size(), transfer.tsize)
                     {
                         if size > limit {
                             self.fail(now, TransferError::TooLarge { limit });
@@ -1390,7 +1393,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
                     self.progress(now);
                     self.deadline = now.checked_add(self.rto.current());
                     self.received_bytes += data.len() as u64;
-                    if let Some(limit) = self.config.max_transfer_size {
+                    if let Some(limit) = self.config.max_transfer_size() {
                         if self.received_bytes > limit {
                             self.fail(now, TransferError::TooLarge { limit });
                             return State::Closed;
@@ -1492,7 +1495,7 @@ mod tests {
     #[test]
     fn a_sessions_error_is_the_codecs_inline_or_on_the_heap() {
         let code = ErrorCode(0x0102);
-        for len in [0, 1, 100, 123, 124, 511, 512, 2000] {
+        for len in [0, 1, 80, 81, 82, 123, 512, 2000] {
             let message = "m".repeat(len);
             let ctrl = Ctrl::error(code, &message);
             assert_eq!(
@@ -1502,10 +1505,21 @@ mod tests {
                     message: &message
                 })
             );
-            assert_eq!(matches!(ctrl, Ctrl::Inline { .. }), len <= 123, "{len}");
+            assert_eq!(matches!(ctrl, Ctrl::Inline { .. }), len <= 81, "{len}");
         }
         // The code alone, for a message with a NUL inside.
         assert_eq!(Ctrl::error(code, "").as_bytes(), [0, 5, 1, 2, 0]);
+    }
+
+    /// What every session carries besides its window: the control packet kept inline (86
+    /// bytes and its length), the timer, and the `Config` it keeps (durations as nanoseconds).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_sessions_parts_are_small() {
+        use core::mem::size_of;
+        assert_eq!(size_of::<Ctrl>(), 88);
+        assert_eq!(size_of::<Rto>(), 40);
+        assert_eq!(size_of::<Tuning>(), 64);
     }
 
     #[test]
