@@ -38,30 +38,8 @@ impl fmt::Display for Denial {
     }
 }
 
-/// A network as `--allow`/`--deny` take it: `ADDR/LEN` or a bare address (a single host).
-/// Host bits are cleared (`10.1.2.3/8` is `10.0.0.0/8`); an IPv4-mapped IPv6 network
-/// (`::ffff:10.0.0.0/104`) is the IPv4 one.
-pub fn parse_net(s: &str) -> Result<IpNet, String> {
-    let net = match s.parse::<IpNet>() {
-        Ok(net) => net,
-        Err(_) => s.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-            format!(
-                "`{s}` is not an address or network (e.g. 192.0.2.0/24, 2001:db8::/32, 10.1.2.3)"
-            )
-        })?,
-    };
-    Ok(canonical(net).trunc())
-}
-
-fn canonical(net: IpNet) -> IpNet {
-    match net {
-        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
-            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
-            None => net,
-        },
-        other => other,
-    }
-}
+use tftpd_cli::canonical;
+pub use tftpd_cli::parse_net;
 
 impl ClientFilter {
     /// Clients in one of `allow` (all, if it is empty) and in none of `deny`.

@@ -63,8 +63,8 @@ pub struct CacheOptions {
     pub default_max_age: u64,
 }
 
-/// The default `--origin-cache-size`.
-pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
+/// The default `--origin-cache-size` (1 GiB; defined with the flag).
+pub use tftpd_cli::DEFAULT_CACHE_BYTES;
 
 /// Bytes written to the copy at a time, at most.
 const CHUNK: usize = 256 * 1024;
