@@ -23,7 +23,8 @@
 #       copies hit and its buffers are freed where they were allocated, which a client on
 #       another machine never gives; see results/2026-12-06-apart.txt); --pss also samples
 #       each server's proportional set size (smaps_rollup, as run.sh's memory rows) and
-#       prints its peak
+#       prints its peak; then every round starts each server afresh, from its program read
+#       in afresh (a process's rounds are one sample of its peak: see start_server)
 #
 # CMD is a server command line with the words ROOT and PORT in it (NAME:N=CMD: the server
 # listens on port N whatever its command says, as dnsmasq on 69), e.g.
@@ -37,7 +38,7 @@
 set -euo pipefail
 
 MODE=${1:-}
-[[ $MODE == lockstep || $MODE == window || $MODE == concurrency ]] || { sed -n '2,36p' "$0"; exit 64; }
+[[ $MODE == lockstep || $MODE == window || $MODE == concurrency ]] || { sed -n '2,37p' "$0"; exit 64; }
 shift
 REPS=5 BLKSIZE=1468 CLIENTS=1000 WINDOWSIZE=64 SIZE=256 PINNED=0 UNPINNED=0 APART=0 BIND_FROM= RAMP=0 PSS=0
 SERVERS=()
@@ -93,7 +94,7 @@ ip addr add 127.0.0.2/8 dev lo 2>/dev/null || true
 ROOT=$AB_ROOT
 RES=$ROOT/results
 : > "$RES"
-declare -a NAMES PIDS PORTS CGS
+declare -a NAMES CMDS PIDS PORTS CGS
 # Each server in a cgroup of its own, so that its CPU time counts the children it forks and
 # the threads that exit (tftpd-hpa's and atftpd's transfers): v2, else v1 cpuacct.
 CG_BASE=""
@@ -107,18 +108,37 @@ lgcpus=()
 if [[ $APART == 1 ]]; then pin=(taskset -c 1) lgcpus=(--cpus 0); fi
 pss=()
 [[ $PSS == 1 ]] && pss=(--pss)
+# Server $1 (an index) started: its program read in afresh first with --pss (as after a
+# boot): the kernel maps a program's code and data in 64 KiB windows around a fault, but only
+# the pages of a window that are in the page cache, so a program's PSS grows with how much of
+# its file happens to be cached (a copy just made is cached in whole or in part, dirty pages
+# too, which only a sync lets go): two copies of one tftpd, one read in whole and one in
+# part, differed by 0.23-0.32 MiB at 1,000 clients, all of it .rodata
+# (results/2026-12-07-session-diet.txt).
+start_server() {
+  local j=$1 prog
+  if [[ $PSS == 1 ]]; then
+    prog=$(command -v "${CMDS[j]%% *}" || true)
+    [[ -z $prog ]] || { sync "$prog" && dd if="$prog" iflag=nocache count=0 status=none; } || true
+  fi
+  # shellcheck disable=SC2086
+  "${pin[@]}" ${CMDS[j]} >> "$ROOT/${NAMES[j]}.log" 2>&1 &
+  PIDS[j]=$!
+  if [[ -n ${CGS[j]} ]]; then echo "${PIDS[j]}" > "${CGS[j]}/cgroup.procs"; fi
+}
+stop_server() {
+  kill "${PIDS[$1]}" 2>/dev/null || true
+  wait "${PIDS[$1]}" 2>/dev/null || true
+}
 i=0
 for s in "${SERVERS[@]}"; do
   name=${s%%=*} cmd=${s#*=} port=$((7400 + i))
   # NAME:PORT=CMD: a server on a port of its own (dnsmasq's TFTP is on 69 only).
   if [[ $name == *:* ]]; then port=${name#*:} name=${name%%:*}; fi
   cmd=${cmd//ROOT/$ROOT}; cmd=${cmd//PORT/$port}
-  # shellcheck disable=SC2086
-  "${pin[@]}" $cmd > "$ROOT/$name.log" 2>&1 &
-  NAMES[i]=$name PIDS[i]=$! PORTS[i]=$port CGS[i]=""
-  if [[ -n $CG_BASE ]] && mkdir -p "$CG_BASE/$i" && echo "${PIDS[i]}" > "$CG_BASE/$i/cgroup.procs"; then
-    CGS[i]=$CG_BASE/$i
-  fi
+  NAMES[i]=$name CMDS[i]=$cmd PORTS[i]=$port CGS[i]=""
+  if [[ -n $CG_BASE ]] && mkdir -p "$CG_BASE/$i"; then CGS[i]=$CG_BASE/$i; fi
+  start_server "$i"
   i=$((i + 1))
 done
 cleanup() {
@@ -180,6 +200,15 @@ for round in $(seq "$REPS"); do
       echo "${NAMES[j]} $(((b - a) / SIZE / 1000)) $(python3 -c "import json; \
 print(json.load(open('$ROOT/one.json'))['mb_per_sec'])")" >> "$RES"
     else
+      # With --pss, every round a server afresh: a server's peak is set by its heap, whose
+      # shape its first load leaves for the rest of its life (the rounds of one process are
+      # one sample: copies of one tftpd, each kept for its rounds, stayed 0.3 MiB apart
+      # round after round), and by which of its program's pages its first faults map.
+      if [[ $PSS == 1 ]] && ((round > 1)); then
+        stop_server "$j"
+        start_server "$j"
+        sleep 1
+      fi
       ua=$(user_ticks "$j")
       "$LOADGEN" --server "127.0.0.1:${PORTS[j]}" --file small --clients "$CLIENTS" --threads 1 "${lgcpus[@]}" \
         ${BIND_FROM:+--bind-from "$BIND_FROM"} \
@@ -240,5 +269,7 @@ for name, runs in rows.items():
         if os.environ["MODE"] == "concurrency":
             print(f"{'':12s} user ms/MB: {' '.join(f'{r[5] / 1000:.2f}' for r in runs)}")
             print(f"{'':12s} retransmissions: {' '.join(f'{r[6]:.0f}' for r in runs)}")
+            if any(r[7] == r[7] for r in runs):
+                print(f"{'':12s} peak PSS MiB: {' '.join(f'{r[7] / 1024:.2f}' for r in runs)}")
         print(f"{'':12s} {unit}: {' '.join(f'{r[1]:.0f}' for r in runs)}")
 EOF
