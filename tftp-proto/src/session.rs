@@ -54,7 +54,7 @@ const MAX_CONTROL_LEN: usize = 516;
 /// and most requests up to 86 bytes (a PXE ROM's or a firmware's: a file name and three
 /// options, 40 to 80; a longer one costs its client session one allocation). Inline up to
 /// 516, every session carried 430 bytes more that only a long request or a long message
-/// uses: 1,000 sessions, 420 KB; 86 makes a [`Ctrl`] 88 bytes, at 128 it was 136.
+/// uses: 1,000 sessions, 430 KB; 86 makes a [`Ctrl`] 88 bytes, at 128 it was 136.
 const INLINE_CONTROL_LEN: usize = 86;
 
 /// One datagram, or a batch of datagrams, for the caller to send.

@@ -8,6 +8,9 @@
 //! The flags are documented in `tftpd --help`, tftpd(8) and the README.
 
 #![forbid(unsafe_code)]
+// The flags' doc comments are their `--help` text, which clap shows as written: `[::]:69` and
+// `[ADDR][:PORT]` there are addresses, not links.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -21,9 +21,9 @@ use tftpd::engine::OnLoops;
 use tftpd::line_queue::LineQueue;
 use tftpd::session_log::SessionLog;
 use tftpd::{DirHandler, Fallback, NoShadow, RootOptions, Templates};
-// The command line: a crate of its own, built for size (it runs once, at start).
 #[cfg(feature = "http-origin")]
 use tftpd::{HttpOrigin, OriginRedirects, OriginTimeouts};
+// The command line: a crate of its own, built for size (it runs once, at start).
 pub(crate) use tftpd_cli::Args;
 use tftpd_cli::{EngineArg, LogFormatArg};
 
