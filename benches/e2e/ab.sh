@@ -202,8 +202,8 @@ print(json.load(open('$ROOT/one.json'))['mb_per_sec'])")" >> "$RES"
     else
       # With --pss, every round a server afresh: a server's peak is set by its heap, whose
       # shape its first load leaves for the rest of its life (the rounds of one process are
-      # one sample: copies of one tftpd, each kept for its rounds, stayed 0.3 MiB apart
-      # round after round), and by which of its program's pages its first faults map.
+      # one sample: copies of one tftpd, each kept for its rounds, stayed 0.15 and 0.27 MiB
+      # apart round after round), and by which of its program's pages its first faults map.
       if [[ $PSS == 1 ]] && ((round > 1)); then
         stop_server "$j"
         start_server "$j"
