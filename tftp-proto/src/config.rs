@@ -227,8 +227,7 @@ pub(crate) struct Tuning {
     pub(crate) dally: u64,
     /// `u64::MAX`: no limit (no transfer can exceed it).
     pub(crate) max_transfer_size: u64,
-    /// [`Config::max_batch`], at most `u32::MAX` (no window is that long).
-    pub(crate) max_batch: u32,
+    pub(crate) max_batch: usize,
     pub(crate) retries: u32,
     pub(crate) rollover: Rollover,
 }
@@ -242,7 +241,7 @@ impl From<&Config> for Tuning {
             give_up_after: nanos(config.give_up_after),
             dally: nanos(config.dally),
             max_transfer_size: config.max_transfer_size.unwrap_or(u64::MAX),
-            max_batch: u32::try_from(config.max_batch).unwrap_or(u32::MAX),
+            max_batch: config.max_batch,
             retries: config.retries,
             rollover: config.rollover,
         }
@@ -263,11 +262,6 @@ impl Tuning {
     /// [`Config::max_transfer_size`].
     pub(crate) fn max_transfer_size(&self) -> Option<u64> {
         (self.max_transfer_size != u64::MAX).then_some(self.max_transfer_size)
-    }
-
-    /// [`Config::max_batch`].
-    pub(crate) fn max_batch(&self) -> usize {
-        usize::try_from(self.max_batch).unwrap_or(usize::MAX)
     }
 }
 

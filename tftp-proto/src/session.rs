@@ -600,7 +600,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         let reread = (self.source_seekable && !netascii).then(|| {
             let batch = blocks_per_batch(
                 usize::from(o.blksize),
-                self.config.max_batch(),
+                self.config.max_batch,
                 MAX_BATCH_BYTES,
             );
             u16::try_from(batch).unwrap_or(u16::MAX)
@@ -1092,7 +1092,7 @@ impl<R, I: Instant, B: Storage> Session<R, I, B> {
         // rather than block by block as each is filled; but no more than a batch, so that the
         // bytes just read are sent while still in cache (a big window is filled and sent a
         // batch at a time).
-        let max_batch = self.config.max_batch().max(1);
+        let max_batch = self.config.max_batch.max(1);
         let fill_first = max_batch > 1
             && matches!(&self.state, State::Sending(sender)
                 if sender.wants_fill() && !sender.batch_filled(max_batch, MAX_BATCH_BYTES));

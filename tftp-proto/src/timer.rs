@@ -112,7 +112,8 @@ impl Rto {
         // granularity of 1 ms, whatever `min_timeout` says.
         let margin = min.max(MS);
         let base = if self.sampled {
-            (self.srtt).saturating_add(self.rttvar.saturating_mul(4).max(margin))
+            self.srtt
+                .saturating_add(self.rttvar.saturating_mul(4).max(margin))
         } else {
             tuning.initial_timeout
         };

@@ -8,6 +8,8 @@ use ipnet::IpNet;
 use tftp_server::request::Printable;
 use tftp_server::{HandlerError, Request};
 use tftp_tokio::{Handler, ReadResponse, WriteResponse};
+use tftpd_cli::canonical;
+pub use tftpd_cli::parse_net;
 
 use crate::log_limit::LogLimit;
 
@@ -37,9 +39,6 @@ impl fmt::Display for Denial {
         }
     }
 }
-
-use tftpd_cli::canonical;
-pub use tftpd_cli::parse_net;
 
 impl ClientFilter {
     /// Clients in one of `allow` (all, if it is empty) and in none of `deny`.
