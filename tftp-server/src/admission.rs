@@ -111,6 +111,17 @@ pub enum Admitted {
     Drop(&'static str),
 }
 
+/// A session's entry in [`State::ends`].
+#[derive(Debug)]
+#[cfg_attr(not(feature = "async"), allow(dead_code))]
+enum End {
+    /// Its permit's `Permit::replaced` signal, which fires when this is dropped.
+    Waiting(crate::signal::Trigger),
+    /// A new request from its client port replaced it (admitted or not): any signal asked
+    /// for from now on has fired.
+    Replaced,
+}
+
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
@@ -121,8 +132,10 @@ struct Bucket {
 struct State {
     /// The listening side: duplicate requests, replacements, routing, the reply budget.
     endpoint: Endpoint,
-    /// Ends each live session when dropped (its permit's `Permit::replaced` fires).
-    ends: HashMap<SessionHandle, crate::signal::Trigger>,
+    /// The sessions whose permits were asked for their `Permit::replaced` signal, and those
+    /// replaced: only these have an entry (tftp-blocking's event loops find a replaced
+    /// session by its peer and never ask: their sessions cost no signal and no entry).
+    ends: HashMap<SessionHandle, End>,
     /// Permits alive, replaced ones included.
     active: usize,
     per_client: HashMap<IpAddr, usize>,
@@ -142,8 +155,6 @@ pub struct Permit {
     admission: Arc<Admission>,
     handle: SessionHandle,
     client: IpAddr,
-    #[cfg_attr(not(feature = "async"), allow(dead_code))]
-    replaced: Arc<crate::signal::Signal>,
     /// Counts the session as active until the permit is dropped, whatever happens to the
     /// task that holds it (even a panic).
     pub(crate) active: Option<Arc<crate::stats::StatsCollector>>,
@@ -151,10 +162,12 @@ pub struct Permit {
 
 impl Permit {
     /// Fires when a new request from the same client port replaces this session: the
-    /// session should end without a word (the client gave up on it).
+    /// session should end without a word (the client gave up on it). Made at the first call
+    /// (the async servers' sessions ask once, as they start); already fired if the session
+    /// was replaced before.
     #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub(crate) fn replaced(&self) -> Arc<crate::signal::Signal> {
-        Arc::clone(&self.replaced)
+        self.admission.replaced(self.handle)
     }
 }
 
@@ -246,7 +259,7 @@ impl Admission {
             DatagramEvent::Dropped(reason) => return Admitted::Drop(reason.as_str()),
         };
         // The client gave up on its old transfer: end it, whatever becomes of this request.
-        let ended = replaces.and_then(|old| s.ends.remove(&old));
+        let ended = replaces.and_then(|old| s.ends.insert(old, End::Replaced));
         let refusal = self.check_limits(&mut s, &request, now);
         let admitted = match refusal {
             Err(refusal) => match refusal.reply() {
@@ -260,13 +273,10 @@ impl Admission {
                 *s.per_client.entry(client).or_default() += 1;
                 s.active += 1;
                 let handle = s.endpoint.accept(&request);
-                let (end, replaced) = crate::signal::Signal::new();
-                s.ends.insert(handle, end);
                 let permit = Permit {
                     admission: Arc::clone(self),
                     handle,
                     client,
-                    replaced,
                     active: None,
                 };
                 Admitted::Accept(request, permit)
@@ -313,6 +323,28 @@ impl Admission {
             b.tokens -= 1.0;
         }
         Ok(client)
+    }
+
+    /// The signal of session `handle`'s replacement (see `Permit::replaced`).
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    fn replaced(&self, handle: SessionHandle) -> Arc<crate::signal::Signal> {
+        let mut s = self.lock();
+        let (trigger, signal) = match s.ends.get(&handle) {
+            Some(End::Waiting(trigger)) => return trigger.signal(),
+            Some(End::Replaced) => {
+                let (trigger, signal) = crate::signal::Signal::new();
+                (Some(trigger), signal)
+            }
+            None => {
+                let (trigger, signal) = crate::signal::Signal::new();
+                s.ends.insert(handle, End::Waiting(trigger));
+                (None, signal)
+            }
+        };
+        drop(s);
+        // Fires it (a replaced session's), outside the lock as every trigger.
+        drop(trigger);
+        signal
     }
 
     fn release(&self, handle: SessionHandle, client: IpAddr) {
@@ -429,6 +461,36 @@ mod tests {
             "duplicate"
         );
         drop(real);
+        assert_eq!(a.active(), 0);
+    }
+
+    #[test]
+    fn only_sessions_asked_or_replaced_have_an_end() {
+        // tftp-blocking's loops never ask for the replacement signal: a thousand sessions
+        // leave no entry (and no signal) behind them; a session asked, or replaced, one
+        // until it ends.
+        let now = Instant::now();
+        let a = Admission::new(config(10_000, 10_000), false);
+        let peer = |i: usize| format!("10.0.{}.{}:1000", i / 250, i % 250);
+        let permits: Vec<_> = (0..1000)
+            .map(|i| permit(&a, &peer(i), &rrq("a", false), now))
+            .collect();
+        assert_eq!(a.lock().ends.len(), 0);
+        let asked = permits[0].replaced();
+        assert_eq!(a.lock().ends.len(), 1);
+        // Replaced before it asks: the signal it gets has fired.
+        let second = permit(&a, &peer(1), &rrq("b", false), now);
+        assert_eq!(a.lock().ends.len(), 2);
+        assert!(permits[1].replaced().is_fired());
+        // Asked before it is replaced: the signal fires then.
+        assert!(!asked.is_fired());
+        let first = permit(&a, &peer(0), &rrq("b", false), now);
+        assert!(asked.is_fired());
+        assert!(permits[0].replaced().is_fired());
+        assert!(!first.replaced().is_fired() && !second.replaced().is_fired());
+        drop(permits);
+        drop((first, second));
+        assert_eq!(a.lock().ends.len(), 0, "every entry goes with its session");
         assert_eq!(a.active(), 0);
     }
 

@@ -101,6 +101,14 @@ impl std::future::Future for Fired<'_> {
 #[derive(Debug)]
 pub(crate) struct Trigger(Arc<Signal>);
 
+impl Trigger {
+    /// The signal this fires.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    pub(crate) fn signal(&self) -> Arc<Signal> {
+        Arc::clone(&self.0)
+    }
+}
+
 impl Drop for Trigger {
     fn drop(&mut self) {
         self.0.fired.store(true, Ordering::SeqCst);
