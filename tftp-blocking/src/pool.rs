@@ -3,12 +3,16 @@
 //! job's result goes back to the event loop that owns the session, through its [`Inbox`].
 //!
 //! Growth: up to [`eager`] threads start as soon as a job finds none idle; past that, a
-//! watcher thread starts one more only when the oldest queued job has waited [`GRACE`]. Most
-//! jobs are short (opening a cached file takes microseconds), and a boot storm's thousand
-//! requests at once used to start a thread for each request queued behind busy ones (64
-//! threads at 1,000 clients, each with its stack and malloc arena); now a burst of short jobs
-//! is drained by the few threads there are, while jobs that stall (an NFS root, a slow
-//! handler) still get fresh threads, one per [`GRACE`], up to the bound.
+//! watcher thread starts one more only when the oldest queued job has waited [`GRACE`] and
+//! fewer than [`eager`] threads are free to take it: a thread whose job has run [`STALLED`]
+//! or longer counts as stalled. Most jobs are short (opening a cached file takes microseconds),
+//! and a boot storm's thousand requests at once used to start a thread for each request
+//! queued behind busy ones (64 threads at 1,000 clients, each with its stack and malloc
+//! arena), then one per [`GRACE`] while the queue was long (11 at 1,000 clients on one CPU:
+//! a long queue of short jobs on a busy CPU looks old without anything being stuck); now a
+//! burst of short jobs is drained by the eager threads, while jobs that stall (an NFS root, a
+//! slow disk, a handler that waits) still get fresh threads, one per [`GRACE`] once they
+//! have stalled, up to the bound.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -28,8 +32,14 @@ use crate::reactor::Waker;
 const IDLE: Duration = Duration::from_secs(10);
 
 /// How long the oldest queued job waits, with every thread busy and the eager threads
-/// started, before the watcher starts one more thread.
+/// started, before the watcher starts one more thread (if [`STALLED`] ones leave fewer than
+/// [`eager`] free).
 const GRACE: Duration = Duration::from_millis(2);
+
+/// How long a job runs before its thread counts as stalled (blocked on a slow disk, a network
+/// file system, a handler that waits) rather than busy: a short job whose thread the CPU's
+/// other work preempts takes a few milliseconds at most (the scheduler's latency).
+const STALLED: Duration = Duration::from_millis(10);
 
 /// Threads started without waiting: the machine's parallelism, at least 4.
 fn eager(max: usize) -> usize {
@@ -58,6 +68,10 @@ struct Shared {
 struct State {
     /// Queued jobs, each with when it was queued.
     jobs: VecDeque<(Instant, Job)>,
+    /// The workers in a job, each with when its job started.
+    busy: Vec<(u64, Instant)>,
+    /// The next worker's number.
+    next_worker: u64,
     threads: usize,
     idle: usize,
     /// Whether the watcher thread runs.
@@ -126,10 +140,12 @@ impl Pool {
 /// Start a worker thread (counted before it runs); false if the system refused one.
 fn start_worker(shared: &Arc<Shared>, state: &mut State) -> bool {
     state.threads += 1;
+    let worker = state.next_worker;
+    state.next_worker += 1;
     let pool = Arc::clone(shared);
     let spawned = thread::Builder::new()
         .name("tftp-io".into())
-        .spawn(move || work(&pool));
+        .spawn(move || work(&pool, worker));
     if let Err(e) = spawned {
         state.threads -= 1;
         tracing::warn!(error = %e, threads = state.threads, "cannot start an I/O thread");
@@ -151,11 +167,19 @@ fn start_watcher(shared: &Arc<Shared>, state: &mut State) {
     }
 }
 
-fn work(shared: &Shared) {
+fn work(shared: &Shared, worker: u64) {
+    let mut running = false;
     loop {
         let mut state = lock(&shared.state);
+        if running {
+            if let Some(i) = state.busy.iter().position(|&(w, _)| w == worker) {
+                state.busy.swap_remove(i);
+            }
+        }
         let job = loop {
             if let Some((_, job)) = state.jobs.pop_front() {
+                state.busy.push((worker, Instant::now()));
+                running = true;
                 break job;
             }
             state.idle += 1;
@@ -178,7 +202,8 @@ fn work(shared: &Shared) {
 }
 
 /// The watcher: while jobs wait with no thread free, start a worker each time the oldest has
-/// waited [`GRACE`]; exit after [`IDLE`] with nothing to watch.
+/// waited [`GRACE`] and fewer than [`eager`] threads are free of a stalled job; exit after
+/// [`IDLE`] with nothing to watch.
 fn watch(shared: &Arc<Shared>) {
     let mut state = lock(&shared.state);
     loop {
@@ -189,8 +214,13 @@ fn watch(shared: &Arc<Shared>) {
                 .jobs
                 .front()
                 .map_or(Duration::ZERO, |(at, _)| at.elapsed());
+            let (stalled, next_stall) = stalled(&state.busy);
             if age < GRACE {
                 GRACE - age
+            } else if state.threads.saturating_sub(stalled) >= shared.eager {
+                // The queue is long, not stuck: the threads there are drain it. Look again
+                // when the youngest job in progress would count as stalled.
+                next_stall
             } else if start_worker(shared, &mut state) {
                 shared.work.notify_one();
                 GRACE
@@ -211,6 +241,22 @@ fn watch(shared: &Arc<Shared>) {
             return;
         }
     }
+}
+
+/// How many of the `busy` workers' jobs have run [`STALLED`] or longer, and how long until the
+/// next of the others would have (at most [`STALLED`]).
+fn stalled(busy: &[(u64, Instant)]) -> (usize, Duration) {
+    let mut count = 0;
+    let mut next = STALLED;
+    for (_, started) in busy {
+        let ran = started.elapsed();
+        if ran >= STALLED {
+            count += 1;
+        } else {
+            next = next.min(STALLED - ran);
+        }
+    }
+    (count, next.max(Duration::from_micros(100)))
 }
 
 /// What a pool job hands back to its loop.
@@ -320,15 +366,39 @@ mod tests {
 
     #[test]
     fn a_burst_of_short_jobs_does_not_start_a_thread_each() {
-        // 300 jobs of 1 ms at once, bound 512: the pool that started a thread for each job
-        // queued behind busy ones ran them on 128 threads (2 vCPUs); now the eager threads
-        // and about one more per GRACE drain them (19 threads there).
+        // 400 jobs of 0.5 ms at once, bound 512: the pool that started a thread for each job
+        // queued behind busy ones ran them on 128 threads (2 vCPUs), the one that started
+        // one more each time the oldest queued job had waited GRACE on 19; the eager threads
+        // drain them now, for no job stalls.
         let pool = Pool::new(512);
-        let threads = burst(&pool, 300, Duration::from_millis(1));
+        let threads = burst(&pool, 400, Duration::from_micros(500));
         assert!(
-            threads.len() <= pool.0.eager + 40,
-            "{} threads ran 300 short jobs",
-            threads.len()
+            threads.len() <= pool.0.eager + 4,
+            "{} threads ran 400 short jobs ({} eager)",
+            threads.len(),
+            pool.0.eager
+        );
+    }
+
+    #[test]
+    fn a_stalled_job_gets_one_thread_in_its_place() {
+        // One job blocks until released, behind it 400 short ones: one thread starts for the
+        // stalled one, not one for every GRACE the queue is long.
+        let pool = Pool::new(512);
+        let (release, stall) = mpsc::channel::<()>();
+        let (started, starts) = mpsc::channel();
+        pool.spawn(move || {
+            let _ = started.send(());
+            let _ = stall.recv();
+        });
+        (starts.recv_timeout(Duration::from_secs(5))).expect("the stalled job started");
+        let threads = burst(&pool, 400, Duration::from_micros(500));
+        drop(release);
+        assert!(
+            threads.len() <= pool.0.eager + 4,
+            "{} threads ran 400 short jobs beside a stalled one ({} eager)",
+            threads.len(),
+            pool.0.eager
         );
     }
 
