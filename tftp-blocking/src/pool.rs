@@ -8,7 +8,7 @@
 //! or longer counts as stalled. Most jobs are short (opening a cached file takes microseconds),
 //! and a boot storm's thousand requests at once used to start a thread for each request
 //! queued behind busy ones (64 threads at 1,000 clients, each with its stack and malloc
-//! arena), then one per [`GRACE`] while the queue was long (11 at 1,000 clients on one CPU:
+//! arena), then one per [`GRACE`] while the queue was long (10 at 1,000 clients on one CPU:
 //! a long queue of short jobs on a busy CPU looks old without anything being stuck); now a
 //! burst of short jobs is drained by the eager threads, while jobs that stall (an NFS root, a
 //! slow disk, a handler that waits) still get fresh threads, one per [`GRACE`] once they
