@@ -69,9 +69,7 @@ struct State {
     /// Queued jobs, each with when it was queued.
     jobs: VecDeque<(Instant, Job)>,
     /// The workers in a job, each with when its job started.
-    busy: Vec<(u64, Instant)>,
-    /// The next worker's number.
-    next_worker: u64,
+    busy: Vec<(thread::ThreadId, Instant)>,
     threads: usize,
     idle: usize,
     /// Whether the watcher thread runs.
@@ -140,12 +138,10 @@ impl Pool {
 /// Start a worker thread (counted before it runs); false if the system refused one.
 fn start_worker(shared: &Arc<Shared>, state: &mut State) -> bool {
     state.threads += 1;
-    let worker = state.next_worker;
-    state.next_worker += 1;
     let pool = Arc::clone(shared);
     let spawned = thread::Builder::new()
         .name("tftp-io".into())
-        .spawn(move || work(&pool, worker));
+        .spawn(move || work(&pool));
     if let Err(e) = spawned {
         state.threads -= 1;
         tracing::warn!(error = %e, threads = state.threads, "cannot start an I/O thread");
@@ -167,19 +163,17 @@ fn start_watcher(shared: &Arc<Shared>, state: &mut State) {
     }
 }
 
-fn work(shared: &Shared, worker: u64) {
-    let mut running = false;
+fn work(shared: &Shared) {
+    let me = thread::current().id();
     loop {
         let mut state = lock(&shared.state);
-        if running {
-            if let Some(i) = state.busy.iter().position(|&(w, _)| w == worker) {
-                state.busy.swap_remove(i);
-            }
+        // The job this thread ran last (if any) is done.
+        if let Some(i) = state.busy.iter().position(|&(w, _)| w == me) {
+            state.busy.swap_remove(i);
         }
         let job = loop {
             if let Some((_, job)) = state.jobs.pop_front() {
-                state.busy.push((worker, Instant::now()));
-                running = true;
+                state.busy.push((me, Instant::now()));
                 break job;
             }
             state.idle += 1;
@@ -245,7 +239,7 @@ fn watch(shared: &Arc<Shared>) {
 
 /// How many of the `busy` workers' jobs have run [`STALLED`] or longer, and how long until the
 /// next of the others would have (at most [`STALLED`]).
-fn stalled(busy: &[(u64, Instant)]) -> (usize, Duration) {
+fn stalled(busy: &[(thread::ThreadId, Instant)]) -> (usize, Duration) {
     let mut count = 0;
     let mut next = STALLED;
     for (_, started) in busy {
