@@ -45,10 +45,12 @@
 //! - **I/O pool**: handler calls, source reads, sink writes and upload completions run on a
 //!   pool of std threads, started on demand up to [`Server::io_threads`] and stopped after
 //!   10 s idle; each result goes back to its loop through a channel and an eventfd. The
-//!   first few threads (the CPU count, at least 4) start as soon as a call finds none free;
-//!   past them, one more starts each time the oldest waiting call has waited 2 ms, so a
-//!   thousand requests at once are answered by a handful of threads when the handler is
-//!   quick, and by more when it stalls.
+//!   first few threads (the CPU count, at least 2) start as soon as a call finds none free;
+//!   past them, one more starts when the oldest waiting call has waited 2 ms while calls
+//!   that have run 10 ms or longer (stalled: a slow disk, a network file system, a handler
+//!   that waits) leave fewer than that many threads free, so a thousand requests at once
+//!   are answered by a handful of threads when the handler is quick, and by more when it
+//!   stalls.
 //! - The session and statistics callbacks run on the loop threads: keep them quick (hand slow
 //!   work to a channel).
 //!

@@ -44,8 +44,8 @@ const STALLED: Duration = Duration::from_millis(10);
 /// Threads started without waiting: the machine's parallelism (at least 2, so that one job
 /// that blocks does not hold up the next until it counts as [`STALLED`]). Short jobs cannot
 /// use more threads than there are CPUs; jobs that block get more from the watcher. (At least
-/// 4 before: at 1,000 clients on one CPU, 5 I/O threads where 3 ran the same jobs, ×0.93 of
-/// the CPU in `ab.sh concurrency`, benches/e2e/results/2026-12-07-evening.txt.)
+/// 4 before: at 1,000 clients on one CPU, 5 I/O threads where 3 now run the same jobs for the
+/// same CPU, benches/e2e/results/2026-12-07-evening.txt.)
 fn eager(max: usize) -> usize {
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     cpus.max(2).min(max)
