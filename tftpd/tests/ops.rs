@@ -263,3 +263,67 @@ fn its_event_loops_show_in_the_thread_list_by_name() {
         assert_eq!(curl(port, "f"), (true, b"served".to_vec()));
     }
 }
+
+/// Resident kB of `pid`'s own code: its executable's `r-xp` mappings (`/proc/PID/smaps`).
+fn code_resident_kb(pid: u32) -> u64 {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let exe = exe.to_str().unwrap();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut counting = false;
+    let mut kb = 0;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields
+            .first()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            counting = fields.get(1) == Some(&"r-xp") && line.trim_end().ends_with(exe);
+        } else if counting && fields.first() == Some(&"Rss:") {
+            kb += fields[1].parse::<u64>().unwrap();
+        }
+    }
+    kb
+}
+
+#[test]
+fn gives_back_the_code_only_start_up_ran_once_it_serves() {
+    // The pages of its code that start-up mapped (the command line's parser, the
+    // configuration, the runtime's construction) stayed resident for tftpd's life; a second
+    // after it serves, it drops its code's pages and serving maps back only what it runs
+    // (`start_up_pages` in src/bin/tftpd.rs). Against a tftpd that keeps them.
+    let root = tempfile::tempdir().unwrap();
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(root.path().join("f"), &content).unwrap();
+    let root = root.path().to_str().unwrap();
+    let start = |keep: bool| {
+        let port = free_udp();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tftpd"));
+        command
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--root", root])
+            .stderr(Stdio::null());
+        if keep {
+            command.env("TFTPD_KEEP_START_UP_PAGES", "1");
+        }
+        let daemon = Daemon(command.spawn().unwrap());
+        wait_ready(port);
+        (daemon, port)
+    };
+    let (keeps, _) = start(true);
+    let (gives_back, port) = start(false);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (mut kept, mut given_back) = (0, u64::MAX);
+    while Instant::now() < deadline {
+        kept = code_resident_kb(keeps.0.id());
+        given_back = code_resident_kb(gives_back.0.id());
+        if given_back * 2 < kept {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        given_back * 2 < kept,
+        "code resident: {given_back} kB, against {kept} kB in a tftpd that keeps it"
+    );
+    // And it serves, mapping what it runs back in.
+    assert_eq!(curl(port, "f"), (true, content));
+}

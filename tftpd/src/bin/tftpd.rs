@@ -6,7 +6,8 @@
 //! unprivileged user. SIGHUP re-reads `--config` and swaps in a new server on the same
 //! sockets while transfers in flight finish on the old one; SIGTERM and SIGINT drain.
 
-// No unsafe code; the one unsafe attribute is `libm`'s `no_mangle`, below.
+// No unsafe code but two, each in a module of its own below: `libm`'s `no_mangle`, and the
+// `madvise` that gives back start-up's pages of the program (`start_up_pages`).
 #![deny(unsafe_code)]
 
 use std::ffi::OsString;
@@ -476,6 +477,21 @@ async fn serve(mut args: Args, cli: Vec<OsString>, sockets: Vec<UdpSocket>) -> R
             .collect::<Result<Vec<_>, _>>();
         let running = build(&args, clones.map_err(|e| e.to_string())?)?.start();
         notify_ready();
+        // Once the threads it started have settled, what this start (or reload) ran and
+        // serving does not leaves tftpd's memory (see `start_up_pages`).
+        tokio::spawn(async {
+            if std::env::var_os(start_up_pages::KEEP).is_some() {
+                return;
+            }
+            tokio::time::sleep(start_up_pages::SETTLE).await;
+            match start_up_pages::release() {
+                Ok(bytes) => tracing::debug!(
+                    kib = bytes / 1024,
+                    "start-up's pages of the program released"
+                ),
+                Err(e) => tracing::debug!(error = %e, "start-up's pages of the program kept"),
+            }
+        });
         loop {
             match next_signal().await {
                 Signal::Stop => {
@@ -858,5 +874,177 @@ mod libm_functions {
     #[unsafe(no_mangle)]
     extern "C" fn pow(x: f64, y: f64) -> f64 {
         libm::pow(x, y)
+    }
+}
+
+/// Start-up's share of tftpd's memory, given back once it serves.
+///
+/// A program's code and read-only data are mapped from its file, and every page a thread
+/// touches stays in the process's page tables for its life, counted in its RSS and PSS: the
+/// kernel maps them 64 KiB at a time around each page asked for. Start-up runs and reads
+/// much that serving never does (the command line's parser, the configuration, the
+/// runtime's construction, the handlers' set-up): ~0.3 MB of code and read-only data that a
+/// serving tftpd would otherwise carry to the end (`benches/e2e`, memory at rest and at
+/// 1,000 clients). [`release`] drops the program's own read-only pages from the page tables;
+/// they stay in the page cache, and what serving runs maps back in at its first use (a
+/// minor fault each 64 KiB: tftpd's layout keeps what serves together, `warm-text.ld`).
+/// With [`KEEP`] in its environment, tftpd keeps them (to measure what this saves).
+#[allow(unsafe_code)]
+mod start_up_pages {
+    use std::io;
+    use std::ops::Range;
+    use std::time::Duration;
+
+    /// How long after a (re)start [`release`] runs: the event loops and their threads are up
+    /// and waiting by then.
+    pub(crate) const SETTLE: Duration = Duration::from_secs(1);
+
+    /// The environment variable that keeps the pages (any value).
+    pub(crate) const KEEP: &str = "TFTPD_KEEP_START_UP_PAGES";
+
+    /// Drops the pages of this program's own read-only file mappings from its page tables;
+    /// returns the bytes of the mappings released.
+    pub(crate) fn release() -> io::Result<usize> {
+        let exe = std::fs::read_link("/proc/self/exe")?;
+        let exe = exe.to_str().ok_or_else(|| io::Error::other("not UTF-8"))?;
+        let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+        let mut released = 0;
+        for range in untouched(&smaps, exe) {
+            let len = range.end - range.start;
+            // SAFETY: `range` is a whole private mapping of the program's file, mapped
+            // without write permission and holding no page of its own (`untouched`): every
+            // page in it is the file's page from the page cache, never written. With
+            // MADV_DONTNEED the kernel unmaps them; the next access to any of them maps the
+            // same page of the file again (a private file mapping's pages come back from
+            // the file, RSS only). No byte a reference points at changes, no other mapping
+            // is touched, and nothing in tftpd writes to or re-protects its own code or
+            // read-only data. (A file changed in place under a running program changes the
+            // pages it has not mapped yet whether or not this runs: install by rename.)
+            unsafe {
+                rustix::mm::madvise(
+                    range.start as *mut std::ffi::c_void,
+                    len,
+                    rustix::mm::Advice::LinuxDontNeed,
+                )
+            }?;
+            released += len;
+        }
+        Ok(released)
+    }
+
+    /// The mappings in `smaps` (`/proc/self/smaps`) of the file `exe` that are readable, not
+    /// writable, private, and hold no anonymous or swapped page (no page copied on a write:
+    /// the relocated read-only data after `mprotect`, RELRO, holds them, and is left alone).
+    pub(crate) fn untouched(smaps: &str, exe: &str) -> Vec<Range<usize>> {
+        let mut found = Vec::new();
+        // The mapping being read, while it may qualify; `clean` until a field says otherwise.
+        let mut current: Option<(Range<usize>, bool)> = None;
+        let mut finish = |current: &mut Option<(Range<usize>, bool)>| {
+            if let Some((range, true)) = current.take() {
+                found.push(range);
+            }
+        };
+        for line in smaps.lines() {
+            if let Some(range) = header(line, exe) {
+                finish(&mut current);
+                current = range.map(|r| (r, true));
+                continue;
+            }
+            if let Some((_, clean)) = &mut current {
+                let mut fields = line.split_whitespace();
+                if let (Some("Anonymous:" | "Swap:"), Some(kb)) = (fields.next(), fields.next()) {
+                    *clean &= kb == "0";
+                }
+            }
+        }
+        finish(&mut current);
+        found
+    }
+
+    /// For a mapping's first line (`start-end perms offset dev inode path`): `Some` with the
+    /// mapping's range if it is a read-only private mapping of `exe`, `Some(None)` for any
+    /// other mapping; `None` for a field line.
+    fn header(line: &str, exe: &str) -> Option<Option<Range<usize>>> {
+        let mut fields = line.splitn(6, ' ');
+        let range = fields.next()?;
+        let (start, end) = range.split_once('-')?;
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        let perms = fields.next()?.as_bytes();
+        let path = fields.nth(3).map_or("", str::trim);
+        let read_only =
+            perms.len() == 4 && perms[0] == b'r' && perms[1] == b'-' && perms[3] == b'p';
+        Some((read_only && path == exe && start < end).then_some(start..end))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        const EXE: &str = "/usr/sbin/tftpd";
+
+        fn mapping(range: &str, perms: &str, path: &str, anonymous: u64, swap: u64) -> String {
+            format!(
+                "{range} {perms} 00000000 fd:01 1234                       {path}\n\
+                 Size:                132 kB\nRss:                  64 kB\n\
+                 Anonymous:      {anonymous:>8} kB\nSwap:           {swap:>8} kB\n\
+                 VmFlags: rd mr mw me\n"
+            )
+        }
+
+        #[test]
+        fn only_the_programs_own_clean_read_only_mappings() {
+            let smaps = [
+                mapping("1000-3000", "r--p", EXE, 0, 0),
+                mapping("3000-8000", "r-xp", EXE, 0, 0),
+                // RELRO: read-only now, written by the loader before.
+                mapping("8000-9000", "r--p", EXE, 8, 0),
+                // The same, swapped out.
+                mapping("9000-a000", "r--p", EXE, 0, 4),
+                mapping("a000-b000", "rw-p", EXE, 0, 0),
+                mapping(
+                    "b000-c000",
+                    "r-xp",
+                    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                    0,
+                    0,
+                ),
+                mapping("c000-d000", "r-xs", EXE, 0, 0),
+                mapping("d000-e000", "r--p", "/usr/sbin/tftpd.old", 0, 0),
+                mapping("e000-f000", "rw-p", "", 0, 0),
+                mapping("f000-10000", "r--p", EXE, 0, 0),
+            ]
+            .concat();
+            assert_eq!(
+                untouched(&smaps, EXE),
+                [0x1000..0x3000, 0x3000..0x8000, 0xf000..0x10000]
+            );
+        }
+
+        #[test]
+        fn a_path_with_spaces_and_the_deleted_mark() {
+            let exe = "/opt/my tftpd/tftpd (deleted)";
+            let smaps = [
+                mapping("1000-2000", "r-xp", exe, 0, 0),
+                mapping("2000-3000", "r-xp", "/opt/my tftpd/tftpd", 0, 0),
+            ]
+            .concat();
+            assert_eq!(untouched(&smaps, exe), vec![(0x1000..0x2000)]);
+            assert!(untouched("", EXE).is_empty());
+            assert!(untouched("garbage\nAnonymous: 0 kB\n", EXE).is_empty());
+        }
+
+        #[test]
+        fn releasing_keeps_the_program_running() {
+            // This test binary's own pages: released, then run and read again.
+            let before = std::hint::black_box(path_of_this());
+            let released = release().unwrap();
+            assert!(released > 0, "nothing released");
+            assert_eq!(std::hint::black_box(path_of_this()), before);
+        }
+
+        fn path_of_this() -> String {
+            format!("{}:{}", file!(), line!())
+        }
     }
 }
