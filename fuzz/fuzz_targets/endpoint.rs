@@ -37,7 +37,9 @@ fuzz_target!(|data: &[u8]| {
             // Close the oldest live session.
             1 => {
                 if let Some((&handle, &peer)) = live.iter().next() {
-                    endpoint.closed(handle);
+                    // It returns the client the session served, once.
+                    assert_eq!(endpoint.closed(handle), Some(peer));
+                    assert_eq!(endpoint.closed(handle), None);
                     live.remove(&handle);
                     if latest.get(&peer) == Some(&handle) {
                         latest.remove(&peer);

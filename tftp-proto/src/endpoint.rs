@@ -300,13 +300,16 @@ impl<I: Instant> Endpoint<I> {
         handle
     }
 
-    /// The session `handle` closed (or was abandoned after a replacement): forget it.
-    pub fn closed(&mut self, handle: SessionHandle) {
-        if let Some(peer) = self.by_handle.remove(&handle) {
-            if self.by_peer.get(&peer).is_some_and(|l| l.handle == handle) {
-                self.by_peer.remove(&peer);
-            }
+    /// The session `handle` closed (or was abandoned after a replacement): forget it. Returns
+    /// the client transfer ID it served (an IPv4-mapped address as IPv4), or `None` when
+    /// `handle` is not live (closed already): the caller need not keep the peer of each
+    /// session for its own books (per-client counts) beside the handle.
+    pub fn closed(&mut self, handle: SessionHandle) -> Option<SocketAddr> {
+        let peer = self.by_handle.remove(&handle)?;
+        if self.by_peer.get(&peer).is_some_and(|l| l.handle == handle) {
+            self.by_peer.remove(&peer);
         }
+        Some(peer)
     }
 }
 
@@ -387,7 +390,9 @@ mod tests {
             e.handle(now, addr(LOCAL), addr("[::ffff:192.0.2.7]:2000"), rrq),
             DatagramEvent::Dropped(DropReason::Duplicate)
         ));
-        e.closed(handle);
+        // It returns the client it served, once.
+        assert_eq!(e.closed(handle), Some(addr("192.0.2.7:2000")));
+        assert_eq!(e.closed(handle), None);
         assert_eq!(e.sessions(), 0);
         let (_, replaces) = new_request(&mut e, "192.0.2.7:2000", rrq);
         assert!(

@@ -153,8 +153,9 @@ pub struct Admission {
 #[derive(Debug)]
 pub struct Permit {
     admission: Arc<Admission>,
+    /// Its client's address is the endpoint's, which returns it when the session closes
+    /// (every running session keeps its permit: 24 bytes, not 48).
     handle: SessionHandle,
-    client: IpAddr,
     /// Counts the session as active until the permit is dropped, whatever happens to the
     /// task that holds it (even a panic).
     pub(crate) active: Option<Arc<crate::stats::StatsCollector>>,
@@ -173,7 +174,7 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.admission.release(self.handle, self.client);
+        self.admission.release(self.handle);
         if let Some(stats) = self.active.take() {
             stats.session_ended();
         }
@@ -276,7 +277,6 @@ impl Admission {
                 let permit = Permit {
                     admission: Arc::clone(self),
                     handle,
-                    client,
                     active: None,
                 };
                 Admitted::Accept(request, permit)
@@ -347,16 +347,18 @@ impl Admission {
         signal
     }
 
-    fn release(&self, handle: SessionHandle, client: IpAddr) {
+    fn release(&self, handle: SessionHandle) {
         let mut s = self.lock();
         s.active = s.active.saturating_sub(1);
-        if let Some(n) = s.per_client.get_mut(&client) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                s.per_client.remove(&client);
+        // The key it was counted under: `client_key` of the same peer (canonical either way).
+        if let Some(client) = s.endpoint.closed(handle).map(|peer| self.client_key(peer)) {
+            if let Some(n) = s.per_client.get_mut(&client) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    s.per_client.remove(&client);
+                }
             }
         }
-        s.endpoint.closed(handle);
         let end = s.ends.remove(&handle);
         drop(s);
         drop(end);
@@ -438,6 +440,38 @@ mod tests {
         drop(p1);
         assert_eq!(a.active(), 2);
         let _p4 = permit(&a, "10.0.0.3:1000", &rrq("a", false), now);
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_permit_is_small() {
+        // Every running session keeps one (48 bytes with its client's address).
+        assert_eq!(std::mem::size_of::<Permit>(), 24);
+    }
+
+    #[test]
+    fn a_clients_sessions_count_until_their_permits_drop() {
+        // A permit does not keep its client's address: the endpoint returns it as the session
+        // closes, and the client's count goes down under the key it went up under (an
+        // IPv4-mapped address on a dual-stack listener is its IPv4 client).
+        let now = Instant::now();
+        let a = Admission::new(config(10, 2), false);
+        let p1 = permit(&a, "[::ffff:10.0.0.1]:1000", &rrq("a", false), now);
+        let p2 = permit(&a, "10.0.0.1:1001", &rrq("a", false), now);
+        assert_eq!(
+            reason(admit(&a, "10.0.0.1:1002", &rrq("a", false), now)),
+            "client_busy"
+        );
+        drop(p1);
+        let p3 = permit(&a, "10.0.0.1:1002", &rrq("a", false), now);
+        drop((p2, p3));
+        assert_eq!(a.active(), 0);
+        let _p4 = permit(&a, "[::ffff:10.0.0.1]:2000", &rrq("a", false), now);
+        let _p5 = permit(&a, "10.0.0.1:2001", &rrq("a", false), now);
+        assert_eq!(
+            reason(admit(&a, "10.0.0.1:2002", &rrq("a", false), now)),
+            "client_busy"
+        );
     }
 
     #[test]
