@@ -881,10 +881,10 @@ mod libm_functions {
 
 /// One malloc arena for all of tftpd's threads.
 ///
-/// glibc's malloc gives a thread that allocates while another holds the arena an arena of its
-/// own (up to 8 a CPU), and each keeps what it once held: tftpd's threads (the event loop,
-/// the I/O pool's, the log writers, tokio's) each left one, 0.2 MB of its memory at the peak
-/// of 1,000 transfers (`benches/e2e`). Its allocations are per request and per transfer, not
+/// glibc's malloc gives threads arenas of their own (up to 8 a CPU), and each keeps what it
+/// once held: tftpd's threads (the event loop, the I/O pool's, the log writers) left ~0.1 MB
+/// of its memory in theirs at the peak of 1,000 transfers
+/// (`benches/e2e/results/2026-12-07-start-up-pages.txt`). Its allocations are per request and per transfer, not
 /// per packet, most of them on the event loop: one arena is enough for them.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
@@ -904,9 +904,9 @@ mod malloc_arenas {
 /// touches stays in the process's page tables for its life, counted in its RSS and PSS: the
 /// kernel maps them 64 KiB at a time around each page asked for. Start-up runs and reads
 /// much that serving never does (the command line's parser, the configuration, the
-/// runtime's construction, the handlers' set-up): ~0.3 MB of code and read-only data that a
-/// serving tftpd would otherwise carry to the end (`benches/e2e`, memory at rest and at
-/// 1,000 clients). [`release`] drops the program's own read-only pages from the page tables;
+/// runtime's construction, the handlers' set-up): ~0.55 MB of code and read-only data that a
+/// serving tftpd would otherwise carry to the end, at rest and at the peak of 1,000 clients
+/// (`benches/e2e/results/2026-12-07-start-up-pages.txt`). [`release`] drops the program's own read-only pages from the page tables;
 /// they stay in the page cache, and what serving runs maps back in at its first use (a
 /// minor fault each 64 KiB: tftpd's layout keeps what serves together, `warm-text.ld`).
 /// With [`KEEP`] in its environment, tftpd keeps them (to measure what this saves).
