@@ -295,21 +295,9 @@ fn gives_back_the_code_only_start_up_ran_once_it_serves() {
     let content: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(root.path().join("f"), &content).unwrap();
     let root = root.path().to_str().unwrap();
-    let start = |keep: bool| {
-        let port = free_udp();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tftpd"));
-        command
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--root", root])
-            .stderr(Stdio::null());
-        if keep {
-            command.env("TFTPD_KEEP_START_UP_PAGES", "1");
-        }
-        let daemon = Daemon(command.spawn().unwrap());
-        wait_ready(port);
-        (daemon, port)
-    };
-    let (keeps, _) = start(true);
-    let (gives_back, port) = start(false);
+    let (keeps, _) =
+        support::tftpd_with_env(&["--root", root], &[("TFTPD_KEEP_START_UP_PAGES", "1")]);
+    let (gives_back, port) = support::tftpd(&["--root", root]);
     let deadline = Instant::now() + Duration::from_secs(15);
     let (mut kept, mut given_back) = (0, u64::MAX);
     while Instant::now() < deadline {

@@ -109,10 +109,16 @@ pub fn wait_ready(port: u16) {
 
 /// `tftpd --listen 127.0.0.1:PORT ARGS...` on a free port, once it answers.
 pub fn tftpd(args: &[&str]) -> (Daemon, u16) {
+    tftpd_with_env(args, &[])
+}
+
+/// [`tftpd`] with `env` added to its environment.
+pub fn tftpd_with_env(args: &[&str], env: &[(&str, &str)]) -> (Daemon, u16) {
     let port = free_udp();
     let child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(args)
+        .envs(env.iter().copied())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
