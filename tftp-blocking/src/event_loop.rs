@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -977,9 +978,22 @@ impl<'s, H: Handler> Loop<'s, H> {
         if self.killed {
             return self.answered(key, Err(shutting_down()));
         }
-        if let Some(entry) = self.sessions.get(key) {
-            self.jobs(key)
-                .ask(&self.shared.handler, &entry.admitted.request);
+        let Some(entry) = self.sessions.get(key) else {
+            return;
+        };
+        let request = &entry.admitted.request;
+        // A read the handler answers here costs no pool thread (Handler::read_on_loop).
+        let handler = &*self.shared.handler;
+        let on_loop = match request.kind {
+            tftp_proto::RequestKind::Read => {
+                catch_unwind(AssertUnwindSafe(|| handler.read_on_loop(request)))
+                    .unwrap_or_else(|_| Some(Err(crate::pool::server_error())))
+            }
+            tftp_proto::RequestKind::Write => None,
+        };
+        match on_loop {
+            Some(answer) => self.answered(key, answer.map(|r| r.0)),
+            None => self.jobs(key).ask(&self.shared.handler, request),
         }
     }
 

@@ -9,9 +9,11 @@ use tftp_server::{HandlerError, Request};
 
 use crate::data::{Data, OnComplete, Reader, Sink, Source, Writer};
 
-/// Decides what each request gets. One handler serves every session; its methods run on the
-/// server's I/O thread pool, never on an event loop thread, so they may block (open files, ask a
-/// database, fetch from an HTTP origin).
+/// Decides what each request gets. One handler serves every session; [`read`](Handler::read)
+/// and [`write`](Handler::write) run on the server's I/O thread pool, never on an event loop
+/// thread, so they may block (open files, ask a database, fetch from an HTTP origin).
+/// [`read_on_loop`](Handler::read_on_loop) lets a handler answer the reads it can answer
+/// without waiting on the event loop itself, without a pool thread.
 ///
 /// ```
 /// use tftp_blocking::{Handler, HandlerError, ReadResponse, Request};
@@ -39,6 +41,51 @@ pub trait Handler: Send + Sync + 'static {
         let _ = request;
         Err(HandlerError::write_not_allowed())
     }
+
+    /// Answer a read request on the event loop that received it, when that costs no more
+    /// than the loop's own work: `Some(answer)`, and [`read`](Handler::read) is not called.
+    /// `None` (the default, for every request) has `read` answer it on an I/O pool thread.
+    ///
+    /// Return `None` for anything that may wait: the network, a lock held for long, a
+    /// directory to scan, a file system that may hang. Every transfer of the loop waits
+    /// while this runs. What a local file costs is fine: resolving a name and opening a file
+    /// under a local root is a few system calls, and the loop reads files' data itself
+    /// ([`ReadResponse::file`]). [`DirHandler`](crate::DirHandler) answers here every read
+    /// that needs no directory scan.
+    ///
+    /// A read answered here starts its transfer without a hop to the pool and back (two
+    /// thread wake-ups): when every read is answered here, a burst of a thousand requests
+    /// starts no pool thread at all. A panic here fails the request with ERROR 0 "Server
+    /// error", as one in `read` does.
+    ///
+    /// ```
+    /// use tftp_blocking::{Handler, HandlerError, ReadResponse, Request};
+    ///
+    /// /// Serves a generated iPXE script naming the client's address: built in memory,
+    /// /// nothing to wait for, so the loop answers it.
+    /// struct PerMachine;
+    ///
+    /// impl Handler for PerMachine {
+    ///     fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
+    ///         if request.filename != "boot.ipxe" {
+    ///             return Err(HandlerError::not_found());
+    ///         }
+    ///         let script = format!("#!ipxe\necho hello {}\n", request.peer.ip());
+    ///         Ok(ReadResponse::from_bytes(script.into_bytes()))
+    ///     }
+    ///
+    ///     fn read_on_loop(
+    ///         &self,
+    ///         request: &Request,
+    ///     ) -> Option<Result<ReadResponse, HandlerError>> {
+    ///         Some(self.read(request))
+    ///     }
+    /// }
+    /// ```
+    fn read_on_loop(&self, request: &Request) -> Option<Result<ReadResponse, HandlerError>> {
+        let _ = request;
+        None
+    }
 }
 
 /// An optional handler: `None` has no files ("File not found") and takes no uploads, so
@@ -55,6 +102,13 @@ impl<H: Handler> Handler for Option<H> {
         match self {
             Some(h) => h.write(request),
             None => Err(HandlerError::write_not_allowed()),
+        }
+    }
+
+    fn read_on_loop(&self, request: &Request) -> Option<Result<ReadResponse, HandlerError>> {
+        match self {
+            Some(h) => h.read_on_loop(request),
+            None => Some(Err(HandlerError::not_found())),
         }
     }
 }

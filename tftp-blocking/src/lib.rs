@@ -24,7 +24,9 @@
 //!   mode a batch of them for `recvmmsg`). Each transfer has its own socket
 //!   and ephemeral port (the RFC 1350 transfer ID; sessions are dealt to the loops in turn
 //!   and stay there), or shares the listener in single-port mode (it then runs on its
-//!   listener's loop). A loop never calls user code that may block.
+//!   listener's loop). A loop never calls user code that may block: only the reads a
+//!   handler says it answers without waiting ([`Handler::read_on_loop`]; [`DirHandler`]'s
+//!   files), and the session and statistics callbacks.
 //! - **Connected transfer sockets**: a transfer's socket is `connect()`ed to its peer, as
 //!   tftpd-hpa's are, so the kernel routes once per transfer rather than once per DATA (×0.96
 //!   of the CPU per lock-step packet). Strangers' datagrams to its port, which RFC 1350 §4
@@ -42,8 +44,8 @@
 //!   transfers handed over by other loops, the pool's results, the timers, the shutdown)
 //!   every millisecond and whenever the peer is silent for 2 ms; a peer slower than that
 //!   sends the loop back to epoll for 16 to 1,024 turns (`tests/lone.rs`).
-//! - **I/O pool**: handler calls, source reads, sink writes and upload completions run on a
-//!   pool of std threads, started on demand up to [`Server::io_threads`] and stopped after
+//! - **I/O pool**: handler calls (but reads answered by [`Handler::read_on_loop`]), source
+//!   reads, sink writes and upload completions run on a pool of std threads, started on demand up to [`Server::io_threads`] and stopped after
 //!   10 s idle; each result goes back to its loop through a channel and an eventfd. The
 //!   first few threads (the CPU count, at least 2) start as soon as a call finds none free;
 //!   past them, one more starts when the oldest waiting call has waited 2 ms while calls

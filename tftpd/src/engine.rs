@@ -13,6 +13,10 @@
 //! - the handler's `read`/`write` run on the server's I/O pool threads, each awaited with
 //!   [`Handle::block_on`] (the future is polled on that pool thread; its I/O and timers are
 //!   the runtime's), so a slow handler holds one pool thread, not a loop;
+//! - except, with [`OnLoops::reads_on_loops`], a read whose future completes at its first
+//!   poll on the loop that received it (a local file opened, a template rendered: nothing
+//!   waited for), answered there without a pool thread, as tftp-tokio answers it on its
+//!   runtime thread; `tftpd` turns it on when it has no `--http-origin`;
 //! - a file ([`ReadResponse::from_file`](tftp_tokio::ReadResponse::from_file)) and bytes
 //!   ([`ReadResponse::from_bytes`](tftp_tokio::ReadResponse::from_bytes)) are read in place
 //!   on the event loop, as on tokio;
@@ -23,8 +27,10 @@
 //!   tftp-tokio's tasks, which is why `tftpd --engine auto` uses the event loops only when
 //!   there is no `--http-origin`.
 
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use tftp_server::{BoxReader, BoxWriter, HandlerError, Request, Source};
@@ -49,6 +55,7 @@ use tokio::runtime::Handle;
 pub struct OnLoops<H> {
     handler: H,
     runtime: Handle,
+    reads_on_loops: bool,
 }
 
 impl<H> OnLoops<H> {
@@ -56,28 +63,77 @@ impl<H> OnLoops<H> {
     /// of `runtime` (which must keep running: a current-thread runtime must be inside its
     /// `block_on`, as `tftpd`'s main thread is).
     pub fn new(handler: H, runtime: Handle) -> Self {
-        OnLoops { handler, runtime }
+        OnLoops {
+            handler,
+            runtime,
+            reads_on_loops: false,
+        }
+    }
+
+    /// Poll each read's future once on the event loop that received the request, in
+    /// `runtime`'s context ([`tftp_blocking::Handler::read_on_loop`]): an answer ready at
+    /// that poll (it waited for nothing: a file under a local root opened, a template
+    /// rendered, a refusal) starts the transfer there, without a pool thread; a future
+    /// still pending is dropped, and the read asked again on the pool, from the start.
+    ///
+    /// For handlers whose futures do only quick work when polled: every transfer of the loop
+    /// waits while one is. tftp-tokio polls them on its runtime thread the same way (its
+    /// [`DirHandler`](tftp_tokio::DirHandler) opens files there, and scans a directory on a
+    /// blocking pool). A handler that waits for the network (an HTTP origin) would be polled
+    /// twice, once for nothing: `tftpd` turns this on only without `--http-origin`. Off by
+    /// default.
+    ///
+    /// Measured with `benches/e2e/ab.sh` (1,000 clients × 1 MiB at once, one address): no
+    /// I/O pool thread starts (4 threads at the peak instead of 7, with the session log),
+    /// see `benches/e2e/results/2026-12-07-reads-on-loops.txt`.
+    pub fn reads_on_loops(mut self, on: bool) -> Self {
+        self.reads_on_loops = on;
+        self
+    }
+}
+
+/// A read's answer as tftp-blocking takes it: files and bytes read on the loop, any other
+/// reader on the pool.
+fn blocking_read(
+    response: tftp_tokio::ReadResponse,
+    runtime: &Handle,
+) -> tftp_blocking::ReadResponse {
+    let parts = response.into_parts();
+    let response = match parts.source {
+        Source::File(file) => tftp_blocking::ReadResponse::from_file_source(file, parts.size),
+        Source::Bytes(bytes) => tftp_blocking::ReadResponse::from_bytes(bytes),
+        Source::Reader(reader) => {
+            let runtime = runtime.clone();
+            tftp_blocking::ReadResponse::new(BlockingReader { reader, runtime }, parts.size)
+        }
+    };
+    match parts.limits {
+        Some(limits) => response.with_limits(limits),
+        None => response,
     }
 }
 
 impl<H: tftp_tokio::Handler> tftp_blocking::Handler for OnLoops<H> {
     fn read(&self, request: &Request) -> Result<tftp_blocking::ReadResponse, HandlerError> {
-        let parts = self
-            .runtime
-            .block_on(self.handler.read(request))?
-            .into_parts();
-        let response = match parts.source {
-            Source::File(file) => tftp_blocking::ReadResponse::from_file_source(file, parts.size),
-            Source::Bytes(bytes) => tftp_blocking::ReadResponse::from_bytes(bytes),
-            Source::Reader(reader) => {
-                let runtime = self.runtime.clone();
-                tftp_blocking::ReadResponse::new(BlockingReader { reader, runtime }, parts.size)
-            }
-        };
-        Ok(match parts.limits {
-            Some(limits) => response.with_limits(limits),
-            None => response,
-        })
+        let response = self.runtime.block_on(self.handler.read(request))?;
+        Ok(blocking_read(response, &self.runtime))
+    }
+
+    fn read_on_loop(
+        &self,
+        request: &Request,
+    ) -> Option<Result<tftp_blocking::ReadResponse, HandlerError>> {
+        if !self.reads_on_loops {
+            return None;
+        }
+        // In the runtime's context: what the future registers (a timer, a socket) is the
+        // runtime's, as on a pool thread.
+        let _context = self.runtime.enter();
+        let mut read = std::pin::pin!(self.handler.read(request));
+        match read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(answer) => Some(answer.map(|r| blocking_read(r, &self.runtime))),
+            Poll::Pending => None,
+        }
     }
 
     fn write(&self, request: &Request) -> Result<tftp_blocking::WriteResponse, HandlerError> {

@@ -138,3 +138,74 @@ fn async_uploads_are_closed_before_their_completion_runs() {
     assert_eq!(uploads.lock().unwrap().len(), 1);
     stop();
 }
+
+/// Records the thread each read is answered on: `now` answers at its first poll, `later`
+/// after a timer of the runtime's, `spawned` after handing its bytes through a task it spawns.
+struct Where(Arc<Mutex<Vec<(String, String)>>>);
+
+impl Handler for Where {
+    async fn read(&self, request: &Request) -> Result<ReadResponse, HandlerError> {
+        match request.filename.as_str() {
+            "later" => tokio::time::sleep(Duration::from_millis(20)).await,
+            "spawned" => {
+                let task = tokio::spawn(async { b"from a task".to_vec() });
+                let bytes = task.await.map_err(|_| HandlerError::not_found())?;
+                return Ok(ReadResponse::from_bytes(bytes));
+            }
+            _ => {}
+        }
+        let thread = std::thread::current().name().unwrap_or("").to_string();
+        self.0
+            .lock()
+            .unwrap()
+            .push((request.filename.clone(), thread));
+        Ok(ReadResponse::from_bytes(
+            request.filename.clone().into_bytes(),
+        ))
+    }
+}
+
+fn answered_on(on_loops: bool) -> Vec<(String, String)> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let seen = Arc::default();
+    let handler =
+        OnLoops::new(Where(Arc::clone(&seen)), runtime.handle().clone()).reads_on_loops(on_loops);
+    let options = ServerOptions::new().listen("127.0.0.1:0".parse().unwrap());
+    let server = Server::bind(handler, options).unwrap().workers(1);
+    let addr = server.local_addrs().unwrap()[0];
+    let stop = server.shutdown_handle();
+    let serving = std::thread::Builder::new()
+        .name("the-loop".into())
+        .spawn(move || server.serve())
+        .unwrap();
+    for (file, expected) in [
+        ("now", &b"now"[..]),
+        ("later", b"later"),
+        ("spawned", b"from a task"),
+    ] {
+        let mut got = Vec::new();
+        Client::new()
+            .get(addr, file, Mode::Octet, Default::default(), &mut got)
+            .unwrap();
+        assert_eq!(got, expected, "{file}");
+    }
+    stop.shutdown();
+    serving.join().unwrap().unwrap();
+    seen.lock().unwrap().clone()
+}
+
+#[test]
+fn reads_ready_at_their_first_poll_are_answered_on_the_loop() {
+    let pair = |file: &str, thread: &str| (file.to_string(), thread.to_string());
+    // A read that waits (a timer) is asked again on the pool, from the start; one that spawns
+    // a task runs in the runtime's context on the loop too.
+    assert_eq!(
+        answered_on(true),
+        [pair("now", "the-loop"), pair("later", "tftp-io")]
+    );
+    // Off (the default): every read on the pool.
+    assert_eq!(
+        answered_on(false),
+        [pair("now", "tftp-io"), pair("later", "tftp-io")]
+    );
+}

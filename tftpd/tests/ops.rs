@@ -264,6 +264,44 @@ fn its_event_loops_show_in_the_thread_list_by_name() {
     }
 }
 
+#[test]
+fn a_burst_of_downloads_starts_no_io_thread() {
+    // Reads of local files are answered on the event loop (OnLoops::reads_on_loops): they
+    // went to the I/O pool, which a burst of requests grew to 3 threads and a watcher (7
+    // threads at 1,000 clients where 4 serve them now).
+    let root = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.path().join("boot.img"), &data).unwrap();
+    let (daemon, port) = support::tftpd(&["--root", root.path().to_str().unwrap()]);
+    let out = Command::new(support::loadgen())
+        .args(["--server", &format!("127.0.0.1:{port}")])
+        .args(["--file", "boot.img", "--clients", "200"])
+        .args(["--bind-from", "127.0.1.1-127.0.1.200", "--blksize", "1468"])
+        .arg("--verify")
+        .arg(root.path().join("boot.img"))
+        .args(["--deadline", "60"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        support::report_number::<u64>(&report, "failures"),
+        0,
+        "{report}"
+    );
+    // Pool threads stay 10 s after their last job: they would be here.
+    let names = thread_names(daemon.0.id());
+    assert!(
+        !names.iter().any(|n| n.starts_with("tftp-io")),
+        "pool threads after a burst of file downloads: {names:?}"
+    );
+    // Not found, and refused, on the loop too.
+    assert!(!curl(port, "missing").0);
+    assert!(!curl(port, "../etc/passwd").0);
+    assert_eq!(curl(port, "boot.img"), (true, data));
+    let names = thread_names(daemon.0.id());
+    assert!(!names.iter().any(|n| n.starts_with("tftp-io")), "{names:?}");
+}
+
 /// Resident kB of `pid`'s own code: its executable's `r-xp` mappings (`/proc/PID/smaps`).
 fn code_resident_kb(pid: u32) -> u64 {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();

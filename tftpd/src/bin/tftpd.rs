@@ -692,7 +692,9 @@ fn build(args: &Args, sockets: Vec<UdpSocket>) -> Result<Built<impl tftp_tokio::
         EngineArg::Auto => origin_url(args).is_none(),
     };
     let server = if epoll {
-        let handler = OnLoops::new(handler, tokio::runtime::Handle::current());
+        // Without an origin every read is local (files, templates): answered on the loops.
+        let handler = OnLoops::new(handler, tokio::runtime::Handle::current())
+            .reads_on_loops(origin_url(args).is_none());
         let server = tftp_blocking::Server::bind(handler, options).map_err(|e| e.to_string())?;
         Built::Epoll(server.workers(threads(args)))
     } else {
