@@ -12,8 +12,8 @@ use crate::data::{Data, OnComplete, Reader, Sink, Source, Writer};
 /// Decides what each request gets. One handler serves every session; [`read`](Handler::read)
 /// and [`write`](Handler::write) run on the server's I/O thread pool, never on an event loop
 /// thread, so they may block (open files, ask a database, fetch from an HTTP origin).
-/// [`read_on_loop`](Handler::read_on_loop) lets a handler answer the reads it can answer
-/// without waiting on the event loop itself, without a pool thread.
+/// With [`read_on_loop`](Handler::read_on_loop) a handler answers the reads that need no
+/// waiting on the event loop itself, without a pool thread.
 ///
 /// ```
 /// use tftp_blocking::{Handler, HandlerError, ReadResponse, Request};

@@ -45,7 +45,8 @@
 //!   every millisecond and whenever the peer is silent for 2 ms; a peer slower than that
 //!   sends the loop back to epoll for 16 to 1,024 turns (`tests/lone.rs`).
 //! - **I/O pool**: handler calls (but reads answered by [`Handler::read_on_loop`]), source
-//!   reads, sink writes and upload completions run on a pool of std threads, started on demand up to [`Server::io_threads`] and stopped after
+//!   reads, sink writes and upload completions run on a pool of std threads, started on
+//!   demand up to [`Server::io_threads`] and stopped after
 //!   10 s idle; each result goes back to its loop through a channel and an eventfd. The
 //!   first few threads (the CPU count, at least 2) start as soon as a call finds none free;
 //!   past them, one more starts when the oldest waiting call has waited 2 ms while calls
