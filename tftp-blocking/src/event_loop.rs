@@ -222,6 +222,14 @@ impl Peers {
         }
     }
 
+    /// `peer`'s session: its key, if it has one.
+    fn get(&self, peer: SocketAddr, peer_of: impl Fn(u64) -> Option<SocketAddr>) -> Option<u64> {
+        let found = self
+            .table
+            .find(self.hasher.hash(peer), |&k| peer_of(k) == Some(peer));
+        found.copied()
+    }
+
     /// Take `peer`'s session out of the table: its key, if it has one.
     fn take(
         &mut self,
@@ -365,6 +373,9 @@ pub(crate) struct Loop<'s, H> {
     timers: Wheel<Instant, u64>,
     /// The receive buffer of every socket of this loop.
     buf: Vec<u8>,
+    /// What [`Loop::read_queued`] reads into while `buf` holds the listener's datagram
+    /// (allocated the first time, rarely: a request from a client port with a transfer here).
+    aside: Vec<u8>,
     accepting: bool,
     killed: bool,
     next_stats: Option<Instant>,
@@ -429,6 +440,7 @@ impl<'s, H: Handler> Loop<'s, H> {
             hashes: Vec::new(),
             timers: Wheel::new(Instant::now()),
             buf: vec![0; 65_536],
+            aside: Vec::new(),
             accepting: true,
             killed: false,
             next_stats,
@@ -535,8 +547,12 @@ impl<'s, H: Handler> Loop<'s, H> {
                     k if k < FIRST_SESSION => {
                         queued |= self.on_listener(k as usize, batch.as_mut());
                     }
-                    k if k & CATCHER != 0 => self.on_readable(k & !CATCHER, true),
-                    k => self.on_readable(k, false),
+                    k if k & CATCHER != 0 => {
+                        self.on_readable(k & !CATCHER, true);
+                    }
+                    k => {
+                        self.on_readable(k, false);
+                    }
                 }
             }
             while let Ok(msg) = self.inbox.try_recv() {
@@ -773,10 +789,18 @@ impl<'s, H: Handler> Loop<'s, H> {
         route: Option<Option<u64>>,
         now: Instant,
     ) {
+        let peer = received.peer;
+        // A request from a client port whose transfer here has datagrams queued on its own
+        // socket (the final ACK its client sent just before this request): those first, so
+        // the transfer ends before the request is weighed, or the endpoint would drop it as a
+        // repeat of the request that transfer serves. The listener is read in a burst, so it
+        // can get ahead of a transfer socket's datagram that came before.
+        if !self.shared.core.config.single_port && IncomingRequest::is_request(datagram) {
+            self.read_queued(peer);
+        }
         let Some(listener) = self.listeners.get(index) else {
             return;
         };
-        let peer = received.peer;
         let route = route.unwrap_or_else(|| listener.routes.get(peer));
         // Single-port mode: what is not a request, from a client port with a session here,
         // is that session's (the admission would say so: its endpoint routes the same ports,
@@ -829,21 +853,48 @@ impl<'s, H: Handler> Loop<'s, H> {
         self.drain(key, now);
     }
 
-    /// Session `key`'s socket is readable, or its catcher's (`catcher`: a stranger wrote
-    /// to its port, which the session answers and counts as it would on one socket).
-    fn on_readable(&mut self, key: u64, catcher: bool) {
-        let Some(entry) = self.sessions.get_mut(key) else {
+    /// Handle what waits on the own socket of `peer`'s session on this loop, if it has one
+    /// (a few datagrams at most: a transfer's peer has little to say at once).
+    fn read_queued(&mut self, peer: SocketAddr) {
+        let sessions = &self.sessions;
+        let Some(key) = self.peers.get(peer, |k| peer_of(sessions, k)) else {
             return;
+        };
+        // The listener's datagram is in `buf`, taken out of the loop meanwhile (the requests
+        // read one at a time): these go into a buffer of their own.
+        let taken = self.buf.is_empty();
+        if taken {
+            if self.aside.is_empty() {
+                self.aside = vec![0; 65_536];
+            }
+            std::mem::swap(&mut self.buf, &mut self.aside);
+        }
+        for _ in 0..4 {
+            if !self.on_readable(key, false) {
+                break;
+            }
+        }
+        if taken {
+            std::mem::swap(&mut self.buf, &mut self.aside);
+        }
+    }
+
+    /// Session `key`'s socket is readable, or its catcher's (`catcher`: a stranger wrote
+    /// to its port, which the session answers and counts as it would on one socket). True
+    /// if a datagram was read.
+    fn on_readable(&mut self, key: u64, catcher: bool) -> bool {
+        let Some(entry) = self.sessions.get_mut(key) else {
+            return false;
         };
         let (Transport::Own(socket, caught), Some(running)) =
             (&entry.transport, &mut entry.running)
         else {
-            return;
+            return false;
         };
         let socket = match (catcher, caught) {
             (false, _) => socket,
             (true, Some(caught)) => caught.socket(),
-            (true, None) => return,
+            (true, None) => return false,
         };
         let len = running.session.max_datagram_len().min(self.buf.len());
         match recv(
@@ -855,10 +906,14 @@ impl<'s, H: Handler> Loop<'s, H> {
                 let now = Instant::now();
                 running.session.handle_datagram(now, from, &self.buf[..n]);
                 self.drain(key, now);
+                true
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
             // ICMP errors surface here; they are not the peer's words.
-            Err(e) => tracing::debug!(error = %e, "recv failed"),
+            Err(e) => {
+                tracing::debug!(error = %e, "recv failed");
+                false
+            }
         }
     }
 

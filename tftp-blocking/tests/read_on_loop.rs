@@ -46,7 +46,9 @@ impl Handler for Split {
 }
 
 fn serve(handler: impl Handler) -> (std::net::SocketAddr, ShutdownHandle, thread::JoinHandle<()>) {
-    let options = ServerOptions::new().listen("127.0.0.1:0".parse().unwrap());
+    let mut options = ServerOptions::new().listen("127.0.0.1:0".parse().unwrap());
+    // One client port asks many times in a row.
+    options.config.admission.rate_per_client = None;
     let server = Server::bind(handler, options).unwrap().workers(1);
     let addr = server.local_addrs().unwrap()[0];
     let stop = server.shutdown_handle();
@@ -99,6 +101,34 @@ fn a_panic_on_the_loop_fails_its_request_and_the_loop_serves_on() {
     }
     assert_eq!(get(addr, "quick").unwrap(), b"answered on the loop");
     assert_eq!(get(addr, "slow").unwrap(), b"slow");
+    stop.shutdown();
+    serving.join().unwrap();
+}
+
+#[test]
+fn the_same_request_again_right_after_its_transfer_is_a_new_one() {
+    // A client that fetches a file again from the same port as soon as the last ACK is out:
+    // the request reaches the listener with that ACK still unread on the transfer's socket.
+    // Read first, it ended that transfer; read after, the request looked like a repeat of the
+    // one the transfer serves and was dropped (answered only by the client's retransmission,
+    // a second later). Answers on the loop come quickly enough for the race to happen.
+    let (addr, stop, serving) = serve(Split(Calls::default()));
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_millis(900)))
+        .unwrap();
+    let mut buf = [0u8; 600];
+    for i in 0..200 {
+        s.send_to(b"\x00\x01quick\x00octet\x00", addr).unwrap();
+        let Ok((n, tid)) = s.recv_from(&mut buf) else {
+            panic!("request {i}: not answered");
+        };
+        assert_eq!(
+            &buf[..n],
+            b"\x00\x03\x00\x01answered on the loop",
+            "request {i}"
+        );
+        s.send_to(b"\x00\x04\x00\x01", tid).unwrap();
+    }
     stop.shutdown();
     serving.join().unwrap();
 }
